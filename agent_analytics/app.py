@@ -1,0 +1,47 @@
+"""The application factory: configuration, the database pool, the service's own Prometheus
+registry, and one blueprint per area. `role` picks the areas one listener serves."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from agent_analytics import db
+from agent_analytics.config import Config
+
+log = logging.getLogger(__name__)
+
+ROLES = ("all", "ingest", "query")
+
+
+def create_app(config: Config | None = None, role: str = "all",
+               registry: CollectorRegistry | None = None) -> Flask:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    config = config or Config.from_env()
+    app = Flask(f"agent_analytics_{role}")
+    app.config["AA"] = config
+    app.config["MAX_CONTENT_LENGTH"] = None  # the receiver enforces its own limit, after decompression
+    app.extensions["aa_registry"] = registry if registry is not None else CollectorRegistry()
+    db.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness and database reachability; the only endpoint without a token."""
+        try:
+            with db.get_db().connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return jsonify(status="ok", database="ok")
+        except Exception as exc:  # any failure means "not ready"
+            log.warning("health check: database unreachable: %s", type(exc).__name__)
+            return jsonify(status="degraded", database="unreachable"), 503
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        return Response(generate_latest(app.extensions["aa_registry"]), mimetype=CONTENT_TYPE_LATEST)
+
+    from agent_analytics import blueprints
+
+    blueprints.register(app, role)
+    return app

@@ -1,0 +1,67 @@
+"""Bearer tokens: ingest tokens and query tokens are separate sets; a query token may also carry
+the llm-analytics permission. Comparisons run in constant time and tokens are never logged."""
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+from typing import Iterable
+
+from flask import current_app, request
+
+
+class Permission(str, Enum):
+    INGEST = "ingest"        # send telemetry, edit the directory
+    QUERY = "query"          # MCP Usage and Security
+    LLM_ANALYTICS = "llm"    # LLM Usage and sessions (implies QUERY)
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _matches(token: str, allowed: Iterable[str]) -> bool:
+    # Compare against every configured token, without stopping early, in constant time each.
+    found = False
+    for candidate in allowed:
+        if hmac.compare_digest(token.encode(), candidate.encode()):
+            found = True
+    return found
+
+
+def bearer_token() -> str | None:
+    """The token from `Authorization: Bearer <token>` (Grafana's custom header sends the same)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def permissions_for(token: str | None) -> set[Permission]:
+    cfg = current_app.config["AA"]
+    if token is None:
+        return set(Permission) if cfg.allow_no_auth else set()
+    granted: set[Permission] = set()
+    if _matches(token, cfg.ingest_tokens):
+        granted.add(Permission.INGEST)
+    if _matches(token, cfg.llm_query_tokens):
+        granted |= {Permission.QUERY, Permission.LLM_ANALYTICS}
+    elif _matches(token, cfg.query_tokens):
+        granted.add(Permission.QUERY)
+    return granted
+
+
+def require(permission: Permission) -> set[Permission]:
+    """Raise AuthError (401 without a valid token, 403 without the permission); else the grants."""
+    token = bearer_token()
+    granted = permissions_for(token)
+    if not granted:
+        raise AuthError(401, "missing or invalid bearer token")
+    if permission not in granted:
+        if permission is Permission.LLM_ANALYTICS:
+            raise AuthError(403, "this token lacks the llm-analytics permission needed for LLM Usage and sessions")
+        raise AuthError(403, f"this token does not grant '{permission.value}' access")
+    return granted

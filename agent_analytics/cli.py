@@ -1,0 +1,113 @@
+"""`agent-analytics`: one console script, a subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from agent_analytics.config import Config, ConfigError
+
+
+def _config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        sys.exit(f"configuration error: {exc}")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from agent_analytics.sql.migrate import MigrationError, migrate
+
+    cfg = _config()
+    if not cfg.database_url:
+        sys.exit("DATABASE_URL is not set (agent-analytics up migrates its embedded database itself)")
+    try:
+        report = migrate(cfg.database_url, cfg.timescaledb, cfg.retention_days, cfg.compress_after_days)
+    except MigrationError as exc:
+        sys.exit(f"migration refused: {exc}")
+    print(report.summary())
+    return 0
+
+
+def _serve(cfg: Config, roles: tuple[str, ...]) -> int:
+    from agent_analytics.server import Service
+
+    service = Service(cfg, roles=roles)
+    service.start()
+    if "ingest" in roles:
+        print(f"OTLP/HTTP receiver on http://{cfg.host}:{cfg.ingest_port}/v1/{{logs,metrics,traces}}")
+    if "query" in roles:
+        print(f"data source on http://{cfg.host}:{cfg.query_port}/ (Grafana JSON: /grafana, JSON API: /api/v1)")
+    if not (cfg.ingest_tokens or cfg.query_tokens or cfg.llm_query_tokens) and not cfg.allow_no_auth:
+        print("warning: no tokens configured (AA_INGEST_TOKENS, AA_QUERY_TOKENS, AA_LLM_QUERY_TOKENS): "
+              "every request will be refused; set AA_ALLOW_NO_AUTH=1 for local development")
+    print("press Ctrl-C to stop", flush=True)
+    service.wait()
+    print("stopped")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Migrate and serve; with no DATABASE_URL, on an embedded PostgreSQL started here."""
+    from agent_analytics.cluster import ClusterError
+    from agent_analytics.server import start_embedded_database
+    from agent_analytics.sql.migrate import MigrationError, migrate
+
+    cfg = _config()
+    cluster = None
+    try:
+        if not cfg.database_url:
+            cluster, url = start_embedded_database(cfg)
+            cfg = cfg.replace(database_url=url)
+        report = migrate(cfg.database_url, cfg.timescaledb, cfg.retention_days, cfg.compress_after_days)
+        print(report.summary(), flush=True)
+        return _serve(cfg, ("ingest", "query"))
+    except (ClusterError, MigrationError) as exc:
+        sys.exit(str(exc))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+            print("embedded PostgreSQL stopped")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config()
+    if not cfg.database_url:
+        sys.exit("DATABASE_URL is not set (use `agent-analytics up` for an embedded database)")
+    roles = ("ingest", "query") if args.role == "all" else (args.role,)
+    return _serve(cfg, roles)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from agent_analytics.config import settings_table
+
+    print(settings_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-analytics", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="migrate and serve (embedded PostgreSQL when DATABASE_URL is unset)")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("migrate", help="apply the schema to DATABASE_URL (idempotent)")
+    p.set_defaults(func=cmd_migrate)
+    p = sub.add_parser("serve", help="serve ingest and/or queries against DATABASE_URL")
+    p.add_argument("--role", choices=("all", "ingest", "query"), default="all")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("config", help="print the configuration table (settings and defaults)")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

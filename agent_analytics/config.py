@@ -1,0 +1,158 @@
+"""Configuration from the environment: one frozen object, each setting with a documented default.
+
+The README's configuration table is generated from SETTINGS, so the two cannot drift.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _default_data_dir() -> str:
+    if os.geteuid() == 0:
+        # As root the cluster runs as an unprivileged user, who cannot reach /root.
+        return "/var/lib/agent-analytics"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return os.path.join(base, "agent-analytics")
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"not a boolean: {raw!r}")
+
+
+def _choice(*allowed: str):
+    def parse(raw: str) -> str:
+        v = raw.strip().lower()
+        if v not in allowed:
+            raise ConfigError(f"{raw!r} is not one of {', '.join(allowed)}")
+        return v
+
+    return parse
+
+
+def _positive_int(raw: str) -> int:
+    v = int(raw)
+    if v < 0:
+        raise ConfigError(f"must be >= 0, got {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    attr: str
+    default: Any
+    parse: Any
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", "database_url", "", str,
+            "PostgreSQL connection URL. Empty: `agent-analytics up` starts an embedded cluster in AA_DATA_DIR."),
+    Setting("AA_DATA_DIR", "data_dir", None, str,
+            "Where the embedded PostgreSQL keeps its data (default `~/.local/share/agent-analytics`; `/var/lib/agent-analytics` as root)."),
+    Setting("AA_EMBEDDED_PG_PORT", "embedded_pg_port", 54329, int, "TCP port of the embedded PostgreSQL (loopback only)."),
+    Setting("AA_HOST", "host", "127.0.0.1", str, "Address the HTTP listeners bind to (`0.0.0.0` in containers)."),
+    Setting("AA_INGEST_PORT", "ingest_port", 4318, int, "OTLP/HTTP receiver and directory API port."),
+    Setting("AA_QUERY_PORT", "query_port", 8080, int, "Data source (Grafana JSON protocol and JSON API) port."),
+    Setting("AA_INGEST_TOKENS", "ingest_tokens", (), _tokens,
+            "Comma-separated bearer tokens accepted by the receiver and the directory API."),
+    Setting("AA_QUERY_TOKENS", "query_tokens", (), _tokens,
+            "Comma-separated bearer tokens for queries without the llm-analytics permission."),
+    Setting("AA_LLM_QUERY_TOKENS", "llm_query_tokens", (), _tokens,
+            "Comma-separated query tokens that also carry the llm-analytics permission (LLM Usage, sessions)."),
+    Setting("AA_ALLOW_NO_AUTH", "allow_no_auth", False, _bool,
+            "Local development only: accept requests without a token (every permission granted)."),
+    Setting("AA_MAX_BODY_BYTES", "max_body_bytes", 16 * 1024 * 1024, _positive_int,
+            "Largest OTLP body accepted, after decompression (413 beyond)."),
+    Setting("AA_COST_SOURCE", "cost_source", "estimated", _choice("estimated", "reported"),
+            "Which cost the dashboards show: list-price `estimated` or the agent's own `reported` figure."),
+    Setting("AA_RETENTION_DAYS", "retention_days", 395, _positive_int,
+            "Raw facts older than this are dropped (0 keeps them forever). Aggregates are kept."),
+    Setting("AA_COMPRESS_AFTER_DAYS", "compress_after_days", 7, _positive_int,
+            "TimescaleDB only: compress raw chunks older than this (0 disables compression)."),
+    Setting("AA_TIMESCALEDB", "timescaledb", "auto", _choice("auto", "on", "off"),
+            "`auto` uses TimescaleDB when the server has it; `on` requires it; `off` uses plain PostgreSQL."),
+    Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _positive_int, "Connections per process in the database pool."),
+    Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _positive_int,
+            "Seconds a request waits for the database (connection or statement) before a retryable error."),
+    Setting("AA_SETUP_GUIDE_URL", "setup_guide_url",
+            "https://github.com/agent-analytics/agent-analytics/blob/main/docs/opentelemetry.md", str,
+            "Where the LLM Usage empty state links to."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = ""
+    data_dir: str = field(default_factory=_default_data_dir)
+    embedded_pg_port: int = 54329
+    host: str = "127.0.0.1"
+    ingest_port: int = 4318
+    query_port: int = 8080
+    ingest_tokens: tuple[str, ...] = ()
+    query_tokens: tuple[str, ...] = ()
+    llm_query_tokens: tuple[str, ...] = ()
+    allow_no_auth: bool = False
+    max_body_bytes: int = 16 * 1024 * 1024
+    cost_source: str = "estimated"
+    retention_days: int = 395
+    compress_after_days: int = 7
+    timescaledb: str = "auto"
+    db_pool_size: int = 8
+    db_timeout_s: int = 10
+    setup_guide_url: str = SETTINGS[-1].default
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = env.get(s.env)
+            if raw is None:
+                continue
+            try:
+                values[s.attr] = s.parse(raw)
+            except (ValueError, ConfigError) as exc:
+                raise ConfigError(f"{s.env}: {exc}") from None
+        values.update(overrides)
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {sorted(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Config":
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return Config(**data)
+
+
+def settings_table() -> str:
+    """The Markdown configuration table for the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = s.default
+        if isinstance(default, tuple):
+            default = ", ".join(default) or "(none)"
+        elif default is None:
+            default = "see meaning"
+        elif default == "":
+            default = "(empty)"
+        rows.append(f"| `{s.env}` | `{default}` | {s.doc} |")
+    return "\n".join(rows)

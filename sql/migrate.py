@@ -1,0 +1,217 @@
+"""Apply the schema: numbered immutable migrations, then idempotent objects for the backend.
+
+- `migrations/NNNN_name.sql`: applied once each, in order, inside a transaction, recorded with
+  a checksum in `schema_migrations`; an applied file that changed is refused.
+- `aggregates/*.sql`: one SELECT per hourly aggregate, the single definition for both backends:
+  a continuous aggregate with real-time aggregation on TimescaleDB, a plain view elsewhere.
+- `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
+
+The whole run holds an advisory lock, so two processes starting at once migrate once.
+TimescaleDB refuses to create a continuous aggregate WITH DATA, or to refresh one, inside a
+transaction: they are created WITH NO DATA and refreshed afterwards in autocommit mode.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Iterable
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+# Arbitrary but fixed: every agent-analytics process contends for the same lock.
+MIGRATION_LOCK_ID = 0x4A61A17C5
+AGGREGATES = ("tool_calls_hourly", "llm_usage_hourly", "llm_sessions_hourly", "session_metrics_hourly")
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """The schema cannot be brought up to date safely."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass
+class MigrateReport:
+    backend: str
+    applied: list[str] = field(default_factory=list)
+    created_aggregates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.created_aggregates)
+
+    def summary(self) -> str:
+        lines = [f"backend: {self.backend}"]
+        lines.append("migrations applied: " + (", ".join(self.applied) if self.applied else "none (up to date)"))
+        if self.created_aggregates:
+            lines.append("aggregates created: " + ", ".join(self.created_aggregates))
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def _files(folder: str) -> list[tuple[str, str]]:
+    root = resources.files("agent_analytics.sql").joinpath(folder)
+    return sorted((p.name, p.read_text()) for p in root.iterdir() if p.name.endswith(".sql"))
+
+
+def load_migrations() -> list[Migration]:
+    """The numbered migrations in order; duplicate or malformed numbers are refused."""
+    found: dict[int, Migration] = {}
+    for name, text in _files("migrations"):
+        m = _MIGRATION_NAME.match(name)
+        if not m:
+            raise MigrationError(f"migration file name {name!r} is not NNNN_name.sql")
+        version = int(m.group(1))
+        if version in found:
+            raise MigrationError(f"two migrations share number {version:04d}: {found[version].name}, {name}")
+        found[version] = Migration(version, name, text)
+    return [found[v] for v in sorted(found)]
+
+
+def aggregate_definitions() -> dict[str, str]:
+    return {name[:-4]: text for name, text in _files("aggregates")}
+
+
+def _timescaledb_loadable(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " current_setting('shared_preload_libraries')"
+    ).fetchone()
+    return bool(row[0]) and "timescaledb" in (row[1] or "")
+
+
+def _choose_backend(conn: psycopg.Connection, wanted: str, report: MigrateReport) -> str:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_meta (key text PRIMARY KEY, value text NOT NULL)")
+    row = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()
+    recorded = row[0] if row else None
+    loadable = _timescaledb_loadable(conn)
+    if recorded == "timescaledb":
+        if not loadable:
+            raise MigrationError("this database was created on TimescaleDB, but the server cannot load it "
+                                 "(is timescaledb in shared_preload_libraries?)")
+        return recorded
+    if recorded == "plain":
+        if wanted == "on":
+            raise MigrationError("AA_TIMESCALEDB=on, but this database was created on plain PostgreSQL; "
+                                 "converting it needs a dump and restore into a fresh TimescaleDB database")
+        if loadable and wanted == "auto":
+            report.notes.append("note: TimescaleDB is available, but this database was created on plain "
+                                "PostgreSQL and stays so")
+        return recorded
+    if wanted == "on" and not loadable:
+        raise MigrationError("AA_TIMESCALEDB=on, but the server has no loadable TimescaleDB extension")
+    backend = "timescaledb" if loadable and wanted != "off" else "plain"
+    if backend == "timescaledb":
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    conn.execute("INSERT INTO schema_meta (key, value) VALUES ('backend', %s)", (backend,))
+    return backend
+
+
+def _apply_migrations(conn: psycopg.Connection, report: MigrateReport) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied = {v: (n, c) for v, n, c in conn.execute("SELECT version, name, checksum FROM schema_migrations")}
+    for mig in load_migrations():
+        if mig.version in applied:
+            name, checksum = applied[mig.version]
+            if checksum != mig.checksum:
+                raise MigrationError(f"migration {mig.name} was changed after it was applied (as {name}); "
+                                     "migrations are immutable: add a new one instead")
+            continue
+        with conn.transaction():
+            conn.execute(mig.sql)
+            conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                         (mig.version, mig.name, mig.checksum))
+        report.applied.append(mig.name)
+
+
+def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: int, compress_after_days: int,
+                      report: MigrateReport) -> None:
+    for _, text in _files(backend):
+        with conn.transaction():
+            conn.execute(text)
+    for name, select in aggregate_definitions().items():
+        ident = sql.Identifier(name)
+        body = sql.SQL(select)  # our own files, never user input
+        if backend == "timescaledb":
+            if _relation_exists(conn, name):
+                continue
+            conn.execute(sql.SQL(
+                "CREATE MATERIALIZED VIEW {} WITH (timescaledb.continuous, timescaledb.materialized_only = false)"
+                " AS {} WITH NO DATA").format(ident, body))
+            report.created_aggregates.append(name)
+        else:
+            existed = _relation_exists(conn, name)
+            conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(ident, body))
+            if not existed:
+                report.created_aggregates.append(name)
+    if backend == "timescaledb":
+        conn.execute("SELECT aa_apply_policies(%s, %s)", (retention_days, compress_after_days))
+
+
+def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGATES) -> None:
+    """Materialise the continuous aggregates now (a no-op on plain PostgreSQL, where they are views).
+
+    Needs an autocommit connection: TimescaleDB refuses to refresh inside a transaction.
+    """
+    if backend_of(conn) != "timescaledb":
+        return
+    for name in names:
+        for attempt in range(50):
+            try:
+                conn.execute("CALL refresh_continuous_aggregate(%s::regclass, NULL, NULL)", (name,))
+                break
+            except psycopg.errors.LockNotAvailable:
+                # The refresh policy's job is refreshing the same aggregate: wait for it.
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
+
+
+def backend_of(conn: psycopg.Connection) -> str | None:
+    if not _relation_exists(conn, "schema_meta"):
+        return None
+    row = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()
+    return row[0] if row else None
+
+
+def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 395,
+            compress_after_days: int = 7) -> MigrateReport:
+    """Bring the database at `database_url` up to date; safe to run concurrently and repeatedly."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            report = MigrateReport(backend="")
+            report.backend = _choose_backend(conn, timescaledb, report)
+            _apply_migrations(conn, report)
+            _apply_idempotent(conn, report.backend, retention_days, compress_after_days, report)
+            if report.created_aggregates:
+                refresh_aggregates(conn, report.created_aggregates)
+            return report
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))

@@ -1,0 +1,22 @@
+-- Plain PostgreSQL has no background jobs: the service calls this periodically.
+-- The aggregates are views over the raw rows here, so retention shortens them too.
+CREATE OR REPLACE FUNCTION aa_apply_retention(retention_days integer)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cutoff  timestamptz;
+    total   bigint := 0;
+    n       bigint;
+BEGIN
+    IF retention_days IS NULL OR retention_days <= 0 THEN
+        RETURN 0;
+    END IF;
+    cutoff := now() - make_interval(days => retention_days);
+    DELETE FROM tool_calls WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    DELETE FROM llm_requests WHERE time < cutoff;   GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    DELETE FROM llm_errors WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    DELETE FROM metric_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    RETURN total;
+END
+$$;

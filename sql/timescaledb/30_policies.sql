@@ -1,0 +1,33 @@
+-- Refresh, compression and retention policies, re-applied with the current settings on every
+-- migrate. Refresh windows start at NULL (all time) so that late data anywhere is picked up:
+-- a refresh only rematerialises invalidated buckets, so this stays cheap.
+CREATE OR REPLACE FUNCTION aa_apply_policies(retention_days integer, compress_after_days integer)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    agg text;
+    raw text;
+BEGIN
+    FOREACH agg IN ARRAY ARRAY['tool_calls_hourly', 'llm_usage_hourly', 'llm_sessions_hourly', 'session_metrics_hourly'] LOOP
+        PERFORM remove_continuous_aggregate_policy(agg::regclass, if_exists => TRUE);
+        PERFORM add_continuous_aggregate_policy(agg::regclass,
+            start_offset => NULL, end_offset => INTERVAL '1 hour',
+            schedule_interval => INTERVAL '1 minute');
+    END LOOP;
+
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points'] LOOP
+        PERFORM remove_retention_policy(raw::regclass, if_exists => TRUE);
+        IF retention_days > 0 THEN
+            PERFORM add_retention_policy(raw::regclass, drop_after => make_interval(days => retention_days));
+        END IF;
+
+        PERFORM remove_compression_policy(raw::regclass, if_exists => TRUE);
+        IF compress_after_days > 0 THEN
+            EXECUTE format('ALTER TABLE %I SET (timescaledb.compress, timescaledb.compress_orderby = %L)',
+                           raw, 'time DESC');
+            PERFORM add_compression_policy(raw::regclass, compress_after => make_interval(days => compress_after_days));
+        END IF;
+    END LOOP;
+END
+$$;
