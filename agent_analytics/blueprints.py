@@ -1,11 +1,19 @@
-"""Which blueprints each listener serves: ingest on the OTLP port, queries on the query port."""
+"""Which blueprints each listener serves: ingest on the OTLP port, queries on the query port.
+Each area module exposes `register(app)`; listed here by role."""
 from __future__ import annotations
+
+import importlib
 
 from flask import Flask
 
+AREAS: dict[str, list[str]] = {
+    "ingest": [],  # the OTLP receiver and the directory API (agent_analytics.ingest...)
+    "query": [],   # the Grafana JSON protocol and the JSON API (agent_analytics.datasource...)
+}
+
 
 def register(app: Flask, role: str) -> None:
-    if role in ("all", "ingest"):
-        pass  # the OTLP receiver and directory API register here (ingest/)
-    if role in ("all", "query"):
-        pass  # the Grafana JSON protocol and the JSON API register here (datasource/)
+    for area_role, modules in AREAS.items():
+        if role in ("all", area_role):
+            for name in modules:
+                importlib.import_module(name).register(app)

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from agent_analytics.config import Config, ConfigError
+
+# Each area adds its subcommands through a `register_commands(subparsers)` function, so this
+# file stays the same size as areas grow. Each module must import its heavy parts lazily.
+COMMAND_MODULES: list[str] = [
+]
 
 
 def _config() -> Config:
@@ -99,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("config", help="print the configuration table (settings and defaults)")
     p.set_defaults(func=cmd_config)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register_commands(sub)
     return parser
 
 
