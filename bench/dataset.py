@@ -1,0 +1,176 @@
+"""A large, reproducible dataset for the benchmarks, written straight into the raw tables
+with COPY (the practical ingest limit), then the aggregates refreshed.
+
+    python -m bench.dataset --database-url URL --tool-calls 10000000 --llm-requests 5000000 --days 90
+
+Same seed, same rows. The directory (users, groups, agents and tags, instances, MCP servers,
+tools and tags, policies) is created to match, so every filter has something to select.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing as mp
+import random
+import time
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+N_USERS, N_GROUPS, N_INSTANCES, N_MCPS, TOOLS_PER_MCP, N_POLICIES = 200, 10, 400, 20, 8, 12
+AGENTS = [("claude-code", "Claude Code", ["coding"]), ("codex", "Codex", ["coding", "openai"]),
+          ("support-bot", "Support bot", ["production"])]
+MODELS = [("anthropic", "claude-sonnet-4-5", 3e-6, 15e-6), ("anthropic", "claude-haiku-4-5", 1e-6, 5e-6),
+          ("anthropic", "claude-opus-4-1", 15e-6, 75e-6), ("openai", "gpt-5", 1.25e-6, 10e-6),
+          ("openai", "gpt-5-mini", 0.25e-6, 2e-6), ("openai", "unknown-model", None, None)]
+CHUNK = 100_000
+
+
+def users() -> list[str]:
+    return [f"user{i:03d}@example.com" for i in range(N_USERS)]
+
+
+def directory(conn: psycopg.Connection, seed: int) -> None:
+    rng = random.Random(seed)
+    us = users()
+    with conn.transaction():
+        conn.cursor().executemany("INSERT INTO users (id, email, display_name) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                  [(u, u, u.split("@")[0].title()) for u in us])
+        conn.cursor().executemany("INSERT INTO groups (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                  [(f"team-{g}", f"Team {g}") for g in range(N_GROUPS)])
+        conn.cursor().executemany("INSERT INTO group_members VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                  [(f"team-{i % N_GROUPS}", u) for i, u in enumerate(us)])
+        for aid, name, tags in AGENTS:
+            conn.execute("INSERT INTO agents (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (aid, name))
+            for t in tags:
+                conn.execute("INSERT INTO agent_tags VALUES (%s, %s) ON CONFLICT DO NOTHING", (aid, t))
+        conn.cursor().executemany(
+            "INSERT INTO agent_instances (id, agent_id, user_id, name) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(f"inst-{i:04d}", AGENTS[i % len(AGENTS)][0], us[i % N_USERS], f"laptop-{i}") for i in range(N_INSTANCES)])
+        for m in range(N_MCPS):
+            conn.execute("INSERT INTO mcp_servers (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (f"mcp-{m:02d}", f"MCP {m}"))
+            conn.execute("INSERT INTO mcp_server_tags VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (f"mcp-{m:02d}", rng.choice(["internal", "external", "prod-data"])))
+            for t in range(TOOLS_PER_MCP):
+                conn.execute("INSERT INTO tools (mcp_server_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                             (f"mcp-{m:02d}", f"tool_{t}"))
+                if t % 3 == 0:
+                    conn.execute("INSERT INTO tool_tags VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                 (f"mcp-{m:02d}", f"tool_{t}", "writes"))
+        conn.cursor().executemany("INSERT INTO policies (id, name, description) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                  [(f"pol-{p}", f"Policy {p}", f"Blocks category {p}") for p in range(N_POLICIES)])
+
+
+def _when(rng: random.Random, start: float, span: float) -> str:
+    # Diurnal shape: office hours are busier.
+    while True:
+        t = start + rng.random() * span
+        hour = int(t // 3600) % 24
+        if rng.random() < (1.0 if 8 <= hour <= 18 else 0.35):
+            return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+
+def _tool_call_rows(args) -> int:
+    url, seed, part, count, start, span = args
+    rng = random.Random(seed * 1000 + part)
+    us = users()
+    n = 0
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY tool_calls (time, source_key, source, user_id, agent_id, agent_instance_id,"
+                      " mcp_server_id, tool_name, outcome, duration_ms, policy_id, policy_name,"
+                      " policy_description) FROM STDIN") as cp:
+            for i in range(count):
+                inst = rng.randrange(N_INSTANCES)
+                r = rng.random()
+                outcome = "ok" if r < 0.85 else "error" if r < 0.95 else "blocked"
+                pol = rng.randrange(N_POLICIES) if outcome == "blocked" else None
+                key = hashlib.sha256(f"{seed}:{part}:tc:{i}".encode()).hexdigest()
+                cp.write("\t".join((
+                    _when(rng, start, span), "\\\\x" + key, "gateway", us[inst % N_USERS],
+                    AGENTS[inst % len(AGENTS)][0], f"inst-{inst:04d}", f"mcp-{rng.randrange(N_MCPS):02d}",
+                    f"tool_{min(int(rng.expovariate(0.5)), TOOLS_PER_MCP - 1)}", outcome,
+                    "\\N" if outcome == "blocked" else f"{rng.expovariate(1 / 250):.3f}",
+                    "\\N" if pol is None else f"pol-{pol}", "\\N" if pol is None else f"Policy {pol}",
+                    "\\N" if pol is None else f"Blocks category {pol}")) + "\n")
+                n += 1
+        conn.commit()
+    return n
+
+
+def _llm_rows(args) -> int:
+    url, seed, part, count, start, span = args
+    rng = random.Random(seed * 2000 + part)
+    us = users()
+    n = 0
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY llm_requests (time, source_key, source, session_id, user_id, agent_id, provider, model,"
+                      " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_cost_usd,"
+                      " estimated_cost_usd, cost_basis, latency_ms) FROM STDIN") as cp:
+            while n < count:
+                # A session: one user, one agent, 5-40 requests within a couple of hours.
+                u = rng.randrange(N_USERS)
+                provider, model, pin, pout = MODELS[rng.randrange(len(MODELS))]
+                agent = "codex" if provider == "openai" else "claude-code"
+                session = f"sess-{seed}-{part}-{n}"
+                t0 = start + rng.random() * (span - 7200)
+                for _ in range(min(rng.randint(5, 40), count - n)):
+                    t0 += rng.expovariate(1 / 120)
+                    inp, out = rng.randint(10, 5000), rng.randint(10, 3000)
+                    cr, cw = rng.randint(0, 60000), rng.randint(0, 4000)
+                    if pin is None:
+                        est, basis = "\\N", "unpriced"
+                    else:
+                        est, basis = f"{(inp + cw) * pin + cr * pin / 10 + out * pout:.12f}", "list-price"
+                    key = hashlib.sha256(f"{seed}:{part}:llm:{n}".encode()).hexdigest()
+                    cp.write("\t".join((
+                        datetime.fromtimestamp(t0, timezone.utc).isoformat(), "\\\\x" + key,
+                        agent.replace("-", "_"), session, us[u], agent, provider, model, str(inp), str(out),
+                        str(cr), str(cw), est if agent == "claude-code" else "\\N", est, basis,
+                        f"{rng.uniform(300, 20000):.1f}")) + "\n")
+                    n += 1
+        conn.commit()
+    return n
+
+
+def generate(url: str, tool_calls: int, llm_requests: int, days: int, seed: int = 42,
+             workers: int = 2, end: datetime | None = None) -> dict[str, float]:
+    end = end or datetime.now(timezone.utc)
+    start = (end - timedelta(days=days)).timestamp()
+    span = days * 86400.0
+    with psycopg.connect(url, autocommit=True) as conn:
+        directory(conn, seed)
+    timings: dict[str, float] = {}
+    jobs = [(_tool_call_rows, tool_calls, "tool_calls"), (_llm_rows, llm_requests, "llm_requests")]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for fn, total, name in jobs:
+            t = time.perf_counter()
+            parts = [(url, seed, p, min(CHUNK * 10, total - p * CHUNK * 10), start, span)
+                     for p in range((total + CHUNK * 10 - 1) // (CHUNK * 10))]
+            done = sum(pool.map(fn, parts))
+            timings[f"{name}_rows"] = done
+            timings[f"{name}_copy_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    from agent_analytics.sql.migrate import refresh_aggregates
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        refresh_aggregates(conn)
+        conn.execute("ANALYZE")
+    timings["refresh_s"] = time.perf_counter() - t
+    return timings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database-url", required=True)
+    ap.add_argument("--tool-calls", type=int, default=10_000_000)
+    ap.add_argument("--llm-requests", type=int, default=5_000_000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--seed", type=int, default=42)
+    a = ap.parse_args()
+    for k, v in generate(a.database_url, a.tool_calls, a.llm_requests, a.days, a.seed).items():
+        print(f"{k}: {v:,.1f}" if isinstance(v, float) else f"{k}: {v:,}")
+
+
+if __name__ == "__main__":
+    main()
