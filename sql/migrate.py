@@ -124,7 +124,7 @@ def _choose_backend(conn: psycopg.Connection, wanted: str, report: MigrateReport
     return backend
 
 
-def _apply_migrations(conn: psycopg.Connection, report: MigrateReport) -> None:
+def _apply_migrations(conn: psycopg.Connection, report: MigrateReport, upto: int | None = None) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
@@ -132,6 +132,8 @@ def _apply_migrations(conn: psycopg.Connection, report: MigrateReport) -> None:
     )
     applied = {v: (n, c) for v, n, c in conn.execute("SELECT version, name, checksum FROM schema_migrations")}
     for mig in load_migrations():
+        if upto is not None and mig.version > upto:
+            break
         if mig.version in applied:
             name, checksum = applied[mig.version]
             if checksum != mig.checksum:
@@ -200,15 +202,19 @@ def backend_of(conn: psycopg.Connection) -> str | None:
 
 
 def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 395,
-            compress_after_days: int = 7) -> MigrateReport:
-    """Bring the database at `database_url` up to date; safe to run concurrently and repeatedly."""
+            compress_after_days: int = 7, upto: int | None = None) -> MigrateReport:
+    """Bring the database at `database_url` up to date; safe to run concurrently and repeatedly.
+
+    `upto` stops after that migration number and skips the idempotent objects (upgrade tests)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
         try:
             report = MigrateReport(backend="")
             report.backend = _choose_backend(conn, timescaledb, report)
-            _apply_migrations(conn, report)
+            _apply_migrations(conn, report, upto)
+            if upto is not None:
+                return report
             _apply_idempotent(conn, report.backend, retention_days, compress_after_days, report)
             if report.created_aggregates:
                 refresh_aggregates(conn, report.created_aggregates)

@@ -3,18 +3,15 @@ aggregates with real-time aggregation on TimescaleDB and views on plain PostgreS
 same numbers on both."""
 from __future__ import annotations
 
-import hashlib
-import random
 import threading
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import psycopg
 import pytest
 
-from agent_analytics.sql.migrate import AGGREGATES, MigrationError, load_migrations, migrate, refresh_aggregates
+from agent_analytics.sql.migrate import AGGREGATES, MigrationError, load_migrations, migrate
 
 from .conftest import NO_TSDB, TIMESCALEDB
+from .rawdata import load_raw_rows as _load, raw_rows as _raw_rows
 
 
 def _catalog(url: str) -> list[tuple]:
@@ -100,52 +97,6 @@ def test_backend_is_kept_once_chosen(fresh_database):
         assert any("stays so" in n for n in report.notes)
         with pytest.raises(MigrationError):
             migrate(fresh_database, timescaledb="on")
-
-
-def _raw_rows(seed: int = 7):
-    """A few hundred facts over three days, spread across every grouping column."""
-    rng = random.Random(seed)
-    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    tool_calls, llm, points = [], [], []
-    for i in range(400):
-        t = t0 + timedelta(seconds=rng.randrange(3 * 86400))
-        outcome = rng.choice(["ok", "ok", "error", "blocked"])
-        pol = rng.choice(["p1", "p2"]) if outcome == "blocked" else None
-        tool_calls.append((t, hashlib.sha256(f"tc{i}".encode()).digest(), rng.choice(["gateway", "claude_code"]),
-                           rng.choice(["ann@x", "bob@x", None]), rng.choice(["claude-code", "codex"]),
-                           rng.choice(["i1", "i2", "i3"]), rng.choice(["github", "jira"]),
-                           rng.choice(["search", "create", "list"]), outcome, rng.choice([None, rng.uniform(1, 900)]),
-                           pol, f"name-{pol}" if pol else None, f"desc-{pol}" if pol else None))
-        cost = Decimal(rng.randrange(0, 10**6)) / Decimal(10**8)
-        llm.append((t, hashlib.sha256(f"llm{i}".encode()).digest(), "claude_code", f"s{i % 17}",
-                    rng.choice(["ann@x", "bob@x"]), "claude-code", "anthropic",
-                    rng.choice(["claude-sonnet-4-5", "claude-haiku-4-5"]), rng.randrange(5000), rng.randrange(3000),
-                    rng.randrange(90000), rng.randrange(4000), cost, rng.choice([cost, None]),
-                    rng.uniform(100, 9000)))
-        points.append((t, t - timedelta(minutes=1), hashlib.sha256(f"mp{i}".encode()).digest(), "claude_code",
-                       f"s{i % 17}", "ann@x", "claude-code", "anthropic", "claude-sonnet-4-5",
-                       rng.choice(["tokens", "cost"]), float(rng.randrange(1, 10000))))
-    return tool_calls, llm, points
-
-
-def _load(url: str) -> None:
-    tool_calls, llm, points = _raw_rows()
-    with psycopg.connect(url, autocommit=True) as c:
-        with c.cursor().copy("COPY tool_calls (time, source_key, source, user_id, agent_id, agent_instance_id,"
-                             " mcp_server_id, tool_name, outcome, duration_ms, policy_id, policy_name,"
-                             " policy_description) FROM STDIN") as cp:
-            for r in tool_calls:
-                cp.write_row(r)
-        with c.cursor().copy("COPY llm_requests (time, source_key, source, session_id, user_id, agent_id, provider,"
-                             " model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-                             " reported_cost_usd, estimated_cost_usd, latency_ms) FROM STDIN") as cp:
-            for r in llm:
-                cp.write_row(r)
-        with c.cursor().copy("COPY metric_points (time, start_time, source_key, source, session_id, user_id,"
-                             " agent_id, provider, model, metric, value) FROM STDIN") as cp:
-            for r in points:
-                cp.write_row(r)
-        refresh_aggregates(c)
 
 
 def _aggregate_contents(url: str) -> dict[str, list]:
