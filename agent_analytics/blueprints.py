@@ -7,7 +7,7 @@ import importlib
 from flask import Flask
 
 AREAS: dict[str, list[str]] = {
-    "ingest": [],  # the OTLP receiver and the directory API (agent_analytics.ingest...)
+    "ingest": ["agent_analytics.ingest.http"],  # the OTLP receiver and the directory API
     "query": [],   # the Grafana JSON protocol and the JSON API (agent_analytics.datasource...)
 }
 

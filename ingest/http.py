@@ -1,0 +1,270 @@
+"""The OTLP/HTTP receiver and the directory API: the only ingest module that knows Flask.
+
+POST /v1/logs, /v1/metrics, /v1/traces: auth -> content type -> body (gzip, size limit) ->
+codec -> normalise -> pricing -> store -> an Export*ServiceResponse in the content type asked.
+One table (`_status_for`) turns failures into answers: 400 only for a body that can never be
+read, 503 with Retry-After when the database is unreachable, so senders retry and lose nothing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from psycopg_pool import PoolTimeout
+
+from agent_analytics import db
+from agent_analytics.auth import AuthError, Permission, require
+
+from . import codec, directory, normalise, pricing, store
+from .metrics import IngestMetrics, reason_label
+from .rows import Batch, Context
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+CHUNK = 64 * 1024
+MAX_REASONS = 10
+SIGNALS = ("logs", "metrics", "traces")
+
+otlp = Blueprint("otlp", __name__)
+directory_api = Blueprint("directory", __name__, url_prefix="/api/v1/directory")
+
+
+class TooLarge(Exception):
+    pass
+
+
+class UnsupportedMedia(Exception):
+    pass
+
+
+def _metrics() -> IngestMetrics:
+    return current_app.extensions["aa_ingest_metrics"]
+
+
+def _format_asked() -> str:
+    """The response format: the request's own, unless Accept names the other one."""
+    fmt = codec.media_format(request.mimetype) or codec.PROTOBUF
+    accept = request.accept_mimetypes
+    if accept and not accept.accept_all:
+        best = accept.best_match(list(codec.MEDIA_TYPES))
+        if best:
+            fmt = codec.MEDIA_TYPES[best]
+    return fmt
+
+
+def read_body(max_bytes: int) -> bytes:
+    """The request body, decompressed, refusing anything past `max_bytes` as early as it shows:
+    gzip is inflated in bounded steps, so a small bomb never becomes a large buffer."""
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        raise UnsupportedMedia(f"unsupported Content-Encoding {encoding!r} (gzip or none)")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise TooLarge()
+    stream = request.stream
+    if encoding == "identity":
+        data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise TooLarge()
+        return data
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = bytearray()
+    received = 0
+    try:
+        while not inflater.eof:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > max_bytes:
+                raise TooLarge()
+            while chunk and not inflater.eof:
+                out += inflater.decompress(chunk, max_bytes + 1 - len(out))
+                if len(out) > max_bytes:
+                    raise TooLarge()
+                chunk = inflater.unconsumed_tail
+        if not inflater.eof:
+            raise codec.UnreadableBody("truncated gzip body")
+    except zlib.error as exc:
+        raise codec.UnreadableBody(f"bad gzip body: {exc}") from None
+    return bytes(out)
+
+
+def _status_for(exc: BaseException) -> tuple[int, str, dict[str, str]]:
+    """The one table from failure to HTTP answer."""
+    if isinstance(exc, AuthError):
+        return exc.status, exc.message, {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if isinstance(exc, UnsupportedMedia):
+        return 415, str(exc), {}
+    if isinstance(exc, TooLarge):
+        return 413, f"body larger than {current_app.config['AA'].max_body_bytes} bytes after decompression", {}
+    if isinstance(exc, codec.UnreadableBody):
+        return 400, str(exc), {}
+    if db.is_retryable(exc):
+        return 503, "database unavailable, retry later", {"Retry-After": str(RETRY_AFTER_S)}
+    return 500, "internal error", {}
+
+
+def _error(signal: str, fmt: str, exc: BaseException) -> Response:
+    status, message, headers = _status_for(exc)
+    if status >= 500:
+        log.error("ingest %s failed: %s", signal, exc.__class__.__name__, exc_info=status == 500)
+    _metrics().requests.labels(signal, str(status)).inc()
+    return Response(codec.encode_status(fmt, status, message), status=status, headers=headers,
+                    content_type=codec.CONTENT_TYPES[fmt])
+
+
+def _store_with_retry(batch: Batch) -> store.StoreResult:
+    """A pooled connection may have died with a database restart: one fresh attempt. Safe,
+    because a store is idempotent even when its first commit's fate is unknown."""
+    database = db.get_db()
+    for attempt in (1, 2):
+        try:
+            with database.connection() as conn:
+                return store.store(conn, batch)
+        except Exception as exc:
+            if attempt == 2 or not db.is_retryable(exc) or isinstance(exc, PoolTimeout):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _rejection_message(batch: Batch) -> str:
+    shown = "; ".join(f"#{r.index}: {r.reason}" for r in batch.rejections[:MAX_REASONS])
+    more = len(batch.rejections) - MAX_REASONS
+    return f"{len(batch.rejections)} of {batch.received} rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
+
+
+def _record(signal: str, batch: Batch, result: store.StoreResult) -> None:
+    m = _metrics()
+    m.received.labels(signal).inc(batch.received)
+    m.ignored.labels(signal).inc(batch.ignored)
+    for r in batch.rejections:
+        m.rejected.labels(signal, reason_label(r.reason)).inc()
+    for table, n in result.inserted.items():
+        if n:
+            m.stored.labels(signal, table).inc(n)
+    if result.duplicates:
+        m.duplicates.labels(signal).inc(result.duplicates)
+    for r in batch.llm_requests:
+        if r.estimated_cost_usd is None:
+            m.unpriced.labels("request", r.provider, r.model).inc()
+    for p in batch.metric_points:
+        if p.metric == "tokens" and not p.cumulative and not p.priced:
+            m.unpriced.labels("point", p.provider, p.model).inc()
+
+
+def export(signal: str) -> Response:
+    started = time.perf_counter()
+    fmt = _format_asked()
+    try:
+        require(Permission.INGEST)
+        body_fmt = codec.media_format(request.mimetype)
+        if body_fmt is None:
+            raise UnsupportedMedia(f"unsupported Content-Type {request.mimetype!r} "
+                                   "(application/x-protobuf or application/json)")
+        cfg = current_app.config["AA"]
+        message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt)
+        batch = normalise.normalise(signal, message, Context.now(cfg.retention_days))
+        pricing.price(batch)
+        result = _store_with_retry(batch) if batch.facts else store.StoreResult()
+    except Exception as exc:
+        return _error(signal, fmt, exc)
+    _record(signal, batch, result)
+    _metrics().requests.labels(signal, "200").inc()
+    _metrics().batch_seconds.labels(signal).observe(time.perf_counter() - started)
+    body = codec.encode_response(signal, fmt, len(batch.rejections),
+                                 _rejection_message(batch) if batch.rejections else "")
+    return Response(body, status=200, content_type=codec.CONTENT_TYPES[fmt])
+
+
+for _signal in SIGNALS:
+    otlp.add_url_rule(f"/v1/{_signal}", f"export_{_signal}", lambda s=_signal: export(s), methods=["POST"])
+
+
+# -- directory API -----------------------------------------------------------------------------
+
+@directory_api.errorhandler(AuthError)
+def _auth_error(exc: AuthError):
+    return jsonify(error=exc.message), exc.status
+
+
+@directory_api.errorhandler(directory.DirectoryError)
+def _directory_error(exc: directory.DirectoryError):
+    return jsonify(error=str(exc), details=exc.details), exc.status
+
+
+def _json_body() -> object:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise directory.DirectoryError("the body must be JSON", status=400)
+    return data
+
+
+def _run(fn, *args):
+    require(Permission.INGEST)
+    try:
+        with db.get_db().connection() as conn:
+            return fn(conn, *args)
+    except directory.DirectoryError:
+        raise
+    except Exception as exc:
+        if db.is_retryable(exc):
+            return (jsonify(error="database unavailable, retry later"), 503,
+                    {"Retry-After": str(RETRY_AFTER_S)})
+        raise
+
+
+@directory_api.post("")
+@directory_api.put("")
+def directory_apply():
+    """Bulk upsert: {"users": [...], "groups": [...], "agents": [...], ...}; idempotent."""
+    out = _run(directory.apply, _json_body())
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
+@directory_api.post("/delete")
+def directory_delete():
+    """Bulk delete: {"users": ["id", ...], "tools": [{"mcp_server_id": ..., "name": ...}], ...}."""
+    out = _run(directory.delete, _json_body())
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
+@directory_api.get("/<kind>")
+def directory_list(kind: str):
+    out = _run(directory.list_kind, kind)
+    return out if isinstance(out, tuple) else jsonify({kind: out})
+
+
+@directory_api.put("/<kind>/<path:key>")
+def directory_put_one(kind: str, key: str):
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise directory.DirectoryError("the body must be a JSON object", status=400)
+    out = _run(directory.put_one, kind, key, body)
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
+@directory_api.delete("/<kind>/<path:key>")
+def directory_delete_one(kind: str, key: str):
+    out = _run(directory.delete_one, kind, key)
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
+@directory_api.put("/groups/<group_id>/members/<user_id>")
+def directory_add_member(group_id: str, user_id: str):
+    out = _run(directory.add_member, group_id, user_id)
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
+@directory_api.delete("/groups/<group_id>/members/<user_id>")
+def directory_remove_member(group_id: str, user_id: str):
+    out = _run(directory.remove_member, group_id, user_id)
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
+def register(app: Flask) -> None:
+    app.extensions["aa_ingest_metrics"] = IngestMetrics.create(app.extensions["aa_registry"])
+    app.register_blueprint(otlp)
+    app.register_blueprint(directory_api)

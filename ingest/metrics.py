@@ -1,0 +1,50 @@
+"""The receiver's own Prometheus metrics, on the app's registry (never the global one)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+@dataclass
+class IngestMetrics:
+    received: Counter
+    stored: Counter
+    duplicates: Counter
+    rejected: Counter
+    ignored: Counter
+    unpriced: Counter
+    requests: Counter
+    batch_seconds: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "IngestMetrics":
+        return cls(
+            received=Counter("aa_ingest_records_received", "OTLP records (log records, data points, spans) received",
+                             ["signal"], registry=registry),
+            stored=Counter("aa_ingest_rows_stored", "Fact rows new to the database", ["signal", "table"],
+                           registry=registry),
+            duplicates=Counter("aa_ingest_rows_duplicate", "Fact rows already stored (retries, duplicates)",
+                               ["signal"], registry=registry),
+            rejected=Counter("aa_ingest_records_rejected", "Records rejected, by reason",
+                             ["signal", "reason"], registry=registry),
+            ignored=Counter("aa_ingest_records_ignored", "Records not about LLM requests or tool calls",
+                            ["signal"], registry=registry),
+            unpriced=Counter("aa_ingest_unpriced", "Requests and token points whose model has no list price",
+                             ["kind", "provider", "model"], registry=registry),
+            requests=Counter("aa_ingest_requests", "Export requests answered, by status", ["signal", "status"],
+                             registry=registry),
+            batch_seconds=Histogram("aa_ingest_batch_seconds", "Time to decode, normalise and store one request",
+                                    ["signal"], registry=registry,
+                                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+        )
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label from a rejection message: its words before any quoted or numeric detail."""
+    words = []
+    for word in reason.split():
+        if any(c.isdigit() for c in word) or word[:1] in "'\"(":
+            break
+        words.append(word)
+    return " ".join(words[:6]) or "invalid"

@@ -1,0 +1,198 @@
+"""OTLP requests in, facts and rejections out (pure: no I/O, no clock but the Context).
+
+Each record goes to the module of the source that sent it (Claude Code, Codex, an MCP gateway,
+any GenAI instrumentation). A record that fails validation is rejected alone, with its index
+and a reason; a record that is simply not about LLM requests or tool calls (a prompt event,
+an unrelated metric) is counted as ignored, never as rejected.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from . import normalise_claude_code as claude_code
+from . import normalise_codex as codex
+from . import normalise_gateway as gateway
+from . import normalise_genai as genai
+from .identity import merged
+from .rows import Batch, Context
+from .records import LogEvent, Point, SpanView
+from .values import BadValue, attributes, iso_to_ns, text
+
+
+def _event_name(resource: dict[str, Any], scope: str, record: dict[str, Any], body: Any, event_name: str) -> str:
+    name = text(record, "event.name") or ""
+    is_claude = scope.startswith("com.anthropic.claude_code") or resource.get("service.name") == "claude-code"
+    if isinstance(body, str) and body.startswith("claude_code."):
+        return body
+    if is_claude and name and not name.startswith("claude_code."):
+        return "claude_code." + name
+    if not name and event_name and " " not in event_name:
+        return event_name          # the OTLP field, when a sender puts the name there
+    return name
+
+
+def _log_time(rec, attrs: dict[str, Any]) -> int:
+    # Codex sends time_unix_nano = 0: its event.timestamp is the real time.
+    if rec.time_unix_nano:
+        return rec.time_unix_nano
+    return iso_to_ns(attrs.get("event.timestamp")) or rec.observed_time_unix_nano
+
+
+LogHandler = Callable[[LogEvent, Batch, Context], bool]
+
+
+def _log_handler(ev: LogEvent) -> LogHandler | None:
+    if ev.name.startswith("claude_code."):
+        return claude_code.EVENTS.get(ev.name)
+    if ev.name.startswith("codex."):
+        return codex.EVENTS.get(ev.name)
+    if gateway.is_gateway_event(ev.name, ev.attrs):
+        return gateway.log_event
+    return None
+
+
+def _run(batch: Batch, index: int, handler: Callable[[], bool]) -> None:
+    batch.received += 1
+    try:
+        if not handler():
+            batch.ignored += 1
+    except BadValue as exc:
+        batch.reject(index, str(exc))
+
+
+def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
+    batch = Batch("logs")
+    index = 0
+    for rl in req.resource_logs:
+        resource = attributes(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                record = attributes(rec.attributes)
+                body = rec.body.string_value if rec.body.WhichOneof("value") == "string_value" else None
+                ev = LogEvent(name=_event_name(resource, sl.scope.name, record, body, rec.event_name),
+                              resource=resource, record=record, attrs=merged(resource, record),
+                              time_ns=_log_time(rec, record), scope=sl.scope.name)
+                handler = _log_handler(ev)
+                if handler is None:
+                    batch.received += 1
+                    batch.ignored += 1
+                else:
+                    _run(batch, index, lambda h=handler, e=ev: h(e, batch, ctx))
+                index += 1
+    return batch
+
+
+PointHandler = Callable[[Point, Batch, Context], bool]
+
+
+def _point_handler(metric: str) -> PointHandler | None:
+    if metric in claude_code.METRICS:
+        return claude_code.metric_point
+    if metric == genai.TOKEN_USAGE_METRIC:
+        return genai.metric_point
+    return None
+
+
+def _points(metric) -> tuple[str, list, bool, bool]:
+    kind = metric.WhichOneof("data") or ""
+    if kind == "sum":
+        return kind, list(metric.sum.data_points), \
+            metric.sum.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE, \
+            metric.sum.is_monotonic
+    if kind == "histogram":
+        return kind, list(metric.histogram.data_points), \
+            metric.histogram.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE, True
+    if kind == "gauge":
+        return kind, list(metric.gauge.data_points), False, False
+    if kind == "exponential_histogram":
+        return kind, list(metric.exponential_histogram.data_points), \
+            metric.exponential_histogram.aggregation_temporality == \
+            AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE, True
+    if kind == "summary":
+        return kind, list(metric.summary.data_points), True, True
+    return kind, [], False, False
+
+
+def _point_value(kind: str, dp) -> float | None:
+    if kind in ("sum", "gauge"):
+        which = dp.WhichOneof("value")
+        if which == "as_int":
+            return float(dp.as_int)
+        if which == "as_double":
+            return dp.as_double
+        return None
+    if kind in ("histogram", "exponential_histogram"):
+        return dp.sum if dp.HasField("sum") else None
+    return None
+
+
+def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
+    batch = Batch("metrics")
+    index = 0
+    for rm in req.resource_metrics:
+        resource = attributes(rm.resource.attributes)
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind, points, cumulative, monotonic = _points(metric)
+                handler = _point_handler(metric.name)
+                for dp in points:
+                    if handler is None:
+                        batch.received += 1
+                        batch.ignored += 1
+                    else:
+                        record = attributes(dp.attributes)
+                        p = Point(metric=metric.name, kind=kind, cumulative=cumulative, monotonic=monotonic,
+                                  value=_point_value(kind, dp), time_ns=dp.time_unix_nano,
+                                  start_time_ns=dp.start_time_unix_nano, resource=resource, record=record,
+                                  attrs=merged(resource, record))
+                        _run(batch, index, lambda h=handler, pt=p: h(pt, batch, ctx))
+                    index += 1
+    return batch
+
+
+SpanHandler = Callable[[SpanView, Batch, Context], bool]
+
+
+def _span_handler(s: SpanView) -> SpanHandler | None:
+    if gateway.is_gateway_span(s.name, s.attrs):
+        return gateway.span
+    if genai.is_llm_span(s.attrs):
+        return genai.span
+    return None
+
+
+def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
+    batch = Batch("traces")
+    index = 0
+    for rs in req.resource_spans:
+        resource = attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                record = attributes(sp.attributes)
+                view = SpanView(name=sp.name, resource=resource, record=record, attrs=merged(resource, record),
+                                start_ns=sp.start_time_unix_nano, end_ns=sp.end_time_unix_nano,
+                                error=sp.status.code == Status.STATUS_CODE_ERROR,
+                                status_message=sp.status.message, trace_id=sp.trace_id.hex(),
+                                span_id=sp.span_id.hex())
+                handler = _span_handler(view)
+                if handler is None:
+                    batch.received += 1
+                    batch.ignored += 1
+                else:
+                    _run(batch, index, lambda h=handler, v=view: h(v, batch, ctx))
+                index += 1
+    return batch
+
+
+NORMALISERS = {"logs": logs, "metrics": metrics, "traces": traces}
+
+
+def normalise(signal: str, req, ctx: Context) -> Batch:
+    return NORMALISERS[signal](req, ctx)
+

@@ -1,0 +1,182 @@
+"""Claude Code: `api_request` / `api_error` events, MCP tool events, token and cost metrics.
+
+How tool events become tool calls (documented in docs/ingest.md):
+- only MCP tools (`mcp__<server>__<tool>`) are tool calls; built-in tools (Bash, Read...) are not;
+- a `tool_result` makes the call (ok, or error when `success` is false);
+- a `tool_decision` with decision `reject` from `config` (a permission rule) or `hook` makes a
+  blocked call, with policy `claude_code:config` or `claude_code:hook`; an `accept` makes nothing
+  (its `tool_result` follows), nor does a user's rejection (nobody's policy blocked it);
+- a `tool_result` that carries `decision_type=reject` is skipped: the decision already counted.
+So each MCP tool use is exactly one row.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Mapping
+
+from .identity import AGENT_NAMES, CLAUDE_CODE, user_id
+from .records import LogEvent, Point
+from .rows import (MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS, Batch, Context, LlmError, LlmRequest,
+                   MetricPoint, ToolCall, content_key)
+from .values import BadValue, count, flag, number, stored, text
+
+SOURCE = "claude_code"
+PROVIDER = "anthropic"
+
+POLICIES = {
+    "config": ("claude_code:config", "Claude Code permission rule",
+               "Denied by a permission rule in Claude Code's settings (managed, user or project deny list)"),
+    "hook": ("claude_code:hook", "Claude Code hook",
+             "Denied by a Claude Code PreToolUse hook"),
+}
+
+TOKEN_TYPES = {"input": "input", "output": "output", "cacheRead": "cache_read", "cacheCreation": "cache_write"}
+METRICS = {"claude_code.token.usage": "tokens", "claude_code.cost.usage": "cost"}
+
+
+def mcp_tool(attrs: Mapping[str, Any]) -> tuple[str | None, str] | None:
+    """(MCP server, tool) for an MCP tool, None for a built-in tool."""
+    name = text(attrs, "tool_name")
+    if name is None:
+        raise BadValue("tool event without tool_name")
+    if name.startswith("mcp__"):
+        server, sep, tool = name[len("mcp__"):].partition("__")
+        if sep and server and tool:
+            return server, tool
+        raise BadValue(f"malformed MCP tool name {name[:80]!r}")
+    if name == "mcp_tool":
+        # Without OTEL_LOG_TOOL_DETAILS=1 Claude Code hides which MCP tool it was.
+        server = tool = None
+        params = attrs.get("tool_parameters")
+        if isinstance(params, str):
+            try:
+                parsed = json.loads(params)
+                if isinstance(parsed, dict):
+                    server = parsed.get("mcp_server_name") or None
+                    tool = parsed.get("mcp_tool_name") or None
+            except ValueError:
+                pass
+        return server, tool or "mcp_tool"
+    return None
+
+
+def _common(ev: LogEvent, batch: Batch) -> tuple[str | None, str | None]:
+    batch.agents[CLAUDE_CODE] = AGENT_NAMES[CLAUDE_CODE]
+    return user_id(ev.attrs), text(ev.attrs, "session.id")
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(repr(value))
+
+
+def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    a = ev.attrs
+    time_ns = ctx.check_time(ev.time_ns)
+    model = text(a, "model")
+    if not model:
+        raise BadValue("api_request without model")
+    tokens = {k: count(a, k, maximum=MAX_TOKENS)
+              for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")}
+    if all(v is None for v in tokens.values()):
+        raise BadValue("api_request without token counts")
+    cost = number(a, "cost_usd", maximum=MAX_COST_USD)
+    latency = number(a, "duration_ms", maximum=MAX_DURATION_MS)
+    user, session = _common(ev, batch)
+    batch.llm_requests.append(LlmRequest(
+        time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CLAUDE_CODE,
+        provider=PROVIDER, model=model,
+        input_tokens=tokens["input_tokens"] or 0,  # Claude Code's input already excludes cache
+        output_tokens=tokens["output_tokens"] or 0,
+        cache_read_tokens=tokens["cache_read_tokens"] or 0,
+        cache_write_tokens=tokens["cache_creation_tokens"] or 0,
+        reported_cost_usd=_decimal(cost), latency_ms=latency, attributes=stored(a)))
+    return True
+
+
+def api_error(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    a = ev.attrs
+    time_ns = ctx.check_time(ev.time_ns)
+    try:
+        status = int(float(a["status_code"])) if a.get("status_code") not in (None, "") else None
+    except (TypeError, ValueError):
+        status = None  # Claude Code sends "undefined" when the request never got an answer
+    user, session = _common(ev, batch)
+    batch.llm_errors.append(LlmError(
+        time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CLAUDE_CODE,
+        provider=PROVIDER, model=text(a, "model") or "unknown", error=(text(a, "error") or "")[:500] or None,
+        status_code=status, duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS),
+        attributes=stored(a)))
+    return True
+
+
+def tool_result(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    a = ev.attrs
+    tool = mcp_tool(a)
+    if tool is None or text(a, "decision_type") == "reject":
+        return False
+    time_ns = ctx.check_time(ev.time_ns)
+    success = flag(a, "success")
+    duration = number(a, "duration_ms", maximum=MAX_DURATION_MS)
+    user, session = _common(ev, batch)
+    error_type = None if success is not False else (text(a, "error_type", "error") or "error")[:200]
+    batch.tool_calls.append(ToolCall(
+        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=None,
+        session_id=session, mcp_server_id=tool[0], tool_name=tool[1],
+        outcome="error" if success is False else "ok", duration_ms=duration, error_type=error_type,
+        policy_id=None, policy_name=None, policy_description=None, attributes=stored(a)))
+    return True
+
+
+def tool_decision(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    a = ev.attrs
+    tool = mcp_tool(a)
+    decision = (text(a, "decision") or "").lower()
+    source = (text(a, "source") or "").lower()
+    if tool is None or decision != "reject" or source not in POLICIES:
+        return False
+    time_ns = ctx.check_time(ev.time_ns)
+    policy_id, name, description = POLICIES[source]
+    batch.policies[policy_id] = (name, description)
+    user, session = _common(ev, batch)
+    batch.tool_calls.append(ToolCall(
+        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=None,
+        session_id=session, mcp_server_id=tool[0], tool_name=tool[1], outcome="blocked", duration_ms=None,
+        error_type=None, policy_id=policy_id, policy_name=name, policy_description=description,
+        attributes=stored(a)))
+    return True
+
+
+EVENTS = {
+    "claude_code.api_request": api_request,
+    "claude_code.api_error": api_error,
+    "claude_code.tool_result": tool_result,
+    "claude_code.tool_decision": tool_decision,
+}
+
+
+def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
+    """`token.usage` and `cost.usage`: the session totals, as metric points."""
+    if p.kind != "sum":
+        raise BadValue(f"{p.metric} must be a sum, got a {p.kind or 'metric without data'}")
+    if p.value is None:
+        raise BadValue(f"{p.metric} point without a value")
+    metric = METRICS[p.metric]
+    a = p.attrs
+    time_ns = ctx.check_time(p.time_ns)
+    value = number({"value": p.value}, "value", maximum=MAX_TOKENS * 1000 if metric == "tokens" else MAX_COST_USD)
+    token_type = ""
+    if metric == "tokens":
+        raw = text(a, "type")
+        if raw not in TOKEN_TYPES:
+            raise BadValue(f"token.usage point with unknown type {raw!r}")
+        token_type = TOKEN_TYPES[raw]
+    batch.agents[CLAUDE_CODE] = AGENT_NAMES[CLAUDE_CODE]
+    # A series is the metric plus every attribute (resource and point), as OTLP defines it.
+    series = content_key("series", m=p.metric, r=p.resource, a=p.record)
+    batch.metric_points.append(MetricPoint(
+        time_ns=time_ns, start_time_ns=p.start_time_ns or None, source=SOURCE,
+        session_id=text(a, "session.id"), user_id=user_id(a), agent_id=CLAUDE_CODE, provider=PROVIDER,
+        model=text(a, "model") or "unknown", metric=metric, token_type=token_type, value=value or 0.0,
+        cumulative=p.cumulative, series_key=series))
+    return True

@@ -1,0 +1,195 @@
+"""What normalisation produces: one dataclass per fact table, the directory rows first seen in a
+batch, and the per-record rejections. Every fact carries `source_key`, a SHA-256 of its
+normalised content (time included), so a retried batch collides with what is stored."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time as _time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .values import BadValue, ns_to_datetime
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+# Token counts above this in one request or one metric point are not telemetry but a bug.
+MAX_TOKENS = 100_000_000
+MAX_COST_USD = 100_000.0
+MAX_DURATION_MS = 7 * 86_400_000.0
+
+
+def content_key(kind: str, **content: Any) -> bytes:
+    """SHA-256 of the canonical JSON of a fact's content: equal content, equal key."""
+    payload = json.dumps([kind, content], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What validation needs to know about the world: now, and how far back data may be."""
+    now_ns: int
+    retention_days: int = 0  # 0: no lower bound beyond the epoch sanity check
+    future_tolerance_ns: int = NS_PER_DAY
+
+    @classmethod
+    def now(cls, retention_days: int = 0) -> "Context":
+        return cls(now_ns=_time.time_ns(), retention_days=retention_days)
+
+    def check_time(self, ns: int, what: str = "timestamp") -> int:
+        if ns <= 0:
+            raise BadValue(f"{what} is missing")
+        if ns > self.now_ns + self.future_tolerance_ns:
+            raise BadValue(f"{what} is more than a day in the future")
+        if self.retention_days and ns < self.now_ns - self.retention_days * NS_PER_DAY:
+            raise BadValue(f"{what} is older than the retention period ({self.retention_days} days)")
+        if ns < 946_684_800 * 1_000_000_000:  # before 2000: a clock or encoding error
+            raise BadValue(f"{what} is before the year 2000")
+        return ns
+
+
+@dataclass
+class LlmRequest:
+    time_ns: int
+    source: str
+    session_id: str | None
+    user_id: str | None
+    agent_id: str | None
+    provider: str
+    model: str
+    input_tokens: int          # EXCLUDES cache reads and writes
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reported_cost_usd: Decimal | None
+    latency_ms: float | None
+    attributes: dict[str, Any]
+    source_key: bytes = b""
+    estimated_cost_usd: Decimal | None = None  # filled by pricing
+    cost_basis: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.source_key:
+            self.source_key = content_key(
+                "llm_request", t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
+                a=self.agent_id, p=self.provider, m=self.model,
+                tok=[self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens],
+                c=self.reported_cost_usd, l=self.latency_ms, attrs=self.attributes)
+
+
+@dataclass
+class LlmError:
+    time_ns: int
+    source: str
+    session_id: str | None
+    user_id: str | None
+    agent_id: str | None
+    provider: str
+    model: str
+    error: str | None
+    status_code: int | None
+    duration_ms: float | None
+    attributes: dict[str, Any]
+    source_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.source_key:
+            self.source_key = content_key(
+                "llm_error", t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
+                a=self.agent_id, p=self.provider, m=self.model, e=self.error, sc=self.status_code,
+                d=self.duration_ms, attrs=self.attributes)
+
+
+@dataclass
+class ToolCall:
+    time_ns: int
+    source: str
+    user_id: str | None
+    agent_id: str | None
+    agent_instance_id: str | None
+    session_id: str | None
+    mcp_server_id: str | None
+    tool_name: str
+    outcome: str               # ok | error | blocked
+    duration_ms: float | None
+    error_type: str | None
+    policy_id: str | None
+    policy_name: str | None
+    policy_description: str | None
+    attributes: dict[str, Any]
+    source_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.outcome not in ("ok", "error", "blocked"):
+            raise ValueError(f"bad outcome {self.outcome!r}")
+        if not self.source_key:
+            self.source_key = content_key(
+                "tool_call", t=self.time_ns, src=self.source, u=self.user_id, a=self.agent_id,
+                i=self.agent_instance_id, s=self.session_id, srv=self.mcp_server_id, tool=self.tool_name,
+                o=self.outcome, d=self.duration_ms, e=self.error_type, pol=self.policy_id,
+                attrs=self.attributes)
+
+
+@dataclass
+class MetricPoint:
+    """One sum data point. Cumulative points are turned into deltas by the store, which knows
+    the series' previous value; `series_key` identifies the series for that."""
+    time_ns: int
+    start_time_ns: int | None
+    source: str
+    session_id: str | None
+    user_id: str | None
+    agent_id: str | None
+    provider: str
+    model: str
+    metric: str                # tokens | cost
+    token_type: str            # '' | input | output | cache_read | cache_write
+    value: float
+    cumulative: bool
+    series_key: bytes
+    source_key: bytes = b""
+    estimated_cost_usd: Decimal | None = None
+    priced: bool = False       # pricing found the model (for token points)
+
+    def __post_init__(self) -> None:
+        if not self.source_key:
+            # A delta point is its own content; a cumulative point is identified by its series
+            # and time, since its stored value (the difference) depends on what came before.
+            self.source_key = content_key(
+                "metric_point", series=self.series_key.hex(), t=self.time_ns,
+                st=None if self.cumulative else self.start_time_ns,
+                v=None if self.cumulative else self.value)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int                 # position of the record in the request (logs, points or spans)
+    reason: str
+
+
+@dataclass
+class Batch:
+    """The result of normalising one request."""
+    signal: str
+    received: int = 0
+    ignored: int = 0
+    llm_requests: list[LlmRequest] = field(default_factory=list)
+    llm_errors: list[LlmError] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    metric_points: list[MetricPoint] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    # Directory rows first seen here (inserted if absent, never overwriting curated values).
+    agents: dict[str, str] = field(default_factory=dict)                        # id -> name
+    agent_instances: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    policies: dict[str, tuple[str, str | None]] = field(default_factory=dict)   # id -> (name, description)
+
+    def reject(self, index: int, reason: str) -> None:
+        self.rejections.append(Rejection(index, reason))
+
+    @property
+    def facts(self) -> int:
+        return len(self.llm_requests) + len(self.llm_errors) + len(self.tool_calls) + len(self.metric_points)
+
+
+def to_datetime(ns: int | None):
+    return None if ns is None else ns_to_datetime(ns)

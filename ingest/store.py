@@ -1,0 +1,211 @@
+"""Write a normalised batch in one transaction: directory rows first seen, facts through COPY
+into a temporary table then INSERT ... ON CONFLICT DO NOTHING (so a retried or concurrently
+duplicated batch stores nothing twice), cumulative metric series differenced against
+metric_series_state under row locks, and the sessions' first and last sight.
+
+Rows are inserted in key order so that two receivers writing overlapping batches wait for each
+other instead of deadlocking.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from . import pricing
+from .identity import email_of
+from .rows import Batch, MetricPoint, content_key, to_datetime
+
+# The fixed placeholder of a series never seen before (last_time is NOT NULL).
+NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "llm_requests": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
+                     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes"),
+    "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
+                   "error", "status_code", "duration_ms", "attributes"),
+    "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
+                   "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
+                   "policy_name", "policy_description", "attributes"),
+    "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
+                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd"),
+}
+
+
+@dataclass
+class StoreResult:
+    inserted: dict[str, int] = field(default_factory=dict)    # table -> rows new to the database
+    offered: dict[str, int] = field(default_factory=dict)     # table -> rows in the batch
+    stale_points: int = 0                                      # cumulative points already accounted for
+
+    @property
+    def duplicates(self) -> int:
+        return sum(self.offered.values()) - sum(self.inserted.values())
+
+
+def _row(table: str, obj: Any) -> tuple:
+    values = []
+    for col in COLUMNS[table]:
+        if col == "time":
+            values.append(to_datetime(obj.time_ns))
+        elif col == "start_time":
+            values.append(to_datetime(obj.start_time_ns))
+        elif col == "attributes":
+            values.append(Jsonb(obj.attributes))
+        else:
+            values.append(getattr(obj, col))
+    return tuple(values)
+
+
+def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) -> int:
+    if not rows:
+        return 0
+    cols = COLUMNS[table]
+    tmp = sql.Identifier(f"aa_in_{table}")
+    col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    # One temporary table per connection, emptied at each commit: no catalog churn per request.
+    conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+                 .format(tmp, sql.Identifier(table)))
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(tmp, col_list)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY source_key, time"
+                            " ON CONFLICT DO NOTHING").format(sql.Identifier(table), col_list, col_list, tmp))
+        return cur.rowcount
+
+
+def _insert_missing(conn: psycopg.Connection, statement: str, rows: Iterable[tuple]) -> None:
+    rows = sorted(set(rows), key=lambda r: tuple("" if v is None else str(v) for v in r))
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(statement, rows)
+
+
+def _directory(conn: psycopg.Connection, batch: Batch) -> None:
+    facts = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points]
+    users = {f.user_id for f in facts if f.user_id}
+    users |= {u for _, u in batch.agent_instances.values() if u}
+    agents = dict(batch.agents)
+    for f in facts:
+        if f.agent_id:
+            agents.setdefault(f.agent_id, f.agent_id)
+    for a, _ in batch.agent_instances.values():
+        if a:
+            agents.setdefault(a, a)
+    servers = {t.mcp_server_id for t in batch.tool_calls if t.mcp_server_id}
+    tools = {(t.mcp_server_id, t.tool_name) for t in batch.tool_calls if t.mcp_server_id}
+    _insert_missing(conn, "INSERT INTO users (id, email) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                    ((u, email_of(u)) for u in users))
+    _insert_missing(conn, "INSERT INTO agents (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                    agents.items())
+    _insert_missing(conn, "INSERT INTO agent_instances (id, agent_id, user_id) VALUES (%s, %s, %s)"
+                          " ON CONFLICT (id) DO NOTHING",
+                    ((i, a, u) for i, (a, u) in batch.agent_instances.items()))
+    _insert_missing(conn, "INSERT INTO mcp_servers (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                    ((s, s) for s in servers))
+    _insert_missing(conn, "INSERT INTO tools (mcp_server_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    tools)
+    _insert_missing(conn, "INSERT INTO policies (id, name, description) VALUES (%s, %s, %s)"
+                          " ON CONFLICT (id) DO NOTHING",
+                    ((p, n, d) for p, (n, d) in batch.policies.items()))
+
+
+def _sessions(conn: psycopg.Connection, batch: Batch) -> None:
+    seen: dict[str, list] = {}
+    for f in [*batch.llm_requests, *batch.llm_errors, *batch.metric_points,
+              *(t for t in batch.tool_calls if t.source != "gateway")]:
+        if not f.session_id:
+            continue
+        s = seen.setdefault(f.session_id, [f.agent_id, f.user_id, f.time_ns, f.time_ns])
+        s[0] = s[0] or f.agent_id
+        s[1] = s[1] or f.user_id
+        s[2] = min(s[2], f.time_ns)
+        s[3] = max(s[3], f.time_ns)
+    rows = [(sid, a, u, to_datetime(lo), to_datetime(hi)) for sid, (a, u, lo, hi) in sorted(seen.items())]
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " first_seen = least(sessions.first_seen, excluded.first_seen),"
+                " last_seen = greatest(sessions.last_seen, excluded.last_seen),"
+                " agent_id = coalesce(sessions.agent_id, excluded.agent_id),"
+                " user_id = coalesce(sessions.user_id, excluded.user_id)", rows)
+
+
+def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: StoreResult) -> list[MetricPoint]:
+    """Cumulative points -> delta points, exactly once per (series, time), even with two
+    receivers: each series' state row is locked for the rest of the transaction.
+
+    A point at or before the series' last time was already counted (a retry, or out of order):
+    it yields nothing. A lower value or a new start time is a reset: the point's whole value
+    is new since its start.
+    """
+    if not points:
+        return []
+    by_series: dict[bytes, list[MetricPoint]] = defaultdict(list)
+    for p in points:
+        by_series[p.series_key].append(p)
+    keys = sorted(by_series)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO metric_series_state (series_key, start_time, last_time, last_value)"
+                    " SELECT k, NULL, %s, 0 FROM unnest(%s::bytea[]) AS k ORDER BY k ON CONFLICT DO NOTHING",
+                    (NEVER, keys))
+        cur.execute("SELECT series_key, start_time, last_time, last_value FROM metric_series_state"
+                    " WHERE series_key = ANY(%s) ORDER BY series_key FOR UPDATE", (keys,))
+        state = {bytes(k): (st, lt, lv) for k, st, lt, lv in cur.fetchall()}
+    deltas: list[MetricPoint] = []
+    updates = []
+    for key in keys:
+        start, last_time, last_value = state[key]
+        first = last_time == NEVER
+        for p in sorted(by_series[key], key=lambda x: x.time_ns):
+            t = to_datetime(p.time_ns)
+            p_start = to_datetime(p.start_time_ns)
+            if not first and t <= last_time:
+                result.stale_points += 1
+                continue
+            reset = first or p.value < last_value or (
+                start is not None and p_start is not None and p_start != start)
+            delta = MetricPoint(
+                time_ns=p.time_ns,
+                start_time_ns=p.start_time_ns if reset else _ns(last_time),
+                source=p.source, session_id=p.session_id, user_id=p.user_id, agent_id=p.agent_id,
+                provider=p.provider, model=p.model, metric=p.metric, token_type=p.token_type,
+                value=p.value if reset else p.value - last_value, cumulative=False, series_key=key,
+                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns))
+            pricing.price_point(delta)
+            deltas.append(delta)
+            start, last_time, last_value, first = p_start, t, p.value, False
+        updates.append((start, last_time, last_value, key))
+    with conn.cursor() as cur:
+        cur.executemany("UPDATE metric_series_state SET start_time = %s, last_time = %s, last_value = %s"
+                        " WHERE series_key = %s", updates)
+    return deltas
+
+
+def _ns(dt: datetime) -> int:
+    delta = dt - NEVER
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
+    """Everything in `batch`, in one transaction; returns what was new."""
+    result = StoreResult()
+    with conn.transaction():
+        _directory(conn, batch)
+        points = [p for p in batch.metric_points if not p.cumulative]
+        points += _difference(conn, [p for p in batch.metric_points if p.cumulative], result)
+        for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
+                            ("tool_calls", batch.tool_calls), ("metric_points", points)):
+            result.offered[table] = len(objs)
+            result.inserted[table] = _copy_insert(conn, table, [_row(table, o) for o in objs])
+        _sessions(conn, batch)
+    return result

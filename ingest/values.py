@@ -1,0 +1,136 @@
+"""OTLP attribute values as plain Python, and the lenient number and time parsing agents need:
+Claude Code and Codex send the same count sometimes as an int, a double or a string."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+# Bounds for what is kept in the `attributes` jsonb column: enough to debug and filter, not a
+# place for prompts or tool outputs.
+MAX_ATTRIBUTES = 64
+MAX_STRING = 512
+
+
+class BadValue(ValueError):
+    """An attribute is present but unusable; the record is rejected with this message."""
+
+
+def any_value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, kind)
+
+
+def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def bounded(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy fit for the jsonb column: at most MAX_ATTRIBUTES keys, long strings cut, no NaN."""
+    out: dict[str, Any] = {}
+    for key in sorted(attrs)[:MAX_ATTRIBUTES]:
+        value = attrs[key]
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            value = value[:MAX_STRING] + "…"
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        elif isinstance(value, (list, dict)):
+            text = repr(value)
+            value = value if len(text) <= MAX_STRING else text[:MAX_STRING] + "…"
+        out[key] = value
+    return out
+
+
+def text(attrs: Mapping[str, Any], *keys: str) -> str | None:
+    """The first non-empty attribute among `keys`, as a string."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+    return None
+
+
+def number(attrs: Mapping[str, Any], key: str, *, maximum: float | None = None) -> float | None:
+    """A finite, non-negative number from an int, double or numeric string; None when absent."""
+    value = attrs.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise BadValue(f"{key} is a boolean, not a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise BadValue(f"{key} is not a number: {value[:40]!r}") from None
+    if not isinstance(value, (int, float)):
+        raise BadValue(f"{key} is not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise BadValue(f"{key} is not finite")
+    if value < 0:
+        raise BadValue(f"{key} is negative ({value:g})")
+    if maximum is not None and value > maximum:
+        raise BadValue(f"{key} is implausibly large ({value:g} > {maximum:g})")
+    return value
+
+
+def count(attrs: Mapping[str, Any], key: str, *, maximum: float) -> int | None:
+    """A token count: a non-negative whole number below `maximum`."""
+    value = number(attrs, key, maximum=maximum)
+    if value is None:
+        return None
+    if value != int(value):
+        raise BadValue(f"{key} is not a whole number ({value:g})")
+    return int(value)
+
+
+def flag(attrs: Mapping[str, Any], key: str) -> bool | None:
+    value = attrs.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
+        microsecond=(ns % 1_000_000_000) // 1000)
+
+
+def iso_to_ns(value: Any) -> int | None:
+    """`event.timestamp` (ISO 8601, `Z` or an offset) as Unix nanoseconds; None when unusable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+# Content, not telemetry: never kept, even redacted (prompts, responses, tool inputs and outputs).
+PRIVATE_KEYS = frozenset({"prompt", "prompt_text", "response", "tool_parameters", "tool_input",
+                          "arguments", "output", "gen_ai.prompt", "gen_ai.completion",
+                          "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"})
+
+
+def stored(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes kept beside a fact: resource and record attributes, minus content, bounded."""
+    return bounded({k: v for k, v in attrs.items() if k not in PRIVATE_KEYS})

@@ -1,0 +1,58 @@
+"""Helpers for the ingest tests: the captured fixtures, OTLP attribute reading, request posting."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from tests.conftest import INGEST_TOKEN
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "otlp"
+if not FIXTURES.exists():
+    FIXTURES = Path("/work/shared/fixtures/otlp")
+
+PB = "application/x-protobuf"
+JSON = "application/json"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def logs_fixture(name: str) -> ExportLogsServiceRequest:
+    return ExportLogsServiceRequest.FromString(fixture_bytes(name))
+
+
+def metrics_fixture(name: str) -> ExportMetricsServiceRequest:
+    return ExportMetricsServiceRequest.FromString(fixture_bytes(name))
+
+
+def plain(v) -> Any:
+    kind = v.WhichOneof("value")
+    return None if kind is None else getattr(v, kind)
+
+
+def log_events(req: ExportLogsServiceRequest):
+    """(attributes dict, record) of every log record."""
+    for rl in req.resource_logs:
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                yield {kv.key: plain(kv.value) for kv in rec.attributes}, rec
+
+
+def headers(token: str | None = INGEST_TOKEN, content_type: str = PB, **extra: str) -> dict[str, str]:
+    h = {"Content-Type": content_type, **extra}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    return h
+
+
+def post(client, path: str, body: bytes, content_type: str = PB, gzipped: bool = False, **kw):
+    h = headers(content_type=content_type)
+    if gzipped:
+        body = gzip.compress(body)
+        h["Content-Encoding"] = "gzip"
+    return client.post(path, data=body, headers=h, **kw)
