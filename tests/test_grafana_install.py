@@ -396,6 +396,9 @@ def test_json_plugin_points_at_the_grafana_face_and_skips_alert_rules(files, gra
     assert ds["jsonData"] == {"httpHeaderName1": "Authorization"}
     assert "simpod-json-datasource cannot run alert rules; use --plugin infinity" in out
     assert grafana.rule_groups == {}
+    # Its own folder by default, as in provisioning/: both variants can live in one Grafana.
+    assert grafana.folders["agent-analytics-json"]["title"] == "Agent Analytics (JSON plugin)"
+    assert grafana.dashboards["aa-mcp-json"]["folderUid"] == "agent-analytics-json"
     panel = grafana.dashboards["aa-mcp-json"]["dashboard"]["panels"][0]
     assert panel["datasource"] == {"type": "simpod-json-datasource", "uid": "agent-analytics-json"}
 
@@ -480,3 +483,22 @@ def _walk_refs(node):
     elif isinstance(node, list):
         for v in node:
             yield from _walk_refs(v)
+
+
+def test_a_data_source_provisioned_from_files_is_used_as_it_is(files, grafana, capsys):
+    grafana._store_ds({"uid": FILE_DS_UID, "name": "Agent Analytics", "type": INFINITY, "url": "http://svc:8080",
+                       "jsonData": {}}, None)
+    grafana.datasources[FILE_DS_UID]["readOnly"] = True
+    assert install(files) == 0
+    out = capsys.readouterr().out
+    assert "uid aa-infinity-file: unchanged (provisioned from files in this Grafana (read-only): used as it is)" in out
+    assert not [c for c in grafana.writes if "/api/datasources" in c[1]]
+    assert grafana.dashboards["aa-llm-usage"]["dashboard"]["panels"][0]["datasource"]["uid"] == FILE_DS_UID
+
+
+def test_a_data_source_of_another_type_under_our_name_stops_the_install(files, grafana, capsys):
+    grafana._store_ds({"uid": "prom1", "name": "Agent Analytics", "type": "prometheus", "url": "http://p:9090"}, None)
+    assert install(files) == 1
+    out = capsys.readouterr().out
+    assert "a prometheus data source is already named 'Agent Analytics': choose another with --datasource-name" in out
+    assert grafana.writes == [] and "INCOMPLETE" in out

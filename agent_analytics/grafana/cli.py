@@ -30,7 +30,8 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                         "(env AA_GRAFANA_QUERY_TOKEN); never printed")
     p.add_argument("--update-token", action="store_true",
                    help="replace the query token stored in an existing data source")
-    p.add_argument("--folder", default="Agent Analytics", help="folder title (default %(default)s)")
+    p.add_argument("--folder", help="folder title (default: Agent Analytics; Agent Analytics (JSON plugin) "
+                                    "for --plugin json, so both variants can coexist)")
     p.add_argument("--folder-uid", help="folder uid (default: made from the title)")
     p.add_argument("--datasource-name", help="data source name (default: the provisioning file's)")
     p.add_argument("--datasource-uid", help="data source uid (default: the provisioning file's)")

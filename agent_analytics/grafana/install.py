@@ -25,7 +25,7 @@ class Options:
     plugin: Plugin
     service_url: str
     query_token: str | None
-    folder_title: str = "Agent Analytics"
+    folder_title: str | None = None  # default: the plugin's
     folder_uid: str | None = None
     datasource_name: str | None = None
     datasource_uid: str | None = None
@@ -112,12 +112,13 @@ class Installer:
         ds_uid = o.datasource_uid or defaults.uid
         dashboards = sources.load_dashboards(o.dashboards_dir or sources.default_dashboards_dir(o.plugin))
         groups = sources.load_alert_groups(prov_dir / "alerting")
-        folder_uid = o.folder_uid or _slug(o.folder_title)
+        self.folder_title = o.folder_title or o.plugin.folder_title
+        folder_uid = o.folder_uid or (_slug(o.folder_title) if o.folder_title else o.plugin.folder_uid)
 
         ds_item = self._add("data source", f"{ds_name!r} ({o.plugin.id})")
-        folder_item = self._add("folder", f"{o.folder_title!r}")
+        folder_item = self._add("folder", f"{self.folder_title!r}")
         dash_items = [self._add("dashboard", f"{d.model['title']!r} (uid {d.model['uid']})") for d in dashboards]
-        group_items = [self._add("alert rule group", f"{g.name!r} ({len(g.rules)} rules)") for g in groups]
+        group_items = [self._add("alert rule group", f"{g.name!r} ({len(g.rules)} rule{'s' * (len(g.rules) != 1)})") for g in groups]
         if groups and not o.plugin.alerting:
             for it in group_items:
                 it.outcome, it.detail = SKIPPED, f"{o.plugin.id} cannot run alert rules; use --plugin infinity"
@@ -230,7 +231,7 @@ class Installer:
         self.client.update_datasource(uid, send)
 
     def _folder(self, item: Item, uid: str) -> str:
-        title = self.o.folder_title
+        title = self.folder_title
         try:
             live = self.client.get_folder(uid)
             if live is None:

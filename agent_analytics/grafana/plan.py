@@ -48,7 +48,9 @@ def plan_datasource(desired: JSON, live: JSON | None, has_token: bool, update_to
         return Decision(Kind.SKIP, f"uid {live.get('uid')!r} belongs to a {live.get('type')} data source; "
                                    "pick another with --datasource-uid")
     if live.get("readOnly"):
-        return Decision(Kind.SKIP, "provisioned from files in this Grafana (read-only); change its file instead")
+        # Provisioned from files in this Grafana: it cannot be written through the API, and it
+        # already is our data source; change its file to change it.
+        return Decision(Kind.UNCHANGED, "provisioned from files in this Grafana (read-only): used as it is")
     changed = [k for k in ("name", "url", "access") if live.get(k) != desired.get(k)]
     if not is_subset(desired.get("jsonData") or {}, live.get("jsonData") or {}):
         changed.append("jsonData")

@@ -37,6 +37,8 @@ class Plugin:
     default_uid: str
     url_suffix: str  # appended to the service URL
     alerting: bool  # a backend plugin: alert rules can query it
+    folder_title: str  # defaults as in provisioning/: both variants can live in one Grafana
+    folder_uid: str
 
     def install_hint(self) -> str:
         return (f"Install it, then run this command again:\n"
@@ -48,10 +50,12 @@ class Plugin:
 
 PLUGINS: dict[str, Plugin] = {
     "infinity": Plugin("infinity", "yesoreyeram-infinity-datasource", "Agent Analytics",
-                       "agent-analytics-infinity", "", alerting=True),
+                       "agent-analytics-infinity", "", alerting=True,
+                       folder_title="Agent Analytics", folder_uid="agent-analytics"),
     # Frontend-only plugin: Grafana cannot evaluate alert rules against it.
     "json": Plugin("json", "simpod-json-datasource", "Agent Analytics (JSON)",
-                   "agent-analytics-json", "/grafana", alerting=False),
+                   "agent-analytics-json", "/grafana", alerting=False,
+                   folder_title="Agent Analytics (JSON plugin)", folder_uid="agent-analytics-json"),
 }
 
 
