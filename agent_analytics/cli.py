@@ -11,6 +11,7 @@ from agent_analytics.config import Config, ConfigError
 # Each area adds its subcommands through a `register_commands(subparsers)` function, so this
 # file stays the same size as areas grow. Each module must import its heavy parts lazily.
 COMMAND_MODULES: list[str] = [
+    "agent_analytics.dashboards.generate",
     "agent_analytics.grafana.cli",
 ]
 

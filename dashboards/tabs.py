@@ -1,0 +1,213 @@
+"""The four dashboards: MCP Usage, LLM Usage (with sessions), Security, and the Session timeline
+that stands for the session drawer. Each function builds one dashboard for one variant."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as dm
+
+from agent_analytics.config import Config
+from agent_analytics.datasource import catalog
+from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS
+
+from . import panels as P
+from .variants import MARKER_TAG, Variant
+
+# Fixed uids keep every URL (and the data links between dashboards) stable.
+UIDS = {"mcp": "aa-mcp-usage", "llm": "aa-llm-usage", "security": "aa-security", "session": "aa-session-timeline"}
+SLUGS = {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "session": "session-timeline"}
+TITLES = {"mcp": "MCP Usage", "llm": "LLM Usage", "security": "Security", "session": "Session timeline"}
+
+LABELS = {"user": "User", "group": "Group", "agent_instance": "Agent instance", "agent": "Agent", "mcp": "MCP",
+          "agent_tag": "Agent tag", "resource_tag": "Resource tag", "provider": "Provider", "model": "Model",
+          "session": "Session"}
+
+# The seed's date-range picker: rolling windows, then period-to-date.
+QUICK_RANGES = (
+    ("Last 1h", "now-1h", "now"), ("Last 24h", "now-24h", "now"), ("Last 7 days", "now-7d", "now"),
+    ("Last 30 days", "now-30d", "now"), ("Last 90 days", "now-90d", "now"),
+    ("Today", "now/d", "now"), ("This week", "now/w", "now"), ("This month", "now/M", "now"),
+    ("This quarter", "now/Q", "now"), ("This year", "now/y", "now"),
+)
+DEFAULT_RANGE = ("now-7d", "now")
+SESSION_ORDER_VARIABLE = "order_by"
+ALL = "$__all"
+
+metric = catalog.BY_ID.__getitem__
+
+
+def session_url(variant: Variant) -> str:
+    return f"/d/{variant.uid(UIDS['session'])}/{SLUGS['session']}"
+
+
+def _variable(variant: Variant, name: str, multi: bool = True) -> db.QueryVariable:
+    v = (db.QueryVariable(name).label(LABELS[name]).datasource(variant.datasource)
+         .query(variant.variable_query(name)).definition(name)
+         .multi(multi).include_all(multi)
+         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC))
+    if multi:
+        # allValue "$__all": All means "no filter". Left unset, Grafana would expand All into the
+        # list of options, dropping rows without that dimension and previous-period rows of values
+        # absent from the current range. The service reads "$__all" (JSON scopedVars) and "All"
+        # (what `${var:queryparam}` renders for a custom all value) as no filter.
+        v.all_value(ALL).current(dm.VariableOption(selected=True, text="All", value=ALL))
+    else:
+        # A drill-down link may name a session that is not among the listed (recent) ones.
+        v.allow_custom_value(True)
+    return v
+
+
+def _base(variant: Variant, key: str, description: str, variables: tuple[str, ...], tags: list[str]) -> db.Dashboard:
+    d = (db.Dashboard(TITLES[key]).uid(variant.uid(UIDS[key])).description(description)
+         .tags(tags).timezone("browser").time(*DEFAULT_RANGE).week_start("monday")
+         .tooltip(dm.DashboardCursorSync.CROSSHAIR).refresh("").editable()
+         .timepicker(db.TimePicker().quick_ranges([db.TimeOption().display(d).from_val(f).to(t)
+                                                   for d, f, t in QUICK_RANGES]))
+         .variables([_variable(variant, name) for name in variables]))
+    return d
+
+
+def _tab_links(variant: Variant) -> db.DashboardLink:
+    # Every tab carries the variant's tag: this link lists the other tabs and carries the time
+    # range and the variables along (same names on every tab).
+    return (db.DashboardLink("Analytics").type(dm.DashboardLinkType.DASHBOARDS).tags([variant.tab_tag])
+            .as_dropdown(False).keep_time(True).include_vars(True).target_blank(False))
+
+
+class Layout:
+    """Places panels left to right, wrapping at 24 columns."""
+
+    def __init__(self, dashboard: db.Dashboard) -> None:
+        self.d = dashboard
+        self.x = self.y = self.row_h = 0
+
+    def add(self, panel: Any) -> None:
+        built = panel.build()
+        w, h = built.grid_pos.w, built.grid_pos.h
+        if self.x + w > 24:
+            self.newline()
+        panel.grid_pos(dm.GridPos(x=self.x, y=self.y, w=w, h=h))
+        self.d.with_panel(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+    def newline(self) -> None:
+        if self.x:
+            self.y += self.row_h
+        self.x = self.row_h = 0
+
+    def row(self, title: str) -> None:
+        self.newline()
+        self.d.with_row(P.row(title).grid_pos(dm.GridPos(x=0, y=self.y, w=24, h=1)))
+        self.y += 1
+
+
+def mcp_usage(variant: Variant, cfg: Config) -> db.Dashboard:
+    v = MCP_FILTERS
+    d = _base(variant, "mcp", "Tool-call activity across all agents and MCP servers.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+    lay = Layout(d)
+    for mid in ("mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users"):
+        lay.add(P.stat_panel(variant, metric(mid), v))
+    lay.newline()
+    lay.add(P.timeseries_panel(variant, metric("mcp_executions_over_time"), v, title="Tool executions over time"))
+    lay.add(P.bars_panel(variant, metric("mcp_hourly_distribution"), v))
+    for mid in ("mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps"):
+        lay.add(P.table_panel(variant, metric(mid), v))
+    return d
+
+
+def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
+    v = LLM_FILTERS
+    d = _base(variant, "llm", "Token consumption and cost across your coding agents, from the OpenTelemetry "
+              "they send. Needs a token with the llm-analytics permission.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+    d.with_variable(db.CustomVariable(SESSION_ORDER_VARIABLE).label("Rank sessions by")
+                    .values(",".join(catalog.SESSION_ORDER)).multi(False).include_all(False)
+                    .current(dm.VariableOption(selected=True, text="cost", value="cost"))
+                    .options([dm.VariableOption(selected=o == "cost", text=o, value=o)
+                              for o in catalog.SESSION_ORDER]))
+    lay = Layout(d)
+    lay.add(P.status_panel(variant, metric("llm_status"), cfg.setup_guide_url))
+    lay.newline()
+    for mid in ("llm_total_tokens", "llm_total_cost", "llm_models_used"):
+        lay.add(P.stat_panel(variant, metric(mid), v, w=8))
+    lay.newline()
+    lay.add(P.bars_panel(variant, metric("llm_tokens_by_type"), v, w=6))
+    lay.add(P.timeseries_panel(variant, metric("llm_tokens_over_time"), v, w=9, title="Tokens over time"))
+    lay.add(P.timeseries_panel(variant, metric("llm_cost_over_time"), v, w=9, title="Cost over time (USD)"))
+    for mid in ("llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens",
+                "llm_top_models_by_cost"):
+        lay.add(P.table_panel(variant, metric(mid), v))
+    lay.row("Sessions")
+    sm = metric("session_metrics")
+    lay.add(P.record_panel(variant, sm, v, tuple(c.name for c in sm.columns), h=6,
+                           title="Session metrics"))
+    link = db.DashboardLink("Open session timeline").url(
+        session_url(variant) + '?var-session=${__data.fields["'
+        + variant.field_name(_col("sessions_table", "session_id")) + '"]}&${__url_time_range}&${__all_variables}')
+    order = "$" + SESSION_ORDER_VARIABLE if variant.key == "json" else "${" + SESSION_ORDER_VARIABLE + "}"
+    lay.add(P.table_panel(variant, metric("sessions_table"), v, w=24, extras={"order_by": order},
+                          title="Sessions (ranked by $order_by)", links=[link], link_column="session_id"))
+    return d
+
+
+def security(variant: Variant, cfg: Config) -> db.Dashboard:
+    v = MCP_FILTERS
+    d = _base(variant, "security", "Tool calls blocked by policy: who hits policy boundaries, and which policies "
+              "enforce the most.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+    lay = Layout(d)
+    lay.add(P.stat_panel(variant, metric("security_blocked_calls"), v, w=6, h=9))
+    lay.add(P.timeseries_panel(variant, metric("security_blocked_over_time"), v, w=18,
+                               title="Blocked tool calls over time"))
+    for mid in ("security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
+                "security_top_blocked_mcps"):
+        lay.add(P.table_panel(variant, metric(mid), v))
+    lay.add(P.table_panel(variant, metric("security_top_policies"), v, w=24))
+    return d
+
+
+def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
+    filters = ("session",) + LLM_FILTERS
+    d = _base(variant, "session", "One agent session: totals, models, token mix and its activity over time, "
+              "compared with the median session for the same date range and filters.", (), [MARKER_TAG, "aa-drilldown"])
+    d.with_variable(_variable(variant, "session", multi=False))
+    for name in LLM_FILTERS:
+        d.with_variable(_variable(variant, name))
+    d.link(db.DashboardLink("Back to LLM Usage").type(dm.DashboardLinkType.LINK)
+           .url(f"/d/{variant.uid(UIDS['llm'])}/{SLUGS['llm']}").keep_time(True).include_vars(True)
+           .icon("dashboard"))
+    lay = Layout(d)
+    totals = metric("session_totals")
+    lay.add(P.record_panel(variant, totals, filters, ("cost", "tokens", "duration", "requests", "models", "agent",
+                                                      "user", "totals_source"), h=5, title="Session totals"))
+    lay.newline()
+    for p in P.comparison_panels(variant, metric("session_comparison"), filters):
+        lay.add(p)
+    lay.newline()
+    lay.add(P.table_panel(variant, metric("session_models"), filters, w=16, h=8, title="Models"))
+    lay.add(P.bars_panel(variant, metric("session_token_mix"), filters, w=8, h=8))
+    tokens = P.timeseries_panel(variant, metric("session_tokens_over_time"), filters, title="Tokens over time")
+    tokens.draw_style(_draw_bars()).fill_opacity(60)
+    lay.add(tokens)
+    lay.add(P.timeseries_panel(variant, metric("session_cumulative_cost"), filters, title="Cumulative cost (USD)"))
+    lay.newline()
+    lay.add(P.text_panel("About these figures", (
+        "The totals come from the agent's telemetry **metrics**; the activity charts come from its telemetry "
+        "**logs** (events). An agent that exports only metrics shows totals here but empty activity charts. "
+        "Costs are estimates from list prices, not billed amounts.")))
+    return d
+
+
+def _draw_bars():
+    from grafana_foundation_sdk.models import common
+
+    return common.GraphDrawStyle.BARS
+
+
+def _col(metric_id: str, name: str) -> catalog.Column:
+    return next(c for c in metric(metric_id).columns if c.name == name)
+
+
+DASHBOARDS: dict[str, Callable[[Variant, Config], db.Dashboard]] = {
+    "mcp-usage": mcp_usage, "llm-usage": llm_usage, "security": security, "session-timeline": session_timeline,
+}

@@ -1,0 +1,380 @@
+"""The committed dashboards and alert rules are exactly what the generator makes, and they have
+what the product asks for: every element of the seed, the variables, the date presets, the
+dashed previous period, pagination, data links that lead somewhere real."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import yaml
+
+pytest.importorskip("grafana_foundation_sdk")
+
+from agent_analytics.dashboards import generate  # noqa: E402
+from agent_analytics.dashboards.tabs import DASHBOARDS, QUICK_RANGES, UIDS  # noqa: E402
+from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
+from agent_analytics.datasource import catalog  # noqa: E402
+
+ROOT = generate.REPO_ROOT
+SEED_PRESETS = ["Last 1h", "Last 24h", "Last 7 days", "Last 30 days", "Last 90 days",
+                "Today", "This week", "This month", "This quarter", "This year"]
+TAB_FILTERS = {"mcp-usage": catalog.MCP_FILTERS, "security": catalog.MCP_FILTERS, "llm-usage": catalog.LLM_FILTERS,
+               "session-timeline": ("session",) + catalog.LLM_FILTERS}
+
+
+def load(variant_key: str, name: str) -> dict:
+    return json.loads((ROOT / "dashboards" / variant_key / f"{name}.json").read_text())
+
+
+def all_dashboards() -> list[tuple[str, str, dict]]:
+    return [(v.key, n, load(v.key, n)) for v in VARIANTS for n in DASHBOARDS]
+
+
+def panels(d: dict) -> list[dict]:
+    return [p for p in d["panels"] if p["type"] != "row"]
+
+
+def metric_of(variant_key: str, target: dict) -> str:
+    if variant_key == "json":
+        return target["target"]
+    return re.match(r"^/api/v1/query/(\w+)\?", target["url"]).group(1)
+
+
+def test_committed_files_equal_the_generator_output():
+    assert generate.stale_files() == [], "run `agent-analytics dashboards generate` and commit the result"
+
+
+def test_check_mode_reports_a_stale_file(tmp_path):
+    generate.write_all(tmp_path)
+    assert generate.stale_files(tmp_path) == []
+    victim = tmp_path / "dashboards" / "infinity" / "security.json"
+    victim.write_text(victim.read_text().replace("Blocked calls", "Blocked", 1))
+    assert generate.stale_files(tmp_path) == ["dashboards/infinity/security.json"]
+    args = type("A", (), {"root": str(tmp_path), "check": True})()
+    assert generate.cmd_generate(args) == 1
+
+
+def test_the_cli_exposes_the_generator():
+    from agent_analytics.cli import build_parser
+
+    args = build_parser().parse_args(["dashboards", "generate", "--check"])
+    assert args.func is generate.cmd_generate
+
+
+@pytest.mark.parametrize("variant_key,name,d", all_dashboards(), ids=lambda x: x if isinstance(x, str) else "")
+def test_dashboard_basics(variant_key, name, d):
+    variant = INFINITY if variant_key == "infinity" else JSON
+    key = {"mcp-usage": "mcp", "llm-usage": "llm", "security": "security", "session-timeline": "session"}[name]
+    assert d["uid"] == variant.uid(UIDS[key])
+    assert d["timezone"] == "browser"
+    assert d["time"] == {"from": "now-7d", "to": "now"}
+    ranges = d["timepicker"]["quick_ranges"]
+    assert [r["display"] for r in ranges] == SEED_PRESETS
+    assert [(r["display"], r["from"], r["to"]) for r in ranges] == list(QUICK_RANGES)
+    assert "agent-analytics" in d["tags"]
+    assert d["schemaVersion"] >= 41
+    # Every query goes to this variant's data source and names a metric the service knows.
+    for p in panels(d):
+        if p["type"] == "text":
+            continue
+        assert p["datasource"] == {"type": variant.plugin_type, "uid": variant.datasource_uid}, p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == variant.datasource_uid
+            assert metric_of(variant_key, t) in catalog.BY_ID
+    # Panels never overlap.
+    cells = set()
+    for p in d["panels"]:
+        g = p["gridPos"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']} overlaps another panel"
+                cells.add((x, y))
+        assert g["x"] + g["w"] <= 24
+
+
+@pytest.mark.parametrize("variant_key,name,d", all_dashboards(), ids=lambda x: x if isinstance(x, str) else "")
+def test_variables_are_the_tab_filters(variant_key, name, d):
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    expected = set(TAB_FILTERS[name]) | ({"order_by"} if name == "llm-usage" else set())
+    assert set(variables) == expected
+    for fname in TAB_FILTERS[name]:
+        v = variables[fname]
+        assert v["type"] == "query" and v["refresh"] == 2
+        if fname == "session":
+            assert v["multi"] is False and v["includeAll"] is False
+            continue
+        assert v["multi"] is True and v["includeAll"] is True
+        assert v["allValue"] == "$__all" and v["current"]["value"] == "$__all"
+        if variant_key == "json":
+            assert v["query"] == {"query": fname, "format": "string"}
+        else:
+            q = v["query"]["infinityQuery"]
+            assert q["parser"] == "backend" and q["url"].startswith(f"/api/v1/variables/{fname}?")
+
+
+@pytest.mark.parametrize("variant_key,name,d", all_dashboards(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_query_honours_every_filter_of_its_tab(variant_key, name, d):
+    """Infinity sends each filter in the URL; the JSON plugin sends them all in scopedVars."""
+    for p in panels(d):
+        for t in p.get("targets", []):
+            m = catalog.BY_ID[metric_of(variant_key, t)]
+            if variant_key == "json":
+                # Grafana puts every dashboard variable in scopedVars: the payload carries extras only.
+                assert t["editorMode"] == "builder" and isinstance(t["payload"], dict)
+                assert set(t["payload"]) <= set(m.payload_fields)
+                for f in m.filters:
+                    assert f in TAB_FILTERS[name], (m.id, f)
+                continue
+            for f in m.filters:
+                assert f in TAB_FILTERS[name], (m.id, f)
+                assert f"${{{f}:queryparam}}" in t["url"], (p["title"], f)
+            assert "from=${__from}&to=${__to}" in t["url"]
+            assert t["root_selector"] == "rows" and t["parser"] == "backend"
+            assert [c["selector"] for c in t["columns"]] == [c.name for c in m.columns]
+
+
+def test_every_seed_element_is_on_its_tab():
+    expected = {
+        "mcp-usage": ["mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
+                      "mcp_executions_over_time", "mcp_hourly_distribution", "mcp_top_tools",
+                      "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps"],
+        "llm-usage": ["llm_status", "llm_total_tokens", "llm_total_cost", "llm_models_used", "llm_tokens_by_type",
+                      "llm_tokens_over_time", "llm_cost_over_time", "llm_top_users_by_tokens", "llm_top_users_by_cost",
+                      "llm_top_models_by_tokens", "llm_top_models_by_cost", "session_metrics", "sessions_table"],
+        "security": ["security_blocked_calls", "security_blocked_over_time", "security_top_blocked_tools",
+                     "security_top_blocked_agent_instances", "security_top_blocked_users",
+                     "security_top_blocked_mcps", "security_top_policies"],
+        "session-timeline": ["session_totals", "session_comparison", "session_models", "session_token_mix",
+                             "session_tokens_over_time", "session_cumulative_cost"],
+    }
+    for v in VARIANTS:
+        for name, ids in expected.items():
+            found = [metric_of(v.key, t) for p in panels(load(v.key, name)) for t in p.get("targets", [])]
+            assert sorted(set(found)) == sorted(ids), (v.key, name)
+    # Every tab metric of the catalog is shown somewhere.
+    shown = {metric_of("infinity", t) for n in DASHBOARDS for p in panels(load("infinity", n)) for t in p.get("targets", [])}
+    assert shown == set(catalog.BY_ID)
+
+
+@pytest.mark.parametrize("variant_key,name,d", all_dashboards(), ids=lambda x: x if isinstance(x, str) else "")
+def test_panels_by_kind(variant_key, name, d):
+    for p in panels(d):
+        if p["type"] == "text":
+            continue
+        m = catalog.BY_ID[metric_of(variant_key, p["targets"][0])]
+        if m.kind == "stat":
+            assert p["type"] == "stat"
+            names = [o["matcher"]["options"] for o in p["fieldConfig"]["overrides"]]
+            assert any("previous" in n.lower() for n in names) and any("change" in n.lower() for n in names)
+        elif m.kind == "timeseries":
+            assert p["type"] == "timeseries"
+            dashed = [o for o in p["fieldConfig"]["overrides"]
+                      if o["matcher"] == {"id": "byRegexp", "options": "/^Previous period.*/"}]
+            if any(c.name == "previous" for c in m.columns):
+                assert dashed and dashed[0]["properties"][0] == {
+                    "id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+            else:
+                assert not dashed
+        elif m.kind == "bars":
+            assert p["type"] == "barchart"
+        elif m.kind == "table" and m.id != "session_comparison":
+            assert p["type"] == "table", p["title"]
+            assert p["options"]["enablePagination"] is True
+            assert p["options"]["footer"]["enablePagination"] is True
+            if m.paged:  # the top tables: ten rows per page
+                assert p["gridPos"]["h"] == 13
+                assert "page=" not in json.dumps(p["targets"])
+
+
+def test_hourly_distribution_is_bars_by_utc_hour():
+    for v in VARIANTS:
+        p = next(p for p in panels(load(v.key, "mcp-usage")) if p["title"].startswith("Executions by hour"))
+        assert p["type"] == "barchart" and "UTC" in p["title"]
+        hour = v.field_name(catalog.BY_ID["mcp_hourly_distribution"].columns[0])
+        assert p["options"]["xField"] == hour
+        assert p["transformations"][0]["options"]["conversions"][0]["targetField"] == hour
+
+
+def test_sessions_table_ranks_by_the_order_variable():
+    for v in VARIANTS:
+        d = load(v.key, "llm-usage")
+        order = next(x for x in d["templating"]["list"] if x["name"] == "order_by")
+        assert order["type"] == "custom" and order["query"] == "cost,tokens,recency"
+        p = next(p for p in panels(d) if p["targets"][0].get("target") == "sessions_table"
+                 or "sessions_table" in p["targets"][0].get("url", ""))
+        t = p["targets"][0]
+        if v.key == "json":
+            assert t["payload"] == {"order_by": "$order_by"}
+        else:
+            assert "order_by=${order_by}" in t["url"]
+
+
+def test_comparison_chips_hide_without_a_baseline():
+    for v in VARIANTS:
+        chips = [p for p in panels(load(v.key, "session-timeline")) if "session_comparison" in json.dumps(p.get("targets"))]
+        assert len(chips) == 2
+        for p in chips:
+            f = p["transformations"][0]
+            assert f["id"] == "filterByValue" and f["options"]["type"] == "exclude"
+            assert f["options"]["filters"][0]["config"]["id"] == "isNull"
+        assert chips[0]["fieldConfig"]["defaults"]["unit"] == "suffix:× median"
+        assert chips[1]["fieldConfig"]["defaults"]["mappings"][0]["options"]["true"]["text"] == "top 5%"
+
+
+def test_llm_usage_empty_state_links_to_the_guide():
+    for v in VARIANTS:
+        p = panels(load(v.key, "llm-usage"))[0]
+        assert "llm_status" in json.dumps(p["targets"])
+        links = p["fieldConfig"]["defaults"]["links"]
+        assert any("setup_url" in l["url"] for l in links)
+        assert any(l["url"].endswith("docs/opentelemetry.md") for l in links)
+        assert "OpenTelemetry guide" in p["fieldConfig"]["defaults"]["noValue"]
+
+
+def _dashboard_by_uid() -> dict[str, dict]:
+    return {d["uid"]: d for _, _, d in all_dashboards()}
+
+
+def _variables(d: dict) -> set[str]:
+    return {v["name"] for v in d["templating"]["list"]}
+
+
+def _links(d: dict):
+    for link in d.get("links", []):
+        yield None, link
+    for p in d["panels"]:
+        fc = p.get("fieldConfig", {})
+        for link in fc.get("defaults", {}).get("links", []):
+            yield p, link
+        for o in fc.get("overrides", []):
+            for prop in o["properties"]:
+                if prop["id"] == "links":
+                    for link in prop["value"]:
+                        yield p, link
+
+
+def test_every_data_link_points_at_an_existing_dashboard_and_variable():
+    by_uid = _dashboard_by_uid()
+    checked = 0
+    for variant_key, name, d in all_dashboards():
+        for panel, link in _links(d):
+            if link.get("type") == "dashboards":
+                # Tab links: every dashboard with the tag exists and shares the time range and variables.
+                tagged = [x for x in by_uid.values() if set(link["tags"]) <= set(x["tags"])]
+                assert len(tagged) == 3 and link["keepTime"] and link["includeVars"]
+                assert all(x["uid"].endswith("-json") == (variant_key == "json") for x in tagged)
+                checked += 1
+                continue
+            url = link["url"]
+            if not url.startswith("/d/"):
+                assert url.startswith("https://") or url.startswith("${__data.fields")
+                continue
+            parts = urlsplit(url)
+            uid = parts.path.split("/")[2]
+            assert uid in by_uid, url
+            target = by_uid[uid]
+            assert target["uid"].endswith("-json") == (variant_key == "json")
+            for key, _ in parse_qsl(parts.query.replace("${__url_time_range}", "from=x&to=y")
+                                    .replace("${__all_variables}", "")):
+                if key.startswith("var-"):
+                    assert key[4:] in _variables(target), (url, key)
+            if "${__all_variables}" in url:
+                # Carried variables must exist on the target (the sessions' extra order_by aside).
+                assert _variables(d) - {"order_by"} <= _variables(target)
+            if panel is not None:
+                field = re.search(r'__data\.fields\["([^"]+)"\]', url).group(1)
+                m = catalog.BY_ID[metric_of(variant_key, panel["targets"][0])]
+                variant = INFINITY if variant_key == "infinity" else JSON
+                assert field in {variant.field_name(c) for c in m.columns}
+            checked += 1
+    assert checked >= 8
+
+
+def test_alert_rules_file():
+    doc = yaml.safe_load((ROOT / "provisioning/alerting/agent-analytics.yaml").read_text())
+    group = doc["groups"][0]
+    rule = group["rules"][0]
+    assert rule["title"] == "Blocked tool calls surge"
+    refs = {d["refId"]: d for d in rule["data"]}
+    assert rule["condition"] in refs
+    for ref in ("A", "B"):
+        q = refs[ref]
+        assert q["datasourceUid"] == INFINITY.datasource_uid
+        m = q["model"]
+        assert m["parser"] == "backend" and m["type"] == "json" and m["source"] == "url"
+        assert "${__timeFrom}" in m["url"] and "${__timeTo}" in m["url"]
+        assert "${__from}" not in m["url"] and ":queryparam" not in m["url"]
+        assert q["relativeTimeRange"] == {"from": 3600, "to": 0}
+        assert len(m["columns"]) == 1
+    assert refs["C"]["model"]["type"] == "math" and "$A" in refs["C"]["model"]["expression"]
+    assert "$B" in refs["C"]["model"]["expression"]
+    assert refs["D"]["model"]["type"] == "threshold"
+    assert {r["datasourceUid"] for r in refs.values()} <= {"__expr__", INFINITY.datasource_uid}
+
+
+def test_datasource_provisioning():
+    doc = yaml.safe_load((ROOT / "provisioning/datasources/agent-analytics.yaml").read_text())
+    by_type = {d["type"]: d for d in doc["datasources"]}
+    inf, js = by_type[INFINITY.plugin_type], by_type[JSON.plugin_type]
+    assert inf["uid"] == INFINITY.datasource_uid and inf["isDefault"] is True
+    assert js["uid"] == JSON.datasource_uid and js["url"].endswith("/grafana")
+    for ds in (inf, js):
+        assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+        assert ds["secureJsonData"]["httpHeaderValue1"] == "Bearer ${AA_GRAFANA_QUERY_TOKEN}"
+        assert ds["access"] == "proxy"
+    assert inf["url"] in inf["jsonData"]["allowedHosts"]
+
+
+def test_dashboard_providers_point_at_the_mounted_files():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in compose["services"]["grafana"]["volumes"]}
+    for path, variant in ((ROOT / "provisioning/dashboards/agent-analytics.yaml", "infinity"),
+                          (ROOT / "provisioning/optional/json-plugin-dashboards.yaml", "json")):
+        provider = yaml.safe_load(path.read_text())["providers"][0]
+        assert provider["type"] == "file"
+        assert mounts[provider["options"]["path"]] == f"./dashboards/{variant}"
+        assert (ROOT / "dashboards" / variant).is_dir()
+
+
+def test_docker_compose_structure():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"timescaledb", "service", "grafana"}
+    for name, s in services.items():
+        assert "healthcheck" in s and s["healthcheck"]["test"], name
+    # Pinned images: a version tag, never latest.
+    assert re.fullmatch(r"timescale/timescaledb:\d+\.\d+\.\d+-pg\d+", services["timescaledb"]["image"])
+    assert re.fullmatch(r"grafana/grafana:12\.\d+\.\d+", services["grafana"]["image"])
+    assert services["service"]["build"] == "." and (ROOT / "Dockerfile").is_file()
+    assert services["service"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+    assert services["grafana"]["depends_on"]["service"]["condition"] == "service_healthy"
+    env = services["grafana"]["environment"]
+    plugins = dict(p.split("@") for p in env["GF_PLUGINS_PREINSTALL_SYNC"].split(","))
+    assert set(plugins) == {INFINITY.plugin_type, JSON.plugin_type}
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in plugins.values())
+    assert env["AA_SERVICE_URL"] == "http://service:8080"
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in services["grafana"]["volumes"] if m.startswith("./")}
+    for src in ("./provisioning/datasources", "./provisioning/dashboards", "./provisioning/alerting"):
+        assert mounts[src].startswith("/etc/grafana/provisioning/") and (ROOT / src).is_dir()
+    svc_env = services["service"]["environment"]
+    assert svc_env["DATABASE_URL"].startswith("postgresql://") and "@timescaledb:5432/" in svc_env["DATABASE_URL"]
+    # The token Grafana sends is one the service grants the llm-analytics permission.
+    assert "AA_GRAFANA_QUERY_TOKEN" in svc_env["AA_LLM_QUERY_TOKENS"]
+    assert {"4318:4318", "8080:8080"} <= set(services["service"]["ports"])
+    # Every environment setting the service gets is one it knows.
+    from agent_analytics.config import SETTINGS
+
+    known = {s.env for s in SETTINGS}
+    assert set(svc_env) <= known
+
+
+def test_dockerfile_runs_the_service():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim", text, re.M)
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "agent-analytics serve" in text and "agent-analytics migrate" in text
+    for folder in ("agent_analytics", "ingest", "sql", "datasource", "dashboards"):
+        assert f"COPY {folder} ./{folder}" in text
