@@ -502,3 +502,11 @@ def test_a_data_source_of_another_type_under_our_name_stops_the_install(files, g
     out = capsys.readouterr().out
     assert "a prometheus data source is already named 'Agent Analytics': choose another with --datasource-name" in out
     assert grafana.writes == [] and "INCOMPLETE" in out
+
+
+def test_a_url_that_is_not_grafana(files, capsys):
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{BASE}/api/health", status=404, body="404 page not found")
+        assert install(files) == 1
+    out = capsys.readouterr().out
+    assert "not found (404 on GET /api/health): Grafana said '404 page not found' (is --url Grafana's root URL?)" in out

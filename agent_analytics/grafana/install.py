@@ -3,7 +3,6 @@ order (each needs the one before). Every object gets a line in the report, inclu
 failed and what was not attempted, so a partial install is never silent."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from agent_analytics.grafana.plan import (Decision, Kind, plan_dashboard, plan_d
                                           plan_rule_group)
 from agent_analytics.grafana.sources import Plugin
 
-log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 SAVE_MESSAGE = "agent-analytics grafana install"
@@ -162,15 +160,13 @@ class Installer:
             self.report.grafana += f" (version {version})" if version else ""
             plugin = self.client.plugin_settings(self.o.plugin.id)
         except GrafanaError as exc:
-            self.report.error = str(exc)
+            hint = " (is --url Grafana's root URL?)" if exc.status == 404 else ""
+            self.report.error = str(exc) + hint
             raise Stop from None
         if plugin is None:
             self.report.error = (f"the {self.o.plugin.id} plugin is not installed in this Grafana: nothing "
                                  f"was written. {self.o.plugin.install_hint()}")
             raise Stop
-        if plugin.get("enabled") is False:
-            # Data source plugins work without being "enabled" (that is for app plugins); say so only.
-            log.debug("plugin %s reports enabled=false", self.o.plugin.id)
 
     def _datasource(self, item: Item, name: str, uid: str) -> str:
         o = self.o
