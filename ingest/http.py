@@ -45,14 +45,8 @@ def _metrics() -> IngestMetrics:
 
 
 def _format_asked() -> str:
-    """The response format: the request's own, unless Accept names the other one."""
-    fmt = codec.media_format(request.mimetype) or codec.PROTOBUF
-    accept = request.accept_mimetypes
-    if accept and not accept.accept_all:
-        best = accept.best_match(list(codec.MEDIA_TYPES))
-        if best:
-            fmt = codec.MEDIA_TYPES[best]
-    return fmt
+    """OTLP answers in the request's own content type; an unsupported one gets JSON (readable)."""
+    return codec.media_format(request.mimetype) or codec.JSON
 
 
 def read_body(max_bytes: int) -> bytes:

@@ -56,3 +56,30 @@ def post(client, path: str, body: bytes, content_type: str = PB, gzipped: bool =
         body = gzip.compress(body)
         h["Content-Encoding"] = "gzip"
     return client.post(path, data=body, headers=h, **kw)
+
+
+class Server:
+    """The app on a real HTTP port (waitress, as in production), in a thread."""
+
+    def __init__(self, app) -> None:
+        import threading
+
+        from waitress.server import create_server
+
+        from agent_analytics.cluster import free_port
+
+        self.port = free_port()
+        self.server = create_server(app, host="127.0.0.1", port=self.port, map={}, threads=4)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
