@@ -18,7 +18,9 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common
 
 from agent_analytics.datasource.catalog import Column, Metric
+from agent_analytics.datasource.query import MAX_ROWS
 
+TIMEZONE = "${__timezone}"  # Grafana: the dashboard's zone, the browser's IANA zone for "browser"
 INFINITY_TYPE = "yesoreyeram-infinity-datasource"
 JSON_TYPE = "simpod-json-datasource"
 INFINITY_UID = "aa-infinity"
@@ -88,12 +90,14 @@ class Variant:
               extras: dict[str, str] | None = None, hide: bool = False) -> RawQueryBuilder:
         extras = dict(extras or {})
         if self.key == "json":
+            # Builder mode: Grafana interpolates each value (the browser's zone for ${__timezone}).
+            extras.setdefault("tz", TIMEZONE)
             model: dict[str, Any] = {
                 "refId": ref_id,
                 "datasource": self.datasource_json(),
                 "editorMode": "builder",
                 "target": metric.id,
-                # Builder mode: Grafana interpolates each value; the filters travel in scopedVars.
+                # The filters travel in scopedVars; the payload carries the extras.
                 "payload": extras,
             }
         else:
@@ -117,11 +121,13 @@ class Variant:
                 "source": "url",
                 "parser": "backend",
                 "format": "table",
+                # The range matters to `session` (the sessions in it); the others ignore it.
                 "url": f"/api/v1/variables/{name}?from=${{__from}}&to=${{__to}}",
                 "url_options": {"method": "GET", "data": ""},
                 "root_selector": "rows",
-                "columns": [{"selector": "__text", "text": "__text", "type": "string"},
-                            {"selector": "__value", "text": "__value", "type": "string"}],
+                # Grafana takes a variable's options from the fields named __text and __value.
+                "columns": [{"selector": "text", "text": "__text", "type": "string"},
+                            {"selector": "value", "text": "__value", "type": "string"}],
                 "filters": [],
             },
         }
@@ -135,7 +141,11 @@ def infinity_url(metric: Metric, variables: tuple[str, ...], extras: dict[str, s
     if backend_macros:
         parts = ["from=${__timeFrom}", "to=${__timeTo}"]
     else:
-        parts = ["from=${__from}", "to=${__to}"]
+        # The viewer's zone (the dashboards use the browser's): daily buckets start at local midnight.
+        parts = ["from=${__from}", "to=${__to}", f"tz={TIMEZONE}"]
+    if metric.paged:
+        # The JSON API pages by default; ask for every ranked row and let Grafana paginate.
+        parts.append(f"page_size={MAX_ROWS}")
     parts += [f"{k}={v}" for k, v in extras.items()]
     parts += [f"${{{name}:queryparam}}" for name in variables if name in metric.filters]
     return f"/api/v1/query/{metric.id}?" + "&".join(parts)

@@ -207,7 +207,7 @@ def test_sessions_table_ranks_by_the_order_variable():
                  or "sessions_table" in p["targets"][0].get("url", ""))
         t = p["targets"][0]
         if v.key == "json":
-            assert t["payload"] == {"order_by": "$order_by"}
+            assert t["payload"] == {"order_by": "$order_by", "tz": "${__timezone}"}
         else:
             assert "order_by=${order_by}" in t["url"]
 
