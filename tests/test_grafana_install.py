@@ -391,7 +391,7 @@ def test_json_plugin_points_at_the_grafana_face_and_skips_alert_rules(files, gra
                "--dashboards-dir", str(json_dir), "--provisioning-dir", str(files["provisioning"])])
     out = capsys.readouterr().out
     assert rc == 0, out
-    ds = grafana.datasources["agent-analytics-json"]
+    ds = grafana.datasources["aa-json"]
     assert ds["type"] == "simpod-json-datasource" and ds["url"] == "http://aa.internal:8080/grafana"
     assert ds["jsonData"] == {"httpHeaderName1": "Authorization"}
     assert "simpod-json-datasource cannot run alert rules; use --plugin infinity" in out
@@ -400,7 +400,7 @@ def test_json_plugin_points_at_the_grafana_face_and_skips_alert_rules(files, gra
     assert grafana.folders["agent-analytics-json"]["title"] == "Agent Analytics (JSON plugin)"
     assert grafana.dashboards["aa-mcp-json"]["folderUid"] == "agent-analytics-json"
     panel = grafana.dashboards["aa-mcp-json"]["dashboard"]["panels"][0]
-    assert panel["datasource"] == {"type": "simpod-json-datasource", "uid": "agent-analytics-json"}
+    assert panel["datasource"] == {"type": "simpod-json-datasource", "uid": "aa-json"}
 
 
 def test_query_token_is_kept_unless_asked_to_replace_it(files, grafana, capsys):
@@ -510,3 +510,21 @@ def test_a_url_that_is_not_grafana(files, capsys):
         assert install(files) == 1
     out = capsys.readouterr().out
     assert "not found (404 on GET /api/health): Grafana said '404 page not found' (is --url Grafana's root URL?)" in out
+
+
+def test_without_provisioning_files_the_packaged_generator_supplies_the_alert_rules(files, grafana, capsys, tmp_path):
+    """An installed package has no provisioning/ folder: the defaults and the rules still come through."""
+    empty = tmp_path / "no-provisioning"
+    empty.mkdir()
+    rc = main(["grafana", "install", "--url", BASE, "--token", "glsa_good", "--query-token", QUERY_TOKEN,
+               "--dashboards-dir", str(files["dashboards"]), "--provisioning-dir", str(empty)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert set(grafana.datasources) == {"aa-infinity"}  # the provisioning file's uid, built in
+    from agent_analytics.dashboards.alerts import alert_rules
+    expected = {g["name"]: [r["uid"] for r in g["rules"]] for g in alert_rules()["groups"]}
+    installed = {name: [r["uid"] for r in g["rules"]] for (_, name), g in grafana.rule_groups.items()}
+    assert installed == expected and expected
+    for g in grafana.rule_groups.values():
+        for r in g["rules"]:
+            assert {q["datasourceUid"] for q in r["data"]} <= {"aa-infinity", "__expr__"}

@@ -25,14 +25,13 @@ def export(plugin: Plugin, datasource_uid: str, out_dir: Path, dashboards_dir: P
         path = out_dir / d.path.name
         path.write_text(json.dumps(model, indent=2, sort_keys=False) + "\n")
         written.append(path)
-    alert_dir = prov_dir / "alerting"
-    if include_alerts and plugin.alerting and alert_dir.is_dir():
-        for src in sorted(alert_dir.glob("*.y*ml")):
-            doc = yaml.safe_load(src.read_text()) or {}
+    if include_alerts and plugin.alerting:
+        docs, _ = sources.alert_documents(prov_dir / "alerting")
+        for name, doc in docs:
             if not doc.get("groups"):
                 continue
             (out_dir / "alerting").mkdir(exist_ok=True)
-            path = out_dir / "alerting" / src.name
+            path = out_dir / "alerting" / name
             path.write_text(yaml.safe_dump(sources.exported_alert_file(doc, datasource_uid), sort_keys=False))
             written.append(path)
     return written

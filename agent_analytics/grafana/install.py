@@ -109,7 +109,9 @@ class Installer:
         ds_name = o.datasource_name or defaults.name
         ds_uid = o.datasource_uid or defaults.uid
         dashboards = sources.load_dashboards(o.dashboards_dir or sources.default_dashboards_dir(o.plugin))
-        groups = sources.load_alert_groups(prov_dir / "alerting")
+        groups, groups_from = sources.load_alert_groups(prov_dir / "alerting")
+        if not groups and o.plugin.alerting:
+            self.report.notes.append(f"no alert rules installed: none found in {groups_from}")
         self.folder_title = o.folder_title or o.plugin.folder_title
         folder_uid = o.folder_uid or (_slug(o.folder_title) if o.folder_title else o.plugin.folder_uid)
 

@@ -49,12 +49,13 @@ class Plugin:
 
 
 PLUGINS: dict[str, Plugin] = {
+    # Names and uids as in provisioning/datasources/agent-analytics.yaml.
     "infinity": Plugin("infinity", "yesoreyeram-infinity-datasource", "Agent Analytics",
-                       "agent-analytics-infinity", "", alerting=True,
+                       "aa-infinity", "", alerting=True,
                        folder_title="Agent Analytics", folder_uid="agent-analytics"),
     # Frontend-only plugin: Grafana cannot evaluate alert rules against it.
     "json": Plugin("json", "simpod-json-datasource", "Agent Analytics (JSON)",
-                   "agent-analytics-json", "/grafana", alerting=False,
+                   "aa-json", "/grafana", alerting=False,
                    folder_title="Agent Analytics (JSON plugin)", folder_uid="agent-analytics-json"),
 }
 
@@ -232,29 +233,52 @@ def duration_seconds(value: Any) -> int:
     return int(total)
 
 
-def load_alert_groups(directory: Path) -> list[RuleGroup]:
-    """Rule groups from Grafana alerting provisioning files; an absent folder means none."""
+def alert_documents(directory: Path) -> tuple[list[tuple[str, JSON]], str]:
+    """The alerting provisioning documents as (file name, content), and where they came from.
+
+    Without the folder (an installed package has no provisioning/), they come from the
+    dashboards package's generator, which writes those files."""
     if not directory.is_dir():
-        return []
-    groups: list[RuleGroup] = []
+        try:
+            from agent_analytics.dashboards.alerts import alert_rules
+        except ImportError:
+            return [], str(directory)
+        return [("agent-analytics.yaml", alert_rules())], "agent_analytics.dashboards.alerts"
+    docs: list[tuple[str, JSON]] = []
     for path in sorted(directory.glob("*.y*ml")):
         try:
-            doc = yaml.safe_load(path.read_text()) or {}
+            docs.append((path.name, yaml.safe_load(path.read_text()) or {}))
         except yaml.YAMLError as exc:
             raise SourceError(f"{path}: not YAML: {exc}") from None
-        for g in doc.get("groups") or []:
-            if not isinstance(g, dict) or not g.get("name"):
-                raise SourceError(f"{path}: a rule group without a name")
-            rules = g.get("rules") or []
-            for r in rules:
-                missing = [k for k in ("uid", "title", "condition", "data") if not r.get(k)]
-                if missing:
-                    raise SourceError(f"{path}: rule {r.get('title') or r.get('uid')!r} lacks {', '.join(missing)}")
-            try:
-                interval = duration_seconds(g.get("interval") or "1m")
-            except SourceError as exc:
-                raise SourceError(f"{path}: group {g['name']!r}: {exc}") from None
-            groups.append(RuleGroup(str(g["name"]), interval, list(rules), path))
+    return docs, str(directory)
+
+
+def load_alert_groups(directory: Path) -> tuple[list[RuleGroup], str]:
+    """Rule groups from Grafana alerting provisioning files, and where they came from."""
+    docs, source = alert_documents(directory)
+    groups: list[RuleGroup] = []
+    for name, doc in docs:
+        groups.extend(groups_from_doc(doc, directory / name))
+    return groups, source
+
+
+def groups_from_doc(doc: JSON, path: Path | None) -> list[RuleGroup]:
+    """The rule groups of one alerting provisioning document (`groups: [...]`)."""
+    where = path or "generated alert rules"
+    groups: list[RuleGroup] = []
+    for g in doc.get("groups") or []:
+        if not isinstance(g, dict) or not g.get("name"):
+            raise SourceError(f"{where}: a rule group without a name")
+        rules = g.get("rules") or []
+        for r in rules:
+            missing = [k for k in ("uid", "title", "condition", "data") if not r.get(k)]
+            if missing:
+                raise SourceError(f"{where}: rule {r.get('title') or r.get('uid')!r} lacks {', '.join(missing)}")
+        try:
+            interval = duration_seconds(g.get("interval") or "1m")
+        except SourceError as exc:
+            raise SourceError(f"{where}: group {g['name']!r}: {exc}") from None
+        groups.append(RuleGroup(str(g["name"]), interval, list(rules), path))
     return groups
 
 
