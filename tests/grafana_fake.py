@@ -44,6 +44,7 @@ def _seconds(text: str) -> int:
 class FakeGrafana:
     plugins: set[str] = field(default_factory=lambda: {"yesoreyeram-infinity-datasource", "simpod-json-datasource"})
     token: str = "glsa_good"
+    org_id: int = 3  # not the default org: the token's org must be used
     datasources: dict[str, JSON] = field(default_factory=dict)   # by uid
     folders: dict[str, JSON] = field(default_factory=dict)       # by uid
     dashboards: dict[str, JSON] = field(default_factory=dict)    # by uid: {"dashboard", "folderUid"}
@@ -101,6 +102,7 @@ class FakeGrafana:
     def _routes(self):
         return [
             (("GET", r"/api/plugins/([^/]+)/settings"), self._plugin),
+            (("GET", r"/api/org"), self._org),
             (("GET", r"/api/datasources/uid/([^/]+)"), self._ds_get),
             (("GET", r"/api/datasources/name/([^/]+)"), self._ds_by_name),
             (("POST", r"/api/datasources"), self._ds_create),
@@ -125,6 +127,11 @@ class FakeGrafana:
         return self._json(200, {"name": plugin_id, "type": "datasource", "id": plugin_id, "enabled": False,
                                 "pinned": False, "info": {"version": "3.2.1"}})
 
+    def _org(self, body, request):
+        return self._json(200, {"id": self.org_id, "name": "Platform",
+                                "address": {"address1": "", "address2": "", "city": "", "zipCode": "",
+                                            "state": "", "country": ""}})
+
     # -- data sources ---------------------------------------------------------------------------
     def _ds_view(self, ds: JSON) -> JSON:
         return copy.deepcopy(ds)
@@ -147,7 +154,7 @@ class FakeGrafana:
         self.secrets = getattr(self, "secrets", {})
         for k, v in (body.get("secureJsonData") or {}).items():
             self.secrets[(body["uid"], k)] = v
-        ds = {"id": (old or {}).get("id") or self._id(), "uid": body["uid"], "orgId": 1, "name": body["name"],
+        ds = {"id": (old or {}).get("id") or self._id(), "uid": body["uid"], "orgId": self.org_id, "name": body["name"],
               "type": body["type"], "typeLogoUrl": "", "access": body.get("access", "proxy"),
               "url": body.get("url", ""), "user": "", "database": "", "basicAuth": bool(body.get("basicAuth")),
               "basicAuthUser": "", "withCredentials": False, "isDefault": bool(body.get("isDefault")),
@@ -244,7 +251,10 @@ class FakeGrafana:
         rules = []
         for r in body["rules"]:
             stored = copy.deepcopy(r)
-            stored.update({"id": self._id(), "orgID": 1, "folderUID": folder_uid, "ruleGroup": group,
+            # Stricter than Grafana needs to be: proves the installer sends the token's org.
+            if stored.get("orgID") != self.org_id:
+                return self._json(400, {"message": f"rule {r.get('uid')}: orgID does not match the request's org"})
+            stored.update({"id": self._id(), "folderUID": folder_uid, "ruleGroup": group,
                            "updated": "2026-11-25T12:00:00Z", "provenance": "" if editable else "api",
                            "for": _dur(_seconds(str(r.get("for") or "0s")) if not str(r.get("for", "")).isdigit()
                                        else int(r["for"]))})

@@ -101,6 +101,10 @@ class GrafanaClient:
         """`GET /api/plugins/<id>/settings`; None when the plugin is not installed."""
         return self._request("GET", f"/api/plugins/{quote(plugin_id, safe='')}/settings", absent_ok=True)
 
+    def current_org(self) -> JSON:
+        """`GET /api/org` -> {"id": 1, "name": "Main Org.", ...}: the token's organisation."""
+        return self._request("GET", "/api/org")
+
     # -- data sources ---------------------------------------------------------------------------
     def get_datasource(self, uid: str) -> JSON | None:
         return self._request("GET", f"/api/datasources/uid/{quote(uid, safe='')}", absent_ok=True)

@@ -100,6 +100,7 @@ class Installer:
         self.o = options
         self.report = Report(grafana=client.base, dry_run=options.dry_run)
         self._folder_created = False
+        self.org_id = 1
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Report:
@@ -132,7 +133,7 @@ class Installer:
                 desired = sources.desired_dashboard(d.model, o.plugin, ds_uid, defaults.source_uids, ds_name)
                 self._guard(it, lambda: self._dashboard(it, desired, folder_uid))
             for g, it in zip(groups, group_items):
-                desired = sources.api_rule_group(g, folder_uid, ds_uid)
+                desired = sources.api_rule_group(g, folder_uid, ds_uid, self.org_id)
                 self._guard(it, lambda: self._rule_group(it, desired, folder_uid))
         except Stop:
             pass
@@ -161,6 +162,7 @@ class Installer:
             version = health.get("version")
             self.report.grafana += f" (version {version})" if version else ""
             plugin = self.client.plugin_settings(self.o.plugin.id)
+            self.org_id = int(self.client.current_org().get("id") or 1)
         except GrafanaError as exc:
             hint = " (is --url Grafana's root URL?)" if exc.status == 404 else ""
             self.report.error = str(exc) + hint
@@ -255,8 +257,8 @@ class Installer:
             if live is not None:
                 # Optimistic concurrency: Grafana answers 412 if someone saved since our read.
                 body["version"] = (live.get("dashboard") or {}).get("version")
-            result = self.client.save_dashboard(body, folder_uid, overwrite=self.o.force and live is not None,
-                                                message=SAVE_MESSAGE)
+            # --force also replaces a same-titled dashboard in the folder (412 name-exists otherwise).
+            result = self.client.save_dashboard(body, folder_uid, overwrite=self.o.force, message=SAVE_MESSAGE)
             if result.get("url"):
                 item.detail = (item.detail + "; " if item.detail else "") + f"{result['url']} version {result.get('version')}"
 

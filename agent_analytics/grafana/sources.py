@@ -317,10 +317,10 @@ def api_rule(rule: JSON, group: str, folder_uid: str, ds_uid: str, org_id: int =
     return out
 
 
-def api_rule_group(group: RuleGroup, folder_uid: str, ds_uid: str) -> JSON:
+def api_rule_group(group: RuleGroup, folder_uid: str, ds_uid: str, org_id: int = 1) -> JSON:
     """The body of PUT /api/v1/provisioning/folder/<folderUid>/rule-groups/<group>."""
     return {"title": group.name, "folderUid": folder_uid, "interval": group.interval_s,
-            "rules": [api_rule(r, group.name, folder_uid, ds_uid) for r in group.rules]}
+            "rules": [api_rule(r, group.name, folder_uid, ds_uid, org_id) for r in group.rules]}
 
 
 def exported_alert_file(doc: JSON, ds_uid: str) -> JSON:
