@@ -86,6 +86,11 @@ def read_body(max_bytes: int) -> bytes:
     return bytes(out)
 
 
+def _retry_after() -> int:
+    """Seconds a sender should wait: about as long as we wait for the database ourselves."""
+    return max(1, min(RETRY_AFTER_S, current_app.config["AA"].db_timeout_s))
+
+
 def _status_for(exc: BaseException) -> tuple[int, str, dict[str, str]]:
     """The one table from failure to HTTP answer."""
     if isinstance(exc, AuthError):
@@ -97,14 +102,16 @@ def _status_for(exc: BaseException) -> tuple[int, str, dict[str, str]]:
     if isinstance(exc, codec.UnreadableBody):
         return 400, str(exc), {}
     if db.is_retryable(exc):
-        return 503, "database unavailable, retry later", {"Retry-After": str(RETRY_AFTER_S)}
+        return 503, "database unavailable, retry later", {"Retry-After": str(_retry_after())}
     return 500, "internal error", {}
 
 
 def _error(signal: str, fmt: str, exc: BaseException) -> Response:
     status, message, headers = _status_for(exc)
-    if status >= 500:
-        log.error("ingest %s failed: %s", signal, exc.__class__.__name__, exc_info=status == 500)
+    if status == 503:
+        log.warning("ingest %s refused, database unavailable: %s", signal, exc.__class__.__name__)
+    elif status >= 500:
+        log.error("ingest %s failed: %s", signal, exc.__class__.__name__, exc_info=True)
     _metrics().requests.labels(signal, str(status)).inc()
     return Response(codec.encode_status(fmt, status, message), status=status, headers=headers,
                     content_type=codec.CONTENT_TYPES[fmt])
@@ -206,7 +213,7 @@ def _run(fn, *args):
     except Exception as exc:
         if db.is_retryable(exc):
             return (jsonify(error="database unavailable, retry later"), 503,
-                    {"Retry-After": str(RETRY_AFTER_S)})
+                    {"Retry-After": str(_retry_after())})
         raise
 
 
