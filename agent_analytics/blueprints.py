@@ -8,7 +8,7 @@ from flask import Flask
 
 AREAS: dict[str, list[str]] = {
     "ingest": ["agent_analytics.ingest.http"],  # the OTLP receiver and the directory API
-    "query": [],   # the Grafana JSON protocol and the JSON API (agent_analytics.datasource...)
+    "query": ["agent_analytics.datasource.grafana_face", "agent_analytics.datasource.json_api"],  # Grafana JSON protocol, JSON API
 }
 
 

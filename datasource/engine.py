@@ -1,0 +1,572 @@
+"""The query engine: choose the relation, build parameterised SQL, run it, answer plain rows.
+
+Choosing a relation: whole UTC hours inside the window are read from the hourly continuous
+aggregate; the partial hours at either edge from the raw table (so a range like now-24h is exact);
+when buckets in the viewer's zone do not fall on UTC hours (a half-hour zone such as
+Asia/Kolkata), or the question needs finer than hourly time (a session's activity), everything
+comes from the raw table. Both branches project the same columns, so one query fits either.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable, Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from agent_analytics.datasource import filters as filt
+from agent_analytics.datasource import timerange as tr
+from agent_analytics.datasource.catalog import COMPARISON_DIMENSIONS
+from agent_analytics.datasource.query import Query
+from agent_analytics.datasource.timerange import Window
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+EPOCH_ORIGIN = datetime(2000, 1, 3, tzinfo=tr.UTC)  # time_bucket's default origin (a Monday)
+SESSION_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400)  # seconds; the finest with <= 60 buckets
+SESSION_MAX_BUCKETS = 60
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A logical relation: the hourly aggregate read, the raw table written, and the same column
+    list projected from each ({cost} becomes the configured cost column)."""
+    aggregate: str
+    raw: str
+    agg_columns: str
+    raw_columns: str
+    filterable: tuple[str, ...]  # the filters its columns can answer
+
+
+TOOL_CALLS = Dataset(
+    "tool_calls_hourly", "tool_calls",
+    "bucket AS time, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
+    " policy_id, policy_name, policy_description, calls",
+    "time, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
+    " policy_id, policy_name, policy_description, 1::bigint AS calls",
+    ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"))
+
+_TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+LLM_USAGE = Dataset(
+    "llm_usage_hourly", "llm_requests",
+    f"bucket AS time, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
+    f"time, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
+    ("user", "group", "provider", "model"))
+
+LLM_SESSIONS = Dataset(
+    "llm_sessions_hourly", "llm_requests",
+    f"bucket AS time, session_id, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost, latency_ms_sum, latency_count, first_time, last_time",
+    f"time, session_id, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
+    " time AS first_time, time AS last_time",
+    ("user", "group", "provider", "model", "session"))
+
+SESSION_METRICS = Dataset(
+    "session_metrics_hourly", "metric_points",
+    "bucket AS time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
+    " estimated_cost_usd, first_time, last_time",
+    "time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
+    " estimated_cost_usd, coalesce(start_time, time) AS first_time, time AS last_time",
+    ("user", "group", "provider", "model", "session"))
+
+@dataclass
+class Result:
+    rows: list[dict[str, Any]]
+    total: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    f = t.replace(minute=0, second=0, microsecond=0)
+    return f if f == t else f + timedelta(hours=1)
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+def _pct_change(value: Any, previous: Any) -> float | None:
+    if value is None or previous in (None, 0):
+        return None
+    return (float(value) - float(previous)) / float(previous) * 100.0
+
+
+class Engine:
+    def __init__(self, conn: psycopg.Connection, cost_source: str = "estimated", setup_url: str = "") -> None:
+        self.conn = conn
+        self.setup_url = setup_url
+        self.cost = "reported" if cost_source == "reported" else "estimated"
+        self.relations: list[str] = []
+
+    # ---- choose relation and build the source subquery ------------------------------------
+
+    def source(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
+               use_aggregate: bool = True, drop: Sequence[str] = ()) -> tuple[sql.Composable, list]:
+        """SELECT of the dataset's columns for rows in the window passing the query's filters."""
+        applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
+        pred, pparams = filt.predicate(q.filters, applicable)
+        where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
+        agg_cols = sql.SQL(ds.agg_columns.format(cost=self.cost))
+        raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
+        hs, he = _ceil_hour(window.start), _floor_hour(window.end)
+        if use_aggregate and hs < he:
+            self._note(ds.aggregate)
+            if window.start < hs or he < window.end:
+                self._note(ds.raw)
+            query = sql.SQL(
+                "SELECT {agg_cols} FROM {agg} WHERE bucket >= %s AND bucket < %s AND {where}"
+                " UNION ALL "
+                "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
+                " AND {where}").format(agg_cols=agg_cols, agg=sql.Identifier(ds.aggregate), where=where,
+                                       raw_cols=raw_cols, raw=sql.Identifier(ds.raw))
+            return query, [hs, he, *pparams, window.start, hs, he, window.end, *pparams]
+        self._note(ds.raw)
+        query = sql.SQL("SELECT {raw_cols} FROM {raw} WHERE time >= %s AND time < %s AND {where}").format(
+            raw_cols=raw_cols, raw=sql.Identifier(ds.raw), where=where)
+        return query, [window.start, window.end, *pparams]
+
+    def _note(self, relation: str) -> None:
+        if relation not in self.relations:
+            self.relations.append(relation)
+
+    def fetch(self, query: sql.Composable, params: Sequence[Any]) -> list[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params)
+            return [{k: _num(v) for k, v in row.items()} for row in cur.fetchall()]
+
+    def with_src(self, src: tuple[sql.Composable, list], body: str, params: Sequence[Any] = ()) -> list[dict]:
+        query = sql.SQL("WITH src AS ({}) ").format(src[0]) + sql.SQL(body)
+        return self.fetch(query, [*src[1], *params])
+
+    # ---- entry point -----------------------------------------------------------------------
+
+    def run(self, q: Query) -> Result:
+        handler: Callable[[Query], Result] = getattr(self, "_m_" + q.metric.id, None) or self._by_kind(q)
+        result = handler(q)
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
+        result.meta.setdefault("from", tr.to_ms(q.window.start))
+        result.meta.setdefault("to", tr.to_ms(q.window.end))
+        if q.metric.kind in ("stat", "timeseries") and not q.metric.tab == "sessions":
+            result.meta["previous_from"] = tr.to_ms(prev.start)
+            result.meta["previous_to"] = tr.to_ms(prev.end)
+        result.meta["relations"] = list(self.relations)
+        return result
+
+    def _by_kind(self, q: Query) -> Callable[[Query], Result]:
+        if q.metric.id in _STATS:
+            return self._stat
+        if q.metric.id in _SERIES:
+            return self._series
+        if q.metric.id in _TOPS:
+            return self._top
+        raise KeyError(q.metric.id)
+
+    # ---- stats and time series (with the previous period) ----------------------------------
+
+    def _stat(self, q: Query) -> Result:
+        ds, extra, expr = _STATS[q.metric.id]
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
+        values = []
+        for window in (q.window, prev):
+            rows = self.with_src(self.source(ds, window, q, extra), f"SELECT {expr} AS v FROM src")
+            values.append(rows[0]["v"] if rows else None)
+        value, previous = values
+        return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
+
+    def _buckets(self, ds: Dataset, window: Window, q: Query, extra: str, expr: str,
+                 unit: str) -> dict[datetime, Any]:
+        # Hourly aggregates answer local hours/days exactly only when they are unions of UTC hours.
+        use_agg = tr.whole_hour_offsets(q.tz, window)
+        rows = self.with_src(self.source(ds, window, q, extra, use_aggregate=use_agg),
+                             f"SELECT date_trunc(%s, time, %s) AS b, {expr} AS v FROM src GROUP BY 1",
+                             [unit, q.tz.key])
+        return {r["b"]: r["v"] for r in rows}
+
+    def _series(self, q: Query) -> Result:
+        ds, extra, expr = _SERIES[q.metric.id]
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
+        unit = tr.bucket_unit(q.window)
+        cur_starts = tr.bucket_starts(q.window, unit, q.tz)
+        prev_starts = tr.bucket_starts(prev, unit, q.tz)
+        cur = self._buckets(ds, q.window, q, extra, expr, unit)
+        old = self._buckets(ds, prev, q, extra, expr, unit)
+        rows = []
+        # The k-th previous bucket is drawn at the k-th current bucket (calendar-aligned, DST-safe).
+        for k, start in enumerate(cur_starts):
+            previous = old.get(prev_starts[k], 0) if k < len(prev_starts) else None
+            rows.append({"time": tr.to_ms(start), "current": cur.get(start, 0), "previous": previous})
+        return Result(rows, meta={"bucket": unit})
+
+    # ---- MCP Usage and Security -----------------------------------------------------------
+
+    def _m_mcp_hourly_distribution(self, q: Query) -> Result:
+        rows = self.with_src(self.source(TOOL_CALLS, q.window, q, _EXECUTED),
+                             "SELECT extract(hour FROM time AT TIME ZONE 'UTC')::int AS h, sum(calls) AS n"
+                             " FROM src GROUP BY 1")
+        by_hour = {r["h"]: r["n"] for r in rows}
+        return Result([{"hour": h, "executions": by_hour.get(h, 0)} for h in range(24)])
+
+    def _top(self, q: Query) -> Result:
+        ds, extra, body = _TOPS[q.metric.id]
+        src = self.source(ds, q.window, q, extra)
+        rows = self.with_src(src, body + " LIMIT %s OFFSET %s", [q.limit, q.offset])
+        if rows:
+            total = rows[0]["total"]
+        else:
+            # Past the last page: count the groups on their own.
+            counted = self.with_src(src, f"SELECT count(*) AS total FROM ({body}) t")
+            total = counted[0]["total"] if counted else 0
+        for r in rows:
+            r.pop("total", None)
+        return Result(rows, total=int(total))
+
+    # ---- LLM Usage ------------------------------------------------------------------------
+
+    def _m_llm_tokens_by_type(self, q: Query) -> Result:
+        rows = self.with_src(self.source(LLM_USAGE, q.window, q),
+                             "SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
+                             + " FROM src")
+        r = rows[0]
+        return Result([{"type": t, "tokens": r[t]} for t in TOKEN_TYPES])
+
+    def _m_llm_status(self, q: Query) -> Result:
+        self._note("llm_usage_hourly")
+        self._note("session_metrics_hourly")
+        rows = self.fetch(sql.SQL("SELECT (EXISTS (SELECT 1 FROM llm_usage_hourly)"
+                                  " OR EXISTS (SELECT 1 FROM session_metrics_hourly)) AS has_data"), [])
+        has = bool(rows[0]["has_data"])
+        message = ("" if has else "No LLM telemetry yet: configure your agents (Claude Code, Codex) to send "
+                   "OpenTelemetry data to the gateway.")
+        return Result([{"has_data": has, "message": message, "setup_url": self.setup_url}])
+
+    # ---- Sessions -------------------------------------------------------------------------
+
+    def _sessions_cte(self, q: Query, drop: Sequence[str] = ()) -> tuple[sql.Composable, list]:
+        """`s`: one row per session with its totals, built from events and metric points."""
+        ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
+        mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
+        mp_cost = ("sum(estimated_cost_usd) FILTER (WHERE metric = 'tokens')" if self.cost == "estimated"
+                   else "sum(value) FILTER (WHERE metric = 'cost')")
+        mp_types = ", ".join(f"coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = '{t}'), 0)"
+                             f" AS {t}_tokens" for t in TOKEN_TYPES)
+        pick = ", ".join(f"CASE WHEN mp.session_id IS NOT NULL THEN mp.{t}_tokens ELSE ev.{t}_tokens END"
+                         f"::float8 AS {t}_tokens" for t in TOKEN_TYPES)
+        text = f"""
+        ev_src AS ({{ev}}), mp_src AS ({{mp}}),
+        ev AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id, sum(requests) AS requests,
+                      {", ".join(f"sum({t}_tokens) AS {t}_tokens" for t in TOKEN_TYPES)},
+                      sum(cost) AS cost, min(first_time) AS first_time, max(last_time) AS last_time,
+                      array_agg(DISTINCT model) AS models
+               FROM ev_src GROUP BY session_id),
+        mp AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id,
+                      coalesce(sum(value) FILTER (WHERE metric = 'tokens'), 0) AS tokens, {mp_types},
+                      {mp_cost} AS cost, min(first_time) AS first_time, max(last_time) AS last_time,
+                      array_agg(DISTINCT model) AS models
+               FROM mp_src GROUP BY session_id),
+        s AS (SELECT coalesce(ev.session_id, mp.session_id) AS session_id,
+                     coalesce(ev.user_id, mp.user_id) AS user_id, coalesce(ev.agent_id, mp.agent_id) AS agent_id,
+                     coalesce(ev.requests, 0)::float8 AS requests,
+                     (CASE WHEN mp.session_id IS NOT NULL THEN mp.tokens
+                           ELSE ev.input_tokens + ev.output_tokens + ev.cache_read_tokens + ev.cache_write_tokens
+                      END)::float8 AS tokens,
+                     {pick},
+                     (CASE WHEN mp.session_id IS NOT NULL THEN mp.cost ELSE ev.cost END)::float8 AS cost,
+                     CASE WHEN mp.session_id IS NOT NULL THEN 'metrics' ELSE 'events' END AS totals_source,
+                     least(ev.first_time, mp.first_time) AS start_time,
+                     greatest(ev.last_time, mp.last_time) AS end_time,
+                     extract(epoch FROM greatest(ev.last_time, mp.last_time)
+                                        - least(ev.first_time, mp.first_time))::float8 AS duration,
+                     ev.models AS ev_models, mp.models AS mp_models
+              FROM ev FULL JOIN mp ON mp.session_id = ev.session_id)
+        """
+        return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
+
+    def _session_stats(self, q: Query) -> dict[str, Any]:
+        """Count and P50 / average / P95 per dimension over the filter set's sessions (not `session`)."""
+        cte, params = self._sessions_cte(q, drop=("session",))
+        cols = ["count(*) AS sessions"]
+        for d in COMPARISON_DIMENSIONS:
+            cols += [f"count({d}) AS {d}_n",
+                     f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) AS {d}_p50",
+                     f"avg({d}) AS {d}_avg",
+                     f"percentile_cont(0.95) WITHIN GROUP (ORDER BY {d}) AS {d}_p95"]
+        rows = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT " + ", ".join(cols) + " FROM s"), params)
+        return rows[0]
+
+    @staticmethod
+    def _compare(value: Any, stats: dict[str, Any], dim: str) -> tuple[float | None, bool]:
+        """Ratio to the median (None: no baseline, chip hidden) and the top-5% flag."""
+        n, median, p95 = stats[f"{dim}_n"], stats[f"{dim}_p50"], stats[f"{dim}_p95"]
+        if value is None or n < 2:
+            return None, False
+        ratio = value / median if median not in (None, 0) else None
+        return ratio, bool(p95 is not None and value >= p95)
+
+    def _session_rows(self, q: Query, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
+        cte, params = self._sessions_cte(q)
+        query = sql.SQL("WITH ") + cte + sql.SQL(
+            "SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
+            " coalesce(a.name, s.agent_id) AS agent_name, count(*) OVER () AS total"
+            " FROM s LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
+            f" ORDER BY {order} LIMIT %s OFFSET %s")
+        rows = self.fetch(query, [*params, limit, offset])
+        total = rows[0]["total"] if rows else None
+        if total is None:
+            counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
+            total = counted[0]["total"]
+        return rows, int(total)
+
+    @staticmethod
+    def _session_out(r: dict[str, Any]) -> dict[str, Any]:
+        models = sorted({m for m in (r["ev_models"] or []) + (r["mp_models"] or []) if m is not None})
+        return {
+            "session_id": r["session_id"], "user_id": r["user_id"], "user": r["user_name"],
+            "agent_id": r["agent_id"], "agent": r["agent_name"], "models": ", ".join(models),
+            "start": tr.to_ms(r["start_time"]) if r["start_time"] else None,
+            "end": tr.to_ms(r["end_time"]) if r["end_time"] else None,
+            "duration": r["duration"], "requests": r["requests"], "tokens": r["tokens"], "cost": r["cost"],
+            **{f"{t}_tokens": r[f"{t}_tokens"] for t in TOKEN_TYPES},
+            "totals_source": r["totals_source"],
+        }
+
+    _ORDERS = {
+        "cost": "s.cost DESC NULLS LAST, s.session_id COLLATE \"C\"",
+        "tokens": "s.tokens DESC, s.session_id COLLATE \"C\"",
+        "recency": "s.end_time DESC, s.session_id COLLATE \"C\"",
+    }
+
+    def _m_sessions_table(self, q: Query) -> Result:
+        stats = self._session_stats(q)
+        rows, total = self._session_rows(q, self._ORDERS[q.order_by], q.limit, q.offset)
+        out = []
+        for r in rows:
+            full = self._session_out(r)
+            row = {c: full[c] for c in ("session_id", "user_id", "user", "agent_id", "agent", "models", "start",
+                                        "end", "duration", "requests", "tokens", "cost")}
+            for d in COMPARISON_DIMENSIONS:
+                row[f"{d}_ratio"], row[f"{d}_top_5pct"] = self._compare(full[d], stats, d)
+            out.append(row)
+        return Result(out, total=total)
+
+    def _m_session_metrics(self, q: Query) -> Result:
+        stats = self._session_stats(q)
+        row = {"sessions": stats["sessions"]}
+        for d in COMPARISON_DIMENSIONS:
+            for cut in ("p50", "avg", "p95"):
+                row[f"{d}_{cut}"] = stats[f"{d}_{cut}"]
+        return Result([row])
+
+    def _selected_sessions(self, q: Query) -> list[dict[str, Any]]:
+        if not q.filters.get("session"):
+            return []  # the drawer shows nothing until a session is chosen
+        rows, _ = self._session_rows(q, "s.session_id COLLATE \"C\"", len(q.filters["session"]), 0)
+        return [self._session_out(r) for r in rows]
+
+    def _m_session_totals(self, q: Query) -> Result:
+        return Result(self._selected_sessions(q))
+
+    def _m_session_token_mix(self, q: Query) -> Result:
+        sessions = self._selected_sessions(q)
+        if not sessions:
+            return Result([])
+        return Result([{"type": t, "tokens": sum(s[f"{t}_tokens"] for s in sessions)} for t in TOKEN_TYPES])
+
+    def _m_session_comparison(self, q: Query) -> Result:
+        sessions = self._selected_sessions(q)
+        if not sessions:
+            return Result([])
+        stats = self._session_stats(q)
+        s = sessions[0]
+        rows = []
+        for d in COMPARISON_DIMENSIONS:
+            ratio, top = self._compare(s[d], stats, d)
+            rows.append({"dimension": d, "value": s[d], "median": stats[f"{d}_p50"], "ratio": ratio,
+                         "p95": stats[f"{d}_p95"], "top_5pct": top, "baseline_sessions": stats[f"{d}_n"]})
+        return Result(rows)
+
+    def _m_session_models(self, q: Query) -> Result:
+        if not q.filters.get("session"):
+            return Result([])
+        ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL")
+        mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL")
+        mp_cost = ("CASE WHEN metric = 'tokens' THEN estimated_cost_usd END" if self.cost == "estimated"
+                   else "CASE WHEN metric = 'cost' THEN value END")
+        # Tokens and cost from metric points when the session has them, else from events;
+        # requests and latency always from events.
+        text = f"""
+        WITH ev_src AS ({{ev}}), mp_src AS ({{mp}}),
+        has_mp AS (SELECT DISTINCT session_id FROM mp_src),
+        parts AS (
+            SELECT provider, model, requests::float8 AS requests, latency_ms_sum, latency_count::float8 AS latency_count,
+                   CASE WHEN hm THEN 0 ELSE input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+                   END::float8 AS tokens,
+                   CASE WHEN hm THEN NULL ELSE cost END::float8 AS cost
+            FROM (SELECT e.*, e.session_id IN (SELECT session_id FROM has_mp) AS hm FROM ev_src e) e
+            UNION ALL
+            SELECT provider, model, 0, NULL, 0, CASE WHEN metric = 'tokens' THEN value ELSE 0 END,
+                   ({mp_cost})::float8
+            FROM mp_src)
+        SELECT provider, model, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost,
+               sum(latency_ms_sum) / nullif(sum(latency_count), 0) AS avg_latency_ms
+        FROM parts GROUP BY provider, model
+        ORDER BY sum(tokens) DESC, provider COLLATE "C", model COLLATE "C"
+        """
+        rows = self.fetch(sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]])
+        return Result(rows, total=len(rows))
+
+    def _session_buckets(self, q: Query) -> tuple[list[datetime], dict[datetime, dict], int]:
+        if not q.filters.get("session"):
+            return [], {}, 0
+        span = self.with_src(self.source(LLM_SESSIONS, q.window, q, use_aggregate=False),
+                             "SELECT min(time) AS lo, max(time) AS hi FROM src")[0]
+        if span["lo"] is None:
+            return [], {}, 0
+        seconds = (span["hi"] - span["lo"]).total_seconds()
+        width = next((w for w in SESSION_BUCKETS if seconds / w < SESSION_MAX_BUCKETS), SESSION_BUCKETS[-1])
+        # Hour-multiple buckets aligned on the origin are unions of the aggregate's hours.
+        rows = self.with_src(
+            self.source(LLM_SESSIONS, q.window, q, use_aggregate=width >= 3600),
+            "SELECT date_bin(%s, time, %s) AS b,"
+            " sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)::float8 AS tokens,"
+            " sum(cost)::float8 AS cost FROM src GROUP BY 1",
+            [timedelta(seconds=width), EPOCH_ORIGIN])
+        by = {r["b"]: r for r in rows}
+        first = EPOCH_ORIGIN + timedelta(seconds=width * math.floor(
+            (span["lo"] - EPOCH_ORIGIN).total_seconds() / width))
+        starts = []
+        t = first
+        while t <= span["hi"]:
+            starts.append(t)
+            t += timedelta(seconds=width)
+        return starts, by, width
+
+    def _m_session_tokens_over_time(self, q: Query) -> Result:
+        starts, by, width = self._session_buckets(q)
+        rows = [{"time": tr.to_ms(t), "current": by[t]["tokens"] if t in by else 0} for t in starts]
+        return Result(rows, meta={"bucket_seconds": width})
+
+    def _m_session_cumulative_cost(self, q: Query) -> Result:
+        starts, by, width = self._session_buckets(q)
+        running: float | None = None
+        rows = []
+        for t in starts:
+            c = by[t]["cost"] if t in by else None
+            if c is not None:
+                running = (running or 0.0) + c
+            rows.append({"time": tr.to_ms(t), "current": running})
+        return Result(rows, meta={"bucket_seconds": width})
+
+
+_EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
+_BLOCKED = "outcome = 'blocked'"
+_TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
+_COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
+
+_STATS: dict[str, tuple[Dataset, str, str]] = {
+    "mcp_tool_executions": (TOOL_CALLS, _EXECUTED, "coalesce(sum(calls), 0)"),
+    "mcp_unique_tools": (TOOL_CALLS, _EXECUTED,
+                         "count(DISTINCT (coalesce(mcp_server_id, ''), tool_name))"),
+    "mcp_active_agent_instances": (TOOL_CALLS, _EXECUTED, "count(DISTINCT agent_instance_id)"),
+    "mcp_active_users": (TOOL_CALLS, _EXECUTED, "count(DISTINCT user_id)"),
+    "llm_total_tokens": (LLM_USAGE, "TRUE", f"coalesce(sum({_TOKENS}), 0)"),
+    "llm_total_cost": (LLM_USAGE, "TRUE", _COST_SUM),
+    "llm_models_used": (LLM_USAGE, "TRUE", "count(DISTINCT model)"),
+    "security_blocked_calls": (TOOL_CALLS, _BLOCKED, "coalesce(sum(calls), 0)"),
+}
+
+_SERIES: dict[str, tuple[Dataset, str, str]] = {
+    "mcp_executions_over_time": (TOOL_CALLS, _EXECUTED, "sum(calls)"),
+    "llm_tokens_over_time": (LLM_USAGE, "TRUE", f"sum({_TOKENS})"),
+    "llm_cost_over_time": (LLM_USAGE, "TRUE", "sum(cost)"),
+    "security_blocked_over_time": (TOOL_CALLS, _BLOCKED, "sum(calls)"),
+}
+
+_C = 'COLLATE "C"'
+
+
+def _tool_top(measure: str) -> str:
+    return (f"SELECT g.tool_name AS tool, g.mcp_server_id, coalesce(m.name, g.mcp_server_id) AS mcp,"
+            f" g.n AS {measure}, count(*) OVER () AS total"
+            f" FROM (SELECT tool_name, mcp_server_id, sum(calls) AS n FROM src GROUP BY 1, 2) g"
+            f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id"
+            f" ORDER BY g.n DESC, g.mcp_server_id {_C} NULLS LAST, g.tool_name {_C}")
+
+
+def _instance_top(measure: str) -> str:
+    return (f"SELECT g.agent_instance_id, coalesce(ai.name, g.agent_instance_id) AS agent_instance,"
+            f" ai.agent_id, coalesce(a.name, ai.agent_id) AS agent, ai.user_id,"
+            f" coalesce(u.display_name, u.email, ai.user_id) AS \"user\", g.n AS {measure},"
+            f" count(*) OVER () AS total"
+            f" FROM (SELECT agent_instance_id, sum(calls) AS n FROM src WHERE agent_instance_id IS NOT NULL"
+            f" GROUP BY 1) g"
+            f" LEFT JOIN agent_instances ai ON ai.id = g.agent_instance_id"
+            f" LEFT JOIN agents a ON a.id = ai.agent_id LEFT JOIN users u ON u.id = ai.user_id"
+            f" ORDER BY g.n DESC, g.agent_instance_id {_C}")
+
+
+def _user_top(measure: str) -> str:
+    return (f"SELECT g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\", g.n AS {measure},"
+            f" count(*) OVER () AS total"
+            f" FROM (SELECT user_id, sum(calls) AS n FROM src WHERE user_id IS NOT NULL GROUP BY 1) g"
+            f" LEFT JOIN users u ON u.id = g.user_id ORDER BY g.n DESC, g.user_id {_C}")
+
+
+def _mcp_top(measure: str) -> str:
+    return (f"SELECT g.mcp_server_id, coalesce(m.name, g.mcp_server_id) AS mcp, g.n AS {measure},"
+            f" count(*) OVER () AS total"
+            f" FROM (SELECT mcp_server_id, sum(calls) AS n FROM src WHERE mcp_server_id IS NOT NULL GROUP BY 1) g"
+            f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id ORDER BY g.n DESC, g.mcp_server_id {_C}")
+
+
+_POLICY_TOP = (
+    f"SELECT g.policy_id, g.policy_name, g.policy_description, g.n AS blocked, p.name AS current_name,"
+    f" (p.name IS NOT NULL AND p.name IS DISTINCT FROM g.policy_name) AS renamed, count(*) OVER () AS total"
+    f" FROM (SELECT policy_id, sum(calls) AS n,"
+    # As recorded on the latest block in the range (a policy may be renamed mid-range).
+    f"   (array_agg(policy_name ORDER BY time DESC, policy_name {_C}))[1] AS policy_name,"
+    f"   (array_agg(policy_description ORDER BY time DESC, policy_name {_C}))[1] AS policy_description"
+    f"   FROM src WHERE policy_id IS NOT NULL GROUP BY 1) g"
+    f" LEFT JOIN policies p ON p.id = g.policy_id ORDER BY g.n DESC, g.policy_id {_C}")
+
+
+def _llm_top(key: str, order: str) -> str:
+    if key == "user":
+        keys, inner_keys, names, join = ("g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\"",
+                                         "user_id", "g.user_id", "LEFT JOIN users u ON u.id = g.user_id")
+        where = "WHERE user_id IS NOT NULL"
+    else:
+        keys, inner_keys, names, join = ("g.provider, g.model", "provider, model",
+                                         f"g.provider {_C}, g.model", "")
+        where = ""
+    first = "g.tokens DESC" if order == "tokens" else "g.cost DESC NULLS LAST, g.tokens DESC"
+    return (f"SELECT {keys}, g.tokens, g.cost, g.requests, count(*) OVER () AS total"
+            f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, sum(cost)::float8 AS cost,"
+            f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}"
+            f" ORDER BY {first}, {names} {_C}")
+
+
+_TOPS: dict[str, tuple[Dataset, str, str]] = {
+    "mcp_top_tools": (TOOL_CALLS, _EXECUTED, _tool_top("executions")),
+    "mcp_top_agent_instances": (TOOL_CALLS, _EXECUTED, _instance_top("executions")),
+    "mcp_top_users": (TOOL_CALLS, _EXECUTED, _user_top("executions")),
+    "mcp_top_mcps": (TOOL_CALLS, _EXECUTED, _mcp_top("executions")),
+    "security_top_blocked_tools": (TOOL_CALLS, _BLOCKED, _tool_top("blocked")),
+    "security_top_blocked_agent_instances": (TOOL_CALLS, _BLOCKED, _instance_top("blocked")),
+    "security_top_blocked_users": (TOOL_CALLS, _BLOCKED, _user_top("blocked")),
+    "security_top_blocked_mcps": (TOOL_CALLS, _BLOCKED, _mcp_top("blocked")),
+    "security_top_policies": (TOOL_CALLS, _BLOCKED, _POLICY_TOP),
+    "llm_top_users_by_tokens": (LLM_USAGE, "TRUE", _llm_top("user", "tokens")),
+    "llm_top_users_by_cost": (LLM_USAGE, "TRUE", _llm_top("user", "cost")),
+    "llm_top_models_by_tokens": (LLM_USAGE, "TRUE", _llm_top("model", "tokens")),
+    "llm_top_models_by_cost": (LLM_USAGE, "TRUE", _llm_top("model", "cost")),
+}

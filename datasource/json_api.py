@@ -1,0 +1,101 @@
+"""The plain JSON API under /api/v1: the same metrics and filters as query parameters, answering
+`{"metric", "kind", "rows": [...], "total"?}` for Grafana's Infinity plugin (root_selector `rows`),
+which its backend parser can also run for alert rules.
+
+Filters: `user=a&user=b`, or Infinity's `${user:queryparam}` form `var-user=a&var-user=b`.
+Time: `from`/`to` as epoch ms (`${__from}`), ISO 8601, or Grafana expressions (`now-7d`, `now/M`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+
+from agent_analytics import db as dbmod
+from agent_analytics.auth import AuthError, Permission, require
+from agent_analytics.datasource import catalog, frames, params, service
+from agent_analytics.datasource import variables as variables_mod
+from agent_analytics.datasource.catalog import ALL_FILTERS
+
+bp = Blueprint("json_api", __name__, url_prefix="/api/v1")
+FACE = "json"
+
+
+@bp.errorhandler(AuthError)
+def _auth_error(exc: AuthError):
+    return jsonify(error=exc.message), exc.status
+
+
+@bp.errorhandler(params.RequestError)
+def _request_error(exc: params.RequestError):
+    return jsonify(exc.body()), exc.status
+
+
+@bp.errorhandler(Exception)
+def _db_error(exc: Exception):
+    if dbmod.is_retryable(exc):
+        return jsonify(error="database unavailable, retry later"), 503
+    raise exc
+
+
+def _arguments() -> dict[str, Any]:
+    """Query parameters as the schema expects them: scalars once, filters as lists."""
+    args = request.args
+    data: dict[str, Any] = {}
+    for key in args:
+        if key in ALL_FILTERS or (key.startswith("var-") and key[4:] in ALL_FILTERS):
+            continue
+        data[key] = args.get(key)
+    for name in ALL_FILTERS:
+        values = args.getlist(name) + args.getlist(f"var-{name}")
+        if values:
+            data[name] = values
+    return data
+
+
+@bp.get("/metrics")
+def metrics():
+    require(Permission.QUERY)
+    return jsonify({"metrics": [catalog.describe(m) for m in catalog.METRICS],
+                    "filters": list(ALL_FILTERS), "variables": list(catalog.VARIABLES)})
+
+
+@bp.get("/query/<metric_id>")
+def query(metric_id: str):
+    require(Permission.QUERY)
+    metric = catalog.get(metric_id)
+    if metric is None:
+        return jsonify(error=f"unknown metric {metric_id!r}; GET /api/v1/metrics lists them"), 404
+    require(metric.permission)
+    opts = params.load(params.JsonApiSchema(), _arguments())
+    filter_values = {name: opts.get(name) for name in ALL_FILTERS}
+    q = params.build_query(metric, opts["from_"], opts["to"], params.zone(opts.get("tz")), opts, filter_values)
+    config = current_app.config["AA"]
+    database = dbmod.get_db()
+    result = service.observed(service.instruments(current_app.extensions), FACE, metric.id,
+                              lambda: service.run(database, config, q))
+    return jsonify(frames.json_body(metric, q, result))
+
+
+@bp.get("/variables/<name>")
+def variable(name: str):
+    require(Permission.QUERY)
+    if name not in catalog.VARIABLES:
+        return jsonify(error=f"unknown variable {name!r}; one of {', '.join(catalog.VARIABLES)}"), 404
+    require(catalog.VARIABLES[name])  # type: ignore[arg-type]
+    database = dbmod.get_db()
+    pairs = service.observed(service.instruments(current_app.extensions), FACE, f"variable:{name}",
+                             lambda: service.with_connection(database, lambda c: variables_mod.values(c, name)))
+    return jsonify({"variable": name, "rows": [{"value": v, "text": t} for v, t in pairs]})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from agent_analytics.datasource.openapi import document
+
+    return jsonify(document())
+
+
+def register(app: Flask) -> None:
+    service.instruments(app.extensions)
+    app.register_blueprint(bp)

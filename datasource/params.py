@@ -1,0 +1,220 @@
+"""Parse and validate both faces' requests (marshmallow) into the one Query the engine runs.
+
+Errors name the offending field with its path (`page`, `targets.0.payload.page_size`,
+`range.from`), so a 400 says exactly what to fix.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
+
+from agent_analytics.datasource import timerange as tr
+from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER, Metric
+from agent_analytics.datasource.filters import normalise
+from agent_analytics.datasource.query import MAX_ROWS, Query
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered; `fields` maps dotted field paths to messages."""
+
+    def __init__(self, fields_: Mapping[str, list[str]], status: int = 400) -> None:
+        self.fields = dict(fields_)
+        self.status = status
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.fields.items()))
+
+    def body(self) -> dict[str, Any]:
+        return {"error": f"invalid request: {self}", "fields": self.fields}
+
+
+def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages -> {"targets.0.payload.page": ["..."]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for k, v in messages.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k == "_schema":
+                key = prefix or "request"
+            out.update(flatten(v, key))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out[prefix or "request"] = list(messages)
+    else:
+        out[prefix or "request"] = [str(messages)]
+    return out
+
+
+def _valid_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+
+
+def _split_multi(value: str) -> list[str] | str:
+    """Grafana's multi-value encodings inside a string: `{a,b}` (glob) or a JSON array."""
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parsed = json.loads(text)
+            if isinstance(parsed, list):
+                return [str(v) for v in parsed]
+        except ValueError:
+            pass
+    if text.startswith("{") and text.endswith("}") and "," in text:
+        return [v for v in text[1:-1].split(",")]
+    return value
+
+
+class FilterValues(fields.Field):
+    """One value or a list of values; All / empty mean no filter (None)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...] | None:
+        if isinstance(value, str):
+            value = _split_multi(value)
+        if isinstance(value, (list, tuple)):
+            if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+                raise ValidationError("must be a string or a list of strings")
+        elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValidationError("must be a string or a list of strings")
+        return normalise(value)
+
+
+class TimeExpr(fields.Field):
+    """Epoch milliseconds, ISO 8601, or a relative expression (now-7d, now/M); resolved later."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | int | float:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValidationError("must be epoch milliseconds, an ISO 8601 time or a relative time like now-7d")
+        try:
+            tr.resolve(value, datetime.now(tr.UTC), ZoneInfo("UTC"))
+        except (tr.TimeRangeError, ValueError, OverflowError, OSError) as exc:
+            raise ValidationError(str(exc)) from None
+        return value
+
+
+class OptionsSchema(Schema):
+    """The fields shared by a Grafana target payload and the JSON API's query parameters."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    tz = fields.String(load_default=None, validate=_valid_zone)
+    page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_ROWS))
+    order_by = fields.String(load_default="cost", validate=validate.OneOf(SESSION_ORDER))
+    # The filters (catalog.ALL_FILTERS).
+    user = FilterValues(load_default=None)
+    group = FilterValues(load_default=None)
+    agent_instance = FilterValues(load_default=None)
+    agent = FilterValues(load_default=None)
+    mcp = FilterValues(load_default=None)
+    agent_tag = FilterValues(load_default=None)
+    resource_tag = FilterValues(load_default=None)
+    provider = FilterValues(load_default=None)
+    model = FilterValues(load_default=None)
+    session = FilterValues(load_default=None)
+
+
+assert set(ALL_FILTERS) <= set(OptionsSchema._declared_fields)
+
+
+class JsonApiSchema(OptionsSchema):
+    from_ = TimeExpr(data_key="from", load_default="now-24h")
+    to = TimeExpr(load_default="now")
+
+
+class RangeSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    from_ = TimeExpr(data_key="from", required=True)
+    to = TimeExpr(required=True)
+    raw = fields.Dict(load_default=None)
+
+
+class TargetSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    target = fields.String(required=True)
+    refId = fields.String(load_default="A")
+    payload = fields.Raw(load_default=None)
+    hide = fields.Boolean(load_default=False)
+
+
+class AdhocFilterSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    key = fields.String(required=True)
+    operator = fields.String(load_default="=", validate=validate.OneOf(["="]))
+    value = fields.Raw(required=True)
+
+
+class GrafanaQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    range = fields.Nested(RangeSchema, required=True)
+    targets = fields.List(fields.Nested(TargetSchema), required=True)
+    scopedVars = fields.Dict(load_default=dict)
+    timezone = fields.String(load_default=None)
+    filters = fields.List(fields.Nested(AdhocFilterSchema), load_default=list)
+
+
+class VariableSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    payload = fields.Dict(load_default=dict)
+    range = fields.Nested(RangeSchema, load_default=None)
+
+
+def load(schema: Schema, data: Any, prefix: str = "") -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise RequestError(flatten(exc.messages, prefix)) from None
+
+
+def zone(name: str | None) -> ZoneInfo:
+    return ZoneInfo(name or "UTC")
+
+
+def iana_or_none(name: str | None) -> str | None:
+    """Grafana's request `timezone` ("browser", "utc", "Europe/Paris") when it names an IANA zone."""
+    if not name or name in ("browser", ""):
+        return None
+    if name.lower() == "utc":
+        return "UTC"
+    try:
+        ZoneInfo(name)
+        return name
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, options: Mapping[str, Any],
+                filter_values: Mapping[str, tuple[str, ...] | None], now: datetime | None = None,
+                range_raw: Mapping[str, Any] | None = None, paginate_by_default: bool = True) -> Query:
+    now = now or datetime.now(tr.UTC)
+    try:
+        start = tr.resolve(raw_from, now, tz)
+        end = tr.resolve(raw_to, now, tz)
+    except tr.TimeRangeError as exc:
+        raise RequestError({"from": [str(exc)]}) from None
+    if end <= start:
+        raise RequestError({"to": ["must be after from"]})
+    raw = range_raw or {"from": raw_from, "to": raw_to}
+    ptd = tr.period_to_date_unit(raw.get("from") if isinstance(raw.get("from"), str) else None,
+                                 raw.get("to") if isinstance(raw.get("to"), str) else None)
+    page = options.get("page")
+    if page is None and paginate_by_default:
+        page = 1
+    return Query(metric=metric, window=tr.Window(start, end), tz=tz, ptd_unit=ptd,
+                 filters={k: v for k, v in filter_values.items() if v and k in metric.filters},
+                 page=page if metric.paged else None, page_size=options.get("page_size") or 10,
+                 order_by=options.get("order_by") or "cost")
