@@ -13,6 +13,7 @@ from agent_analytics.config import Config, ConfigError
 COMMAND_MODULES: list[str] = [
     "agent_analytics.dashboards.generate",
     "agent_analytics.grafana.cli",
+    "agent_analytics.ingest.directory_cli",
 ]
 
 
