@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agent_analytics import db
+from agent_analytics import auth, db
 from agent_analytics.config import Config
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ def create_app(config: Config | None = None, role: str = "all",
 
     @app.get("/metrics")
     def prometheus_metrics():
+        try:
+            auth.require(auth.Permission.METRICS)
+        except auth.AuthError as exc:
+            return jsonify(error=exc.message), exc.status
         return Response(generate_latest(app.extensions["aa_registry"]), mimetype=CONTENT_TYPE_LATEST)
 
     from agent_analytics import blueprints

@@ -13,6 +13,7 @@ class Permission(str, Enum):
     INGEST = "ingest"        # send telemetry, edit the directory
     QUERY = "query"          # MCP Usage and Security
     LLM_ANALYTICS = "llm"    # LLM Usage and sessions (implies QUERY)
+    METRICS = "metrics"      # scrape the service's own Prometheus metrics (query tokens have it too)
 
 
 class AuthError(Exception):
@@ -48,9 +49,11 @@ def permissions_for(token: str | None) -> set[Permission]:
     if _matches(token, cfg.ingest_tokens):
         granted.add(Permission.INGEST)
     if _matches(token, cfg.llm_query_tokens):
-        granted |= {Permission.QUERY, Permission.LLM_ANALYTICS}
+        granted |= {Permission.QUERY, Permission.LLM_ANALYTICS, Permission.METRICS}
     elif _matches(token, cfg.query_tokens):
-        granted.add(Permission.QUERY)
+        granted |= {Permission.QUERY, Permission.METRICS}
+    if _matches(token, cfg.metrics_tokens):
+        granted.add(Permission.METRICS)
     return granted
 
 

@@ -76,6 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated bearer tokens for queries without the llm-analytics permission."),
     Setting("AA_LLM_QUERY_TOKENS", "llm_query_tokens", (), _tokens,
             "Comma-separated query tokens that also carry the llm-analytics permission (LLM Usage, sessions)."),
+    Setting("AA_METRICS_TOKENS", "metrics_tokens", (), _tokens,
+            "Comma-separated tokens for scraping the service's own Prometheus `/metrics` (query tokens work too)."),
     Setting("AA_ALLOW_NO_AUTH", "allow_no_auth", False, _bool,
             "Local development only: accept requests without a token (every permission granted)."),
     Setting("AA_MAX_BODY_BYTES", "max_body_bytes", 16 * 1024 * 1024, _positive_int,
@@ -108,6 +110,7 @@ class Config:
     ingest_tokens: tuple[str, ...] = ()
     query_tokens: tuple[str, ...] = ()
     llm_query_tokens: tuple[str, ...] = ()
+    metrics_tokens: tuple[str, ...] = ()
     allow_no_auth: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
     cost_source: str = "estimated"

@@ -174,7 +174,9 @@ def test_json_traces_hex_ids_and_rejected_spans(client, conn):
 
 def test_metrics_endpoint_counts(client):
     client.post("/v1/logs", data=fixture_bytes(FIXTURE), headers=headers())
-    text = client.get("/metrics").get_data(as_text=True)
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=headers(token=INGEST_TOKEN)).status_code == 403
+    text = client.get("/metrics", headers=headers(token=QUERY_TOKEN)).get_data(as_text=True)
     assert 'aa_ingest_records_received_total{signal="logs"}' in text
     assert 'aa_ingest_rows_stored_total{signal="logs",table="llm_requests"} 1.0' in text
     assert "aa_ingest_batch_seconds_bucket" in text
