@@ -1,0 +1,184 @@
+"""Time semantics: previous-period windows (rolling, period-to-date, custom), the two-day bucket
+rule, daily buckets at local midnight across a DST change, and a half-hour zone routed to raw."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent_analytics.datasource import timerange as tr
+from tests.conftest import LLM_TOKEN
+from tests.datasource_dataset import ANCHOR, DATA, UTC, Oracle, day_buckets, ds_app, ds_client  # noqa: F401
+from tests.test_datasource_metrics import api, ms, same
+
+ORACLE = Oracle(DATA)
+NY = ZoneInfo("America/New_York")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def grafana(client, targets: list[dict], start: datetime, end: datetime, raw: dict | None = None,
+            scoped: dict | None = None, timezone: str = "utc") -> list[dict]:
+    body = {"app": "dashboard", "requestId": "Q100", "timezone": timezone, "panelId": 2, "dashboardUID": "aa-mcp",
+            "range": {"from": iso(start), "to": iso(end), "raw": raw or {"from": iso(start), "to": iso(end)}},
+            "interval": "1h", "intervalMs": 3600000, "maxDataPoints": 1000, "targets": targets,
+            "scopedVars": scoped or {"__interval": {"text": "1h", "value": "1h"}}, "startTime": 1, "filters": []}
+    resp = client.post("/grafana/query", json=body, headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def field(frame: dict, name: str) -> list:
+    return next(f for f in frame["fields"] if f["name"] == name)["values"]
+
+
+# ---- pure rules -------------------------------------------------------------------------------
+
+NOW = datetime(2026, 3, 31, 15, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("raw_from, tz, start, prev", [
+    # This month so far on 31 March: February is shorter; the previous window stops at 1 March.
+    ("now/M", "UTC", datetime(2026, 3, 1, tzinfo=UTC), (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))),
+    ("now/d", "UTC", datetime(2026, 3, 31, tzinfo=UTC),
+     (datetime(2026, 3, 30, tzinfo=UTC), datetime(2026, 3, 30, 15, 20, tzinfo=UTC))),
+    ("now/w", "UTC", datetime(2026, 3, 30, tzinfo=UTC),
+     (datetime(2026, 3, 23, tzinfo=UTC), datetime(2026, 3, 24, 15, 20, tzinfo=UTC))),
+    ("now/Q", "UTC", datetime(2026, 1, 1, tzinfo=UTC),
+     (datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 12, 29, 15, 20, tzinfo=UTC))),
+    ("now/y", "UTC", datetime(2026, 1, 1, tzinfo=UTC),
+     (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 3, 31, 15, 20, tzinfo=UTC))),
+    # Today in New York on the day after the spring change: yesterday's local midnight.
+    ("now/d", "America/New_York", datetime(2026, 3, 31, 4, tzinfo=UTC),
+     (datetime(2026, 3, 30, 4, tzinfo=UTC), datetime(2026, 3, 30, 15, 20, tzinfo=UTC))),
+])
+def test_period_to_date_previous_window(raw_from, tz, start, prev):
+    zone = ZoneInfo(tz)
+    assert tr.resolve(raw_from, NOW, zone) == start
+    unit = tr.period_to_date_unit(raw_from, "now")
+    window = tr.previous_window(tr.Window(start, NOW), zone, unit)
+    assert (window.start, window.end) == prev
+    assert window.end <= start
+
+
+def test_rolling_and_custom_previous_windows_and_two_day_rule():
+    for raw in ("now-7d", "now-24h", "now-1h", "2026-03-02T10:00:00Z"):
+        start = tr.resolve(raw, NOW, ZoneInfo("UTC"))
+        assert tr.period_to_date_unit(raw, "now") is None
+        w = tr.previous_window(tr.Window(start, NOW), ZoneInfo("UTC"), None)
+        assert (w.start, w.end) == (start - (NOW - start), start)
+    assert tr.resolve("now-7d", NOW, ZoneInfo("UTC")) == NOW - timedelta(days=7)
+    assert tr.resolve(str(ms(NOW)), NOW, ZoneInfo("UTC")) == NOW
+    assert tr.period_to_date_unit("now/M", "now/M") is None  # a whole period, not period-to-date
+    two_days = tr.Window(NOW - timedelta(days=2), NOW)
+    assert tr.bucket_unit(two_days) == "hour"
+    assert tr.bucket_unit(tr.Window(NOW - timedelta(days=2, milliseconds=1), NOW)) == "day"
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+def _series_expect(metric: str, start, end, prev_start, prev_end, tz: ZoneInfo, unit: str, f=None):
+    f = f or {}
+    if unit == "day":
+        cur_b, prev_b = day_buckets(start, end, tz), day_buckets(prev_start, prev_end, tz)
+        bucket_of = lambda t: datetime.combine(t.astimezone(tz).date(), datetime.min.time(), tzinfo=tz)  # noqa: E731
+    else:
+        def hours(a, b):
+            local = a.astimezone(tz)
+            t = a - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+            out = []
+            while t < b:
+                out.append(t)
+                t += timedelta(hours=1)
+            return out
+        cur_b, prev_b = hours(start, end), hours(prev_start, prev_end)
+
+        def bucket_of(t):
+            local = t.astimezone(tz)
+            return t - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+    cur = ORACLE.series_values(metric, start, end, f, bucket_of)
+    old = ORACLE.series_values(metric, prev_start, prev_end, f, bucket_of)
+    return [(ms(b), cur.get(b, 0), old.get(prev_b[k], 0) if k < len(prev_b) else None)
+            for k, b in enumerate(cur_b)]
+
+
+def test_period_to_date_through_the_grafana_face(ds_client):
+    start = datetime(2026, 11, 1, tzinfo=UTC)  # now/M resolved by the browser
+    prev = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 20, 14, 37, 25, tzinfo=UTC))
+    frames = grafana(ds_client, [{"refId": "A", "target": "mcp_tool_executions", "payload": {}},
+                                 {"refId": "B", "target": "mcp_executions_over_time", "payload": {}}],
+                     start, ANCHOR, raw={"from": "now/M", "to": "now"})
+    stat, series = frames
+    assert stat["meta"]["custom"]["previous_from"] == ms(prev[0])
+    assert stat["meta"]["custom"]["previous_to"] == ms(prev[1])
+    assert field(stat, "value") == [ORACLE.stat("mcp_tool_executions", start, ANCHOR, {})]
+    assert field(stat, "previous") == [ORACLE.stat("mcp_tool_executions", *prev, {})]
+    want = _series_expect("mcp_executions_over_time", start, ANCHOR, *prev, ZoneInfo("UTC"), "day")
+    assert list(zip(field(series, "time"), field(series, "current"), field(series, "previous"))) == want
+    # The same range typed as a custom one (absolute raw) compares with the 20 days before instead.
+    stat2 = grafana(ds_client, [{"refId": "A", "target": "mcp_tool_executions"}], start, ANCHOR)[0]
+    assert stat2["meta"]["custom"]["previous_from"] == ms(start - (ANCHOR - start))
+    assert field(stat2, "previous") == [ORACLE.stat("mcp_tool_executions", start - (ANCHOR - start), start, {})]
+
+
+def test_two_day_bucket_rule_end_to_end(ds_client):
+    end = ANCHOR.replace(minute=0, second=0)
+    for span, unit, n in ((timedelta(days=2), "hour", 48), (timedelta(days=2, hours=1), "day", 3)):
+        body = api(ds_client, "security_blocked_over_time", end - span, end)
+        assert body["meta"]["bucket"] == unit and len(body["rows"]) == n
+        want = _series_expect("security_blocked_over_time", end - span, end, end - 2 * span, end - span,
+                              ZoneInfo("UTC"), unit)
+        assert [(r["time"], r["current"], r["previous"]) for r in body["rows"]] == want
+
+
+def test_daily_buckets_at_local_midnight_across_dst(ds_client):
+    # New York leaves daylight time on 1 November 2026: that local day lasts 25 hours.
+    start = datetime(2026, 10, 27, 4, tzinfo=UTC)    # midnight EDT
+    end = datetime(2026, 11, 5, 5, tzinfo=UTC)       # midnight EST
+    for metric in ("mcp_executions_over_time", "llm_tokens_over_time", "llm_cost_over_time"):
+        body = api(ds_client, metric, start, end, tz="America/New_York")
+        assert body["meta"]["bucket"] == "day"
+        times = [datetime.fromtimestamp(r["time"] / 1000, NY) for r in body["rows"]]
+        assert all((t.hour, t.minute) == (0, 0) for t in times) and len(times) == 9
+        want = _series_expect(metric, start, end, start - (end - start), start, NY, "day")
+        got = [(r["time"], r["current"], r["previous"]) for r in body["rows"]]
+        assert [g[0] for g in got] == [w[0] for w in want]
+        for g, w in zip(got, want):
+            assert same(g[1], w[1]) and same(g[2], w[2]), (metric, g, w)
+        # Whole-hour zone: the hourly aggregates answer.
+        assert any(r.endswith("_hourly") for r in body["meta"]["relations"])
+
+
+def test_half_hour_zone_is_answered_from_raw_rows(ds_client):
+    cases = ((ANCHOR - timedelta(days=6), "day"), (ANCHOR - timedelta(hours=30), "hour"))
+    for start, unit in cases:
+        body = api(ds_client, "mcp_executions_over_time", start, ANCHOR, tz="Asia/Kolkata", agent_tag="cli")
+        assert body["meta"]["bucket"] == unit
+        assert body["meta"]["relations"] == ["tool_calls"], body["meta"]
+        want = _series_expect("mcp_executions_over_time", start, ANCHOR, start - (ANCHOR - start), start, KOLKATA,
+                              unit, {"agent_tag": "cli"})
+        assert [(r["time"], r["current"], r["previous"]) for r in body["rows"]] == want
+        first = datetime.fromtimestamp(body["rows"][0]["time"] / 1000, KOLKATA)
+        assert first.minute == 0 and (unit == "hour" or first.hour == 0)
+    # Stats do not bucket by zone: they keep reading the aggregate.
+    stat = api(ds_client, "mcp_tool_executions", ANCHOR - timedelta(days=6), ANCHOR, tz="Asia/Kolkata")
+    assert "tool_calls_hourly" in stat["meta"]["relations"]
+
+
+def test_relative_range_in_the_json_api(ds_client):
+    # now/M resolves in the given zone (real now) and is detected as period-to-date.
+    resp = ds_client.get("/api/v1/query/mcp_tool_executions",
+                         query_string={"from": "now/M", "to": "now", "tz": "America/New_York"},
+                         headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+    assert resp.status_code == 200, resp.get_json()
+    meta = resp.get_json()["meta"]
+    start = datetime.fromtimestamp(meta["from"] / 1000, NY)
+    assert (start.day, start.hour, start.minute) == (1, 0, 0)
+    prev_start = datetime.fromtimestamp(meta["previous_from"] / 1000, NY)
+    assert (prev_start.day, prev_start.hour) == (1, 0) and prev_start < start
+    assert meta["previous_to"] - meta["previous_from"] <= meta["to"] - meta["from"]
+    assert meta["previous_to"] <= meta["from"]
