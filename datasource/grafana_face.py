@@ -200,7 +200,8 @@ def variable():
         rng = params.load(params.RangeSchema(), body["range"], prefix="range")
         now = datetime.now(tr.UTC)
         start, end = tr.resolve(rng["from_"], now, ZoneInfo("UTC")), tr.resolve(rng["to"], now, ZoneInfo("UTC"))
-    return jsonify([{"__text": t, "__value": v} for v, t in _values(name, start, end)])
+    # The plugin's contract requires text/value; its frontend reads __text/__value: send both.
+    return jsonify([{"__text": t, "__value": v, "text": t, "value": v} for v, t in _values(name, start, end)])
 
 
 @bp.post("/tag-keys")

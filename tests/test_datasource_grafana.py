@@ -1,0 +1,205 @@
+"""The Grafana face with requests shaped as simpod-json-datasource sends them (whole query request,
+multi-value and "All" variables in scopedVars, payloads as objects or code-mode strings), checked
+against the oracle and the plugin's own OpenAPI contract; the JSON API's errors, permissions,
+variables, OpenAPI document and the Prometheus instruments."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import LLM_TOKEN, QUERY_TOKEN
+from tests.datasource_dataset import ANCHOR, DATA, Oracle, ds_app, ds_client  # noqa: F401
+from tests.test_datasource_metrics import api, assert_rows, ms, same
+from tests.test_datasource_time import field, grafana, iso
+
+ORACLE = Oracle(DATA)
+START = ANCHOR - timedelta(days=7)
+PLUGIN_SPEC = Path("/work/shared/reference/simpod-json-datasource-openapi.yaml")
+
+
+def _plugin_schema(path: str, part: str = "response") -> dict:
+    spec = yaml.safe_load(PLUGIN_SPEC.read_text())
+    op = spec["paths"][path]["post"]
+    if part == "response":
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+    else:
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+    return {**schema, "components": spec["components"]}
+
+
+def _validate(instance, schema: dict) -> None:
+    text = json.dumps(schema).replace("#/components/", "#/components/")
+    jsonschema.validate(instance, json.loads(text))
+
+
+def H(token: str = LLM_TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_whole_query_request_with_multi_value_and_all_variables(ds_client):
+    scoped = {
+        "__interval": {"text": "1h", "value": "1h"},
+        "user": {"text": ["User 01", "User 04"], "value": ["user1@example.com", "user4@example.com"]},
+        "group": {"text": "All", "value": ["$__all"]},
+        "agent": {"text": "All", "value": "$__all"},
+        "mcp": {"text": ["GitHub", "Filesystem"], "value": ["github", "fs"]},
+        "provider": {"text": "anthropic", "value": "anthropic"},
+        "tz": {"text": "UTC", "value": "UTC"},
+    }
+    targets = [
+        {"refId": "A", "target": "mcp_tool_executions", "payload": {}, "datasource": {"type": "simpod-json-datasource"}},
+        {"refId": "B", "target": "mcp_executions_over_time", "payload": "{\"tz\": \"UTC\"}"},  # code mode
+        {"refId": "C", "target": "mcp_top_tools", "payload": {"user": "$user"}},
+        {"refId": "D", "target": "llm_total_tokens", "payload": ""},
+        {"refId": "E", "target": "security_blocked_calls", "hide": True},
+    ]
+    frames = grafana(ds_client, targets, START, ANCHOR, raw={"from": "now-7d", "to": "now"}, scoped=scoped)
+    assert [f["refId"] for f in frames] == ["A", "B", "C", "D"]  # hidden targets are not answered
+    f_mcp = {"user": ["user1@example.com", "user4@example.com"], "mcp": ["github", "fs"]}
+    stat = frames[0]
+    assert field(stat, "value") == [ORACLE.stat("mcp_tool_executions", START, ANCHOR, f_mcp)]
+    assert field(stat, "previous") == [ORACLE.stat("mcp_tool_executions", START - timedelta(days=7), START, f_mcp)]
+    value_cfg = next(f for f in stat["fields"] if f["name"] == "value")["config"]
+    assert value_cfg == {"displayName": "Tool executions", "unit": "short"}
+    series = frames[1]
+    assert [f["name"] for f in series["fields"]] == ["time", "current", "previous"]
+    prev_cfg = series["fields"][2]["config"]
+    assert prev_cfg["displayName"] == "Previous period" and prev_cfg["custom"]["lineStyle"]["fill"] == "dash"
+    assert sum(field(series, "current")) == ORACLE.stat("mcp_tool_executions", START, ANCHOR, f_mcp)
+    table = frames[2]
+    want = ORACLE.top("mcp_top_tools", START, ANCHOR, f_mcp)
+    assert table["meta"]["custom"]["total"] == len(want) == len(field(table, "tool"))  # all rows, no page given
+    assert field(table, "executions") == [r["executions"] for r in want]
+    assert field(frames[3], "value") == [ORACLE.stat("llm_total_tokens", START, ANCHOR,
+                                                         {"provider": ["anthropic"], "user": f_mcp["user"]})]
+    for frame in frames:
+        _validate(frame, {**yaml.safe_load(PLUGIN_SPEC.read_text())["components"]["schemas"]["dataframe"]})
+
+
+def test_payload_filters_without_variables_and_adhoc_filters(ds_client):
+    # No dashboard variables: the payload carries the filters (list, Grafana's {a,b} glob, a JSON string).
+    for payload, f in ((json.dumps({"agent_tag": ["prod"], "resource_tag": "{dangerous,internal}"}),
+                        {"agent_tag": ["prod"], "resource_tag": ["dangerous", "internal"]}),
+                       ({"group": "g-ops", "page": 1, "page_size": 3}, {"group": ["g-ops"]})):
+        [frame] = grafana(ds_client, [{"refId": "A", "target": "security_top_blocked_users", "payload": payload}],
+                          START, ANCHOR)
+        want = ORACLE.top("security_top_blocked_users", START, ANCHOR, f)
+        n = 3 if "page_size" in str(payload) else len(want)
+        assert field(frame, "user_id") == [r["user_id"] for r in want][:n]
+        assert frame["meta"]["custom"]["total"] == len(want)
+    body = {"range": {"from": iso(START), "to": iso(ANCHOR), "raw": {"from": "now-7d", "to": "now"}},
+            "targets": [{"refId": "A", "target": "mcp_active_users"}],
+            "filters": [{"key": "agent", "operator": "=", "value": "codex"}]}
+    resp = ds_client.post("/grafana/query", json=body, headers=H())
+    assert field(resp.get_json()[0], "value") == [ORACLE.stat("mcp_active_users", START, ANCHOR, {"agent": ["codex"]})]
+
+
+def test_protocol_endpoints_satisfy_the_plugin_contract(ds_client):
+    assert ds_client.get("/grafana/", headers=H()).status_code == 200
+    assert ds_client.get("/grafana/").status_code == 401
+    metrics = ds_client.post("/grafana/metrics", json={"metric": "", "payload": {}}, headers=H()).get_json()
+    _validate(metrics, _plugin_schema("/metrics"))
+    by_id = {m["value"]: m for m in metrics}
+    assert "sessions_table" in by_id and {p["name"] for p in by_id["sessions_table"]["payloads"]} >= {
+        "user", "group", "provider", "model", "order_by", "page", "page_size"}
+    # A token without llm-analytics sees only MCP Usage and Security.
+    plain = ds_client.post("/grafana/metrics", json={}, headers=H(QUERY_TOKEN)).get_json()
+    assert {m["value"].split("_")[0] for m in plain} == {"mcp", "security"}
+    opts = ds_client.post("/grafana/metric-payload-options",
+                          json={"metric": "mcp_top_tools", "payload": {}, "name": "mcp"}, headers=H()).get_json()
+    _validate(opts, _plugin_schema("/metric-payload-options"))
+    assert [o["value"] for o in opts] == sorted(DATA.servers, key=lambda s: DATA.servers[s])
+    for name, want in (("user", set(DATA.users)), ("group", set(DATA.groups)), ("agent_tag", {"prod", "cli"}),
+                       ("resource_tag", {"external", "tickets", "internal", "dangerous"}),
+                       ("model", {r["model"] for r in DATA.llm + DATA.points})):
+        got = ds_client.post("/grafana/variable", json={"payload": {"target": name},
+                                                         "range": {"from": iso(START), "to": iso(ANCHOR)}},
+                             headers=H()).get_json()
+        _validate(got, _plugin_schema("/variable"))
+        assert {v["__value"] for v in got} == want, name
+    sessions = ds_client.post("/grafana/variable", json={"payload": {"target": "session"},
+                                                          "range": {"from": iso(START), "to": iso(ANCHOR)}},
+                              headers=H()).get_json()
+    assert {v["__value"] for v in sessions} == {k for k, s in DATA.sessions.items()
+                                                 if s["end"] >= START and s["start"] < ANCHOR}
+    keys = ds_client.post("/grafana/tag-keys", json={}, headers=H(QUERY_TOKEN)).get_json()
+    _validate(keys, _plugin_schema("/tag-keys"))
+    assert "provider" not in {k["text"] for k in keys} and "mcp" in {k["text"] for k in keys}
+    values = ds_client.post("/grafana/tag-values", json={"key": "agent"}, headers=H()).get_json()
+    assert {v["text"] for v in values} == set(DATA.agents)
+    assert ds_client.get("/api/v1/variables/mcp", headers=H()).get_json()["rows"][0] == {"value": "db",
+                                                                                        "text": "Database"}
+
+
+@pytest.mark.parametrize("method, url, body, field_name", [
+    ("post", "/grafana/query", {"targets": [{"target": "mcp_top_tools"}]}, "range"),
+    ("post", "/grafana/query", {"range": {"from": "yesterday", "to": "now"}, "targets": []}, "range.from"),
+    ("post", "/grafana/query", {"range": {"from": "now-1h", "to": "now"}, "targets": [{"target": "nope"}]},
+     "targets.0.target"),
+    ("post", "/grafana/query", {"range": {"from": "now-1h", "to": "now"},
+                                "targets": [{"target": "mcp_top_tools", "payload": {"page_size": 0}}]},
+     "targets.0.payload.page_size"),
+    ("post", "/grafana/query", {"range": {"from": "now-1h", "to": "now"},
+                                "targets": [{"target": "sessions_table", "payload": {"order_by": "size"}}]},
+     "targets.0.payload.order_by"),
+    ("post", "/grafana/query", {"range": {"from": "now-1h", "to": "now"},
+                                "targets": [{"target": "mcp_top_tools", "payload": "{not json"}]}, "targets.0.payload"),
+    ("post", "/grafana/variable", {"payload": {"target": "colour"}}, "payload.target"),
+    ("get", "/api/v1/query/mcp_top_tools?page=0", None, "page"),
+    ("get", "/api/v1/query/mcp_top_tools?tz=Mars/Olympus", None, "tz"),
+    ("get", "/api/v1/query/mcp_top_tools?from=soon", None, "from"),
+    ("get", "/api/v1/query/mcp_top_tools?from=now&to=now-1h", None, "to"),
+    ("get", "/api/v1/query/mcp_top_tools?page_size=5000", None, "page_size"),
+])
+def test_bad_requests_name_the_field(ds_client, method, url, body, field_name):
+    resp = getattr(ds_client, method)(url, json=body, headers=H())
+    assert resp.status_code == 400, resp.get_json()
+    assert field_name in resp.get_json()["fields"], resp.get_json()
+    assert field_name in resp.get_json()["error"]
+
+
+def test_llm_analytics_permission(ds_client):
+    for metric in ("llm_total_tokens", "sessions_table", "session_totals", "llm_status"):
+        resp = ds_client.get(f"/api/v1/query/{metric}", headers=H(QUERY_TOKEN))
+        assert resp.status_code == 403 and "llm-analytics" in resp.get_json()["error"]
+    body = {"range": {"from": iso(START), "to": iso(ANCHOR)},
+            "targets": [{"refId": "A", "target": "mcp_tool_executions"}, {"refId": "B", "target": "llm_total_cost"}]}
+    resp = ds_client.post("/grafana/query", json=body, headers=H(QUERY_TOKEN))
+    assert resp.status_code == 403 and "llm-analytics" in resp.get_json()["error"]
+    for name in ("provider", "model", "session"):
+        assert ds_client.get(f"/api/v1/variables/{name}", headers=H(QUERY_TOKEN)).status_code == 403
+        assert ds_client.post("/grafana/variable", json={"payload": {"target": name}},
+                              headers=H(QUERY_TOKEN)).status_code == 403
+    assert api(ds_client, "mcp_tool_executions", START, ANCHOR, token=QUERY_TOKEN)["rows"]
+    assert ds_client.get("/api/v1/query/mcp_tool_executions", headers=H("wrong")).status_code == 401
+    assert ds_client.get("/api/v1/query/not_a_metric", headers=H()).status_code == 404
+
+
+def test_json_api_infinity_forms_catalog_openapi_and_prometheus(ds_app, ds_client):
+    # Infinity's ${user:queryparam} expands to var-user=a&var-user=b.
+    qs = f"from={ms(START)}&to={ms(ANCHOR)}&var-user=user1@example.com&var-user=user2@example.com&var-agent=$__all"
+    body = ds_client.get(f"/api/v1/query/mcp_top_users?{qs}", headers=H()).get_json()
+    f = {"user": ["user1@example.com", "user2@example.com"]}
+    assert_rows(body["rows"], ORACLE.top("mcp_top_users", START, ANCHOR, f), "var-user")
+    catalog = ds_client.get("/api/v1/metrics", headers=H()).get_json()
+    ids = [m["id"] for m in catalog["metrics"]]
+    assert len(ids) == len(set(ids)) == 36 and "security_top_policies" in ids
+    doc = ds_client.get("/api/v1/openapi.json", headers=H()).get_json()
+    assert doc["openapi"].startswith("3.") and "/grafana/query" in doc["paths"]
+    assert "/api/v1/query/{metric_id}" in doc["paths"]
+    params = {p["name"] for p in doc["paths"]["/api/v1/query/{metric_id}"]["get"]["parameters"]}
+    assert {"from", "to", "tz", "page", "page_size", "order_by", "user", "agent_tag", "session"} <= params
+    # Prometheus: requests and latency by metric, on the app's own registry.
+    text = ds_client.get("/metrics", headers=H(QUERY_TOKEN)).get_data(as_text=True)
+    assert 'aa_datasource_requests_total{face="json",metric="mcp_top_users",status="ok"}' in text
+    assert 'aa_datasource_request_seconds_count{face="grafana",metric=' in text
+    registry = ds_app.extensions["aa_registry"]
+    assert registry.get_sample_value("aa_datasource_requests_total",
+                                     {"face": "json", "metric": "mcp_top_users", "status": "ok"}) >= 1
+    assert same(api(ds_client, "llm_total_cost", START, ANCHOR)["rows"][0]["value"],
+                ORACLE.stat("llm_total_cost", START, ANCHOR, {}))
