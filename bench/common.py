@@ -1,0 +1,102 @@
+"""Shared by the benchmarks: a throwaway cluster (or a given database), the service started as a
+real process on loopback, and small statistics helpers."""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterator
+
+import psycopg
+import requests
+
+from agent_analytics.cluster import LocalCluster, free_port, timescaledb_installed
+from agent_analytics.sql.migrate import migrate
+
+TOKEN = "bench-token"
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def backends(wanted: str) -> list[str]:
+    available = ["timescaledb", "plain"] if timescaledb_installed() else ["plain"]
+    return available if wanted == "both" else [b for b in available if b == wanted]
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[LocalCluster]:
+    data_dir = tempfile.mkdtemp(prefix="aa-bench-", dir="/tmp")
+    os.chmod(data_dir, 0o755)
+    c = LocalCluster(data_dir, free_port())
+    c.init()
+    c.start("-c shared_buffers=1GB -c max_wal_size=4GB -c synchronous_commit=off")
+    try:
+        yield c
+    finally:
+        c.destroy()
+
+
+def fresh_database(c: LocalCluster, name: str, backend: str) -> str:
+    with psycopg.connect(c.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    url = c.create_database(name)
+    migrate(url, timescaledb="on" if backend == "timescaledb" else "off", retention_days=0, compress_after_days=0)
+    return url
+
+
+@contextlib.contextmanager
+def service(database_url: str, role: str = "all", extra_env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`agent-analytics serve` as its own process; yields its base URL."""
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=database_url, AA_INGEST_TOKENS=TOKEN, AA_LLM_QUERY_TOKENS=TOKEN,
+               AA_INGEST_PORT=str(port), AA_QUERY_PORT=str(port), AA_RETENTION_DAYS="0", **(extra_env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "agent_analytics.cli", "serve", "--role", role], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.2)
+        yield base, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]

@@ -1,0 +1,141 @@
+"""Ingest throughput: OTLP batches of Claude Code events (protobuf, 500 records each) sent to the
+running receiver over loopback, against the same rows loaded by a direct COPY into the same
+table (the practical limit), in one run so the ratio survives a noisy machine.
+
+    python -m bench.ingest [--batches 60] [--records 500] [--senders 2] [--backend both]
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import requests
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from agent_analytics.ingest import normalise, pricing
+from agent_analytics.ingest.rows import Context
+from agent_analytics.ingest.store import COLUMNS, _row
+
+from .common import TOKEN, backends, cluster, fresh_database, machine, rss_mib, service
+
+MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+
+
+def _kv(key: str, value) -> KeyValue:
+    v = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(
+        double_value=value) if isinstance(value, float) else AnyValue(string_value=str(value))
+    return KeyValue(key=key, value=v)
+
+
+def claude_code_batch(batch_no: int, records: int, start: datetime) -> bytes:
+    """One ExportLogsServiceRequest of `records` distinct api_request events, shaped like the capture."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.extend([_kv("service.name", "claude-code"), _kv("service.version", "2.1.328"),
+                                   _kv("os.type", "linux")])
+    sl = rl.scope_logs.add()
+    sl.scope.name = "com.anthropic.claude_code.events"
+    for i in range(records):
+        n = batch_no * records + i
+        t = start + timedelta(milliseconds=n * 37)
+        rec = sl.log_records.add()
+        rec.time_unix_nano = int(t.timestamp() * 1e9)
+        rec.body.string_value = "claude_code.api_request"
+        rec.attributes.extend([
+            _kv("event.name", "api_request"), _kv("event.timestamp", t.isoformat().replace("+00:00", "Z")),
+            _kv("event.sequence", n), _kv("session.id", f"bench-session-{n // 40}"),
+            _kv("user.email", f"user{n % 50}@example.com"), _kv("user.id", f"anon-{n % 50}"),
+            _kv("model", MODELS[n % 3]), _kv("input_tokens", 100 + n % 900), _kv("output_tokens", 50 + n % 400),
+            _kv("cache_read_tokens", str(n % 20000)), _kv("cache_creation_tokens", n % 3000),
+            _kv("cost_usd", 0.001 * (n % 17)), _kv("duration_ms", 800 + n % 5000), _kv("request_id", f"req_{n}"),
+            _kv("terminal.type", "xterm"), _kv("prompt.id", f"p{n // 5}"),
+        ])
+    return req.SerializeToString()
+
+
+def run_receiver(url: str, bodies: list[bytes], senders: int) -> dict:
+    with service(url, role="ingest") as (base, proc):
+        queue = list(enumerate(bodies))
+        lock = threading.Lock()
+        failures: list[int] = []
+        rss: list[float] = []
+
+        def send() -> None:
+            s = requests.Session()
+            s.headers.update({"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-protobuf"})
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    _, body = queue.pop()
+                r = s.post(base + "/v1/logs", data=body, timeout=60)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(senders)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            rss.append(rss_mib(proc.pid))
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
+    return {"stored": stored, "seconds": elapsed, "failures": failures, "rss_max_mib": max(rss or [0])}
+
+
+def run_copy(url: str, bodies: list[bytes]) -> dict:
+    """The same facts, normalised ahead of time, written with one COPY per batch (no dedupe)."""
+    rows = []
+    for body in bodies:
+        batch = normalise.normalise("logs", ExportLogsServiceRequest.FromString(body), Context.now())
+        pricing.price(batch)
+        rows.append([_row("llm_requests", r) for r in batch.llm_requests])
+    cols = ", ".join(COLUMNS["llm_requests"])
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE llm_requests")
+        conn.commit()
+        t0 = time.perf_counter()
+        for batch_rows in rows:
+            with conn.cursor().copy(f"COPY llm_requests ({cols}) FROM STDIN") as cp:
+                for r in batch_rows:
+                    cp.write_row(r)
+            conn.commit()
+        elapsed = time.perf_counter() - t0
+        stored = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
+    return {"stored": stored, "seconds": elapsed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, default=60)
+    ap.add_argument("--records", type=int, default=500)
+    ap.add_argument("--senders", type=int, default=2)
+    ap.add_argument("--backend", choices=("both", "timescaledb", "plain"), default="both")
+    a = ap.parse_args()
+    start = datetime.now(timezone.utc) - timedelta(hours=6)
+    bodies = [claude_code_batch(b, a.records, start) for b in range(a.batches)]
+    total = a.batches * a.records
+    print(f"machine: {machine()}")
+    print(f"workload: {a.batches} OTLP/protobuf batches x {a.records} claude_code.api_request events "
+          f"({sum(map(len, bodies)) / 2**20:.1f} MiB), {a.senders} concurrent senders")
+    with cluster() as c:
+        for backend in backends(a.backend):
+            url = fresh_database(c, f"bench_ingest_{backend}", backend)
+            rec = run_receiver(url, bodies, a.senders)
+            cp = run_copy(url, bodies)
+            assert rec["stored"] == total == cp["stored"], (rec, cp)
+            r_rate, c_rate = total / rec["seconds"], total / cp["seconds"]
+            print(f"[{backend}] receiver: {r_rate:,.0f} records/s stored ({rec['seconds']:.2f} s, "
+                  f"failures {len(rec['failures'])}, service RSS max {rec['rss_max_mib']:.0f} MiB)")
+            print(f"[{backend}] direct COPY: {c_rate:,.0f} records/s ({cp['seconds']:.2f} s)")
+            print(f"[{backend}] receiver / COPY = {r_rate / c_rate:.2f} (target >= 0.50)")
+
+
+if __name__ == "__main__":
+    main()
