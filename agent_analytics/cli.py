@@ -12,6 +12,7 @@ from agent_analytics.config import Config, ConfigError
 # file stays the same size as areas grow. Each module must import its heavy parts lazily.
 COMMAND_MODULES: list[str] = [
     "agent_analytics.dashboards.generate",
+    "agent_analytics.demo",
     "agent_analytics.grafana.cli",
     "agent_analytics.ingest.directory_cli",
 ]

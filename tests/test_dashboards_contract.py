@@ -1,0 +1,453 @@
+"""The contract between the generated dashboards and the running service.
+
+The service runs on a real port (waitress, as in production) against the test database of each
+backend; the demo command fills it through the OTLP endpoint and the directory API with the
+OpenTelemetry SDK's exporters. Then every panel of every generated dashboard has its query
+rendered the way Grafana renders it - variables at All, the last 30 days, the browser's time
+zone - in each plugin's request shape:
+- Infinity: the panel's URL with Grafana's macros expanded (`${__from}`, `${__to}`,
+  `${__timezone}`, `${var:queryparam}` of a custom all value), GET with the data source's header;
+- JSON plugin: POST /grafana/query with Grafana's request body (range with raw, scopedVars with
+  every dashboard variable, targets with their builder-mode payload interpolated).
+Every answer must be non-empty and typed as the panel expects, and every field the panel refers
+to (overrides, x field, data links, transformations) must be in it. Every variable query of every
+dashboard must answer options.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
+
+import pytest
+import requests
+
+pytest.importorskip("grafana_foundation_sdk")
+# The query faces (datasource/) and the receiver (ingest/) are other areas' work: without them
+# there is nothing to test the contract against.
+pytest.importorskip("agent_analytics.datasource.json_api")
+pytest.importorskip("agent_analytics.datasource.grafana_face")
+pytest.importorskip("agent_analytics.ingest.http")
+
+from agent_analytics import demo  # noqa: E402
+from agent_analytics.dashboards.tabs import DASHBOARDS, UIDS  # noqa: E402
+from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS, Variant, field_label  # noqa: E402
+from agent_analytics.datasource import catalog  # noqa: E402
+from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
+from tests.conftest import INGEST_TOKEN, LLM_TOKEN  # noqa: E402
+from tests.test_dashboards_generated import load, metric_of  # noqa: E402
+
+BROWSER_ZONE = "Europe/Paris"  # what ${__timezone} gives for a dashboard in browser time
+AUTH = {"Authorization": f"Bearer {LLM_TOKEN}"}  # the provisioned token has the llm-analytics permission
+ALL = "$__all"
+
+
+class Server:
+    """The app on a real HTTP port (waitress, as in production), in a thread."""
+
+    def __init__(self, app) -> None:
+        from waitress.server import create_server
+
+        from agent_analytics.cluster import free_port
+
+        self.port = free_port()
+        self.server = create_server(app, host="127.0.0.1", port=self.port, map={}, threads=6)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stopping = threading.Event()
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            # Closing the sockets under the poll loop ends it with an error: expected on stop.
+            if not self._stopping.is_set():
+                raise
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopping.set()
+        for channel in list(self.server._map.values()):
+            channel.close()
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+# --- rendering queries as Grafana does ---------------------------------------------------------
+
+def _variables(d: dict) -> dict[str, dict]:
+    return {v["name"]: v for v in d["templating"]["list"]}
+
+
+def _current(var: dict, overrides: dict[str, str]) -> str:
+    if var["name"] in overrides:
+        return overrides[var["name"]]
+    return var["current"]["value"]
+
+
+def _queryparam(name: str, value: str, var: dict) -> str:
+    """Grafana's `${var:queryparam}`: `var-name=value` per value; for a custom all value Grafana
+    writes the text "All" (scenes' CustomAllValue)."""
+    if value == ALL and var.get("allValue"):
+        value = "All"
+    return f"var-{name}={quote(value, safe='')}"
+
+
+def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[str, str]) -> str:
+    variables = _variables(d)
+
+    def macro(m: re.Match) -> str:
+        name, fmt = m.group(1), m.group(2)
+        if name == "__from":
+            return str(frm)
+        if name == "__to":
+            return str(to)
+        if name == "__timezone":
+            return BROWSER_ZONE
+        var = variables[name]
+        value = _current(var, overrides)
+        if fmt == "queryparam":
+            return _queryparam(name, value, var)
+        assert fmt is None, f"unexpected format {fmt} in {url}"
+        return value
+
+    rendered = re.sub(r"\$\{(\w+)(?::(\w+))?\}", macro, url)
+    assert "$" not in rendered.replace("%24", ""), rendered
+    return rendered
+
+
+def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overrides: dict[str, str]) -> dict:
+    """The body the JSON plugin POSTs to /query for one panel."""
+    variables = _variables(d)
+    scoped = {name: {"text": "All" if _current(v, overrides) == ALL else _current(v, overrides),
+                     "value": _current(v, overrides)} for name, v in variables.items()}
+    scoped.update({"__interval": {"text": "1h", "value": "1h"}, "__interval_ms": {"text": "3600000",
+                                                                               "value": 3600000}})
+
+    def interpolate(value: str) -> str:
+        def macro(m: re.Match) -> str:
+            name = m.group(1) or m.group(2)
+            if name == "__timezone":
+                return BROWSER_ZONE
+            return _current(variables[name], overrides)
+
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", macro, value)
+
+    targets = []
+    for t in panel["targets"]:
+        t = dict(t)
+        t["payload"] = {k: interpolate(str(v)) for k, v in (t.get("payload") or {}).items()}
+        targets.append(t)
+    iso = lambda x: x.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
+    return {
+        "app": "dashboard", "requestId": "SQR100", "timezone": "browser", "panelId": panel.get("id", 1),
+        "dashboardUID": d["uid"], "range": {"from": iso(frm), "to": iso(to), "raw": {"from": "now-30d", "to": "now"}},
+        "rangeRaw": {"from": "now-30d", "to": "now"}, "interval": "1h", "intervalMs": 3_600_000,
+        "maxDataPoints": 1200, "targets": targets, "scopedVars": scoped, "adhocFilters": [], "filters": [],
+        "startTime": int(to.timestamp() * 1000),
+    }
+
+
+# --- checking answers --------------------------------------------------------------------------
+
+_PY_TYPES = {"number": (int, float), "time": (int,), "string": (str,), "boolean": (bool,)}
+_INFINITY_PY = {"number": (int, float), "timestamp_epoch": (int,), "string": (str, bool)}
+
+
+def _panel_field_refs(panel: dict) -> set[str]:
+    """Field names a panel refers to: overrides by name, x field, data link and transformation fields."""
+    refs = set()
+    for o in panel.get("fieldConfig", {}).get("overrides", []):
+        if o["matcher"]["id"] == "byName":
+            refs.add(o["matcher"]["options"])
+    if panel.get("options", {}).get("xField"):
+        refs.add(panel["options"]["xField"])
+    text = json.dumps(panel)
+    refs |= set(re.findall(r'__data\.fields\[\\"([^\\]+)\\"\]', text))
+    refs |= set(re.findall(r"__data\.fields\.(\w+)", text))
+    for tr in panel.get("transformations", []):
+        for f in tr["options"].get("filters", []):
+            refs.add(f["fieldName"])
+        for c in tr["options"].get("conversions", []):
+            refs.add(c["targetField"])
+    return refs
+
+
+def check_infinity_answer(where: str, panel: dict, target: dict, body: dict, problems: list[str]) -> None:
+    m = catalog.BY_ID[metric_of("infinity", target)]
+    rows = body.get("rows")
+    if not isinstance(rows, list) or not rows:
+        problems.append(f"{where}: no rows")
+        return
+    names = set()
+    for col in target["columns"]:
+        names.add(col["text"])
+        values = [r.get(col["selector"]) for r in rows]
+        if all(v is None for v in values) and col["selector"] not in ("previous", "change_pct", "policy_description"):
+            problems.append(f"{where}: column {col['selector']} is null in every row")
+        bad = [v for v in values if v is not None and not isinstance(v, _INFINITY_PY[col["type"]])]
+        if bad:
+            problems.append(f"{where}: column {col['selector']} ({col['type']}) has {bad[:3]}")
+        if any(col["selector"] not in r for r in rows):
+            problems.append(f"{where}: column {col['selector']} missing from rows")
+    if m.kind == "timeseries" and len(rows) < 2:
+        problems.append(f"{where}: a 30-day series with {len(rows)} bucket(s)")
+    missing = _panel_field_refs(panel) - names
+    if missing:
+        problems.append(f"{where}: the panel refers to fields the answer lacks: {sorted(missing)}")
+
+
+def check_json_answer(where: str, panel: dict, body: list, problems: list[str]) -> None:
+    if not isinstance(body, list) or len(body) != len(panel["targets"]):
+        problems.append(f"{where}: expected one frame per target, got {body!r:.200}")
+        return
+    names = set()
+    for frame, target in zip(body, panel["targets"]):
+        m = catalog.BY_ID[target["target"]]
+        if frame.get("refId") != target["refId"]:
+            problems.append(f"{where}: refId {frame.get('refId')} != {target['refId']}")
+        fields = {f["name"]: f for f in frame.get("fields", [])}
+        if [f["name"] for f in frame.get("fields", [])] != [c.name for c in m.columns]:
+            problems.append(f"{where}: fields {list(fields)} are not the catalog's columns")
+            continue
+        lengths = {len(f["values"]) for f in fields.values()}
+        if len(lengths) != 1 or lengths == {0}:
+            problems.append(f"{where}: empty or ragged frame ({lengths})")
+            continue
+        for c in m.columns:
+            f = fields[c.name]
+            names |= {c.name, f.get("config", {}).get("displayName", c.name)}
+            if f["type"] != c.type:
+                problems.append(f"{where}: field {c.name} typed {f['type']}, catalog says {c.type}")
+            bad = [v for v in f["values"] if v is not None and not isinstance(v, _PY_TYPES[c.type])]
+            if bad:
+                problems.append(f"{where}: field {c.name} ({c.type}) has {bad[:3]}")
+            if all(v is None for v in f["values"]) and c.name not in ("previous", "change_pct", "policy_description"):
+                problems.append(f"{where}: field {c.name} is null in every row")
+        if m.kind == "timeseries":
+            if m.columns[-1].name == "previous" and fields["previous"]["config"].get("displayName") != "Previous period":
+                problems.append(f"{where}: the previous series is not named 'Previous period'")
+    missing = _panel_field_refs(panel) - names
+    if missing:
+        problems.append(f"{where}: the panel refers to fields the answer lacks: {sorted(missing)}")
+
+
+# --- the test ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def demo_service(app, db_url):
+    """The service on a real port, filled by the demo command's code path."""
+    with Server(app) as server:
+        p = demo.plan(days=30, users=6, seed=3)
+        results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+        assert not any(k.endswith("_failed") for k in results)
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        yield server, p
+
+
+def test_demo_data_arrives_through_the_real_path(demo_service, conn):
+    """The demo's numbers, counted independently from its plan, are what the database holds."""
+    _, p = demo_service
+    counts = p.counts()
+    assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] == counts["llm_requests"]
+    assert conn.execute("SELECT count(*) FROM tool_calls").fetchone()[0] == counts["tool_calls"]
+    assert conn.execute("SELECT count(*) FROM tool_calls WHERE outcome = 'blocked'").fetchone()[0] == \
+        counts["blocked_calls"]
+    expected_tokens = sum(r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens
+                          for s in p.sessions for r in s.requests)
+    assert conn.execute("SELECT sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)"
+                        " FROM llm_requests").fetchone()[0] == expected_tokens
+    claude_tokens = sum(r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens
+                        for s in p.sessions if s.agent == "claude-code" for r in s.requests)
+    assert conn.execute("SELECT sum(value) FROM metric_points WHERE metric = 'tokens'").fetchone()[0] == claude_tokens
+    assert conn.execute("SELECT count(DISTINCT session_id) FROM llm_requests").fetchone()[0] == len(p.sessions)
+    members = {(g, u) for g, u in conn.execute("SELECT group_id, user_id FROM group_members")}
+    assert members == {(u.group, u.id) for u in p.users}
+    assert conn.execute("SELECT count(*) FROM agent_tags").fetchone()[0] == 4
+    assert {r[0] for r in conn.execute("SELECT tag FROM mcp_server_tags UNION SELECT tag FROM tool_tags")} >= {
+        "production", "destructive", "external"}
+    policies = dict(conn.execute("SELECT id, name FROM policies WHERE id LIKE 'pol-%'").fetchall())
+    assert policies == {k: v[0] for k, v in demo.POLICIES.items()}
+    by_agent = dict(conn.execute("SELECT agent_id, count(*) FROM llm_requests GROUP BY 1").fetchall())
+    assert by_agent == {a: sum(len(s.requests) for s in p.sessions if s.agent == a)
+                        for a in {s.agent for s in p.sessions}}
+
+
+def _session_with_activity(server: Server, frm: int, to: int) -> str:
+    """A click on the first row of the Sessions table (ranked by cost): that row's session id."""
+    r = requests.get(f"{server.url}/api/v1/query/sessions_table", headers=AUTH,
+                     params={"from": frm, "to": to, "page_size": 1, "order_by": "cost"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["rows"][0]["session_id"]
+
+
+def test_every_panel_and_variable_answers_as_the_dashboards_expect(demo_service):
+    server, _ = demo_service
+    now = datetime.now(timezone.utc)
+    start = now - timedelta(days=30)
+    frm, to = int(start.timestamp() * 1000), int(now.timestamp() * 1000)
+    session = _session_with_activity(server, frm, to)
+    problems: list[str] = []
+    answered = 0
+    for variant in VARIANTS:
+        for name in DASHBOARDS:
+            d = load(variant.key, name)
+            # The drill-down opens for the clicked session; every other variable stays at All.
+            overrides = {"session": session} if name == "session-timeline" else {}
+            for panel in d["panels"]:
+                if panel["type"] in ("row", "text"):
+                    continue
+                where = f"{variant.key}/{name}/{panel['title']}"
+                if variant is INFINITY:
+                    for t in panel["targets"]:
+                        url = server.url + render_infinity_url(t["url"], d, frm, to, overrides)
+                        r = requests.get(url, headers=AUTH, timeout=60)
+                        if r.status_code != 200:
+                            problems.append(f"{where}: {r.status_code} {r.text[:300]}")
+                            continue
+                        check_infinity_answer(where, panel, t, r.json(), problems)
+                        answered += 1
+                else:
+                    body = render_json_request(panel, d, start, now, overrides)
+                    r = requests.post(f"{server.url}/grafana/query", json=body, headers=AUTH, timeout=60)
+                    if r.status_code != 200:
+                        problems.append(f"{where}: {r.status_code} {r.text[:300]}")
+                        continue
+                    check_json_answer(where, panel, r.json(), problems)
+                    answered += 1
+            for var in d["templating"]["list"]:
+                if var["type"] != "query":
+                    continue
+                where = f"{variant.key}/{name}/variable {var['name']}"
+                if variant is JSON:
+                    q = var["query"]
+                    r = requests.post(f"{server.url}/grafana/variable", headers=AUTH, timeout=30, json={
+                        "payload": {"target": q["query"]}, "range": {
+                            "from": start.isoformat(), "to": now.isoformat(), "raw": {"from": "now-30d", "to": "now"}}})
+                    options = r.json() if r.status_code == 200 else []
+                    ok = bool(options) and all(isinstance(o.get("__text"), str) and isinstance(o.get("__value"), str)
+                                               for o in options)
+                else:
+                    q = var["query"]["infinityQuery"]
+                    url = server.url + render_infinity_url(q["url"], d, frm, to, {})
+                    r = requests.get(url, headers=AUTH, timeout=30)
+                    rows = r.json().get("rows", []) if r.status_code == 200 else []
+                    ok = bool(rows) and all(isinstance(row.get(c["selector"]), str)
+                                            for row in rows for c in q["columns"])
+                    options = [{"__value": row.get("value")} for row in rows]
+                if not ok:
+                    problems.append(f"{where}: {r.status_code} {r.text[:200]}")
+                if var["name"] == "session" and not any(o.get("__value") == session for o in options):
+                    problems.append(f"{where}: the clicked session {session} is not among the options")
+    assert not problems, "\n".join(problems)
+    assert answered == sum(len([p for p in load(v.key, n)["panels"] if p["type"] not in ("row", "text")])
+                           for v in VARIANTS for n in DASHBOARDS)
+
+
+def test_the_sessions_data_link_opens_that_session(demo_service):
+    """The link Grafana builds from a clicked row leads to the Session timeline of that session,
+    and that dashboard answers for it."""
+    server, _ = demo_service
+    now = datetime.now(timezone.utc)
+    frm, to = int((now - timedelta(days=30)).timestamp() * 1000), int(now.timestamp() * 1000)
+    session = _session_with_activity(server, frm, to)
+    for variant in VARIANTS:
+        llm = load(variant.key, "llm-usage")
+        table = next(p for p in llm["panels"] if "sessions_table" in json.dumps(p.get("targets")))
+        link = next(prop["value"][0] for o in table["fieldConfig"]["overrides"] for prop in o["properties"]
+                    if prop["id"] == "links")
+        field = re.search(r'__data\.fields\["([^"]+)"\]', link["url"]).group(1)
+        assert field == (variant.field_name(next(c for c in catalog.BY_ID["sessions_table"].columns
+                                                 if c.name == "session_id")))
+        url = (link["url"].replace('${__data.fields["' + field + '"]}', session)
+               .replace("${__url_time_range}", f"from={frm}&to={to}")
+               .replace("${__all_variables}", "&".join(f"var-{v}=$__all" for v in _variables(llm) if v != "order_by")))
+        assert url.startswith(f"/d/{variant.uid(UIDS['session'])}/")
+        assert f"var-session={session}" in url
+        timeline = load(variant.key, "session-timeline")
+        totals = next(p for p in timeline["panels"] if "session_totals" in json.dumps(p.get("targets")))
+        if variant is INFINITY:
+            r = requests.get(server.url + render_infinity_url(totals["targets"][0]["url"], timeline, frm, to,
+                                                              {"session": session}), headers=AUTH, timeout=30)
+            assert r.status_code == 200 and r.json()["rows"][0]["session_id"] == session
+        else:
+            body = render_json_request(totals, timeline, now - timedelta(days=30), now, {"session": session})
+            r = requests.post(f"{server.url}/grafana/query", json=body, headers=AUTH, timeout=30)
+            assert r.status_code == 200, r.text
+            fields = {f["name"]: f["values"] for f in r.json()[0]["fields"]}
+            assert fields["session_id"] == [session]
+
+
+def test_the_alert_rule_query_answers_on_the_backend_macros(demo_service):
+    """The surge rule's Infinity queries, with Grafana's backend macros for the last hour and
+    for a window around the demo's incident two days ago."""
+    import yaml
+
+    from agent_analytics.dashboards.generate import REPO_ROOT
+
+    server, p = demo_service
+    rule = yaml.safe_load((REPO_ROOT / "provisioning/alerting/agent-analytics.yaml").read_text())["groups"][0]["rules"][0]
+    incident_start = p.now - timedelta(days=2, hours=3)
+    windows = [(datetime.now(timezone.utc) - timedelta(hours=1), datetime.now(timezone.utc)),
+               (incident_start, incident_start + timedelta(hours=1))]
+    values = []
+    for frm, to in windows:
+        got = {}
+        for q in rule["data"][:2]:
+            m = q["model"]
+            url = (m["url"].replace("${__timeFrom}", str(int(frm.timestamp() * 1000)))
+                   .replace("${__timeTo}", str(int(to.timestamp() * 1000))))
+            r = requests.get(server.url + url, headers=AUTH, timeout=30)
+            assert r.status_code == 200, r.text
+            rows = r.json()["rows"]
+            assert len(rows) == 1
+            got[q["refId"]] = rows[0][m["columns"][0]["selector"]]
+        values.append(got)
+    # The incident hour: 45 blocks on one instance, against an hour before with few or none.
+    a, b = values[1]["A"], values[1]["B"]
+    assert a >= 45 and a >= 2 * b
+
+
+def test_the_example_prometheus_rules_use_the_service_counters(demo_service, app):
+    """Every series and label the example rules select exists on the service's /metrics."""
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from agent_analytics.dashboards.generate import REPO_ROOT
+
+    server, _ = demo_service
+    requests.get(f"{server.url}/api/v1/query/mcp_tool_executions", headers=AUTH, timeout=30)
+    r = requests.get(f"{server.url}/metrics", headers=AUTH, timeout=30)
+    assert r.status_code == 200
+    # Counters are exported as <name>_total; a labelled one without children yet has no samples,
+    # so its label names come from the collector itself.
+    labelnames = {getattr(c, "_name", None): set(getattr(c, "_labelnames", ()))
+                  for c in app.extensions["aa_registry"]._collector_to_names}
+    samples: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(r.text):
+        suffix = "_total" if family.type == "counter" else ""
+        samples[family.name + suffix] = labelnames.get(family.name, set())
+    doc = yaml.safe_load((REPO_ROOT / "provisioning/prometheus/agent-analytics.rules.yml").read_text())
+    scrape = yaml.safe_load((REPO_ROOT / "provisioning/prometheus/prometheus.yml").read_text())
+    assert scrape["rule_files"] == ["agent-analytics.rules.yml"]
+    assert scrape["scrape_configs"][0]["authorization"]["type"] == "Bearer"
+    rules = [rule for g in doc["groups"] for rule in g["rules"]]
+    assert len(rules) >= 2
+    for rule in rules:
+        names = set(re.findall(r"\b(aa_[a-z_]+)", rule["expr"]))
+        assert names, rule["alert"]
+        for name in names:
+            assert name in samples, f"{rule['alert']}: {name} is not exported"
+        for labels in re.findall(r"by \(([^)]*)\)", rule["expr"]):
+            for label in labels.split(","):
+                assert any(label.strip() in samples[n] for n in names), (rule["alert"], label)
+        for label in re.findall(r"\{(\w+)=", rule["expr"]):
+            assert any(label in samples[n] for n in names), (rule["alert"], label)
