@@ -43,9 +43,9 @@ class Dataset:
 
 TOOL_CALLS = Dataset(
     "tool_calls_hourly", "tool_calls",
-    "bucket AS time, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
+    "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     " policy_id, policy_name, policy_description, calls",
-    "time, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
+    "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
     ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"))
 
@@ -115,6 +115,12 @@ class Engine:
         """SELECT of the dataset's columns for rows in the window passing the query's filters."""
         applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
         pred, pparams = filt.predicate(q.filters, applicable)
+        if extra == _EXECUTED:
+            # A call the gateway saw may also be reported by the agent that made it: executions of
+            # a server the gateway reports (in the hours the window touches) count from the gateway
+            # only. Blocked calls are never deduplicated: an agent-side block never reached the gateway.
+            extra = _EXECUTED + " AND " + _GATEWAY_FIRST
+            pparams = [*pparams, _floor_hour(window.start), window.end]
         where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
         agg_cols = sql.SQL(ds.agg_columns.format(cost=self.cost))
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
@@ -468,6 +474,9 @@ class Engine:
 
 
 _EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
+_GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
+                  "SELECT gw.mcp_server_id FROM tool_calls_hourly gw WHERE gw.source = 'gateway'"
+                  " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
 _BLOCKED = "outcome = 'blocked'"
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0

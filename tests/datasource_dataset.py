@@ -105,6 +105,25 @@ def generate(seed: int = 20261120) -> Dataset:
             "tool_name": tool, "outcome": outcome, "duration_ms": rng.choice([None, rng.uniform(1, 500)]),
             "policy_id": pol, "policy_name": pname, "policy_description": pdesc})
 
+    # Agents report MCP calls too: some of servers behind the gateway (the same calls again),
+    # some of a server only agents reach, and agent-side blocks the gateway never saw.
+    d.servers["notes"] = "Notes"
+    d.server_tags["notes"] = {"internal"}
+    d.tools += [("notes", "search"), ("notes", "append")]
+    for i in range(800):
+        inst = rng.choice(instances)
+        agent, owner, _ = d.instances[inst]
+        kind = rng.choices(["duplicate", "direct", "blocked"], [45, 40, 15])[0]
+        server, tool = rng.choice([t for t in d.tools if (t[0] == "notes") == (kind == "direct")])
+        outcome = "blocked" if kind == "blocked" else rng.choice(["ok", "ok", "error"])
+        d.tool_calls.append({
+            "time": _when(rng), "source_key": hashlib.sha256(f"agent-tc{i}".encode()).digest(),
+            "source": agent.replace("-", "_"), "user_id": owner, "agent_id": agent, "agent_instance_id": inst,
+            "mcp_server_id": server, "tool_name": tool, "outcome": outcome, "duration_ms": None,
+            "policy_id": f"{agent}:config" if outcome == "blocked" else None,
+            "policy_name": "Agent permission rule" if outcome == "blocked" else None,
+            "policy_description": None})
+
     # LLM sessions: events (llm_requests) and, for some, metric points.
     models = {"anthropic": ["claude-sonnet-4-5", "claude-haiku-4-5"], "openai": ["gpt-5", "gpt-5-mini"],
               "local": ["llama-unpriced"]}
@@ -263,8 +282,17 @@ class Oracle:
         keep = {"blocked"} if blocked else {"ok", "error"}
         fl = {k: v for k, v in f.items() if k in ("user", "group", "agent_instance", "agent", "mcp",
                                                    "agent_tag", "resource_tag")}
-        return [r for r in self.d.tool_calls if start <= r["time"] < end and r["outcome"] in keep
+        rows = [r for r in self.d.tool_calls if start <= r["time"] < end and r["outcome"] in keep
                 and self._match(r, fl)]
+        if blocked:
+            return rows
+        # Executions of a server the gateway reports (in the hours the window touches) count from
+        # the gateway only; agents' own reports of them are the same calls again.
+        hour = lambda t: t.replace(minute=0, second=0, microsecond=0)  # noqa: E731
+        gateway = {r["mcp_server_id"] for r in self.d.tool_calls if r["source"] == "gateway"
+                   and r["mcp_server_id"] and hour(start) <= hour(r["time"]) < end}
+        return [r for r in rows if r["source"] == "gateway" or r["mcp_server_id"] is None
+                or r["mcp_server_id"] not in gateway]
 
     def llm(self, start, end, f, session_filter: bool = False) -> list[dict]:
         names = ("user", "group", "provider", "model") + (("session",) if session_filter else ())
