@@ -6,15 +6,13 @@ tokens and gets estimated_cost_usd NULL with cost_basis 'unpriced' (never 0).
 """
 from __future__ import annotations
 
-import time as _time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 
 from genai_prices import Usage, calc_price
-from genai_prices.types import TieredPrices
-from genai_prices.types import TieredPrices
+from genai_prices.types import TieredPrices, TimeOfDateConstraint
 
 from .rows import Batch, LlmRequest, MetricPoint, to_datetime
 
@@ -39,25 +37,18 @@ def _provider_for(provider: str, model: str) -> str | None | bool:
     return False
 
 
-MTOK = 1_000_000
-_BASIS = (Usage(input_tokens=MTOK), Usage(output_tokens=MTOK),
-          Usage(input_tokens=MTOK, cache_read_tokens=MTOK), Usage(input_tokens=MTOK, cache_write_tokens=MTOK))
-
-
-@lru_cache(maxsize=4096)
-def _unit_prices(pid: str | None, model: str, minute: int) -> tuple[Decimal, ...] | None:
-    """Per-million prices of (input, output, cache read, cache write) at this minute, asked of
-    genai-prices, when its price for the model is linear (no tiers); None when tiered.
-
-    genai-prices takes about half a millisecond per call; a linear price combined here gives
-    the same Decimal result and lets a receiver price thousands of requests per second.
-    Prices may change with the date and the time of day (off-peak variants): cached per minute.
-    """
-    when = to_datetime(minute * 60 * 1_000_000_000)
-    results = [calc_price(u, model, provider_id=pid, genai_request_timestamp=when) for u in _BASIS]
-    if any(isinstance(v, TieredPrices) for v in vars(results[0].model_price).values()):
-        return None
-    return tuple(r.total_price for r in results)
+@lru_cache(maxsize=1024)
+def _time_of_day_priced(pid: str | None, model: str) -> bool:
+    """Whether the model's price changes with the time of day (e.g. DeepSeek's off-peak hours):
+    the per-day fast path would misprice those, so they go to genai-prices per request."""
+    try:
+        info = calc_price(Usage(input_tokens=1), model, provider_id=pid).model
+    except LookupError:
+        return False
+    prices = info.prices if isinstance(info.prices, list) else [info.prices]
+    constraints = [getattr(p, "constraint", None) for p in prices]
+    constraints += [getattr(v, "constraint", None) for v in (getattr(info, "price_variants", None) or ())]
+    return any(isinstance(c, TimeOfDateConstraint) for c in constraints)
 
 
 @dataclass(frozen=True)
@@ -118,7 +109,7 @@ def estimate(provider: str, model: str, input_tokens: int, output_tokens: int, c
     if pid is False:
         return None
     when = to_datetime(time_ns) if time_ns else None
-    linear = _linear_price(pid, model, when.date() if when else None)
+    linear = None if _time_of_day_priced(pid, model) else _linear_price(pid, model, when.date() if when else None)
     if linear is not None:
         return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
     try:

@@ -81,11 +81,16 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
         return cur.rowcount
 
 
-def _insert_missing(conn: psycopg.Connection, statement: str, rows: Iterable[tuple]) -> None:
+def _insert_missing(conn: psycopg.Connection, table: str, cols: tuple[str, ...], rows: Iterable[tuple]) -> None:
+    """Insert directory rows not yet present, in one statement (text columns only), in key order."""
     rows = sorted(set(rows), key=lambda r: tuple("" if v is None else str(v) for v in r))
-    if rows:
-        with conn.cursor() as cur:
-            cur.executemany(statement, rows)
+    if not rows:
+        return
+    columns = list(zip(*rows))
+    stmt = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) ORDER BY 1 ON CONFLICT DO NOTHING").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, cols)),
+        sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in cols))
+    conn.execute(stmt, [list(c) for c in columns])
 
 
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
@@ -101,19 +106,13 @@ def _directory(conn: psycopg.Connection, batch: Batch) -> None:
             agents.setdefault(a, a)
     servers = {t.mcp_server_id for t in batch.tool_calls if t.mcp_server_id}
     tools = {(t.mcp_server_id, t.tool_name) for t in batch.tool_calls if t.mcp_server_id}
-    _insert_missing(conn, "INSERT INTO users (id, email) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                    ((u, email_of(u)) for u in users))
-    _insert_missing(conn, "INSERT INTO agents (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                    agents.items())
-    _insert_missing(conn, "INSERT INTO agent_instances (id, agent_id, user_id) VALUES (%s, %s, %s)"
-                          " ON CONFLICT (id) DO NOTHING",
+    _insert_missing(conn, "users", ("id", "email"), ((u, email_of(u)) for u in users))
+    _insert_missing(conn, "agents", ("id", "name"), agents.items())
+    _insert_missing(conn, "agent_instances", ("id", "agent_id", "user_id"),
                     ((i, a, u) for i, (a, u) in batch.agent_instances.items()))
-    _insert_missing(conn, "INSERT INTO mcp_servers (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                    ((s, s) for s in servers))
-    _insert_missing(conn, "INSERT INTO tools (mcp_server_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    tools)
-    _insert_missing(conn, "INSERT INTO policies (id, name, description) VALUES (%s, %s, %s)"
-                          " ON CONFLICT (id) DO NOTHING",
+    _insert_missing(conn, "mcp_servers", ("id", "name"), ((s, s) for s in servers))
+    _insert_missing(conn, "tools", ("mcp_server_id", "name"), tools)
+    _insert_missing(conn, "policies", ("id", "name", "description"),
                     ((p, n, d) for p, (n, d) in batch.policies.items()))
 
 
@@ -128,16 +127,20 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> None:
         s[1] = s[1] or f.user_id
         s[2] = min(s[2], f.time_ns)
         s[3] = max(s[3], f.time_ns)
-    rows = [(sid, a, u, to_datetime(lo), to_datetime(hi)) for sid, (a, u, lo, hi) in sorted(seen.items())]
-    if rows:
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " first_seen = least(sessions.first_seen, excluded.first_seen),"
-                " last_seen = greatest(sessions.last_seen, excluded.last_seen),"
-                " agent_id = coalesce(sessions.agent_id, excluded.agent_id),"
-                " user_id = coalesce(sessions.user_id, excluded.user_id)", rows)
+    if not seen:
+        return
+    ids = sorted(seen)
+    conn.execute(
+        "INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
+        " ORDER BY 1"
+        " ON CONFLICT (id) DO UPDATE SET"
+        " first_seen = least(sessions.first_seen, excluded.first_seen),"
+        " last_seen = greatest(sessions.last_seen, excluded.last_seen),"
+        " agent_id = coalesce(sessions.agent_id, excluded.agent_id),"
+        " user_id = coalesce(sessions.user_id, excluded.user_id)",
+        (ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids], [to_datetime(seen[i][2]) for i in ids],
+         [to_datetime(seen[i][3]) for i in ids]))
 
 
 def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: StoreResult) -> list[MetricPoint]:
