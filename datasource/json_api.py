@@ -7,6 +7,7 @@ Time: `from`/`to` as epoch ms (`${__from}`), ISO 8601, or Grafana expressions (`
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -14,6 +15,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from agent_analytics import db as dbmod
 from agent_analytics.auth import AuthError, Permission, require
 from agent_analytics.datasource import catalog, frames, params, service
+from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
 from agent_analytics.datasource.catalog import ALL_FILTERS
 
@@ -83,9 +85,17 @@ def variable(name: str):
     if name not in catalog.VARIABLES:
         return jsonify(error=f"unknown variable {name!r}; one of {', '.join(catalog.VARIABLES)}"), 404
     require(catalog.VARIABLES[name])  # type: ignore[arg-type]
+    start = end = None
+    if "from" in request.args or "to" in request.args:
+        # The range matters to `session` (the sessions overlapping it); the others ignore it.
+        opts = params.load(params.JsonApiSchema(), _arguments())
+        now = datetime.now(tr.UTC)
+        tz = params.zone(opts.get("tz"))
+        start, end = tr.resolve(opts["from_"], now, tz), tr.resolve(opts["to"], now, tz)
     database = dbmod.get_db()
     pairs = service.observed(service.instruments(current_app.extensions), FACE, f"variable:{name}",
-                             lambda: service.with_connection(database, lambda c: variables_mod.values(c, name)))
+                             lambda: service.with_connection(
+                                 database, lambda c: variables_mod.values(c, name, start, end)))
     return jsonify({"variable": name, "rows": [{"value": v, "text": t} for v, t in pairs]})
 
 

@@ -53,6 +53,18 @@ def _valid_zone(value: str) -> None:
         raise ValidationError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
 
 
+class ZoneName(fields.String):
+    """An IANA zone. Grafana's `${__timezone}` may also give "utc" or "browser": both mean UTC here
+    (the browser's zone is unknown to the server)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if text.lower() in ("", "utc", "browser", "z", "default"):
+            return "UTC"
+        _valid_zone(text)
+        return text
+
+
 def _split_multi(value: str) -> list[str] | str:
     """Grafana's multi-value encodings inside a string: `{a,b}` (glob) or a JSON array."""
     text = value.strip()
@@ -101,7 +113,7 @@ class OptionsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    tz = fields.String(load_default=None, validate=_valid_zone)
+    tz = ZoneName(load_default=None)
     page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1))
     page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_ROWS))
     order_by = fields.String(load_default="cost", validate=validate.OneOf(SESSION_ORDER))

@@ -134,6 +134,9 @@ def test_protocol_endpoints_satisfy_the_plugin_contract(ds_client):
     assert {v["text"] for v in values} == set(DATA.agents)
     assert ds_client.get("/api/v1/variables/mcp", headers=H()).get_json()["rows"][0] == {"value": "db",
                                                                                         "text": "Database"}
+    # Infinity's variable query passes the range: sessions overlapping it.
+    rows = ds_client.get(f"/api/v1/variables/session?from={ms(START)}&to={ms(ANCHOR)}", headers=H()).get_json()["rows"]
+    assert {r["value"] for r in rows} == {v["__value"] for v in sessions}
 
 
 @pytest.mark.parametrize("method, url, body, field_name", [
@@ -155,6 +158,7 @@ def test_protocol_endpoints_satisfy_the_plugin_contract(ds_client):
     ("get", "/api/v1/query/mcp_top_tools?from=soon", None, "from"),
     ("get", "/api/v1/query/mcp_top_tools?from=now&to=now-1h", None, "to"),
     ("get", "/api/v1/query/mcp_top_tools?page_size=5000", None, "page_size"),
+    ("get", "/api/v1/variables/session?from=later", None, "from"),
 ])
 def test_bad_requests_name_the_field(ds_client, method, url, body, field_name):
     resp = getattr(ds_client, method)(url, json=body, headers=H())

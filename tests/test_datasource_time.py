@@ -182,3 +182,14 @@ def test_relative_range_in_the_json_api(ds_client):
     assert (prev_start.day, prev_start.hour) == (1, 0) and prev_start < start
     assert meta["previous_to"] - meta["previous_from"] <= meta["to"] - meta["from"]
     assert meta["previous_to"] <= meta["from"]
+
+
+def test_grafana_timezone_macro_values(ds_client):
+    # ${__timezone} may read "utc" or "browser": UTC, not a 400; an unknown zone is still refused.
+    start = ANCHOR - timedelta(days=3)
+    for tz in ("utc", "browser", "UTC"):
+        body = api(ds_client, "mcp_executions_over_time", start, ANCHOR, tz=tz)
+        assert all(datetime.fromtimestamp(r["time"] / 1000, UTC).hour == 0 for r in body["rows"])
+    resp = ds_client.get(f"/api/v1/query/mcp_executions_over_time?tz=Europe/Atlantis", headers={
+        "Authorization": f"Bearer {LLM_TOKEN}"})
+    assert resp.status_code == 400 and "tz" in resp.get_json()["fields"]
