@@ -378,3 +378,31 @@ def test_dockerfile_runs_the_service():
     assert "agent-analytics serve" in text and "agent-analytics migrate" in text
     for folder in ("agent_analytics", "ingest", "sql", "datasource", "dashboards"):
         assert f"COPY {folder} ./{folder}" in text
+
+
+@pytest.mark.parametrize("doc", ["opentelemetry.md", "dashboards.md", "operations.md"])
+def test_guides_link_to_things_that_exist(doc):
+    """Relative links (and their #anchors) in the guides resolve; the guides name every tab."""
+    text = (ROOT / "docs" / doc).read_text()
+
+    def anchors(md: str) -> set[str]:
+        out = set()
+        for line in md.splitlines():
+            if line.startswith("#"):
+                title = line.lstrip("#").strip().lower()
+                out.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+        return out
+
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (ROOT / "docs" / path) if path else (ROOT / "docs" / doc)
+        assert file.is_file(), target
+        if anchor:
+            assert anchor in anchors(file.read_text()), target
+    if doc == "dashboards.md":
+        # Every panel is explained, under the title it has on the dashboard.
+        for name in DASHBOARDS:
+            for p in load("infinity", name)["panels"]:
+                assert p["title"] in text, p["title"]
