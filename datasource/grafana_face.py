@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from werkzeug.exceptions import HTTPException
+
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
@@ -32,6 +34,8 @@ def _inst() -> service.Instruments:
 def _body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if data is None:
+        if request.get_data(cache=True).strip():
+            raise params.RequestError({"request": ["body is not valid JSON"]})
         data = {}
     if not isinstance(data, dict):
         raise params.RequestError({"request": ["body must be a JSON object"]})
@@ -50,6 +54,8 @@ def _request_error(exc: params.RequestError):
 
 @bp.errorhandler(Exception)
 def _db_error(exc: Exception):
+    if isinstance(exc, HTTPException):  # Flask's own 4xx/405 answers pass through unchanged
+        return exc
     if dbmod.is_retryable(exc):
         return jsonify(error="database unavailable, retry later"), 503
     raise exc

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from werkzeug.exceptions import HTTPException
+
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
@@ -35,6 +37,8 @@ def _request_error(exc: params.RequestError):
 
 @bp.errorhandler(Exception)
 def _db_error(exc: Exception):
+    if isinstance(exc, HTTPException):  # Flask's own 4xx/405 answers pass through unchanged
+        return exc
     if dbmod.is_retryable(exc):
         return jsonify(error="database unavailable, retry later"), 503
     raise exc

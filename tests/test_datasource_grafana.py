@@ -207,3 +207,20 @@ def test_json_api_infinity_forms_catalog_openapi_and_prometheus(ds_app, ds_clien
                                      {"face": "json", "metric": "mcp_top_users", "status": "ok"}) >= 1
     assert same(api(ds_client, "llm_total_cost", START, ANCHOR)["rows"][0]["value"],
                 ORACLE.stat("llm_total_cost", START, ANCHOR, {}))
+
+
+def test_unreachable_database_is_a_retryable_503_and_bad_json_a_400():
+    from agent_analytics.app import create_app
+    from agent_analytics.config import Config
+
+    app = create_app(Config(database_url="postgresql://nobody@127.0.0.1:9/none", query_tokens=(QUERY_TOKEN,),
+                            db_timeout_s=1, db_pool_size=1), role="query")
+    try:
+        c = app.test_client()
+        resp = c.get("/api/v1/query/mcp_tool_executions", headers=H(QUERY_TOKEN))
+        assert resp.status_code == 503 and "retry" in resp.get_json()["error"]
+        resp = c.post("/grafana/query", data="{not json", content_type="application/json", headers=H(QUERY_TOKEN))
+        assert resp.status_code == 400 and "request" in resp.get_json()["fields"]
+        assert c.get("/grafana/query", headers=H(QUERY_TOKEN)).status_code == 405
+    finally:
+        app.extensions["aa_db"].close()
