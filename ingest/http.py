@@ -197,6 +197,9 @@ def _directory_error(exc: directory.DirectoryError):
 
 
 def _json_body() -> object:
+    limit = current_app.config["AA"].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise directory.DirectoryError(f"body larger than {limit} bytes", status=413)
     data = request.get_json(silent=True)
     if data is None:
         raise directory.DirectoryError("the body must be JSON", status=400)
