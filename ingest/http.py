@@ -186,6 +186,11 @@ for _signal in SIGNALS:
 
 # -- directory API -----------------------------------------------------------------------------
 
+@directory_api.before_request
+def _directory_auth() -> None:
+    require(Permission.INGEST)  # before the body is read: 401/403 come first
+
+
 @directory_api.errorhandler(AuthError)
 def _auth_error(exc: AuthError):
     return jsonify(error=exc.message), exc.status
@@ -207,7 +212,6 @@ def _json_body() -> object:
 
 
 def _run(fn, *args):
-    require(Permission.INGEST)
     try:
         with db.get_db().connection() as conn:
             return fn(conn, *args)

@@ -131,3 +131,10 @@ def test_cli_load_yaml(db_url, conn, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "agent_analytics.cli", "directory", "load", str(bad)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode != 0 and "invalid directory document" in proc.stderr
+
+
+def test_auth_comes_before_the_body(client):
+    assert client.post("/api/v1/directory", data="not json").status_code == 401
+    assert client.get("/api/v1/directory/users").status_code == 401
+    assert client.delete("/api/v1/directory/users/x", headers={"Authorization": f"Bearer {QUERY_TOKEN}"}
+                         ).status_code == 403
