@@ -124,7 +124,7 @@ METRICS: tuple[Metric, ...] = (
     _top("mcp_top_users", "mcp", "Top users", _USER, _EXEC, MCP_FILTERS, "Users by executions."),
     _top("mcp_top_mcps", "mcp", "Top MCPs", _MCP, _EXEC, MCP_FILTERS, "MCP servers by executions."),
 
-    # LLM Usage (LLM request events).
+    # LLM Usage: per session its metric points when it sent any, else its request events (never both).
     _stat("llm_total_tokens", "llm", "Total tokens", COUNT, LLM_FILTERS, "Input + output + cache read + cache write."),
     _stat("llm_total_cost", "llm", "Total cost", USD, LLM_FILTERS, "Cost in USD (AA_COST_SOURCE); null when unpriced."),
     _stat("llm_models_used", "llm", "Models used", COUNT, LLM_FILTERS, "Distinct models with at least one request."),
@@ -134,7 +134,7 @@ METRICS: tuple[Metric, ...] = (
     _series("llm_tokens_over_time", "llm", "Tokens", COUNT, LLM_FILTERS, "Tokens per bucket."),
     _series("llm_cost_over_time", "llm", "Cost", USD, LLM_FILTERS, "Cost (USD) per bucket."),
     _top("llm_top_users_by_tokens", "llm", "Top users by tokens", _USER, _TOKENS, LLM_FILTERS,
-         "Users ranked by tokens.", (_COST, _C("requests", "number", COUNT, "Requests"))),
+         "Users ranked by tokens; requests counts request events.", (_COST, _C("requests", "number", COUNT, "Requests"))),
     _top("llm_top_users_by_cost", "llm", "Top users by cost", _USER, _COST, LLM_FILTERS,
          "Users ranked by cost (unpriced last).", (_TOKENS, _C("requests", "number", COUNT, "Requests"))),
     _top("llm_top_models_by_tokens", "llm", "Top models by tokens", (_C("provider", title="Provider"),

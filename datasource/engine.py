@@ -141,6 +141,38 @@ class Engine:
             raw_cols=raw_cols, raw=sql.Identifier(ds.raw), where=where)
         return query, [window.start, window.end, *pparams]
 
+    def _src(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
+             use_aggregate: bool = True) -> tuple[sql.Composable, list]:
+        if ds is LLM_USAGE:
+            return self._llm_source(window, q, use_aggregate)
+        return self.source(ds, window, q, extra, use_aggregate)
+
+    def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True) -> tuple[sql.Composable, list]:
+        """LLM Usage rows, counted once: a session's metric points when it has any in the window
+        (the same rule as session totals), else its request events; events without a session as
+        they are. (Claude Code sends both views of the same requests; Codex only events; an agent
+        that exports only metrics still appears.)"""
+        ev = self.source(LLM_SESSIONS, window, q, use_aggregate=use_aggregate)
+        mp_in = self.source(SESSION_METRICS, window, q, "session_id IS NOT NULL", use_aggregate=use_aggregate)
+        mp = self.source(SESSION_METRICS, window, q, "session_id IS NOT NULL", use_aggregate=use_aggregate)
+        mp_cost = ("CASE WHEN metric = 'tokens' THEN estimated_cost_usd END" if self.cost == "estimated"
+                   else "CASE WHEN metric = 'cost' THEN value::numeric END")
+        types = ", ".join(f"(CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value ELSE 0 END)::numeric"
+                          f" AS {t}_tokens" for t in TOKEN_TYPES)
+        text = f"""
+            SELECT time, user_id, agent_id, provider, model, requests::numeric AS requests,
+                   {", ".join(f"{t}_tokens::numeric AS {t}_tokens" for t in TOKEN_TYPES)},
+                   0::numeric AS other_tokens, cost::numeric AS cost
+            FROM ({{ev}}) e
+            WHERE e.session_id IS NULL OR e.session_id NOT IN (SELECT m.session_id FROM ({{mp_in}}) m)
+            UNION ALL
+            SELECT time, user_id, agent_id, provider, model, 0::numeric, {types},
+                   (CASE WHEN metric = 'tokens' AND token_type NOT IN ('input', 'output', 'cache_read',
+                    'cache_write') THEN value ELSE 0 END)::numeric AS other_tokens,
+                   ({mp_cost})::numeric AS cost
+            FROM ({{mp}}) p"""
+        return sql.SQL(text).format(ev=ev[0], mp_in=mp_in[0], mp=mp[0]), [*ev[1], *mp_in[1], *mp[1]]
+
     def _note(self, relation: str) -> None:
         if relation not in self.relations:
             self.relations.append(relation)
@@ -184,7 +216,7 @@ class Engine:
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
         values = []
         for window in (q.window, prev):
-            rows = self.with_src(self.source(ds, window, q, extra), f"SELECT {expr} AS v FROM src")
+            rows = self.with_src(self._src(ds, window, q, extra), f"SELECT {expr} AS v FROM src")
             values.append(rows[0]["v"] if rows else None)
         value, previous = values
         return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
@@ -193,7 +225,7 @@ class Engine:
                  unit: str) -> dict[datetime, Any]:
         # Hourly aggregates answer local hours/days exactly only when they are unions of UTC hours.
         use_agg = tr.whole_hour_offsets(q.tz, window)
-        rows = self.with_src(self.source(ds, window, q, extra, use_aggregate=use_agg),
+        rows = self.with_src(self._src(ds, window, q, extra, use_aggregate=use_agg),
                              f"SELECT date_trunc(%s, time, %s) AS b, {expr} AS v FROM src GROUP BY 1",
                              [unit, q.tz.key])
         return {r["b"]: r["v"] for r in rows}
@@ -224,7 +256,7 @@ class Engine:
 
     def _top(self, q: Query) -> Result:
         ds, extra, body = _TOPS[q.metric.id]
-        src = self.source(ds, q.window, q, extra)
+        src = self._src(ds, q.window, q, extra)
         rows = self.with_src(src, body + " LIMIT %s OFFSET %s", [q.limit, q.offset])
         if rows:
             total = rows[0]["total"]
@@ -239,7 +271,7 @@ class Engine:
     # ---- LLM Usage ------------------------------------------------------------------------
 
     def _m_llm_tokens_by_type(self, q: Query) -> Result:
-        rows = self.with_src(self.source(LLM_USAGE, q.window, q),
+        rows = self.with_src(self._src(LLM_USAGE, q.window, q),
                              "SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
                              + " FROM src")
         r = rows[0]
@@ -478,7 +510,7 @@ _GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id
                   "SELECT gw.mcp_server_id FROM tool_calls_hourly gw WHERE gw.source = 'gateway'"
                   " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
 _BLOCKED = "outcome = 'blocked'"
-_TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
+_TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
 _STATS: dict[str, tuple[Dataset, str, str]] = {

@@ -304,6 +304,25 @@ class Oracle:
         fl = {k: v for k, v in f.items() if k in names}
         return [r for r in self.d.points if start <= r["time"] < end and self._match(r, fl)]
 
+    def usage(self, start, end, f) -> list[dict]:
+        """LLM Usage rows: a session's metric points when it has any in the window (under the
+        filters), else its events; events without a session as they are."""
+        points = [p for p in self.points(start, end, f) if p["session_id"]]
+        with_points = {p["session_id"] for p in points}
+        rows = [{**r, "requests": 1} for r in self.llm(start, end, f)
+                if r["session_id"] is None or r["session_id"] not in with_points]
+        for p in points:
+            row = {"time": p["time"], "user_id": p["user_id"], "provider": p["provider"], "model": p["model"],
+                   "requests": 0, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}}
+            if p["metric"] == "tokens":
+                row[f"{p['token_type']}_tokens"] = p["value"]
+            if self.cost_source == "estimated":
+                row[self.cost_key] = p["estimated_cost_usd"] if p["metric"] == "tokens" else None
+            else:
+                row[self.cost_key] = Decimal(str(p["value"])) if p["metric"] == "cost" else None
+            rows.append(row)
+        return rows
+
     @staticmethod
     def tokens(r: dict) -> int:
         return sum(r[f"{t}_tokens"] for t in TOKEN_TYPES)
@@ -323,7 +342,7 @@ class Oracle:
             return len({r["agent_instance_id"] for r in rows if r["agent_instance_id"]})
         if metric == "mcp_active_users":
             return len({r["user_id"] for r in rows if r["user_id"]})
-        lrows = self.llm(start, end, f)
+        lrows = self.usage(start, end, f)
         if metric == "llm_total_tokens":
             return sum(self.tokens(r) for r in lrows)
         if metric == "llm_total_cost":
@@ -338,7 +357,7 @@ class Oracle:
             for r in self.calls(rows_start, rows_end, f, metric.startswith("security")):
                 out.setdefault(bucket_of(r["time"]), []).append(r)
             return {b: len(v) for b, v in out.items()}
-        for r in self.llm(rows_start, rows_end, f):
+        for r in self.usage(rows_start, rows_end, f):
             out.setdefault(bucket_of(r["time"]), []).append(r)
         if metric == "llm_tokens_over_time":
             return {b: sum(self.tokens(r) for r in v) for b, v in out.items()}
@@ -347,7 +366,7 @@ class Oracle:
     def top(self, metric: str, start, end, f) -> list[dict]:
         d = self.d
         if metric.startswith("llm_"):
-            rows = self.llm(start, end, f)
+            rows = self.usage(start, end, f)
             by_user = "users" in metric
             groups: dict[Any, list] = {}
             for r in rows:
@@ -357,7 +376,8 @@ class Oracle:
                 groups.setdefault(key, []).append(r)
             out = []
             for k, v in groups.items():
-                row = {"tokens": float(sum(self.tokens(r) for r in v)), "cost": self.cost_sum(v), "requests": len(v)}
+                row = {"tokens": float(sum(self.tokens(r) for r in v)), "cost": self.cost_sum(v),
+                       "requests": sum(r["requests"] for r in v)}
                 if by_user:
                     email, disp = d.users.get(k, (None, None))
                     row.update(user_id=k, user=disp or email or k)
@@ -431,7 +451,7 @@ class Oracle:
         return counts
 
     def tokens_by_type(self, start, end, f) -> dict[str, int]:
-        rows = self.llm(start, end, f)
+        rows = self.usage(start, end, f)
         return {t: sum(r[f"{t}_tokens"] for r in rows) for t in TOKEN_TYPES}
 
     # ---- sessions ----
