@@ -57,12 +57,60 @@ def _log_handler(ev: LogEvent) -> LogHandler | None:
     return None
 
 
+# Identifiers are indexed, and PostgreSQL refuses an index entry past about 2.7 kB.
+MAX_ID_BYTES = 1024
+_ID_FIELDS = ("session_id", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
+              "provider", "model", "policy_id")
+_FACT_LISTS = ("llm_requests", "llm_errors", "tool_calls", "metric_points")
+_DIRECTORY = ("agents", "agent_instances", "policies")
+
+
+def _nul(value: Any) -> bool:
+    """PostgreSQL text and jsonb cannot hold a NUL character, anywhere."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_nul(k) or _nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_nul(v) for v in value)
+    return False
+
+
+def _unstorable(fact: Any) -> str | None:
+    """Why a normalised fact cannot be stored as it is, or None."""
+    for name, value in vars(fact).items():
+        if _nul(value):
+            return f"{name} contains a NUL character"
+    for name in _ID_FIELDS:
+        value = getattr(fact, name, None)
+        if isinstance(value, str) and len(value.encode()) > MAX_ID_BYTES:
+            return f"{name} is longer than {MAX_ID_BYTES} bytes"
+    return None
+
+
 def _run(batch: Batch, index: int, handler: Callable[[], bool]) -> None:
     batch.received += 1
+    facts_before = {name: len(getattr(batch, name)) for name in _FACT_LISTS}
+    keys_before = {name: set(getattr(batch, name)) for name in _DIRECTORY}
     try:
         if not handler():
             batch.ignored += 1
+            return
+        new_facts = [f for name in _FACT_LISTS for f in getattr(batch, name)[facts_before[name]:]]
+        new_rows = [(k, v) for name in _DIRECTORY for k, v in getattr(batch, name).items()
+                    if k not in keys_before[name]]
+        reason = next(filter(None, map(_unstorable, new_facts)), None) or (
+            "a directory name contains a NUL character" if _nul(new_rows) else None)
+        if reason:
+            raise BadValue(reason)
     except BadValue as exc:
+        # Take back whatever the handler added: a record is stored whole or not at all.
+        for name in _FACT_LISTS:
+            del getattr(batch, name)[facts_before[name]:]
+        for name in _DIRECTORY:
+            rows = getattr(batch, name)
+            for key in set(rows) - keys_before[name]:
+                del rows[key]
         batch.reject(index, str(exc))
 
 
