@@ -52,6 +52,8 @@ def is_retryable(exc: BaseException) -> bool:
                         psycopg.errors.DeadlockDetected, psycopg.errors.AdminShutdown,
                         psycopg.errors.CannotConnectNow, psycopg.errors.TooManyConnections)):
         return True
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        return False  # e.g. a value too large for an index: the same request fails again
     if isinstance(exc, psycopg.OperationalError):
         return True
     return False
