@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agent_analytics import auth, db
@@ -15,12 +16,24 @@ log = logging.getLogger(__name__)
 ROLES = ("all", "ingest", "query")
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a body nested past Python's recursion limit is unreadable JSON
+    (a ValueError, so `get_json(silent=True)` answers None and the caller a 400), not a 500."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def create_app(config: Config | None = None, role: str = "all",
                registry: CollectorRegistry | None = None) -> Flask:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     config = config or Config.from_env()
     app = Flask(f"agent_analytics_{role}")
+    app.json = BoundedJSONProvider(app)
     app.config["AA"] = config
     app.config["MAX_CONTENT_LENGTH"] = None  # the receiver enforces its own limit, after decompression
     app.extensions["aa_registry"] = registry if registry is not None else CollectorRegistry()

@@ -128,7 +128,7 @@ def _target_payload(raw: Any, index: int) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise params.RequestError({f"targets.{index}.payload": ["is not valid JSON"]}) from None
     if not isinstance(raw, dict):
         raise params.RequestError({f"targets.{index}.payload": ["must be a JSON object"]})
@@ -184,7 +184,7 @@ def _variable_target(body: dict[str, Any]) -> str:
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return payload.strip()
     if isinstance(payload, dict) and isinstance(payload.get("target"), str):
         return payload["target"].strip()

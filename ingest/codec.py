@@ -71,12 +71,16 @@ def decode(signal: str, body: bytes, fmt: str) -> Message:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise UnreadableBody(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise UnreadableBody("not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise UnreadableBody("an OTLP JSON body is an object")
     try:
         json_format.ParseDict(_hex_ids_to_base64(data), message, ignore_unknown_fields=True)
     except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:
         raise UnreadableBody(f"not an OTLP {signal} request: {exc}") from None
+    except RecursionError:  # nesting json.loads accepted, but too deep to walk
+        raise UnreadableBody(f"not an OTLP {signal} request: nested too deeply") from None
     return message
 
 
