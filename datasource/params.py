@@ -73,7 +73,7 @@ def _split_multi(value: str) -> list[str] | str:
             parsed = json.loads(text)
             if isinstance(parsed, list):
                 return [str(v) for v in parsed]
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     if text.startswith("{") and text.endswith("}") and "," in text:
         return [v for v in text[1:-1].split(",")]
@@ -91,6 +91,9 @@ class FilterValues(fields.Field):
                 raise ValidationError("must be a string or a list of strings")
         elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValidationError("must be a string or a list of strings")
+        if any("\x00" in str(v) for v in (value if isinstance(value, (list, tuple)) else [value])):
+            # No stored text can contain NUL; PostgreSQL refuses it even as a parameter.
+            raise ValidationError("must not contain a NUL character")
         return normalise(value)
 
 
