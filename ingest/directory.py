@@ -126,9 +126,38 @@ NAMED = {"groups", "agents", "mcp_servers", "policies"}
 ORDER = ("users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies")
 
 
+def _nul_path(data: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in a document (PostgreSQL text cannot hold one), or None."""
+    if isinstance(data, str):
+        return (path or "document") if "\x00" in data else None
+    if isinstance(data, Mapping):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        found = _nul_path(value, where)
+        if found:
+            return found
+    return None
+
+
+def _no_nul(*values: Any) -> None:
+    where = _nul_path(list(values))
+    if where is not None:
+        raise DirectoryError("a value contains a NUL character", details={where: ["contains a NUL character"]})
+
+
 def _load(schema: Schema, data: Any) -> dict:
     if not isinstance(data, Mapping):
         raise DirectoryError("the document must be an object")
+    where = _nul_path(data)
+    if where is not None:
+        raise DirectoryError("invalid directory document", details={where: ["contains a NUL character"]})
     try:
         return schema.load(data)
     except ValidationError as exc:
@@ -210,12 +239,14 @@ def _add_member(conn: psycopg.Connection, group_id: str, user_id: str) -> None:
 
 
 def add_member(conn: psycopg.Connection, group_id: str, user_id: str) -> dict:
+    _no_nul(group_id, user_id)
     with conn.transaction():
         _add_member(conn, group_id, user_id)
     return {"group_id": group_id, "user_id": user_id}
 
 
 def remove_member(conn: psycopg.Connection, group_id: str, user_id: str) -> dict:
+    _no_nul(group_id, user_id)
     with conn.transaction():
         n = conn.execute("DELETE FROM group_members WHERE group_id = %s AND user_id = %s",
                          (group_id, user_id)).rowcount
@@ -243,6 +274,7 @@ def delete(conn: psycopg.Connection, document: Any) -> dict[str, int]:
 
 
 def _split_key(kind: str, key: str) -> tuple[str, ...]:
+    _no_nul(key)
     if kind not in KINDS:
         raise DirectoryError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", status=404)
     if kind == "tools":
