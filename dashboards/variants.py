@@ -10,6 +10,7 @@ The SDK has no builders for either plugin's query, so each is a `cog.variants.Da
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,15 +91,16 @@ class Variant:
               extras: dict[str, str] | None = None, hide: bool = False) -> RawQueryBuilder:
         extras = dict(extras or {})
         if self.key == "json":
-            # Builder mode: Grafana interpolates each value (the browser's zone for ${__timezone}).
             extras.setdefault("tz", TIMEZONE)
             model: dict[str, Any] = {
                 "refId": ref_id,
                 "datasource": self.datasource_json(),
-                "editorMode": "builder",
+                # Code mode: the plugin replaces each variable by its JSON value inside the string,
+                # then parses it. (Builder mode formats values as regex, which would turn the
+                # zone "Europe/Paris" into "Europe\/Paris".) The filters travel in scopedVars.
+                "editorMode": "code",
                 "target": metric.id,
-                # The filters travel in scopedVars; the payload carries the extras.
-                "payload": extras,
+                "payload": json.dumps(extras, sort_keys=True),
             }
         else:
             model = infinity_model(metric, ref_id, self.datasource_json(),

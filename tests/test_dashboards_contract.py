@@ -8,7 +8,7 @@ zone - in each plugin's request shape:
 - Infinity: the panel's URL with Grafana's macros expanded (`${__from}`, `${__to}`,
   `${__timezone}`, `${var:queryparam}` of a custom all value), GET with the data source's header;
 - JSON plugin: POST /grafana/query with Grafana's request body (range with raw, scopedVars with
-  every dashboard variable, targets with their builder-mode payload interpolated).
+  every dashboard variable, targets with their code-mode payload interpolated).
 Every answer must be non-empty and typed as the panel expects, and every field the panel refers
 to (overrides, x field, data links, transformations) must be in it. Every variable query of every
 dashboard must answer options.
@@ -129,19 +129,21 @@ def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overr
     scoped.update({"__interval": {"text": "1h", "value": "1h"}, "__interval_ms": {"text": "3600000",
                                                                                "value": 3600000}})
 
-    def interpolate(value: str) -> str:
+    def interpolate_code_payload(payload: str) -> dict:
+        """The plugin's code mode: each `$var` becomes its JSON-formatted value, with the quotes
+        of a string value dropped (it sits inside the payload's own quotes), then JSON.parse."""
         def macro(m: re.Match) -> str:
             name = m.group(1) or m.group(2)
-            if name == "__timezone":
-                return BROWSER_ZONE
-            return _current(variables[name], overrides)
+            value = BROWSER_ZONE if name == "__timezone" else _current(variables[name], overrides)
+            return value if isinstance(value, str) else json.dumps(value)
 
-        return re.sub(r"\$\{(\w+)\}|\$(\w+)", macro, value)
+        return json.loads(re.sub(r"\$\{(\w+)\}|\$(\w+)", macro, payload))
 
     targets = []
     for t in panel["targets"]:
         t = dict(t)
-        t["payload"] = {k: interpolate(str(v)) for k, v in (t.get("payload") or {}).items()}
+        assert t["editorMode"] == "code"
+        t["payload"] = interpolate_code_payload(t["payload"])
         targets.append(t)
     iso = lambda x: x.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
     return {
