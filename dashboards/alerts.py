@@ -7,7 +7,7 @@ from typing import Any
 
 from agent_analytics.datasource import catalog
 
-from .variants import INFINITY, infinity_model
+from .queries import INFINITY_TYPE, INFINITY_UID, infinity_model
 
 FOLDER = "Agent Analytics"
 # A surge: at least this many blocked calls in the last hour...
@@ -19,11 +19,11 @@ SURGE_RATIO = 2
 def _infinity_query(ref_id: str, column: str) -> dict[str, Any]:
     m = catalog.BY_ID["security_blocked_calls"]
     url = "/api/v1/query/security_blocked_calls?from=${__timeFrom}&to=${__timeTo}"
-    model = infinity_model(m, ref_id, INFINITY.datasource_json(), url)
+    model = infinity_model(m, ref_id, {"type": INFINITY_TYPE, "uid": INFINITY_UID}, url)
     # One numeric column per query: server-side expressions read a one-number table as a number.
     model["columns"] = [c for c in model["columns"] if c["selector"] == column]
     return {"refId": ref_id, "relativeTimeRange": {"from": 3600, "to": 0},
-            "datasourceUid": INFINITY.datasource_uid, "model": model}
+            "datasourceUid": INFINITY_UID, "model": model}
 
 
 def _expr(ref_id: str, model: dict[str, Any]) -> dict[str, Any]:

@@ -19,18 +19,9 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common
 
 from agent_analytics.datasource.catalog import Column, Metric
-from agent_analytics.datasource.query import MAX_ROWS
 
-TIMEZONE = "${__timezone}"  # Grafana: the dashboard's zone, the browser's IANA zone for "browser"
-INFINITY_TYPE = "yesoreyeram-infinity-datasource"
-JSON_TYPE = "simpod-json-datasource"
-INFINITY_UID = "aa-infinity"
-JSON_UID = "aa-json"
-
-# Infinity column types by Grafana field type. Infinity has no boolean type: booleans arrive as
-# the strings "true"/"false", which value mappings keyed "true" match either way.
-_INFINITY_TYPES = {"time": "timestamp_epoch", "number": "number", "string": "string", "boolean": "string"}
-
+from .queries import (INFINITY_TYPE, INFINITY_UID, JSON_TYPE, JSON_UID, TIMEZONE, field_label,  # noqa: F401
+                      infinity_model, infinity_url)
 
 class RawQuery(cogvariants.Dataquery):
     """A data query serialised exactly as the plugin stores it in dashboard JSON."""
@@ -52,11 +43,6 @@ class RawQueryBuilder(cogbuilder.Builder[RawQuery]):
 
     def build(self) -> RawQuery:
         return self._query
-
-
-def field_label(column: Column) -> str:
-    """What Grafana shows for a column: the title, else the name."""
-    return column.title or column.name
 
 
 @dataclass(frozen=True)
@@ -133,42 +119,6 @@ class Variant:
                 "filters": [],
             },
         }
-
-
-def infinity_url(metric: Metric, variables: tuple[str, ...], extras: dict[str, str],
-                 backend_macros: bool) -> str:
-    """`/api/v1/query/<id>?from=..&to=..&var-user=..`: dashboards use the panel macros
-    ${__from}/${__to} and `${var:queryparam}` (repeated var-NAME=value, what Grafana puts in
-    its own URLs); alert rules have no dashboard variables and use the backend macros."""
-    if backend_macros:
-        parts = ["from=${__timeFrom}", "to=${__timeTo}"]
-    else:
-        # The viewer's zone (the dashboards use the browser's): daily buckets start at local midnight.
-        parts = ["from=${__from}", "to=${__to}", f"tz={TIMEZONE}"]
-    if metric.paged:
-        # The JSON API pages by default; ask for every ranked row and let Grafana paginate.
-        parts.append(f"page_size={MAX_ROWS}")
-    parts += [f"{k}={v}" for k, v in extras.items()]
-    parts += [f"${{{name}:queryparam}}" for name in variables if name in metric.filters]
-    return f"/api/v1/query/{metric.id}?" + "&".join(parts)
-
-
-def infinity_model(metric: Metric, ref_id: str, datasource: dict[str, str], url: str) -> dict[str, Any]:
-    return {
-        "refId": ref_id,
-        "datasource": datasource,
-        "type": "json",
-        "source": "url",
-        "parser": "backend",
-        # A frame with a time field is a time series to Grafana; "table" keeps every column.
-        "format": "table",
-        "url": url,
-        "url_options": {"method": "GET", "data": ""},
-        "root_selector": "rows",
-        "columns": [{"selector": c.name, "text": field_label(c), "type": _INFINITY_TYPES[c.type]}
-                    for c in metric.columns],
-        "filters": [],
-    }
 
 
 MARKER_TAG = "agent-analytics"  # on every dashboard we make

@@ -439,3 +439,21 @@ def test_dashboards_round_trip_through_the_sdk_models(variant_key, name, d):
     tables = [i for i, p in enumerate(d["panels"]) if p["type"] == "table"]
     assert sorted(lost) == sorted(f"/panels[{i}]/options/enablePagination" for i in tables)
     assert [p["id"] for p in d["panels"]] == list(range(1, len(d["panels"]) + 1))
+
+
+def test_alert_rules_are_available_without_the_sdk():
+    """`grafana install` provisions the alert rules from the generator where provisioning/ is not
+    shipped; an installation without the dashboards extra must still have them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.startswith('grafana_foundation_sdk'): raise ImportError('SDK not installed')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from agent_analytics.dashboards.alerts import alert_rules\n"
+            "print(alert_rules()['groups'][0]['rules'][0]['uid'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "aa-blocked-calls-surge"
