@@ -191,7 +191,7 @@ class Engine:
     def run(self, q: Query) -> Result:
         handler: Callable[[Query], Result] = getattr(self, "_m_" + q.metric.id, None) or self._by_kind(q)
         result = handler(q)
-        prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         result.meta.setdefault("from", tr.to_ms(q.window.start))
         result.meta.setdefault("to", tr.to_ms(q.window.end))
         if q.metric.kind in ("stat", "timeseries") and not q.metric.tab == "sessions":
@@ -213,7 +213,7 @@ class Engine:
 
     def _stat(self, q: Query) -> Result:
         ds, extra, expr = _STATS[q.metric.id]
-        prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         values = []
         for window in (q.window, prev):
             rows = self.with_src(self._src(ds, window, q, extra), f"SELECT {expr} AS v FROM src")
@@ -232,7 +232,7 @@ class Engine:
 
     def _series(self, q: Query) -> Result:
         ds, extra, expr = _SERIES[q.metric.id]
-        prev = tr.previous_window(q.window, q.tz, q.ptd_unit)
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         unit = tr.bucket_unit(q.window)
         cur_starts = tr.bucket_starts(q.window, unit, q.tz)
         prev_starts = tr.bucket_starts(prev, unit, q.tz)

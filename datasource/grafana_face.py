@@ -205,7 +205,8 @@ def variable():
     if isinstance(body.get("range"), dict) and body["range"].get("from"):
         rng = params.load(params.RangeSchema(), body["range"], prefix="range")
         now = datetime.now(tr.UTC)
-        start, end = tr.resolve(rng["from_"], now, ZoneInfo("UTC")), tr.resolve(rng["to"], now, ZoneInfo("UTC"))
+        start = tr.resolve(rng["from_"], now, ZoneInfo("UTC"))
+        end = tr.resolve(rng["to"], now, ZoneInfo("UTC"), round_up=True)
     # The plugin's contract requires text/value; its frontend reads __text/__value: send both.
     return jsonify([{"__text": t, "__value": v, "text": t, "value": v} for v, t in _values(name, start, end)])
 

@@ -95,7 +95,7 @@ def variable(name: str):
         opts = params.load(params.JsonApiSchema(), _arguments())
         now = datetime.now(tr.UTC)
         tz = params.zone(opts.get("tz"))
-        start, end = tr.resolve(opts["from_"], now, tz), tr.resolve(opts["to"], now, tz)
+        start, end = tr.resolve(opts["from_"], now, tz), tr.resolve(opts["to"], now, tz, round_up=True)
     database = dbmod.get_db()
     pairs = service.observed(service.instruments(current_app.extensions), FACE, f"variable:{name}",
                              lambda: service.with_connection(

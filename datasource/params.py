@@ -218,18 +218,20 @@ def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, option
     now = now or datetime.now(tr.UTC)
     try:
         start = tr.resolve(raw_from, now, tz)
-        end = tr.resolve(raw_to, now, tz)
+        end = tr.resolve(raw_to, now, tz, round_up=True)
     except tr.TimeRangeError as exc:
         raise RequestError({"from": [str(exc)]}) from None
     if end <= start:
         raise RequestError({"to": ["must be after from"]})
     raw = range_raw or {"from": raw_from, "to": raw_to}
-    ptd = tr.period_to_date_unit(raw.get("from") if isinstance(raw.get("from"), str) else None,
-                                 raw.get("to") if isinstance(raw.get("to"), str) else None)
+    raw_f = raw.get("from") if isinstance(raw.get("from"), str) else None
+    raw_t = raw.get("to") if isinstance(raw.get("to"), str) else None
+    ptd = tr.period_to_date_unit(raw_f, raw_t)
+    whole = tr.whole_period_unit(raw_f, raw_t)
     page = options.get("page")
     if page is None and paginate_by_default:
         page = 1
-    return Query(metric=metric, window=tr.Window(start, end), tz=tz, ptd_unit=ptd,
+    return Query(metric=metric, window=tr.Window(start, end), tz=tz, ptd_unit=ptd, whole_unit=whole,
                  filters={k: v for k, v in filter_values.items() if v and k in metric.filters},
                  page=page if metric.paged else None, page_size=options.get("page_size") or 10,
                  order_by=options.get("order_by") or "cost")

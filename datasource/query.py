@@ -17,6 +17,7 @@ class Query:
     window: Window
     tz: ZoneInfo
     ptd_unit: str | None = None                      # period-to-date unit (d, w, M, Q, y) or None
+    whole_unit: str | None = None                    # a whole calendar period (now/M .. now/M) or None
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # only the metric's own
     page: int | None = None                          # None: every row up to MAX_ROWS
     page_size: int = 10

@@ -91,9 +91,10 @@ def _localize(naive: datetime, tz: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=tz).astimezone(UTC)
 
 
-def resolve(expr: str | int | float, now: datetime, tz: ZoneInfo) -> datetime:
+def resolve(expr: str | int | float, now: datetime, tz: ZoneInfo, round_up: bool = False) -> datetime:
     """An instant from epoch milliseconds, an ISO 8601 string, or a Grafana relative expression
-    such as `now`, `now-7d`, `now/M`, `now-1d/d` (rounded in `tz`)."""
+    such as `now`, `now-7d`, `now/M`, `now-1d/d` (rounded in `tz`; with round_up, as Grafana does
+    for the end of a range, to the end of the unit: now/M as `to` is the start of next month)."""
     if isinstance(expr, (int, float)) and not isinstance(expr, bool):
         return datetime.fromtimestamp(expr / 1000, UTC)
     text = str(expr).strip()
@@ -109,7 +110,12 @@ def resolve(expr: str | int | float, now: datetime, tz: ZoneInfo) -> datetime:
             else:  # calendar units: local wall time
                 cur = _localize(_shift_local(cur.astimezone(tz).replace(tzinfo=None), k, unit), tz)
         if m.group("round"):
-            cur = _localize(_round_local(cur.astimezone(tz).replace(tzinfo=None), m.group("round")), tz)
+            unit = m.group("round")
+            local = _round_local(cur.astimezone(tz).replace(tzinfo=None), unit)
+            if round_up:
+                local = _round_local(_shift_local(local, 1, unit), unit) if unit in "dwMQy" else (
+                    local + timedelta(seconds={"s": 1, "m": 60, "h": 3600}[unit]))
+            cur = _localize(local, tz)
         return cur
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -130,7 +136,25 @@ def period_to_date_unit(raw_from: str | None, raw_to: str | None) -> str | None:
     return None
 
 
-def previous_window(current: Window, tz: ZoneInfo, ptd_unit: str | None = None) -> Window:
+_WHOLE = re.compile(r"^now(-\d+[dwMQy])?/([dwMQy])$")
+
+
+def whole_period_unit(raw_from: str | None, raw_to: str | None) -> str | None:
+    """`M` for a whole calendar period such as now/M .. now/M (this month) or now-1M/M .. now-1M/M
+    (last month): its previous period is the whole calendar period before it."""
+    if not isinstance(raw_from, str) or not isinstance(raw_to, str):
+        return None
+    m = _WHOLE.match(raw_from.strip())
+    if m and raw_to.strip() == raw_from.strip():
+        return m.group(2)
+    return None
+
+
+def previous_window(current: Window, tz: ZoneInfo, ptd_unit: str | None = None,
+                    whole_unit: str | None = None) -> Window:
+    if whole_unit:
+        local_start = current.start.astimezone(tz).replace(tzinfo=None)
+        return Window(_localize(_shift_local(local_start, -1, whole_unit), tz), current.start)
     if ptd_unit:
         local_start = current.start.astimezone(tz).replace(tzinfo=None)
         prev_start = _localize(_shift_local(local_start, -1, ptd_unit), tz)

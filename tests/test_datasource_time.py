@@ -65,6 +65,21 @@ def test_period_to_date_previous_window(raw_from, tz, start, prev):
     assert window.end <= start
 
 
+@pytest.mark.parametrize("raw, start, end, prev_start", [
+    ("now/M", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)),
+    ("now-1M/M", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)),
+    ("now-1d/d", datetime(2026, 3, 30, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC), datetime(2026, 3, 29, tzinfo=UTC)),
+])
+def test_whole_calendar_period_compares_with_the_whole_period_before(raw, start, end, prev_start):
+    # Grafana's "This month" (now/M .. now/M), "Last month", "Yesterday".
+    assert tr.resolve(raw, NOW, ZoneInfo("UTC")) == start
+    assert tr.resolve(raw, NOW, ZoneInfo("UTC"), round_up=True) == end  # as the end of a range
+    unit = tr.whole_period_unit(raw, raw)
+    assert tr.period_to_date_unit(raw, raw) is None and unit
+    w = tr.previous_window(tr.Window(start, end), ZoneInfo("UTC"), None, unit)
+    assert (w.start, w.end) == (prev_start, start)
+
+
 def test_rolling_and_custom_previous_windows_and_two_day_rule():
     for raw in ("now-7d", "now-24h", "now-1h", "2026-03-02T10:00:00Z"):
         start = tr.resolve(raw, NOW, ZoneInfo("UTC"))
@@ -182,6 +197,14 @@ def test_relative_range_in_the_json_api(ds_client):
     assert (prev_start.day, prev_start.hour) == (1, 0) and prev_start < start
     assert meta["previous_to"] - meta["previous_from"] <= meta["to"] - meta["from"]
     assert meta["previous_to"] <= meta["from"]
+    # Last month, whole: compared with the whole month before it.
+    resp = ds_client.get("/api/v1/query/mcp_tool_executions", query_string={"from": "now-1M/M", "to": "now-1M/M"},
+                         headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+    meta = resp.get_json()["meta"]
+    start, end = (datetime.fromtimestamp(meta[k] / 1000, UTC) for k in ("from", "to"))
+    prev = datetime.fromtimestamp(meta["previous_from"] / 1000, UTC)
+    assert (start.day, end.day, prev.day) == (1, 1, 1) and meta["previous_to"] == meta["from"]
+    assert 28 <= (end - start).days <= 31 and prev < start
 
 
 def test_grafana_timezone_macro_values(ds_client):
