@@ -121,8 +121,9 @@ def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[st
     return rendered
 
 
-def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overrides: dict[str, str]) -> dict:
-    """The body the JSON plugin POSTs to /query for one panel."""
+def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overrides: dict[str, str],
+                        raw: dict[str, str] | None = None) -> dict:
+    """The body the JSON plugin POSTs to /query for one panel (`raw`: the picker's expressions)."""
     variables = _variables(d)
     scoped = {name: {"text": "All" if _current(v, overrides) == ALL else _current(v, overrides),
                      "value": _current(v, overrides)} for name, v in variables.items()}
@@ -146,10 +147,11 @@ def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overr
         t["payload"] = interpolate_code_payload(t["payload"])
         targets.append(t)
     iso = lambda x: x.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
+    raw = raw or {"from": "now-30d", "to": "now"}
     return {
         "app": "dashboard", "requestId": "SQR100", "timezone": "browser", "panelId": panel.get("id", 1),
-        "dashboardUID": d["uid"], "range": {"from": iso(frm), "to": iso(to), "raw": {"from": "now-30d", "to": "now"}},
-        "rangeRaw": {"from": "now-30d", "to": "now"}, "interval": "1h", "intervalMs": 3_600_000,
+        "dashboardUID": d["uid"], "range": {"from": iso(frm), "to": iso(to), "raw": raw},
+        "rangeRaw": raw, "interval": "1h", "intervalMs": 3_600_000,
         "maxDataPoints": 1200, "targets": targets, "scopedVars": scoped, "adhocFilters": [], "filters": [],
         "startTime": int(to.timestamp() * 1000),
     }
@@ -453,3 +455,38 @@ def test_the_example_prometheus_rules_use_the_service_counters(demo_service, app
                 assert any(label.strip() in samples[n] for n in names), (rule["alert"], label)
         for label in re.findall(r"\{(\w+)=", rule["expr"]):
             assert any(label in samples[n] for n in names), (rule["alert"], label)
+
+
+def iso_z(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_headline_figures_equal_the_demo_plan(demo_service):
+    """Through the dashboards' own queries (both plugins), the headline figures over a window
+    that holds the whole demo equal what the demo plan says it sent."""
+    server, p = demo_service
+    start, end = p.now - timedelta(days=32), datetime.now(timezone.utc) + timedelta(minutes=5)
+    frm, to = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    calls = [c for s in p.sessions for c in s.tool_calls]
+    expected = {
+        ("mcp-usage", "mcp_tool_executions"): sum(c.outcome != "blocked" for c in calls),
+        ("security", "security_blocked_calls"): sum(c.outcome == "blocked" for c in calls),
+        ("llm-usage", "llm_total_tokens"): sum(r.input_tokens + r.output_tokens + r.cache_read_tokens
+                                               + r.cache_write_tokens for s in p.sessions for r in s.requests),
+        ("mcp-usage", "mcp_active_users"): len({s.user.id for s in p.sessions if s.tool_calls
+                                                and any(c.outcome != "blocked" for c in s.tool_calls)}),
+    }
+    for (name, metric_id), want in expected.items():
+        for variant in VARIANTS:
+            d = load(variant.key, name)
+            panel = next(x for x in d["panels"] if metric_id in json.dumps(x.get("targets")))
+            if variant is INFINITY:
+                r = requests.get(server.url + render_infinity_url(panel["targets"][0]["url"], d, frm, to, {}),
+                                 headers=AUTH, timeout=30)
+                got = r.json()["rows"][0]["value"]
+            else:
+                r = requests.post(f"{server.url}/grafana/query", headers=AUTH, timeout=30,
+                                  json=render_json_request(panel, d, start, end, {},
+                                                           raw={"from": iso_z(start), "to": iso_z(end)}))
+                got = next(f for f in r.json()[0]["fields"] if f["name"] == "value")["values"][0]
+            assert got == want, (variant.key, metric_id, got, want)
