@@ -102,8 +102,12 @@ def _pct_change(value: Any, previous: Any) -> float | None:
 
 
 class Engine:
-    def __init__(self, conn: psycopg.Connection, cost_source: str = "estimated", setup_url: str = "") -> None:
+    def __init__(self, conn: psycopg.Connection, cost_source: str = "estimated", setup_url: str = "",
+                 materialised: bool = True) -> None:
         self.conn = conn
+        # On plain PostgreSQL the "aggregates" are views over the raw tables: reading the raw table
+        # with a time range (indexed) is strictly cheaper than grouping the whole view.
+        self.materialised = materialised
         self.setup_url = setup_url
         self.cost = "reported" if cost_source == "reported" else "estimated"
         self.relations: list[str] = []
@@ -125,7 +129,7 @@ class Engine:
         agg_cols = sql.SQL(ds.agg_columns.format(cost=self.cost))
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
         hs, he = _ceil_hour(window.start), _floor_hour(window.end)
-        if use_aggregate and hs < he:
+        if use_aggregate and self.materialised and hs < he:
             self._note(ds.aggregate)
             if window.start < hs or he < window.end:
                 self._note(ds.raw)
@@ -216,7 +220,8 @@ class Engine:
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         values = []
         for window in (q.window, prev):
-            rows = self.with_src(self._src(ds, window, q, extra), f"SELECT {expr} AS v FROM src")
+            body = expr if expr.startswith("SELECT") else f"SELECT {expr} AS v FROM src"
+            rows = self.with_src(self._src(ds, window, q, extra), body)
             values.append(rows[0]["v"] if rows else None)
         value, previous = values
         return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
@@ -278,10 +283,11 @@ class Engine:
         return Result([{"type": t, "tokens": r[t]} for t in TOKEN_TYPES])
 
     def _m_llm_status(self, q: Query) -> Result:
-        self._note("llm_usage_hourly")
-        self._note("session_metrics_hourly")
-        rows = self.fetch(sql.SQL("SELECT (EXISTS (SELECT 1 FROM llm_usage_hourly)"
-                                  " OR EXISTS (SELECT 1 FROM session_metrics_hourly)) AS has_data"), [])
+        # An existence check reads one raw row; an aggregate (a view on plain PostgreSQL) could not be cheaper.
+        self._note("llm_requests")
+        self._note("metric_points")
+        rows = self.fetch(sql.SQL("SELECT (EXISTS (SELECT 1 FROM llm_requests)"
+                                  " OR EXISTS (SELECT 1 FROM metric_points)) AS has_data"), [])
         has = bool(rows[0]["has_data"])
         message = ("" if has else "No LLM telemetry yet: configure your agents (Claude Code, Codex) to send "
                    "OpenTelemetry data to the gateway.")
@@ -506,8 +512,9 @@ class Engine:
 
 
 _EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
+# DISTINCT keeps the NOT IN list small enough to be hashed (a plain NOT IN over every row is quadratic).
 _GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
-                  "SELECT gw.mcp_server_id FROM tool_calls_hourly gw WHERE gw.source = 'gateway'"
+                  "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_hourly gw WHERE gw.source = 'gateway'"
                   " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
 _BLOCKED = "outcome = 'blocked'"
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
@@ -515,8 +522,9 @@ _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays
 
 _STATS: dict[str, tuple[Dataset, str, str]] = {
     "mcp_tool_executions": (TOOL_CALLS, _EXECUTED, "coalesce(sum(calls), 0)"),
+    # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
     "mcp_unique_tools": (TOOL_CALLS, _EXECUTED,
-                         "count(DISTINCT (coalesce(mcp_server_id, ''), tool_name))"),
+                         "SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d"),
     "mcp_active_agent_instances": (TOOL_CALLS, _EXECUTED, "count(DISTINCT agent_instance_id)"),
     "mcp_active_users": (TOOL_CALLS, _EXECUTED, "count(DISTINCT user_id)"),
     "llm_total_tokens": (LLM_USAGE, "TRUE", f"coalesce(sum({_TOKENS}), 0)"),

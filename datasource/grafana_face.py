@@ -174,7 +174,8 @@ def query():
             or params.iana_or_none(body.get("timezone"))
         q = params.build_query(metric, rng["from_"], rng["to"], params.zone(tz_name), options, filter_values,
                                range_raw=rng.get("raw"), paginate_by_default=False)
-        result = service.observed(_inst(), FACE, metric.id, lambda: service.run(database, config, q))
+        mat = service.materialised(current_app.extensions, database)
+        result = service.observed(_inst(), FACE, metric.id, lambda: service.run(database, config, q, mat))
         out.append(frames.grafana_frame(metric, result, target.get("refId") or "A"))
     return jsonify(out)
 

@@ -11,6 +11,7 @@ from agent_analytics.config import Config
 from agent_analytics.db import Database
 from agent_analytics.datasource.engine import Engine, Result
 from agent_analytics.datasource.query import Query
+from agent_analytics.sql.migrate import backend_of
 
 T = TypeVar("T")
 
@@ -43,9 +44,17 @@ def observed(inst: Instruments, face: str, metric: str, work: Callable[[], T]) -
         inst.latency.labels(face, metric).observe(time.perf_counter() - started)
 
 
-def run(db: Database, config: Config, query: Query) -> Result:
+def materialised(extensions: dict[str, Any], db: Database) -> bool:
+    """True when the aggregates are materialised (TimescaleDB continuous aggregates), asked once."""
+    if "aa_datasource_materialised" not in extensions:
+        with db.connection() as conn:
+            extensions["aa_datasource_materialised"] = backend_of(conn) == "timescaledb"
+    return extensions["aa_datasource_materialised"]
+
+
+def run(db: Database, config: Config, query: Query, aggregates_materialised: bool = True) -> Result:
     with db.connection() as conn:
-        return Engine(conn, config.cost_source, config.setup_guide_url).run(query)
+        return Engine(conn, config.cost_source, config.setup_guide_url, aggregates_materialised).run(query)
 
 
 def with_connection(db: Database, work: Callable[[Any], T]) -> T:
