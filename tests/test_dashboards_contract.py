@@ -490,3 +490,41 @@ def test_headline_figures_equal_the_demo_plan(demo_service):
                                                            raw={"from": iso_z(start), "to": iso_z(end)}))
                 got = next(f for f in r.json()[0]["fields"] if f["name"] == "value")["values"][0]
             assert got == want, (variant.key, metric_id, got, want)
+
+
+def test_every_quick_range_of_the_picker_answers(demo_service):
+    """Each preset of the date picker, resolved as the browser resolves it (in its zone), gives a
+    chart with buckets and a previous period through both plugins."""
+    from zoneinfo import ZoneInfo
+
+    from agent_analytics.dashboards.tabs import QUICK_RANGES
+    from agent_analytics.datasource import timerange as tr
+
+    server, _ = demo_service
+    now = datetime.now(timezone.utc)
+    zone = ZoneInfo(BROWSER_ZONE)
+    for display, raw_from, raw_to in QUICK_RANGES:
+        start, end = tr.resolve(raw_from, now, zone), tr.resolve(raw_to, now, zone)
+        if end - start < timedelta(minutes=1):
+            continue  # "Today" just after local midnight: nothing to chart yet
+        for variant in VARIANTS:
+            d = load(variant.key, "mcp-usage")
+            panel = next(x for x in d["panels"] if "mcp_executions_over_time" in json.dumps(x.get("targets")))
+            if variant is INFINITY:
+                url = render_infinity_url(panel["targets"][0]["url"], d, int(start.timestamp() * 1000),
+                                          int(end.timestamp() * 1000), {})
+                r = requests.get(server.url + url, headers=AUTH, timeout=30)
+                assert r.status_code == 200, (display, r.text)
+                rows = r.json()["rows"]
+                times = [row["time"] for row in rows]
+            else:
+                body = render_json_request(panel, d, start, end, {}, raw={"from": raw_from, "to": raw_to})
+                r = requests.post(f"{server.url}/grafana/query", json=body, headers=AUTH, timeout=30)
+                assert r.status_code == 200, (display, r.text)
+                times = r.json()[0]["fields"][0]["values"]
+            assert times and times == sorted(times), display
+            # Hourly buckets up to two days, daily beyond (the seed's rule).
+            step = (times[1] - times[0]) if len(times) > 1 else None
+            if step is not None:
+                assert step in ((3_600_000,) if end - start <= timedelta(days=2) else
+                                (86_400_000, 82_800_000, 90_000_000)), (display, step)
