@@ -19,9 +19,14 @@ MAX_COST_USD = 100_000.0
 MAX_DURATION_MS = 7 * 86_400_000.0
 
 
-def content_key(kind: str, **content: Any) -> bytes:
-    """SHA-256 of the canonical JSON of a fact's content: equal content, equal key."""
-    payload = json.dumps([kind, content], sort_keys=True, separators=(",", ":"), default=str)
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_key(kind: str, attributes_json: str = "", **content: Any) -> bytes:
+    """SHA-256 of the canonical JSON of a fact's content: equal content, equal key. The
+    attributes arrive already serialised (the same text is stored in the jsonb column)."""
+    payload = canonical_json([kind, content]) + "\n" + attributes_json
     return hashlib.sha256(payload.encode()).digest()
 
 
@@ -65,16 +70,18 @@ class LlmRequest:
     latency_ms: float | None
     attributes: dict[str, Any]
     source_key: bytes = b""
+    attributes_json: str = field(default="", repr=False)
     estimated_cost_usd: Decimal | None = None  # filled by pricing
     cost_basis: str | None = None
 
     def __post_init__(self) -> None:
+        self.attributes_json = self.attributes_json or canonical_json(self.attributes)
         if not self.source_key:
             self.source_key = content_key(
-                "llm_request", t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
+                "llm_request", self.attributes_json, t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
                 a=self.agent_id, p=self.provider, m=self.model,
                 tok=[self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens],
-                c=self.reported_cost_usd, l=self.latency_ms, attrs=self.attributes)
+                c=self.reported_cost_usd, l=self.latency_ms)
 
 
 @dataclass
@@ -91,13 +98,15 @@ class LlmError:
     duration_ms: float | None
     attributes: dict[str, Any]
     source_key: bytes = b""
+    attributes_json: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        self.attributes_json = self.attributes_json or canonical_json(self.attributes)
         if not self.source_key:
             self.source_key = content_key(
-                "llm_error", t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
+                "llm_error", self.attributes_json, t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
                 a=self.agent_id, p=self.provider, m=self.model, e=self.error, sc=self.status_code,
-                d=self.duration_ms, attrs=self.attributes)
+                d=self.duration_ms)
 
 
 @dataclass
@@ -118,16 +127,17 @@ class ToolCall:
     policy_description: str | None
     attributes: dict[str, Any]
     source_key: bytes = b""
+    attributes_json: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.outcome not in ("ok", "error", "blocked"):
             raise ValueError(f"bad outcome {self.outcome!r}")
+        self.attributes_json = self.attributes_json or canonical_json(self.attributes)
         if not self.source_key:
             self.source_key = content_key(
-                "tool_call", t=self.time_ns, src=self.source, u=self.user_id, a=self.agent_id,
+                "tool_call", self.attributes_json, t=self.time_ns, src=self.source, u=self.user_id, a=self.agent_id,
                 i=self.agent_instance_id, s=self.session_id, srv=self.mcp_server_id, tool=self.tool_name,
-                o=self.outcome, d=self.duration_ms, e=self.error_type, pol=self.policy_id,
-                attrs=self.attributes)
+                o=self.outcome, d=self.duration_ms, e=self.error_type, pol=self.policy_id)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from typing import Any, Iterable, Sequence
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from . import pricing
 from .identity import email_of
@@ -57,18 +56,36 @@ def _row(table: str, obj: Any) -> tuple:
         elif col == "start_time":
             values.append(to_datetime(obj.start_time_ns))
         elif col == "attributes":
-            values.append(Jsonb(obj.attributes))
+            values.append(obj.attributes_json)  # canonical JSON text, parsed by the server
         else:
             values.append(getattr(obj, col))
     return tuple(values)
 
 
 def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) -> int:
+    """Insert fact rows, skipping those already stored; returns how many were new.
+
+    Fresh data (the common case) is COPied straight into the table inside a savepoint; if any
+    row is already there (a retry, a duplicate at another receiver) the savepoint is undone and
+    the rows go through a temporary table and INSERT ... ON CONFLICT DO NOTHING instead. Rows
+    are written in key order either way, so concurrent writers wait rather than deadlock.
+    """
     if not rows:
         return 0
+    key = COLUMNS[table].index("source_key"), COLUMNS[table].index("time")
+    rows = sorted(rows, key=lambda r: (r[key[0]], r[key[1]]))
     cols = COLUMNS[table]
-    tmp = sql.Identifier(f"aa_in_{table}")
     col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    try:
+        with conn.transaction():
+            with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(table), col_list)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        pass
+    tmp = sql.Identifier(f"aa_in_{table}")
     # One temporary table per connection, emptied at each commit: no catalog churn per request.
     conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
                  .format(tmp, sql.Identifier(table)))

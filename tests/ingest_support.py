@@ -81,5 +81,7 @@ class Server:
         return self
 
     def __exit__(self, *exc) -> None:
+        # Let the worker threads finish answering before the sockets close under them.
+        self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         self.server.close()
         self.thread.join(timeout=5)
