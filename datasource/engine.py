@@ -168,7 +168,8 @@ class Engine:
                    {", ".join(f"{t}_tokens::numeric AS {t}_tokens" for t in TOKEN_TYPES)},
                    0::numeric AS other_tokens, cost::numeric AS cost
             FROM ({{ev}}) e
-            WHERE e.session_id IS NULL OR e.session_id NOT IN (SELECT m.session_id FROM ({{mp_in}}) m)
+            WHERE e.session_id IS NULL
+               OR NOT EXISTS (SELECT 1 FROM ({{mp_in}}) m WHERE m.session_id = e.session_id)  -- anti-join
             UNION ALL
             SELECT time, user_id, agent_id, provider, model, 0::numeric, {types},
                    (CASE WHEN metric = 'tokens' AND token_type NOT IN ('input', 'output', 'cache_read',
