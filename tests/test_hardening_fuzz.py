@@ -1,0 +1,190 @@
+"""Property-based fuzzing of the OTLP decoders (protobuf and JSON): random bytes, truncations and
+byte mutations of the captured fixtures, and structural mutations of their JSON encodings.
+The decoder and the normaliser never fail but with a clean "unreadable" or a per-record rejection;
+through the receiver every answer is 200 (with partial_success when something was refused) or a
+4xx, never a 5xx, and whatever was stored passes the sanity rules."""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from agent_analytics.ingest import codec, normalise
+from agent_analytics.ingest.rows import MAX_TOKENS, Context
+from tests.hardening_support import insane_rows
+from tests.ingest_support import FIXTURES, JSON, PB, headers
+
+FIXTURE_FILES = {"logs": ["claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb", "codex-0.169.0-logs-1.pb"],
+                 "metrics": ["claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb"]}
+SAMPLES = [(signal, (FIXTURES / name).read_bytes()) for signal, names in FIXTURE_FILES.items() for name in names]
+SIGNALS = ("logs", "metrics", "traces")
+HTTP_OK = {200, 400}  # 413 and 415 cannot happen with these sizes and types; asserted exactly
+DB_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                             HealthCheck.too_slow])
+PURE_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
+    | st.sampled_from(["", "\x00", "NaN", "-1", "1e400", "zz", "5b8efff7", "claude_code.api_request",
+                       "api_request", "tools/call x", "2099-01-01T00:00:00Z"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12)
+
+
+def _mutate(body: bytes, edits: list[tuple[float, int]]) -> bytes:
+    out = bytearray(body)
+    for where, byte in edits:
+        out[min(int(where * len(out)), len(out) - 1)] = byte
+    return bytes(out)
+
+
+def _paths(node, prefix=()):
+    """Every path into a JSON document (dict keys and list indexes)."""
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+def _replace(doc, path, value):
+    if not path:
+        return value
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+def _check_pure(signal: str, body: bytes, fmt: str) -> None:
+    """Decode and normalise: an UnreadableBody or a batch of sane facts, nothing else."""
+    try:
+        message = codec.decode(signal, body, fmt)
+    except codec.UnreadableBody:
+        return
+    batch = normalise.normalise(signal, message, Context.now())
+    assert batch.received >= len(batch.rejections) + batch.ignored - 0
+    now = Context.now().now_ns
+    for r in batch.llm_requests:
+        assert 0 <= r.input_tokens <= MAX_TOKENS and 0 <= r.output_tokens <= MAX_TOKENS
+        assert 0 <= r.cache_read_tokens <= MAX_TOKENS and 0 <= r.cache_write_tokens <= MAX_TOKENS
+        assert r.reported_cost_usd is None or r.reported_cost_usd >= 0
+        assert 946_684_800 * 10**9 <= r.time_ns <= now + 86_400 * 10**9
+    for p in batch.metric_points:
+        assert math.isfinite(p.value) and p.value >= 0
+    for t in batch.tool_calls:
+        assert t.outcome in ("ok", "error", "blocked") and (t.duration_ms is None or t.duration_ms >= 0)
+    for rej in batch.rejections:
+        assert rej.reason and rej.index >= 0
+
+
+@PURE_SETTINGS
+@given(signal=st.sampled_from(SIGNALS), body=st.binary(max_size=3000), fmt=st.sampled_from([codec.PROTOBUF, codec.JSON]))
+def test_decoders_on_random_bytes(signal, body, fmt):
+    _check_pure(signal, body, fmt)
+
+
+@PURE_SETTINGS
+@given(sample=st.sampled_from(SAMPLES), cut=st.floats(0, 1), edits=st.lists(
+    st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6), as_json=st.booleans())
+def test_decoders_on_truncated_and_mutated_fixtures(sample, cut, edits, as_json):
+    signal, body = sample
+    if as_json:
+        body = codec.encode(codec.decode(signal, body, codec.PROTOBUF), codec.JSON)
+    body = body[:max(1, int(cut * len(body)))] if cut < 0.98 else body
+    _check_pure(signal, _mutate(body, edits) if body else body, codec.JSON if as_json else codec.PROTOBUF)
+
+
+@PURE_SETTINGS
+@given(sample=st.sampled_from(SAMPLES), data=st.data())
+def test_decoders_on_structurally_mutated_json(sample, data):
+    signal, body = sample
+    doc = json.loads(codec.encode(codec.decode(signal, body, codec.PROTOBUF), codec.JSON))
+    paths = list(_paths(doc))
+    for _ in range(data.draw(st.integers(1, 4))):
+        path = data.draw(st.sampled_from(paths))
+        try:
+            doc = _replace(doc, path, data.draw(json_values))
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier replacement removed this path
+        paths = list(_paths(doc))
+    _check_pure(signal, json.dumps(doc, allow_nan=True).encode(), codec.JSON)
+
+
+def _post(client, signal: str, body: bytes, content_type: str, gzipped: bool):
+    h = headers(content_type=content_type)
+    if gzipped:
+        body = gzip.compress(body)
+        h["Content-Encoding"] = "gzip"
+    return client.post(f"/v1/{signal}", data=body, headers=h)
+
+
+def _assert_answer(resp) -> None:
+    assert resp.status_code in HTTP_OK, (resp.status_code, resp.data[:300])
+    if resp.status_code == 200 and resp.content_type == JSON:
+        partial = resp.get_json().get("partialSuccess")
+        if partial:
+            assert partial.get("errorMessage"), partial  # a refusal always says why
+
+
+@DB_SETTINGS
+@given(signal=st.sampled_from(SIGNALS), body=st.binary(max_size=2000),
+       content_type=st.sampled_from([PB, JSON]), gzipped=st.booleans())
+def test_receiver_on_random_bodies(client, conn, signal, body, content_type, gzipped):
+    _assert_answer(_post(client, signal, body, content_type, gzipped))
+    assert insane_rows(conn) == {}
+
+
+@DB_SETTINGS
+@given(sample=st.sampled_from(SAMPLES), cut=st.floats(0, 1), edits=st.lists(
+    st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6), as_json=st.booleans(), gzipped=st.booleans(),
+    gzip_cut=st.booleans())
+def test_receiver_on_truncated_and_mutated_fixtures(client, conn, sample, cut, edits, as_json, gzipped, gzip_cut):
+    signal, body = sample
+    if as_json:
+        body = codec.encode(codec.decode(signal, body, codec.PROTOBUF), codec.JSON)
+    body = _mutate(body[:max(1, int(cut * len(body)))] if cut < 0.98 else body, edits)
+    if gzipped and gzip_cut:  # a truncated gzip stream
+        h = headers(content_type=JSON if as_json else PB, **{"Content-Encoding": "gzip"})
+        resp = client.post(f"/v1/{signal}", data=gzip.compress(body)[:-5], headers=h)
+        assert resp.status_code == 400
+    else:
+        _assert_answer(_post(client, signal, body, JSON if as_json else PB, gzipped))
+    assert insane_rows(conn) == {}
+
+
+@DB_SETTINGS
+@given(sample=st.sampled_from(SAMPLES), data=st.data())
+def test_receiver_on_structurally_mutated_json(client, conn, sample, data):
+    signal, body = sample
+    doc = json.loads(codec.encode(codec.decode(signal, body, codec.PROTOBUF), codec.JSON))
+    paths = list(_paths(doc))
+    for _ in range(data.draw(st.integers(1, 4))):
+        path = data.draw(st.sampled_from(paths))
+        try:
+            doc = _replace(doc, path, data.draw(json_values))
+        except (KeyError, IndexError, TypeError):
+            continue
+        paths = list(_paths(doc))
+    text = json.dumps(doc, allow_nan=True).encode()
+    assume(len(text) < 1_000_000)
+    _assert_answer(_post(client, signal, text, JSON, False))
+    assert insane_rows(conn) == {}
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(SAMPLES)])
+def test_unmutated_fixtures_store_sane_rows(client, conn, sample):
+    """The control: the fuzzers' starting points store real rows, so 'sane' is not 'empty'."""
+    signal, body = sample
+    assert _post(client, signal, body, PB, False).status_code == 200
+    assert insane_rows(conn) == {}
+    assert conn.execute("SELECT (SELECT count(*) FROM llm_requests) + (SELECT count(*) FROM metric_points)"
+                        ).fetchone()[0] > 0
