@@ -23,9 +23,10 @@ class Database:
             timeout=timeout_s,
             open=False,
             name=name,
-            # statement_timeout bounds every query; connect_timeout bounds reconnects.
+            # statement_timeout bounds every query; connect_timeout bounds reconnects. JIT off:
+            # dashboard queries are short, and compiling them cost seconds on aggregate scans.
             kwargs={"connect_timeout": max(1, int(timeout_s)),
-                    "options": f"-c statement_timeout={int(timeout_s * 1000)}",
+                    "options": f"-c statement_timeout={int(timeout_s * 1000)} -c jit=off",
                     "application_name": name},
             reconnect_timeout=0,  # keep trying forever in the background; requests fail fast meanwhile
         )

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 # Arbitrary but fixed: every agent-analytics process contends for the same lock.
 MIGRATION_LOCK_ID = 0x4A61A17C5
-AGGREGATES = ("tool_calls_hourly", "llm_usage_hourly", "llm_sessions_hourly", "session_metrics_hourly")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -87,6 +86,10 @@ def load_migrations() -> list[Migration]:
 
 def aggregate_definitions() -> dict[str, str]:
     return {name[:-4]: text for name, text in _files("aggregates")}
+
+
+# Every hourly aggregate, one per file in aggregates/.
+AGGREGATES: tuple[str, ...] = tuple(aggregate_definitions())
 
 
 def _timescaledb_loadable(conn: psycopg.Connection) -> bool:

@@ -9,7 +9,8 @@ DECLARE
     agg text;
     raw text;
 BEGIN
-    FOREACH agg IN ARRAY ARRAY['tool_calls_hourly', 'llm_usage_hourly', 'llm_sessions_hourly', 'session_metrics_hourly'] LOOP
+    FOR agg IN SELECT format('%I.%I', view_schema, view_name)
+               FROM timescaledb_information.continuous_aggregates LOOP
         PERFORM remove_continuous_aggregate_policy(agg::regclass, if_exists => TRUE);
         PERFORM add_continuous_aggregate_policy(agg::regclass,
             start_offset => NULL, end_offset => INTERVAL '1 hour',
