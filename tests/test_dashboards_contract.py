@@ -98,7 +98,8 @@ def _queryparam(name: str, value: str, var: dict) -> str:
     return f"var-{name}={quote(value, safe='')}"
 
 
-def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[str, str]) -> str:
+def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[str, str],
+                        zone: str = BROWSER_ZONE) -> str:
     variables = _variables(d)
 
     def macro(m: re.Match) -> str:
@@ -108,7 +109,7 @@ def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[st
         if name == "__to":
             return str(to)
         if name == "__timezone":
-            return BROWSER_ZONE
+            return zone
         var = variables[name]
         value = _current(var, overrides)
         if fmt == "queryparam":
@@ -122,7 +123,7 @@ def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[st
 
 
 def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overrides: dict[str, str],
-                        raw: dict[str, str] | None = None) -> dict:
+                        raw: dict[str, str] | None = None, zone: str = BROWSER_ZONE) -> dict:
     """The body the JSON plugin POSTs to /query for one panel (`raw`: the picker's expressions)."""
     variables = _variables(d)
     scoped = {name: {"text": "All" if _current(v, overrides) == ALL else _current(v, overrides),
@@ -135,7 +136,7 @@ def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overr
         of a string value dropped (it sits inside the payload's own quotes), then JSON.parse."""
         def macro(m: re.Match) -> str:
             name = m.group(1) or m.group(2)
-            value = BROWSER_ZONE if name == "__timezone" else _current(variables[name], overrides)
+            value = zone if name == "__timezone" else _current(variables[name], overrides)
             return value if isinstance(value, str) else json.dumps(value)
 
         return json.loads(re.sub(r"\$\{(\w+)\}|\$(\w+)", macro, payload))
@@ -493,8 +494,13 @@ def test_headline_figures_equal_the_demo_plan(demo_service):
 
 
 def test_every_quick_range_of_the_picker_answers(demo_service):
-    """Each preset of the date picker, resolved as the browser resolves it (in its zone), gives a
-    chart with buckets and a previous period through both plugins."""
+    for zone in (BROWSER_ZONE, "America/New_York", "utc"):
+        _check_quick_ranges(demo_service, zone)
+
+
+def _check_quick_ranges(demo_service, zone: str) -> None:
+    """Each preset of the date picker, resolved as the browser resolves it (in the dashboard's
+    zone; `${__timezone}` is "utc" when a viewer picks UTC), charts through both plugins."""
     from zoneinfo import ZoneInfo
 
     from agent_analytics.dashboards.tabs import QUICK_RANGES
@@ -502,9 +508,9 @@ def test_every_quick_range_of_the_picker_answers(demo_service):
 
     server, _ = demo_service
     now = datetime.now(timezone.utc)
-    zone = ZoneInfo(BROWSER_ZONE)
+    tzinfo = ZoneInfo("UTC" if zone == "utc" else zone)
     for display, raw_from, raw_to in QUICK_RANGES:
-        start, end = tr.resolve(raw_from, now, zone), tr.resolve(raw_to, now, zone)
+        start, end = tr.resolve(raw_from, now, tzinfo), tr.resolve(raw_to, now, tzinfo)
         if end - start < timedelta(minutes=1):
             continue  # "Today" just after local midnight: nothing to chart yet
         for variant in VARIANTS:
@@ -512,17 +518,17 @@ def test_every_quick_range_of_the_picker_answers(demo_service):
             panel = next(x for x in d["panels"] if "mcp_executions_over_time" in json.dumps(x.get("targets")))
             if variant is INFINITY:
                 url = render_infinity_url(panel["targets"][0]["url"], d, int(start.timestamp() * 1000),
-                                          int(end.timestamp() * 1000), {})
+                                          int(end.timestamp() * 1000), {}, zone=zone)
                 r = requests.get(server.url + url, headers=AUTH, timeout=30)
                 assert r.status_code == 200, (display, r.text)
                 rows = r.json()["rows"]
                 times = [row["time"] for row in rows]
             else:
-                body = render_json_request(panel, d, start, end, {}, raw={"from": raw_from, "to": raw_to})
+                body = render_json_request(panel, d, start, end, {}, raw={"from": raw_from, "to": raw_to}, zone=zone)
                 r = requests.post(f"{server.url}/grafana/query", json=body, headers=AUTH, timeout=30)
                 assert r.status_code == 200, (display, r.text)
                 times = r.json()[0]["fields"][0]["values"]
-            assert times and times == sorted(times), display
+            assert times and times == sorted(times), (zone, display)
             # Hourly buckets up to two days, daily beyond (the seed's rule).
             step = (times[1] - times[0]) if len(times) > 1 else None
             if step is not None:
