@@ -220,7 +220,12 @@ def status_panel(variant: Variant, metric: Metric, guide_url: str) -> stat.Panel
             .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"])
                             .fields("/^" + _regex_escape(variant.field_name(message)) + "$/"))
             .text_mode(common.BigValueTextMode.VALUE).graph_mode(common.BigValueGraphMode.NONE)
-            .color_mode(common.BigValueColorMode.NONE).justify_mode(common.BigValueJustifyMode.CENTER)
+            .color_mode(common.BigValueColorMode.VALUE).justify_mode(common.BigValueJustifyMode.CENTER)
+            # The service's message is empty once telemetry arrives: say so rather than show nothing.
+            .mappings([dm.SpecialValueMap(options=dm.DashboardSpecialValueMapOptions(
+                match=dm.SpecialValueMatch.EMPTY,
+                result=dm.ValueMappingResult(text="Receiving telemetry from your agents", color="green", index=0)))])
+            .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color("orange"))
             .data_links([db.DashboardLink("Open the OpenTelemetry guide")
                          .url("${__data.fields." + variant.field_name(setup_url) + "}").target_blank(True),
                          db.DashboardLink("OpenTelemetry guide (documentation)").url(guide_url).target_blank(True)])
