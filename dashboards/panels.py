@@ -89,10 +89,12 @@ def timeseries_panel(variant: Variant, metric: Metric, variables: tuple[str, ...
     return p
 
 
-def bars_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 12, h: int = 9) -> barchart.Panel:
-    """Bars by category (hour of day in UTC, token type)."""
+def bars_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 12, h: int = 9,
+               title: str | None = None) -> barchart.Panel:
+    """Bars by category (hour of day in UTC, token type), or by bucket over a session's lifespan:
+    a bar chart's x axis comes from the data, not from the dashboard's time range."""
     category, measure = metric.columns[0], metric.columns[1]
-    p = (barchart.Panel().title(metric.title).description(metric.description)
+    p = (barchart.Panel().title(title or metric.title).description(metric.description)
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
          .unit(measure.unit or metric.unit or "short").span(w).height(h)
          .x_field(variant.field_name(category)).show_value(common.VisibilityMode.AUTO)

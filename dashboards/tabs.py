@@ -186,22 +186,16 @@ def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.newline()
     lay.add(P.table_panel(variant, metric("session_models"), filters, w=16, h=8, title="Models"))
     lay.add(P.bars_panel(variant, metric("session_token_mix"), filters, w=8, h=8))
-    tokens = P.timeseries_panel(variant, metric("session_tokens_over_time"), filters, title="Tokens over time")
-    tokens.draw_style(_draw_bars()).fill_opacity(60)
-    lay.add(tokens)
-    lay.add(P.timeseries_panel(variant, metric("session_cumulative_cost"), filters, title="Cumulative cost (USD)"))
+    # Bars over the session's own buckets: a time series panel would stretch a half-hour session
+    # across the whole date range, which stays the comparison baseline's range.
+    lay.add(P.bars_panel(variant, metric("session_tokens_over_time"), filters, title="Tokens over time"))
+    lay.add(P.bars_panel(variant, metric("session_cumulative_cost"), filters, title="Cumulative cost (USD)"))
     lay.newline()
     lay.add(P.text_panel("About these figures", (
         "The totals come from the agent's telemetry **metrics**; the activity charts come from its telemetry "
         "**logs** (events). An agent that exports only metrics shows totals here but empty activity charts. "
         "Costs are estimates from list prices, not billed amounts.")))
     return d
-
-
-def _draw_bars():
-    from grafana_foundation_sdk.models import common
-
-    return common.GraphDrawStyle.BARS
 
 
 def _col(metric_id: str, name: str) -> catalog.Column:

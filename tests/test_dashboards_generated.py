@@ -169,6 +169,9 @@ def test_panels_by_kind(variant_key, name, d):
             assert p["type"] == "stat"
             names = [o["matcher"]["options"] for o in p["fieldConfig"]["overrides"]]
             assert any("previous" in n.lower() for n in names) and any("change" in n.lower() for n in names)
+        elif m.kind == "timeseries" and m.tab == "sessions":
+            # The drawer's activity: bars whose x axis is the session's own buckets.
+            assert p["type"] == "barchart" and p["options"]["xField"] == "time"
         elif m.kind == "timeseries":
             assert p["type"] == "timeseries"
             dashed = [o for o in p["fieldConfig"]["overrides"]
