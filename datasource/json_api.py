@@ -51,7 +51,8 @@ def _arguments() -> dict[str, Any]:
     for key in args:
         if key in ALL_FILTERS or (key.startswith("var-") and key[4:] in ALL_FILTERS):
             continue
-        data[key] = args.get(key)
+        if args.get(key, "") != "":  # an empty value (an unset Grafana variable) means the default
+            data[key] = args.get(key)
     for name in ALL_FILTERS:
         values = args.getlist(name) + args.getlist(f"var-{name}")
         if values:

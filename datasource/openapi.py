@@ -15,6 +15,7 @@ _ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                            "fields": {"type": "object",
                                                       "additionalProperties": {"type": "array",
                                                                                "items": {"type": "string"}}}}}
+_TIME = r"^(\d{1,15}|now([+-]\d+[smhdwMQy])*(/[smhdwMQy])?|\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)$"
 _FILTER_DOC = ("One value or several (repeat the parameter); `$__all`, `All` or empty mean no filter. "
                "The `var-<name>` form (Infinity's `${var:queryparam}`) is accepted too.")
 
@@ -32,9 +33,9 @@ def _query_parameters() -> list[dict[str, Any]]:
     ps: list[dict[str, Any]] = [
         {"name": "metric_id", "in": "path", "required": True,
          "schema": {"type": "string", "enum": [m.id for m in catalog.METRICS]}},
-        {"name": "from", "in": "query", "schema": {"type": "string", "default": "now-24h"},
+        {"name": "from", "in": "query", "schema": {"type": "string", "default": "now-24h", "pattern": _TIME},
          "description": "Epoch milliseconds, ISO 8601, or a Grafana relative time (now-7d, now/M)."},
-        {"name": "to", "in": "query", "schema": {"type": "string", "default": "now"}},
+        {"name": "to", "in": "query", "schema": {"type": "string", "default": "now", "pattern": _TIME}},
         {"name": "tz", "in": "query", "schema": {"type": "string", "default": "UTC"},
          "description": "IANA time zone: daily buckets start at its midnight; relative times round in it."},
         {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
