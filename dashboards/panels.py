@@ -50,11 +50,12 @@ def _unit_overrides(panel: Any, variant: Variant, columns: tuple[Column, ...]) -
             panel.with_override(_by_name(variant.field_name(c)), props)
 
 
-def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 6, h: int = 5) -> stat.Panel:
+def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 6, h: int = 5,
+               title: str | None = None) -> stat.Panel:
     """A headline figure with the previous period and the change against it."""
     change = next(c for c in metric.columns if c.name == "change_pct")
     previous = next(c for c in metric.columns if c.name == "previous")
-    p = (stat.Panel().title(metric.title).description(metric.description + " Beside it: the same figure for the "
+    p = (stat.Panel().title(title or metric.title).description(metric.description + " Beside it: the same figure for the "
                                                       "preceding window of equal length, and the change in %.")
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
          .unit(metric.unit or "short").span(w).height(h)

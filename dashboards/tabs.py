@@ -35,6 +35,13 @@ SESSION_ORDER_VARIABLE = "order_by"
 ALL = "$__all"
 
 metric = catalog.BY_ID.__getitem__
+# Panel titles in the seed's own words where they differ from the catalog's titles.
+SEED_TITLES = {
+    "mcp_hourly_distribution": "Hourly distribution (UTC)",
+    "llm_total_cost": "Total cost (USD)",
+    "llm_top_users_by_cost": "Top users by cost (USD)",
+    "llm_top_models_by_cost": "Top models by cost (USD)",
+}
 
 
 def session_url(variant: Variant) -> str:
@@ -111,7 +118,8 @@ def mcp_usage(variant: Variant, cfg: Config) -> db.Dashboard:
         lay.add(P.stat_panel(variant, metric(mid), v))
     lay.newline()
     lay.add(P.timeseries_panel(variant, metric("mcp_executions_over_time"), v, title="Tool executions over time"))
-    lay.add(P.bars_panel(variant, metric("mcp_hourly_distribution"), v))
+    lay.add(P.bars_panel(variant, metric("mcp_hourly_distribution"), v,
+                         title=SEED_TITLES["mcp_hourly_distribution"]))
     for mid in ("mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps"):
         lay.add(P.table_panel(variant, metric(mid), v))
     return d
@@ -130,14 +138,14 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.add(P.status_panel(variant, metric("llm_status"), cfg.setup_guide_url))
     lay.newline()
     for mid in ("llm_total_tokens", "llm_total_cost", "llm_models_used"):
-        lay.add(P.stat_panel(variant, metric(mid), v, w=8))
+        lay.add(P.stat_panel(variant, metric(mid), v, w=8, title=SEED_TITLES.get(mid)))
     lay.newline()
     lay.add(P.bars_panel(variant, metric("llm_tokens_by_type"), v, w=6))
     lay.add(P.timeseries_panel(variant, metric("llm_tokens_over_time"), v, w=9, title="Tokens over time"))
     lay.add(P.timeseries_panel(variant, metric("llm_cost_over_time"), v, w=9, title="Cost over time (USD)"))
     for mid in ("llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens",
                 "llm_top_models_by_cost"):
-        lay.add(P.table_panel(variant, metric(mid), v))
+        lay.add(P.table_panel(variant, metric(mid), v, title=SEED_TITLES.get(mid)))
     lay.row("Sessions")
     sm = metric("session_metrics")
     lay.add(P.record_panel(variant, sm, v, tuple(c.name for c in sm.columns), h=6,

@@ -194,7 +194,7 @@ def test_panels_by_kind(variant_key, name, d):
 
 def test_hourly_distribution_is_bars_by_utc_hour():
     for v in VARIANTS:
-        p = next(p for p in panels(load(v.key, "mcp-usage")) if p["title"].startswith("Executions by hour"))
+        p = next(p for p in panels(load(v.key, "mcp-usage")) if p["title"] == "Hourly distribution (UTC)")
         assert p["type"] == "barchart" and "UTC" in p["title"]
         hour = v.field_name(catalog.BY_ID["mcp_hourly_distribution"].columns[0])
         assert p["options"]["xField"] == hour
