@@ -460,3 +460,13 @@ def test_alert_rules_are_available_without_the_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "aa-blocked-calls-surge"
+
+
+def test_every_variable_the_stack_needs_is_in_the_env_example():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    needed = set(re.findall(r"\$\{(\w+)", compose))
+    example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#")}
+    # AA_QUERY_TOKEN is optional (a token without the llm-analytics permission).
+    assert needed - {"AA_QUERY_TOKEN"} <= example
+    assert "AA_GRAFANA_QUERY_TOKEN" in example and "AA_INGEST_TOKEN" in example
