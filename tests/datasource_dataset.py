@@ -42,8 +42,8 @@ class Dataset:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _when(rng: random.Random, dense_days: float = 9, span_days: float = 120) -> datetime:
-    """70% in the last nine days (hourly questions), the rest over four months; some on the hour."""
+def _when(rng: random.Random, dense_days: float = 9, span_days: float = 60) -> datetime:
+    """70% in the last nine days (hourly questions), the rest over two months; some on the hour."""
     days = dense_days if rng.random() < 0.7 else span_days
     t = ANCHOR - timedelta(seconds=rng.randrange(int(days * 86400)))
     if rng.random() < 0.05:
