@@ -110,7 +110,7 @@ def payload_options():
     name = body.get("name")
     if name == "order_by":
         return jsonify([{"label": o, "value": o} for o in SESSION_ORDER])
-    if name not in catalog.VARIABLES:
+    if not isinstance(name, str) or name not in catalog.VARIABLES:
         return jsonify([])
     return jsonify([{"label": t, "value": v} for v, t in _values(name)])
 
@@ -222,7 +222,7 @@ def tag_keys():
 def tag_values():
     require(Permission.QUERY)
     key = _body().get("key")
-    if key not in catalog.VARIABLES:
+    if not isinstance(key, str) or key not in catalog.VARIABLES:
         raise params.RequestError({"key": [f"unknown key {key!r}; POST /grafana/tag-keys lists them"]})
     return jsonify([{"text": v} for v, _ in _values(key)])
 
