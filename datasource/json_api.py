@@ -107,6 +107,7 @@ def variable(name: str):
 
 @bp.get("/openapi.json")
 def openapi():
+    require(Permission.QUERY)  # like every endpoint but /healthz
     from agent_analytics.datasource.openapi import document
 
     return jsonify(document())
