@@ -25,7 +25,11 @@ TOKEN_TYPES = {"input": "input", "output": "output"}
 
 
 def is_llm_span(attrs: Mapping[str, Any]) -> bool:
-    return text(attrs, "gen_ai.operation.name") in MODEL_CALLS
+    operation = text(attrs, "gen_ai.operation.name")
+    if operation is None:
+        # Older instrumentations name no operation; their token counts mark a model call.
+        return "gen_ai.usage.input_tokens" in attrs or "gen_ai.usage.output_tokens" in attrs
+    return operation in MODEL_CALLS
 
 
 def _agent(attrs: Mapping[str, Any], batch: Batch) -> str | None:

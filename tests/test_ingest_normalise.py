@@ -158,3 +158,24 @@ def test_claude_metric_rejections(kind, value, reason):
 def test_irrelevant_metrics_are_ignored_not_rejected():
     b = normalise.metrics(_metrics("claude_code.lines_of_code.count", "sum", [({}, 3.0), ({}, 4.0)]), CTX)
     assert (b.received, b.ignored, b.rejections, b.facts) == (2, 2, [], 0)
+
+
+def test_genai_spans_without_operation_name_and_agent_spans():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    _set(rs.resource.attributes.add(), "service.name", "support-bot")
+    spans = rs.scope_spans.add().spans
+    for attrs in ({"gen_ai.system": "anthropic", "gen_ai.request.model": "claude-haiku-4-5",
+                   "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 7},
+                  {"gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 100},
+                  {"http.method": "GET"}):
+        sp = spans.add()
+        sp.start_time_unix_nano, sp.end_time_unix_nano = NOW, NOW + 5_000_000
+        for k, v in attrs.items():
+            _set(sp.attributes.add(), k, v)
+    b = normalise.traces(req, CTX)
+    assert [(r.provider, r.model, r.input_tokens, r.output_tokens, r.agent_id, r.latency_ms)
+            for r in b.llm_requests] == [("anthropic", "claude-haiku-4-5", 100, 7, "support-bot", 5.0)]
+    assert (b.received, b.ignored, b.rejections) == (3, 2, [])
