@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from agent_analytics.app import create_app
-from tests.ingest_support import PB, Server, fixture_bytes, headers, post
+from tests.ingest_support import Server, fixture_bytes, headers, post
 
 FIXTURES = [("/v1/logs", "claude-code-2.1.328-logs-1.pb"), ("/v1/logs", "claude-code-2.1.328-logs-2.pb"),
             ("/v1/logs", "codex-0.169.0-logs-1.pb"), ("/v1/metrics", "claude-code-2.1.328-metrics-1.pb"),

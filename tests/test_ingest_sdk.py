@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-import pytest
 from genai_prices import Usage, calc_price
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
