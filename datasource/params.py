@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER, Metric
@@ -110,11 +110,21 @@ class TimeExpr(fields.Field):
         return value
 
 
+_SCALARS = frozenset({"tz", "page", "page_size", "order_by"})
+
+
 class OptionsSchema(Schema):
     """The fields shared by a Grafana target payload and the JSON API's query parameters."""
 
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def _empty_means_default(self, data: Any, **kwargs: Any) -> Any:
+        # An empty input box in the query editor, or an unset variable, arrives as "".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in _SCALARS and v in ("", None))}
+        return data
 
     tz = ZoneName(load_default=None)
     page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1))

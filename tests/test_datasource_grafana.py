@@ -54,7 +54,7 @@ def test_whole_query_request_with_multi_value_and_all_variables(ds_client):
     targets = [
         {"refId": "A", "target": "mcp_tool_executions", "payload": {}, "datasource": {"type": "simpod-json-datasource"}},
         {"refId": "B", "target": "mcp_executions_over_time", "payload": "{\"tz\": \"UTC\"}"},  # code mode
-        {"refId": "C", "target": "mcp_top_tools", "payload": {"user": "$user"}},
+        {"refId": "C", "target": "mcp_top_tools", "payload": {"user": "$user", "page": "", "page_size": ""}},
         {"refId": "D", "target": "llm_total_tokens", "payload": ""},
         {"refId": "E", "target": "security_blocked_calls", "hide": True},
     ]
