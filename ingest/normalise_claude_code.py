@@ -66,6 +66,14 @@ def _common(ev: LogEvent, batch: Batch) -> tuple[str | None, str | None]:
     return user_id(ev.attrs), text(ev.attrs, "session.id")
 
 
+def _instance(ev: LogEvent, batch: Batch, user: str | None) -> str | None:
+    """Claude Code's `user.id` is a hash of one installation: the agent instance."""
+    install = text(ev.attrs, "user.id")
+    if install:
+        batch.agent_instances.setdefault(install, (CLAUDE_CODE, user))
+    return install
+
+
 def _decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(value))
 
@@ -121,7 +129,7 @@ def tool_result(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     user, session = _common(ev, batch)
     error_type = None if success is not False else (text(a, "error_type", "error") or "error")[:200]
     batch.tool_calls.append(ToolCall(
-        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=None,
+        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=_instance(ev, batch, user),
         session_id=session, mcp_server_id=tool[0], tool_name=tool[1],
         outcome="error" if success is False else "ok", duration_ms=duration, error_type=error_type,
         policy_id=None, policy_name=None, policy_description=None, attributes=stored(a)))
@@ -140,7 +148,7 @@ def tool_decision(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     batch.policies[policy_id] = (name, description)
     user, session = _common(ev, batch)
     batch.tool_calls.append(ToolCall(
-        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=None,
+        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=_instance(ev, batch, user),
         session_id=session, mcp_server_id=tool[0], tool_name=tool[1], outcome="blocked", duration_ms=None,
         error_type=None, policy_id=policy_id, policy_name=name, policy_description=description,
         attributes=stored(a)))

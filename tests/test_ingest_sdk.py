@@ -83,6 +83,10 @@ def test_sdk_logs_claude_code_events(app, conn):
         ("slack", "post", "blocked", None, "claude_code:hook"),
     ]
     assert {c[6:] for c in calls} == {("claude_code", "claude-code", "alice@example.com", "sess-1")}
+    # The install hash is the agent instance, owned by the signed-in user.
+    assert conn.execute("SELECT DISTINCT agent_instance_id FROM tool_calls").fetchall() == [("anon-hash",)]
+    assert conn.execute("SELECT id, agent_id, user_id FROM agent_instances").fetchall() == [
+        ("anon-hash", "claude-code", "alice@example.com")]
     assert calls[1][5] == "Claude Code permission rule"
     assert {r[0] for r in conn.execute("SELECT id FROM policies")} == {"claude_code:config", "claude_code:hook"}
     assert {r for r in conn.execute("SELECT mcp_server_id, name FROM tools")} == {
