@@ -33,7 +33,7 @@ pytest.importorskip("agent_analytics.ingest.http")
 
 from agent_analytics import demo  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, UIDS  # noqa: E402
-from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS, Variant, field_label  # noqa: E402
+from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN  # noqa: E402
