@@ -327,3 +327,8 @@ def list_kind(conn: psycopg.Connection, kind: str) -> list[dict]:
         cur.execute(LIST_SQL[kind])
         names = [d.name for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def export(conn: psycopg.Connection) -> dict[str, list[dict]]:
+    """The whole directory as one document that `apply` accepts back unchanged."""
+    return {kind: list_kind(conn, kind) for kind in ORDER}

@@ -232,6 +232,13 @@ def directory_apply():
     return out if isinstance(out, tuple) else jsonify(out)
 
 
+@directory_api.get("")
+def directory_export():
+    """Everything, as a document `POST /api/v1/directory` (or `directory load`) accepts back."""
+    out = _run(directory.export)
+    return out if isinstance(out, tuple) else jsonify(out)
+
+
 @directory_api.post("/delete")
 def directory_delete():
     """Bulk delete: {"users": ["id", ...], "tools": [{"mcp_server_id": ..., "name": ...}], ...}."""

@@ -138,3 +138,17 @@ def test_auth_comes_before_the_body(client):
     assert client.get("/api/v1/directory/users").status_code == 401
     assert client.delete("/api/v1/directory/users/x", headers={"Authorization": f"Bearer {QUERY_TOKEN}"}
                          ).status_code == 403
+
+
+def test_export_round_trips(client, conn):
+    client.post("/api/v1/directory", json=DOC, headers=AUTH)
+    before = _state(conn)
+    exported = client.get("/api/v1/directory", headers=AUTH).get_json()
+    assert set(exported) == {"users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies"}
+    client.post("/api/v1/directory/delete", headers=AUTH, json={
+        "users": [u["id"] for u in exported["users"]], "groups": [g["id"] for g in exported["groups"]],
+        "agents": ["claude-code"], "mcp_servers": ["github", "jira"], "policies": ["pol-1"],
+        "agent_instances": ["alice-laptop"]})
+    assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+    assert client.post("/api/v1/directory", json=exported, headers=AUTH).status_code == 200
+    assert _state(conn) == before
