@@ -125,6 +125,7 @@ class Plan:
     users: list[User]
     directory: dict[str, Any]
     sessions: list[Session]
+    seed: int = 0
 
     def counts(self) -> dict[str, int]:
         return {"users": len(self.users), "sessions": len(self.sessions),
@@ -235,7 +236,7 @@ def plan(days: int = 30, users: int = 12, seed: int = 7, now: datetime | None = 
     incident.tool_calls.sort(key=lambda c: c.start)
     sessions.append(incident)
     sessions.sort(key=lambda s: s.start)
-    return Plan(now, people, directory_document(people), sessions)
+    return Plan(now, people, directory_document(people), sessions, seed)
 
 
 # --- sending -----------------------------------------------------------------------------------
@@ -264,6 +265,24 @@ def _tally(exporter: Any, results: dict[str, int], kind: str) -> Any:
 
     exporter.export = export
     return exporter
+
+
+def _seeded_ids(p: Plan):
+    """Trace and span ids drawn from the plan's seed and hour: a rerun sends the same spans
+    (and the receiver, keyed on content, keeps them once) instead of fresh random ids."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class SeededIds(IdGenerator):
+        def __init__(self) -> None:
+            self.rng = random.Random(f"{p.seed}:{p.now.isoformat()}")
+
+        def generate_span_id(self) -> int:
+            return self.rng.getrandbits(64) or 1
+
+        def generate_trace_id(self) -> int:
+            return self.rng.getrandbits(128) or 1
+
+    return SeededIds()
 
 
 def _price(model: str, provider: str, r: Request) -> float | None:
@@ -320,7 +339,8 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
     claude_log = claude_logs.get_logger("com.anthropic.claude_code.events")
     codex_log = codex_logs.get_logger("codex_otel")
     tracer_provider = TracerProvider(resource=Resource.create({"service.name": "mcp-gateway",
-                                                               "service.version": "1.4.0"}))
+                                                               "service.version": "1.4.0"}),
+                                     id_generator=_seeded_ids(p))
     span_exporter = _tally(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", headers=headers,
                                             compression=Compression.Gzip, timeout=timeout_s), results, "traces")
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter, max_queue_size=total_records,

@@ -59,3 +59,20 @@ def test_cli_sends_the_demo_and_refuses_a_wrong_token(app, conn, capsys):
     assert stored in {(c["llm_requests"], c["tool_calls"]) for c in (before, after)}
     out = capsys.readouterr().out
     assert "demo: sent" in out and "sessions of 3 users over 3 days" in out
+
+
+def test_sending_the_same_demo_twice_stores_it_once(app, conn):
+    """The plan is anchored on the hour and seeded, so a rerun sends the very same records and
+    the receiver's content keys absorb them."""
+    now = datetime.now(timezone.utc)
+    p = demo.plan(days=2, users=2, seed=11, now=now)
+    with Server(app) as server:
+        demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+        first = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                 for t in ("llm_requests", "tool_calls", "metric_points")]
+        demo.send(demo.plan(days=2, users=2, seed=11, now=now), server.url, INGEST_TOKEN, say=lambda s: None)
+        second = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("llm_requests", "tool_calls", "metric_points")]
+    assert first == second
+    assert first[:2] == [p.counts()["llm_requests"], p.counts()["tool_calls"]]
+    assert first[2] > 0
