@@ -462,7 +462,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="fill an empty installation with 30 days of realistic demo activity, "
-                                           "sent through the OTLP endpoint and the directory API")
+                                           "sent through the OTLP endpoint and the directory API (a rerun within "
+                                           "the same hour changes nothing; a later one adds a second dataset)")
     p.add_argument("--endpoint", default="http://127.0.0.1:4318",
                    help="the service's ingest URL (OTLP/HTTP and directory API; default %(default)s)")
     p.add_argument("--token", required=True, help="an ingest token (AA_INGEST_TOKENS)")
