@@ -1,0 +1,181 @@
+"""Load: N concurrent OTLP senders for a bounded time against `agent-analytics serve --role ingest`
+on loopback, then M concurrent dashboard viewers against `--role query` over the data they sent.
+Prints records/s (or queries/s), latency percentiles, errors, and the service's memory (RSS)
+sampled over time. Loopback only; every loop is bounded in count and in time.
+
+    python -m bench.load [--senders 8] [--viewers 8] [--seconds 20] [--records 100] [--backend both]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import requests
+
+from agent_analytics.sql.migrate import refresh_aggregates
+
+from .common import TOKEN, backends, cluster, fresh_database, machine, pct, rss_mib, service
+from .ingest import claude_code_batch
+
+SAMPLE_EVERY_S = 0.5
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    units: int = 0                       # records stored (ingest) or queries answered (viewers)
+    rss: list[tuple[float, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, status: str, latency: float, units: int) -> None:
+        with self.lock:
+            self.latencies.append(latency)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status == "200":
+                self.units += units
+
+    @property
+    def errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s != "200")
+
+
+def _drive(workers: int, seconds: float, pid: int, work) -> Run:
+    """`workers` threads call work(run, session) until the deadline; RSS is sampled meanwhile."""
+    run = Run()
+    deadline = time.monotonic() + seconds
+
+    def loop() -> None:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {TOKEN}"
+        while time.monotonic() < deadline:
+            if not work(run, s):
+                return
+
+    threads = [threading.Thread(target=loop) for _ in range(workers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        run.rss.append((time.monotonic() - t0, rss_mib(pid)))
+        time.sleep(SAMPLE_EVERY_S)
+    run.seconds = time.monotonic() - t0
+    return run
+
+
+def _timed(session: requests.Session, method: str, url: str, **kw) -> tuple[str, float]:
+    started = time.perf_counter()
+    try:
+        status = str(session.request(method, url, timeout=60, **kw).status_code)
+    except requests.RequestException as exc:
+        status = type(exc).__name__
+    return status, time.perf_counter() - started
+
+
+def ingest_phase(url: str, senders: int, seconds: float, records: int, max_batches: int) -> tuple[Run, int]:
+    start = datetime.now(timezone.utc) - timedelta(days=6)
+    # Made before the clock starts, so the senders spend their time sending; distinct records,
+    # so nothing is deduplicated away.
+    bodies = [claude_code_batch(n, records, start) for n in range(max_batches)]
+    numbers = itertools.count()
+    numbers_lock = threading.Lock()
+    with service(url, role="ingest") as (base, proc):
+        def send(run: Run, s: requests.Session) -> bool:
+            with numbers_lock:
+                n = next(numbers)
+            if n >= max_batches:
+                return False
+            body = bodies[n]
+            status, latency = _timed(s, "POST", base + "/v1/logs", data=body,
+                                     headers={"Content-Type": "application/x-protobuf"})
+            run.note(status, latency, records)
+            return True
+
+        run = _drive(senders, seconds, proc.pid, send)
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
+    return run, stored
+
+
+def query_phase(url: str, viewers: int, seconds: float) -> tuple[Run, dict[str, list[float]]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        refresh_aggregates(conn)   # dashboards read the aggregates; TimescaleDB materialises them here
+    per_metric: dict[str, list[float]] = {}
+    with service(url, role="query") as (base, proc):
+        h = {"Authorization": f"Bearer {TOKEN}"}
+        metrics = [m["id"] for m in requests.get(base + "/api/v1/metrics", headers=h, timeout=30).json()["metrics"]]
+        sessions = requests.get(base + "/api/v1/variables/session", headers=h, timeout=30).json()["rows"]
+        session = sessions[0]["value"] if sessions else "none"
+        order = itertools.cycle(metrics)
+        order_lock = threading.Lock()
+
+        def view(run: Run, s: requests.Session) -> bool:
+            with order_lock:
+                metric = next(order)
+            params = {"from": "now-7d", "to": "now", "tz": "Europe/Paris"}
+            if metric.startswith("session_"):
+                params["session"] = session
+            status, latency = _timed(s, "GET", f"{base}/api/v1/query/{metric}", params=params)
+            run.note(status, latency, 1)
+            with order_lock:
+                per_metric.setdefault(metric, []).append(latency * 1000)
+            return True
+
+        run = _drive(viewers, seconds, proc.pid, view)
+    return run, per_metric
+
+
+def _latency(run: Run) -> str:
+    ms = [x * 1000 for x in run.latencies]
+    return f"p50 {pct(ms, 50):.0f} ms, p95 {pct(ms, 95):.0f} ms, p99 {pct(ms, 99):.0f} ms"
+
+
+def _rss(run: Run) -> str:
+    if not run.rss:
+        return "no samples"
+    values = [r for _, r in run.rss]
+    step = max(1, len(run.rss) // 8)
+    timeline = ", ".join(f"{t:.0f}s {r:.0f}" for t, r in run.rss[::step])
+    return f"min {min(values):.0f} / max {max(values):.0f} / last {values[-1]:.0f} MiB; over time: {timeline}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--senders", type=int, default=8)
+    ap.add_argument("--viewers", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20, help="length of each phase")
+    ap.add_argument("--records", type=int, default=100, help="records per OTLP batch")
+    ap.add_argument("--max-batches", type=int, default=2_500, help="upper bound on batches sent (made up front)")
+    ap.add_argument("--backend", choices=("both", "timescaledb", "plain"), default="both")
+    a = ap.parse_args()
+    print(f"machine: {machine()}")
+    print(f"ingest: {a.senders} senders x {a.seconds:.0f} s, OTLP/protobuf batches of {a.records} "
+          f"claude_code.api_request events, loopback; viewers: {a.viewers} x {a.seconds:.0f} s over every "
+          "catalog metric (GET /api/v1/query/<metric>?from=now-7d&to=now)")
+    with cluster() as c:
+        for backend in backends(a.backend):
+            url = fresh_database(c, f"bench_load_{backend}", backend)
+            run, stored = ingest_phase(url, a.senders, a.seconds, a.records, a.max_batches)
+            assert stored == run.units, (stored, run.units)   # every acknowledged record stored, once
+            print(f"[{backend}] ingest: {run.units / run.seconds:,.0f} records/s "
+                  f"({len(run.latencies) / run.seconds:,.1f} batches/s, {run.units:,} records in {run.seconds:.1f} s); "
+                  f"latency {_latency(run)}; errors {run.errors} {dict(run.statuses)}")
+            print(f"[{backend}] ingest RSS: {_rss(run)}")
+            qrun, per_metric = query_phase(url, a.viewers, a.seconds)
+            print(f"[{backend}] dashboards: {qrun.units / qrun.seconds:,.1f} queries/s "
+                  f"({len(per_metric)} metrics, {len(qrun.latencies):,} queries in {qrun.seconds:.1f} s); "
+                  f"latency {_latency(qrun)}; errors {qrun.errors} {dict(qrun.statuses)}")
+            print(f"[{backend}] query RSS: {_rss(qrun)}")
+            slowest = sorted(per_metric.items(), key=lambda kv: -pct(kv[1], 95))[:4]
+            print(f"[{backend}] slowest metrics (p95): "
+                  + ", ".join(f"{m} {pct(v, 95):.0f} ms" for m, v in slowest))
+
+
+if __name__ == "__main__":
+    main()
