@@ -117,6 +117,8 @@ def resolve(expr: str | int | float, now: datetime, tz: ZoneInfo, round_up: bool
                     local + timedelta(seconds={"s": 1, "m": 60, "h": 3600}[unit]))
             cur = _localize(local, tz)
         return cur
+    # An unencoded "+01:00" offset in a URL arrives as " 01:00".
+    text = re.sub(r"(T[\d:.]+) (\d{2}:?\d{2})$", r"\1+\2", text)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -97,6 +97,10 @@ def test_rolling_and_custom_previous_windows_and_two_day_rule():
         assert (w.start, w.end) == (start - (NOW - start), start)
     assert tr.resolve("now-7d", NOW, ZoneInfo("UTC")) == NOW - timedelta(days=7)
     assert tr.resolve(str(ms(NOW)), NOW, ZoneInfo("UTC")) == NOW
+    for iso_text in ("2026-03-31T17:20:00+02:00", "2026-03-31T17:20:00 02:00", "2026-03-31T15:20:00Z",
+                     "2026-03-31T15:20:00.000Z"):
+        assert tr.resolve(iso_text, NOW, ZoneInfo("UTC")) == NOW, iso_text
+    assert tr.resolve("2026-03-31T17:20:00", NOW, ZoneInfo("Europe/Paris")) == NOW  # naive: in tz
     assert tr.period_to_date_unit("now/M", "now/M") is None  # a whole period, not period-to-date
     two_days = tr.Window(NOW - timedelta(days=2), NOW)
     assert tr.bucket_unit(two_days) == "hour"
