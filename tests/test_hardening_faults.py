@@ -308,3 +308,25 @@ def test_connection_killed_mid_transaction_is_retried_once_and_stored_once(confi
     assert outcome == [200]
     assert sorted(conn.execute("SELECT attributes->>'request_id', input_tokens FROM llm_requests").fetchall()) \
         == sorted(expected)
+
+
+def test_slow_database_times_out_into_a_retryable_answer(config, conn):
+    """Every write is slower than AA_DB_TIMEOUT_S (a sleeping trigger): the statement timeout
+    turns it into 503 + Retry-After, the transaction leaves nothing, and the retry lands once."""
+    body, expected = api_requests("slow", 5, time.time_ns() - 60 * 10**9)
+    app = create_app(config.replace(db_timeout_s=1), role="ingest")
+    h = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {INGEST_TOKEN}"}
+    conn.execute(SLOW_TRIGGER)
+    try:
+        with Server(app) as server:
+            r = requests.post(server.url + "/v1/logs", data=body, headers=h, timeout=60)
+            assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+            assert all(n == 0 for n in _everything(conn).values()), _everything(conn)
+            conn.execute(DROP_FAULT)
+            for _ in range(2):
+                assert requests.post(server.url + "/v1/logs", data=body, headers=h, timeout=60).status_code == 200
+    finally:
+        conn.execute(DROP_FAULT)
+        app.extensions["aa_db"].close()
+    assert sorted(conn.execute("SELECT attributes->>'request_id', input_tokens FROM llm_requests").fetchall()) \
+        == sorted(expected)
