@@ -31,14 +31,26 @@ SESSION_MAX_BUCKETS = 60
 
 
 @dataclass(frozen=True)
+class Rollup:
+    """A smaller hourly aggregate over the same raw table, holding a subset of its columns.
+    `columns`: those it holds; `answers`: those it holds completely (a filter or a question on
+    any other column needs a larger relation). Columns it lacks project as NULL."""
+    name: str
+    columns: frozenset[str]
+    answers: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A logical relation: the hourly aggregate read, the raw table written, and the same column
-    list projected from each ({cost} becomes the configured cost column)."""
+    list projected from each ({cost} becomes the configured cost column); optionally smaller
+    rollups of the aggregate, smallest first, tried before it."""
     aggregate: str
     raw: str
     agg_columns: str
     raw_columns: str
     filterable: tuple[str, ...]  # the filters its columns can answer
+    rollups: tuple[Rollup, ...] = ()
 
 
 TOOL_CALLS = Dataset(
@@ -47,7 +59,23 @@ TOOL_CALLS = Dataset(
     " policy_id, policy_name, policy_description, calls",
     "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
-    ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"))
+    ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
+    rollups=(
+        Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
+               frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"})),
+        # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
+        Rollup("tool_calls_by_actor_hourly",
+               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),
+               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"})),
+    ))
+
+# The columns each filter reads (see filters.py).
+FILTER_COLUMNS: dict[str, frozenset[str]] = {
+    "user": frozenset({"user_id"}), "group": frozenset({"user_id"}),
+    "agent_instance": frozenset({"agent_instance_id"}), "agent": frozenset({"agent_id"}),
+    "agent_tag": frozenset({"agent_id"}), "mcp": frozenset({"mcp_server_id"}),
+    "resource_tag": frozenset({"mcp_server_id", "tool_name"}),
+}
 
 _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
 LLM_USAGE = Dataset(
@@ -119,6 +147,7 @@ class Engine:
         """SELECT of the dataset's columns for rows in the window passing the query's filters."""
         applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
         pred, pparams = filt.predicate(q.filters, applicable)
+        condition = extra  # what the rows must satisfy, before de-duplication is spelled out
         if extra == _EXECUTED:
             # A call the gateway saw may also be reported by the agent that made it: executions of
             # a server the gateway reports (in the hours the window touches) count from the gateway
@@ -126,18 +155,20 @@ class Engine:
             extra = _EXECUTED + " AND " + _GATEWAY_FIRST
             pparams = [*pparams, _floor_hour(window.start), window.end]
         where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
-        agg_cols = sql.SQL(ds.agg_columns.format(cost=self.cost))
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
         hs, he = _ceil_hour(window.start), _floor_hour(window.end)
         if use_aggregate and self.materialised and hs < he:
-            self._note(ds.aggregate)
+            active = [f for f in applicable if q.filters.get(f)]
+            aggregate, agg_columns = choose_aggregate(ds, q.metric.id, active, condition)
+            self._note(aggregate)
             if window.start < hs or he < window.end:
                 self._note(ds.raw)
+            agg_cols = sql.SQL(agg_columns.format(cost=self.cost))
             query = sql.SQL(
                 "SELECT {agg_cols} FROM {agg} WHERE bucket >= %s AND bucket < %s AND {where}"
                 " UNION ALL "
                 "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
-                " AND {where}").format(agg_cols=agg_cols, agg=sql.Identifier(ds.aggregate), where=where,
+                " AND {where}").format(agg_cols=agg_cols, agg=sql.Identifier(aggregate), where=where,
                                        raw_cols=raw_cols, raw=sql.Identifier(ds.raw))
             return query, [hs, he, *pparams, window.start, hs, he, window.end, *pparams]
         self._note(ds.raw)
@@ -515,7 +546,7 @@ class Engine:
 _EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
 # DISTINCT keeps the NOT IN list small enough to be hashed (a plain NOT IN over every row is quadratic).
 _GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
-                  "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_hourly gw WHERE gw.source = 'gateway'"
+                  "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
                   " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
 _BLOCKED = "outcome = 'blocked'"
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
@@ -620,3 +651,44 @@ _TOPS: dict[str, tuple[Dataset, str, str]] = {
     "llm_top_models_by_tokens": (LLM_USAGE, "TRUE", _llm_top("model", "tokens")),
     "llm_top_models_by_cost": (LLM_USAGE, "TRUE", _llm_top("model", "cost")),
 }
+
+
+# The "choose aggregate" stage for datasets with rollups: what each metric's body reads beyond
+# `calls` and time. A metric not listed here reads the full aggregate.
+_NEEDS: dict[str, frozenset[str]] = {
+    "mcp_tool_executions": frozenset(), "mcp_executions_over_time": frozenset(),
+    "mcp_hourly_distribution": frozenset(), "security_blocked_calls": frozenset(),
+    "security_blocked_over_time": frozenset(),
+    "mcp_unique_tools": frozenset({"mcp_server_id", "tool_name"}),
+    "mcp_top_tools": frozenset({"mcp_server_id", "tool_name"}),
+    "security_top_blocked_tools": frozenset({"mcp_server_id", "tool_name"}),
+    "mcp_top_mcps": frozenset({"mcp_server_id"}), "security_top_blocked_mcps": frozenset({"mcp_server_id"}),
+    "mcp_active_agent_instances": frozenset({"agent_instance_id"}),
+    "mcp_top_agent_instances": frozenset({"agent_instance_id"}),
+    "security_top_blocked_agent_instances": frozenset({"agent_instance_id"}),
+    "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
+    "security_top_blocked_users": frozenset({"user_id"}),
+}
+_EXTRA_NEEDS = {_EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), _BLOCKED: frozenset({"outcome"})}
+
+
+def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str], extra: str) -> tuple[str, str]:
+    """The smallest relation that answers the metric under these filters, and the dataset's
+    column list projected from it (NULL for the columns it does not hold)."""
+    needs = _NEEDS.get(metric_id)
+    extra_needs = _EXTRA_NEEDS.get(extra)
+    if needs is None or extra_needs is None or not ds.rollups:
+        return ds.aggregate, ds.agg_columns
+    wanted = needs | extra_needs
+    for f in filters:
+        wanted |= FILTER_COLUMNS[f]
+    for rollup in ds.rollups:
+        if wanted <= rollup.answers:
+            items = []
+            for item in ds.agg_columns.split(","):
+                expr, _, alias = item.strip().partition(" AS ")
+                name = alias or expr
+                keep = expr in ("bucket", "calls") or name in rollup.columns
+                items.append(item.strip() if keep else f"NULL::text AS {name}")
+            return rollup.name, ", ".join(items)
+    return ds.aggregate, ds.agg_columns

@@ -1,0 +1,48 @@
+"""The "choose aggregate" stage: each MCP Usage / Security metric reads the smallest rollup that
+holds every column its body and its filters need, and the full aggregate otherwise. (That the
+numbers stay exact under every filter is proven against the oracle in test_datasource_metrics.)"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from agent_analytics.datasource.engine import TOOL_CALLS, _BLOCKED, _EXECUTED, choose_aggregate
+from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
+from tests.test_datasource_metrics import api
+from tests.test_datasource_time import materialised
+
+BY_TOOL, BY_ACTOR, FULL = "tool_calls_by_tool_hourly", "tool_calls_by_actor_hourly", "tool_calls_hourly"
+
+
+@pytest.mark.parametrize("metric,filters,extra,want", [
+    ("mcp_tool_executions", [], _EXECUTED, BY_TOOL),
+    ("mcp_executions_over_time", ["mcp", "resource_tag"], _EXECUTED, BY_TOOL),
+    ("mcp_top_tools", [], _EXECUTED, BY_TOOL),
+    ("mcp_tool_executions", ["user"], _EXECUTED, BY_ACTOR),
+    ("mcp_top_users", ["group", "agent_tag"], _EXECUTED, BY_ACTOR),
+    ("mcp_active_agent_instances", [], _EXECUTED, BY_ACTOR),
+    ("mcp_active_users", ["mcp"], _EXECUTED, FULL),          # needs user and the server together
+    ("mcp_top_tools", ["user"], _EXECUTED, FULL),
+    ("security_blocked_calls", ["agent_instance"], _BLOCKED, BY_ACTOR),
+    ("security_top_policies", [], _BLOCKED, FULL),           # policy columns live only in the full one
+    ("mcp_tool_executions", [], "something else", FULL),     # an unknown predicate: play safe
+])
+def test_choice(metric, filters, extra, want):
+    name, columns = choose_aggregate(TOOL_CALLS, metric, filters, extra)
+    assert name == want
+    projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
+    full = [c.split(" AS ")[-1].strip() for c in TOOL_CALLS.agg_columns.split(",")]
+    assert projected == full, "every relation projects the dataset's columns in the same order"
+
+
+def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
+    start, end = ANCHOR - timedelta(days=7), ANCHOR
+    relations = {m: api(ds_client, m, start, end)["meta"]["relations"]
+                 for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies")}
+    if materialised(ds_client):
+        assert BY_TOOL in relations["mcp_tool_executions"]
+        assert BY_ACTOR in relations["mcp_top_users"]
+        assert FULL in relations["security_top_policies"]
+    else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
+        assert all(BY_TOOL not in r and BY_ACTOR not in r for r in relations.values())
