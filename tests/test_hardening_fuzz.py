@@ -188,3 +188,30 @@ def test_unmutated_fixtures_store_sane_rows(client, conn, sample):
     assert insane_rows(conn) == {}
     assert conn.execute("SELECT (SELECT count(*) FROM llm_requests) + (SELECT count(*) FROM metric_points)"
                         ).fetchone()[0] > 0
+
+
+KINDS = ("users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies")
+FIELDS = ("id", "name", "email", "display_name", "members", "tags", "agent_id", "user_id", "mcp_server_id",
+          "description")
+item = st.dictionaries(st.sampled_from(FIELDS), json_values | st.text(max_size=600), max_size=6)
+document = st.dictionaries(st.sampled_from(KINDS + ("memberships", "unknown")),
+                           st.lists(item, max_size=4) | json_values, max_size=4)
+
+
+@DB_SETTINGS
+@given(doc=document | json_values, kind=st.sampled_from(KINDS + ("nope",)), key=st.text(min_size=1, max_size=80),
+       one=json_values)
+def test_directory_api_on_random_documents(client, doc, kind, key, one):
+    from urllib.parse import quote
+
+    h = headers(content_type=JSON)
+    for method, url, body in (("POST", "/api/v1/directory", doc), ("POST", "/api/v1/directory/delete", doc),
+                              ("PUT", f"/api/v1/directory/{kind}/{quote(key, safe='')}", one),
+                              ("DELETE", f"/api/v1/directory/{kind}/{quote(key, safe='')}", None),
+                              ("PUT", f"/api/v1/directory/groups/{quote(key, safe='')}/members/u", None)):
+        resp = client.open(url, method=method, headers=h, data=json.dumps(body, allow_nan=True))
+        assert resp.status_code in (200, 400, 404), (method, url, resp.status_code, resp.data[:300])
+        if resp.status_code == 400:
+            assert resp.get_json()["error"]
+    for k in KINDS:
+        assert client.get(f"/api/v1/directory/{k}", headers=h).status_code == 200
