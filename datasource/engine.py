@@ -38,6 +38,7 @@ class Rollup:
     name: str
     columns: frozenset[str]
     answers: frozenset[str]
+    daily: str | None = None  # its twin by UTC day, for metrics that do not look at the time
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,13 @@ TOOL_CALLS = Dataset(
     ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
     rollups=(
         Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
-               frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"})),
+               frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
+               daily="tool_calls_by_tool_daily"),
         # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
         Rollup("tool_calls_by_actor_hourly",
                frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),
-               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"})),
+               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"}),
+               daily="tool_calls_by_actor_daily"),
     ))
 
 # The columns each filter reads (see filters.py).
@@ -117,6 +120,16 @@ def _floor_hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
+def _floor_day(t: datetime) -> datetime:
+    """UTC midnight at or before t (the daily rollups bucket by UTC day)."""
+    return t.astimezone(tr.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(t: datetime) -> datetime:
+    f = _floor_day(t)
+    return f if f == t else f + timedelta(days=1)
+
+
 def _num(v: Any) -> Any:
     if isinstance(v, Decimal):
         return float(v)
@@ -152,18 +165,43 @@ class Engine:
             # A call the gateway saw may also be reported by the agent that made it: executions of
             # a server the gateway reports (in the hours the window touches) count from the gateway
             # only. Blocked calls are never deduplicated: an agent-side block never reached the gateway.
-            extra = _EXECUTED + " AND " + _GATEWAY_FIRST
-            pparams = [*pparams, _floor_hour(window.start), window.end]
+            h0, h1 = _floor_hour(window.start), window.end
+            d0, d1 = _ceil_day(h0), _floor_day(h1)
+            if self.materialised and d0 < d1:
+                # Whole days of the gateway's servers from the daily rollup, the other hours hourly.
+                extra = _EXECUTED + " AND " + _GATEWAY_FIRST_BY_DAY
+                pparams = [*pparams, d0, d1, h0, d0, d1, h1]
+            else:
+                extra = _EXECUTED + " AND " + _GATEWAY_FIRST
+                pparams = [*pparams, h0, h1]
         where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
         hs, he = _ceil_hour(window.start), _floor_hour(window.end)
         if use_aggregate and self.materialised and hs < he:
             active = [f for f in applicable if q.filters.get(f)]
-            aggregate, agg_columns = choose_aggregate(ds, q.metric.id, active, condition)
+            aggregate, agg_columns, rollup = choose_aggregate(ds, q.metric.id, active, condition)
+            agg_cols = sql.SQL(agg_columns.format(cost=self.cost))
+            ds0, ds1 = _ceil_day(hs), _floor_day(he)
+            if rollup is not None and rollup.daily and q.metric.id in _TIME_FREE and ds0 < ds1:
+                # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
+                self._note(rollup.daily)
+                self._note(aggregate)
+                self._note(ds.raw)
+                query = sql.SQL(
+                    "SELECT {agg_cols} FROM {daily} WHERE bucket >= %s AND bucket < %s AND {where}"
+                    " UNION ALL "
+                    "SELECT {agg_cols} FROM {agg} WHERE ((bucket >= %s AND bucket < %s) OR (bucket >= %s AND bucket < %s))"
+                    " AND {where}"
+                    " UNION ALL "
+                    "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
+                    " AND {where}").format(agg_cols=agg_cols, daily=sql.Identifier(rollup.daily),
+                                           agg=sql.Identifier(aggregate), where=where, raw_cols=raw_cols,
+                                           raw=sql.Identifier(ds.raw))
+                return query, [ds0, ds1, *pparams, hs, ds0, ds1, he, *pparams,
+                               window.start, hs, he, window.end, *pparams]
             self._note(aggregate)
             if window.start < hs or he < window.end:
                 self._note(ds.raw)
-            agg_cols = sql.SQL(agg_columns.format(cost=self.cost))
             query = sql.SQL(
                 "SELECT {agg_cols} FROM {agg} WHERE bucket >= %s AND bucket < %s AND {where}"
                 " UNION ALL "
@@ -548,6 +586,12 @@ _EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
 _GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
                   "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
                   " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
+_GATEWAY_FIRST_BY_DAY = (
+    "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
+    "SELECT gw.mcp_server_id FROM tool_calls_by_tool_daily gw WHERE gw.source = 'gateway'"
+    " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s"
+    " UNION SELECT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
+    " AND gw.mcp_server_id IS NOT NULL AND ((gw.bucket >= %s AND gw.bucket < %s) OR (gw.bucket >= %s AND gw.bucket < %s))))")
 _BLOCKED = "outcome = 'blocked'"
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
@@ -672,13 +716,23 @@ _NEEDS: dict[str, frozenset[str]] = {
 _EXTRA_NEEDS = {_EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), _BLOCKED: frozenset({"outcome"})}
 
 
-def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str], extra: str) -> tuple[str, str]:
-    """The smallest relation that answers the metric under these filters, and the dataset's
-    column list projected from it (NULL for the columns it does not hold)."""
+# Metrics whose answer does not depend on when within the window a call happened: whole days
+# of the window may come from a daily rollup.
+_TIME_FREE = frozenset({
+    "mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
+    "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
+    "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
+    "security_top_blocked_mcps"})
+
+
+def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
+                     extra: str) -> tuple[str, str, Rollup | None]:
+    """The smallest relation that answers the metric under these filters, the dataset's column
+    list projected from it (NULL for the columns it does not hold), and the rollup if one."""
     needs = _NEEDS.get(metric_id)
     extra_needs = _EXTRA_NEEDS.get(extra)
     if needs is None or extra_needs is None or not ds.rollups:
-        return ds.aggregate, ds.agg_columns
+        return ds.aggregate, ds.agg_columns, None
     wanted = needs | extra_needs
     for f in filters:
         wanted |= FILTER_COLUMNS[f]
@@ -690,5 +744,5 @@ def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str], extra:
                 name = alias or expr
                 keep = expr in ("bucket", "calls") or name in rollup.columns
                 items.append(item.strip() if keep else f"NULL::text AS {name}")
-            return rollup.name, ", ".join(items)
-    return ds.aggregate, ds.agg_columns
+            return rollup.name, ", ".join(items), rollup
+    return ds.aggregate, ds.agg_columns, None

@@ -111,6 +111,7 @@ class TimeExpr(fields.Field):
 
 
 _SCALARS = frozenset({"tz", "page", "page_size", "order_by"})
+MAX_PAGE = 1_000_000
 
 
 class OptionsSchema(Schema):
@@ -127,7 +128,8 @@ class OptionsSchema(Schema):
         return data
 
     tz = ZoneName(load_default=None)
-    page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1))
+    # Bounded so that (page - 1) * page_size stays a valid OFFSET (bigint).
+    page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_ROWS))
     order_by = fields.String(load_default="cost", validate=validate.OneOf(SESSION_ORDER))
     # The filters (catalog.ALL_FILTERS).

@@ -256,3 +256,11 @@ def test_generated_requests_from_the_openapi_document_never_fail_the_server(ds_a
 
     check()
     assert 200 in seen or 400 in seen
+
+
+def test_a_page_past_any_offset_is_a_400_naming_the_field(ds_client):
+    from tests.conftest import LLM_TOKEN
+
+    r = ds_client.get("/api/v1/query/mcp_top_mcps?page=922337203685477582",
+                      headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+    assert r.status_code == 400 and "page" in r.get_data(as_text=True)

@@ -29,7 +29,7 @@ BY_TOOL, BY_ACTOR, FULL = "tool_calls_by_tool_hourly", "tool_calls_by_actor_hour
     ("mcp_tool_executions", [], "something else", FULL),     # an unknown predicate: play safe
 ])
 def test_choice(metric, filters, extra, want):
-    name, columns = choose_aggregate(TOOL_CALLS, metric, filters, extra)
+    name, columns, _ = choose_aggregate(TOOL_CALLS, metric, filters, extra)
     assert name == want
     projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
     full = [c.split(" AS ")[-1].strip() for c in TOOL_CALLS.agg_columns.split(",")]
@@ -37,12 +37,14 @@ def test_choice(metric, filters, extra, want):
 
 
 def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
-    start, end = ANCHOR - timedelta(days=7), ANCHOR
+    start, end = ANCHOR - timedelta(days=7, minutes=17), ANCHOR
     relations = {m: api(ds_client, m, start, end)["meta"]["relations"]
                  for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies")}
     if materialised(ds_client):
-        assert BY_TOOL in relations["mcp_tool_executions"]
+        # Whole UTC days daily, the hours around them hourly, the partial hours raw.
+        assert relations["mcp_tool_executions"] == ["tool_calls_by_tool_daily", BY_TOOL, "tool_calls"]
         assert BY_ACTOR in relations["mcp_top_users"]
         assert FULL in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
         assert all(BY_TOOL not in r and BY_ACTOR not in r for r in relations.values())
+
