@@ -90,6 +90,9 @@ SETTINGS: tuple[Setting, ...] = (
             "TimescaleDB only: compress raw chunks older than this (0 disables compression)."),
     Setting("AA_TIMESCALEDB", "timescaledb", "auto", _choice("auto", "on", "off"),
             "`auto` uses TimescaleDB when the server has it; `on` requires it; `off` uses plain PostgreSQL."),
+    Setting("AA_READ_AGGREGATES", "read_aggregates", True, _bool,
+            "Queries read the continuous aggregates (TimescaleDB). `0` reads raw rows only: for checking "
+            "the aggregates and for benchmarks."),
     Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _positive_int, "Connections per process in the database pool."),
     Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _positive_int,
             "Seconds a request waits for the database (connection or statement) before a retryable error."),
@@ -117,6 +120,7 @@ class Config:
     retention_days: int = 395
     compress_after_days: int = 7
     timescaledb: str = "auto"
+    read_aggregates: bool = True
     db_pool_size: int = 8
     db_timeout_s: int = 10
     setup_guide_url: str = SETTINGS[-1].default

@@ -48,3 +48,23 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
         assert all(BY_TOOL not in r and BY_ACTOR not in r for r in relations.values())
 
+
+
+def test_raw_reads_give_the_same_answers(ds_app):
+    """AA_READ_AGGREGATES=0 (benchmarks' baseline) answers from raw rows, identically."""
+    from tests.conftest import LLM_TOKEN
+
+    start, end = ANCHOR - timedelta(days=7, minutes=17), ANCHOR
+    raw_app_config = ds_app.config["AA"].replace(read_aggregates=False)
+    client = ds_app.test_client()
+    metrics = ("mcp_tool_executions", "mcp_active_users", "mcp_top_tools", "security_top_policies",
+               "llm_total_tokens", "sessions_table")
+    with_aggregates = {m: api(client, m, start, end, token=LLM_TOKEN) for m in metrics}
+    ds_app.config["AA"], kept = raw_app_config, ds_app.config["AA"]
+    try:
+        raw = {m: api(client, m, start, end, token=LLM_TOKEN) for m in metrics}
+    finally:
+        ds_app.config["AA"] = kept
+    for m in metrics:
+        assert raw[m]["rows"] == with_aggregates[m]["rows"], m
+        assert all(not r.endswith(("_hourly", "_daily")) for r in raw[m]["meta"]["relations"]), m
