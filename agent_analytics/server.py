@@ -46,8 +46,11 @@ class Service:
         for role in self.roles:
             app = create_app(self.cfg, role=role)
             self.apps[role] = app
+            # waitress reads a whole body before the app sees it: cap it at the receiver's own
+            # limit, so an oversized or never-ending body is refused (413) before it is buffered.
             server = create_server(app, host=self.cfg.host, port=ports[role], map={}, threads=8,
-                                   ident="agent-analytics", clear_untrusted_proxy_headers=True)
+                                   ident="agent-analytics", clear_untrusted_proxy_headers=True,
+                                   max_request_body_size=self.cfg.max_body_bytes)
             self._servers.append(server)
             t = threading.Thread(target=server.run, name=f"http-{role}", daemon=True)
             t.start()
