@@ -288,3 +288,31 @@ def test_body_limits_over_real_http_including_chunked(config, conn):
         app.extensions["aa_db"].close()
     assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM users WHERE id LIKE 'u%'").fetchone()[0] == 0
+
+
+def _raw_request(port: int, head: bytes, body: bytes = b"") -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        return sock.recv(65536)
+
+
+def test_the_served_receiver_refuses_an_oversized_body_before_reading_it(db_url):
+    """`agent-analytics serve`: a body declared larger than AA_MAX_BODY_BYTES is refused at once,
+    without waiting for (or buffering) the body; a never-ending chunked body too."""
+    from urllib.parse import urlparse
+
+    from tests.hardening_support import receiver_process
+
+    with receiver_process(db_url, AA_MAX_BODY_BYTES="1000000") as (url, _):
+        port = urlparse(url).port
+        head = (b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Authorization: Bearer " + INGEST_TOKEN.encode() + b"\r\nContent-Length: 10000000000\r\n\r\n")
+        assert _raw_request(port, head, b"\0" * 100).startswith(b"HTTP/1.1 413")
+        chunked = head.replace(b"Content-Length: 10000000000", b"Transfer-Encoding: chunked")
+        chunk = b"%x\r\n" % 100_000 + b"\0" * 100_000 + b"\r\n"
+        assert _raw_request(port, chunked, chunk * 11).startswith(b"HTTP/1.1 413")
+        ok = _logs([GOOD]).SerializeToString()
+        fine = head.replace(b"10000000000", str(len(ok)).encode())
+        assert _raw_request(port, fine, ok).startswith(b"HTTP/1.1 200")
