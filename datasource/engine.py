@@ -62,6 +62,8 @@ TOOL_CALLS = Dataset(
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
     ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
     rollups=(
+        Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
+               frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"})),
         Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
                frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
                daily="tool_calls_by_tool_daily"),

@@ -12,11 +12,13 @@ from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api
 from tests.test_datasource_time import materialised
 
-BY_TOOL, BY_ACTOR, FULL = "tool_calls_by_tool_hourly", "tool_calls_by_actor_hourly", "tool_calls_hourly"
+BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls_by_tool_hourly",
+                                      "tool_calls_by_actor_hourly", "tool_calls_hourly")
 
 
 @pytest.mark.parametrize("metric,filters,extra,want", [
-    ("mcp_tool_executions", [], _EXECUTED, BY_TOOL),
+    ("mcp_tool_executions", [], _EXECUTED, BY_SERVER),
+    ("mcp_executions_over_time", ["mcp"], _EXECUTED, BY_SERVER),
     ("mcp_executions_over_time", ["mcp", "resource_tag"], _EXECUTED, BY_TOOL),
     ("mcp_top_tools", [], _EXECUTED, BY_TOOL),
     ("mcp_tool_executions", ["user"], _EXECUTED, BY_ACTOR),
@@ -42,11 +44,11 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
                  for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies")}
     if materialised(ds_client):
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
-        assert relations["mcp_tool_executions"] == ["tool_calls_by_tool_daily", BY_TOOL, "tool_calls"]
-        assert BY_ACTOR in relations["mcp_top_users"]
+        assert relations["mcp_tool_executions"] == [BY_SERVER, "tool_calls"]  # no daily twin: hourly
+        assert relations["mcp_top_users"] == ["tool_calls_by_actor_daily", BY_ACTOR, "tool_calls"]
         assert FULL in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
-        assert all(BY_TOOL not in r and BY_ACTOR not in r for r in relations.values())
+        assert all(r == ["tool_calls"] for r in relations.values()), relations
 
 
 
