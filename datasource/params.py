@@ -6,7 +6,7 @@ Errors name the offending field with its path (`page`, `targets.0.payload.page_s
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -224,6 +224,10 @@ def iana_or_none(name: str | None) -> str | None:
         return None
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=tr.UTC)
+MAX_SPAN = timedelta(days=36_525)
+
+
 def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, options: Mapping[str, Any],
                 filter_values: Mapping[str, tuple[str, ...] | None], now: datetime | None = None,
                 range_raw: Mapping[str, Any] | None = None, paginate_by_default: bool = True) -> Query:
@@ -235,6 +239,11 @@ def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, option
         raise RequestError({"from": [str(exc)]}) from None
     if end <= start:
         raise RequestError({"to": ["must be after from"]})
+    if start < EARLIEST:
+        raise RequestError({"from": ["must not be before 1970-01-01"]})
+    if end - start > MAX_SPAN:
+        # Daily buckets and the previous period grow with the span: bound both.
+        raise RequestError({"to": ["the range may span at most 100 years"]})
     raw = range_raw or {"from": raw_from, "to": raw_to}
     raw_f = raw.get("from") if isinstance(raw.get("from"), str) else None
     raw_t = raw.get("to") if isinstance(raw.get("to"), str) else None
