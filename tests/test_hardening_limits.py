@@ -21,7 +21,8 @@ from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
 from agent_analytics.config import Config
 from agent_analytics.ingest.values import MAX_ATTRIBUTES, MAX_STRING
-from tests.conftest import INGEST_TOKEN
+from tests.conftest import INGEST_TOKEN, LLM_TOKEN
+from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
 from tests.hardening_support import insane_rows
 from tests.ingest_support import JSON, PB, Server, headers
 
@@ -316,3 +317,27 @@ def test_the_served_receiver_refuses_an_oversized_body_before_reading_it(db_url)
         ok = _logs([GOOD]).SerializeToString()
         fine = head.replace(b"10000000000", str(len(ok)).encode())
         assert _raw_request(port, fine, ok).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("query, field", [
+    ("from=1&to=253402300799000", "to"),                   # 1970 .. 9999: previous period before year 1
+    ("from=0001-01-01T00:00:00Z&to=now", "from"),
+    ("from=now-200y&to=now", "from"),
+    ("from=now-10y&to=now%2B95y", "to"),
+    ("from=-99999999999999999&to=now", "from"),
+    ("from=now-100000y&to=now", "from"),
+    ("from=1e30&to=now", "from"),
+    ("from=NaN&to=now", "from"),
+    ("from=now&to=inf", "to"),
+])
+def test_absurd_time_ranges_are_a_400_naming_the_field(ds_client, query, field):
+    for metric in ("mcp_executions_over_time", "llm_cost_over_time", "sessions_table", "mcp_hourly_distribution"):
+        resp = ds_client.get(f"/api/v1/query/{metric}?{query}", headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+        assert resp.status_code == 400 and field in resp.get_json()["fields"], (metric, resp.get_json())
+
+
+def test_the_longest_allowed_range_answers(ds_client):
+    # From the epoch to now: daily buckets, one row each, the previous period before 1970 empty.
+    resp = ds_client.get("/api/v1/query/mcp_executions_over_time?from=0&to=now",
+                         headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+    assert resp.status_code == 200 and len(resp.get_json()["rows"]) > 20_000
