@@ -39,6 +39,7 @@ class Rollup:
     columns: frozenset[str]
     answers: frozenset[str]
     daily: str | None = None  # its twin by UTC day, for metrics that do not look at the time
+    condition: str | None = None  # holds only the rows meeting this condition (e.g. blocked calls)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Dataset:
     rollups: tuple[Rollup, ...] = ()
 
 
+_ALL_TOOL_CALL_COLUMNS = frozenset({"source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
+                                    "outcome", "policy_id", "policy_name", "policy_description"})
 TOOL_CALLS = Dataset(
     "tool_calls_hourly", "tool_calls",
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
@@ -72,6 +75,9 @@ TOOL_CALLS = Dataset(
                frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),
                frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"}),
                daily="tool_calls_by_actor_daily"),
+        # Last: bigger than the others, but it alone answers policies and tool x actor questions.
+        Rollup("tool_calls_blocked_hourly", _ALL_TOOL_CALL_COLUMNS, _ALL_TOOL_CALL_COLUMNS | {"gateway_dedupe"},
+               condition="outcome = 'blocked'"),
     ))
 
 # The columns each filter reads (see filters.py).
@@ -715,6 +721,7 @@ _NEEDS: dict[str, frozenset[str]] = {
     "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
     "security_top_blocked_users": frozenset({"user_id"}),
 }
+_POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
 _EXTRA_NEEDS = {_EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), _BLOCKED: frozenset({"outcome"})}
 
 
@@ -731,7 +738,7 @@ def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
                      extra: str) -> tuple[str, str, Rollup | None]:
     """The smallest relation that answers the metric under these filters, the dataset's column
     list projected from it (NULL for the columns it does not hold), and the rollup if one."""
-    needs = _NEEDS.get(metric_id)
+    needs = _NEEDS.get(metric_id, _POLICY_COLUMNS if metric_id == "security_top_policies" else None)
     extra_needs = _EXTRA_NEEDS.get(extra)
     if needs is None or extra_needs is None or not ds.rollups:
         return ds.aggregate, ds.agg_columns, None
@@ -739,6 +746,8 @@ def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
     for f in filters:
         wanted |= FILTER_COLUMNS[f]
     for rollup in ds.rollups:
+        if rollup.condition is not None and rollup.condition != extra:
+            continue
         if wanted <= rollup.answers:
             items = []
             for item in ds.agg_columns.split(","):

@@ -12,6 +12,7 @@ from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api
 from tests.test_datasource_time import materialised
 
+BLOCKED = "tool_calls_blocked_hourly"
 BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls_by_tool_hourly",
                                       "tool_calls_by_actor_hourly", "tool_calls_hourly")
 
@@ -27,7 +28,9 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
     ("mcp_active_users", ["mcp"], _EXECUTED, FULL),          # needs user and the server together
     ("mcp_top_tools", ["user"], _EXECUTED, FULL),
     ("security_blocked_calls", ["agent_instance"], _BLOCKED, BY_ACTOR),
-    ("security_top_policies", [], _BLOCKED, FULL),           # policy columns live only in the full one
+    ("security_top_policies", [], _BLOCKED, BLOCKED),
+    ("security_top_blocked_tools", ["user", "resource_tag"], _BLOCKED, BLOCKED),
+    ("security_top_policies", [], _EXECUTED, FULL),          # the blocked rollup holds only blocked calls
     ("mcp_tool_executions", [], "something else", FULL),     # an unknown predicate: play safe
 ])
 def test_choice(metric, filters, extra, want):
@@ -46,7 +49,7 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
         assert relations["mcp_tool_executions"] == [BY_SERVER, "tool_calls"]  # no daily twin: hourly
         assert relations["mcp_top_users"] == ["tool_calls_by_actor_daily", BY_ACTOR, "tool_calls"]
-        assert FULL in relations["security_top_policies"]
+        assert BLOCKED in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
         assert all(r == ["tool_calls"] for r in relations.values()), relations
 
