@@ -153,6 +153,9 @@ class JsonApiSchema(OptionsSchema):
     to = TimeExpr(load_default="now")
 
 
+MAX_TARGETS = 100
+
+
 class RangeSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -186,7 +189,8 @@ class GrafanaQuerySchema(Schema):
         unknown = EXCLUDE
 
     range = fields.Nested(RangeSchema, required=True)
-    targets = fields.List(fields.Nested(TargetSchema), required=True)
+    # A panel has a few queries; the cap keeps one request from running thousands.
+    targets = fields.List(fields.Nested(TargetSchema), required=True, validate=validate.Length(max=MAX_TARGETS))
     scopedVars = fields.Dict(load_default=dict)
     timezone = fields.String(load_default=None)
     filters = fields.List(fields.Nested(AdhocFilterSchema), load_default=list)
