@@ -341,3 +341,13 @@ def test_the_longest_allowed_range_answers(ds_client):
     resp = ds_client.get("/api/v1/query/mcp_executions_over_time?from=0&to=now",
                          headers={"Authorization": f"Bearer {LLM_TOKEN}"})
     assert resp.status_code == 200 and len(resp.get_json()["rows"]) > 20_000
+
+
+def test_a_grafana_request_runs_at_most_a_hundred_targets(ds_client):
+    h = {"Authorization": f"Bearer {LLM_TOKEN}"}
+    rng = {"from": "now-1d", "to": "now"}
+    targets = [{"refId": f"R{i}", "target": "mcp_tool_executions"} for i in range(101)]
+    resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets}, headers=h)
+    assert resp.status_code == 400 and "targets" in resp.get_json()["fields"]
+    resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets[:100]}, headers=h)
+    assert resp.status_code == 200 and len(resp.get_json()) == 100
