@@ -1,0 +1,120 @@
+"""Dashboard speed: every panel query of each tab (read from the generated Infinity dashboards),
+sent to `agent-analytics serve` over loopback for the last 30 days, unfiltered and with a user
+filter; server time per tab (median, p95) with the continuous aggregates against the same
+answers computed from raw rows (AA_READ_AGGREGATES=0); growth with the range; peak memory.
+
+    python -m bench.dataset --database-url URL          # once: 10M tool calls, 5M LLM requests
+    python -m bench.dashboards --database-url URL [--reps 7] [--raw-reps 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import requests
+
+from .common import TOKEN, machine, pct, peak_rss_mib, service
+
+DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards" / "infinity"
+TABS = {"MCP Usage": "mcp-usage.json", "LLM Usage": "llm-usage.json", "Security": "security.json"}
+TZ = "America/New_York"
+
+
+def panel_urls(file: str) -> list[str]:
+    """The Infinity URL of every panel query in a generated dashboard."""
+    found = []
+
+    def walk(panels):
+        for p in panels:
+            walk(p.get("panels", []))
+            for t in p.get("targets", []):
+                if t.get("url", "").startswith("/api/v1/query/"):
+                    found.append(t["url"])
+
+    walk(json.loads((DASHBOARDS / file).read_text())["panels"])
+    return found
+
+
+def render(url: str, start_ms: int, end_ms: int, user: str | None) -> str:
+    """Expand the macros and variables as Grafana would (variables at All unless a user is chosen)."""
+    url = url.replace("${__from}", str(start_ms)).replace("${__to}", str(end_ms))
+    url = url.replace("${__timezone}", quote(TZ, safe=""))
+
+    def var(m: re.Match) -> str:
+        name = m.group(1)
+        value = user if (name == "user" and user) else "All"
+        return f"var-{name}={quote(value, safe='')}"
+
+    url = re.sub(r"\$\{(\w+):queryparam\}", var, url)
+    return url.replace("${order_by}", "cost")  # the sessions table's ranking variable
+
+
+def tab_seconds(base: str, session: requests.Session, urls: list[str], days: float, user: str | None) -> float:
+    end = int(time.time() * 1000)
+    start = end - int(days * 86400 * 1000)
+    t0 = time.perf_counter()
+    for u in urls:
+        r = session.get(base + render(u, start, end, user), timeout=600)
+        r.raise_for_status()
+    return time.perf_counter() - t0
+
+
+def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: list[float]) -> dict:
+    env = {"AA_READ_AGGREGATES": "1" if read_aggregates else "0", "AA_DB_TIMEOUT_S": "600"}
+    out: dict = {}
+    with service(url, role="query", extra_env=env) as (base, proc):
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {TOKEN}"
+        for tab, file in TABS.items():
+            urls = panel_urls(file)
+            tab_seconds(base, s, urls, 30, None)  # warm the caches once
+            for label, who in (("unfiltered", None), ("user filter", user)):
+                times = [tab_seconds(base, s, urls, 30, who) for _ in range(reps)]
+                out[(tab, label)] = (len(urls), statistics.median(times), pct(times, 95))
+            for days in days_list:
+                out[(tab, f"{days:g} days")] = (len(urls), statistics.median(
+                    [tab_seconds(base, s, urls, days, None) for _ in range(max(1, reps // 2))]), None)
+        out["peak_rss_mib"] = peak_rss_mib(proc.pid)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database-url", required=True, action="append",
+                    help="a database filled by bench.dataset (repeat for each backend)")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--raw-reps", type=int, default=2)
+    ap.add_argument("--user", default="user007@example.com")
+    ap.add_argument("--skip-raw", action="store_true")
+    a = ap.parse_args()
+    print(f"machine: {machine()}")
+    for url in a.database_url:
+        with psycopg.connect(url) as conn:
+            backend = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()[0]
+            calls = conn.execute("SELECT count(*) FROM tool_calls").fetchone()[0]
+            llm = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
+        print(f"\n[{backend}] {calls:,} tool calls, {llm:,} LLM requests; zone {TZ}; times are whole tabs (ms)")
+        agg = measure(url, True, a.reps, a.user, [1, 7, 30, 90])
+        raw = None if a.skip_raw else measure(url, False, a.raw_reps, a.user, [])
+        print(f"{'tab':10s} {'filter':12s} {'panels':>6s} {'median':>9s} {'p95':>9s} {'raw median':>11s} {'raw/agg':>8s}")
+        for tab in TABS:
+            for label in ("unfiltered", "user filter"):
+                n, med, p95 = agg[(tab, label)]
+                rmed = raw[(tab, label)][1] if raw else float("nan")
+                print(f"{tab:10s} {label:12s} {n:6d} {med * 1000:9.0f} {p95 * 1000:9.0f} {rmed * 1000:11.0f}"
+                      f" {rmed / med:8.1f}")
+        print("growth (aggregates, unfiltered, median ms): " + "; ".join(
+            f"{tab}: " + ", ".join(f"{d}d {agg[(tab, f'{d} days')][1] * 1000:.0f}" for d in (1, 7, 30, 90))
+            for tab in TABS))
+        print(f"service peak RSS: {agg['peak_rss_mib']:.0f} MiB with aggregates"
+              + (f", {raw['peak_rss_mib']:.0f} MiB raw" if raw else ""))
+
+
+if __name__ == "__main__":
+    main()
