@@ -36,6 +36,9 @@ def create_app(config: Config | None = None, role: str = "all",
     app.json = BoundedJSONProvider(app)
     app.config["AA"] = config
     app.config["MAX_CONTENT_LENGTH"] = None  # the receiver enforces its own limit, after decompression
+    # An API answers for the path it was given: an empty path segment (an id that was "/") is a
+    # 404, not a redirect to a different resource.
+    app.url_map.merge_slashes = False
     app.extensions["aa_registry"] = registry if registry is not None else CollectorRegistry()
     db.init_app(app)
 
