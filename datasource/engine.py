@@ -55,6 +55,7 @@ class Dataset:
     rollups: tuple[Rollup, ...] = ()
 
 
+_POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
 _ALL_TOOL_CALL_COLUMNS = frozenset({"source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
                                     "outcome", "policy_id", "policy_name", "policy_description"})
 TOOL_CALLS = Dataset(
@@ -65,8 +66,11 @@ TOOL_CALLS = Dataset(
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
     ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
     rollups=(
+        Rollup("tool_calls_by_policy_hourly", _POLICY_COLUMNS | {"outcome"}, _POLICY_COLUMNS | {"outcome"},
+               condition="outcome = 'blocked'"),
         Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
-               frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"})),
+               frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"}),
+               daily="tool_calls_by_server_daily"),
         Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
                frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
                daily="tool_calls_by_tool_daily"),
@@ -721,7 +725,6 @@ _NEEDS: dict[str, frozenset[str]] = {
     "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
     "security_top_blocked_users": frozenset({"user_id"}),
 }
-_POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
 _EXTRA_NEEDS = {_EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), _BLOCKED: frozenset({"outcome"})}
 
 

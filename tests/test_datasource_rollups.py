@@ -28,7 +28,8 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
     ("mcp_active_users", ["mcp"], _EXECUTED, FULL),          # needs user and the server together
     ("mcp_top_tools", ["user"], _EXECUTED, FULL),
     ("security_blocked_calls", ["agent_instance"], _BLOCKED, BY_ACTOR),
-    ("security_top_policies", [], _BLOCKED, BLOCKED),
+    ("security_top_policies", [], _BLOCKED, "tool_calls_by_policy_hourly"),
+    ("security_top_policies", ["user"], _BLOCKED, BLOCKED),
     ("security_top_blocked_tools", ["user", "resource_tag"], _BLOCKED, BLOCKED),
     ("security_top_policies", [], _EXECUTED, FULL),          # the blocked rollup holds only blocked calls
     ("mcp_tool_executions", [], "something else", FULL),     # an unknown predicate: play safe
@@ -47,9 +48,9 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
                  for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies")}
     if materialised(ds_client):
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
-        assert relations["mcp_tool_executions"] == [BY_SERVER, "tool_calls"]  # no daily twin: hourly
+        assert relations["mcp_tool_executions"] == ["tool_calls_by_server_daily", BY_SERVER, "tool_calls"]
         assert relations["mcp_top_users"] == ["tool_calls_by_actor_daily", BY_ACTOR, "tool_calls"]
-        assert BLOCKED in relations["security_top_policies"]
+        assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
         assert all(r == ["tool_calls"] for r in relations.values()), relations
 
