@@ -81,9 +81,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from agent_analytics.sql.migrate import pending
+
     cfg = _config()
     if not cfg.database_url:
         sys.exit("DATABASE_URL is not set (use `agent-analytics up` for an embedded database)")
+    try:
+        missing = pending(cfg.database_url)
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is served (503s) until it is back
+        print(f"warning: could not check the schema ({type(exc).__name__}); serving anyway")
+        missing = []
+    if missing:
+        sys.exit("the database schema is out of date (missing: " + ", ".join(missing)
+                 + "); run `agent-analytics migrate` first")
     roles = ("ingest", "query") if args.role == "all" else (args.role,)
     return _serve(cfg, roles)
 

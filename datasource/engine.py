@@ -183,6 +183,10 @@ class Engine:
                 # Whole days of the gateway's servers from the daily rollup, the other hours hourly.
                 extra = _EXECUTED + " AND " + _GATEWAY_FIRST_BY_DAY
                 pparams = [*pparams, d0, d1, h0, d0, d1, h1]
+            elif not self.materialised:
+                # Views over raw rows cost more than the raw rows: the same hours, from raw.
+                extra = _EXECUTED + " AND " + _GATEWAY_FIRST_RAW
+                pparams = [*pparams, h0, _ceil_hour(h1)]
             else:
                 extra = _EXECUTED + " AND " + _GATEWAY_FIRST
                 pparams = [*pparams, h0, h1]
@@ -598,6 +602,9 @@ _EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
 _GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
                   "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
                   " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
+_GATEWAY_FIRST_RAW = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
+                      "SELECT DISTINCT gw.mcp_server_id FROM tool_calls gw WHERE gw.source = 'gateway'"
+                      " AND gw.mcp_server_id IS NOT NULL AND gw.time >= %s AND gw.time < %s))")
 _GATEWAY_FIRST_BY_DAY = (
     "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
     "SELECT gw.mcp_server_id FROM tool_calls_by_tool_daily gw WHERE gw.source = 'gateway'"

@@ -224,3 +224,15 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
             return report
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+
+
+def pending(database_url: str) -> list[str]:
+    """What `migrate` would still create: numbered migrations not applied, aggregates missing.
+    Empty when the schema is current (the service refuses to serve otherwise)."""
+    with psycopg.connect(database_url, connect_timeout=10) as conn:
+        if not _relation_exists(conn, "schema_migrations"):
+            return ["the whole schema (never migrated)"]
+        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+        out = [m.name for m in load_migrations() if m.version not in applied]
+        out += [f"aggregate {a}" for a in AGGREGATES if not _relation_exists(conn, a)]
+        return out

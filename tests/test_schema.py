@@ -145,3 +145,19 @@ def test_aggregates_match_raw_rows(db_url):
     assert requests == len(llm)
     assert sess == sum(1 for r in llm if r[3] == "s3")
     assert mp == sum(r[10] for r in points if r[9] == "tokens")
+
+
+def test_serve_refuses_a_schema_that_is_behind(fresh_database):
+    import subprocess
+    import sys
+
+    from agent_analytics.sql.migrate import pending
+
+    migrate(fresh_database, timescaledb="off", upto=1)
+    missing = pending(fresh_database)
+    assert "0002_facts.sql" in missing and any(m.startswith("aggregate ") for m in missing)
+    proc = subprocess.run([sys.executable, "-m", "agent_analytics.cli", "serve"], capture_output=True, text=True,
+                          env={"DATABASE_URL": fresh_database, "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert proc.returncode != 0 and "run `agent-analytics migrate` first" in proc.stderr
+    migrate(fresh_database, timescaledb="off")
+    assert pending(fresh_database) == []
