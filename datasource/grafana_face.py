@@ -11,13 +11,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from werkzeug.exceptions import HTTPException
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
-from agent_analytics.auth import AuthError, Permission, permissions_for, bearer_token, require
-from agent_analytics.datasource import catalog, frames, params, service
+from agent_analytics.auth import Permission, permissions_for, bearer_token, require
+from agent_analytics.datasource import catalog, errors, frames, params, service
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
 from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER
@@ -42,23 +41,7 @@ def _body() -> dict[str, Any]:
     return data
 
 
-@bp.errorhandler(AuthError)
-def _auth_error(exc: AuthError):
-    return jsonify(error=exc.message), exc.status
-
-
-@bp.errorhandler(params.RequestError)
-def _request_error(exc: params.RequestError):
-    return jsonify(exc.body()), exc.status
-
-
-@bp.errorhandler(Exception)
-def _db_error(exc: Exception):
-    if isinstance(exc, HTTPException):  # Flask's own 4xx/405 answers pass through unchanged
-        return exc
-    if dbmod.is_retryable(exc):
-        return jsonify(error="database unavailable, retry later"), 503
-    raise exc
+errors.install(bp)
 
 
 @bp.get("/")

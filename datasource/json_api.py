@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
-from agent_analytics.auth import AuthError, Permission, require
-from agent_analytics.datasource import catalog, frames, params, service
+from agent_analytics.auth import Permission, require
+from agent_analytics.datasource import catalog, errors, frames, params, service
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
 from agent_analytics.datasource.catalog import ALL_FILTERS
@@ -25,23 +24,7 @@ bp = Blueprint("json_api", __name__, url_prefix="/api/v1")
 FACE = "json"
 
 
-@bp.errorhandler(AuthError)
-def _auth_error(exc: AuthError):
-    return jsonify(error=exc.message), exc.status
-
-
-@bp.errorhandler(params.RequestError)
-def _request_error(exc: params.RequestError):
-    return jsonify(exc.body()), exc.status
-
-
-@bp.errorhandler(Exception)
-def _db_error(exc: Exception):
-    if isinstance(exc, HTTPException):  # Flask's own 4xx/405 answers pass through unchanged
-        return exc
-    if dbmod.is_retryable(exc):
-        return jsonify(error="database unavailable, retry later"), 503
-    raise exc
+errors.install(bp)
 
 
 def _arguments() -> dict[str, Any]:
