@@ -20,7 +20,48 @@ from tests.ingest_support import FIXTURES, JSON, PB, headers
 
 FIXTURE_FILES = {"logs": ["claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb", "codex-0.169.0-logs-1.pb"],
                  "metrics": ["claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb"]}
+
+
+def _trace_sample() -> bytes:
+    """No captured traces exist: a gateway's allowed, failed and blocked tool calls and a GenAI
+    chat span, shaped as the gateway contract and the GenAI conventions say."""
+    import time
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    now = time.time_ns() - 60 * 10**9
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "mcp-gateway"
+    spans = rs.scope_spans.add().spans
+    common = {"mcp.method.name": "tools/call", "mcp.server.name": "crm", "enduser.id": "ann@example.com",
+              "agent.id": "codex", "agent.instance.id": "laptop-1", "session.id": "s-trace"}
+    shapes = [("tools/call lookup", {"gen_ai.tool.name": "lookup"}, 0),
+              ("tools/call write", {"gen_ai.tool.name": "write", "error.type": "timeout"}, 2),
+              ("tools/call wipe", {"gen_ai.tool.name": "wipe", "mcp.gateway.decision": "block",
+                                   "policy.id": "p-1", "policy.name": "No wipes"}, 0),
+              ("chat gpt-5", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                              "gen_ai.request.model": "gpt-5", "gen_ai.usage.input_tokens": 120,
+                              "gen_ai.usage.output_tokens": 30, "gen_ai.usage.cache_read.input_tokens": 20,
+                              "gen_ai.conversation.id": "s-trace"}, 0)]
+    for i, (name, attrs, status) in enumerate(shapes):
+        sp = spans.add()
+        sp.name, sp.trace_id, sp.span_id = name, bytes(range(16)), bytes([i + 1] * 8)
+        sp.start_time_unix_nano, sp.end_time_unix_nano = now + i, now + i + 5_000_000
+        sp.status.code = status
+        for k, v in ({**common, **attrs} if name.startswith("tools/") else attrs).items():
+            a = sp.attributes.add()
+            a.key = k
+            if isinstance(v, int):
+                a.value.int_value = v
+            else:
+                a.value.string_value = v
+    return req.SerializeToString()
+
+
 SAMPLES = [(signal, (FIXTURES / name).read_bytes()) for signal, names in FIXTURE_FILES.items() for name in names]
+SAMPLES.append(("traces", _trace_sample()))
 SIGNALS = ("logs", "metrics", "traces")
 HTTP_OK = {200, 400}  # 413 and 415 cannot happen with these sizes and types; asserted exactly
 DB_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -187,7 +228,7 @@ def test_unmutated_fixtures_store_sane_rows(client, conn, sample):
     assert _post(client, signal, body, PB, False).status_code == 200
     assert insane_rows(conn) == {}
     assert conn.execute("SELECT (SELECT count(*) FROM llm_requests) + (SELECT count(*) FROM metric_points)"
-                        ).fetchone()[0] > 0
+                        " + (SELECT count(*) FROM tool_calls)").fetchone()[0] > 0
 
 
 KINDS = ("users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies")
