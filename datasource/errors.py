@@ -24,5 +24,5 @@ def install(bp: Blueprint) -> None:
         if isinstance(exc, HTTPException):  # Flask's own 4xx/405 answers pass through unchanged
             return exc
         if dbmod.is_retryable(exc):
-            return jsonify(error="database unavailable, retry later"), 503
+            return jsonify(error="database unavailable, retry later"), 503, {"Retry-After": "5"}
         raise exc

@@ -219,6 +219,7 @@ def test_unreachable_database_is_a_retryable_503_and_bad_json_a_400():
         c = app.test_client()
         resp = c.get("/api/v1/query/mcp_tool_executions", headers=H(QUERY_TOKEN))
         assert resp.status_code == 503 and "retry" in resp.get_json()["error"]
+        assert resp.headers["Retry-After"] == "5"
         resp = c.post("/grafana/query", data="{not json", content_type="application/json", headers=H(QUERY_TOKEN))
         assert resp.status_code == 400 and "request" in resp.get_json()["fields"]
         assert c.get("/grafana/query", headers=H(QUERY_TOKEN)).status_code == 405
