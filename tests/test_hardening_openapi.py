@@ -15,7 +15,7 @@ from tests.conftest import LLM_TOKEN
 from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
 
 H = {"Authorization": f"Bearer {LLM_TOKEN}"}
-FUZZ = settings(max_examples=150, deadline=None, derandomize=False,
+FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 
