@@ -424,13 +424,7 @@ class Engine:
     def _session_stats(self, q: Query) -> dict[str, Any]:
         """Count and P50 / average / P95 per dimension over the filter set's sessions (not `session`)."""
         cte, params = self._sessions_cte(q, drop=("session",))
-        cols = ["count(*) AS sessions"]
-        for d in COMPARISON_DIMENSIONS:
-            cols += [f"count({d}) AS {d}_n",
-                     f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) AS {d}_p50",
-                     f"avg({d}) AS {d}_avg",
-                     f"percentile_cont(0.95) WITHIN GROUP (ORDER BY {d}) AS {d}_p95"]
-        rows = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT " + ", ".join(cols) + " FROM s"), params)
+        rows = self.fetch(sql.SQL("WITH ") + cte + sql.SQL(f"SELECT {_SESSION_STATS} FROM s"), params)
         return rows[0]
 
     @staticmethod
@@ -475,9 +469,28 @@ class Engine:
         "recency": "s.end_time DESC, s.session_id COLLATE \"C\"",
     }
 
+    def _session_rows_with_stats(self, q: Query, order: str, limit: int,
+                                 offset: int) -> tuple[list[dict], int, dict[str, Any]]:
+        """The page and the baseline in one pass, when both cover the same sessions (no session filter)."""
+        cte, params = self._sessions_cte(q)
+        query = sql.SQL("WITH ") + cte + sql.SQL(
+            f", st AS (SELECT {_SESSION_STATS} FROM s)"
+            " SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
+            " coalesce(a.name, s.agent_id) AS agent_name, count(*) OVER () AS total, st.*"
+            " FROM s CROSS JOIN st LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
+            f" ORDER BY {order} LIMIT %s OFFSET %s")
+        rows = self.fetch(query, [*params, limit, offset])
+        if not rows:  # past the last page, or no sessions: nothing needs a baseline
+            counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
+            return [], int(counted[0]["total"]), {}
+        return rows, int(rows[0]["total"]), rows[0]
+
     def _m_sessions_table(self, q: Query) -> Result:
-        stats = self._session_stats(q)
-        rows, total = self._session_rows(q, self._ORDERS[q.order_by], q.limit, q.offset)
+        if q.filters.get("session"):
+            stats = self._session_stats(q)
+            rows, total = self._session_rows(q, self._ORDERS[q.order_by], q.limit, q.offset)
+        else:
+            rows, total, stats = self._session_rows_with_stats(q, self._ORDERS[q.order_by], q.limit, q.offset)
         out = []
         for r in rows:
             full = self._session_out(r)
@@ -636,6 +649,12 @@ _SERIES: dict[str, tuple[Dataset, str, str]] = {
 }
 
 _C = 'COLLATE "C"'
+
+# Count and P50 / average / P95 per comparison dimension over the sessions `s`.
+_SESSION_STATS = ", ".join(["count(*) AS sessions"] + [
+    f"count({d}) AS {d}_n, percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) AS {d}_p50,"
+    f" avg({d}) AS {d}_avg, percentile_cont(0.95) WITHIN GROUP (ORDER BY {d}) AS {d}_p95"
+    for d in COMPARISON_DIMENSIONS])
 
 
 def _tool_top(measure: str) -> str:
