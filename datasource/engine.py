@@ -22,6 +22,8 @@ from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import COMPARISON_DIMENSIONS
 from agent_analytics.datasource.query import Query
+from agent_analytics.datasource.relations import (BLOCKED, EXECUTED, TIME_FREE, LLM_SESSIONS, LLM_USAGE,
+                                                  SESSION_METRICS, TOOL_CALLS, Dataset, choose_aggregate)
 from agent_analytics.datasource.timerange import Window
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
@@ -29,92 +31,6 @@ EPOCH_ORIGIN = datetime(2000, 1, 3, tzinfo=tr.UTC)  # time_bucket's default orig
 SESSION_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400)  # seconds; the finest with <= 60 buckets
 SESSION_MAX_BUCKETS = 60
 
-
-@dataclass(frozen=True)
-class Rollup:
-    """A smaller hourly aggregate over the same raw table, holding a subset of its columns.
-    `columns`: those it holds; `answers`: those it holds completely (a filter or a question on
-    any other column needs a larger relation). Columns it lacks project as NULL."""
-    name: str
-    columns: frozenset[str]
-    answers: frozenset[str]
-    daily: str | None = None  # its twin by UTC day, for metrics that do not look at the time
-    condition: str | None = None  # holds only the rows meeting this condition (e.g. blocked calls)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A logical relation: the hourly aggregate read, the raw table written, and the same column
-    list projected from each ({cost} becomes the configured cost column); optionally smaller
-    rollups of the aggregate, smallest first, tried before it."""
-    aggregate: str
-    raw: str
-    agg_columns: str
-    raw_columns: str
-    filterable: tuple[str, ...]  # the filters its columns can answer
-    rollups: tuple[Rollup, ...] = ()
-
-
-_POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
-_ALL_TOOL_CALL_COLUMNS = frozenset({"source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
-                                    "outcome", "policy_id", "policy_name", "policy_description"})
-TOOL_CALLS = Dataset(
-    "tool_calls_hourly", "tool_calls",
-    "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
-    " policy_id, policy_name, policy_description, calls",
-    "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
-    " policy_id, policy_name, policy_description, 1::bigint AS calls",
-    ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
-    rollups=(
-        Rollup("tool_calls_by_policy_hourly", _POLICY_COLUMNS | {"outcome"}, _POLICY_COLUMNS | {"outcome"},
-               condition="outcome = 'blocked'"),
-        Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
-               frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"}),
-               daily="tool_calls_by_server_daily"),
-        Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
-               frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
-               daily="tool_calls_by_tool_daily"),
-        # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
-        Rollup("tool_calls_by_actor_hourly",
-               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),
-               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"}),
-               daily="tool_calls_by_actor_daily"),
-        # Last: bigger than the others, but it alone answers policies and tool x actor questions.
-        Rollup("tool_calls_blocked_hourly", _ALL_TOOL_CALL_COLUMNS, _ALL_TOOL_CALL_COLUMNS | {"gateway_dedupe"},
-               condition="outcome = 'blocked'"),
-    ))
-
-# The columns each filter reads (see filters.py).
-FILTER_COLUMNS: dict[str, frozenset[str]] = {
-    "user": frozenset({"user_id"}), "group": frozenset({"user_id"}),
-    "agent_instance": frozenset({"agent_instance_id"}), "agent": frozenset({"agent_id"}),
-    "agent_tag": frozenset({"agent_id"}), "mcp": frozenset({"mcp_server_id"}),
-    "resource_tag": frozenset({"mcp_server_id", "tool_name"}),
-}
-
-_TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
-LLM_USAGE = Dataset(
-    "llm_usage_hourly", "llm_requests",
-    f"bucket AS time, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
-    f"time, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
-    ("user", "group", "provider", "model"))
-
-LLM_SESSIONS = Dataset(
-    "llm_sessions_hourly", "llm_requests",
-    f"bucket AS time, session_id, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost, latency_ms_sum, latency_count, first_time, last_time",
-    f"time, session_id, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
-    " time AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"))
-
-SESSION_METRICS = Dataset(
-    "session_metrics_hourly", "metric_points",
-    "bucket AS time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
-    " estimated_cost_usd, first_time, last_time",
-    "time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
-    " estimated_cost_usd, coalesce(start_time, time) AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"))
 
 @dataclass
 class Result:
@@ -173,7 +89,7 @@ class Engine:
         applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
         pred, pparams = filt.predicate(q.filters, applicable)
         condition = extra  # what the rows must satisfy, before de-duplication is spelled out
-        if extra == _EXECUTED:
+        if extra == EXECUTED:
             # A call the gateway saw may also be reported by the agent that made it: executions of
             # a server the gateway reports (in the hours the window touches) count from the gateway
             # only. Blocked calls are never deduplicated: an agent-side block never reached the gateway.
@@ -181,14 +97,14 @@ class Engine:
             d0, d1 = _ceil_day(h0), _floor_day(h1)
             if self.materialised and d0 < d1:
                 # Whole days of the gateway's servers from the daily rollup, the other hours hourly.
-                extra = _EXECUTED + " AND " + _GATEWAY_FIRST_BY_DAY
+                extra = EXECUTED + " AND " + _GATEWAY_FIRST_BY_DAY
                 pparams = [*pparams, d0, d1, h0, d0, d1, h1]
             elif not self.materialised:
                 # Views over raw rows cost more than the raw rows: the same hours, from raw.
-                extra = _EXECUTED + " AND " + _GATEWAY_FIRST_RAW
+                extra = EXECUTED + " AND " + _GATEWAY_FIRST_RAW
                 pparams = [*pparams, h0, _ceil_hour(h1)]
             else:
-                extra = _EXECUTED + " AND " + _GATEWAY_FIRST
+                extra = EXECUTED + " AND " + _GATEWAY_FIRST
                 pparams = [*pparams, h0, h1]
         where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
@@ -198,7 +114,7 @@ class Engine:
             aggregate, agg_columns, rollup = choose_aggregate(ds, q.metric.id, active, condition)
             agg_cols = sql.SQL(agg_columns.format(cost=self.cost))
             ds0, ds1 = _ceil_day(hs), _floor_day(he)
-            if rollup is not None and rollup.daily and q.metric.id in _TIME_FREE and ds0 < ds1:
+            if rollup is not None and rollup.daily and q.metric.id in TIME_FREE and ds0 < ds1:
                 # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
                 self._note(rollup.daily)
                 self._note(aggregate)
@@ -339,7 +255,7 @@ class Engine:
     # ---- MCP Usage and Security -----------------------------------------------------------
 
     def _m_mcp_hourly_distribution(self, q: Query) -> Result:
-        rows = self.with_src(self.source(TOOL_CALLS, q.window, q, _EXECUTED),
+        rows = self.with_src(self.source(TOOL_CALLS, q.window, q, EXECUTED),
                              "SELECT extract(hour FROM time AT TIME ZONE 'UTC')::int AS h, sum(calls) AS n"
                              " FROM src GROUP BY 1")
         by_hour = {r["h"]: r["n"] for r in rows}
@@ -610,7 +526,6 @@ class Engine:
         return Result(rows, meta={"bucket_seconds": width})
 
 
-_EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
 # DISTINCT keeps the NOT IN list small enough to be hashed (a plain NOT IN over every row is quadratic).
 _GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
                   "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
@@ -624,28 +539,27 @@ _GATEWAY_FIRST_BY_DAY = (
     " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s"
     " UNION SELECT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
     " AND gw.mcp_server_id IS NOT NULL AND ((gw.bucket >= %s AND gw.bucket < %s) OR (gw.bucket >= %s AND gw.bucket < %s))))")
-_BLOCKED = "outcome = 'blocked'"
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
 _STATS: dict[str, tuple[Dataset, str, str]] = {
-    "mcp_tool_executions": (TOOL_CALLS, _EXECUTED, "coalesce(sum(calls), 0)"),
+    "mcp_tool_executions": (TOOL_CALLS, EXECUTED, "coalesce(sum(calls), 0)"),
     # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
-    "mcp_unique_tools": (TOOL_CALLS, _EXECUTED,
+    "mcp_unique_tools": (TOOL_CALLS, EXECUTED,
                          "SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d"),
-    "mcp_active_agent_instances": (TOOL_CALLS, _EXECUTED, "count(DISTINCT agent_instance_id)"),
-    "mcp_active_users": (TOOL_CALLS, _EXECUTED, "count(DISTINCT user_id)"),
+    "mcp_active_agent_instances": (TOOL_CALLS, EXECUTED, "count(DISTINCT agent_instance_id)"),
+    "mcp_active_users": (TOOL_CALLS, EXECUTED, "count(DISTINCT user_id)"),
     "llm_total_tokens": (LLM_USAGE, "TRUE", f"coalesce(sum({_TOKENS}), 0)"),
     "llm_total_cost": (LLM_USAGE, "TRUE", _COST_SUM),
     "llm_models_used": (LLM_USAGE, "TRUE", "count(DISTINCT model)"),
-    "security_blocked_calls": (TOOL_CALLS, _BLOCKED, "coalesce(sum(calls), 0)"),
+    "security_blocked_calls": (TOOL_CALLS, BLOCKED, "coalesce(sum(calls), 0)"),
 }
 
 _SERIES: dict[str, tuple[Dataset, str, str]] = {
-    "mcp_executions_over_time": (TOOL_CALLS, _EXECUTED, "sum(calls)"),
+    "mcp_executions_over_time": (TOOL_CALLS, EXECUTED, "sum(calls)"),
     "llm_tokens_over_time": (LLM_USAGE, "TRUE", f"sum({_TOKENS})"),
     "llm_cost_over_time": (LLM_USAGE, "TRUE", "sum(cost)"),
-    "security_blocked_over_time": (TOOL_CALLS, _BLOCKED, "sum(calls)"),
+    "security_blocked_over_time": (TOOL_CALLS, BLOCKED, "sum(calls)"),
 }
 
 _C = 'COLLATE "C"'
@@ -719,70 +633,18 @@ def _llm_top(key: str, order: str) -> str:
 
 
 _TOPS: dict[str, tuple[Dataset, str, str]] = {
-    "mcp_top_tools": (TOOL_CALLS, _EXECUTED, _tool_top("executions")),
-    "mcp_top_agent_instances": (TOOL_CALLS, _EXECUTED, _instance_top("executions")),
-    "mcp_top_users": (TOOL_CALLS, _EXECUTED, _user_top("executions")),
-    "mcp_top_mcps": (TOOL_CALLS, _EXECUTED, _mcp_top("executions")),
-    "security_top_blocked_tools": (TOOL_CALLS, _BLOCKED, _tool_top("blocked")),
-    "security_top_blocked_agent_instances": (TOOL_CALLS, _BLOCKED, _instance_top("blocked")),
-    "security_top_blocked_users": (TOOL_CALLS, _BLOCKED, _user_top("blocked")),
-    "security_top_blocked_mcps": (TOOL_CALLS, _BLOCKED, _mcp_top("blocked")),
-    "security_top_policies": (TOOL_CALLS, _BLOCKED, _POLICY_TOP),
+    "mcp_top_tools": (TOOL_CALLS, EXECUTED, _tool_top("executions")),
+    "mcp_top_agent_instances": (TOOL_CALLS, EXECUTED, _instance_top("executions")),
+    "mcp_top_users": (TOOL_CALLS, EXECUTED, _user_top("executions")),
+    "mcp_top_mcps": (TOOL_CALLS, EXECUTED, _mcp_top("executions")),
+    "security_top_blocked_tools": (TOOL_CALLS, BLOCKED, _tool_top("blocked")),
+    "security_top_blocked_agent_instances": (TOOL_CALLS, BLOCKED, _instance_top("blocked")),
+    "security_top_blocked_users": (TOOL_CALLS, BLOCKED, _user_top("blocked")),
+    "security_top_blocked_mcps": (TOOL_CALLS, BLOCKED, _mcp_top("blocked")),
+    "security_top_policies": (TOOL_CALLS, BLOCKED, _POLICY_TOP),
     "llm_top_users_by_tokens": (LLM_USAGE, "TRUE", _llm_top("user", "tokens")),
     "llm_top_users_by_cost": (LLM_USAGE, "TRUE", _llm_top("user", "cost")),
     "llm_top_models_by_tokens": (LLM_USAGE, "TRUE", _llm_top("model", "tokens")),
     "llm_top_models_by_cost": (LLM_USAGE, "TRUE", _llm_top("model", "cost")),
 }
 
-
-# The "choose aggregate" stage for datasets with rollups: what each metric's body reads beyond
-# `calls` and time. A metric not listed here reads the full aggregate.
-_NEEDS: dict[str, frozenset[str]] = {
-    "mcp_tool_executions": frozenset(), "mcp_executions_over_time": frozenset(),
-    "mcp_hourly_distribution": frozenset(), "security_blocked_calls": frozenset(),
-    "security_blocked_over_time": frozenset(),
-    "mcp_unique_tools": frozenset({"mcp_server_id", "tool_name"}),
-    "mcp_top_tools": frozenset({"mcp_server_id", "tool_name"}),
-    "security_top_blocked_tools": frozenset({"mcp_server_id", "tool_name"}),
-    "mcp_top_mcps": frozenset({"mcp_server_id"}), "security_top_blocked_mcps": frozenset({"mcp_server_id"}),
-    "mcp_active_agent_instances": frozenset({"agent_instance_id"}),
-    "mcp_top_agent_instances": frozenset({"agent_instance_id"}),
-    "security_top_blocked_agent_instances": frozenset({"agent_instance_id"}),
-    "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
-    "security_top_blocked_users": frozenset({"user_id"}),
-}
-_EXTRA_NEEDS = {_EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), _BLOCKED: frozenset({"outcome"})}
-
-
-# Metrics whose answer does not depend on when within the window a call happened: whole days
-# of the window may come from a daily rollup.
-_TIME_FREE = frozenset({
-    "mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
-    "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
-    "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
-    "security_top_blocked_mcps"})
-
-
-def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
-                     extra: str) -> tuple[str, str, Rollup | None]:
-    """The smallest relation that answers the metric under these filters, the dataset's column
-    list projected from it (NULL for the columns it does not hold), and the rollup if one."""
-    needs = _NEEDS.get(metric_id, _POLICY_COLUMNS if metric_id == "security_top_policies" else None)
-    extra_needs = _EXTRA_NEEDS.get(extra)
-    if needs is None or extra_needs is None or not ds.rollups:
-        return ds.aggregate, ds.agg_columns, None
-    wanted = needs | extra_needs
-    for f in filters:
-        wanted |= FILTER_COLUMNS[f]
-    for rollup in ds.rollups:
-        if rollup.condition is not None and rollup.condition != extra:
-            continue
-        if wanted <= rollup.answers:
-            items = []
-            for item in ds.agg_columns.split(","):
-                expr, _, alias = item.strip().partition(" AS ")
-                name = alias or expr
-                keep = expr in ("bucket", "calls") or name in rollup.columns
-                items.append(item.strip() if keep else f"NULL::text AS {name}")
-            return rollup.name, ", ".join(items), rollup
-    return ds.aggregate, ds.agg_columns, None

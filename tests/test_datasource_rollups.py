@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from agent_analytics.datasource.engine import TOOL_CALLS, _BLOCKED, _EXECUTED, choose_aggregate
+from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
+from agent_analytics.datasource.relations import EXECUTED, TOOL_CALLS, choose_aggregate
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api
 from tests.test_datasource_time import materialised
@@ -18,20 +19,20 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
 
 
 @pytest.mark.parametrize("metric,filters,extra,want", [
-    ("mcp_tool_executions", [], _EXECUTED, BY_SERVER),
-    ("mcp_executions_over_time", ["mcp"], _EXECUTED, BY_SERVER),
-    ("mcp_executions_over_time", ["mcp", "resource_tag"], _EXECUTED, BY_TOOL),
-    ("mcp_top_tools", [], _EXECUTED, BY_TOOL),
-    ("mcp_tool_executions", ["user"], _EXECUTED, BY_ACTOR),
-    ("mcp_top_users", ["group", "agent_tag"], _EXECUTED, BY_ACTOR),
-    ("mcp_active_agent_instances", [], _EXECUTED, BY_ACTOR),
-    ("mcp_active_users", ["mcp"], _EXECUTED, FULL),          # needs user and the server together
-    ("mcp_top_tools", ["user"], _EXECUTED, FULL),
-    ("security_blocked_calls", ["agent_instance"], _BLOCKED, BY_ACTOR),
-    ("security_top_policies", [], _BLOCKED, "tool_calls_by_policy_hourly"),
-    ("security_top_policies", ["user"], _BLOCKED, BLOCKED),
-    ("security_top_blocked_tools", ["user", "resource_tag"], _BLOCKED, BLOCKED),
-    ("security_top_policies", [], _EXECUTED, FULL),          # the blocked rollup holds only blocked calls
+    ("mcp_tool_executions", [], EXECUTED, BY_SERVER),
+    ("mcp_executions_over_time", ["mcp"], EXECUTED, BY_SERVER),
+    ("mcp_executions_over_time", ["mcp", "resource_tag"], EXECUTED, BY_TOOL),
+    ("mcp_top_tools", [], EXECUTED, BY_TOOL),
+    ("mcp_tool_executions", ["user"], EXECUTED, BY_ACTOR),
+    ("mcp_top_users", ["group", "agent_tag"], EXECUTED, BY_ACTOR),
+    ("mcp_active_agent_instances", [], EXECUTED, BY_ACTOR),
+    ("mcp_active_users", ["mcp"], EXECUTED, FULL),          # needs user and the server together
+    ("mcp_top_tools", ["user"], EXECUTED, FULL),
+    ("security_blocked_calls", ["agent_instance"], IS_BLOCKED, BY_ACTOR),
+    ("security_top_policies", [], IS_BLOCKED, "tool_calls_by_policy_hourly"),
+    ("security_top_policies", ["user"], IS_BLOCKED, BLOCKED),
+    ("security_top_blocked_tools", ["user", "resource_tag"], IS_BLOCKED, BLOCKED),
+    ("security_top_policies", [], EXECUTED, FULL),          # the blocked rollup holds only blocked calls
     ("mcp_tool_executions", [], "something else", FULL),     # an unknown predicate: play safe
 ])
 def test_choice(metric, filters, extra, want):

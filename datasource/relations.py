@@ -1,0 +1,152 @@
+"""The "choose aggregate" stage: the logical datasets, the relations that can answer each (an
+hourly aggregate with every column, smaller rollups, daily twins, the raw table), and the
+choice of the smallest relation that holds every column a metric and its filters need.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+# Row conditions of the tool-call metrics.
+EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
+BLOCKED = "outcome = 'blocked'"
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A smaller hourly aggregate over the same raw table, holding a subset of its columns.
+    `columns`: those it holds; `answers`: those it holds completely (a filter or a question on
+    any other column needs a larger relation). Columns it lacks project as NULL."""
+    name: str
+    columns: frozenset[str]
+    answers: frozenset[str]
+    daily: str | None = None  # its twin by UTC day, for metrics that do not look at the time
+    condition: str | None = None  # holds only the rows meeting this condition (e.g. blocked calls)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A logical relation: the hourly aggregate read, the raw table written, and the same column
+    list projected from each ({cost} becomes the configured cost column); optionally smaller
+    rollups of the aggregate, smallest first, tried before it."""
+    aggregate: str
+    raw: str
+    agg_columns: str
+    raw_columns: str
+    filterable: tuple[str, ...]  # the filters its columns can answer
+    rollups: tuple[Rollup, ...] = ()
+
+
+_POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
+_ALL_TOOL_CALL_COLUMNS = frozenset({"source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
+                                    "outcome", "policy_id", "policy_name", "policy_description"})
+TOOL_CALLS = Dataset(
+    "tool_calls_hourly", "tool_calls",
+    "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
+    " policy_id, policy_name, policy_description, calls",
+    "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
+    " policy_id, policy_name, policy_description, 1::bigint AS calls",
+    ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
+    rollups=(
+        Rollup("tool_calls_by_policy_hourly", _POLICY_COLUMNS | {"outcome"}, _POLICY_COLUMNS | {"outcome"},
+               condition="outcome = 'blocked'"),
+        Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
+               frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"}),
+               daily="tool_calls_by_server_daily"),
+        Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
+               frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
+               daily="tool_calls_by_tool_daily"),
+        # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
+        Rollup("tool_calls_by_actor_hourly",
+               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),
+               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"}),
+               daily="tool_calls_by_actor_daily"),
+        # Last: bigger than the others, but it alone answers policies and tool x actor questions.
+        Rollup("tool_calls_blocked_hourly", _ALL_TOOL_CALL_COLUMNS, _ALL_TOOL_CALL_COLUMNS | {"gateway_dedupe"},
+               condition="outcome = 'blocked'"),
+    ))
+
+# The columns each filter reads (see filters.py).
+FILTER_COLUMNS: dict[str, frozenset[str]] = {
+    "user": frozenset({"user_id"}), "group": frozenset({"user_id"}),
+    "agent_instance": frozenset({"agent_instance_id"}), "agent": frozenset({"agent_id"}),
+    "agent_tag": frozenset({"agent_id"}), "mcp": frozenset({"mcp_server_id"}),
+    "resource_tag": frozenset({"mcp_server_id", "tool_name"}),
+}
+
+_TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+LLM_USAGE = Dataset(
+    "llm_usage_hourly", "llm_requests",
+    f"bucket AS time, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
+    f"time, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
+    ("user", "group", "provider", "model"))
+
+LLM_SESSIONS = Dataset(
+    "llm_sessions_hourly", "llm_requests",
+    f"bucket AS time, session_id, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost, latency_ms_sum, latency_count, first_time, last_time",
+    f"time, session_id, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
+    " time AS first_time, time AS last_time",
+    ("user", "group", "provider", "model", "session"))
+
+SESSION_METRICS = Dataset(
+    "session_metrics_hourly", "metric_points",
+    "bucket AS time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
+    " estimated_cost_usd, first_time, last_time",
+    "time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
+    " estimated_cost_usd, coalesce(start_time, time) AS first_time, time AS last_time",
+    ("user", "group", "provider", "model", "session"))
+
+
+# The "choose aggregate" stage for datasets with rollups: what each metric's body reads beyond
+# `calls` and time. A metric not listed here reads the full aggregate.
+_NEEDS: dict[str, frozenset[str]] = {
+    "mcp_tool_executions": frozenset(), "mcp_executions_over_time": frozenset(),
+    "mcp_hourly_distribution": frozenset(), "security_blocked_calls": frozenset(),
+    "security_blocked_over_time": frozenset(),
+    "mcp_unique_tools": frozenset({"mcp_server_id", "tool_name"}),
+    "mcp_top_tools": frozenset({"mcp_server_id", "tool_name"}),
+    "security_top_blocked_tools": frozenset({"mcp_server_id", "tool_name"}),
+    "mcp_top_mcps": frozenset({"mcp_server_id"}), "security_top_blocked_mcps": frozenset({"mcp_server_id"}),
+    "mcp_active_agent_instances": frozenset({"agent_instance_id"}),
+    "mcp_top_agent_instances": frozenset({"agent_instance_id"}),
+    "security_top_blocked_agent_instances": frozenset({"agent_instance_id"}),
+    "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
+    "security_top_blocked_users": frozenset({"user_id"}),
+}
+_EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), BLOCKED: frozenset({"outcome"})}
+
+
+# Metrics whose answer does not depend on when within the window a call happened: whole days
+# of the window may come from a daily rollup.
+TIME_FREE = frozenset({
+    "mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
+    "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
+    "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
+    "security_top_blocked_mcps"})
+
+
+def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
+                     extra: str) -> tuple[str, str, Rollup | None]:
+    """The smallest relation that answers the metric under these filters, the dataset's column
+    list projected from it (NULL for the columns it does not hold), and the rollup if one."""
+    needs = _NEEDS.get(metric_id, _POLICY_COLUMNS if metric_id == "security_top_policies" else None)
+    extra_needs = _EXTRA_NEEDS.get(extra)
+    if needs is None or extra_needs is None or not ds.rollups:
+        return ds.aggregate, ds.agg_columns, None
+    wanted = needs | extra_needs
+    for f in filters:
+        wanted |= FILTER_COLUMNS[f]
+    for rollup in ds.rollups:
+        if rollup.condition is not None and rollup.condition != extra:
+            continue
+        if wanted <= rollup.answers:
+            items = []
+            for item in ds.agg_columns.split(","):
+                expr, _, alias = item.strip().partition(" AS ")
+                name = alias or expr
+                keep = expr in ("bucket", "calls") or name in rollup.columns
+                items.append(item.strip() if keep else f"NULL::text AS {name}")
+            return rollup.name, ", ".join(items), rollup
+    return ds.aggregate, ds.agg_columns, None
