@@ -99,14 +99,19 @@ def _tool_call_rows(args) -> int:
 
 
 def _llm_rows(args) -> int:
+    """LLM request events in sessions. Claude Code sessions also send what Claude Code sends:
+    per-minute token.usage (per type) and cost.usage metric points, so their events do not
+    count (`counted` false, as the receiver decides) and their metric points do."""
     url, seed, part, count, start, span = args
     rng = random.Random(seed * 2000 + part)
     us = users()
     n = 0
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        points: list[str] = []
+        sessions: list[str] = []
         with cur.copy("COPY llm_requests (time, source_key, source, session_id, user_id, agent_id, provider, model,"
                       " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_cost_usd,"
-                      " estimated_cost_usd, cost_basis, latency_ms) FROM STDIN") as cp:
+                      " estimated_cost_usd, cost_basis, latency_ms, counted) FROM STDIN") as cp:
             while n < count:
                 # A session: one user, one agent, 5-40 requests within a couple of hours.
                 u = rng.randrange(N_USERS)
@@ -114,21 +119,49 @@ def _llm_rows(args) -> int:
                 agent = "codex" if provider == "openai" else "claude-code"
                 session = f"sess-{seed}-{part}-{n}"
                 t0 = start + rng.random() * (span - 7200)
+                first = t0
+                minutes: dict[int, list[float]] = {}  # minute -> input, output, cache read, cache write, cost
                 for _ in range(min(rng.randint(5, 40), count - n)):
                     t0 += rng.expovariate(1 / 120)
                     inp, out = rng.randint(10, 5000), rng.randint(10, 3000)
                     cr, cw = rng.randint(0, 60000), rng.randint(0, 4000)
+                    cost = None if pin is None else (inp + cw) * pin + cr * pin / 10 + out * pout
                     if pin is None:
                         est, basis = "\\N", "unpriced"
                     else:
-                        est, basis = f"{(inp + cw) * pin + cr * pin / 10 + out * pout:.12f}", "list-price"
+                        est, basis = f"{cost:.12f}", "list-price"
                     key = hashlib.sha256(f"{seed}:{part}:llm:{n}".encode()).hexdigest()
                     cp.write("\t".join((
                         datetime.fromtimestamp(t0, timezone.utc).isoformat(), "\\\\x" + key,
                         agent.replace("-", "_"), session, us[u], agent, provider, model, str(inp), str(out),
                         str(cr), str(cw), est if agent == "claude-code" else "\\N", est, basis,
-                        f"{rng.uniform(300, 20000):.1f}")) + "\n")
+                        f"{rng.uniform(300, 20000):.1f}", "f" if agent == "claude-code" else "t")) + "\n")
+                    if agent == "claude-code":
+                        m = minutes.setdefault(int(t0 // 60), [0, 0, 0, 0, 0.0])
+                        for i, v in enumerate((inp, out, cr, cw, cost or 0.0)):
+                            m[i] += v
                     n += 1
+                sessions.append("\t".join((session, agent, us[u], datetime.fromtimestamp(first, timezone.utc).isoformat(),
+                                           datetime.fromtimestamp(t0, timezone.utc).isoformat(),
+                                           "t" if minutes else "f")) + "\n")
+                for minute, sums in minutes.items():
+                    t_end = datetime.fromtimestamp((minute + 1) * 60, timezone.utc).isoformat()
+                    t_start = datetime.fromtimestamp(minute * 60, timezone.utc).isoformat()
+                    for metric, token_type, value, est in (
+                            ("tokens", "input", sums[0], sums[0] * pin), ("tokens", "output", sums[1], sums[1] * pout),
+                            ("tokens", "cache_read", sums[2], sums[2] * pin / 10),
+                            ("tokens", "cache_write", sums[3], sums[3] * pin), ("cost", "", sums[4], None)):
+                        key = hashlib.sha256(f"{session}:{minute}:{metric}:{token_type}".encode()).hexdigest()
+                        points.append("\t".join((
+                            t_end, t_start, "\\\\x" + key, "claude_code", session, us[u], agent, provider, model,
+                            metric, token_type, f"{value}", "\\N" if est is None else f"{est:.12f}")) + "\n")
+        with cur.copy("COPY metric_points (time, start_time, source_key, source, session_id, user_id, agent_id,"
+                      " provider, model, metric, token_type, value, estimated_cost_usd) FROM STDIN") as cp:
+            for line in points:
+                cp.write(line)
+        with cur.copy("COPY sessions (id, agent_id, user_id, first_seen, last_seen, has_metrics) FROM STDIN") as cp:
+            for line in sessions:
+                cp.write(line)
         conn.commit()
     return n
 

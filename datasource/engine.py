@@ -22,8 +22,9 @@ from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import COMPARISON_DIMENSIONS
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import (BLOCKED, EXECUTED, TIME_FREE, LLM_SESSIONS, LLM_USAGE,
-                                                  SESSION_METRICS, TOOL_CALLS, Dataset, choose_aggregate)
+from agent_analytics.datasource.relations import (BLOCKED, COUNTED, EXECUTED, TIME_FREE, LLM_METRIC_USAGE,
+                                                  LLM_SESSIONS, LLM_USAGE, SESSION_METRICS, TOOL_CALLS, Dataset,
+                                                  choose_aggregate)
 from agent_analytics.datasource.timerange import Window
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
@@ -107,6 +108,7 @@ class Engine:
                 extra = EXECUTED + " AND " + _GATEWAY_FIRST
                 pparams = [*pparams, h0, h1]
         where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
+        raw_where = sql.SQL("{} AND ({})").format(where, sql.SQL(ds.raw_condition))
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
         hs, he = _ceil_hour(window.start), _floor_hour(window.end)
         if use_aggregate and self.materialised and hs < he:
@@ -126,9 +128,9 @@ class Engine:
                     " AND {where}"
                     " UNION ALL "
                     "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
-                    " AND {where}").format(agg_cols=agg_cols, daily=sql.Identifier(rollup.daily),
-                                           agg=sql.Identifier(aggregate), where=where, raw_cols=raw_cols,
-                                           raw=sql.Identifier(ds.raw))
+                    " AND {raw_where}").format(agg_cols=agg_cols, daily=sql.Identifier(rollup.daily),
+                                               agg=sql.Identifier(aggregate), where=where, raw_cols=raw_cols,
+                                               raw=sql.Identifier(ds.raw), raw_where=raw_where)
                 return query, [ds0, ds1, *pparams, hs, ds0, ds1, he, *pparams,
                                window.start, hs, he, window.end, *pparams]
             self._note(aggregate)
@@ -138,12 +140,12 @@ class Engine:
                 "SELECT {agg_cols} FROM {agg} WHERE bucket >= %s AND bucket < %s AND {where}"
                 " UNION ALL "
                 "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
-                " AND {where}").format(agg_cols=agg_cols, agg=sql.Identifier(aggregate), where=where,
-                                       raw_cols=raw_cols, raw=sql.Identifier(ds.raw))
+                " AND {raw_where}").format(agg_cols=agg_cols, agg=sql.Identifier(aggregate), where=where,
+                                           raw_cols=raw_cols, raw=sql.Identifier(ds.raw), raw_where=raw_where)
             return query, [hs, he, *pparams, window.start, hs, he, window.end, *pparams]
         self._note(ds.raw)
         query = sql.SQL("SELECT {raw_cols} FROM {raw} WHERE time >= %s AND time < %s AND {where}").format(
-            raw_cols=raw_cols, raw=sql.Identifier(ds.raw), where=where)
+            raw_cols=raw_cols, raw=sql.Identifier(ds.raw), where=raw_where)
         return query, [window.start, window.end, *pparams]
 
     def _src(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
@@ -153,31 +155,30 @@ class Engine:
         return self.source(ds, window, q, extra, use_aggregate)
 
     def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True) -> tuple[sql.Composable, list]:
-        """LLM Usage rows, counted once: a session's metric points when it has any in the window
-        (the same rule as session totals), else its request events; events without a session as
-        they are. (Claude Code sends both views of the same requests; Codex only events; an agent
-        that exports only metrics still appears.)"""
-        ev = self.source(LLM_SESSIONS, window, q, use_aggregate=use_aggregate)
-        mp_in = self.source(SESSION_METRICS, window, q, "session_id IS NOT NULL", use_aggregate=use_aggregate)
-        mp = self.source(SESSION_METRICS, window, q, "session_id IS NOT NULL", use_aggregate=use_aggregate)
+        """LLM Usage rows, each request's tokens and cost counted once: from its event when its
+        session sent no metric points (`counted`, decided at ingest), else from the session's
+        metric points; requests always from events. (Claude Code sends both views of the same
+        requests; Codex only events; an agent that exports only metrics still appears.) Neither
+        side groups by session, so rollups answer it."""
+        ev = self.source(LLM_USAGE, window, q, use_aggregate=use_aggregate)
+        mp = self.source(LLM_METRIC_USAGE, window, q, use_aggregate=use_aggregate)
         mp_cost = ("CASE WHEN metric = 'tokens' THEN estimated_cost_usd END" if self.cost == "estimated"
                    else "CASE WHEN metric = 'cost' THEN value::numeric END")
         types = ", ".join(f"(CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value ELSE 0 END)::numeric"
                           f" AS {t}_tokens" for t in TOKEN_TYPES)
         text = f"""
             SELECT time, user_id, agent_id, provider, model, requests::numeric AS requests,
-                   {", ".join(f"{t}_tokens::numeric AS {t}_tokens" for t in TOKEN_TYPES)},
-                   0::numeric AS other_tokens, cost::numeric AS cost
+                   {", ".join(f"(CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END)::numeric AS {t}_tokens"
+                              for t in TOKEN_TYPES)},
+                   0::numeric AS other_tokens, (CASE WHEN {COUNTED} THEN cost END)::numeric AS cost
             FROM ({{ev}}) e
-            WHERE e.session_id IS NULL
-               OR NOT EXISTS (SELECT 1 FROM ({{mp_in}}) m WHERE m.session_id = e.session_id)  -- anti-join
             UNION ALL
             SELECT time, user_id, agent_id, provider, model, 0::numeric, {types},
                    (CASE WHEN metric = 'tokens' AND token_type NOT IN ('input', 'output', 'cache_read',
                     'cache_write') THEN value ELSE 0 END)::numeric AS other_tokens,
                    ({mp_cost})::numeric AS cost
             FROM ({{mp}}) p"""
-        return sql.SQL(text).format(ev=ev[0], mp_in=mp_in[0], mp=mp[0]), [*ev[1], *mp_in[1], *mp[1]]
+        return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
 
     def _note(self, relation: str) -> None:
         if relation not in self.relations:
@@ -305,13 +306,17 @@ class Engine:
                    else "sum(value) FILTER (WHERE metric = 'cost')")
         mp_types = ", ".join(f"coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = '{t}'), 0)"
                              f" AS {t}_tokens" for t in TOKEN_TYPES)
-        pick = ", ".join(f"CASE WHEN mp.session_id IS NOT NULL THEN mp.{t}_tokens ELSE ev.{t}_tokens END"
-                         f"::float8 AS {t}_tokens" for t in TOKEN_TYPES)
+        # A session's tokens and cost come from its counted events or from its metric points,
+        # never both (decided at ingest), so the two sides simply add up.
+        both = ", ".join(f"(coalesce(ev.{t}_tokens, 0) + coalesce(mp.{t}_tokens, 0))::float8 AS {t}_tokens"
+                         for t in TOKEN_TYPES)
         text = f"""
         ev_src AS ({{ev}}), mp_src AS ({{mp}}),
         ev AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id, sum(requests) AS requests,
-                      {", ".join(f"sum({t}_tokens) AS {t}_tokens" for t in TOKEN_TYPES)},
-                      sum(cost) AS cost, min(first_time) AS first_time, max(last_time) AS last_time,
+                      {", ".join(f"coalesce(sum({t}_tokens) FILTER (WHERE {COUNTED}), 0) AS {t}_tokens"
+                                 for t in TOKEN_TYPES)},
+                      sum(cost) FILTER (WHERE {COUNTED}) AS cost, bool_or(NOT {COUNTED}) AS superseded,
+                      min(first_time) AS first_time, max(last_time) AS last_time,
                       array_agg(DISTINCT model) AS models
                FROM ev_src GROUP BY session_id),
         mp AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id,
@@ -322,12 +327,12 @@ class Engine:
         s AS (SELECT coalesce(ev.session_id, mp.session_id) AS session_id,
                      coalesce(ev.user_id, mp.user_id) AS user_id, coalesce(ev.agent_id, mp.agent_id) AS agent_id,
                      coalesce(ev.requests, 0)::float8 AS requests,
-                     (CASE WHEN mp.session_id IS NOT NULL THEN mp.tokens
-                           ELSE ev.input_tokens + ev.output_tokens + ev.cache_read_tokens + ev.cache_write_tokens
-                      END)::float8 AS tokens,
-                     {pick},
-                     (CASE WHEN mp.session_id IS NOT NULL THEN mp.cost ELSE ev.cost END)::float8 AS cost,
-                     CASE WHEN mp.session_id IS NOT NULL THEN 'metrics' ELSE 'events' END AS totals_source,
+                     (coalesce(ev.input_tokens + ev.output_tokens + ev.cache_read_tokens + ev.cache_write_tokens, 0)
+                      + coalesce(mp.tokens, 0))::float8 AS tokens,
+                     {both},
+                     coalesce(mp.cost, ev.cost)::float8 AS cost,
+                     CASE WHEN mp.session_id IS NOT NULL OR ev.superseded THEN 'metrics' ELSE 'events' END
+                         AS totals_source,
                      least(ev.first_time, mp.first_time) AS start_time,
                      greatest(ev.last_time, mp.last_time) AS end_time,
                      extract(epoch FROM greatest(ev.last_time, mp.last_time)
@@ -460,17 +465,16 @@ class Engine:
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL")
         mp_cost = ("CASE WHEN metric = 'tokens' THEN estimated_cost_usd END" if self.cost == "estimated"
                    else "CASE WHEN metric = 'cost' THEN value END")
-        # Tokens and cost from metric points when the session has them, else from events;
-        # requests and latency always from events.
+        # Tokens and cost from counted events or from metric points; requests and latency
+        # always from events.
         text = f"""
         WITH ev_src AS ({{ev}}), mp_src AS ({{mp}}),
-        has_mp AS (SELECT DISTINCT session_id FROM mp_src),
         parts AS (
             SELECT provider, model, requests::float8 AS requests, latency_ms_sum, latency_count::float8 AS latency_count,
-                   CASE WHEN hm THEN 0 ELSE input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
-                   END::float8 AS tokens,
-                   CASE WHEN hm THEN NULL ELSE cost END::float8 AS cost
-            FROM (SELECT e.*, e.session_id IN (SELECT session_id FROM has_mp) AS hm FROM ev_src e) e
+                   CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+                   ELSE 0 END::float8 AS tokens,
+                   CASE WHEN {COUNTED} THEN cost END::float8 AS cost
+            FROM ev_src
             UNION ALL
             SELECT provider, model, 0, NULL, 0, CASE WHEN metric = 'tokens' THEN value ELSE 0 END,
                    ({mp_cost})::float8

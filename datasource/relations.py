@@ -35,6 +35,7 @@ class Dataset:
     raw_columns: str
     filterable: tuple[str, ...]  # the filters its columns can answer
     rollups: tuple[Rollup, ...] = ()
+    raw_condition: str = "TRUE"  # which raw rows the aggregate holds (read from raw only)
 
 
 _POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
@@ -75,17 +76,30 @@ FILTER_COLUMNS: dict[str, frozenset[str]] = {
 }
 
 _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+# Row condition of the LLM request events whose tokens and cost count (their session sent no
+# metric points; decided at ingest).
+COUNTED = "counted"
+
 LLM_USAGE = Dataset(
     "llm_usage_hourly", "llm_requests",
-    f"bucket AS time, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
-    f"time, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost",
+    f"bucket AS time, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost",
+    f"time, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost",
     ("user", "group", "provider", "model"))
+
+# Sessions' metric points without the session: what counts for the sessions that sent them.
+LLM_METRIC_USAGE = Dataset(
+    "llm_metric_usage_hourly", "metric_points",
+    "bucket AS time, user_id, agent_id, provider, model, metric, token_type, value, estimated_cost_usd",
+    "time, user_id, agent_id, provider, model, metric, token_type, value, estimated_cost_usd",
+    ("user", "group", "provider", "model"), raw_condition="session_id IS NOT NULL")
 
 LLM_SESSIONS = Dataset(
     "llm_sessions_hourly", "llm_requests",
-    f"bucket AS time, session_id, user_id, agent_id, provider, model, requests, {_TOKEN_SUMS},"
+    f"bucket AS time, session_id, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, latency_ms_sum, latency_count, first_time, last_time",
-    f"time, session_id, user_id, agent_id, provider, model, 1::bigint AS requests, {_TOKEN_SUMS},"
+    f"time, session_id, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
     " time AS first_time, time AS last_time",
     ("user", "group", "provider", "model", "session"))

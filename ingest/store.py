@@ -1,7 +1,8 @@
 """Write a normalised batch in one transaction: directory rows first seen, facts through COPY
 into a temporary table then INSERT ... ON CONFLICT DO NOTHING (so a retried or concurrently
 duplicated batch stores nothing twice), cumulative metric series differenced against
-metric_series_state under row locks, and the sessions' first and last sight.
+metric_series_state under row locks, and the sessions' first and last sight (taken first: it
+decides whether a session's events or its metric points count, see `_sessions`).
 
 Rows are inserted in key order so that two receivers writing overlapping batches wait for each
 other instead of deadlocking.
@@ -26,7 +27,7 @@ NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
 COLUMNS: dict[str, tuple[str, ...]] = {
     "llm_requests": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
                      "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes"),
+                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted"),
     "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
                    "error", "status_code", "duration_ms", "attributes"),
     "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
@@ -48,17 +49,26 @@ class StoreResult:
         return sum(self.offered.values()) - sum(self.inserted.values())
 
 
-def _row(table: str, obj: Any) -> tuple:
+def _plan(table: str) -> tuple[tuple[str, str], ...]:
+    """How each column of `table` is read from a fact: (how, attribute)."""
+    special = {"counted": "counted", "time": "time", "start_time": "time", "attributes": "json"}
+    return tuple((special.get(col, "attr"), {"time": "time_ns", "start_time": "start_time_ns",
+                                            "attributes": "attributes_json"}.get(col, col))
+                 for col in COLUMNS[table])
+
+
+_PLANS = {table: _plan(table) for table in COLUMNS}
+
+
+def _row(table: str, obj: Any, with_metrics: set[str] = frozenset()) -> tuple:
     values = []
-    for col in COLUMNS[table]:
-        if col == "time":
-            values.append(to_datetime(obj.time_ns))
-        elif col == "start_time":
-            values.append(to_datetime(obj.start_time_ns))
-        elif col == "attributes":
-            values.append(obj.attributes_json)  # canonical JSON text, parsed by the server
+    for how, name in _PLANS[table]:
+        if how == "attr" or how == "json":  # attributes: canonical JSON text, parsed by the server
+            values.append(getattr(obj, name))
+        elif how == "time":
+            values.append(to_datetime(getattr(obj, name)))
         else:
-            values.append(getattr(obj, col))
+            values.append(obj.session_id not in with_metrics)
     return tuple(values)
 
 
@@ -133,7 +143,15 @@ def _directory(conn: psycopg.Connection, batch: Batch) -> None:
                     ((p, n, d) for p, (n, d) in batch.policies.items()))
 
 
-def _sessions(conn: psycopg.Connection, batch: Batch) -> None:
+def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
+    """Record the batch's sessions (first and last sight) and return those whose totals come
+    from metric points: the ones that have sent any, before or in this batch.
+
+    A session's first metric point turns its stored events' `counted` off, so each request is
+    counted once however the two reports interleave. The upsert takes the sessions' row locks
+    (in id order) before any fact is written: a batch of events and a batch of metric points of
+    the same session run one after the other, and the later sees what the earlier decided.
+    """
     seen: dict[str, list] = {}
     for f in [*batch.llm_requests, *batch.llm_errors, *batch.metric_points,
               *(t for t in batch.tool_calls if t.source != "gateway")]:
@@ -145,9 +163,9 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> None:
         s[2] = min(s[2], f.time_ns)
         s[3] = max(s[3], f.time_ns)
     if not seen:
-        return
+        return set()
     ids = sorted(seen)
-    conn.execute(
+    rows = conn.execute(
         "INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen)"
         " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
         " ORDER BY 1"
@@ -155,9 +173,21 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> None:
         " first_seen = least(sessions.first_seen, excluded.first_seen),"
         " last_seen = greatest(sessions.last_seen, excluded.last_seen),"
         " agent_id = coalesce(sessions.agent_id, excluded.agent_id),"
-        " user_id = coalesce(sessions.user_id, excluded.user_id)",
+        " user_id = coalesce(sessions.user_id, excluded.user_id)"
+        " RETURNING id, has_metrics, first_seen",
         (ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids], [to_datetime(seen[i][2]) for i in ids],
-         [to_datetime(seen[i][3]) for i in ids]))
+         [to_datetime(seen[i][3]) for i in ids])).fetchall()
+    with_metrics = {sid for sid, has, _ in rows if has}
+    first_seen = {sid: fs for sid, _, fs in rows}
+    new = sorted({p.session_id for p in batch.metric_points if p.session_id} - with_metrics)
+    if new:
+        conn.execute("UPDATE sessions SET has_metrics = true WHERE id = ANY(%s)", (new,))
+        # Bounded by time so that TimescaleDB skips older (possibly compressed) chunks.
+        conn.execute("UPDATE llm_requests SET counted = false"
+                     " WHERE session_id = ANY(%s) AND time >= %s AND counted",
+                     (new, min(first_seen[i] for i in new)))
+        with_metrics.update(new)
+    return with_metrics
 
 
 def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: StoreResult) -> list[MetricPoint]:
@@ -221,11 +251,22 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
     result = StoreResult()
     with conn.transaction():
         _directory(conn, batch)
+        with_metrics = _sessions(conn, batch)
         points = [p for p in batch.metric_points if not p.cumulative]
         points += _difference(conn, [p for p in batch.metric_points if p.cumulative], result)
         for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
                             ("tool_calls", batch.tool_calls), ("metric_points", points)):
             result.offered[table] = len(objs)
-            result.inserted[table] = _copy_insert(conn, table, [_row(table, o) for o in objs])
-        _sessions(conn, batch)
+            result.inserted[table] = _copy_insert(conn, table, [_row(table, o, with_metrics) for o in objs])
     return result
+
+
+def resolve_counted(conn: psycopg.Connection) -> None:
+    """After a bulk load that bypassed `store` (COPY straight into the tables): apply the rule
+    `_sessions` applies at ingest to everything stored, so each request counts once."""
+    conn.execute("INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen, has_metrics)"
+                 " SELECT session_id, max(agent_id), max(user_id), min(coalesce(start_time, time)), max(time), true"
+                 " FROM metric_points WHERE session_id IS NOT NULL GROUP BY session_id"
+                 " ON CONFLICT (id) DO UPDATE SET has_metrics = true")
+    conn.execute("UPDATE llm_requests r SET counted = false FROM sessions s"
+                 " WHERE s.has_metrics AND r.session_id = s.id AND r.counted")

@@ -3,7 +3,8 @@
 - `migrations/NNNN_name.sql`: applied once each, in order, inside a transaction, recorded with
   a checksum in `schema_migrations`; an applied file that changed is refused.
 - `aggregates/*.sql`: one SELECT per hourly aggregate, the single definition for both backends:
-  a continuous aggregate with real-time aggregation on TimescaleDB, a plain view elsewhere.
+  a continuous aggregate with real-time aggregation on TimescaleDB, a plain view elsewhere;
+  each records the checksum of its definition, and one whose file changed is rebuilt.
 - `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
 
 The whole run holds an advisory lock, so two processes starting at once migrate once.
@@ -154,26 +155,48 @@ def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
+def _checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _recorded_aggregates(conn: psycopg.Connection) -> dict[str, str]:
+    """name -> checksum of the definition each aggregate was created from (schema_meta)."""
+    return {k[len("aggregate:"):]: v for k, v in
+            conn.execute("SELECT key, value FROM schema_meta WHERE key LIKE 'aggregate:%'")}
+
+
+def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
+    kind = "MATERIALIZED VIEW" if backend == "timescaledb" else "VIEW"
+    conn.execute(sql.SQL(f"DROP {kind} {{}}").format(sql.Identifier(name)))
+
+
 def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: int, compress_after_days: int,
                       report: MigrateReport) -> None:
     for _, text in _files(backend):
         with conn.transaction():
             conn.execute(text)
+    recorded = _recorded_aggregates(conn)
     for name, select in aggregate_definitions().items():
         ident = sql.Identifier(name)
         body = sql.SQL(select)  # our own files, never user input
+        existed = _relation_exists(conn, name)
+        if existed and recorded.get(name) not in (None, _checksum(select)):
+            # A continuous aggregate cannot be altered: one whose definition changed is rebuilt.
+            _drop_aggregate(conn, name, backend)
+            report.notes.append(f"aggregate {name} rebuilt: its definition changed")
+            existed = False
         if backend == "timescaledb":
-            if _relation_exists(conn, name):
-                continue
-            conn.execute(sql.SQL(
-                "CREATE MATERIALIZED VIEW {} WITH (timescaledb.continuous, timescaledb.materialized_only = false)"
-                " AS {} WITH NO DATA").format(ident, body))
-            report.created_aggregates.append(name)
-        else:
-            existed = _relation_exists(conn, name)
-            conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(ident, body))
             if not existed:
-                report.created_aggregates.append(name)
+                conn.execute(sql.SQL(
+                    "CREATE MATERIALIZED VIEW {} WITH (timescaledb.continuous, timescaledb.materialized_only = false)"
+                    " AS {} WITH NO DATA").format(ident, body))
+        else:
+            conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(ident, body))
+        if not existed:
+            report.created_aggregates.append(name)
+        conn.execute("INSERT INTO schema_meta (key, value) VALUES (%s, %s)"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     ("aggregate:" + name, _checksum(select)))
     if backend == "timescaledb":
         conn.execute("SELECT aa_apply_policies(%s, %s)", (retention_days, compress_after_days))
 
@@ -235,4 +258,7 @@ def pending(database_url: str) -> list[str]:
         applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
         out = [m.name for m in load_migrations() if m.version not in applied]
         out += [f"aggregate {a}" for a in AGGREGATES if not _relation_exists(conn, a)]
+        recorded = _recorded_aggregates(conn) if _relation_exists(conn, "schema_meta") else {}
+        out += [f"aggregate {a} (definition changed)" for a, text in aggregate_definitions().items()
+                if recorded.get(a) not in (None, _checksum(text))]
         return out

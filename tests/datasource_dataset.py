@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from agent_analytics.ingest.store import resolve_counted
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import BACKENDS, LLM_TOKEN, QUERY_TOKEN
 
@@ -210,6 +211,7 @@ def load(conn: psycopg.Connection, d: Dataset) -> None:
         _copy(conn, "metric_points", _MP_COLS, ([r[c] for c in _MP_COLS] for r in d.points))
         _copy(conn, "sessions", ["id", "agent_id", "user_id", "first_seen", "last_seen"],
               [(k, s["agent"], s["user"], s["start"], s["end"]) for k, s in d.sessions.items()])
+        resolve_counted(conn)  # what the receiver decides per session, for rows loaded by COPY
     refresh_aggregates(conn)
 
 
@@ -304,13 +306,21 @@ class Oracle:
         fl = {k: v for k, v in f.items() if k in names}
         return [r for r in self.d.points if start <= r["time"] < end and self._match(r, fl)]
 
+    @property
+    def metric_sessions(self) -> set[str]:
+        """Sessions that ever sent a metric point: their tokens and cost come from those."""
+        return {p["session_id"] for p in self.d.points if p["session_id"]}
+
     def usage(self, start, end, f) -> list[dict]:
-        """LLM Usage rows: a session's metric points when it has any in the window (under the
-        filters), else its events; events without a session as they are."""
+        """LLM Usage rows: every event gives a request; its tokens and cost count unless its
+        session ever sent metric points, whose points count instead."""
         points = [p for p in self.points(start, end, f) if p["session_id"]]
-        with_points = {p["session_id"] for p in points}
-        rows = [{**r, "requests": 1} for r in self.llm(start, end, f)
-                if r["session_id"] is None or r["session_id"] not in with_points]
+        superseded = self.metric_sessions
+        rows = []
+        for r in self.llm(start, end, f):
+            if r["session_id"] in superseded:
+                r = {**r, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, self.cost_key: None}
+            rows.append({**r, "requests": 1})
         for p in points:
             row = {"time": p["time"], "user_id": p["user_id"], "provider": p["provider"], "model": p["model"],
                    "requests": 0, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}}
@@ -459,11 +469,12 @@ class Oracle:
         ev = [r for r in self.llm(start, end, f, with_session_filter) if r["session_id"]]
         mp = [r for r in self.points(start, end, f, with_session_filter) if r["session_id"]]
         ids = {r["session_id"] for r in ev} | {r["session_id"] for r in mp}
+        superseded = self.metric_sessions
         out = {}
         for sid in ids:
             e = [r for r in ev if r["session_id"] == sid]
             m = [r for r in mp if r["session_id"] == sid]
-            if m:
+            if sid in superseded:
                 types = {t: float(sum(r["value"] for r in m if r["metric"] == "tokens" and r["token_type"] == t))
                          for t in TOKEN_TYPES}
                 tokens = float(sum(r["value"] for r in m if r["metric"] == "tokens"))

@@ -96,7 +96,7 @@ def test_session_drawer(ds_client):
             e = [r for r in ev if (r["provider"], r["model"]) == m]
             p = [r for r in mp if (r["provider"], r["model"]) == m]
             lat = [r["latency_ms"] for r in e if r["latency_ms"] is not None]
-            if mp:
+            if sid in ORACLE.metric_sessions:
                 tokens = float(sum(r["value"] for r in p if r["metric"] == "tokens"))
                 cs = [r["estimated_cost_usd"] for r in p if r["metric"] == "tokens" and r["estimated_cost_usd"] is not None]
             else:

@@ -1,6 +1,6 @@
 -- LLM requests per hour and session (the Sessions table, session metrics, the drawer).
 SELECT time_bucket(INTERVAL '1 hour', time) AS bucket,
-       session_id, source, user_id, agent_id, provider, model,
+       session_id, source, user_id, agent_id, provider, model, counted,
        count(*)                                                  AS requests,
        sum(input_tokens)                                         AS input_tokens,
        sum(output_tokens)                                        AS output_tokens,
@@ -14,4 +14,4 @@ SELECT time_bucket(INTERVAL '1 hour', time) AS bucket,
        min(time)                                                 AS first_time,
        max(time)                                                 AS last_time
 FROM llm_requests
-GROUP BY bucket, session_id, source, user_id, agent_id, provider, model
+GROUP BY bucket, session_id, source, user_id, agent_id, provider, model, counted

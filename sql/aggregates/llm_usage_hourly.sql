@@ -1,6 +1,7 @@
--- LLM requests per hour by user, agent, provider and model (LLM Usage).
+-- LLM requests per hour by user, agent, provider and model (LLM Usage); `counted`: whether
+-- the request's tokens and cost count (false when its session sent metric points instead).
 SELECT time_bucket(INTERVAL '1 hour', time) AS bucket,
-       source, user_id, agent_id, provider, model,
+       source, user_id, agent_id, provider, model, counted,
        count(*)                                                  AS requests,
        sum(input_tokens)                                         AS input_tokens,
        sum(output_tokens)                                        AS output_tokens,
@@ -13,4 +14,4 @@ SELECT time_bucket(INTERVAL '1 hour', time) AS bucket,
        sum(latency_ms)                                           AS latency_ms_sum,
        count(latency_ms)                                         AS latency_count
 FROM llm_requests
-GROUP BY bucket, source, user_id, agent_id, provider, model
+GROUP BY bucket, source, user_id, agent_id, provider, model, counted
