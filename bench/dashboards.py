@@ -65,7 +65,27 @@ def tab_seconds(base: str, session: requests.Session, urls: list[str], days: flo
     return time.perf_counter() - t0
 
 
-def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: list[float]) -> dict:
+def metric_of(url: str) -> str:
+    return url.split("/api/v1/query/", 1)[1].split("?", 1)[0]
+
+
+def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: int) -> dict[str, float]:
+    """Median server round trip of each panel query alone (last 30 days, unfiltered)."""
+    end = int(time.time() * 1000)
+    start = end - 30 * 86400 * 1000
+    out = {}
+    for u in urls:
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            session.get(base + render(u, start, end, None), timeout=600).raise_for_status()
+            times.append(time.perf_counter() - t0)
+        out[metric_of(u)] = statistics.median(times)
+    return out
+
+
+def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: list[float],
+            per_panel: bool = False) -> dict:
     env = {"AA_READ_AGGREGATES": "1" if read_aggregates else "0", "AA_DB_TIMEOUT_S": "600"}
     out: dict = {}
     with service(url, role="query", extra_env=env) as (base, proc):
@@ -80,6 +100,8 @@ def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: li
             for days in days_list:
                 out[(tab, f"{days:g} days")] = (len(urls), statistics.median(
                     [tab_seconds(base, s, urls, days, None) for _ in range(max(1, reps // 2))]), None)
+            if per_panel:
+                out[(tab, "panels")] = panel_seconds(base, s, urls, reps)
         out["peak_rss_mib"] = peak_rss_mib(proc.pid)
     return out
 
@@ -92,6 +114,7 @@ def main() -> None:
     ap.add_argument("--raw-reps", type=int, default=2)
     ap.add_argument("--user", default="user007@example.com")
     ap.add_argument("--skip-raw", action="store_true")
+    ap.add_argument("--panels", action="store_true", help="also print each panel's median (30 days, unfiltered)")
     a = ap.parse_args()
     print(f"machine: {machine()}")
     for url in a.database_url:
@@ -100,7 +123,7 @@ def main() -> None:
             calls = conn.execute("SELECT count(*) FROM tool_calls").fetchone()[0]
             llm = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
         print(f"\n[{backend}] {calls:,} tool calls, {llm:,} LLM requests; zone {TZ}; times are whole tabs (ms)")
-        agg = measure(url, True, a.reps, a.user, [1, 7, 30, 90])
+        agg = measure(url, True, a.reps, a.user, [1, 7, 30, 90], per_panel=a.panels)
         raw = None if a.skip_raw else measure(url, False, a.raw_reps, a.user, [])
         print(f"{'tab':10s} {'filter':12s} {'panels':>6s} {'median':>9s} {'p95':>9s} {'raw median':>11s} {'raw/agg':>8s}")
         for tab in TABS:
@@ -112,6 +135,10 @@ def main() -> None:
         print("growth (aggregates, unfiltered, median ms): " + "; ".join(
             f"{tab}: " + ", ".join(f"{d}d {agg[(tab, f'{d} days')][1] * 1000:.0f}" for d in (1, 7, 30, 90))
             for tab in TABS))
+        if a.panels:
+            for tab in TABS:
+                print(f"{tab} panels (median ms): " + ", ".join(
+                    f"{m} {v * 1000:.0f}" for m, v in agg[(tab, "panels")].items()))
         print(f"service peak RSS: {agg['peak_rss_mib']:.0f} MiB with aggregates"
               + (f", {raw['peak_rss_mib']:.0f} MiB raw" if raw else ""))
 

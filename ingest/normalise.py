@@ -7,6 +7,8 @@ an unrelated metric) is counted as ignored, never as rejected.
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -76,40 +78,53 @@ def _nul(value: Any) -> bool:
     return False
 
 
+# A NUL inside JSON text: \u0000 not itself escaped (preceded by an even number of backslashes).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _unstorable(fact: Any) -> str | None:
     """Why a normalised fact cannot be stored as it is, or None."""
+    attributes_json = getattr(fact, "attributes_json", None)
     for name, value in vars(fact).items():
-        if _nul(value):
+        if isinstance(value, str):
+            if "\x00" in value:
+                return f"{name} contains a NUL character"
+        elif name == "attributes" and attributes_json is not None:
+            # Searched once as the JSON text it is stored as (cheaper than walking the dict).
+            if "\\u0000" in attributes_json and _JSON_NUL.search(attributes_json):
+                return f"{name} contains a NUL character"
+        elif isinstance(value, (dict, list, tuple)) and _nul(value):
             return f"{name} contains a NUL character"
     for name in _ID_FIELDS:
         value = getattr(fact, name, None)
-        if isinstance(value, str) and len(value.encode()) > MAX_ID_BYTES:
+        if isinstance(value, str) and len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
             return f"{name} is longer than {MAX_ID_BYTES} bytes"
     return None
 
 
 def _run(batch: Batch, index: int, handler: Callable[[], bool]) -> None:
     batch.received += 1
-    facts_before = {name: len(getattr(batch, name)) for name in _FACT_LISTS}
-    keys_before = {name: set(getattr(batch, name)) for name in _DIRECTORY}
+    facts_before = [len(getattr(batch, name)) for name in _FACT_LISTS]
+    # Handlers only add directory keys, and dicts keep insertion order: new keys come last.
+    keys_before = [len(getattr(batch, name)) for name in _DIRECTORY]
     try:
         if not handler():
             batch.ignored += 1
             return
-        new_facts = [f for name in _FACT_LISTS for f in getattr(batch, name)[facts_before[name]:]]
-        new_rows = [(k, v) for name in _DIRECTORY for k, v in getattr(batch, name).items()
-                    if k not in keys_before[name]]
+        new_facts = [f for name, n in zip(_FACT_LISTS, facts_before) for f in getattr(batch, name)[n:]]
+        new_rows = [kv for name, n in zip(_DIRECTORY, keys_before) if len(getattr(batch, name)) > n
+                    for kv in list(getattr(batch, name).items())[n:]]
         reason = next(filter(None, map(_unstorable, new_facts)), None) or (
             "a directory name contains a NUL character" if _nul(new_rows) else None)
         if reason:
             raise BadValue(reason)
     except BadValue as exc:
         # Take back whatever the handler added: a record is stored whole or not at all.
-        for name in _FACT_LISTS:
-            del getattr(batch, name)[facts_before[name]:]
-        for name in _DIRECTORY:
+        for name, n in zip(_FACT_LISTS, facts_before):
+            del getattr(batch, name)[n:]
+        for name, n in zip(_DIRECTORY, keys_before):
             rows = getattr(batch, name)
-            for key in set(rows) - keys_before[name]:
+            for key in list(rows)[n:]:
                 del rows[key]
         batch.reject(index, str(exc))
 

@@ -32,19 +32,35 @@ def any_value(v: AnyValue) -> Any:
 
 
 def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
-
-
-def bounded(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy fit for the jsonb column: at most MAX_ATTRIBUTES keys, long strings cut, no NaN."""
     out: dict[str, Any] = {}
-    for key in sorted(attrs)[:MAX_ATTRIBUTES]:
+    for kv in kvs:
+        v = kv.value
+        kind = v.WhichOneof("value")
+        # Scalars inline: this runs for every attribute of every record.
+        out[kv.key] = (getattr(v, kind) if kind in _SCALARS else None if kind is None else any_value(v))
+    return out
+
+
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
+def bounded(attrs: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A copy fit for the jsonb column, without the `leave_out` keys: at most MAX_ATTRIBUTES keys
+    (the first in sorted order), long strings cut, no NaN."""
+    keys = [k for k in attrs if k not in leave_out] if leave_out else list(attrs)
+    if len(keys) > MAX_ATTRIBUTES:
+        keys = sorted(keys)[:MAX_ATTRIBUTES]
+    out: dict[str, Any] = {}
+    for key in keys:
         value = attrs[key]
-        if isinstance(value, str) and len(value) > MAX_STRING:
-            value = value[:MAX_STRING] + "…"
-        elif isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        elif isinstance(value, (list, dict)):
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_STRING:
+                value = value[:MAX_STRING] + "…"
+        elif kind is float:
+            if not math.isfinite(value):
+                value = str(value)
+        elif kind is list or kind is dict:
             text = repr(value)
             value = value if len(text) <= MAX_STRING else text[:MAX_STRING] + "…"
         out[key] = value
@@ -133,4 +149,4 @@ PRIVATE_KEYS = frozenset({"prompt", "prompt_text", "response", "tool_parameters"
 
 def stored(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes kept beside a fact: resource and record attributes, minus content, bounded."""
-    return bounded({k: v for k, v in attrs.items() if k not in PRIVATE_KEYS})
+    return bounded(attrs, PRIVATE_KEYS)
