@@ -162,10 +162,6 @@ class Engine:
         side groups by session, so rollups answer it."""
         ev = self.source(LLM_USAGE, window, q, use_aggregate=use_aggregate)
         mp = self.source(LLM_METRIC_USAGE, window, q, use_aggregate=use_aggregate)
-        mp_cost = ("CASE WHEN metric = 'tokens' THEN estimated_cost_usd END" if self.cost == "estimated"
-                   else "CASE WHEN metric = 'cost' THEN value::numeric END")
-        types = ", ".join(f"(CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value ELSE 0 END)::numeric"
-                          f" AS {t}_tokens" for t in TOKEN_TYPES)
         text = f"""
             SELECT time, user_id, agent_id, provider, model, requests::numeric AS requests,
                    {", ".join(f"(CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END)::numeric AS {t}_tokens"
@@ -173,10 +169,9 @@ class Engine:
                    0::numeric AS other_tokens, (CASE WHEN {COUNTED} THEN cost END)::numeric AS cost
             FROM ({{ev}}) e
             UNION ALL
-            SELECT time, user_id, agent_id, provider, model, 0::numeric, {types},
-                   (CASE WHEN metric = 'tokens' AND token_type NOT IN ('input', 'output', 'cache_read',
-                    'cache_write') THEN value ELSE 0 END)::numeric AS other_tokens,
-                   ({mp_cost})::numeric AS cost
+            SELECT time, user_id, agent_id, provider, model, 0::numeric,
+                   {", ".join(f"coalesce({t}_tokens, 0)::numeric" for t in (*TOKEN_TYPES, "other"))},
+                   cost::numeric
             FROM ({{mp}}) p"""
         return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
 

@@ -36,6 +36,8 @@ class Dataset:
     filterable: tuple[str, ...]  # the filters its columns can answer
     rollups: tuple[Rollup, ...] = ()
     raw_condition: str = "TRUE"  # which raw rows the aggregate holds (read from raw only)
+    measures: frozenset[str] = frozenset({"calls"})  # summed columns every rollup holds
+    always: frozenset[str] = frozenset()  # columns every question on it reads
 
 
 _POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
@@ -73,6 +75,7 @@ FILTER_COLUMNS: dict[str, frozenset[str]] = {
     "agent_instance": frozenset({"agent_instance_id"}), "agent": frozenset({"agent_id"}),
     "agent_tag": frozenset({"agent_id"}), "mcp": frozenset({"mcp_server_id"}),
     "resource_tag": frozenset({"mcp_server_id", "tool_name"}),
+    "provider": frozenset({"provider"}), "model": frozenset({"model"}),
 }
 
 _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
@@ -80,20 +83,46 @@ _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 # metric points; decided at ingest).
 COUNTED = "counted"
 
+_LLM_MEASURES = frozenset({"requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                           "other_tokens", "cost"})
+_BY_MODEL = frozenset({"provider", "model"})
+_BY_USER = frozenset({"user_id", "provider", "model"})
+
 LLM_USAGE = Dataset(
     "llm_usage_hourly", "llm_requests",
     f"bucket AS time, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost",
     f"time, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost",
-    ("user", "group", "provider", "model"))
+    ("user", "group", "provider", "model"),
+    rollups=(
+        Rollup("llm_usage_by_model_hourly", _BY_MODEL | {"counted"}, _BY_MODEL | {"counted"},
+               daily="llm_usage_by_model_daily"),
+        # The full hourly aggregate, with a daily twin by user for whole days.
+        Rollup("llm_usage_hourly", _BY_USER | {"counted"}, _BY_USER | {"counted"},
+               daily="llm_usage_by_user_daily"),
+    ),
+    measures=_LLM_MEASURES, always=frozenset({"counted"}))
 
-# Sessions' metric points without the session: what counts for the sessions that sent them.
+# Sessions' metric points without the session, token types and cost as columns: what counts
+# for the sessions that sent them.
+_POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, other_tokens"
 LLM_METRIC_USAGE = Dataset(
     "llm_metric_usage_hourly", "metric_points",
-    "bucket AS time, user_id, agent_id, provider, model, metric, token_type, value, estimated_cost_usd",
-    "time, user_id, agent_id, provider, model, metric, token_type, value, estimated_cost_usd",
-    ("user", "group", "provider", "model"), raw_condition="session_id IS NOT NULL")
+    f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost",
+    "time, user_id, agent_id, provider, model,"
+    + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
+                for t in ("input", "output", "cache_read", "cache_write"))
+    + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
+    # The reported cost is the cost metric's value; the estimate is priced on token points.
+    " CASE WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
+    " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost",
+    ("user", "group", "provider", "model"), raw_condition="session_id IS NOT NULL",
+    rollups=(
+        Rollup("llm_metric_usage_by_model_hourly", _BY_MODEL, _BY_MODEL, daily="llm_metric_usage_by_model_daily"),
+        Rollup("llm_metric_usage_hourly", _BY_USER, _BY_USER, daily="llm_metric_usage_by_user_daily"),
+    ),
+    measures=_LLM_MEASURES)
 
 LLM_SESSIONS = Dataset(
     "llm_sessions_hourly", "llm_requests",
@@ -128,8 +157,15 @@ _NEEDS: dict[str, frozenset[str]] = {
     "security_top_blocked_agent_instances": frozenset({"agent_instance_id"}),
     "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
     "security_top_blocked_users": frozenset({"user_id"}),
+    # LLM Usage (events and metric points alike).
+    "llm_total_tokens": frozenset(), "llm_total_cost": frozenset(), "llm_tokens_by_type": frozenset(),
+    "llm_tokens_over_time": frozenset(), "llm_cost_over_time": frozenset(),
+    "llm_models_used": frozenset({"model"}),
+    "llm_top_users_by_tokens": frozenset({"user_id"}), "llm_top_users_by_cost": frozenset({"user_id"}),
+    "llm_top_models_by_tokens": _BY_MODEL, "llm_top_models_by_cost": _BY_MODEL,
 }
-_EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), BLOCKED: frozenset({"outcome"})}
+_EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), BLOCKED: frozenset({"outcome"}),
+                "TRUE": frozenset()}
 
 
 # Metrics whose answer does not depend on when within the window a call happened: whole days
@@ -138,7 +174,8 @@ TIME_FREE = frozenset({
     "mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
     "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
     "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
-    "security_top_blocked_mcps"})
+    "security_top_blocked_mcps", "llm_total_tokens", "llm_total_cost", "llm_models_used", "llm_tokens_by_type",
+    "llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost"})
 
 
 def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
@@ -149,7 +186,7 @@ def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
     extra_needs = _EXTRA_NEEDS.get(extra)
     if needs is None or extra_needs is None or not ds.rollups:
         return ds.aggregate, ds.agg_columns, None
-    wanted = needs | extra_needs
+    wanted = needs | extra_needs | ds.always
     for f in filters:
         wanted |= FILTER_COLUMNS[f]
     for rollup in ds.rollups:
@@ -160,7 +197,7 @@ def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
             for item in ds.agg_columns.split(","):
                 expr, _, alias = item.strip().partition(" AS ")
                 name = alias or expr
-                keep = expr in ("bucket", "calls") or name in rollup.columns
+                keep = expr == "bucket" or name in ds.measures or name in rollup.columns
                 items.append(item.strip() if keep else f"NULL::text AS {name}")
             return rollup.name, ", ".join(items), rollup
     return ds.aggregate, ds.agg_columns, None

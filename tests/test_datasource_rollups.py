@@ -1,4 +1,4 @@
-"""The "choose aggregate" stage: each MCP Usage / Security metric reads the smallest rollup that
+"""The "choose aggregate" stage: each MCP Usage / Security / LLM Usage metric reads the smallest rollup that
 holds every column its body and its filters need, and the full aggregate otherwise. (That the
 numbers stay exact under every filter is proven against the oracle in test_datasource_metrics.)"""
 from __future__ import annotations
@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
-from agent_analytics.datasource.relations import EXECUTED, TOOL_CALLS, choose_aggregate
+from agent_analytics.datasource.relations import (EXECUTED, LLM_METRIC_USAGE, LLM_USAGE, TOOL_CALLS,
+                                                  choose_aggregate)
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api
 from tests.test_datasource_time import materialised
@@ -43,16 +44,36 @@ def test_choice(metric, filters, extra, want):
     assert projected == full, "every relation projects the dataset's columns in the same order"
 
 
+@pytest.mark.parametrize("metric,filters,events,points", [
+    ("llm_total_tokens", [], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
+    ("llm_tokens_over_time", ["provider", "model"], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
+    ("llm_top_models_by_cost", [], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
+    ("llm_total_cost", ["user"], "llm_usage_hourly", "llm_metric_usage_hourly"),
+    ("llm_top_users_by_tokens", [], "llm_usage_hourly", "llm_metric_usage_hourly"),
+    ("llm_models_used", ["group"], "llm_usage_hourly", "llm_metric_usage_hourly"),
+])
+def test_llm_choice(metric, filters, events, points):
+    for ds, want in ((LLM_USAGE, events), (LLM_METRIC_USAGE, points)):
+        name, columns, _ = choose_aggregate(ds, metric, filters, "TRUE")
+        assert name == want
+        projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
+        assert projected == [c.split(" AS ")[-1].strip() for c in ds.agg_columns.split(",")]
+
+
 def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
     start, end = ANCHOR - timedelta(days=7, minutes=17), ANCHOR
     relations = {m: api(ds_client, m, start, end)["meta"]["relations"]
-                 for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies")}
+                 for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies", "llm_total_tokens")}
     if materialised(ds_client):
+        assert relations["llm_total_tokens"] == [
+            "llm_usage_by_model_daily", "llm_usage_by_model_hourly", "llm_requests",
+            "llm_metric_usage_by_model_daily", "llm_metric_usage_by_model_hourly", "metric_points"]
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
         assert relations["mcp_tool_executions"] == ["tool_calls_by_server_daily", BY_SERVER, "tool_calls"]
         assert relations["mcp_top_users"] == ["tool_calls_by_actor_daily", BY_ACTOR, "tool_calls"]
         assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
+        assert relations.pop("llm_total_tokens") == ["llm_requests", "metric_points"]
         assert all(r == ["tool_calls"] for r in relations.values()), relations
 
 

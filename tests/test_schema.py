@@ -121,7 +121,7 @@ def test_same_rows_give_same_aggregates_on_both_backends(pg_cluster):
     plain, tsdb = (_aggregate_contents(urls[b]) for b in ("plain", "timescaledb"))
     for name in AGGREGATES:
         assert plain[name][0] == tsdb[name][0], f"{name}: columns differ"
-        assert len(plain[name][1]) > 10
+        assert len(plain[name][1]) >= (3 if name.endswith("_daily") else 10)  # the data spans three days
         assert plain[name][1] == tsdb[name][1], f"{name}: contents differ between backends"
     for url in urls.values():
         reset_database(url)
