@@ -297,10 +297,7 @@ class Engine:
         """`s`: one row per session with its totals, built from events and metric points."""
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
-        mp_cost = ("sum(estimated_cost_usd) FILTER (WHERE metric = 'tokens')" if self.cost == "estimated"
-                   else "sum(value) FILTER (WHERE metric = 'cost')")
-        mp_types = ", ".join(f"coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = '{t}'), 0)"
-                             f" AS {t}_tokens" for t in TOKEN_TYPES)
+        mp_types = ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}_tokens" for t in TOKEN_TYPES)
         # A session's tokens and cost come from its counted events or from its metric points,
         # never both (decided at ingest), so the two sides simply add up.
         both = ", ".join(f"(coalesce(ev.{t}_tokens, 0) + coalesce(mp.{t}_tokens, 0))::float8 AS {t}_tokens"
@@ -315,8 +312,7 @@ class Engine:
                       array_agg(DISTINCT model) AS models
                FROM ev_src GROUP BY session_id),
         mp AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id,
-                      coalesce(sum(value) FILTER (WHERE metric = 'tokens'), 0) AS tokens, {mp_types},
-                      {mp_cost} AS cost, min(first_time) AS first_time, max(last_time) AS last_time,
+                      coalesce(sum(tokens), 0) AS tokens, {mp_types}, sum(cost) AS cost, min(first_time) AS first_time, max(last_time) AS last_time,
                       array_agg(DISTINCT model) AS models
                FROM mp_src GROUP BY session_id),
         s AS (SELECT coalesce(ev.session_id, mp.session_id) AS session_id,
@@ -458,8 +454,6 @@ class Engine:
             return Result([])
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL")
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL")
-        mp_cost = ("CASE WHEN metric = 'tokens' THEN estimated_cost_usd END" if self.cost == "estimated"
-                   else "CASE WHEN metric = 'cost' THEN value END")
         # Tokens and cost from counted events or from metric points; requests and latency
         # always from events.
         text = f"""
@@ -471,8 +465,7 @@ class Engine:
                    CASE WHEN {COUNTED} THEN cost END::float8 AS cost
             FROM ev_src
             UNION ALL
-            SELECT provider, model, 0, NULL, 0, CASE WHEN metric = 'tokens' THEN value ELSE 0 END,
-                   ({mp_cost})::float8
+            SELECT provider, model, 0, NULL, 0, coalesce(tokens, 0), cost::float8
             FROM mp_src)
         SELECT provider, model, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost,
                sum(latency_ms_sum) / nullif(sum(latency_count), 0) AS avg_latency_ms

@@ -75,7 +75,7 @@ FILTER_COLUMNS: dict[str, frozenset[str]] = {
     "agent_instance": frozenset({"agent_instance_id"}), "agent": frozenset({"agent_id"}),
     "agent_tag": frozenset({"agent_id"}), "mcp": frozenset({"mcp_server_id"}),
     "resource_tag": frozenset({"mcp_server_id", "tool_name"}),
-    "provider": frozenset({"provider"}), "model": frozenset({"model"}),
+    "provider": frozenset({"provider"}), "model": frozenset({"model"}), "session": frozenset({"session_id"}),
 }
 
 _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
@@ -124,6 +124,11 @@ LLM_METRIC_USAGE = Dataset(
     ),
     measures=_LLM_MEASURES)
 
+_SESSION_MEASURES = frozenset({"requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                               "cache_write_tokens", "tokens", "cost", "latency_ms_sum", "latency_count",
+                               "first_time", "last_time"})
+_SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "model"})
+
 LLM_SESSIONS = Dataset(
     "llm_sessions_hourly", "llm_requests",
     f"bucket AS time, session_id, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
@@ -131,15 +136,29 @@ LLM_SESSIONS = Dataset(
     f"time, session_id, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
     " time AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"))
+    ("user", "group", "provider", "model", "session"),
+    rollups=(Rollup("llm_sessions_hourly", _SESSION_KEYS | {"counted"}, _SESSION_KEYS | {"counted"},
+                    daily="llm_sessions_daily"),),
+    measures=_SESSION_MEASURES, always=frozenset({"counted"}))
 
 SESSION_METRICS = Dataset(
     "session_metrics_hourly", "metric_points",
-    "bucket AS time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
-    " estimated_cost_usd, first_time, last_time",
-    "time, session_id, user_id, agent_id, provider, model, metric, token_type, value,"
-    " estimated_cost_usd, coalesce(start_time, time) AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"))
+    f"bucket AS time, session_id, user_id, agent_id, provider, model, tokens, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost, first_time, last_time",
+    "time, session_id, user_id, agent_id, provider, model,"
+    " CASE WHEN metric = 'tokens' THEN value END AS tokens,"
+    + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
+                for t in ("input", "output", "cache_read", "cache_write"))
+    + ", CASE WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
+    " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
+    " coalesce(start_time, time) AS first_time, time AS last_time",
+    ("user", "group", "provider", "model", "session"),
+    rollups=(Rollup("session_metrics_hourly", _SESSION_KEYS, _SESSION_KEYS, daily="session_metrics_daily"),),
+    measures=_SESSION_MEASURES)
+
+# The session totals: what a session did within the window, whenever within it.
+_SESSION_TOTALS = ("sessions_table", "session_metrics", "session_totals", "session_token_mix",
+                   "session_comparison", "session_models")
 
 
 # The "choose aggregate" stage for datasets with rollups: what each metric's body reads beyond
@@ -163,9 +182,10 @@ _NEEDS: dict[str, frozenset[str]] = {
     "llm_models_used": frozenset({"model"}),
     "llm_top_users_by_tokens": frozenset({"user_id"}), "llm_top_users_by_cost": frozenset({"user_id"}),
     "llm_top_models_by_tokens": _BY_MODEL, "llm_top_models_by_cost": _BY_MODEL,
+    **{m: _SESSION_KEYS for m in _SESSION_TOTALS},
 }
 _EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), BLOCKED: frozenset({"outcome"}),
-                "TRUE": frozenset()}
+                "TRUE": frozenset(), "session_id IS NOT NULL": frozenset({"session_id"})}
 
 
 # Metrics whose answer does not depend on when within the window a call happened: whole days
@@ -175,7 +195,8 @@ TIME_FREE = frozenset({
     "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
     "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
     "security_top_blocked_mcps", "llm_total_tokens", "llm_total_cost", "llm_models_used", "llm_tokens_by_type",
-    "llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost"})
+    "llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost",
+    *_SESSION_TOTALS})
 
 
 def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],

@@ -15,10 +15,11 @@ _SQL: dict[str, str] = {
     "mcp": "SELECT id, name FROM mcp_servers ORDER BY 2, 1",
     "agent_tag": "SELECT DISTINCT tag, tag FROM agent_tags ORDER BY 1",
     "resource_tag": "SELECT tag, tag FROM (SELECT tag FROM mcp_server_tags UNION SELECT tag FROM tool_tags) t ORDER BY 1",
-    "provider": ("SELECT p, p FROM (SELECT provider AS p FROM llm_usage_hourly UNION"
-                 " SELECT provider FROM session_metrics_hourly) t ORDER BY 1"),
-    "model": ("SELECT m, m FROM (SELECT model AS m FROM llm_usage_hourly UNION"
-              " SELECT model FROM session_metrics_hourly) t ORDER BY 1"),
+    # The smallest rollups that name every provider and model LLM Usage can show.
+    "provider": ("SELECT p, p FROM (SELECT provider AS p FROM llm_usage_by_model_daily UNION"
+                 " SELECT provider FROM llm_metric_usage_by_model_daily) t ORDER BY 1"),
+    "model": ("SELECT m, m FROM (SELECT model AS m FROM llm_usage_by_model_daily UNION"
+              " SELECT model FROM llm_metric_usage_by_model_daily) t ORDER BY 1"),
 }
 # Sessions: the most recent ones overlapping the range (the session table is the directory of sessions).
 _SESSIONS = ("SELECT s.id, s.id || ' (' || coalesce(u.display_name, u.email, s.user_id, '?') || ')'"

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
-from agent_analytics.datasource.relations import (EXECUTED, LLM_METRIC_USAGE, LLM_USAGE, TOOL_CALLS,
-                                                  choose_aggregate)
+from agent_analytics.datasource.relations import (EXECUTED, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
+                                                  SESSION_METRICS, TIME_FREE, TOOL_CALLS, choose_aggregate)
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api
 from tests.test_datasource_time import materialised
@@ -58,6 +58,17 @@ def test_llm_choice(metric, filters, events, points):
         assert name == want
         projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
         assert projected == [c.split(" AS ")[-1].strip() for c in ds.agg_columns.split(",")]
+
+
+@pytest.mark.parametrize("metric,daily", [("sessions_table", True), ("session_metrics", True),
+                                          ("session_models", True), ("session_tokens_over_time", False)])
+def test_session_choice(metric, daily):
+    """Session totals may read whole days from the daily twins; activity over time may not."""
+    for ds, hourly, twin in ((LLM_SESSIONS, "llm_sessions_hourly", "llm_sessions_daily"),
+                             (SESSION_METRICS, "session_metrics_hourly", "session_metrics_daily")):
+        name, _, rollup = choose_aggregate(ds, metric, ["user", "model", "session"], "session_id IS NOT NULL")
+        assert name == hourly
+        assert (rollup is not None and rollup.daily == twin and metric in TIME_FREE) == daily
 
 
 def test_the_service_reads_the_rollups_on_timescaledb(ds_client):

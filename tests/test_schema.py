@@ -137,7 +137,18 @@ def test_aggregates_match_raw_rows(db_url):
             "SELECT sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens),"
             " sum(estimated_cost_usd), sum(requests) FROM llm_usage_hourly").fetchone()
         sess = c.execute("SELECT sum(requests) FROM llm_sessions_hourly WHERE session_id = 's3'").fetchone()[0]
-        mp = c.execute("SELECT sum(value) FROM session_metrics_hourly WHERE metric = 'tokens'").fetchone()[0]
+        mp = c.execute("SELECT sum(tokens) FROM session_metrics_hourly").fetchone()[0]
+        # Every rollup of the same rows holds the same totals.
+        rollup_tokens = [c.execute(f"SELECT sum(input_tokens + output_tokens + cache_read_tokens"
+                                   f" + cache_write_tokens) FROM {name}").fetchone()[0]
+                         for name in ("llm_usage_by_model_hourly", "llm_usage_by_model_daily", "llm_usage_by_user_daily",
+                                      "llm_sessions_daily")]
+        rollup_points = [c.execute(f"SELECT sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)"
+                                   f" + coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0)"
+                                   f" + coalesce(other_tokens, 0)) FROM {name}").fetchone()[0]
+                         for name in ("llm_metric_usage_hourly", "llm_metric_usage_by_model_hourly",
+                                      "llm_metric_usage_by_model_daily", "llm_metric_usage_by_user_daily")]
+        daily_points = c.execute("SELECT sum(tokens) FROM session_metrics_daily").fetchone()[0]
     for outcome in ("ok", "error", "blocked"):
         assert by_outcome[outcome] == sum(1 for r in tool_calls if r[8] == outcome)
     assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in llm)
@@ -145,6 +156,8 @@ def test_aggregates_match_raw_rows(db_url):
     assert requests == len(llm)
     assert sess == sum(1 for r in llm if r[3] == "s3")
     assert mp == sum(r[10] for r in points if r[9] == "tokens")
+    assert rollup_tokens == [tokens] * 4
+    assert rollup_points == [mp] * 4 and daily_points == mp
 
 
 def test_serve_refuses_a_schema_that_is_behind(fresh_database):

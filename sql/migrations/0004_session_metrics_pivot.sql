@@ -1,0 +1,16 @@
+-- session_metrics_hourly becomes one row per session, model and hour with the token types and
+-- cost as columns (five times fewer rows for the sessions table to group). A continuous
+-- aggregate cannot be altered: drop it here; the idempotent step creates it from aggregates/.
+DO $$
+BEGIN
+    IF to_regclass('session_metrics_hourly') IS NULL THEN
+        RETURN;
+    ELSIF to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL AND EXISTS (
+            SELECT 1 FROM timescaledb_information.continuous_aggregates
+            WHERE view_name = 'session_metrics_hourly' AND view_schema = current_schema()) THEN
+        DROP MATERIALIZED VIEW session_metrics_hourly;
+    ELSE
+        DROP VIEW session_metrics_hourly;
+    END IF;
+END
+$$;
