@@ -293,50 +293,47 @@ class Engine:
 
     # ---- Sessions -------------------------------------------------------------------------
 
-    def _sessions_cte(self, q: Query, drop: Sequence[str] = ()) -> tuple[sql.Composable, list]:
-        """`s`: one row per session with its totals, built from events and metric points."""
+    def _sessions_cte(self, q: Query, drop: Sequence[str] = (), detail: bool = True) -> tuple[sql.Composable, list]:
+        """`s`: one row per session with its totals, from its events and metric points in one
+        grouping. A session's tokens and cost come from its counted events or from its metric
+        points, never both (decided at ingest), so the two sides simply add up. `detail`: also
+        the user, agent and models (the baseline statistics need only the totals)."""
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
-        mp_types = ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}_tokens" for t in TOKEN_TYPES)
-        # A session's tokens and cost come from its counted events or from its metric points,
-        # never both (decided at ingest), so the two sides simply add up.
-        both = ", ".join(f"(coalesce(ev.{t}_tokens, 0) + coalesce(mp.{t}_tokens, 0))::float8 AS {t}_tokens"
-                         for t in TOKEN_TYPES)
+        ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END AS {t}_tokens" for t in TOKEN_TYPES)
+        mp_tokens = ", ".join(f"coalesce({t}_tokens, 0)" for t in TOKEN_TYPES)
+        sums = ", ".join(f"sum({t}_tokens)::float8 AS {t}_tokens" for t in TOKEN_TYPES)
+        # Events name the user and agent first; models are deduplicated for the page only.
+        details = ("coalesce(max(user_id) FILTER (WHERE is_event), max(user_id)) AS user_id,"
+                   " coalesce(max(agent_id) FILTER (WHERE is_event), max(agent_id)) AS agent_id,"
+                   " array_agg(model) FILTER (WHERE is_event) AS ev_models,"
+                   " array_agg(model) FILTER (WHERE NOT is_event) AS mp_models," if detail else "")
         text = f"""
-        ev_src AS ({{ev}}), mp_src AS ({{mp}}),
-        ev AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id, sum(requests) AS requests,
-                      {", ".join(f"coalesce(sum({t}_tokens) FILTER (WHERE {COUNTED}), 0) AS {t}_tokens"
-                                 for t in TOKEN_TYPES)},
-                      sum(cost) FILTER (WHERE {COUNTED}) AS cost, bool_or(NOT {COUNTED}) AS superseded,
-                      min(first_time) AS first_time, max(last_time) AS last_time,
-                      array_agg(DISTINCT model) AS models
-               FROM ev_src GROUP BY session_id),
-        mp AS (SELECT session_id, max(user_id) AS user_id, max(agent_id) AS agent_id,
-                      coalesce(sum(tokens), 0) AS tokens, {mp_types}, sum(cost) AS cost, min(first_time) AS first_time, max(last_time) AS last_time,
-                      array_agg(DISTINCT model) AS models
-               FROM mp_src GROUP BY session_id),
-        s AS (SELECT coalesce(ev.session_id, mp.session_id) AS session_id,
-                     coalesce(ev.user_id, mp.user_id) AS user_id, coalesce(ev.agent_id, mp.agent_id) AS agent_id,
-                     coalesce(ev.requests, 0)::float8 AS requests,
-                     (coalesce(ev.input_tokens + ev.output_tokens + ev.cache_read_tokens + ev.cache_write_tokens, 0)
-                      + coalesce(mp.tokens, 0))::float8 AS tokens,
-                     {both},
-                     coalesce(mp.cost, ev.cost)::float8 AS cost,
-                     CASE WHEN mp.session_id IS NOT NULL OR ev.superseded THEN 'metrics' ELSE 'events' END
-                         AS totals_source,
-                     least(ev.first_time, mp.first_time) AS start_time,
-                     greatest(ev.last_time, mp.last_time) AS end_time,
-                     extract(epoch FROM greatest(ev.last_time, mp.last_time)
-                                        - least(ev.first_time, mp.first_time))::float8 AS duration,
-                     ev.models AS ev_models, mp.models AS mp_models
-              FROM ev FULL JOIN mp ON mp.session_id = ev.session_id)
+        parts AS (
+            SELECT session_id, user_id, agent_id, model, true AS is_event, NOT {COUNTED} AS superseded,
+                   requests, {ev_tokens},
+                   CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+                        ELSE 0 END AS tokens,
+                   CASE WHEN {COUNTED} THEN cost END AS cost, first_time, last_time
+            FROM ({{ev}}) e
+            UNION ALL
+            SELECT session_id, user_id, agent_id, model, false, true, 0, {mp_tokens}, coalesce(tokens, 0), cost,
+                   first_time, last_time
+            FROM ({{mp}}) p),
+        s AS (SELECT session_id, {details}
+                     sum(requests)::float8 AS requests, sum(tokens)::float8 AS tokens,
+                     {sums}, sum(cost)::float8 AS cost,
+                     CASE WHEN bool_or(superseded) THEN 'metrics' ELSE 'events' END AS totals_source,
+                     min(first_time) AS start_time, max(last_time) AS end_time,
+                     extract(epoch FROM max(last_time) - min(first_time))::float8 AS duration
+              FROM parts GROUP BY session_id)
         """
         return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
 
     def _session_stats(self, q: Query) -> dict[str, Any]:
         """Count and P50 / average / P95 per dimension over the filter set's sessions (not `session`)."""
-        cte, params = self._sessions_cte(q, drop=("session",))
-        rows = self.fetch(sql.SQL("WITH ") + cte + sql.SQL(f"SELECT {_SESSION_STATS} FROM s"), params)
+        cte, params = self._sessions_cte(q, drop=("session",), detail=False)
+        rows = self.fetch(sql.SQL("WITH ") + cte + sql.SQL(_SESSION_STATS), params)
         return rows[0]
 
     @staticmethod
@@ -386,7 +383,7 @@ class Engine:
         """The page and the baseline in one pass, when both cover the same sessions (no session filter)."""
         cte, params = self._sessions_cte(q)
         query = sql.SQL("WITH ") + cte + sql.SQL(
-            f", st AS (SELECT {_SESSION_STATS} FROM s)"
+            f", st AS ({_SESSION_STATS})"
             " SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
             " coalesce(a.name, s.agent_id) AS agent_name, count(*) OVER () AS total, st.*"
             " FROM s CROSS JOIN st LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
@@ -556,11 +553,13 @@ _SERIES: dict[str, tuple[Dataset, str, str]] = {
 
 _C = 'COLLATE "C"'
 
-# Count and P50 / average / P95 per comparison dimension over the sessions `s`.
-_SESSION_STATS = ", ".join(["count(*) AS sessions"] + [
-    f"count({d}) AS {d}_n, percentile_cont(0.5) WITHIN GROUP (ORDER BY {d}) AS {d}_p50,"
-    f" avg({d}) AS {d}_avg, percentile_cont(0.95) WITHIN GROUP (ORDER BY {d}) AS {d}_p95"
-    for d in COMPARISON_DIMENSIONS])
+# Count and P50 / average / P95 per comparison dimension over the sessions `s`
+# (one ordered-set aggregate per dimension gives both percentiles from one sort).
+_SESSION_STATS = ("SELECT " + ", ".join(["sessions"] + [
+    f"{d}_n, {d}_pct[1] AS {d}_p50, {d}_avg, {d}_pct[2] AS {d}_p95" for d in COMPARISON_DIMENSIONS])
+    + " FROM (SELECT " + ", ".join(["count(*) AS sessions"] + [
+        f"count({d}) AS {d}_n, percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY {d}) AS {d}_pct,"
+        f" avg({d}) AS {d}_avg" for d in COMPARISON_DIMENSIONS]) + " FROM s) pct")
 
 
 def _tool_top(measure: str) -> str:
