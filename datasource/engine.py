@@ -9,7 +9,7 @@ comes from the raw table. Both branches project the same columns, so one query f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Sequence
@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import COMPARISON_DIMENSIONS
+from agent_analytics.datasource.catalog import BY_ID, COMPARISON_DIMENSIONS
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import (BLOCKED, COUNTED, EXECUTED, TIME_FREE, LLM_METRIC_USAGE,
                                                   LLM_SESSIONS, LLM_USAGE, SESSION_METRICS, TOOL_CALLS, Dataset,
@@ -300,25 +300,27 @@ class Engine:
         the user, agent and models (the baseline statistics need only the totals)."""
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
-        ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END AS {t}_tokens" for t in TOKEN_TYPES)
-        mp_tokens = ", ".join(f"coalesce({t}_tokens, 0)" for t in TOKEN_TYPES)
+        # Counts as float8 (exact below 2^53; a numeric sum's state is large, and 75k of them spill
+        # to disk); cost stays numeric so that every relation gives the same sum to the last digit.
+        ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END::float8 AS {t}_tokens"
+                              for t in TOKEN_TYPES)
+        mp_tokens = ", ".join(f"coalesce({t}_tokens, 0)::float8" for t in TOKEN_TYPES)
         sums = ", ".join(f"sum({t}_tokens)::float8 AS {t}_tokens" for t in TOKEN_TYPES)
-        # Events name the user and agent first; models are deduplicated for the page only.
+        # Events name the user and agent first. (Models are looked up for the page only: an
+        # array per group costs a memory context each, for every session in the window.)
         details = ("coalesce(max(user_id) FILTER (WHERE is_event), max(user_id)) AS user_id,"
-                   " coalesce(max(agent_id) FILTER (WHERE is_event), max(agent_id)) AS agent_id,"
-                   " array_agg(model) FILTER (WHERE is_event) AS ev_models,"
-                   " array_agg(model) FILTER (WHERE NOT is_event) AS mp_models," if detail else "")
+                   " coalesce(max(agent_id) FILTER (WHERE is_event), max(agent_id)) AS agent_id," if detail else "")
         text = f"""
         parts AS (
             SELECT session_id, user_id, agent_id, model, true AS is_event, NOT {COUNTED} AS superseded,
-                   requests, {ev_tokens},
+                   requests::float8, {ev_tokens},
                    CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
-                        ELSE 0 END AS tokens,
+                        ELSE 0 END::float8 AS tokens,
                    CASE WHEN {COUNTED} THEN cost END AS cost, first_time, last_time
             FROM ({{ev}}) e
             UNION ALL
-            SELECT session_id, user_id, agent_id, model, false, true, 0, {mp_tokens}, coalesce(tokens, 0), cost,
-                   first_time, last_time
+            SELECT session_id, user_id, agent_id, model, false, true, 0, {mp_tokens}, coalesce(tokens, 0)::float8,
+                   cost, first_time, last_time
             FROM ({{mp}}) p),
         s AS (SELECT session_id, {details}
                      sum(requests)::float8 AS requests, sum(tokens)::float8 AS tokens,
@@ -347,21 +349,33 @@ class Engine:
 
     def _session_rows(self, q: Query, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
         cte, params = self._sessions_cte(q)
-        query = sql.SQL("WITH ") + cte + sql.SQL(
-            "SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
-            " coalesce(a.name, s.agent_id) AS agent_name, count(*) OVER () AS total"
-            " FROM s LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
-            f" ORDER BY {order} LIMIT %s OFFSET %s")
+        query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, stats="", st=""))
         rows = self.fetch(query, [*params, limit, offset])
         total = rows[0]["total"] if rows else None
         if total is None:
             counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
             total = counted[0]["total"]
-        return rows, int(total)
+        return self._with_models(q, rows), int(total)
+
+    def _with_models(self, q: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The page's sessions with the models each used in the window (under the filters)."""
+        if not rows:
+            return rows
+        # As the drawer's per-session metrics would ask: the query's filters plus these sessions.
+        narrowed = replace(q, metric=BY_ID["session_models"],
+                           filters={**q.filters, "session": tuple(r["session_id"] for r in rows)})
+        ev = self.source(LLM_SESSIONS, q.window, narrowed, "session_id IS NOT NULL")
+        mp = self.source(SESSION_METRICS, q.window, narrowed, "session_id IS NOT NULL")
+        found = self.fetch(sql.SQL("SELECT session_id, array_agg(DISTINCT model) AS models FROM"
+                                   " (SELECT session_id, model FROM ({}) e UNION ALL"
+                                   " SELECT session_id, model FROM ({}) p) m GROUP BY session_id").format(ev[0], mp[0]),
+                           [*ev[1], *mp[1]])
+        models = {r["session_id"]: r["models"] for r in found}
+        return [{**r, "models": models.get(r["session_id"]) or []} for r in rows]
 
     @staticmethod
     def _session_out(r: dict[str, Any]) -> dict[str, Any]:
-        models = sorted({m for m in (r["ev_models"] or []) + (r["mp_models"] or []) if m is not None})
+        models = sorted({m for m in r["models"] if m is not None})
         return {
             "session_id": r["session_id"], "user_id": r["user_id"], "user": r["user_name"],
             "agent_id": r["agent_id"], "agent": r["agent_name"], "models": ", ".join(models),
@@ -383,16 +397,12 @@ class Engine:
         """The page and the baseline in one pass, when both cover the same sessions (no session filter)."""
         cte, params = self._sessions_cte(q)
         query = sql.SQL("WITH ") + cte + sql.SQL(
-            f", st AS ({_SESSION_STATS})"
-            " SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
-            " coalesce(a.name, s.agent_id) AS agent_name, count(*) OVER () AS total, st.*"
-            " FROM s CROSS JOIN st LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
-            f" ORDER BY {order} LIMIT %s OFFSET %s")
+            f", st AS ({_SESSION_STATS})" + _PAGE.format(order=order, stats=", st.*", st=" CROSS JOIN st"))
         rows = self.fetch(query, [*params, limit, offset])
         if not rows:  # past the last page, or no sessions: nothing needs a baseline
             counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
             return [], int(counted[0]["total"]), {}
-        return rows, int(rows[0]["total"]), rows[0]
+        return self._with_models(q, rows), int(rows[0]["total"]), rows[0]
 
     def _m_sessions_table(self, q: Query) -> Result:
         if q.filters.get("session"):
@@ -552,6 +562,13 @@ _SERIES: dict[str, tuple[Dataset, str, str]] = {
 }
 
 _C = 'COLLATE "C"'
+
+# One page of the sessions `s` in `order`, with the total count and (for the page only) names.
+_PAGE = (" SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
+         " coalesce(a.name, s.agent_id) AS agent_name{stats}"
+         " FROM (SELECT s.*, count(*) OVER () AS total FROM s ORDER BY {order} LIMIT %s OFFSET %s) s{st}"
+         " LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
+         " ORDER BY {order}")
 
 # Count and P50 / average / P95 per comparison dimension over the sessions `s`
 # (one ordered-set aggregate per dimension gives both percentiles from one sort).
