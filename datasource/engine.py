@@ -546,8 +546,10 @@ _STATS: dict[str, tuple[Dataset, str, str]] = {
     # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
     "mcp_unique_tools": (TOOL_CALLS, EXECUTED,
                          "SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d"),
-    "mcp_active_agent_instances": (TOOL_CALLS, EXECUTED, "count(DISTINCT agent_instance_id)"),
-    "mcp_active_users": (TOOL_CALLS, EXECUTED, "count(DISTINCT user_id)"),
+    "mcp_active_agent_instances": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT agent_instance_id"
+                                                         " FROM src WHERE agent_instance_id IS NOT NULL) d"),
+    "mcp_active_users": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT user_id FROM src"
+                                               " WHERE user_id IS NOT NULL) d"),
     "llm_total_tokens": (LLM_USAGE, "TRUE", f"coalesce(sum({_TOKENS}), 0)"),
     "llm_total_cost": (LLM_USAGE, "TRUE", _COST_SUM),
     "llm_models_used": (LLM_USAGE, "TRUE", "count(DISTINCT model)"),
