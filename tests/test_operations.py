@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
 
 from agent_analytics.cluster import find_pg_bindir
-from agent_analytics.sql.migrate import AGGREGATES, load_migrations, migrate, refresh_aggregates
+from agent_analytics.sql.migrate import (AGGREGATES, aggregate_definitions, load_migrations, migrate,
+                                         refresh_aggregates)
 
 from .conftest import NO_TSDB, TIMESCALEDB
 from .rawdata import load_raw_rows, raw_rows
 
 FACTS = ("tool_calls", "llm_requests", "metric_points")
+# The aggregates of the first release (0001-0002); those whose definition changed since are
+# kept as they were in tests/legacy/aggregates_0002.
+LEGACY_AGGREGATES = frozenset({
+    "llm_sessions_hourly", "llm_usage_hourly", "session_metrics_hourly", "tool_calls_blocked_hourly",
+    "tool_calls_by_actor_daily", "tool_calls_by_actor_hourly", "tool_calls_by_policy_hourly",
+    "tool_calls_by_server_daily", "tool_calls_by_server_hourly", "tool_calls_by_tool_daily",
+    "tool_calls_by_tool_hourly", "tool_calls_hourly"})
 BACKEND_CHOICES = ["off", pytest.param("on", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB))]
 
 
@@ -44,6 +53,53 @@ def test_upgrade_over_existing_data_keeps_every_row(fresh_database, tsdb):
         refresh_aggregates(c)
         calls = c.execute("SELECT sum(calls) FROM tool_calls_hourly").fetchone()[0]
     assert calls == len(rows[0])
+
+
+LEGACY = Path(__file__).parent / "legacy" / "aggregates_0002"
+
+
+def _create_aggregate(c: psycopg.Connection, name: str, select: str, tsdb: str) -> None:
+    if tsdb == "on":
+        c.execute(f"CREATE MATERIALIZED VIEW {name} WITH (timescaledb.continuous,"
+                  f" timescaledb.materialized_only = false) AS {select} WITH NO DATA")
+    else:
+        c.execute(f"CREATE VIEW {name} AS {select}")
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_upgrade_from_the_first_release_with_its_aggregates(fresh_database, tsdb):
+    """A database as the first release left it (migrations 0001-0002 and the aggregates as they
+    were then, materialised over data) upgrades: later migrations replace the aggregates whose
+    definitions changed, and Claude Code sessions' events stop counting where metric points do."""
+    migrate(fresh_database, timescaledb=tsdb, upto=2)
+    # What the aggregates stand on: hypertables, or plain PostgreSQL's time_bucket.
+    prerequisite = Path(__file__).parents[1] / "sql" / (
+        "timescaledb/10_hypertables.sql" if tsdb == "on" else "plain/00_time_bucket.sql")
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        c.execute(prerequisite.read_text())
+        for name, select in aggregate_definitions().items():
+            legacy = LEGACY / f"{name}.sql"
+            if legacy.exists():
+                _create_aggregate(c, name, legacy.read_text(), tsdb)
+            elif name in LEGACY_AGGREGATES:
+                _create_aggregate(c, name, select, tsdb)
+    rows = raw_rows(seed=11)
+    load_raw_rows(fresh_database, rows, refresh=False)
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        refresh_aggregates(c, sorted(LEGACY_AGGREGATES))  # materialised, as in production
+    report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert [m.name for m in load_migrations() if m.version > 2] == report.applied
+    assert set(report.created_aggregates) == set(AGGREGATES) - LEGACY_AGGREGATES | {
+        p.stem for p in LEGACY.glob("*.sql")}
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        refresh_aggregates(c)
+        # Every metric point in the data has a session: those sessions' events no longer count.
+        sessions = {r[4] for r in rows[2]}
+        counted = dict(c.execute("SELECT session_id, bool_or(counted) FROM llm_requests GROUP BY 1").fetchall())
+        assert counted and all(counted[s] is (s not in sessions) for s in counted)
+        tokens = c.execute("SELECT sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)"
+                           " FROM llm_usage_hourly WHERE counted").fetchone()[0] or 0
+    assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in rows[1] if r[3] not in sessions)
 
 
 def _fresh_rows(now: datetime, ages_days: list[float]):

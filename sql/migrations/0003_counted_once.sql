@@ -28,13 +28,17 @@ BEGIN
     FOREACH name IN ARRAY ARRAY['llm_usage_hourly', 'llm_sessions_hourly'] LOOP
         IF to_regclass(name) IS NULL THEN
             CONTINUE;
-        ELSIF to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL AND EXISTS (
-                SELECT 1 FROM timescaledb_information.continuous_aggregates
-                WHERE view_name = name AND view_schema = current_schema()) THEN
-            EXECUTE format('DROP MATERIALIZED VIEW %I', name);
-        ELSE
-            EXECUTE format('DROP VIEW %I', name);
         END IF;
+        -- Nested, not AND: PL/pgSQL plans the whole condition, and plain PostgreSQL has no
+        -- timescaledb_information schema to plan it against.
+        IF to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL THEN
+            IF EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates
+                       WHERE view_name = name AND view_schema = current_schema()) THEN
+                EXECUTE format('DROP MATERIALIZED VIEW %I', name);
+                CONTINUE;
+            END IF;
+        END IF;
+        EXECUTE format('DROP VIEW %I', name);
     END LOOP;
 END
 $$;

@@ -5,12 +5,15 @@ DO $$
 BEGIN
     IF to_regclass('session_metrics_hourly') IS NULL THEN
         RETURN;
-    ELSIF to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL AND EXISTS (
-            SELECT 1 FROM timescaledb_information.continuous_aggregates
-            WHERE view_name = 'session_metrics_hourly' AND view_schema = current_schema()) THEN
-        DROP MATERIALIZED VIEW session_metrics_hourly;
-    ELSE
-        DROP VIEW session_metrics_hourly;
     END IF;
+    -- Nested, not AND: plain PostgreSQL has no timescaledb_information schema to plan against.
+    IF to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates
+                   WHERE view_name = 'session_metrics_hourly' AND view_schema = current_schema()) THEN
+            DROP MATERIALIZED VIEW session_metrics_hourly;
+            RETURN;
+        END IF;
+    END IF;
+    DROP VIEW session_metrics_hourly;
 END
 $$;
