@@ -3,6 +3,7 @@ registry, and one blueprint per area. `role` picks the areas one listener serves
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, Response, jsonify
 from flask.json.provider import DefaultJSONProvider
@@ -25,6 +26,18 @@ class BoundedJSONProvider(DefaultJSONProvider):
             return super().loads(s, **kwargs)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
+
+
+def _exposed(app: Flask) -> CollectorRegistry:
+    """What /metrics shows: this app's registry, or with several receiver processes (Prometheus
+    multiprocess mode, PROMETHEUS_MULTIPROC_DIR) every process's values summed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return app.extensions["aa_registry"]
 
 
 def create_app(config: Config | None = None, role: str = "all",
@@ -59,7 +72,7 @@ def create_app(config: Config | None = None, role: str = "all",
             auth.require(auth.Permission.METRICS)
         except auth.AuthError as exc:
             return jsonify(error=exc.message), exc.status
-        return Response(generate_latest(app.extensions["aa_registry"]), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_exposed(app)), mimetype=CONTENT_TYPE_LATEST)
 
     from agent_analytics import blueprints
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
 
 from agent_analytics.config import Config, ConfigError
 
@@ -39,11 +42,38 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(cfg: Config, roles: tuple[str, ...]) -> int:
+def _multiprocess_metrics(cfg: Config, roles: tuple[str, ...]) -> str | None:
+    """Several receiver processes share their Prometheus values through files in a directory
+    (client_python's multiprocess mode), which must be chosen before prometheus_client is
+    imported. Returns the directory this process created (removed at exit), if any."""
+    if "ingest" not in roles or cfg.ingest_processes <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before multiprocess mode was set up")
+    path = tempfile.mkdtemp(prefix="agent-analytics-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _serve(cfg: Config, roles: tuple[str, ...], worker: bool = False) -> int:
+    metrics_dir = None if worker else _multiprocess_metrics(cfg, roles)
+    try:
+        return _run_service(cfg, roles, worker)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_service(cfg: Config, roles: tuple[str, ...], worker: bool) -> int:
     from agent_analytics.server import Service
 
-    service = Service(cfg, roles=roles)
+    service = Service(cfg, roles=roles, worker=worker)
     service.start()
+    if worker:  # one more receiver process; the main process reports for all of them
+        service.wait()
+        return 0
+    if service.child_pids:
+        print(f"receiver processes: {os.getpid()} {' '.join(map(str, service.child_pids))}", flush=True)
     if "ingest" in roles:
         print(f"OTLP/HTTP receiver on http://{cfg.host}:{cfg.ingest_port}/v1/{{logs,metrics,traces}}")
     if "query" in roles:
@@ -86,6 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config()
     if not cfg.database_url:
         sys.exit("DATABASE_URL is not set (use `agent-analytics up` for an embedded database)")
+    if args.ingest_worker:  # started by a main process that has checked the schema
+        return _serve(cfg, ("ingest",), worker=True)
     try:
         missing = pending(cfg.database_url)
     except Exception as exc:  # noqa: BLE001 - an unreachable database is served (503s) until it is back
@@ -116,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
     p = sub.add_parser("serve", help="serve ingest and/or queries against DATABASE_URL")
     p.add_argument("--role", choices=("all", "ingest", "query"), default="all")
+    p.add_argument("--ingest-worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("config", help="print the configuration table (settings and defaults)")
     p.set_defaults(func=cmd_config)

@@ -70,6 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AA_HOST", "host", "127.0.0.1", str, "Address the HTTP listeners bind to (`0.0.0.0` in containers)."),
     Setting("AA_INGEST_PORT", "ingest_port", 4318, int, "OTLP/HTTP receiver and directory API port."),
     Setting("AA_QUERY_PORT", "query_port", 8080, int, "Data source (Grafana JSON protocol and JSON API) port."),
+    Setting("AA_INGEST_PROCESSES", "ingest_processes", 1, _positive_int,
+            "Receiver processes sharing the ingest port (SO_REUSEPORT). Decoding is CPU-bound Python: one "
+            "process uses one core; set it to the cores you can give the receiver."),
     Setting("AA_INGEST_TOKENS", "ingest_tokens", (), _tokens,
             "Comma-separated bearer tokens accepted by the receiver and the directory API."),
     Setting("AA_QUERY_TOKENS", "query_tokens", (), _tokens,
@@ -110,6 +113,7 @@ class Config:
     host: str = "127.0.0.1"
     ingest_port: int = 4318
     query_port: int = 8080
+    ingest_processes: int = 1
     ingest_tokens: tuple[str, ...] = ()
     query_tokens: tuple[str, ...] = ()
     llm_query_tokens: tuple[str, ...] = ()

@@ -3,7 +3,11 @@ PostgreSQL, periodic housekeeping, and a clean stop on Ctrl-C / SIGTERM."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -31,33 +35,84 @@ def start_embedded_database(cfg: Config, say: Callable[[str], None] = print) -> 
     return cluster, url
 
 
+def shared_listener(host: str, port: int) -> socket.socket:
+    """A listening socket other processes can bind too (SO_REUSEPORT): the kernel spreads new
+    connections across the receiver processes."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(info[0], socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(info[4])
+    sock.listen(1024)
+    return sock
+
+
+def worker_command() -> list[str]:
+    """How the main process starts one more receiver process."""
+    return [sys.executable, "-m", "agent_analytics.cli", "serve", "--role", "ingest", "--ingest-worker"]
+
+
 @dataclass
 class Service:
-    """Both listeners and the housekeeping thread; `stop()` ends them all."""
+    """Both listeners and the housekeeping thread; `stop()` ends them all. With
+    AA_INGEST_PROCESSES > 1 the main process also starts and watches that many receiver
+    processes less one (`worker`: such a process, which serves its listener and nothing else)."""
     cfg: Config
     roles: tuple[str, ...] = ("ingest", "query")
+    worker: bool = False
     _servers: list = field(default_factory=list)
     _threads: list = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _children: list = field(default_factory=list)
     apps: dict = field(default_factory=dict)
+
+    @property
+    def ingest_processes(self) -> int:
+        return max(1, self.cfg.ingest_processes) if "ingest" in self.roles else 1
 
     def start(self) -> None:
         ports = {"ingest": self.cfg.ingest_port, "query": self.cfg.query_port}
         for role in self.roles:
             app = create_app(self.cfg, role=role)
             self.apps[role] = app
+            shared = role == "ingest" and self.ingest_processes > 1
+            where = ({"sockets": [shared_listener(self.cfg.host, ports[role])]} if shared
+                     else {"host": self.cfg.host, "port": ports[role]})
             # waitress reads a whole body before the app sees it: cap it at the receiver's own
             # limit, so an oversized or never-ending body is refused (413) before it is buffered.
-            server = create_server(app, host=self.cfg.host, port=ports[role], map={}, threads=8,
+            server = create_server(app, **where, map={}, threads=8,
                                    ident="agent-analytics", clear_untrusted_proxy_headers=True,
                                    max_request_body_size=self.cfg.max_body_bytes)
             self._servers.append(server)
             t = threading.Thread(target=server.run, name=f"http-{role}", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.worker:
+            return
+        self._children = [self._spawn() for _ in range(self.ingest_processes - 1)]
+        if self._children:
+            t = threading.Thread(target=self._watch_children, name="receivers", daemon=True)
+            t.start()
+            self._threads.append(t)
         t = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         t.start()
         self._threads.append(t)
+
+    @property
+    def child_pids(self) -> list[int]:
+        return [c.pid for c in self._children]
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(worker_command(), env=os.environ.copy())
+
+    def _watch_children(self) -> None:
+        """A receiver process that dies is replaced (its metrics are folded into the dead ones)."""
+        while not self._stopping.wait(1.0):
+            for i, child in enumerate(self._children):
+                if child.poll() is not None and not self._stopping.is_set():
+                    log.warning("receiver process %d exited (%s); starting another", child.pid, child.returncode)
+                    _mark_dead(child.pid)
+                    self._children[i] = self._spawn()
 
     def _housekeeping(self) -> None:
         """Plain PostgreSQL has no background jobs: apply retention here, hourly."""
@@ -75,6 +130,14 @@ class Service:
 
     def stop(self) -> None:
         self._stopping.set()
+        for child in self._children:
+            child.terminate()
+        for child in self._children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            _mark_dead(child.pid)
         for server in self._servers:
             server.close()
         for app in self.apps.values():
@@ -88,10 +151,20 @@ class Service:
             done.set()
 
         previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        parent = os.getppid()
         try:
             while not done.wait(0.5):
-                pass
+                if self.worker and os.getppid() != parent:
+                    log.warning("the main process is gone: this receiver process stops too")
+                    break
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
             self.stop()
+
+
+def _mark_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

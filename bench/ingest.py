@@ -2,7 +2,7 @@
 running receiver over loopback, against the same rows loaded by a direct COPY into the same
 table (the practical limit), in one run so the ratio survives a noisy machine.
 
-    python -m bench.ingest [--batches 60] [--records 500] [--senders 2] [--backend both]
+    python -m bench.ingest [--batches 60] [--records 500] [--senders 2] [--backend both] [--processes 1,2]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from agent_analytics.ingest import normalise, pricing
 from agent_analytics.ingest.rows import Context
 from agent_analytics.ingest.store import COLUMNS, _row
 
-from .common import TOKEN, backends, cluster, fresh_database, machine, rss_mib, service
+from .common import TOKEN, backends, children, cluster, fresh_database, machine, rss_mib, service
 
 MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 
@@ -57,8 +57,12 @@ def claude_code_batch(batch_no: int, records: int, start: datetime) -> bytes:
     return req.SerializeToString()
 
 
-def run_receiver(url: str, bodies: list[bytes], senders: int) -> dict:
-    with service(url, role="ingest") as (base, proc):
+def run_receiver(url: str, bodies: list[bytes], senders: int, processes: int = 1) -> dict:
+    with service(url, role="ingest", extra_env={"AA_INGEST_PROCESSES": str(processes)}) as (base, proc):
+        deadline = time.monotonic() + 30
+        while len(children(proc.pid)) < processes - 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # the extra receiver processes import and bind
         queue = list(enumerate(bodies))
         lock = threading.Lock()
         failures: list[int] = []
@@ -81,7 +85,7 @@ def run_receiver(url: str, bodies: list[bytes], senders: int) -> dict:
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
-            rss.append(rss_mib(proc.pid))
+            rss.append(sum(rss_mib(p) for p in [proc.pid, *children(proc.pid)]))
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0
     with psycopg.connect(url) as conn:
@@ -117,6 +121,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=500)
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--backend", choices=("both", "timescaledb", "plain"), default="both")
+    ap.add_argument("--processes", default="1,2",
+                    help="receiver processes (AA_INGEST_PROCESSES) to measure, comma-separated")
     a = ap.parse_args()
     start = datetime.now(timezone.utc) - timedelta(hours=6)
     bodies = [claude_code_batch(b, a.records, start) for b in range(a.batches)]
@@ -126,15 +132,17 @@ def main() -> None:
           f"({sum(map(len, bodies)) / 2**20:.1f} MiB), {a.senders} concurrent senders")
     with cluster() as c:
         for backend in backends(a.backend):
-            url = fresh_database(c, f"bench_ingest_{backend}", backend)
-            rec = run_receiver(url, bodies, a.senders)
-            cp = run_copy(url, bodies)
-            assert rec["stored"] == total == cp["stored"], (rec, cp)
-            r_rate, c_rate = total / rec["seconds"], total / cp["seconds"]
-            print(f"[{backend}] receiver: {r_rate:,.0f} records/s stored ({rec['seconds']:.2f} s, "
-                  f"failures {len(rec['failures'])}, service RSS max {rec['rss_max_mib']:.0f} MiB)")
-            print(f"[{backend}] direct COPY: {c_rate:,.0f} records/s ({cp['seconds']:.2f} s)")
-            print(f"[{backend}] receiver / COPY = {r_rate / c_rate:.2f} (target >= 0.50)")
+            for processes in (int(p) for p in a.processes.split(",")):
+                url = fresh_database(c, f"bench_ingest_{backend}", backend)
+                rec = run_receiver(url, bodies, a.senders, processes)
+                cp = run_copy(url, bodies)
+                assert rec["stored"] == total == cp["stored"], (rec, cp)
+                r_rate, c_rate = total / rec["seconds"], total / cp["seconds"]
+                label = f"[{backend}, {processes} receiver process{'es' if processes > 1 else ''}]"
+                print(f"{label} receiver: {r_rate:,.0f} records/s stored ({rec['seconds']:.2f} s, "
+                      f"failures {len(rec['failures'])}, service RSS max {rec['rss_max_mib']:.0f} MiB)")
+                print(f"{label} direct COPY: {c_rate:,.0f} records/s ({cp['seconds']:.2f} s)")
+                print(f"{label} receiver / COPY = {r_rate / c_rate:.2f} (target >= 0.50)")
 
 
 if __name__ == "__main__":
