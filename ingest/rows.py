@@ -19,8 +19,13 @@ MAX_COST_USD = 100_000.0
 MAX_DURATION_MS = 7 * 86_400_000.0
 
 
+# One encoder for every call (json.dumps with options builds a new one each time); the output,
+# and so every content key, is exactly json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(value)
 
 
 def content_key(kind: str, attributes_json: str = "", **content: Any) -> bytes:
