@@ -297,7 +297,7 @@ class Engine:
         """`s`: one row per session with its totals, from its events and metric points in one
         grouping. A session's tokens and cost come from its counted events or from its metric
         points, never both (decided at ingest), so the two sides simply add up. `detail`: also
-        the user, agent and models (the baseline statistics need only the totals)."""
+        the user and agent (the baseline statistics need only the totals)."""
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
         # Counts as float8 (exact below 2^53; a numeric sum's state is large, and 75k of them spill
@@ -310,16 +310,17 @@ class Engine:
         # array per group costs a memory context each, for every session in the window.)
         details = ("coalesce(max(user_id) FILTER (WHERE is_event), max(user_id)) AS user_id,"
                    " coalesce(max(agent_id) FILTER (WHERE is_event), max(agent_id)) AS agent_id," if detail else "")
+        who = "user_id, agent_id, " if detail else ""
         text = f"""
         parts AS (
-            SELECT session_id, user_id, agent_id, model, true AS is_event, NOT {COUNTED} AS superseded,
+            SELECT session_id, {who}true AS is_event, NOT {COUNTED} AS superseded,
                    requests::float8, {ev_tokens},
                    CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
                         ELSE 0 END::float8 AS tokens,
                    CASE WHEN {COUNTED} THEN cost END AS cost, first_time, last_time
             FROM ({{ev}}) e
             UNION ALL
-            SELECT session_id, user_id, agent_id, model, false, true, 0, {mp_tokens}, coalesce(tokens, 0)::float8,
+            SELECT session_id, {who}false, true, 0, {mp_tokens}, coalesce(tokens, 0)::float8,
                    cost, first_time, last_time
             FROM ({{mp}}) p),
         s AS (SELECT session_id, {details}

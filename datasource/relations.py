@@ -161,8 +161,8 @@ _SESSION_TOTALS = ("sessions_table", "session_metrics", "session_totals", "sessi
                    "session_comparison", "session_models")
 
 
-# The "choose aggregate" stage for datasets with rollups: what each metric's body reads beyond
-# `calls` and time. A metric not listed here reads the full aggregate.
+# The "choose aggregate" stage for datasets with rollups: the columns each metric's body reads beyond
+# its dataset's measures and time. A metric not listed here reads the full aggregate.
 _NEEDS: dict[str, frozenset[str]] = {
     "mcp_tool_executions": frozenset(), "mcp_executions_over_time": frozenset(),
     "mcp_hourly_distribution": frozenset(), "security_blocked_calls": frozenset(),
