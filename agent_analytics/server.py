@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,6 +23,7 @@ from agent_analytics.config import Config
 log = logging.getLogger(__name__)
 
 EMBEDDED_DB_NAME = "agent_analytics"
+RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver process
 
 
 def start_embedded_database(cfg: Config, say: Callable[[str], None] = print) -> tuple[LocalCluster, str]:
@@ -103,16 +105,23 @@ class Service:
         return [c.pid for c in self._children]
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen(worker_command(), env=os.environ.copy())
+        # The database may be the embedded one `up` started: hand over its URL explicitly.
+        return subprocess.Popen(worker_command(), env={**os.environ, "DATABASE_URL": self.cfg.database_url})
 
     def _watch_children(self) -> None:
-        """A receiver process that dies is replaced (its metrics are folded into the dead ones)."""
+        """A receiver process that dies is replaced (its metrics are folded into the dead ones);
+        at most one start per slot every few seconds, so a process that cannot start does not spin."""
+        started = [time.monotonic()] * len(self._children)
         while not self._stopping.wait(1.0):
             for i, child in enumerate(self._children):
-                if child.poll() is not None and not self._stopping.is_set():
-                    log.warning("receiver process %d exited (%s); starting another", child.pid, child.returncode)
-                    _mark_dead(child.pid)
-                    self._children[i] = self._spawn()
+                if child.poll() is None or self._stopping.is_set():
+                    continue
+                if time.monotonic() - started[i] < RESPAWN_INTERVAL_S:
+                    continue
+                log.warning("receiver process %d exited (%s); starting another", child.pid, child.returncode)
+                _mark_dead(child.pid)
+                self._children[i] = self._spawn()
+                started[i] = time.monotonic()
 
     def _housekeeping(self) -> None:
         """Plain PostgreSQL has no background jobs: apply retention here, hourly."""
