@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from typing import Iterator
 
 from agent_analytics.config import Config, ConfigError
 
@@ -42,29 +44,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _multiprocess_metrics(cfg: Config, roles: tuple[str, ...]) -> str | None:
+@contextlib.contextmanager
+def _multiprocess_metrics(cfg: Config, roles: tuple[str, ...]) -> Iterator[None]:
     """Several receiver processes share their Prometheus values through files in a directory
     (client_python's multiprocess mode), which must be chosen before prometheus_client is
-    imported. Returns the directory this process created (removed at exit), if any."""
+    imported: enter this first. A directory made here is removed at exit."""
     if "ingest" not in roles or cfg.ingest_processes <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return None
+        yield
+        return
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prometheus_client was imported before multiprocess mode was set up")
     path = tempfile.mkdtemp(prefix="agent-analytics-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    return path
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _serve(cfg: Config, roles: tuple[str, ...], worker: bool = False) -> int:
-    metrics_dir = None if worker else _multiprocess_metrics(cfg, roles)
-    try:
-        return _run_service(cfg, roles, worker)
-    finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def _run_service(cfg: Config, roles: tuple[str, ...], worker: bool) -> int:
     from agent_analytics.server import Service
 
     service = Service(cfg, roles=roles, worker=worker)
@@ -89,11 +87,16 @@ def _run_service(cfg: Config, roles: tuple[str, ...], worker: bool) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Migrate and serve; with no DATABASE_URL, on an embedded PostgreSQL started here."""
+    cfg = _config()
+    with _multiprocess_metrics(cfg, ("ingest", "query")):
+        return _up(cfg)
+
+
+def _up(cfg: Config) -> int:
     from agent_analytics.cluster import ClusterError
     from agent_analytics.server import start_embedded_database
     from agent_analytics.sql.migrate import MigrationError, migrate
 
-    cfg = _config()
     cluster = None
     try:
         if not cfg.database_url:
@@ -127,7 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sys.exit("the database schema is out of date (missing: " + ", ".join(missing)
                  + "); run `agent-analytics migrate` first")
     roles = ("ingest", "query") if args.role == "all" else (args.role,)
-    return _serve(cfg, roles)
+    with _multiprocess_metrics(cfg, roles):
+        return _serve(cfg, roles)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -167,9 +167,13 @@ class Service:
                     log.warning("the main process is gone: this receiver process stops too")
                     break
         finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-            self.stop()
+            # Stop while our handlers are still in place: a second Ctrl-C must not cut the
+            # shutdown short (receiver processes would be left behind).
+            try:
+                self.stop()
+            finally:
+                for s, h in previous.items():
+                    signal.signal(s, h)
 
 
 def _mark_dead(pid: int) -> None:
