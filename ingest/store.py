@@ -260,13 +260,3 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
             result.inserted[table] = _copy_insert(conn, table, [_row(table, o, with_metrics) for o in objs])
     return result
 
-
-def resolve_counted(conn: psycopg.Connection) -> None:
-    """After a bulk load that bypassed `store` (COPY straight into the tables): apply the rule
-    `_sessions` applies at ingest to everything stored, so each request counts once."""
-    conn.execute("INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen, has_metrics)"
-                 " SELECT session_id, max(agent_id), max(user_id), min(coalesce(start_time, time)), max(time), true"
-                 " FROM metric_points WHERE session_id IS NOT NULL GROUP BY session_id"
-                 " ON CONFLICT (id) DO UPDATE SET has_metrics = true")
-    conn.execute("UPDATE llm_requests r SET counted = false FROM sessions s"
-                 " WHERE s.has_metrics AND r.session_id = s.id AND r.counted")

@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from agent_analytics.ingest.store import resolve_counted
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import BACKENDS, LLM_TOKEN, QUERY_TOKEN
 
@@ -189,6 +188,15 @@ def _copy(conn: psycopg.Connection, table: str, cols: list[str], rows: Iterable[
         with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
             for r in rows:
                 cp.write_row(list(r))
+
+
+def resolve_counted(conn: psycopg.Connection) -> None:
+    """For rows loaded by COPY: what the receiver decides per session (ingest/store.py
+    `_sessions`): a session that sent metric points has its events not counted."""
+    conn.execute("UPDATE sessions SET has_metrics = true"
+                 " WHERE id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")
+    conn.execute("UPDATE llm_requests SET counted = false"
+                 " WHERE session_id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")
 
 
 def load(conn: psycopg.Connection, d: Dataset) -> None:
