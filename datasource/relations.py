@@ -51,6 +51,9 @@ TOOL_CALLS = Dataset(
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
     ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
     rollups=(
+        # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
+        Rollup("tool_calls_totals_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
+               frozenset({"source", "outcome", "gateway_dedupe"}), daily="tool_calls_totals_daily"),
         Rollup("tool_calls_by_policy_hourly", _POLICY_COLUMNS | {"outcome"}, _POLICY_COLUMNS | {"outcome"},
                condition="outcome = 'blocked'"),
         Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),

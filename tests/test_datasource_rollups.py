@@ -15,12 +15,15 @@ from tests.test_datasource_metrics import api
 from tests.test_datasource_time import materialised
 
 BLOCKED = "tool_calls_blocked_hourly"
+TOTALS = "tool_calls_totals_hourly"
 BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls_by_tool_hourly",
                                       "tool_calls_by_actor_hourly", "tool_calls_hourly")
 
 
 @pytest.mark.parametrize("metric,filters,extra,want", [
-    ("mcp_tool_executions", [], EXECUTED, BY_SERVER),
+    ("mcp_tool_executions", [], EXECUTED, TOTALS),
+    ("mcp_hourly_distribution", [], EXECUTED, TOTALS),
+    ("security_blocked_over_time", [], IS_BLOCKED, TOTALS),
     ("mcp_executions_over_time", ["mcp"], EXECUTED, BY_SERVER),
     ("mcp_executions_over_time", ["mcp", "resource_tag"], EXECUTED, BY_TOOL),
     ("mcp_top_tools", [], EXECUTED, BY_TOOL),
@@ -80,7 +83,7 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
             "llm_usage_by_model_daily", "llm_usage_by_model_hourly", "llm_requests",
             "llm_metric_usage_by_model_daily", "llm_metric_usage_by_model_hourly", "metric_points"]
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
-        assert relations["mcp_tool_executions"] == ["tool_calls_by_server_daily", BY_SERVER, "tool_calls"]
+        assert relations["mcp_tool_executions"] == ["tool_calls_totals_daily", TOTALS, "tool_calls"]
         assert relations["mcp_top_users"] == ["tool_calls_by_actor_daily", BY_ACTOR, "tool_calls"]
         assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
