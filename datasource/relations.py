@@ -62,6 +62,8 @@ TOOL_CALLS = Dataset(
         Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
                frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
                daily="tool_calls_by_tool_daily"),
+        Rollup("tool_calls_by_user_hourly", frozenset({"source", "outcome", "user_id", "mcp_server_id"}),
+               frozenset({"source", "outcome", "user_id", "gateway_dedupe"}), daily="tool_calls_by_user_daily"),
         # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
         Rollup("tool_calls_by_actor_hourly",
                frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),

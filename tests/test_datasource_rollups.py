@@ -16,6 +16,7 @@ from tests.test_datasource_time import materialised
 
 BLOCKED = "tool_calls_blocked_hourly"
 TOTALS = "tool_calls_totals_hourly"
+BY_USER = "tool_calls_by_user_hourly"
 BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls_by_tool_hourly",
                                       "tool_calls_by_actor_hourly", "tool_calls_hourly")
 
@@ -27,7 +28,8 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
     ("mcp_executions_over_time", ["mcp"], EXECUTED, BY_SERVER),
     ("mcp_executions_over_time", ["mcp", "resource_tag"], EXECUTED, BY_TOOL),
     ("mcp_top_tools", [], EXECUTED, BY_TOOL),
-    ("mcp_tool_executions", ["user"], EXECUTED, BY_ACTOR),
+    ("mcp_tool_executions", ["user"], EXECUTED, BY_USER),
+    ("mcp_active_users", [], EXECUTED, BY_USER),
     ("mcp_top_users", ["group", "agent_tag"], EXECUTED, BY_ACTOR),
     ("mcp_active_agent_instances", [], EXECUTED, BY_ACTOR),
     ("mcp_active_users", ["mcp"], EXECUTED, FULL),          # needs user and the server together
@@ -84,7 +86,7 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
             "llm_metric_usage_by_model_daily", "llm_metric_usage_by_model_hourly", "metric_points"]
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
         assert relations["mcp_tool_executions"] == ["tool_calls_totals_daily", TOTALS, "tool_calls"]
-        assert relations["mcp_top_users"] == ["tool_calls_by_actor_daily", BY_ACTOR, "tool_calls"]
+        assert relations["mcp_top_users"] == ["tool_calls_by_user_daily", BY_USER, "tool_calls"]
         assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
     else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
         assert relations.pop("llm_total_tokens") == ["llm_requests", "metric_points"]

@@ -150,7 +150,8 @@ def test_aggregates_match_raw_rows(db_url):
                                       "llm_metric_usage_by_model_daily", "llm_metric_usage_by_user_daily")]
         daily_points = c.execute("SELECT sum(tokens) FROM session_metrics_daily").fetchone()[0]
         call_totals = [c.execute(f"SELECT sum(calls) FROM {name}").fetchone()[0]
-                       for name in ("tool_calls_totals_hourly", "tool_calls_totals_daily")]
+                       for name in ("tool_calls_totals_hourly", "tool_calls_totals_daily",
+                                    "tool_calls_by_user_hourly", "tool_calls_by_user_daily")]
     for outcome in ("ok", "error", "blocked"):
         assert by_outcome[outcome] == sum(1 for r in tool_calls if r[8] == outcome)
     assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in llm)
@@ -160,7 +161,7 @@ def test_aggregates_match_raw_rows(db_url):
     assert mp == sum(r[10] for r in points if r[9] == "tokens")
     assert rollup_tokens == [tokens] * 4
     assert rollup_points == [mp] * 4 and daily_points == mp
-    assert call_totals == [len(tool_calls)] * 2
+    assert call_totals == [len(tool_calls)] * 4
 
 
 def test_serve_refuses_a_schema_that_is_behind(fresh_database):
