@@ -8,7 +8,6 @@ an unrelated metric) is counted as ignored, never as rejected.
 from __future__ import annotations
 
 import re
-
 from typing import Any, Callable
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest

@@ -49,26 +49,23 @@ class StoreResult:
         return sum(self.offered.values()) - sum(self.inserted.values())
 
 
-def _plan(table: str) -> tuple[tuple[str, str], ...]:
-    """How each column of `table` is read from a fact: (how, attribute)."""
-    special = {"counted": "counted", "time": "time", "start_time": "time", "attributes": "json"}
-    return tuple((special.get(col, "attr"), {"time": "time_ns", "start_time": "start_time_ns",
-                                            "attributes": "attributes_json"}.get(col, col))
-                 for col in COLUMNS[table])
-
-
-_PLANS = {table: _plan(table) for table in COLUMNS}
+# Columns not read as the fact's attribute of the same name: (how, attribute).
+_SPECIAL = {"time": ("time", "time_ns"), "start_time": ("time", "start_time_ns"),
+            "attributes": ("attr", "attributes_json"),  # canonical JSON text, parsed by the server
+            "counted": ("counted", "session_id")}
+# Per table, how each column is read, worked out once (this runs for every row).
+_PLANS = {table: tuple(_SPECIAL.get(col, ("attr", col)) for col in cols) for table, cols in COLUMNS.items()}
 
 
 def _row(table: str, obj: Any, with_metrics: set[str] = frozenset()) -> tuple:
     values = []
     for how, name in _PLANS[table]:
-        if how == "attr" or how == "json":  # attributes: canonical JSON text, parsed by the server
-            values.append(getattr(obj, name))
-        elif how == "time":
-            values.append(to_datetime(getattr(obj, name)))
-        else:
-            values.append(obj.session_id not in with_metrics)
+        value = getattr(obj, name)
+        if how == "time":
+            value = to_datetime(value)
+        elif how == "counted":  # the session's metric points count instead of its events
+            value = value not in with_metrics
+        values.append(value)
     return tuple(values)
 
 

@@ -4,7 +4,8 @@
   a checksum in `schema_migrations`; an applied file that changed is refused.
 - `aggregates/*.sql`: one SELECT per hourly aggregate, the single definition for both backends:
   a continuous aggregate with real-time aggregation on TimescaleDB, a plain view elsewhere;
-  each records the checksum of its definition, and one whose file changed is rebuilt.
+  each records the checksum of its definition, and one whose file changed (or, made before
+  checksums were kept, whose columns differ) is rebuilt.
 - `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
 
 The whole run holds an advisory lock, so two processes starting at once migrate once.
@@ -165,6 +166,19 @@ def _recorded_aggregates(conn: psycopg.Connection) -> dict[str, str]:
             conn.execute("SELECT key, value FROM schema_meta WHERE key LIKE 'aggregate:%'")}
 
 
+def _columns(conn: psycopg.Connection, relation: sql.Composable) -> list[str]:
+    cur = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(relation))
+    return [d.name for d in cur.description]
+
+
+def _changed(conn: psycopg.Connection, name: str, select: str, recorded: str | None) -> bool:
+    """Whether the existing aggregate `name` was made from another definition than `select`:
+    by its recorded checksum, or (made before checksums were recorded) by its columns."""
+    if recorded is not None:
+        return recorded != _checksum(select)
+    return _columns(conn, sql.Identifier(name)) != _columns(conn, sql.SQL("({}) q").format(sql.SQL(select)))
+
+
 def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
     kind = "MATERIALIZED VIEW" if backend == "timescaledb" else "VIEW"
     conn.execute(sql.SQL(f"DROP {kind} {{}}").format(sql.Identifier(name)))
@@ -180,7 +194,7 @@ def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: in
         ident = sql.Identifier(name)
         body = sql.SQL(select)  # our own files, never user input
         existed = _relation_exists(conn, name)
-        if existed and recorded.get(name) not in (None, _checksum(select)):
+        if existed and _changed(conn, name, select, recorded.get(name)):
             # A continuous aggregate cannot be altered: one whose definition changed is rebuilt.
             _drop_aggregate(conn, name, backend)
             report.notes.append(f"aggregate {name} rebuilt: its definition changed")
@@ -260,5 +274,5 @@ def pending(database_url: str) -> list[str]:
         out += [f"aggregate {a}" for a in AGGREGATES if not _relation_exists(conn, a)]
         recorded = _recorded_aggregates(conn) if _relation_exists(conn, "schema_meta") else {}
         out += [f"aggregate {a} (definition changed)" for a, text in aggregate_definitions().items()
-                if recorded.get(a) not in (None, _checksum(text))]
+                if _relation_exists(conn, a) and _changed(conn, a, text, recorded.get(a))]
         return out

@@ -19,26 +19,5 @@ UPDATE llm_requests r SET counted = false
 FROM sessions s
 WHERE s.has_metrics AND r.session_id = s.id;
 
--- The two aggregates over llm_requests gain the `counted` column: drop them here, and the
--- idempotent step that follows every migration creates them again from aggregates/.
-DO $$
-DECLARE
-    name text;
-BEGIN
-    FOREACH name IN ARRAY ARRAY['llm_usage_hourly', 'llm_sessions_hourly'] LOOP
-        IF to_regclass(name) IS NULL THEN
-            CONTINUE;
-        END IF;
-        -- Nested, not AND: PL/pgSQL plans the whole condition, and plain PostgreSQL has no
-        -- timescaledb_information schema to plan it against.
-        IF to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL THEN
-            IF EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates
-                       WHERE view_name = name AND view_schema = current_schema()) THEN
-                EXECUTE format('DROP MATERIALIZED VIEW %I', name);
-                CONTINUE;
-            END IF;
-        END IF;
-        EXECUTE format('DROP VIEW %I', name);
-    END LOOP;
-END
-$$;
+-- The aggregates over llm_requests gain the `counted` column: migrate rebuilds an aggregate
+-- whose columns differ from its definition's, after the migrations.
