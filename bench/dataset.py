@@ -184,6 +184,11 @@ def generate(url: str, tool_calls: int, llm_requests: int, days: int, seed: int 
             timings[f"{name}_rows"] = done
             timings[f"{name}_copy_s"] = time.perf_counter() - t
     t = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        # What the receiver keeps per session (migration 0005), for rows loaded by COPY.
+        conn.execute("SELECT aa_rebuild_session_totals()")
+    timings["session_totals_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     from agent_analytics.sql.migrate import refresh_aggregates
 
     with psycopg.connect(url, autocommit=True) as conn:

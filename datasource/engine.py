@@ -73,8 +73,10 @@ def _pct_change(value: Any, previous: Any) -> float | None:
 
 class Engine:
     def __init__(self, conn: psycopg.Connection, cost_source: str = "estimated", setup_url: str = "",
-                 materialised: bool = True) -> None:
+                 materialised: bool = True, kept_totals: bool = True) -> None:
         self.conn = conn
+        # Session totals kept at ingest (not on when answering from raw rows only).
+        self.kept_totals = kept_totals
         # On plain PostgreSQL the "aggregates" are views over the raw tables: reading the raw table
         # with a time range (indexed) is strictly cheaper than grouping the whole view.
         self.materialised = materialised
@@ -294,12 +296,62 @@ class Engine:
     # ---- Sessions -------------------------------------------------------------------------
 
     def _sessions_cte(self, q: Query, drop: Sequence[str] = (), detail: bool = True) -> tuple[sql.Composable, list]:
-        """`s`: one row per session with its totals, from its events and metric points in one
-        grouping. A session's tokens and cost come from its counted events or from its metric
-        points, never both (decided at ingest), so the two sides simply add up. `detail`: also
-        the user and agent (the baseline statistics need only the totals)."""
+        """`s`: one row per session with its totals within the window. Without filters, sessions
+        wholly inside the window are their kept whole-life totals (one row each, migration 0005)
+        and only those crossing an edge are grouped from their rows; otherwise every session is.
+        `detail`: also the user and agent (the baseline statistics need only the totals)."""
+        filtered = any(q.filters.get(f) for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop)
+        if self.kept_totals and not filtered:
+            return self._kept_sessions_cte(q, detail)
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
+        return self._grouped_sessions([(ev, mp)], detail, "s")
+
+    def _kept_sessions_cte(self, q: Query, detail: bool) -> tuple[sql.Composable, list]:
+        w = q.window
+        edge = self.fetch(sql.SQL(_STRADDLERS), [w.start] * 6 + [w.end, w.start, w.end])[0]
+        self._note("sessions")
+        pairs = []
+        # Sessions that began before the window: their rows in it lie before their last sight.
+        # Those that began in it and run past its end: their rows in it lie after their first.
+        for ids, window in ((edge["before"], Window(w.start, min(w.end, (edge["before_until"] or w.start)
+                                                                + timedelta(microseconds=1)))),
+                            (edge["after"], Window(edge["after_from"] or w.start, w.end))):
+            if ids:
+                narrowed = replace(q, metric=BY_ID["session_models"], window=window, filters={"session": tuple(ids)})
+                pairs.append((self.source(LLM_SESSIONS, window, narrowed, "session_id IS NOT NULL"),
+                               self.source(SESSION_METRICS, window, narrowed, "session_id IS NOT NULL")))
+        who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
+               if detail else "")
+        events = "ev_input_tokens + ev_output_tokens + ev_cache_read_tokens + ev_cache_write_tokens"
+        ev_cost, mp_cost = f"ev_{self.cost}_cost_usd", f"mp_{self.cost}_cost_usd"
+        kept = f"""
+        kept AS (
+            SELECT id AS session_id, {who} requests::float8,
+                   (CASE WHEN has_metrics THEN 0 ELSE {events} END + mp_tokens)::float8 AS tokens,
+                   {", ".join(f"(CASE WHEN has_metrics THEN 0 ELSE ev_{t}_tokens END + mp_{t}_tokens)::float8"
+                              f" AS {t}_tokens" for t in TOKEN_TYPES)},
+                   (CASE WHEN has_metrics THEN {mp_cost}
+                         ELSE coalesce({ev_cost} + {mp_cost}, {ev_cost}, {mp_cost}) END)::float8 AS cost,
+                   CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
+                       AS totals_source,
+                   first_time AS start_time, last_time AS end_time,
+                   extract(epoch FROM last_time - first_time)::float8 AS duration
+            FROM sessions
+            WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0))"""
+        params = [w.start, w.end, w.end]
+        if not pairs:
+            return sql.SQL(kept + ", s AS (SELECT * FROM kept)"), params
+        grouped, gparams = self._grouped_sessions(pairs, detail, "crossing")
+        return (grouped + sql.SQL(", " + kept + ", s AS (SELECT * FROM kept UNION ALL SELECT * FROM crossing)"),
+                [*gparams, *params])
+
+    @staticmethod
+    def _grouped_sessions(pairs: Sequence[tuple[tuple[sql.Composable, list], tuple[sql.Composable, list]]],
+                          detail: bool, name: str) -> tuple[sql.Composable, list]:
+        """`name`: one row per session grouped from its rows in each (events, metric points) pair
+        of sources. A session's tokens and cost come from its counted events or from its metric
+        points, never both (decided at ingest), so the two sides simply add up."""
         # Counts as float8 (exact below 2^53; a numeric sum's state is large, and 75k of them spill
         # to disk); cost stays numeric so that every relation gives the same sum to the last digit.
         ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END::float8 AS {t}_tokens"
@@ -311,8 +363,10 @@ class Engine:
         details = ("coalesce(max(user_id) FILTER (WHERE is_event), max(user_id)) AS user_id,"
                    " coalesce(max(agent_id) FILTER (WHERE is_event), max(agent_id)) AS agent_id," if detail else "")
         who = "user_id, agent_id, " if detail else ""
-        text = f"""
-        parts AS (
+        sides = []
+        params: list = []
+        for ev, mp in pairs:
+            sides.append(sql.SQL(f"""
             SELECT session_id, {who}true AS is_event, NOT {COUNTED} AS superseded,
                    requests::float8, {ev_tokens},
                    CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
@@ -322,16 +376,19 @@ class Engine:
             UNION ALL
             SELECT session_id, {who}false, true, 0, {mp_tokens}, coalesce(tokens, 0)::float8,
                    cost, first_time, last_time
-            FROM ({{mp}}) p),
-        s AS (SELECT session_id, {details}
+            FROM ({{mp}}) p""").format(ev=ev[0], mp=mp[0]))
+            params += [*ev[1], *mp[1]]
+        text = f"""
+        {name}_parts AS ({{parts}}),
+        {name} AS (SELECT session_id, {details}
                      sum(requests)::float8 AS requests, sum(tokens)::float8 AS tokens,
                      {sums}, sum(cost)::float8 AS cost,
                      CASE WHEN bool_or(superseded) THEN 'metrics' ELSE 'events' END AS totals_source,
                      min(first_time) AS start_time, max(last_time) AS end_time,
                      extract(epoch FROM max(last_time) - min(first_time))::float8 AS duration
-              FROM parts GROUP BY session_id)
+              FROM {name}_parts GROUP BY session_id)
         """
-        return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
+        return sql.SQL(text).format(parts=sql.SQL(" UNION ALL ").join(sides)), params
 
     def _session_stats(self, q: Query) -> dict[str, Any]:
         """Count and P50 / average / P95 per dimension over the filter set's sessions (not `session`)."""
@@ -565,6 +622,17 @@ _SERIES: dict[str, tuple[Dataset, str, str]] = {
 }
 
 _C = 'COLLATE "C"'
+
+# The sessions crossing the window's start (`before`) or only its end (`after`), and how far into
+# the window their rows can reach. A session's span [first_seen, last_seen] covers all its rows.
+_STRADDLERS = (
+    "SELECT array_agg(id ORDER BY id) FILTER (WHERE first_seen < %s) AS before,"
+    " max(last_seen) FILTER (WHERE first_seen < %s) AS before_until,"
+    " array_agg(id ORDER BY id) FILTER (WHERE first_seen >= %s) AS after,"
+    " min(first_seen) FILTER (WHERE first_seen >= %s) AS after_from"
+    " FROM sessions"
+    " WHERE (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen < %s)"
+    " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
 
 # One page of the sessions `s` in `order`, with the total count and (for the page only) names.
 _PAGE = (" SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"

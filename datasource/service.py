@@ -55,7 +55,8 @@ def materialised(extensions: dict[str, Any], db: Database) -> bool:
 def run(db: Database, config: Config, query: Query, aggregates_materialised: bool = True) -> Result:
     with db.connection() as conn:
         return Engine(conn, config.cost_source, config.setup_guide_url,
-                      aggregates_materialised and config.read_aggregates).run(query)
+                      aggregates_materialised and config.read_aggregates,
+                      kept_totals=config.read_aggregates).run(query)
 
 
 def with_connection(db: Database, work: Callable[[Any], T]) -> T:

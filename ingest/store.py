@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Sequence
 
 import psycopg
@@ -69,8 +70,8 @@ def _row(table: str, obj: Any, with_metrics: set[str] = frozenset()) -> tuple:
     return tuple(values)
 
 
-def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) -> int:
-    """Insert fact rows, skipping those already stored; returns how many were new.
+def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) -> Sequence[tuple]:
+    """Insert fact rows, skipping those already stored; returns the rows that were new.
 
     Fresh data (the common case) is COPied straight into the table inside a savepoint; if any
     row is already there (a retry, a duplicate at another receiver) the savepoint is undone and
@@ -78,7 +79,7 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
     are written in key order either way, so concurrent writers wait rather than deadlock.
     """
     if not rows:
-        return 0
+        return ()
     key = COLUMNS[table].index("source_key"), COLUMNS[table].index("time")
     rows = sorted(rows, key=lambda r: (r[key[0]], r[key[1]]))
     cols = COLUMNS[table]
@@ -89,7 +90,7 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
                     sql.Identifier(table), col_list)) as copy:
                 for row in rows:
                     copy.write_row(row)
-        return len(rows)
+        return rows
     except psycopg.errors.UniqueViolation:
         pass
     tmp = sql.Identifier(f"aa_in_{table}")
@@ -101,8 +102,9 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
             for row in rows:
                 copy.write_row(row)
         cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY source_key, time"
-                            " ON CONFLICT DO NOTHING").format(sql.Identifier(table), col_list, col_list, tmp))
-        return cur.rowcount
+                            " ON CONFLICT DO NOTHING RETURNING {}").format(sql.Identifier(table), col_list, col_list,
+                                                                          tmp, col_list))
+        return cur.fetchall()
 
 
 def _insert_missing(conn: psycopg.Connection, table: str, cols: tuple[str, ...], rows: Iterable[tuple]) -> None:
@@ -187,6 +189,107 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
     return with_metrics
 
 
+# Where each column sits in a row of its table.
+_AT = {table: {c: i for i, c in enumerate(cols)} for table, cols in COLUMNS.items()}
+_NUMERIC_SCALE = Decimal("1e-12")  # the cost columns are numeric(24, 12)
+
+
+def _stored(cost: Decimal | None) -> Decimal | None:
+    """A cost as its numeric(24, 12) column holds it (PostgreSQL rounds half away from zero)."""
+    return None if cost is None else Decimal(cost).quantize(_NUMERIC_SCALE, rounding=ROUND_HALF_UP)
+
+
+def _add(total: Any, value: Any) -> Any:
+    """SQL's sum: NULLs are skipped, and a sum of nothing is NULL."""
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+_TOTALS = ("requests", "ev_input_tokens", "ev_output_tokens", "ev_cache_read_tokens", "ev_cache_write_tokens",
+           "ev_estimated_cost_usd", "ev_reported_cost_usd", "points", "mp_tokens", "mp_input_tokens",
+           "mp_output_tokens", "mp_cache_read_tokens", "mp_cache_write_tokens", "mp_estimated_cost_usd",
+           "mp_reported_cost_usd")
+_TOTAL_TYPES = ("bigint", "bigint", "bigint", "bigint", "bigint", "numeric", "numeric", "bigint", "float8", "float8",
+                "float8", "float8", "float8", "numeric", "float8")
+_NULLABLE = {"ev_estimated_cost_usd", "ev_reported_cost_usd", "mp_estimated_cost_usd", "mp_reported_cost_usd"}
+_TOKEN_AT = {"input": 9, "output": 10, "cache_read": 11, "cache_write": 12}  # index in a session's totals
+_ADD_TOTALS = sql.SQL(
+    "UPDATE sessions s SET {sets},"
+    " ev_user_id = greatest(s.ev_user_id, n.ev_user_id), ev_agent_id = greatest(s.ev_agent_id, n.ev_agent_id),"
+    " mp_user_id = greatest(s.mp_user_id, n.mp_user_id), mp_agent_id = greatest(s.mp_agent_id, n.mp_agent_id),"
+    " first_time = least(s.first_time, d.first_time), last_time = greatest(s.last_time, d.last_time)"
+    " FROM unnest(%s::text[], {arrays}, %s::timestamptz[], %s::timestamptz[]) AS d(id, {names}, first_time, last_time)"
+    # The greatest user and agent each side names, compared as the database collates them.
+    " JOIN (SELECT id, max(user_id) FILTER (WHERE ev) AS ev_user_id, max(agent_id) FILTER (WHERE ev) AS ev_agent_id,"
+    "       max(user_id) FILTER (WHERE NOT ev) AS mp_user_id, max(agent_id) FILTER (WHERE NOT ev) AS mp_agent_id"
+    "       FROM unnest(%s::text[], %s::bool[], %s::text[], %s::text[]) AS w(id, ev, user_id, agent_id)"
+    "       GROUP BY id) n ON n.id = d.id"
+    " WHERE s.id = d.id").format(
+        sets=sql.SQL(", ").join(
+            sql.SQL("{c} = coalesce(s.{c} + d.{c}, s.{c}, d.{c})" if c in _NULLABLE else "{c} = s.{c} + d.{c}")
+            .format(c=sql.Identifier(c)) for c in _TOTALS),
+        arrays=sql.SQL(", ").join(sql.SQL(f"%s::{t}[]") for t in _TOTAL_TYPES),
+        names=sql.SQL(", ").join(map(sql.Identifier, _TOTALS)))
+
+
+def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points: Sequence[tuple]) -> None:
+    """Add the newly stored events and metric points to their sessions' totals (migration 0005),
+    in the batch's transaction: the sessions' rows are already locked by `_sessions`."""
+    totals: dict[str, list] = {}
+    names: set[tuple[str, bool, str | None, str | None]] = set()
+    at = _AT["llm_requests"]
+    sid, t, user, agent = at["session_id"], at["time"], at["user_id"], at["agent_id"]
+    i_in, i_out, i_cr, i_cw = at["input_tokens"], at["output_tokens"], at["cache_read_tokens"], at["cache_write_tokens"]
+    i_est, i_rep = at["estimated_cost_usd"], at["reported_cost_usd"]
+    for r in requests:
+        s = r[sid]
+        if not s:
+            continue
+        tot = totals.get(s)
+        if tot is None:
+            tot = totals[s] = [0, 0, 0, 0, 0, None, None, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, r[t], r[t]]
+        tot[0] += 1
+        tot[1] += r[i_in]
+        tot[2] += r[i_out]
+        tot[3] += r[i_cr]
+        tot[4] += r[i_cw]
+        tot[5] = _add(tot[5], _stored(r[i_est]))
+        tot[6] = _add(tot[6], _stored(r[i_rep]))
+        tot[15] = min(tot[15], r[t])
+        tot[16] = max(tot[16], r[t])
+        names.add((s, True, r[user], r[agent]))
+    at = _AT["metric_points"]
+    sid, t, start, user, agent = at["session_id"], at["time"], at["start_time"], at["user_id"], at["agent_id"]
+    i_metric, i_type, i_value, i_est = at["metric"], at["token_type"], at["value"], at["estimated_cost_usd"]
+    for p in points:
+        s = p[sid]
+        if not s:
+            continue
+        first = p[start] or p[t]
+        tot = totals.get(s)
+        if tot is None:
+            tot = totals[s] = [0, 0, 0, 0, 0, None, None, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, first, p[t]]
+        tot[7] += 1
+        value = float(p[i_value])
+        if p[i_metric] == "tokens":
+            tot[8] += value
+            if p[i_type] in _TOKEN_AT:
+                tot[_TOKEN_AT[p[i_type]]] += value
+            tot[13] = _add(tot[13], _stored(p[i_est]))
+        elif p[i_metric] == "cost":
+            tot[14] = _add(tot[14], value)
+        tot[15] = min(tot[15], first)
+        tot[16] = max(tot[16], p[t])
+        names.add((s, False, p[user], p[agent]))
+    if not totals:
+        return
+    ids = sorted(totals)
+    columns = [[totals[i][k] for i in ids] for k in range(len(_TOTALS) + 2)]
+    named = sorted(names, key=lambda n: (n[0], n[1], n[2] or "", n[3] or ""))
+    conn.execute(_ADD_TOTALS, [ids, *columns, *([n[k] for n in named] for k in range(4))])
+
+
 def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: StoreResult) -> list[MetricPoint]:
     """Cumulative points -> delta points, exactly once per (series, time), even with two
     receivers: each series' state row is locked for the rest of the transaction.
@@ -251,9 +354,12 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
         with_metrics = _sessions(conn, batch)
         points = [p for p in batch.metric_points if not p.cumulative]
         points += _difference(conn, [p for p in batch.metric_points if p.cumulative], result)
+        new: dict[str, Sequence[tuple]] = {}
         for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
                             ("tool_calls", batch.tool_calls), ("metric_points", points)):
             result.offered[table] = len(objs)
-            result.inserted[table] = _copy_insert(conn, table, [_row(table, o, with_metrics) for o in objs])
+            new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics) for o in objs])
+            result.inserted[table] = len(new[table])
+        _session_totals(conn, new["llm_requests"], new["metric_points"])
     return result
 

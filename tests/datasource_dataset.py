@@ -197,6 +197,7 @@ def resolve_counted(conn: psycopg.Connection) -> None:
                  " WHERE id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")
     conn.execute("UPDATE llm_requests SET counted = false"
                  " WHERE session_id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")
+    conn.execute("SELECT aa_rebuild_session_totals()")  # and the session totals it keeps
 
 
 def load(conn: psycopg.Connection, d: Dataset) -> None:

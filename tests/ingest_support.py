@@ -5,6 +5,7 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
@@ -85,3 +86,29 @@ class Server:
         self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         self.server.close()
         self.thread.join(timeout=5)
+
+
+_TOTALS = ("requests", "ev_input_tokens", "ev_output_tokens", "ev_cache_read_tokens", "ev_cache_write_tokens",
+           "ev_estimated_cost_usd", "ev_reported_cost_usd", "ev_user_id", "ev_agent_id", "points", "mp_tokens",
+           "mp_input_tokens", "mp_output_tokens", "mp_cache_read_tokens", "mp_cache_write_tokens",
+           "mp_estimated_cost_usd", "mp_reported_cost_usd", "mp_user_id", "mp_agent_id", "first_time", "last_time")
+
+
+def assert_session_totals_match_the_rows(conn) -> None:
+    """The totals the receiver kept per session, batch by batch, equal those recounted from the
+    stored rows by the database (aa_rebuild_session_totals, migration 0005), and every session
+    with stored events or metric points has them."""
+    query = f"SELECT id, {', '.join(_TOTALS)} FROM sessions ORDER BY id"
+    kept = conn.execute(query).fetchall()
+    conn.execute("SELECT aa_rebuild_session_totals()")
+    recounted = conn.execute(query).fetchall()
+    assert [r[0] for r in kept] == [r[0] for r in recounted]
+    for k, r in zip(kept, recounted):
+        for name, a, b in zip(("id", *_TOTALS), k, r):
+            if isinstance(b, float):
+                assert a == pytest.approx(b, rel=1e-12), (k[0], name, a, b)
+            else:
+                assert a == b, (k[0], name, a, b)
+    (with_rows,) = conn.execute("SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM llm_requests"
+                                " UNION ALL SELECT session_id FROM metric_points) f").fetchone()
+    assert with_rows > 0 and sum(1 for r in kept if r[1] or r[10]) == with_rows

@@ -53,5 +53,6 @@ def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
                              " agent_id, provider, model, metric, value) FROM STDIN") as cp:
             for r in points:
                 cp.write_row(r)
-        if refresh:
+        if refresh:  # the schema is complete: what the receiver would keep, then the aggregates
+            c.execute("SELECT aa_rebuild_session_totals()")
             refresh_aggregates(c)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.datasource_dataset import ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api, assert_rows, ms, same
 
@@ -150,3 +152,46 @@ def test_comparison_chips(ds_client):
     assert all(r["ratio"] is None and r["top_5pct"] is False and r["baseline_sessions"] <= 1 for r in rows)
     # No session chosen yet: an empty drawer, not an error.
     assert api(ds_client, "session_totals", W_START, W_END)["rows"] == []
+
+
+def _cut_windows() -> list[tuple[datetime, datetime]]:
+    """Windows whose edges fall inside sessions: the session panels keep whole-life totals for
+    sessions wholly inside a window and must group the ones an edge cuts from their rows."""
+    def second(t: datetime) -> datetime:
+        return t.replace(microsecond=0)
+
+    long = sorted((s for s in ORACLE.sessions(W_START, W_END, {}).values()
+                   if s["end"] - s["start"] >= timedelta(minutes=40)), key=lambda s: s["start"])
+    first, middle, last = long[0], long[len(long) // 2], long[-1]
+    at = (lambda s: second(s["start"] + (s["end"] - s["start"]) / 2))
+    return [(at(first), at(last)),                                  # both edges cut a session
+            (at(middle), W_END),                                     # the start cuts one
+            (second(middle["start"] + timedelta(minutes=5)),         # inside a single session
+             second(middle["end"] - timedelta(minutes=5)))]
+
+
+def test_session_panels_exact_when_the_range_cuts_sessions(ds_client):
+    for start, end in _cut_windows():
+        whole = ORACLE.sessions(start, end, {})
+        # The oracle's own check that an edge cuts a session: some session has rows outside.
+        outside = set(ORACLE.sessions(W_START - timedelta(days=90), start, {})) | set(
+            ORACLE.sessions(end, ANCHOR + timedelta(days=1), {}))
+        assert set(whole) & outside, (start, end)
+        stats = ORACLE.session_stats(whole)
+        body = api(ds_client, "sessions_table", start, end, order_by="cost", page_size=1000)
+        assert "sessions" in body["meta"]["relations"]  # the kept totals answered
+        assert body["total"] == len(whole)
+        by_id = {r["session_id"]: r for r in body["rows"]}
+        assert set(by_id) == set(whole)
+        for sid, s in whole.items():
+            for k in ("user_id", "agent_id", "models", "duration", "requests", "tokens", "cost"):
+                assert same(by_id[sid][k], s[k]), (start, end, sid, k, by_id[sid][k], s[k])
+            assert by_id[sid]["start"] == ms(s["start"]) and by_id[sid]["end"] == ms(s["end"])
+            for d in DIMS:
+                assert (by_id[sid][f"{d}_ratio"], by_id[sid][f"{d}_top_5pct"]) == pytest.approx(
+                    ORACLE.compare(s[d], stats, d)), (sid, d)
+        [m] = api(ds_client, "session_metrics", start, end)["rows"]
+        assert m["sessions"] == stats["sessions"]
+        for d in DIMS:
+            for c in ("p50", "avg", "p95"):
+                assert same(m[f"{d}_{c}"], stats[f"{d}_{c}"]), (start, end, d, c)

@@ -11,7 +11,8 @@ import requests
 from agent_analytics.app import create_app
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import LLM_TOKEN
-from tests.ingest_support import Server, fixture_bytes, headers, log_events, logs_fixture, post
+from tests.ingest_support import (Server, assert_session_totals_match_the_rows, fixture_bytes, headers, log_events,
+                                  logs_fixture, post)
 
 CLAUDE_LOGS = ("claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb")
 CLAUDE_METRICS = ("claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb")
@@ -59,6 +60,7 @@ def test_events_then_metrics(client, conn):
     after = _counted(conn)
     assert not any(after["claude_code"]) and all(after["codex"])
     assert conn.execute("SELECT has_metrics FROM sessions WHERE id = %s", (SESSION,)).fetchone() == (True,)
+    assert_session_totals_match_the_rows(conn)
 
 
 def test_metrics_then_events(client, conn):
@@ -68,6 +70,7 @@ def test_metrics_then_events(client, conn):
         assert post(client, "/v1/logs", fixture_bytes(name)).status_code == 200
     counted = _counted(conn)
     assert counted["claude_code"] and not any(counted["claude_code"])
+    assert_session_totals_match_the_rows(conn)
 
 
 def test_llm_usage_counts_the_metric_points_once(client, conn):
@@ -126,6 +129,7 @@ def test_concurrent_events_and_metrics_never_double_count(config, conn):
                     "SELECT count(*), count(*) FILTER (WHERE counted) FROM llm_requests WHERE session_id = %s",
                     (SESSION,)).fetchone()
                 assert n > 200 and still_counted == 0, (attempt, n, still_counted)
+                assert_session_totals_match_the_rows(conn)
     finally:
         for app in apps:
             app.extensions["aa_db"].close()

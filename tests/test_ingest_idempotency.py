@@ -10,7 +10,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from agent_analytics.app import create_app
-from tests.ingest_support import Server, fixture_bytes, headers, post
+from tests.ingest_support import (Server, assert_session_totals_match_the_rows, fixture_bytes, headers, logs_fixture,
+                                  post)
 
 FIXTURES = [("/v1/logs", "claude-code-2.1.328-logs-1.pb"), ("/v1/logs", "claude-code-2.1.328-logs-2.pb"),
             ("/v1/logs", "codex-0.169.0-logs-1.pb"), ("/v1/metrics", "claude-code-2.1.328-metrics-1.pb"),
@@ -38,8 +39,21 @@ def test_retried_batches_change_nothing(client, conn, app):
     for path, name in FIXTURES:
         assert post(client, path, fixture_bytes(name), gzipped=True).status_code == 200
     assert _snapshot(conn) == first
+    assert_session_totals_match_the_rows(conn)
     dup = app.extensions["aa_registry"].get_sample_value("aa_ingest_rows_duplicate_total", {"signal": "logs"})
     assert dup == 3
+
+
+def test_partly_retried_batch_adds_only_its_new_rows(client, conn):
+    """A batch holding rows already stored and new ones: only the new reach the session totals."""
+    assert post(client, "/v1/logs", fixture_bytes(FIXTURES[0][1])).status_code == 200
+    merged = logs_fixture(FIXTURES[0][1])
+    merged.resource_logs.extend(logs_fixture(FIXTURES[1][1]).resource_logs)
+    assert post(client, "/v1/logs", merged.SerializeToString()).status_code == 200
+    (stored,) = conn.execute("SELECT count(*) FROM llm_requests").fetchone()
+    assert stored == 2
+    assert conn.execute("SELECT sum(requests) FROM sessions").fetchone() == (stored,)
+    assert_session_totals_match_the_rows(conn)
 
 
 def _cumulative(points: list[tuple[int, int, float]]) -> bytes:
@@ -77,6 +91,9 @@ def test_cumulative_differencing_with_resets_retries_and_disorder(client, conn):
     rows = conn.execute("SELECT value, extract(epoch FROM time - %s::timestamptz)::int FROM metric_points"
                         " ORDER BY time", (_ts(s),)).fetchall()
     assert rows == [(100, 10), (60, 20), (40, 30), (70, 50), (5, 60)]
+    assert conn.execute("SELECT points, mp_tokens, mp_output_tokens FROM sessions WHERE id = 'cum-1'").fetchone() == (
+        5, 275.0, 275.0)
+    assert_session_totals_match_the_rows(conn)
 
 
 def _ts(ns: int):
@@ -123,3 +140,4 @@ def test_concurrent_duplicates_from_two_receivers(config, conn):
     assert conn.execute("SELECT count(*) FROM metric_points WHERE session_id <> 'cum-1'").fetchone()[0] == 10
     assert conn.execute("SELECT sum(value), count(*) FROM metric_points WHERE session_id = 'cum-1'").fetchone() == (
         80.0, 8)
+    assert_session_totals_match_the_rows(conn)

@@ -15,6 +15,7 @@ from agent_analytics.sql.migrate import (AGGREGATES, aggregate_definitions, load
                                          refresh_aggregates)
 
 from .conftest import NO_TSDB, TIMESCALEDB
+from .ingest_support import assert_session_totals_match_the_rows
 from .rawdata import load_raw_rows, raw_rows
 
 FACTS = ("tool_calls", "llm_requests", "metric_points")
@@ -100,6 +101,12 @@ def test_upgrade_from_the_first_release_with_its_aggregates(fresh_database, tsdb
         tokens = c.execute("SELECT sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)"
                            " FROM llm_usage_hourly WHERE counted").fetchone()[0] or 0
     assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in rows[1] if r[3] not in sessions)
+    with psycopg.connect(fresh_database) as c:
+        # Migration 0005 counted every session's stored rows into its totals.
+        requests, points, tokens = c.execute("SELECT sum(requests), sum(points), sum(ev_input_tokens)"
+                                             " FROM sessions").fetchone()
+    assert (requests, points) == (sum(1 for r in rows[1] if r[3]), sum(1 for r in rows[2] if r[4]))
+    assert tokens == sum(r[8] for r in rows[1] if r[3])
 
 
 def _fresh_rows(now: datetime, ages_days: list[float]):
@@ -136,8 +143,14 @@ def test_retention_removes_only_older_data(fresh_database, tsdb):
             assert kept[:3] == [0.5, 5.0, 20.0], table
             assert all(age <= 31 for age in kept), (table, kept)
         if tsdb == "on":
-            # The hourly aggregates keep what the raw tables no longer hold.
+            # The hourly aggregates keep what the raw tables no longer hold, and so do the
+            # session totals (the sessions panels read both).
             assert c.execute("SELECT sum(calls) FROM tool_calls_hourly").fetchone()[0] == len(ages)
+            assert c.execute("SELECT sum(requests) FROM sessions").fetchone()[0] == len(ages)
+        else:
+            # Plain PostgreSQL's aggregates are views over what remains: so are the session totals.
+            assert c.execute("SELECT sum(requests) FROM sessions").fetchone()[0] == 3
+            assert_session_totals_match_the_rows(c)
 
 
 def _pg_tool(name: str) -> str:

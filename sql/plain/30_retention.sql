@@ -17,6 +17,10 @@ BEGIN
     DELETE FROM llm_requests WHERE time < cutoff;   GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM llm_errors WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM metric_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    -- Session totals (migration 0005) must match the rows that remain: sessions wholly before the
+    -- cutoff go, those crossing it are recounted.
+    DELETE FROM sessions WHERE last_seen < cutoff;
+    PERFORM aa_rebuild_session_totals(ARRAY(SELECT id FROM sessions WHERE first_seen < cutoff));
     RETURN total;
 END
 $$;

@@ -1,0 +1,111 @@
+-- Each session's totals over its whole life, kept at ingest in the batch's transaction.
+--
+-- The Sessions table and Session metrics rank and summarise every session in the range: from
+-- the rollups that means grouping every session's hours and days. A session that lies wholly
+-- inside the range contributes its whole life, which is this row; only the few sessions
+-- crossing an edge of the range are grouped from the rollups (datasource/engine.py).
+--
+-- Events (llm_requests) and metric points are kept apart, as the query reads them: a session
+-- that has sent metric points (has_metrics) counts tokens and cost from those, else from its
+-- events. The columns mirror the session rollups: token types, both costs, the greatest user
+-- and agent each side names, the first and last time.
+ALTER TABLE sessions
+    ADD COLUMN requests              bigint NOT NULL DEFAULT 0,
+    ADD COLUMN ev_input_tokens       bigint NOT NULL DEFAULT 0,
+    ADD COLUMN ev_output_tokens      bigint NOT NULL DEFAULT 0,
+    ADD COLUMN ev_cache_read_tokens  bigint NOT NULL DEFAULT 0,
+    ADD COLUMN ev_cache_write_tokens bigint NOT NULL DEFAULT 0,
+    ADD COLUMN ev_estimated_cost_usd numeric,
+    ADD COLUMN ev_reported_cost_usd  numeric,
+    ADD COLUMN ev_user_id            text,
+    ADD COLUMN ev_agent_id           text,
+    ADD COLUMN points                bigint NOT NULL DEFAULT 0,
+    ADD COLUMN mp_tokens             double precision NOT NULL DEFAULT 0,
+    ADD COLUMN mp_input_tokens       double precision NOT NULL DEFAULT 0,
+    ADD COLUMN mp_output_tokens      double precision NOT NULL DEFAULT 0,
+    ADD COLUMN mp_cache_read_tokens  double precision NOT NULL DEFAULT 0,
+    ADD COLUMN mp_cache_write_tokens double precision NOT NULL DEFAULT 0,
+    ADD COLUMN mp_estimated_cost_usd numeric,
+    ADD COLUMN mp_reported_cost_usd  double precision,
+    ADD COLUMN mp_user_id            text,
+    ADD COLUMN mp_agent_id           text,
+    ADD COLUMN first_time            timestamptz,
+    ADD COLUMN last_time             timestamptz;
+
+-- Sessions wholly inside a range (by first sight), and those crossing one of its edges.
+CREATE INDEX sessions_first_seen_idx ON sessions (first_seen);
+CREATE INDEX sessions_span_idx ON sessions USING gist (tstzrange(first_seen, last_seen, '[]'));
+
+-- Recompute the totals of the given sessions (all when NULL) from the raw rows: the backfill
+-- below, plain PostgreSQL's retention, and data loaded into the raw tables by COPY. Sessions the
+-- table lacks are added; first_seen and last_seen only ever widen to cover the rows.
+CREATE OR REPLACE FUNCTION aa_rebuild_session_totals(ids text[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen)
+    SELECT session_id, max(agent_id), max(user_id), min(time), max(time)
+    FROM (SELECT session_id, agent_id, user_id, time FROM llm_requests
+          WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
+          UNION ALL
+          SELECT session_id, agent_id, user_id, time FROM metric_points
+          WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))) f
+    GROUP BY session_id
+    ORDER BY session_id
+    ON CONFLICT (id) DO NOTHING;
+
+    WITH ev AS (
+        SELECT session_id, count(*) AS requests,
+               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+               sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+               sum(estimated_cost_usd) AS estimated_cost_usd, sum(reported_cost_usd) AS reported_cost_usd,
+               max(user_id) AS user_id, max(agent_id) AS agent_id,
+               min(time) AS first_time, max(time) AS last_time
+        FROM llm_requests
+        WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
+        GROUP BY session_id),
+    mp AS (
+        SELECT session_id, count(*) AS points,
+               coalesce(sum(value) FILTER (WHERE metric = 'tokens'), 0) AS tokens,
+               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'input'), 0) AS input_tokens,
+               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'output'), 0) AS output_tokens,
+               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'cache_read'), 0)
+                   AS cache_read_tokens,
+               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'cache_write'), 0)
+                   AS cache_write_tokens,
+               sum(estimated_cost_usd) FILTER (WHERE metric = 'tokens') AS estimated_cost_usd,
+               sum(value) FILTER (WHERE metric = 'cost') AS reported_cost_usd,
+               max(user_id) AS user_id, max(agent_id) AS agent_id,
+               min(coalesce(start_time, time)) AS first_time, min(time) AS first_row, max(time) AS last_time
+        FROM metric_points
+        WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
+        GROUP BY session_id)
+    UPDATE sessions s SET
+        requests = coalesce(ev.requests, 0),
+        ev_input_tokens = coalesce(ev.input_tokens, 0), ev_output_tokens = coalesce(ev.output_tokens, 0),
+        ev_cache_read_tokens = coalesce(ev.cache_read_tokens, 0),
+        ev_cache_write_tokens = coalesce(ev.cache_write_tokens, 0),
+        ev_estimated_cost_usd = ev.estimated_cost_usd, ev_reported_cost_usd = ev.reported_cost_usd,
+        ev_user_id = ev.user_id, ev_agent_id = ev.agent_id,
+        points = coalesce(mp.points, 0), mp_tokens = coalesce(mp.tokens, 0),
+        mp_input_tokens = coalesce(mp.input_tokens, 0), mp_output_tokens = coalesce(mp.output_tokens, 0),
+        mp_cache_read_tokens = coalesce(mp.cache_read_tokens, 0),
+        mp_cache_write_tokens = coalesce(mp.cache_write_tokens, 0),
+        mp_estimated_cost_usd = mp.estimated_cost_usd, mp_reported_cost_usd = mp.reported_cost_usd,
+        mp_user_id = mp.user_id, mp_agent_id = mp.agent_id,
+        first_time = least(ev.first_time, mp.first_time), last_time = greatest(ev.last_time, mp.last_time),
+        first_seen = least(s.first_seen, ev.first_time, mp.first_row),
+        last_seen = greatest(s.last_seen, ev.last_time, mp.last_time)
+    FROM (SELECT id FROM sessions WHERE ids IS NULL OR id = ANY(ids)) k
+    LEFT JOIN ev ON ev.session_id = k.id
+    LEFT JOIN mp ON mp.session_id = k.id
+    WHERE s.id = k.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+SELECT aa_rebuild_session_totals();
