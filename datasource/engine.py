@@ -336,7 +336,7 @@ class Engine:
                    CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
                        AS totals_source,
                    first_time AS start_time, last_time AS end_time,
-                   extract(epoch FROM last_time - first_time)::float8 AS duration
+                   extract(epoch FROM last_time - first_time)::float8 AS duration, models
             FROM sessions
             WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0))"""
         params = [w.start, w.end, w.end]
@@ -385,7 +385,8 @@ class Engine:
                      {sums}, sum(cost)::float8 AS cost,
                      CASE WHEN bool_or(superseded) THEN 'metrics' ELSE 'events' END AS totals_source,
                      min(first_time) AS start_time, max(last_time) AS end_time,
-                     extract(epoch FROM max(last_time) - min(first_time))::float8 AS duration
+                     extract(epoch FROM max(last_time) - min(first_time))::float8 AS duration,
+                     NULL::text[] AS models
               FROM {name}_parts GROUP BY session_id)
         """
         return sql.SQL(text).format(parts=sql.SQL(" UNION ALL ").join(sides)), params
@@ -407,7 +408,8 @@ class Engine:
 
     def _session_rows(self, q: Query, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
         cte, params = self._sessions_cte(q)
-        query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, stats="", st=""))
+        query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, stats="", st="",
+                                                             total=", count(*) OVER () AS total"))
         rows = self.fetch(query, [*params, limit, offset])
         total = rows[0]["total"] if rows else None
         if total is None:
@@ -416,12 +418,14 @@ class Engine:
         return self._with_models(q, rows), int(total)
 
     def _with_models(self, q: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The page's sessions with the models each used in the window (under the filters)."""
-        if not rows:
+        """The page's sessions with the models each used in the window (under the filters): a
+        session's kept totals name them; the others are looked up, for this page only."""
+        if all(r["models"] is not None for r in rows):
             return rows
         # As the drawer's per-session metrics would ask: the query's filters plus these sessions.
         narrowed = replace(q, metric=BY_ID["session_models"],
-                           filters={**q.filters, "session": tuple(r["session_id"] for r in rows)})
+                           filters={**q.filters, "session": tuple(r["session_id"] for r in rows
+                                                                  if r["models"] is None)})
         ev = self.source(LLM_SESSIONS, q.window, narrowed, "session_id IS NOT NULL")
         mp = self.source(SESSION_METRICS, q.window, narrowed, "session_id IS NOT NULL")
         found = self.fetch(sql.SQL("SELECT session_id, array_agg(DISTINCT model) AS models FROM"
@@ -429,7 +433,7 @@ class Engine:
                                    " SELECT session_id, model FROM ({}) p) m GROUP BY session_id").format(ev[0], mp[0]),
                            [*ev[1], *mp[1]])
         models = {r["session_id"]: r["models"] for r in found}
-        return [{**r, "models": models.get(r["session_id"]) or []} for r in rows]
+        return [r if r["models"] is not None else {**r, "models": models.get(r["session_id"]) or []} for r in rows]
 
     @staticmethod
     def _session_out(r: dict[str, Any]) -> dict[str, Any]:
@@ -455,12 +459,12 @@ class Engine:
         """The page and the baseline in one pass, when both cover the same sessions (no session filter)."""
         cte, params = self._sessions_cte(q)
         query = sql.SQL("WITH ") + cte + sql.SQL(
-            f", st AS ({_SESSION_STATS})" + _PAGE.format(order=order, stats=", st.*", st=" CROSS JOIN st"))
+            f", st AS ({_SESSION_STATS})" + _PAGE.format(order=order, stats=", st.*", st=" CROSS JOIN st", total=""))
         rows = self.fetch(query, [*params, limit, offset])
         if not rows:  # past the last page, or no sessions: nothing needs a baseline
             counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
             return [], int(counted[0]["total"]), {}
-        return self._with_models(q, rows), int(rows[0]["total"]), rows[0]
+        return self._with_models(q, rows), int(rows[0]["sessions"]), rows[0]
 
     def _m_sessions_table(self, q: Query) -> Result:
         if q.filters.get("session"):
@@ -634,10 +638,11 @@ _STRADDLERS = (
     " WHERE (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen < %s)"
     " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
 
-# One page of the sessions `s` in `order`, with the total count and (for the page only) names.
+# One page of the sessions `s` in `order`, with the total count (or the statistics, which hold
+# it) and, for the page only, names.
 _PAGE = (" SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
          " coalesce(a.name, s.agent_id) AS agent_name{stats}"
-         " FROM (SELECT s.*, count(*) OVER () AS total FROM s ORDER BY {order} LIMIT %s OFFSET %s) s{st}"
+         " FROM (SELECT s.*{total} FROM s ORDER BY {order} LIMIT %s OFFSET %s) s{st}"
          " LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
          " ORDER BY {order}")
 

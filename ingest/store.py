@@ -218,12 +218,16 @@ _ADD_TOTALS = sql.SQL(
     "UPDATE sessions s SET {sets},"
     " ev_user_id = greatest(s.ev_user_id, n.ev_user_id), ev_agent_id = greatest(s.ev_agent_id, n.ev_agent_id),"
     " mp_user_id = greatest(s.mp_user_id, n.mp_user_id), mp_agent_id = greatest(s.mp_agent_id, n.mp_agent_id),"
+    " models = CASE WHEN n.models <@ s.models THEN s.models"
+    "          ELSE ARRAY(SELECT DISTINCT m FROM unnest(s.models || n.models) m ORDER BY 1) END,"
     " first_time = least(s.first_time, d.first_time), last_time = greatest(s.last_time, d.last_time)"
     " FROM unnest(%s::text[], {arrays}, %s::timestamptz[], %s::timestamptz[]) AS d(id, {names}, first_time, last_time)"
-    # The greatest user and agent each side names, compared as the database collates them.
+    # The greatest user and agent each side names, compared as the database collates them, and
+    # the models.
     " JOIN (SELECT id, max(user_id) FILTER (WHERE ev) AS ev_user_id, max(agent_id) FILTER (WHERE ev) AS ev_agent_id,"
-    "       max(user_id) FILTER (WHERE NOT ev) AS mp_user_id, max(agent_id) FILTER (WHERE NOT ev) AS mp_agent_id"
-    "       FROM unnest(%s::text[], %s::bool[], %s::text[], %s::text[]) AS w(id, ev, user_id, agent_id)"
+    "       max(user_id) FILTER (WHERE NOT ev) AS mp_user_id, max(agent_id) FILTER (WHERE NOT ev) AS mp_agent_id,"
+    "       array_agg(DISTINCT model) AS models"
+    "       FROM unnest(%s::text[], %s::bool[], %s::text[], %s::text[], %s::text[]) AS w(id, ev, user_id, agent_id, model)"
     "       GROUP BY id) n ON n.id = d.id"
     " WHERE s.id = d.id").format(
         sets=sql.SQL(", ").join(
@@ -237,9 +241,9 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
     """Add the newly stored events and metric points to their sessions' totals (migration 0005),
     in the batch's transaction: the sessions' rows are already locked by `_sessions`."""
     totals: dict[str, list] = {}
-    names: set[tuple[str, bool, str | None, str | None]] = set()
+    names: set[tuple[str, bool, str | None, str | None, str]] = set()
     at = _AT["llm_requests"]
-    sid, t, user, agent = at["session_id"], at["time"], at["user_id"], at["agent_id"]
+    sid, t, user, agent, model = at["session_id"], at["time"], at["user_id"], at["agent_id"], at["model"]
     i_in, i_out, i_cr, i_cw = at["input_tokens"], at["output_tokens"], at["cache_read_tokens"], at["cache_write_tokens"]
     i_est, i_rep = at["estimated_cost_usd"], at["reported_cost_usd"]
     for r in requests:
@@ -258,9 +262,10 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
         tot[6] = _add(tot[6], _stored(r[i_rep]))
         tot[15] = min(tot[15], r[t])
         tot[16] = max(tot[16], r[t])
-        names.add((s, True, r[user], r[agent]))
+        names.add((s, True, r[user], r[agent], r[model]))
     at = _AT["metric_points"]
-    sid, t, start, user, agent = at["session_id"], at["time"], at["start_time"], at["user_id"], at["agent_id"]
+    sid, t, start, user, agent, model = (at["session_id"], at["time"], at["start_time"], at["user_id"],
+                                         at["agent_id"], at["model"])
     i_metric, i_type, i_value, i_est = at["metric"], at["token_type"], at["value"], at["estimated_cost_usd"]
     for p in points:
         s = p[sid]
@@ -281,13 +286,13 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
             tot[14] = _add(tot[14], value)
         tot[15] = min(tot[15], first)
         tot[16] = max(tot[16], p[t])
-        names.add((s, False, p[user], p[agent]))
+        names.add((s, False, p[user], p[agent], p[model]))
     if not totals:
         return
     ids = sorted(totals)
     columns = [[totals[i][k] for i in ids] for k in range(len(_TOTALS) + 2)]
-    named = sorted(names, key=lambda n: (n[0], n[1], n[2] or "", n[3] or ""))
-    conn.execute(_ADD_TOTALS, [ids, *columns, *([n[k] for n in named] for k in range(4))])
+    named = sorted(names, key=lambda n: (n[0], n[1], n[2] or "", n[3] or "", n[4]))
+    conn.execute(_ADD_TOTALS, [ids, *columns, *([n[k] for n in named] for k in range(5))])
 
 
 def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: StoreResult) -> list[MetricPoint]:

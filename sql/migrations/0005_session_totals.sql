@@ -8,7 +8,7 @@
 -- Events (llm_requests) and metric points are kept apart, as the query reads them: a session
 -- that has sent metric points (has_metrics) counts tokens and cost from those, else from its
 -- events. The columns mirror the session rollups: token types, both costs, the greatest user
--- and agent each side names, the first and last time.
+-- and agent each side names, the models either side names, the first and last time.
 ALTER TABLE sessions
     ADD COLUMN requests              bigint NOT NULL DEFAULT 0,
     ADD COLUMN ev_input_tokens       bigint NOT NULL DEFAULT 0,
@@ -29,6 +29,7 @@ ALTER TABLE sessions
     ADD COLUMN mp_reported_cost_usd  double precision,
     ADD COLUMN mp_user_id            text,
     ADD COLUMN mp_agent_id           text,
+    ADD COLUMN models                text[] NOT NULL DEFAULT '{}',
     ADD COLUMN first_time            timestamptz,
     ADD COLUMN last_time             timestamptz;
 
@@ -62,7 +63,7 @@ BEGIN
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
                sum(estimated_cost_usd) AS estimated_cost_usd, sum(reported_cost_usd) AS reported_cost_usd,
-               max(user_id) AS user_id, max(agent_id) AS agent_id,
+               max(user_id) AS user_id, max(agent_id) AS agent_id, array_agg(DISTINCT model) AS models,
                min(time) AS first_time, max(time) AS last_time
         FROM llm_requests
         WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
@@ -78,7 +79,7 @@ BEGIN
                    AS cache_write_tokens,
                sum(estimated_cost_usd) FILTER (WHERE metric = 'tokens') AS estimated_cost_usd,
                sum(value) FILTER (WHERE metric = 'cost') AS reported_cost_usd,
-               max(user_id) AS user_id, max(agent_id) AS agent_id,
+               max(user_id) AS user_id, max(agent_id) AS agent_id, array_agg(DISTINCT model) AS models,
                min(coalesce(start_time, time)) AS first_time, min(time) AS first_row, max(time) AS last_time
         FROM metric_points
         WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
@@ -96,6 +97,7 @@ BEGIN
         mp_cache_write_tokens = coalesce(mp.cache_write_tokens, 0),
         mp_estimated_cost_usd = mp.estimated_cost_usd, mp_reported_cost_usd = mp.reported_cost_usd,
         mp_user_id = mp.user_id, mp_agent_id = mp.agent_id,
+        models = ARRAY(SELECT DISTINCT m FROM unnest(ev.models || mp.models) m ORDER BY 1),
         first_time = least(ev.first_time, mp.first_time), last_time = greatest(ev.last_time, mp.last_time),
         first_seen = least(s.first_seen, ev.first_time, mp.first_row),
         last_seen = greatest(s.last_seen, ev.last_time, mp.last_time)
