@@ -101,8 +101,12 @@ LLM_USAGE = Dataset(
     " {cost}_cost_usd AS cost",
     ("user", "group", "provider", "model"),
     rollups=(
+        Rollup("llm_usage_totals_hourly", frozenset({"counted"}), frozenset({"counted"}),
+               daily="llm_usage_totals_daily"),
         Rollup("llm_usage_by_model_hourly", _BY_MODEL | {"counted"}, _BY_MODEL | {"counted"},
                daily="llm_usage_by_model_daily"),
+        Rollup("llm_usage_per_user_hourly", frozenset({"user_id", "counted"}), frozenset({"user_id", "counted"}),
+               daily="llm_usage_per_user_daily"),
         # The full hourly aggregate, with a daily twin by user for whole days.
         Rollup("llm_usage_hourly", _BY_USER | {"counted"}, _BY_USER | {"counted"},
                daily="llm_usage_by_user_daily"),
@@ -124,7 +128,10 @@ LLM_METRIC_USAGE = Dataset(
     " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost",
     ("user", "group", "provider", "model"), raw_condition="session_id IS NOT NULL",
     rollups=(
+        Rollup("llm_metric_usage_totals_hourly", frozenset(), frozenset(), daily="llm_metric_usage_totals_daily"),
         Rollup("llm_metric_usage_by_model_hourly", _BY_MODEL, _BY_MODEL, daily="llm_metric_usage_by_model_daily"),
+        Rollup("llm_metric_usage_per_user_hourly", frozenset({"user_id"}), frozenset({"user_id"}),
+               daily="llm_metric_usage_per_user_daily"),
         Rollup("llm_metric_usage_hourly", _BY_USER, _BY_USER, daily="llm_metric_usage_by_user_daily"),
     ),
     measures=_LLM_MEASURES)

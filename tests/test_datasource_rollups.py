@@ -50,12 +50,15 @@ def test_choice(metric, filters, extra, want):
 
 
 @pytest.mark.parametrize("metric,filters,events,points", [
-    ("llm_total_tokens", [], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
+    ("llm_total_tokens", [], "llm_usage_totals_hourly", "llm_metric_usage_totals_hourly"),
+    ("llm_tokens_over_time", [], "llm_usage_totals_hourly", "llm_metric_usage_totals_hourly"),
     ("llm_tokens_over_time", ["provider", "model"], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
     ("llm_top_models_by_cost", [], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
-    ("llm_total_cost", ["user"], "llm_usage_hourly", "llm_metric_usage_hourly"),
-    ("llm_top_users_by_tokens", [], "llm_usage_hourly", "llm_metric_usage_hourly"),
+    ("llm_total_cost", ["user"], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
+    ("llm_top_users_by_tokens", [], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
+    ("llm_top_users_by_cost", ["group"], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
     ("llm_models_used", ["group"], "llm_usage_hourly", "llm_metric_usage_hourly"),
+    ("llm_total_tokens", ["user", "model"], "llm_usage_hourly", "llm_metric_usage_hourly"),
 ])
 def test_llm_choice(metric, filters, events, points):
     for ds, want in ((LLM_USAGE, events), (LLM_METRIC_USAGE, points)):
@@ -82,8 +85,8 @@ def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
                  for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies", "llm_total_tokens")}
     if materialised(ds_client):
         assert relations["llm_total_tokens"] == [
-            "llm_usage_by_model_daily", "llm_usage_by_model_hourly", "llm_requests",
-            "llm_metric_usage_by_model_daily", "llm_metric_usage_by_model_hourly", "metric_points"]
+            "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_requests",
+            "llm_metric_usage_totals_daily", "llm_metric_usage_totals_hourly", "metric_points"]
         # Whole UTC days daily, the hours around them hourly, the partial hours raw.
         assert relations["mcp_tool_executions"] == ["tool_calls_totals_daily", TOTALS, "tool_calls"]
         assert relations["mcp_top_users"] == ["tool_calls_by_user_daily", BY_USER, "tool_calls"]
