@@ -70,18 +70,18 @@ def metric_of(url: str) -> str:
 
 
 def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: int) -> dict[str, float]:
-    """Median server round trip of each panel query alone (last 30 days, unfiltered)."""
-    end = int(time.time() * 1000)
-    start = end - 30 * 86400 * 1000
-    out = {}
-    for u in urls:
-        times = []
-        for _ in range(reps):
+    """Median server round trip of each panel query (last 30 days, unfiltered), the panels of
+    each repetition sent as one refresh: one range for all, a new one for the next (as Grafana
+    does; the service shares figures between the panels of a refresh, see datasource/shared.py)."""
+    times: dict[str, list[float]] = {metric_of(u): [] for u in urls}
+    for _ in range(reps):
+        end = int(time.time() * 1000)
+        start = end - 30 * 86400 * 1000
+        for u in urls:
             t0 = time.perf_counter()
             session.get(base + render(u, start, end, None), timeout=600).raise_for_status()
-            times.append(time.perf_counter() - t0)
-        out[metric_of(u)] = statistics.median(times)
-    return out
+            times[metric_of(u)].append(time.perf_counter() - t0)
+    return {m: statistics.median(v) for m, v in times.items()}
 
 
 def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: list[float],

@@ -22,6 +22,7 @@ from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import BY_ID, COMPARISON_DIMENSIONS
 from agent_analytics.datasource.query import Query
+from agent_analytics.datasource.shared import Shared
 from agent_analytics.datasource.relations import (BLOCKED, COUNTED, EXECUTED, TIME_FREE, LLM_METRIC_USAGE,
                                                   LLM_SESSIONS, LLM_USAGE, SESSION_METRICS, TOOL_CALLS, Dataset,
                                                   choose_aggregate)
@@ -73,8 +74,9 @@ def _pct_change(value: Any, previous: Any) -> float | None:
 
 class Engine:
     def __init__(self, conn: psycopg.Connection, cost_source: str = "estimated", setup_url: str = "",
-                 materialised: bool = True, kept_totals: bool = True) -> None:
+                 materialised: bool = True, kept_totals: bool = True, shared: Shared | None = None) -> None:
         self.conn = conn
+        self.shared = shared  # figures the panels of one dashboard refresh share
         # Session totals kept at ingest (not on when answering from raw rows only).
         self.kept_totals = kept_totals
         # On plain PostgreSQL the "aggregates" are views over the raw tables: reading the raw table
@@ -181,14 +183,22 @@ class Engine:
         if relation not in self.relations:
             self.relations.append(relation)
 
-    def fetch(self, query: sql.Composable, params: Sequence[Any]) -> list[dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, params)
-            return [{k: _num(v) for k, v in row.items()} for row in cur.fetchall()]
+    def fetch(self, query: sql.Composable, params: Sequence[Any], shared: bool = False) -> list[dict[str, Any]]:
+        """Run a query. `shared`: the answer may be shared with the other panels of the same
+        refresh asking the very same query (same text, same parameters: see shared.py)."""
+        def run() -> list[dict[str, Any]]:
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, params)
+                return [{k: _num(v) for k, v in row.items()} for row in cur.fetchall()]
 
-    def with_src(self, src: tuple[sql.Composable, list], body: str, params: Sequence[Any] = ()) -> list[dict]:
+        if not shared or self.shared is None:
+            return run()
+        return self.shared.get((query.as_string(self.conn), repr(list(params))), run)
+
+    def with_src(self, src: tuple[sql.Composable, list], body: str, params: Sequence[Any] = (),
+                 shared: bool = False) -> list[dict]:
         query = sql.SQL("WITH src AS ({}) ").format(src[0]) + sql.SQL(body)
-        return self.fetch(query, [*src[1], *params])
+        return self.fetch(query, [*src[1], *params], shared)
 
     # ---- entry point -----------------------------------------------------------------------
 
@@ -217,12 +227,13 @@ class Engine:
 
     def _stat(self, q: Query) -> Result:
         ds, extra, expr = _STATS[q.metric.id]
+        pick = _SHARED_PICKS.get(q.metric.id, "v")
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         values = []
         for window in (q.window, prev):
             body = expr if expr.startswith("SELECT") else f"SELECT {expr} AS v FROM src"
-            rows = self.with_src(self._src(ds, window, q, extra), body)
-            values.append(rows[0]["v"] if rows else None)
+            rows = self.with_src(self._src(ds, window, q, extra), body, shared=pick != "v")
+            values.append(rows[0][pick] if rows else None)
         value, previous = values
         return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
 
@@ -230,10 +241,12 @@ class Engine:
                  unit: str) -> dict[datetime, Any]:
         # Hourly aggregates answer local hours/days exactly only when they are unions of UTC hours.
         use_agg = tr.whole_hour_offsets(q.tz, window)
-        rows = self.with_src(self._src(ds, window, q, extra, use_aggregate=use_agg),
-                             f"SELECT date_trunc(%s, time, %s) AS b, {expr} AS v FROM src GROUP BY 1",
-                             [unit, q.tz.key])
-        return {r["b"]: r["v"] for r in rows}
+        pick = _SHARED_PICKS.get(q.metric.id, "v")
+        body = (f"SELECT date_trunc(%s, time, %s) AS b, {expr} FROM src GROUP BY 1" if pick != "v"
+                else f"SELECT date_trunc(%s, time, %s) AS b, {expr} AS v FROM src GROUP BY 1")
+        rows = self.with_src(self._src(ds, window, q, extra, use_aggregate=use_agg), body, [unit, q.tz.key],
+                             shared=pick != "v")
+        return {r["b"]: r[pick] for r in rows}
 
     def _series(self, q: Query) -> Result:
         ds, extra, expr = _SERIES[q.metric.id]
@@ -262,6 +275,8 @@ class Engine:
     def _top(self, q: Query) -> Result:
         ds, extra, body = _TOPS[q.metric.id]
         src = self._src(ds, q.window, q, extra)
+        if q.metric.id in _LLM_TOP_ORDERS:
+            return self._llm_top(q, src, body)
         rows = self.with_src(src, body + " LIMIT %s OFFSET %s", [q.limit, q.offset])
         if rows:
             total = rows[0]["total"]
@@ -275,20 +290,30 @@ class Engine:
 
     # ---- LLM Usage ------------------------------------------------------------------------
 
+    def _llm_top(self, q: Query, src: tuple[sql.Composable, list], body: str) -> Result:
+        """Top users or models: the by-tokens and by-cost panels group the same rows, so the
+        groups are fetched once per refresh (shared) and ranked here, as the database would."""
+        groups = self.with_src(src, body, shared=True)
+        ranked = sorted(groups, key=_LLM_TOP_ORDERS[q.metric.id])
+        return Result([dict(r) for r in ranked[q.offset:q.offset + q.limit]], total=len(groups))
+
     def _m_llm_tokens_by_type(self, q: Query) -> Result:
-        rows = self.with_src(self._src(LLM_USAGE, q.window, q),
-                             "SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
-                             + " FROM src")
+        rows = self.with_src(self._src(LLM_USAGE, q.window, q), _LLM_TOTALS, shared=True)
         r = rows[0]
         return Result([{"type": t, "tokens": r[t]} for t in TOKEN_TYPES])
 
     def _m_llm_status(self, q: Query) -> Result:
-        # An existence check reads one raw row; an aggregate (a view on plain PostgreSQL) could not be cheaper.
-        self._note("llm_requests")
-        self._note("metric_points")
-        rows = self.fetch(sql.SQL("SELECT (EXISTS (SELECT 1 FROM llm_requests)"
-                                  " OR EXISTS (SELECT 1 FROM metric_points)) AS has_data"), [])
-        has = bool(rows[0]["has_data"])
+        # Existence checks read one row. Sessions first: a small table, where the raw tables'
+        # every chunk costs planning time; LLM rows without a session only when it has none.
+        self._note("sessions")
+        has = self.fetch(sql.SQL("SELECT EXISTS (SELECT 1 FROM sessions WHERE requests > 0 OR points > 0)"
+                                 " AS has_data"), [])[0]["has_data"]
+        if not has:
+            self._note("llm_requests")
+            self._note("metric_points")
+            has = self.fetch(sql.SQL("SELECT (EXISTS (SELECT 1 FROM llm_requests)"
+                                     " OR EXISTS (SELECT 1 FROM metric_points)) AS has_data"), [])[0]["has_data"]
+        has = bool(has)
         message = ("" if has else "No LLM telemetry yet: configure your agents (Claude Code, Codex) to send "
                    "OpenTelemetry data to the gateway.")
         return Result([{"has_data": has, "message": message, "setup_url": self.setup_url}])
@@ -392,10 +417,11 @@ class Engine:
         return sql.SQL(text).format(parts=sql.SQL(" UNION ALL ").join(sides)), params
 
     def _session_stats(self, q: Query) -> dict[str, Any]:
-        """Count and P50 / average / P95 per dimension over the filter set's sessions (not `session`)."""
+        """Count and P50 / average / P95 per dimension over the filter set's sessions (not
+        `session`): the same for Session metrics and the Sessions table's chips, so computed once
+        for the panels of a refresh (see shared.py)."""
         cte, params = self._sessions_cte(q, drop=("session",), detail=False)
-        rows = self.fetch(sql.SQL("WITH ") + cte + sql.SQL(_SESSION_STATS), params)
-        return rows[0]
+        return self.fetch(sql.SQL("WITH ") + cte + sql.SQL(_SESSION_STATS), params, shared=True)[0]
 
     @staticmethod
     def _compare(value: Any, stats: dict[str, Any], dim: str) -> tuple[float | None, bool]:
@@ -406,12 +432,15 @@ class Engine:
         ratio = value / median if median not in (None, 0) else None
         return ratio, bool(p95 is not None and value >= p95)
 
-    def _session_rows(self, q: Query, order: str, limit: int, offset: int) -> tuple[list[dict], int]:
+    def _session_rows(self, q: Query, order: str, limit: int, offset: int,
+                      total: int | None = None) -> tuple[list[dict], int]:
+        """A page of sessions and how many there are (counted here unless `total` is known)."""
         cte, params = self._sessions_cte(q)
-        query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, stats="", st="",
-                                                             total=", count(*) OVER () AS total"))
+        count = "" if total is not None else ", count(*) OVER () AS total"
+        query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, total=count))
         rows = self.fetch(query, [*params, limit, offset])
-        total = rows[0]["total"] if rows else None
+        if total is None and rows:
+            total = rows[0]["total"]
         if total is None:
             counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
             total = counted[0]["total"]
@@ -454,24 +483,11 @@ class Engine:
         "recency": "s.end_time DESC, s.session_id COLLATE \"C\"",
     }
 
-    def _session_rows_with_stats(self, q: Query, order: str, limit: int,
-                                 offset: int) -> tuple[list[dict], int, dict[str, Any]]:
-        """The page and the baseline in one pass, when both cover the same sessions (no session filter)."""
-        cte, params = self._sessions_cte(q)
-        query = sql.SQL("WITH ") + cte + sql.SQL(
-            f", st AS ({_SESSION_STATS})" + _PAGE.format(order=order, stats=", st.*", st=" CROSS JOIN st", total=""))
-        rows = self.fetch(query, [*params, limit, offset])
-        if not rows:  # past the last page, or no sessions: nothing needs a baseline
-            counted = self.fetch(sql.SQL("WITH ") + cte + sql.SQL("SELECT count(*) AS total FROM s"), params)
-            return [], int(counted[0]["total"]), {}
-        return self._with_models(q, rows), int(rows[0]["sessions"]), rows[0]
-
     def _m_sessions_table(self, q: Query) -> Result:
-        if q.filters.get("session"):
-            stats = self._session_stats(q)
-            rows, total = self._session_rows(q, self._ORDERS[q.order_by], q.limit, q.offset)
-        else:
-            rows, total, stats = self._session_rows_with_stats(q, self._ORDERS[q.order_by], q.limit, q.offset)
+        stats = self._session_stats(q)
+        # Without a session filter the table lists the very sessions the statistics counted.
+        known = None if q.filters.get("session") else stats["sessions"]
+        rows, total = self._session_rows(q, self._ORDERS[q.order_by], q.limit, q.offset, known)
         out = []
         for r in rows:
             full = self._session_out(r)
@@ -603,6 +619,14 @@ _GATEWAY_FIRST_BY_DAY = (
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
+# LLM Usage's totals and series: one body for several panels, each picking its column, so the
+# panels of a refresh share one query (Engine.fetch, shared=True).
+_LLM_TOTALS = ("SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
+               + f", coalesce(sum({_TOKENS}), 0) AS tokens, {_COST_SUM} AS cost FROM src")
+_LLM_BUCKET_SUMS = f"sum({_TOKENS}) AS tokens, sum(cost) AS cost"
+_SHARED_PICKS = {"llm_total_tokens": "tokens", "llm_total_cost": "cost",
+                 "llm_tokens_over_time": "tokens", "llm_cost_over_time": "cost"}
+
 _STATS: dict[str, tuple[Dataset, str, str]] = {
     "mcp_tool_executions": (TOOL_CALLS, EXECUTED, "coalesce(sum(calls), 0)"),
     # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
@@ -612,16 +636,16 @@ _STATS: dict[str, tuple[Dataset, str, str]] = {
                                                          " FROM src WHERE agent_instance_id IS NOT NULL) d"),
     "mcp_active_users": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT user_id FROM src"
                                                " WHERE user_id IS NOT NULL) d"),
-    "llm_total_tokens": (LLM_USAGE, "TRUE", f"coalesce(sum({_TOKENS}), 0)"),
-    "llm_total_cost": (LLM_USAGE, "TRUE", _COST_SUM),
+    "llm_total_tokens": (LLM_USAGE, "TRUE", _LLM_TOTALS),
+    "llm_total_cost": (LLM_USAGE, "TRUE", _LLM_TOTALS),
     "llm_models_used": (LLM_USAGE, "TRUE", "count(DISTINCT model)"),
     "security_blocked_calls": (TOOL_CALLS, BLOCKED, "coalesce(sum(calls), 0)"),
 }
 
 _SERIES: dict[str, tuple[Dataset, str, str]] = {
     "mcp_executions_over_time": (TOOL_CALLS, EXECUTED, "sum(calls)"),
-    "llm_tokens_over_time": (LLM_USAGE, "TRUE", f"sum({_TOKENS})"),
-    "llm_cost_over_time": (LLM_USAGE, "TRUE", "sum(cost)"),
+    "llm_tokens_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS),
+    "llm_cost_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS),
     "security_blocked_over_time": (TOOL_CALLS, BLOCKED, "sum(calls)"),
 }
 
@@ -638,11 +662,11 @@ _STRADDLERS = (
     " WHERE (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen < %s)"
     " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
 
-# One page of the sessions `s` in `order`, with the total count (or the statistics, which hold
-# it) and, for the page only, names.
+# One page of the sessions `s` in `order`, with the total count unless known, and (for the page
+# only) names.
 _PAGE = (" SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name,"
-         " coalesce(a.name, s.agent_id) AS agent_name{stats}"
-         " FROM (SELECT s.*{total} FROM s ORDER BY {order} LIMIT %s OFFSET %s) s{st}"
+         " coalesce(a.name, s.agent_id) AS agent_name"
+         " FROM (SELECT s.*{total} FROM s ORDER BY {order} LIMIT %s OFFSET %s) s"
          " LEFT JOIN users u ON u.id = s.user_id LEFT JOIN agents a ON a.id = s.agent_id"
          " ORDER BY {order}")
 
@@ -700,20 +724,31 @@ _POLICY_TOP = (
     f" LEFT JOIN policies p ON p.id = g.policy_id ORDER BY g.n DESC, g.policy_id {_C}")
 
 
-def _llm_top(key: str, order: str) -> str:
+def _llm_groups(key: str) -> str:
+    """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
+    by-cost panels share it and rank it with _LLM_TOP_ORDERS."""
     if key == "user":
-        keys, inner_keys, names, join = ("g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\"",
-                                         "user_id", "g.user_id", "LEFT JOIN users u ON u.id = g.user_id")
+        keys, inner_keys, join = ("g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\"",
+                                  "user_id", "LEFT JOIN users u ON u.id = g.user_id")
         where = "WHERE user_id IS NOT NULL"
     else:
-        keys, inner_keys, names, join = ("g.provider, g.model", "provider, model",
-                                         f"g.provider {_C}, g.model", "")
-        where = ""
-    first = "g.tokens DESC" if order == "tokens" else "g.cost DESC NULLS LAST, g.tokens DESC"
-    return (f"SELECT {keys}, g.tokens, g.cost, g.requests, count(*) OVER () AS total"
+        keys, inner_keys, join, where = "g.provider, g.model", "provider, model", "", ""
+    return (f"SELECT {keys}, g.tokens, g.cost, g.requests"
             f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, sum(cost)::float8 AS cost,"
-            f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}"
-            f" ORDER BY {first}, {names} {_C}")
+            f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}")
+
+
+def _by_cost(r: dict[str, Any]) -> tuple:
+    """cost DESC NULLS LAST, then tokens DESC (names follow, in byte order: COLLATE "C")."""
+    return (r["cost"] is None, -(r["cost"] or 0), -r["tokens"])
+
+
+_LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
+    "llm_top_users_by_tokens": lambda r: (-r["tokens"], r["user_id"]),
+    "llm_top_users_by_cost": lambda r: (*_by_cost(r), r["user_id"]),
+    "llm_top_models_by_tokens": lambda r: (-r["tokens"], r["provider"], r["model"]),
+    "llm_top_models_by_cost": lambda r: (*_by_cost(r), r["provider"], r["model"]),
+}
 
 
 _TOPS: dict[str, tuple[Dataset, str, str]] = {
@@ -726,9 +761,9 @@ _TOPS: dict[str, tuple[Dataset, str, str]] = {
     "security_top_blocked_users": (TOOL_CALLS, BLOCKED, _user_top("blocked")),
     "security_top_blocked_mcps": (TOOL_CALLS, BLOCKED, _mcp_top("blocked")),
     "security_top_policies": (TOOL_CALLS, BLOCKED, _POLICY_TOP),
-    "llm_top_users_by_tokens": (LLM_USAGE, "TRUE", _llm_top("user", "tokens")),
-    "llm_top_users_by_cost": (LLM_USAGE, "TRUE", _llm_top("user", "cost")),
-    "llm_top_models_by_tokens": (LLM_USAGE, "TRUE", _llm_top("model", "tokens")),
-    "llm_top_models_by_cost": (LLM_USAGE, "TRUE", _llm_top("model", "cost")),
+    "llm_top_users_by_tokens": (LLM_USAGE, "TRUE", _llm_groups("user")),
+    "llm_top_users_by_cost": (LLM_USAGE, "TRUE", _llm_groups("user")),
+    "llm_top_models_by_tokens": (LLM_USAGE, "TRUE", _llm_groups("model")),
+    "llm_top_models_by_cost": (LLM_USAGE, "TRUE", _llm_groups("model")),
 }
 

@@ -158,7 +158,8 @@ def query():
         q = params.build_query(metric, rng["from_"], rng["to"], params.zone(tz_name), options, filter_values,
                                range_raw=rng.get("raw"), paginate_by_default=False)
         mat = service.materialised(current_app.extensions, database)
-        result = service.observed(_inst(), FACE, metric.id, lambda: service.run(database, config, q, mat))
+        shared = service.shared(current_app.extensions)
+        result = service.observed(_inst(), FACE, metric.id, lambda: service.run(database, config, q, mat, shared))
         out.append(frames.grafana_frame(metric, result, target.get("refId") or "A"))
     return jsonify(out)
 

@@ -63,8 +63,9 @@ def query(metric_id: str):
     config = current_app.config["AA"]
     database = dbmod.get_db()
     mat = service.materialised(current_app.extensions, database)
+    shared = service.shared(current_app.extensions)
     result = service.observed(service.instruments(current_app.extensions), FACE, metric.id,
-                              lambda: service.run(database, config, q, mat))
+                              lambda: service.run(database, config, q, mat, shared))
     return jsonify(frames.json_body(metric, q, result))
 
 

@@ -11,6 +11,7 @@ from agent_analytics.config import Config
 from agent_analytics.db import Database
 from agent_analytics.datasource.engine import Engine, Result
 from agent_analytics.datasource.query import Query
+from agent_analytics.datasource.shared import Shared
 from agent_analytics.sql.migrate import backend_of
 
 T = TypeVar("T")
@@ -52,11 +53,19 @@ def materialised(extensions: dict[str, Any], db: Database) -> bool:
     return extensions["aa_datasource_materialised"]
 
 
-def run(db: Database, config: Config, query: Query, aggregates_materialised: bool = True) -> Result:
+def shared(extensions: dict[str, Any]) -> Shared:
+    """One per app: the figures the panels of a dashboard refresh share (see shared.py)."""
+    if "aa_datasource_shared" not in extensions:
+        extensions["aa_datasource_shared"] = Shared()
+    return extensions["aa_datasource_shared"]
+
+
+def run(db: Database, config: Config, query: Query, aggregates_materialised: bool = True,
+        shared_figures: Shared | None = None) -> Result:
     with db.connection() as conn:
         return Engine(conn, config.cost_source, config.setup_guide_url,
                       aggregates_materialised and config.read_aggregates,
-                      kept_totals=config.read_aggregates).run(query)
+                      kept_totals=config.read_aggregates, shared=shared_figures).run(query)
 
 
 def with_connection(db: Database, work: Callable[[Any], T]) -> T:

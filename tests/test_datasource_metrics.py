@@ -168,8 +168,12 @@ def test_llm_cost_follows_the_configured_cost_source(ds_app, ds_client):
     assert ORACLE.llm(W_START, W_END, {"model": ["llama-unpriced"]}) and row["value"] is None
 
 
-def test_llm_status_signals_the_empty_state(client, ds_client):
+def test_llm_status_signals_the_empty_state(client, conn, ds_client):
     [row] = api(client, "llm_status", W_START, W_END)["rows"]  # an empty database
     assert row["has_data"] is False and row["setup_url"].startswith("http") and row["message"]
+    # An LLM request without a session (a GenAI span) is data too.
+    conn.execute("INSERT INTO llm_requests (time, source_key, source) VALUES (now(), '\\x01', 'genai')")
+    [row] = api(client, "llm_status", W_START, W_END)["rows"]
+    assert row["has_data"] is True
     [row] = api(ds_client, "llm_status", W_START, W_END)["rows"]
     assert row["has_data"] is True and row["message"] == ""
