@@ -231,8 +231,13 @@ class Engine:
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         values = []
         for window in (q.window, prev):
+            src = self._src(ds, window, q, extra)
+            if q.metric.id in _STATS_OF_GROUPS:  # counted from groups another panel also reads
+                body, reduce = _STATS_OF_GROUPS[q.metric.id]
+                values.append(reduce(self.with_src(src, body, shared=True)))
+                continue
             body = expr if expr.startswith("SELECT") else f"SELECT {expr} AS v FROM src"
-            rows = self.with_src(self._src(ds, window, q, extra), body, shared=pick != "v")
+            rows = self.with_src(src, body, shared=pick != "v")
             values.append(rows[0][pick] if rows else None)
         value, previous = values
         return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
@@ -361,7 +366,7 @@ class Engine:
                    CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
                        AS totals_source,
                    first_time AS start_time, last_time AS end_time,
-                   extract(epoch FROM last_time - first_time)::float8 AS duration, models
+                   date_part('epoch', last_time - first_time) AS duration, models
             FROM sessions
             WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0))"""
         params = [w.start, w.end, w.end]
@@ -410,7 +415,7 @@ class Engine:
                      {sums}, sum(cost)::float8 AS cost,
                      CASE WHEN bool_or(superseded) THEN 'metrics' ELSE 'events' END AS totals_source,
                      min(first_time) AS start_time, max(last_time) AS end_time,
-                     extract(epoch FROM max(last_time) - min(first_time))::float8 AS duration,
+                     date_part('epoch', max(last_time) - min(first_time)) AS duration,
                      NULL::text[] AS models
               FROM {name}_parts GROUP BY session_id)
         """
@@ -638,7 +643,7 @@ _STATS: dict[str, tuple[Dataset, str, str]] = {
                                                " WHERE user_id IS NOT NULL) d"),
     "llm_total_tokens": (LLM_USAGE, "TRUE", _LLM_TOTALS),
     "llm_total_cost": (LLM_USAGE, "TRUE", _LLM_TOTALS),
-    "llm_models_used": (LLM_USAGE, "TRUE", "count(DISTINCT model)"),
+    "llm_models_used": (LLM_USAGE, "TRUE", ""),  # see _STATS_OF_GROUPS
     "security_blocked_calls": (TOOL_CALLS, BLOCKED, "coalesce(sum(calls), 0)"),
 }
 
@@ -750,6 +755,11 @@ _LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
     "llm_top_models_by_cost": lambda r: (*_by_cost(r), r["provider"], r["model"]),
 }
 
+
+# Stats counted from the groups a top list reads (the same query, shared within a refresh).
+_STATS_OF_GROUPS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], Any]]] = {
+    "llm_models_used": (_llm_groups("model"), lambda groups: len({g["model"] for g in groups})),
+}
 
 _TOPS: dict[str, tuple[Dataset, str, str]] = {
     "mcp_top_tools": (TOOL_CALLS, EXECUTED, _tool_top("executions")),
