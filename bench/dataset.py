@@ -185,8 +185,11 @@ def generate(url: str, tool_calls: int, llm_requests: int, days: int, seed: int 
             timings[f"{name}_copy_s"] = time.perf_counter() - t
     t = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        # What the receiver keeps per session (migration 0005), for rows loaded by COPY.
+        # What the receiver keeps per session (migration 0005), for rows loaded by COPY; then
+        # in the order a receiver would have written them, as sessions appeared (the workers
+        # above wrote them in interleaved chunks of random times).
         conn.execute("SELECT aa_rebuild_session_totals()")
+        conn.execute("CLUSTER sessions USING sessions_first_seen_idx")
     timings["session_totals_s"] = time.perf_counter() - t
     t = time.perf_counter()
     from agent_analytics.sql.migrate import refresh_aggregates
