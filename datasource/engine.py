@@ -326,36 +326,46 @@ class Engine:
     # ---- Sessions -------------------------------------------------------------------------
 
     def _sessions_cte(self, q: Query, drop: Sequence[str] = (), detail: bool = True) -> tuple[sql.Composable, list]:
-        """`s`: one row per session with its totals within the window. Without filters, sessions
-        wholly inside the window are their kept whole-life totals (one row each, migration 0005)
-        and only those crossing an edge are grouped from their rows; otherwise every session is.
+        """`s`: one row per session with its totals within the window. Unless a provider or model
+        filter applies, the sessions wholly inside the window are their kept whole-life totals
+        (one row each, migration 0005) and only the others are grouped from their rows: those
+        crossing an edge, and under a user or group filter those of several users.
         `detail`: also the user and agent (the baseline statistics need only the totals)."""
-        filtered = any(q.filters.get(f) for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop)
-        if self.kept_totals and not filtered:
-            return self._kept_sessions_cte(q, detail)
+        active = [f for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop and q.filters.get(f)]
+        if self.kept_totals and set(active) <= _KEPT_FILTERS:
+            return self._kept_sessions_cte(q, active, detail)
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
         return self._grouped_sessions([(ev, mp)], detail, "s")
 
-    def _kept_sessions_cte(self, q: Query, detail: bool) -> tuple[sql.Composable, list]:
+    def _kept_sessions_cte(self, q: Query, active: Sequence[str], detail: bool) -> tuple[sql.Composable, list]:
         w = q.window
-        edge = self.fetch(sql.SQL(_STRADDLERS), [w.start] * 6 + [w.end, w.start, w.end])[0]
         self._note("sessions")
-        pairs = []
+        edge = self.fetch(sql.SQL(_STRADDLERS), [w.start] * 6 + [w.end, w.start, w.end])[0]
         # Sessions that began before the window: their rows in it lie before their last sight.
         # Those that began in it and run past its end: their rows in it lie after their first.
-        for ids, window in ((edge["before"], Window(w.start, min(w.end, (edge["before_until"] or w.start)
-                                                                + timedelta(microseconds=1)))),
-                            (edge["after"], Window(edge["after_from"] or w.start, w.end))):
+        groups = [(edge["before"], Window(w.start, min(w.end, (edge["before_until"] or w.start)
+                                                           + timedelta(microseconds=1)))),
+                  (edge["after"], Window(edge["after_from"] or w.start, w.end))]
+        if active:
+            # A user filter keeps a session's rows all or none only when they name one user.
+            many = self.fetch(sql.SQL(_MANY_USERS), [w.start, w.end, w.end])[0]
+            groups.append((many["ids"], Window(many["since"] or w.start, min(w.end, (many["until"] or w.start)
+                                                                           + timedelta(microseconds=1)))))
+        pairs = []
+        for ids, window in groups:
             if ids:
-                narrowed = replace(q, metric=BY_ID["session_models"], window=window, filters={"session": tuple(ids)})
+                narrowed = replace(q, metric=BY_ID["session_models"], window=window,
+                                   filters={**{f: q.filters[f] for f in active}, "session": tuple(ids)})
                 pairs.append((self.source(LLM_SESSIONS, window, narrowed, "session_id IS NOT NULL"),
                                self.source(SESSION_METRICS, window, narrowed, "session_id IS NOT NULL")))
         who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
                if detail else "")
         events = "ev_input_tokens + ev_output_tokens + ev_cache_read_tokens + ev_cache_write_tokens"
         ev_cost, mp_cost = f"ev_{self.cost}_cost_usd", f"mp_{self.cost}_cost_usd"
-        kept = f"""
+        pred, pparams = filt.predicate(q.filters, active)
+        # The filters read `user_id`: here, the one user a session's rows name.
+        kept = sql.SQL(f"""
         kept AS (
             SELECT id AS session_id, {who} requests::float8,
                    (CASE WHEN has_metrics THEN 0 ELSE {events} END + mp_tokens)::float8 AS tokens,
@@ -367,13 +377,15 @@ class Engine:
                        AS totals_source,
                    first_time AS start_time, last_time AS end_time,
                    date_part('epoch', last_time - first_time) AS duration, models
-            FROM sessions
-            WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0))"""
-        params = [w.start, w.end, w.end]
+            FROM (SELECT {_KEPT_COLUMNS}, user_ids[1] AS user_id FROM sessions
+                  WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0)
+                  {"AND cardinality(user_ids) = 1" if active else ""}) k
+            WHERE {{pred}})""").format(pred=pred)
+        params = [w.start, w.end, w.end, *pparams]
         if not pairs:
-            return sql.SQL(kept + ", s AS (SELECT * FROM kept)"), params
+            return kept + sql.SQL(", s AS (SELECT * FROM kept)"), params
         grouped, gparams = self._grouped_sessions(pairs, detail, "crossing")
-        return (grouped + sql.SQL(", " + kept + ", s AS (SELECT * FROM kept UNION ALL SELECT * FROM crossing)"),
+        return (grouped + sql.SQL(", ") + kept + sql.SQL(", s AS (SELECT * FROM kept UNION ALL SELECT * FROM crossing)"),
                 [*gparams, *params])
 
     @staticmethod
@@ -666,6 +678,19 @@ _STRADDLERS = (
     " FROM sessions"
     " WHERE (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen < %s)"
     " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
+
+# The filters the kept session totals can answer (a session's rows name one user), and the
+# columns the kept totals read.
+_KEPT_FILTERS = frozenset({"user", "group"})
+_KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, mp_tokens,"
+                 " ev_input_tokens, ev_output_tokens, ev_cache_read_tokens, ev_cache_write_tokens,"
+                 " mp_input_tokens, mp_output_tokens, mp_cache_read_tokens, mp_cache_write_tokens,"
+                 " ev_estimated_cost_usd, ev_reported_cost_usd, mp_estimated_cost_usd, mp_reported_cost_usd,"
+                 " first_time, last_time, models")
+# Sessions wholly inside the window whose rows name several users (a partial index finds them).
+_MANY_USERS = ("SELECT array_agg(id ORDER BY id) AS ids, min(first_seen) AS since, max(last_seen) AS until"
+               " FROM sessions WHERE cardinality(user_ids) > 1"
+               " AND first_seen >= %s AND first_seen < %s AND last_seen < %s")
 
 # One page of the sessions `s` in `order`, with the total count unless known, and (for the page
 # only) names.

@@ -220,13 +220,16 @@ _ADD_TOTALS = sql.SQL(
     " mp_user_id = greatest(s.mp_user_id, n.mp_user_id), mp_agent_id = greatest(s.mp_agent_id, n.mp_agent_id),"
     " models = CASE WHEN n.models <@ s.models THEN s.models"
     "          ELSE ARRAY(SELECT DISTINCT m FROM unnest(s.models || n.models) m ORDER BY 1) END,"
+    # (An array holding NULL is never contained: those are merged every time.)
+    " user_ids = CASE WHEN n.user_ids <@ s.user_ids THEN s.user_ids"
+    "          ELSE ARRAY(SELECT DISTINCT u FROM unnest(s.user_ids || n.user_ids) u ORDER BY 1) END,"
     " first_time = least(s.first_time, d.first_time), last_time = greatest(s.last_time, d.last_time)"
     " FROM unnest(%s::text[], {arrays}, %s::timestamptz[], %s::timestamptz[]) AS d(id, {names}, first_time, last_time)"
     # The greatest user and agent each side names, compared as the database collates them, and
-    # the models.
+    # the models and users named.
     " JOIN (SELECT id, max(user_id) FILTER (WHERE ev) AS ev_user_id, max(agent_id) FILTER (WHERE ev) AS ev_agent_id,"
     "       max(user_id) FILTER (WHERE NOT ev) AS mp_user_id, max(agent_id) FILTER (WHERE NOT ev) AS mp_agent_id,"
-    "       array_agg(DISTINCT model) AS models"
+    "       array_agg(DISTINCT model) AS models, array_agg(DISTINCT user_id) AS user_ids"
     "       FROM unnest(%s::text[], %s::bool[], %s::text[], %s::text[], %s::text[]) AS w(id, ev, user_id, agent_id, model)"
     "       GROUP BY id) n ON n.id = d.id"
     " WHERE s.id = d.id").format(

@@ -171,7 +171,32 @@ def generate(seed: int = 20261120) -> Dataset:
                                  else rng.randrange(1, 10**6) / 10**6,
                                  "estimated_cost_usd": est})
                 n += 1
+    _shared_session(d, random.Random(seed + 1))
     return d
+
+
+def _shared_session(d: Dataset, rng: random.Random) -> None:
+    """One session whose rows name two users (a shared agent host): a user filter takes only
+    its rows of that user (the receiver's kept totals cannot answer it whole)."""
+    sid, start = "sess-shared", ANCHOR - timedelta(days=3, hours=5, minutes=7)
+    d.sessions[sid] = {"user": "user2@example.com", "agent": "claude-code", "start": start,
+                       "end": start + timedelta(hours=3), "kind": "metrics+events"}
+    for i in range(24):
+        user = ("user2@example.com", "user5@example.com")[i % 2]
+        t = start + timedelta(minutes=7 * i + rng.randrange(0, 5))
+        d.llm.append({"time": t, "source_key": hashlib.sha256(f"shared-llm{i}".encode()).digest(),
+                      "source": "claude_code", "session_id": sid, "user_id": user, "agent_id": "claude-code",
+                      "provider": "anthropic", "model": "claude-sonnet-4-5",
+                      **{f"{tt}_tokens": rng.randrange(0, 5000) for tt in TOKEN_TYPES},
+                      "reported_cost_usd": None, "estimated_cost_usd": Decimal(rng.randrange(1, 10**7)) / Decimal(10**9),
+                      "latency_ms": float(rng.randrange(100, 20000))})
+        if i % 3 == 0:
+            d.points.append({"time": t, "start_time": t - timedelta(seconds=60),
+                             "source_key": hashlib.sha256(f"shared-mp{i}".encode()).digest(), "source": "claude_code",
+                             "session_id": sid, "user_id": user, "agent_id": "claude-code", "provider": "anthropic",
+                             "model": "claude-sonnet-4-5", "metric": "tokens", "token_type": "output",
+                             "value": float(rng.randrange(1, 20000)),
+                             "estimated_cost_usd": Decimal(rng.randrange(1, 10**7)) / Decimal(10**9)})
 
 
 _TOOL_COLS = ["time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id",

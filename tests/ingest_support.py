@@ -91,7 +91,8 @@ class Server:
 _TOTALS = ("requests", "ev_input_tokens", "ev_output_tokens", "ev_cache_read_tokens", "ev_cache_write_tokens",
            "ev_estimated_cost_usd", "ev_reported_cost_usd", "ev_user_id", "ev_agent_id", "points", "mp_tokens",
            "mp_input_tokens", "mp_output_tokens", "mp_cache_read_tokens", "mp_cache_write_tokens",
-           "mp_estimated_cost_usd", "mp_reported_cost_usd", "mp_user_id", "mp_agent_id", "first_time", "last_time")
+           "mp_estimated_cost_usd", "mp_reported_cost_usd", "mp_user_id", "mp_agent_id", "models", "user_ids",
+           "first_time", "last_time")
 
 
 def assert_session_totals_match_the_rows(conn) -> None:

@@ -154,6 +154,17 @@ def test_comparison_chips(ds_client):
     assert api(ds_client, "session_totals", W_START, W_END)["rows"] == []
 
 
+def test_a_session_of_two_users_under_a_user_filter(ds_client):
+    """Its totals, under a filter on one of them, are that user's rows only."""
+    for f in ({"user": "user5@example.com"}, {"user": "user2@example.com"}, {"group": "g-ops"}, {}):
+        want = ORACLE.sessions(W_START, W_END, f)["sess-shared"]
+        rows = api(ds_client, "sessions_table", W_START, W_END, page_size=1000, **f)["rows"]
+        [got] = [r for r in rows if r["session_id"] == "sess-shared"]
+        for k in ("requests", "tokens", "cost", "duration"):
+            assert same(got[k], want[k]), (f, k, got[k], want[k])
+    assert ORACLE.sessions(W_START, W_END, {"user": "user5@example.com"})["sess-shared"]["requests"] == 12
+
+
 def _cut_windows() -> list[tuple[datetime, datetime]]:
     """Windows whose edges fall inside sessions: the session panels keep whole-life totals for
     sessions wholly inside a window and must group the ones an edge cuts from their rows."""
@@ -170,15 +181,18 @@ def _cut_windows() -> list[tuple[datetime, datetime]]:
              second(middle["end"] - timedelta(minutes=5)))]
 
 
+CUT_FILTERS: list[dict[str, Any]] = [{}, {"user": "user2@example.com"}, {"group": "g-ops"}]
+
+
 def test_session_panels_exact_when_the_range_cuts_sessions(ds_client):
-    for start, end in _cut_windows():
-        whole = ORACLE.sessions(start, end, {})
+    for (start, end), f in ((w, f) for w in _cut_windows() for f in CUT_FILTERS):
+        whole = ORACLE.sessions(start, end, f)
         # The oracle's own check that an edge cuts a session: some session has rows outside.
         outside = set(ORACLE.sessions(W_START - timedelta(days=90), start, {})) | set(
             ORACLE.sessions(end, ANCHOR + timedelta(days=1), {}))
-        assert set(whole) & outside, (start, end)
+        assert set(whole) & outside or f, (start, end)
         stats = ORACLE.session_stats(whole)
-        body = api(ds_client, "sessions_table", start, end, order_by="cost", page_size=1000)
+        body = api(ds_client, "sessions_table", start, end, order_by="cost", page_size=1000, **f)
         assert "sessions" in body["meta"]["relations"]  # the kept totals answered
         assert body["total"] == len(whole)
         by_id = {r["session_id"]: r for r in body["rows"]}
@@ -190,7 +204,7 @@ def test_session_panels_exact_when_the_range_cuts_sessions(ds_client):
             for d in DIMS:
                 assert (by_id[sid][f"{d}_ratio"], by_id[sid][f"{d}_top_5pct"]) == pytest.approx(
                     ORACLE.compare(s[d], stats, d)), (sid, d)
-        [m] = api(ds_client, "session_metrics", start, end)["rows"]
+        [m] = api(ds_client, "session_metrics", start, end, **f)["rows"]
         assert m["sessions"] == stats["sessions"]
         for d in DIMS:
             for c in ("p50", "avg", "p95"):

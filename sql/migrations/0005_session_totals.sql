@@ -8,7 +8,8 @@
 -- Events (llm_requests) and metric points are kept apart, as the query reads them: a session
 -- that has sent metric points (has_metrics) counts tokens and cost from those, else from its
 -- events. The columns mirror the session rollups: token types, both costs, the greatest user
--- and agent each side names, the models either side names, the first and last time.
+-- and agent each side names, the models and the users (NULL included) either side names, the
+-- first and last time.
 ALTER TABLE sessions
     ADD COLUMN requests              bigint NOT NULL DEFAULT 0,
     ADD COLUMN ev_input_tokens       bigint NOT NULL DEFAULT 0,
@@ -30,12 +31,15 @@ ALTER TABLE sessions
     ADD COLUMN mp_user_id            text,
     ADD COLUMN mp_agent_id           text,
     ADD COLUMN models                text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN user_ids              text[] NOT NULL DEFAULT '{}',
     ADD COLUMN first_time            timestamptz,
     ADD COLUMN last_time             timestamptz;
 
 -- Sessions wholly inside a range (by first sight), and those crossing one of its edges.
 CREATE INDEX sessions_first_seen_idx ON sessions (first_seen);
 CREATE INDEX sessions_span_idx ON sessions USING gist (tstzrange(first_seen, last_seen, '[]'));
+-- Sessions whose rows name several users (a user filter cannot take them whole).
+CREATE INDEX sessions_many_users_idx ON sessions (first_seen) WHERE cardinality(user_ids) > 1;
 
 -- Recompute the totals of the given sessions (all when NULL) from the raw rows: the backfill
 -- below, plain PostgreSQL's retention, and data loaded into the raw tables by COPY. Sessions the
@@ -64,7 +68,7 @@ BEGIN
                sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
                sum(estimated_cost_usd) AS estimated_cost_usd, sum(reported_cost_usd) AS reported_cost_usd,
                max(user_id) AS user_id, max(agent_id) AS agent_id, array_agg(DISTINCT model) AS models,
-               min(time) AS first_time, max(time) AS last_time
+               array_agg(DISTINCT user_id) AS user_ids, min(time) AS first_time, max(time) AS last_time
         FROM llm_requests
         WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
         GROUP BY session_id),
@@ -80,7 +84,7 @@ BEGIN
                sum(estimated_cost_usd) FILTER (WHERE metric = 'tokens') AS estimated_cost_usd,
                sum(value) FILTER (WHERE metric = 'cost') AS reported_cost_usd,
                max(user_id) AS user_id, max(agent_id) AS agent_id, array_agg(DISTINCT model) AS models,
-               min(coalesce(start_time, time)) AS first_time, min(time) AS first_row, max(time) AS last_time
+               array_agg(DISTINCT user_id) AS user_ids, min(coalesce(start_time, time)) AS first_time, min(time) AS first_row, max(time) AS last_time
         FROM metric_points
         WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
         GROUP BY session_id)
@@ -98,6 +102,7 @@ BEGIN
         mp_estimated_cost_usd = mp.estimated_cost_usd, mp_reported_cost_usd = mp.reported_cost_usd,
         mp_user_id = mp.user_id, mp_agent_id = mp.agent_id,
         models = ARRAY(SELECT DISTINCT m FROM unnest(ev.models || mp.models) m ORDER BY 1),
+        user_ids = ARRAY(SELECT DISTINCT u FROM unnest(ev.user_ids || mp.user_ids) u ORDER BY 1),
         first_time = least(ev.first_time, mp.first_time), last_time = greatest(ev.last_time, mp.last_time),
         first_seen = least(s.first_seen, ev.first_time, mp.first_row),
         last_seen = greatest(s.last_seen, ev.last_time, mp.last_time)
