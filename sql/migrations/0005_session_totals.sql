@@ -38,7 +38,9 @@ ALTER TABLE sessions
 -- Sessions wholly inside a range (by first sight), and those crossing one of its edges.
 CREATE INDEX sessions_first_seen_idx ON sessions (first_seen);
 CREATE INDEX sessions_span_idx ON sessions USING gist (tstzrange(first_seen, last_seen, '[]'));
--- Sessions whose rows name several users (a user filter cannot take them whole).
+-- One user's sessions (a user or group filter), and those whose rows name several users (a user
+-- filter cannot take them whole).
+CREATE INDEX sessions_user_idx ON sessions ((user_ids[1]), first_seen);
 CREATE INDEX sessions_many_users_idx ON sessions (first_seen) WHERE cardinality(user_ids) > 1;
 
 -- Recompute the totals of the given sessions (all when NULL) from the raw rows: the backfill
