@@ -115,6 +115,19 @@ class Engine:
         raw_where = sql.SQL("{} AND ({})").format(where, sql.SQL(ds.raw_condition))
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
         hs, he = _ceil_hour(window.start), _floor_hour(window.end)
+        pieces: list[sql.Composable] = []
+        params: list = []
+
+        def read(relation: str, cols: sql.Composable, column: str, lo: datetime, hi: datetime,
+                 cond: sql.Composable, force: bool = False) -> None:
+            # One branch per time range: TimescaleDB excludes chunks cheaply for a single range,
+            # where an OR of ranges costs planning time for every chunk. Empty ranges are left out.
+            if lo < hi or force:
+                self._note(relation)
+                pieces.append(sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s AND {}").format(
+                    cols, sql.Identifier(relation), sql.Identifier(column), sql.Identifier(column), cond))
+                params.extend([lo, hi, *pparams])
+
         if use_aggregate and self.materialised and hs < he:
             active = [f for f in applicable if q.filters.get(f)]
             aggregate, agg_columns, rollup = choose_aggregate(ds, q.metric.id, active, condition)
@@ -122,35 +135,18 @@ class Engine:
             ds0, ds1 = _ceil_day(hs), _floor_day(he)
             if rollup is not None and rollup.daily and q.metric.id in TIME_FREE and ds0 < ds1:
                 # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
-                self._note(rollup.daily)
-                self._note(aggregate)
-                self._note(ds.raw)
-                query = sql.SQL(
-                    "SELECT {agg_cols} FROM {daily} WHERE bucket >= %s AND bucket < %s AND {where}"
-                    " UNION ALL "
-                    "SELECT {agg_cols} FROM {agg} WHERE ((bucket >= %s AND bucket < %s) OR (bucket >= %s AND bucket < %s))"
-                    " AND {where}"
-                    " UNION ALL "
-                    "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
-                    " AND {raw_where}").format(agg_cols=agg_cols, daily=sql.Identifier(rollup.daily),
-                                               agg=sql.Identifier(aggregate), where=where, raw_cols=raw_cols,
-                                               raw=sql.Identifier(ds.raw), raw_where=raw_where)
-                return query, [ds0, ds1, *pparams, hs, ds0, ds1, he, *pparams,
-                               window.start, hs, he, window.end, *pparams]
-            self._note(aggregate)
-            if window.start < hs or he < window.end:
-                self._note(ds.raw)
-            query = sql.SQL(
-                "SELECT {agg_cols} FROM {agg} WHERE bucket >= %s AND bucket < %s AND {where}"
-                " UNION ALL "
-                "SELECT {raw_cols} FROM {raw} WHERE ((time >= %s AND time < %s) OR (time >= %s AND time < %s))"
-                " AND {raw_where}").format(agg_cols=agg_cols, agg=sql.Identifier(aggregate), where=where,
-                                           raw_cols=raw_cols, raw=sql.Identifier(ds.raw), raw_where=raw_where)
-            return query, [hs, he, *pparams, window.start, hs, he, window.end, *pparams]
-        self._note(ds.raw)
-        query = sql.SQL("SELECT {raw_cols} FROM {raw} WHERE time >= %s AND time < %s AND {where}").format(
-            raw_cols=raw_cols, raw=sql.Identifier(ds.raw), where=raw_where)
-        return query, [window.start, window.end, *pparams]
+                read(rollup.daily, agg_cols, "bucket", ds0, ds1, where)
+                read(aggregate, agg_cols, "bucket", hs, ds0, where)
+                read(aggregate, agg_cols, "bucket", ds1, he, where)
+            else:
+                read(aggregate, agg_cols, "bucket", hs, he, where)
+            read(ds.raw, raw_cols, "time", window.start, hs, raw_where)
+            read(ds.raw, raw_cols, "time", he, window.end, raw_where)
+        else:
+            read(ds.raw, raw_cols, "time", window.start, window.end, raw_where)
+        if not pieces:  # an empty window: no rows, the same columns
+            read(ds.raw, raw_cols, "time", window.start, window.end, raw_where, force=True)
+        return sql.SQL(" UNION ALL ").join(pieces), params
 
     def _src(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
              use_aggregate: bool = True) -> tuple[sql.Composable, list]:
@@ -631,8 +627,11 @@ _GATEWAY_FIRST_BY_DAY = (
     "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
     "SELECT gw.mcp_server_id FROM tool_calls_by_tool_daily gw WHERE gw.source = 'gateway'"
     " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s"
+    # The hours before and after them, each its own range (see `read` in Engine.source).
     " UNION SELECT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
-    " AND gw.mcp_server_id IS NOT NULL AND ((gw.bucket >= %s AND gw.bucket < %s) OR (gw.bucket >= %s AND gw.bucket < %s))))")
+    " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s"
+    " UNION SELECT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
+    " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
