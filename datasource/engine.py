@@ -159,18 +159,21 @@ class Engine:
         session sent no metric points (`counted`, decided at ingest), else from the session's
         metric points; requests always from events. (Claude Code sends both views of the same
         requests; Codex only events; an agent that exports only metrics still appears.) Neither
-        side groups by session, so rollups answer it."""
+        side groups by session, so rollups answer it.
+
+        Counts as float8: exact below 2^53, and summed several times faster than numeric; cost
+        stays numeric, so every relation gives the same sum to the last digit."""
         ev = self.source(LLM_USAGE, window, q, use_aggregate=use_aggregate)
         mp = self.source(LLM_METRIC_USAGE, window, q, use_aggregate=use_aggregate)
         text = f"""
-            SELECT time, user_id, agent_id, provider, model, requests::numeric AS requests,
-                   {", ".join(f"(CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END)::numeric AS {t}_tokens"
+            SELECT time, user_id, agent_id, provider, model, requests::float8 AS requests,
+                   {", ".join(f"(CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END)::float8 AS {t}_tokens"
                               for t in TOKEN_TYPES)},
-                   0::numeric AS other_tokens, (CASE WHEN {COUNTED} THEN cost END)::numeric AS cost
+                   0::float8 AS other_tokens, (CASE WHEN {COUNTED} THEN cost END)::numeric AS cost
             FROM ({{ev}}) e
             UNION ALL
-            SELECT time, user_id, agent_id, provider, model, 0::numeric,
-                   {", ".join(f"coalesce({t}_tokens, 0)::numeric" for t in (*TOKEN_TYPES, "other"))},
+            SELECT time, user_id, agent_id, provider, model, 0::float8,
+                   {", ".join(f"coalesce({t}_tokens, 0)::float8" for t in (*TOKEN_TYPES, "other"))},
                    cost::numeric
             FROM ({{mp}}) p"""
         return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
