@@ -360,18 +360,12 @@ class Engine:
                                self.source(SESSION_METRICS, window, narrowed, "session_id IS NOT NULL")))
         who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
                if detail else "")
-        events = "ev_input_tokens + ev_output_tokens + ev_cache_read_tokens + ev_cache_write_tokens"
-        ev_cost, mp_cost = f"ev_{self.cost}_cost_usd", f"mp_{self.cost}_cost_usd"
         pred, pparams = filt.predicate(q.filters, active)
         # The filters read `user_id`: here, the one user a session's rows name.
         kept = sql.SQL(f"""
         kept AS (
-            SELECT id AS session_id, {who} requests::float8,
-                   (CASE WHEN has_metrics THEN 0 ELSE {events} END + mp_tokens)::float8 AS tokens,
-                   {", ".join(f"(CASE WHEN has_metrics THEN 0 ELSE ev_{t}_tokens END + mp_{t}_tokens)::float8"
-                              f" AS {t}_tokens" for t in TOKEN_TYPES)},
-                   (CASE WHEN has_metrics THEN {mp_cost}
-                         ELSE coalesce({ev_cost} + {mp_cost}, {ev_cost}, {mp_cost}) END)::float8 AS cost,
+            SELECT id AS session_id, {who} requests::float8, tokens,
+                   {", ".join(f"{t}_tokens" for t in TOKEN_TYPES)}, {self.cost}_cost_usd::float8 AS cost,
                    CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
                        AS totals_source,
                    first_time AS start_time, last_time AS end_time,
@@ -684,11 +678,9 @@ _STRADDLERS = (
 # The filters the kept session totals can answer (a session's rows name one user), and the
 # columns the kept totals read.
 _KEPT_FILTERS = frozenset({"user", "group"})
-_KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, mp_tokens,"
-                 " ev_input_tokens, ev_output_tokens, ev_cache_read_tokens, ev_cache_write_tokens,"
-                 " mp_input_tokens, mp_output_tokens, mp_cache_read_tokens, mp_cache_write_tokens,"
-                 " ev_estimated_cost_usd, ev_reported_cost_usd, mp_estimated_cost_usd, mp_reported_cost_usd,"
-                 " first_time, last_time, models")
+_KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, tokens,"
+                 " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
+                 " reported_cost_usd, first_time, last_time, models")
 # Sessions wholly inside the window whose rows name several users (a partial index finds them).
 _MANY_USERS = ("SELECT array_agg(id ORDER BY id) AS ids, min(first_seen) AS since, max(last_seen) AS until"
                " FROM sessions WHERE cardinality(user_ids) > 1"
@@ -703,12 +695,14 @@ _PAGE = (" SELECT s.*, coalesce(u.display_name, u.email, s.user_id) AS user_name
          " ORDER BY {order}")
 
 # Count and P50 / average / P95 per comparison dimension over the sessions `s`
-# (one ordered-set aggregate per dimension gives both percentiles from one sort).
+# (one ordered-set aggregate per dimension gives both percentiles from one sort; OFFSET 0 keeps
+# the subquery whole, so each session's dimensions are computed once, not once per aggregate).
 _SESSION_STATS = ("SELECT " + ", ".join(["sessions"] + [
     f"{d}_n, {d}_pct[1] AS {d}_p50, {d}_avg, {d}_pct[2] AS {d}_p95" for d in COMPARISON_DIMENSIONS])
     + " FROM (SELECT " + ", ".join(["count(*) AS sessions"] + [
         f"count({d}) AS {d}_n, percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY {d}) AS {d}_pct,"
-        f" avg({d}) AS {d}_avg" for d in COMPARISON_DIMENSIONS]) + " FROM s) pct")
+        f" avg({d}) AS {d}_avg" for d in COMPARISON_DIMENSIONS])
+    + " FROM (SELECT " + ", ".join(COMPARISON_DIMENSIONS) + " FROM s OFFSET 0) s) pct")
 
 
 def _tool_top(measure: str) -> str:

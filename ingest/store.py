@@ -180,7 +180,7 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
     first_seen = {sid: fs for sid, _, fs in rows}
     new = sorted({p.session_id for p in batch.metric_points if p.session_id} - with_metrics)
     if new:
-        conn.execute("UPDATE sessions SET has_metrics = true WHERE id = ANY(%s)", (new,))
+        conn.execute(f"UPDATE sessions SET has_metrics = true, {RESET_COUNTED} WHERE id = ANY(%s)", (new,))
         # Bounded by time so that TimescaleDB skips older (possibly compressed) chunks.
         conn.execute("UPDATE llm_requests SET counted = false"
                      " WHERE session_id = ANY(%s) AND time >= %s AND counted",
@@ -206,14 +206,15 @@ def _add(total: Any, value: Any) -> Any:
     return value if total is None else total + value
 
 
-_TOTALS = ("requests", "ev_input_tokens", "ev_output_tokens", "ev_cache_read_tokens", "ev_cache_write_tokens",
-           "ev_estimated_cost_usd", "ev_reported_cost_usd", "points", "mp_tokens", "mp_input_tokens",
-           "mp_output_tokens", "mp_cache_read_tokens", "mp_cache_write_tokens", "mp_estimated_cost_usd",
-           "mp_reported_cost_usd")
-_TOTAL_TYPES = ("bigint", "bigint", "bigint", "bigint", "bigint", "numeric", "numeric", "bigint", "float8", "float8",
-                "float8", "float8", "float8", "numeric", "float8")
-_NULLABLE = {"ev_estimated_cost_usd", "ev_reported_cost_usd", "mp_estimated_cost_usd", "mp_reported_cost_usd"}
-_TOKEN_AT = {"input": 9, "output": 10, "cache_read": 11, "cache_write": 12}  # index in a session's totals
+_TOTALS = ("requests", "points", "tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+           "estimated_cost_usd", "reported_cost_usd")
+_TOTAL_TYPES = ("bigint", "bigint", "float8", "float8", "float8", "float8", "float8", "numeric", "numeric")
+_NULLABLE = {"estimated_cost_usd", "reported_cost_usd"}
+_TOKEN_AT = {"input": 3, "output": 4, "cache_read": 5, "cache_write": 6}  # index in a session's totals
+# What the counted tokens and cost of a session become when its first metric point arrives:
+# from then on its metric points count, not its events.
+RESET_COUNTED = ("tokens = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cache_write_tokens = 0,"
+                 " estimated_cost_usd = NULL, reported_cost_usd = NULL")
 _ADD_TOTALS = sql.SQL(
     "UPDATE sessions s SET {sets},"
     " ev_user_id = greatest(s.ev_user_id, n.ev_user_id), ev_agent_id = greatest(s.ev_agent_id, n.ev_agent_id),"
@@ -240,9 +241,11 @@ _ADD_TOTALS = sql.SQL(
         names=sql.SQL(", ").join(map(sql.Identifier, _TOTALS)))
 
 
-def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points: Sequence[tuple]) -> None:
+def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points: Sequence[tuple],
+                    with_metrics: set[str]) -> None:
     """Add the newly stored events and metric points to their sessions' totals (migration 0005),
-    in the batch's transaction: the sessions' rows are already locked by `_sessions`."""
+    in the batch's transaction: the sessions' rows are already locked by `_sessions`. Events
+    count tokens and cost only in sessions without metric points (`counted`, as on the rows)."""
     totals: dict[str, list] = {}
     names: set[tuple[str, bool, str | None, str | None, str]] = set()
     at = _AT["llm_requests"]
@@ -255,16 +258,18 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
             continue
         tot = totals.get(s)
         if tot is None:
-            tot = totals[s] = [0, 0, 0, 0, 0, None, None, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, r[t], r[t]]
+            tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, r[t], r[t]]
         tot[0] += 1
-        tot[1] += r[i_in]
-        tot[2] += r[i_out]
-        tot[3] += r[i_cr]
-        tot[4] += r[i_cw]
-        tot[5] = _add(tot[5], _stored(r[i_est]))
-        tot[6] = _add(tot[6], _stored(r[i_rep]))
-        tot[15] = min(tot[15], r[t])
-        tot[16] = max(tot[16], r[t])
+        if s not in with_metrics:
+            tot[2] += r[i_in] + r[i_out] + r[i_cr] + r[i_cw]
+            tot[3] += r[i_in]
+            tot[4] += r[i_out]
+            tot[5] += r[i_cr]
+            tot[6] += r[i_cw]
+            tot[7] = _add(tot[7], _stored(r[i_est]))
+            tot[8] = _add(tot[8], _stored(r[i_rep]))
+        tot[9] = min(tot[9], r[t])
+        tot[10] = max(tot[10], r[t])
         names.add((s, True, r[user], r[agent], r[model]))
     at = _AT["metric_points"]
     sid, t, start, user, agent, model = (at["session_id"], at["time"], at["start_time"], at["user_id"],
@@ -277,18 +282,19 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
         first = p[start] or p[t]
         tot = totals.get(s)
         if tot is None:
-            tot = totals[s] = [0, 0, 0, 0, 0, None, None, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, first, p[t]]
-        tot[7] += 1
+            tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, first, p[t]]
+        tot[1] += 1
         value = float(p[i_value])
         if p[i_metric] == "tokens":
-            tot[8] += value
+            tot[2] += value
             if p[i_type] in _TOKEN_AT:
                 tot[_TOKEN_AT[p[i_type]]] += value
-            tot[13] = _add(tot[13], _stored(p[i_est]))
+            tot[7] = _add(tot[7], _stored(p[i_est]))
         elif p[i_metric] == "cost":
-            tot[14] = _add(tot[14], value)
-        tot[15] = min(tot[15], first)
-        tot[16] = max(tot[16], p[t])
+            # As PostgreSQL turns a float8 into numeric (15 significant digits).
+            tot[8] = _add(tot[8], Decimal(format(value, ".15g")))
+        tot[9] = min(tot[9], first)
+        tot[10] = max(tot[10], p[t])
         names.add((s, False, p[user], p[agent], p[model]))
     if not totals:
         return
@@ -368,6 +374,6 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
             result.offered[table] = len(objs)
             new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics) for o in objs])
             result.inserted[table] = len(new[table])
-        _session_totals(conn, new["llm_requests"], new["metric_points"])
+        _session_totals(conn, new["llm_requests"], new["metric_points"], with_metrics)
     return result
 

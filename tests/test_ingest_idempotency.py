@@ -91,7 +91,7 @@ def test_cumulative_differencing_with_resets_retries_and_disorder(client, conn):
     rows = conn.execute("SELECT value, extract(epoch FROM time - %s::timestamptz)::int FROM metric_points"
                         " ORDER BY time", (_ts(s),)).fetchall()
     assert rows == [(100, 10), (60, 20), (40, 30), (70, 50), (5, 60)]
-    assert conn.execute("SELECT points, mp_tokens, mp_output_tokens FROM sessions WHERE id = 'cum-1'").fetchone() == (
+    assert conn.execute("SELECT points, tokens, output_tokens FROM sessions WHERE id = 'cum-1'").fetchone() == (
         5, 275.0, 275.0)
     assert_session_totals_match_the_rows(conn)
 

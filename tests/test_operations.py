@@ -102,11 +102,14 @@ def test_upgrade_from_the_first_release_with_its_aggregates(fresh_database, tsdb
                            " FROM llm_usage_hourly WHERE counted").fetchone()[0] or 0
     assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in rows[1] if r[3] not in sessions)
     with psycopg.connect(fresh_database) as c:
-        # Migration 0005 counted every session's stored rows into its totals.
-        requests, points, tokens = c.execute("SELECT sum(requests), sum(points), sum(ev_input_tokens)"
-                                             " FROM sessions").fetchone()
+        # Migration 0005 counted every session's stored rows into its totals: events' tokens
+        # only for sessions without metric points, as on the rows.
+        requests, points, input_tokens, tokens = c.execute(
+            "SELECT sum(requests), sum(points), sum(input_tokens), sum(tokens) FROM sessions").fetchone()
     assert (requests, points) == (sum(1 for r in rows[1] if r[3]), sum(1 for r in rows[2] if r[4]))
-    assert tokens == sum(r[8] for r in rows[1] if r[3])
+    assert input_tokens == sum(r[8] for r in rows[1] if r[3] and r[3] not in sessions)
+    assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in rows[1] if r[3] and r[3] not in sessions) + sum(
+        r[10] for r in rows[2] if r[4] and r[9] == "tokens")
 
 
 def _fresh_rows(now: datetime, ages_days: list[float]):

@@ -5,35 +5,29 @@
 -- inside the range contributes its whole life, which is this row; only the few sessions
 -- crossing an edge of the range are grouped from the rollups (datasource/engine.py).
 --
--- Events (llm_requests) and metric points are kept apart, as the query reads them: a session
--- that has sent metric points (has_metrics) counts tokens and cost from those, else from its
--- events. The columns mirror the session rollups: token types, both costs, the greatest user
--- and agent each side names, the models and the users (NULL included) either side names, the
--- first and last time.
+-- Tokens and cost are what counts, as on the rows (llm_requests.counted): a session's events
+-- until it sends metric points, then its metric points only (the receiver resets them when the
+-- first point arrives). Requests are its events, points its metric points. Also: the greatest
+-- user and agent the events and the points name, the models and the users (NULL included) any
+-- row names, the first and last time.
 ALTER TABLE sessions
-    ADD COLUMN requests              bigint NOT NULL DEFAULT 0,
-    ADD COLUMN ev_input_tokens       bigint NOT NULL DEFAULT 0,
-    ADD COLUMN ev_output_tokens      bigint NOT NULL DEFAULT 0,
-    ADD COLUMN ev_cache_read_tokens  bigint NOT NULL DEFAULT 0,
-    ADD COLUMN ev_cache_write_tokens bigint NOT NULL DEFAULT 0,
-    ADD COLUMN ev_estimated_cost_usd numeric,
-    ADD COLUMN ev_reported_cost_usd  numeric,
-    ADD COLUMN ev_user_id            text,
-    ADD COLUMN ev_agent_id           text,
-    ADD COLUMN points                bigint NOT NULL DEFAULT 0,
-    ADD COLUMN mp_tokens             double precision NOT NULL DEFAULT 0,
-    ADD COLUMN mp_input_tokens       double precision NOT NULL DEFAULT 0,
-    ADD COLUMN mp_output_tokens      double precision NOT NULL DEFAULT 0,
-    ADD COLUMN mp_cache_read_tokens  double precision NOT NULL DEFAULT 0,
-    ADD COLUMN mp_cache_write_tokens double precision NOT NULL DEFAULT 0,
-    ADD COLUMN mp_estimated_cost_usd numeric,
-    ADD COLUMN mp_reported_cost_usd  double precision,
-    ADD COLUMN mp_user_id            text,
-    ADD COLUMN mp_agent_id           text,
-    ADD COLUMN models                text[] NOT NULL DEFAULT '{}',
-    ADD COLUMN user_ids              text[] NOT NULL DEFAULT '{}',
-    ADD COLUMN first_time            timestamptz,
-    ADD COLUMN last_time             timestamptz;
+    ADD COLUMN requests           bigint NOT NULL DEFAULT 0,
+    ADD COLUMN points             bigint NOT NULL DEFAULT 0,
+    ADD COLUMN tokens             double precision NOT NULL DEFAULT 0,
+    ADD COLUMN input_tokens       double precision NOT NULL DEFAULT 0,
+    ADD COLUMN output_tokens      double precision NOT NULL DEFAULT 0,
+    ADD COLUMN cache_read_tokens  double precision NOT NULL DEFAULT 0,
+    ADD COLUMN cache_write_tokens double precision NOT NULL DEFAULT 0,
+    ADD COLUMN estimated_cost_usd numeric,
+    ADD COLUMN reported_cost_usd  numeric,
+    ADD COLUMN ev_user_id         text,
+    ADD COLUMN ev_agent_id        text,
+    ADD COLUMN mp_user_id         text,
+    ADD COLUMN mp_agent_id        text,
+    ADD COLUMN models             text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN user_ids           text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN first_time         timestamptz,
+    ADD COLUMN last_time          timestamptz;
 
 -- Sessions wholly inside a range (by first sight), and those crossing one of its edges.
 CREATE INDEX sessions_first_seen_idx ON sessions (first_seen);
@@ -66,9 +60,12 @@ BEGIN
 
     WITH ev AS (
         SELECT session_id, count(*) AS requests,
-               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-               sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-               sum(estimated_cost_usd) AS estimated_cost_usd, sum(reported_cost_usd) AS reported_cost_usd,
+               sum(input_tokens) FILTER (WHERE counted) AS input_tokens,
+               sum(output_tokens) FILTER (WHERE counted) AS output_tokens,
+               sum(cache_read_tokens) FILTER (WHERE counted) AS cache_read_tokens,
+               sum(cache_write_tokens) FILTER (WHERE counted) AS cache_write_tokens,
+               sum(estimated_cost_usd) FILTER (WHERE counted) AS estimated_cost_usd,
+               sum(reported_cost_usd) FILTER (WHERE counted) AS reported_cost_usd,
                max(user_id) AS user_id, max(agent_id) AS agent_id, array_agg(DISTINCT model) AS models,
                array_agg(DISTINCT user_id) AS user_ids, min(time) AS first_time, max(time) AS last_time
         FROM llm_requests
@@ -76,33 +73,32 @@ BEGIN
         GROUP BY session_id),
     mp AS (
         SELECT session_id, count(*) AS points,
-               coalesce(sum(value) FILTER (WHERE metric = 'tokens'), 0) AS tokens,
-               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'input'), 0) AS input_tokens,
-               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'output'), 0) AS output_tokens,
-               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'cache_read'), 0)
-                   AS cache_read_tokens,
-               coalesce(sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'cache_write'), 0)
-                   AS cache_write_tokens,
+               sum(value) FILTER (WHERE metric = 'tokens') AS tokens,
+               sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'input') AS input_tokens,
+               sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'output') AS output_tokens,
+               sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'cache_read') AS cache_read_tokens,
+               sum(value) FILTER (WHERE metric = 'tokens' AND token_type = 'cache_write') AS cache_write_tokens,
                sum(estimated_cost_usd) FILTER (WHERE metric = 'tokens') AS estimated_cost_usd,
-               sum(value) FILTER (WHERE metric = 'cost') AS reported_cost_usd,
+               sum(value::numeric) FILTER (WHERE metric = 'cost') AS reported_cost_usd,
                max(user_id) AS user_id, max(agent_id) AS agent_id, array_agg(DISTINCT model) AS models,
-               array_agg(DISTINCT user_id) AS user_ids, min(coalesce(start_time, time)) AS first_time, min(time) AS first_row, max(time) AS last_time
+               array_agg(DISTINCT user_id) AS user_ids, min(coalesce(start_time, time)) AS first_time,
+               min(time) AS first_row, max(time) AS last_time
         FROM metric_points
         WHERE session_id IS NOT NULL AND (ids IS NULL OR session_id = ANY(ids))
         GROUP BY session_id)
     UPDATE sessions s SET
-        requests = coalesce(ev.requests, 0),
-        ev_input_tokens = coalesce(ev.input_tokens, 0), ev_output_tokens = coalesce(ev.output_tokens, 0),
-        ev_cache_read_tokens = coalesce(ev.cache_read_tokens, 0),
-        ev_cache_write_tokens = coalesce(ev.cache_write_tokens, 0),
-        ev_estimated_cost_usd = ev.estimated_cost_usd, ev_reported_cost_usd = ev.reported_cost_usd,
-        ev_user_id = ev.user_id, ev_agent_id = ev.agent_id,
-        points = coalesce(mp.points, 0), mp_tokens = coalesce(mp.tokens, 0),
-        mp_input_tokens = coalesce(mp.input_tokens, 0), mp_output_tokens = coalesce(mp.output_tokens, 0),
-        mp_cache_read_tokens = coalesce(mp.cache_read_tokens, 0),
-        mp_cache_write_tokens = coalesce(mp.cache_write_tokens, 0),
-        mp_estimated_cost_usd = mp.estimated_cost_usd, mp_reported_cost_usd = mp.reported_cost_usd,
-        mp_user_id = mp.user_id, mp_agent_id = mp.agent_id,
+        requests = coalesce(ev.requests, 0), points = coalesce(mp.points, 0),
+        tokens = coalesce(ev.input_tokens + ev.output_tokens + ev.cache_read_tokens + ev.cache_write_tokens, 0)
+                 + coalesce(mp.tokens, 0),
+        input_tokens = coalesce(ev.input_tokens, 0) + coalesce(mp.input_tokens, 0),
+        output_tokens = coalesce(ev.output_tokens, 0) + coalesce(mp.output_tokens, 0),
+        cache_read_tokens = coalesce(ev.cache_read_tokens, 0) + coalesce(mp.cache_read_tokens, 0),
+        cache_write_tokens = coalesce(ev.cache_write_tokens, 0) + coalesce(mp.cache_write_tokens, 0),
+        estimated_cost_usd = coalesce(ev.estimated_cost_usd + mp.estimated_cost_usd, ev.estimated_cost_usd,
+                                      mp.estimated_cost_usd),
+        reported_cost_usd = coalesce(ev.reported_cost_usd + mp.reported_cost_usd, ev.reported_cost_usd,
+                                     mp.reported_cost_usd),
+        ev_user_id = ev.user_id, ev_agent_id = ev.agent_id, mp_user_id = mp.user_id, mp_agent_id = mp.agent_id,
         models = ARRAY(SELECT DISTINCT m FROM unnest(ev.models || mp.models) m ORDER BY 1),
         user_ids = ARRAY(SELECT DISTINCT u FROM unnest(ev.user_ids || mp.user_ids) u ORDER BY 1),
         first_time = least(ev.first_time, mp.first_time), last_time = greatest(ev.last_time, mp.last_time),
