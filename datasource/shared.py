@@ -5,7 +5,8 @@ the Session metrics panel and the Sessions table's comparison chips need the sam
 percentiles over every session in that range, the tab's largest piece of work. The first request
 computes them; one arriving meanwhile waits for it instead of computing them again; both answer
 from the same figures. A later refresh asks for another range (`now` has moved), so an entry
-only ever serves the refresh it was made for; it is dropped after `ttl` seconds.
+only ever serves the refresh it was made for; it is dropped `ttl_s` seconds after it is ready
+(5: Grafana's shortest refresh interval, so a fixed range refreshed again is computed afresh).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Callable, Hashable
 
 
 class Shared:
-    def __init__(self, ttl_s: float = 10.0, size: int = 256) -> None:
+    def __init__(self, ttl_s: float = 5.0, size: int = 256) -> None:
         self.ttl_s = ttl_s
         self.size = size
         self._lock = threading.Lock()
@@ -29,8 +30,8 @@ class Shared:
         kept: whoever was waiting gets the error, and the next request computes afresh."""
         now = time.monotonic()
         with self._lock:
-            for k in [k for k, (expires, _) in self._entries.items() if expires <= now]:
-                del self._entries[k]
+            for k in [k for k, (expires, f) in self._entries.items() if expires <= now and f.done()]:
+                del self._entries[k]  # (one still being computed stays: others wait for it)
             entry = self._entries.get(key)
             owner = entry is None
             if owner:
@@ -45,6 +46,10 @@ class Shared:
                 value = compute()
                 with self._lock:
                     self.computed += 1
+                    # Kept from when it is ready: on a slow database a refresh's panels span
+                    # longer than the first one took.
+                    if self._entries.get(key, (0, None))[1] is future:
+                        self._entries[key] = (time.monotonic() + self.ttl_s, future)
                 future.set_result(value)
             except BaseException as exc:
                 with self._lock:

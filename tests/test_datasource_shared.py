@@ -90,3 +90,14 @@ def test_llm_panels_of_one_refresh_share_their_queries(ds_app, ds_client):
     assert computed("llm_top_models_by_cost") == 0
     assert computed("llm_top_models_by_tokens", page=2, page_size=2) == 0
     assert computed("llm_top_models_by_tokens", provider="anthropic") == 1  # another filter set
+
+
+def test_an_entry_lives_from_when_it_is_ready():
+    shared = Shared(ttl_s=0.3)
+
+    def slow():
+        time.sleep(0.4)  # longer than the time to live
+        return "ready"
+
+    assert shared.get("k", slow) == "ready"
+    assert shared.get("k", lambda: "again") == "ready"  # still shared right after
