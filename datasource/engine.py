@@ -324,20 +324,23 @@ class Engine:
 
     # ---- Sessions -------------------------------------------------------------------------
 
-    def _sessions_cte(self, q: Query, drop: Sequence[str] = (), detail: bool = True) -> tuple[sql.Composable, list]:
+    def _sessions_cte(self, q: Query, drop: Sequence[str] = (), detail: bool = True,
+                      top: tuple[str, int] | None = None) -> tuple[sql.Composable, list]:
         """`s`: one row per session with its totals within the window. Unless a provider or model
         filter applies, the sessions wholly inside the window are their kept whole-life totals
         (one row each, migration 0005) and only the others are grouped from their rows: those
         crossing an edge, and under a user or group filter those of several users.
-        `detail`: also the user and agent (the baseline statistics need only the totals)."""
+        `detail`: also the user and agent (the baseline statistics need only the totals). `top`:
+        only the first n kept sessions in this order are needed (an index gives them)."""
         active = [f for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop and q.filters.get(f)]
         if self.kept_totals and set(active) <= _KEPT_FILTERS:
-            return self._kept_sessions_cte(q, active, detail)
+            return self._kept_sessions_cte(q, active, detail, top)
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
         return self._grouped_sessions([(ev, mp)], detail, "s")
 
-    def _kept_sessions_cte(self, q: Query, active: Sequence[str], detail: bool) -> tuple[sql.Composable, list]:
+    def _kept_sessions_cte(self, q: Query, active: Sequence[str], detail: bool,
+                           top: tuple[str, int] | None = None) -> tuple[sql.Composable, list]:
         w = q.window
         self._note("sessions")
         edge = self.fetch(sql.SQL(_STRADDLERS), [w.start] * 6 + [w.end, w.start, w.end])[0]
@@ -375,10 +378,14 @@ class Engine:
                   {"AND cardinality(user_ids) = 1" if active else ""}) k
             WHERE {{pred}})""").format(pred=pred)
         params = [w.start, w.end, w.end, *pparams]
+        kept_rows = "SELECT * FROM kept"
+        if top is not None:
+            kept_rows = f"({kept_rows} ORDER BY {top[0]} LIMIT %s)"
+            params.append(top[1])
         if not pairs:
-            return kept + sql.SQL(", s AS (SELECT * FROM kept)"), params
+            return kept + sql.SQL(f", s AS ({kept_rows})"), params
         grouped, gparams = self._grouped_sessions(pairs, detail, "crossing")
-        return (grouped + sql.SQL(", ") + kept + sql.SQL(", s AS (SELECT * FROM kept UNION ALL SELECT * FROM crossing)"),
+        return (grouped + sql.SQL(", ") + kept + sql.SQL(f", s AS ({kept_rows} UNION ALL SELECT * FROM crossing)"),
                 [*gparams, *params])
 
     @staticmethod
@@ -444,8 +451,10 @@ class Engine:
 
     def _session_rows(self, q: Query, order: str, limit: int, offset: int,
                       total: int | None = None) -> tuple[list[dict], int]:
-        """A page of sessions and how many there are (counted here unless `total` is known)."""
-        cte, params = self._sessions_cte(q)
+        """A page of sessions and how many there are (counted here unless `total` is known: then
+        only the page's worth of kept sessions is read, in the order, from an index)."""
+        top = None if total is None else (order.replace("s.", ""), limit + offset)
+        cte, params = self._sessions_cte(q, top=top)
         count = "" if total is not None else ", count(*) OVER () AS total"
         query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, total=count))
         rows = self.fetch(query, [*params, limit, offset])

@@ -204,6 +204,16 @@ def test_session_panels_exact_when_the_range_cuts_sessions(ds_client):
             for d in DIMS:
                 assert (by_id[sid][f"{d}_ratio"], by_id[sid][f"{d}_top_5pct"]) == pytest.approx(
                     ORACLE.compare(s[d], stats, d)), (sid, d)
+        # Pages in each order: the kept sessions' first ones (read from an index) merged with
+        # the cut ones.
+        for order, key in (("cost", lambda s: (s["cost"] is None, -(s["cost"] or 0), s["session_id"])),
+                           ("tokens", lambda s: (-s["tokens"], s["session_id"])),
+                           ("recency", lambda s: (-s["end"].timestamp(), s["session_id"]))):
+            want = [s["session_id"] for s in sorted(whole.values(), key=key)][:6]
+            got = [r["session_id"] for page in (1, 2)
+                   for r in api(ds_client, "sessions_table", start, end, order_by=order, page=page, page_size=3,
+                                **f)["rows"]]
+            assert got == want, (start, end, f, order)
         [m] = api(ds_client, "session_metrics", start, end, **f)["rows"]
         assert m["sessions"] == stats["sessions"]
         for d in DIMS:

@@ -36,6 +36,11 @@ CREATE INDEX sessions_span_idx ON sessions USING gist (tstzrange(first_seen, las
 -- filter cannot take them whole).
 CREATE INDEX sessions_user_idx ON sessions ((user_ids[1]), first_seen);
 CREATE INDEX sessions_many_users_idx ON sessions (first_seen) WHERE cardinality(user_ids) > 1;
+-- The sessions table's orders (a page of the kept sessions without sorting them all).
+CREATE INDEX sessions_by_estimated_cost_idx ON sessions ((estimated_cost_usd::float8) DESC NULLS LAST, id COLLATE "C");
+CREATE INDEX sessions_by_reported_cost_idx ON sessions ((reported_cost_usd::float8) DESC NULLS LAST, id COLLATE "C");
+CREATE INDEX sessions_by_tokens_idx ON sessions (tokens DESC, id COLLATE "C");
+CREATE INDEX sessions_by_recency_idx ON sessions (last_time DESC, id COLLATE "C");
 
 -- Recompute the totals of the given sessions (all when NULL) from the raw rows: the backfill
 -- below, plain PostgreSQL's retention, and data loaded into the raw tables by COPY. Sessions the
