@@ -1,8 +1,9 @@
 """Write a normalised batch in one transaction: directory rows first seen, facts through COPY
 into a temporary table then INSERT ... ON CONFLICT DO NOTHING (so a retried or concurrently
 duplicated batch stores nothing twice), cumulative metric series differenced against
-metric_series_state under row locks, and the sessions' first and last sight (taken first: it
-decides whether a session's events or its metric points count, see `_sessions`).
+metric_series_state under row locks, the sessions' first and last sight (taken first: it
+decides whether a session's events or its metric points count, see `_sessions`), and last the
+sessions' totals, from the rows the batch newly stored (`_session_totals`).
 
 Rows are inserted in key order so that two receivers writing overlapping batches wait for each
 other instead of deadlocking.
