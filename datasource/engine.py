@@ -341,6 +341,8 @@ class Engine:
 
     def _kept_sessions_cte(self, q: Query, active: Sequence[str], detail: bool,
                            top: tuple[str, int] | None = None) -> tuple[sql.Composable, list]:
+        """`s` from the kept session totals (`kept`) and, grouped from the rollups over just the
+        part of the window they can have rows in, the sessions those cannot answer (`crossing`)."""
         w = q.window
         self._note("sessions")
         edge = self.fetch(sql.SQL(_STRADDLERS), [w.start] * 6 + [w.end, w.start, w.end])[0]
