@@ -225,41 +225,29 @@ class Engine:
     # ---- stats and time series (with the previous period) ----------------------------------
 
     def _stat(self, q: Query) -> Result:
-        ds, extra, expr = _STATS[q.metric.id]
-        pick = _SHARED_PICKS.get(q.metric.id, "v")
+        ds, extra, body, value_of = _STATS[q.metric.id]
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
-        values = []
-        for window in (q.window, prev):
-            src = self._src(ds, window, q, extra)
-            if q.metric.id in _STATS_OF_GROUPS:  # counted from groups another panel also reads
-                body, reduce = _STATS_OF_GROUPS[q.metric.id]
-                values.append(reduce(self.with_src(src, body, shared=True)))
-                continue
-            body = expr if expr.startswith("SELECT") else f"SELECT {expr} AS v FROM src"
-            rows = self.with_src(src, body, shared=pick != "v")
-            values.append(rows[0][pick] if rows else None)
-        value, previous = values
+        value, previous = (value_of(self.with_src(self._src(ds, window, q, extra), body, shared=True))
+                           for window in (q.window, prev))
         return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
 
-    def _buckets(self, ds: Dataset, window: Window, q: Query, extra: str, expr: str,
+    def _buckets(self, ds: Dataset, window: Window, q: Query, extra: str, sums: str, column: str,
                  unit: str) -> dict[datetime, Any]:
         # Hourly aggregates answer local hours/days exactly only when they are unions of UTC hours.
         use_agg = tr.whole_hour_offsets(q.tz, window)
-        pick = _SHARED_PICKS.get(q.metric.id, "v")
-        body = (f"SELECT date_trunc(%s, time, %s) AS b, {expr} FROM src GROUP BY 1" if pick != "v"
-                else f"SELECT date_trunc(%s, time, %s) AS b, {expr} AS v FROM src GROUP BY 1")
-        rows = self.with_src(self._src(ds, window, q, extra, use_aggregate=use_agg), body, [unit, q.tz.key],
-                             shared=pick != "v")
-        return {r["b"]: r[pick] for r in rows}
+        rows = self.with_src(self._src(ds, window, q, extra, use_aggregate=use_agg),
+                             f"SELECT date_trunc(%s, time, %s) AS b, {sums} FROM src GROUP BY 1", [unit, q.tz.key],
+                             shared=True)
+        return {r["b"]: r[column] for r in rows}
 
     def _series(self, q: Query) -> Result:
-        ds, extra, expr = _SERIES[q.metric.id]
+        ds, extra, sums, column = _SERIES[q.metric.id]
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
         unit = tr.bucket_unit(q.window)
         cur_starts = tr.bucket_starts(q.window, unit, q.tz)
         prev_starts = tr.bucket_starts(prev, unit, q.tz)
-        cur = self._buckets(ds, q.window, q, extra, expr, unit)
-        old = self._buckets(ds, prev, q, extra, expr, unit)
+        cur = self._buckets(ds, q.window, q, extra, sums, column, unit)
+        old = self._buckets(ds, prev, q, extra, sums, column, unit)
         rows = []
         # The k-th previous bucket is drawn at the k-th current bucket (calendar-aligned, DST-safe).
         for k, start in enumerate(cur_starts):
@@ -643,34 +631,69 @@ _GATEWAY_FIRST_BY_DAY = (
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
-# LLM Usage's totals and series: one body for several panels, each picking its column, so the
-# panels of a refresh share one query (Engine.fetch, shared=True).
+def _llm_groups(key: str) -> str:
+    """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
+    by-cost panels share it and rank it with _LLM_TOP_ORDERS."""
+    if key == "user":
+        keys, inner_keys, join = ("g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\"",
+                                  "user_id", "LEFT JOIN users u ON u.id = g.user_id")
+        where = "WHERE user_id IS NOT NULL"
+    else:
+        keys, inner_keys, join, where = "g.provider, g.model", "provider, model", "", ""
+    return (f"SELECT {keys}, g.tokens, g.cost, g.requests"
+            f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, sum(cost)::float8 AS cost,"
+            f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}")
+
+
+def _by_cost(r: dict[str, Any]) -> tuple:
+    """cost DESC NULLS LAST, then tokens DESC (names follow, in byte order: COLLATE "C")."""
+    return (r["cost"] is None, -(r["cost"] or 0), -r["tokens"])
+
+
+_LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
+    "llm_top_users_by_tokens": lambda r: (-r["tokens"], r["user_id"]),
+    "llm_top_users_by_cost": lambda r: (*_by_cost(r), r["user_id"]),
+    "llm_top_models_by_tokens": lambda r: (-r["tokens"], r["provider"], r["model"]),
+    "llm_top_models_by_cost": lambda r: (*_by_cost(r), r["provider"], r["model"]),
+}
+
+
+# Stats and series: the body run over `src` for the range and the previous one, and how the
+# value is read from its rows. Every query is shared by the panels of a refresh asking it
+# (Engine.fetch): LLM totals, token mix and both LLM series each run one body, for several panels.
 _LLM_TOTALS = ("SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
                + f", coalesce(sum({_TOKENS}), 0) AS tokens, {_COST_SUM} AS cost FROM src")
 _LLM_BUCKET_SUMS = f"sum({_TOKENS}) AS tokens, sum(cost) AS cost"
-_SHARED_PICKS = {"llm_total_tokens": "tokens", "llm_total_cost": "cost",
-                 "llm_tokens_over_time": "tokens", "llm_cost_over_time": "cost"}
 
-_STATS: dict[str, tuple[Dataset, str, str]] = {
-    "mcp_tool_executions": (TOOL_CALLS, EXECUTED, "coalesce(sum(calls), 0)"),
+
+def _column(name: str) -> Callable[[list[dict[str, Any]]], Any]:
+    return lambda rows: rows[0][name] if rows else None
+
+
+_STATS: dict[str, tuple[Dataset, str, str, Callable[[list[dict[str, Any]]], Any]]] = {
+    "mcp_tool_executions": (TOOL_CALLS, EXECUTED, "SELECT coalesce(sum(calls), 0) AS v FROM src", _column("v")),
     # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
     "mcp_unique_tools": (TOOL_CALLS, EXECUTED,
-                         "SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d"),
+                         "SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d",
+                         _column("v")),
     "mcp_active_agent_instances": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT agent_instance_id"
-                                                         " FROM src WHERE agent_instance_id IS NOT NULL) d"),
+                                                         " FROM src WHERE agent_instance_id IS NOT NULL) d",
+                                   _column("v")),
     "mcp_active_users": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT user_id FROM src"
-                                               " WHERE user_id IS NOT NULL) d"),
-    "llm_total_tokens": (LLM_USAGE, "TRUE", _LLM_TOTALS),
-    "llm_total_cost": (LLM_USAGE, "TRUE", _LLM_TOTALS),
-    "llm_models_used": (LLM_USAGE, "TRUE", ""),  # see _STATS_OF_GROUPS
-    "security_blocked_calls": (TOOL_CALLS, BLOCKED, "coalesce(sum(calls), 0)"),
+                                               " WHERE user_id IS NOT NULL) d", _column("v")),
+    "llm_total_tokens": (LLM_USAGE, "TRUE", _LLM_TOTALS, _column("tokens")),
+    "llm_total_cost": (LLM_USAGE, "TRUE", _LLM_TOTALS, _column("cost")),
+    # Counted from the groups the top-model lists read.
+    "llm_models_used": (LLM_USAGE, "TRUE", _llm_groups("model"), lambda groups: len({g["model"] for g in groups})),
+    "security_blocked_calls": (TOOL_CALLS, BLOCKED, "SELECT coalesce(sum(calls), 0) AS v FROM src", _column("v")),
 }
 
-_SERIES: dict[str, tuple[Dataset, str, str]] = {
-    "mcp_executions_over_time": (TOOL_CALLS, EXECUTED, "sum(calls)"),
-    "llm_tokens_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS),
-    "llm_cost_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS),
-    "security_blocked_over_time": (TOOL_CALLS, BLOCKED, "sum(calls)"),
+# Series: the sums per bucket and the column a metric draws.
+_SERIES: dict[str, tuple[Dataset, str, str, str]] = {
+    "mcp_executions_over_time": (TOOL_CALLS, EXECUTED, "sum(calls) AS v", "v"),
+    "llm_tokens_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS, "tokens"),
+    "llm_cost_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS, "cost"),
+    "security_blocked_over_time": (TOOL_CALLS, BLOCKED, "sum(calls) AS v", "v"),
 }
 
 _C = 'COLLATE "C"'
@@ -760,38 +783,6 @@ _POLICY_TOP = (
     f"   FROM src WHERE policy_id IS NOT NULL GROUP BY 1) g"
     f" LEFT JOIN policies p ON p.id = g.policy_id ORDER BY g.n DESC, g.policy_id {_C}")
 
-
-def _llm_groups(key: str) -> str:
-    """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
-    by-cost panels share it and rank it with _LLM_TOP_ORDERS."""
-    if key == "user":
-        keys, inner_keys, join = ("g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\"",
-                                  "user_id", "LEFT JOIN users u ON u.id = g.user_id")
-        where = "WHERE user_id IS NOT NULL"
-    else:
-        keys, inner_keys, join, where = "g.provider, g.model", "provider, model", "", ""
-    return (f"SELECT {keys}, g.tokens, g.cost, g.requests"
-            f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, sum(cost)::float8 AS cost,"
-            f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}")
-
-
-def _by_cost(r: dict[str, Any]) -> tuple:
-    """cost DESC NULLS LAST, then tokens DESC (names follow, in byte order: COLLATE "C")."""
-    return (r["cost"] is None, -(r["cost"] or 0), -r["tokens"])
-
-
-_LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
-    "llm_top_users_by_tokens": lambda r: (-r["tokens"], r["user_id"]),
-    "llm_top_users_by_cost": lambda r: (*_by_cost(r), r["user_id"]),
-    "llm_top_models_by_tokens": lambda r: (-r["tokens"], r["provider"], r["model"]),
-    "llm_top_models_by_cost": lambda r: (*_by_cost(r), r["provider"], r["model"]),
-}
-
-
-# Stats counted from the groups a top list reads (the same query, shared within a refresh).
-_STATS_OF_GROUPS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], Any]]] = {
-    "llm_models_used": (_llm_groups("model"), lambda groups: len({g["model"] for g in groups})),
-}
 
 _TOPS: dict[str, tuple[Dataset, str, str]] = {
     "mcp_top_tools": (TOOL_CALLS, EXECUTED, _tool_top("executions")),
