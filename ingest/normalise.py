@@ -8,6 +8,7 @@ an unrelated metric) is counted as ignored, never as rejected.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -62,8 +63,6 @@ def _log_handler(ev: LogEvent) -> LogHandler | None:
 MAX_ID_BYTES = 1024
 _ID_FIELDS = ("session_id", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
               "provider", "model", "policy_id")
-_FACT_LISTS = ("llm_requests", "llm_errors", "tool_calls", "metric_points")
-_DIRECTORY = ("agents", "agent_instances", "policies")
 
 
 def _nul(value: Any) -> bool:
@@ -81,50 +80,62 @@ def _nul(value: Any) -> bool:
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+@dataclass(frozen=True)
+class _Checks:
+    """What `_unstorable` reads of one kind of fact, worked out once from its fields' types
+    (this runs for every record)."""
+    texts: tuple[str, ...]          # str fields
+    ids: tuple[str, ...]            # indexed identifiers among them
+    others: tuple[str, ...]         # fields that may hold containers, other than `attributes`
+
+    @classmethod
+    def of(cls, fact_type: type) -> "_Checks":
+        kinds = {f.name: str(f.type) for f in fields(fact_type)}
+        texts = tuple(n for n, t in kinds.items() if t.startswith("str"))
+        others = tuple(n for n, t in kinds.items() if n != "attributes" and t.startswith(("dict", "list", "tuple", "Any")))
+        return cls(texts, tuple(n for n in texts if n in _ID_FIELDS), others)
+
+
+_CHECKS: dict[type, _Checks] = {}
+
+
 def _unstorable(fact: Any) -> str | None:
     """Why a normalised fact cannot be stored as it is, or None."""
+    checks = _CHECKS.get(type(fact)) or _CHECKS.setdefault(type(fact), _Checks.of(type(fact)))
+    values = [getattr(fact, name) for name in checks.texts]
+    if "\x00" in "".join(filter(None, values)):
+        return next(f"{name} contains a NUL character" for name, v in zip(checks.texts, values) if v and "\x00" in v)
     attributes_json = getattr(fact, "attributes_json", None)
-    for name, value in vars(fact).items():
-        if isinstance(value, str):
-            if "\x00" in value:
-                return f"{name} contains a NUL character"
-        elif name == "attributes" and attributes_json is not None:
-            # Searched once as the JSON text it is stored as (cheaper than walking the dict).
-            if "\\u0000" in attributes_json and _JSON_NUL.search(attributes_json):
-                return f"{name} contains a NUL character"
-        elif isinstance(value, (dict, list, tuple)) and _nul(value):
+    if attributes_json is not None:
+        # Searched once as the JSON text it is stored as (cheaper than walking the dict).
+        if "\\u0000" in attributes_json and _JSON_NUL.search(attributes_json):
+            return "attributes contains a NUL character"
+    elif _nul(getattr(fact, "attributes", None)):
+        return "attributes contains a NUL character"
+    for name in checks.others:
+        if _nul(getattr(fact, name)):
             return f"{name} contains a NUL character"
-    for name in _ID_FIELDS:
-        value = getattr(fact, name, None)
-        if isinstance(value, str) and len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
+    for name in checks.ids:
+        value = getattr(fact, name)
+        if value and len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
             return f"{name} is longer than {MAX_ID_BYTES} bytes"
     return None
 
 
 def _run(batch: Batch, index: int, handler: Callable[[], bool]) -> None:
     batch.received += 1
-    facts_before = [len(getattr(batch, name)) for name in _FACT_LISTS]
-    # Handlers only add directory keys, and dicts keep insertion order: new keys come last.
-    keys_before = [len(getattr(batch, name)) for name in _DIRECTORY]
+    mark = batch.mark()
     try:
         if not handler():
             batch.ignored += 1
             return
-        new_facts = [f for name, n in zip(_FACT_LISTS, facts_before) for f in getattr(batch, name)[n:]]
-        new_rows = [kv for name, n in zip(_DIRECTORY, keys_before) if len(getattr(batch, name)) > n
-                    for kv in list(getattr(batch, name).items())[n:]]
+        new_facts, new_rows = batch.since(mark)
         reason = next(filter(None, map(_unstorable, new_facts)), None) or (
-            "a directory name contains a NUL character" if _nul(new_rows) else None)
+            "a directory name contains a NUL character" if new_rows and _nul(new_rows) else None)
         if reason:
             raise BadValue(reason)
     except BadValue as exc:
-        # Take back whatever the handler added: a record is stored whole or not at all.
-        for name, n in zip(_FACT_LISTS, facts_before):
-            del getattr(batch, name)[n:]
-        for name, n in zip(_DIRECTORY, keys_before):
-            rows = getattr(batch, name)
-            for key in list(rows)[n:]:
-                del rows[key]
+        batch.undo(mark)  # a record is stored whole or not at all
         batch.reject(index, str(exc))
 
 

@@ -181,7 +181,7 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
         token_type = TOKEN_TYPES[raw]
     batch.agents[CLAUDE_CODE] = AGENT_NAMES[CLAUDE_CODE]
     # A series is the metric plus every attribute (resource and point), as OTLP defines it.
-    series = content_key("series", m=p.metric, r=p.resource, a=p.record)
+    series = content_key("series", raw=True, m=p.metric, r=p.resource, a=p.record)
     batch.metric_points.append(MetricPoint(
         time_ns=time_ns, start_time_ns=p.start_time_ns or None, source=SOURCE,
         session_id=text(a, "session.id"), user_id=user_id(a), agent_id=CLAUDE_CODE, provider=PROVIDER,

@@ -87,5 +87,5 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
         session_id=text(a, "gen_ai.conversation.id", "session.id"), user_id=user_id(a, "enduser.id"),
         agent_id=_agent(a, batch), provider=_provider(a), model=_model(a), metric="tokens",
         token_type=token_type, value=float(value or 0), cumulative=p.cumulative,
-        series_key=content_key("series", m=p.metric, r=p.resource, a=p.record)))
+        series_key=content_key("series", raw=True, m=p.metric, r=p.resource, a=p.record)))
     return True

@@ -34,9 +34,15 @@ def any_value(v: AnyValue) -> Any:
 def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in kvs:
+        # This runs for every attribute of every record, and each field read through the
+        # protobuf runtime costs: a non-empty string (most attributes) is read once, since
+        # only the set member of the oneof can be non-empty.
         v = kv.value
+        s = v.string_value
+        if s:
+            out[kv.key] = s
+            continue
         kind = v.WhichOneof("value")
-        # Scalars inline: this runs for every attribute of every record.
         out[kv.key] = (getattr(v, kind) if kind in _SCALARS else None if kind is None else any_value(v))
     return out
 
@@ -82,7 +88,11 @@ def text(attrs: Mapping[str, Any], *keys: str) -> str | None:
 def number(attrs: Mapping[str, Any], key: str, *, maximum: float | None = None) -> float | None:
     """A finite, non-negative number from an int, double or numeric string; None when absent."""
     value = attrs.get(key)
-    if value is None or value == "":
+    kind = type(value)
+    if kind is int or kind is float:  # the common case, checked without the general path
+        if 0 <= value < math.inf and (maximum is None or value <= maximum):
+            return float(value)
+    elif value is None or value == "":
         return None
     if isinstance(value, bool):
         raise BadValue(f"{key} is a boolean, not a number")
@@ -105,6 +115,9 @@ def number(attrs: Mapping[str, Any], key: str, *, maximum: float | None = None) 
 
 def count(attrs: Mapping[str, Any], key: str, *, maximum: float) -> int | None:
     """A token count: a non-negative whole number below `maximum`."""
+    value = attrs.get(key)
+    if type(value) is int and 0 <= value <= maximum:  # the common case
+        return value
     value = number(attrs, key, maximum=maximum)
     if value is None:
         return None
