@@ -41,6 +41,7 @@ def claude_code_batch(batch_no: int, records: int, start: datetime) -> bytes:
     sl.scope.name = "com.anthropic.claude_code.events"
     for i in range(records):
         n = batch_no * records + i
+        u = (n // 40) % 50  # a session (40 requests) is one user's, as in the capture
         t = start + timedelta(milliseconds=n * 37)
         rec = sl.log_records.add()
         rec.time_unix_nano = int(t.timestamp() * 1e9)
@@ -48,7 +49,7 @@ def claude_code_batch(batch_no: int, records: int, start: datetime) -> bytes:
         rec.attributes.extend([
             _kv("event.name", "api_request"), _kv("event.timestamp", t.isoformat().replace("+00:00", "Z")),
             _kv("event.sequence", n), _kv("session.id", f"bench-session-{n // 40}"),
-            _kv("user.email", f"user{n % 50}@example.com"), _kv("user.id", f"anon-{n % 50}"),
+            _kv("user.email", f"user{u}@example.com"), _kv("user.id", f"anon-{u}"),
             _kv("model", MODELS[n % 3]), _kv("input_tokens", 100 + n % 900), _kv("output_tokens", 50 + n % 400),
             _kv("cache_read_tokens", str(n % 20000)), _kv("cache_creation_tokens", n % 3000),
             _kv("cost_usd", 0.001 * (n % 17)), _kv("duration_ms", 800 + n % 5000), _kv("request_id", f"req_{n}"),
