@@ -91,7 +91,8 @@ class _Checks:
     @classmethod
     def of(cls, fact_type: type) -> "_Checks":
         kinds = {f.name: str(f.type) for f in fields(fact_type)}
-        texts = tuple(n for n, t in kinds.items() if t.startswith("str"))
+        # (The JSON text of the attributes is searched apart: NUL is escaped there.)
+        texts = tuple(n for n, t in kinds.items() if t.startswith("str") and not n.endswith("_json"))
         others = tuple(n for n, t in kinds.items() if n != "attributes" and t.startswith(("dict", "list", "tuple", "Any")))
         return cls(texts, tuple(n for n in texts if n in _ID_FIELDS), others)
 
@@ -103,7 +104,8 @@ def _unstorable(fact: Any) -> str | None:
     """Why a normalised fact cannot be stored as it is, or None."""
     checks = _CHECKS.get(type(fact)) or _CHECKS.setdefault(type(fact), _Checks.of(type(fact)))
     values = [getattr(fact, name) for name in checks.texts]
-    if "\x00" in "".join(filter(None, values)):
+    joined = "".join(filter(None, values))
+    if "\x00" in joined:
         return next(f"{name} contains a NUL character" for name, v in zip(checks.texts, values) if v and "\x00" in v)
     attributes_json = getattr(fact, "attributes_json", None)
     if attributes_json is not None:
@@ -115,6 +117,8 @@ def _unstorable(fact: Any) -> str | None:
     for name in checks.others:
         if _nul(getattr(fact, name)):
             return f"{name} contains a NUL character"
+    if len(joined) * 4 <= MAX_ID_BYTES:  # (at most 4 bytes a character) no identifier can be too long
+        return None
     for name in checks.ids:
         value = getattr(fact, name)
         if value and len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
@@ -122,11 +126,12 @@ def _unstorable(fact: Any) -> str | None:
     return None
 
 
-def _run(batch: Batch, index: int, handler: Callable[[], bool]) -> None:
+def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool], record: Any, ctx: Context) -> None:
+    """`handler(record, batch, ctx)`, keeping what it adds only if all of it can be stored."""
     batch.received += 1
     mark = batch.mark()
     try:
-        if not handler():
+        if not handler(record, batch, ctx):
             batch.ignored += 1
             return
         new_facts, new_rows = batch.since(mark)
@@ -156,7 +161,7 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
                     batch.received += 1
                     batch.ignored += 1
                 else:
-                    _run(batch, index, lambda h=handler, e=ev: h(e, batch, ctx))
+                    _run(batch, index, handler, ev, ctx)
                 index += 1
     return batch
 
@@ -224,7 +229,7 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
                                   value=_point_value(kind, dp), time_ns=dp.time_unix_nano,
                                   start_time_ns=dp.start_time_unix_nano, resource=resource, record=record,
                                   attrs=merged(resource, record))
-                        _run(batch, index, lambda h=handler, pt=p: h(pt, batch, ctx))
+                        _run(batch, index, handler, p, ctx)
                     index += 1
     return batch
 
@@ -258,7 +263,7 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
                     batch.received += 1
                     batch.ignored += 1
                 else:
-                    _run(batch, index, lambda h=handler, v=view: h(v, batch, ctx))
+                    _run(batch, index, handler, view, ctx)
                 index += 1
     return batch
 

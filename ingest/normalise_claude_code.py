@@ -84,9 +84,11 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     model = text(a, "model")
     if not model:
         raise BadValue("api_request without model")
-    tokens = {k: count(a, k, maximum=MAX_TOKENS)
-              for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")}
-    if all(v is None for v in tokens.values()):
+    tokens_in = count(a, "input_tokens", maximum=MAX_TOKENS)
+    tokens_out = count(a, "output_tokens", maximum=MAX_TOKENS)
+    cache_read = count(a, "cache_read_tokens", maximum=MAX_TOKENS)
+    cache_write = count(a, "cache_creation_tokens", maximum=MAX_TOKENS)
+    if tokens_in is None and tokens_out is None and cache_read is None and cache_write is None:
         raise BadValue("api_request without token counts")
     cost = number(a, "cost_usd", maximum=MAX_COST_USD)
     latency = number(a, "duration_ms", maximum=MAX_DURATION_MS)
@@ -94,10 +96,8 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     batch.llm_requests.append(LlmRequest(
         time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CLAUDE_CODE,
         provider=PROVIDER, model=model,
-        input_tokens=tokens["input_tokens"] or 0,  # Claude Code's input already excludes cache
-        output_tokens=tokens["output_tokens"] or 0,
-        cache_read_tokens=tokens["cache_read_tokens"] or 0,
-        cache_write_tokens=tokens["cache_creation_tokens"] or 0,
+        input_tokens=tokens_in or 0,  # Claude Code's input already excludes cache
+        output_tokens=tokens_out or 0, cache_read_tokens=cache_read or 0, cache_write_tokens=cache_write or 0,
         reported_cost_usd=_decimal(cost), latency_ms=latency, attributes=stored(a)))
     return True
 

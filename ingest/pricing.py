@@ -7,15 +7,16 @@ tokens and gets estimated_cost_usd NULL with cost_basis 'unpriced' (never 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
 
 from genai_prices import Usage, calc_price
 from genai_prices.types import TieredPrices, TimeOfDateConstraint
 
-from .rows import Batch, LlmRequest, MetricPoint, to_datetime
+from .rows import NS_PER_DAY, Batch, LlmRequest, MetricPoint, to_datetime
 
+_EPOCH = date(1970, 1, 1)
 LIST_PRICE = "list_price"
 UNPRICED = "unpriced"
 # Our provider names (gen_ai.provider.name values) that genai-prices spells differently.
@@ -102,16 +103,23 @@ def _linear_price(pid: str | None, model: str, day: date | None) -> _LinearPrice
     return linear
 
 
+@lru_cache(maxsize=4096)
+def _linear_price_on(pid: str | None, model: str, day_number: int | None) -> _LinearPrice | None:
+    """`_linear_price` by the UTC day's number since the epoch (cheaper to work out per request)."""
+    return _linear_price(pid, model, None if day_number is None else _EPOCH + timedelta(days=day_number))
+
+
 def estimate(provider: str, model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int,
              cache_write_tokens: int, time_ns: int | None = None) -> Decimal | None:
     """List price in USD; None when the model is unknown. input_tokens excludes cache here."""
     pid = _provider_for(provider, model)
     if pid is False:
         return None
+    if not _time_of_day_priced(pid, model):
+        linear = _linear_price_on(pid, model, time_ns // NS_PER_DAY if time_ns else None)
+        if linear is not None:
+            return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
     when = to_datetime(time_ns) if time_ns else None
-    linear = None if _time_of_day_priced(pid, model) else _linear_price(pid, model, when.date() if when else None)
-    if linear is not None:
-        return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
     try:
         return _calc(pid, model, when, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
     except LookupError:

@@ -233,10 +233,15 @@ class Batch:
 
     def since(self, mark: tuple[int, ...]) -> tuple[list, list]:
         """The facts, and the directory rows as (key, value), added after `mark`."""
-        lists = (self.llm_requests, self.llm_errors, self.tool_calls, self.metric_points)
-        facts = [f for lst, n in zip(lists, mark) if len(lst) > n for f in lst[n:]]
-        dicts = (self.agents, self.agent_instances, self.policies)
-        rows = [kv for d, n in zip(dicts, mark[4:]) if len(d) > n for kv in list(d.items())[n:]]
+        facts: list = []
+        for lst, n in ((self.llm_requests, mark[0]), (self.llm_errors, mark[1]), (self.tool_calls, mark[2]),
+                       (self.metric_points, mark[3])):
+            if len(lst) > n:
+                facts += lst[n:]
+        rows: list = []
+        for d, n in ((self.agents, mark[4]), (self.agent_instances, mark[5]), (self.policies, mark[6])):
+            if len(d) > n:
+                rows += list(d.items())[n:]
         return facts, rows
 
     def undo(self, mark: tuple[int, ...]) -> None:

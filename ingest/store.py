@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Sequence
@@ -83,8 +83,7 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
     """
     if not rows:
         return ()
-    key = COLUMNS[table].index("source_key"), COLUMNS[table].index("time")
-    rows = sorted(rows, key=lambda r: (r[key[0]], r[key[1]]))
+    rows = sorted(rows, key=itemgetter(COLUMNS[table].index("source_key"), COLUMNS[table].index("time")))
     cols = COLUMNS[table]
     col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
     try:

@@ -53,23 +53,21 @@ _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"}
 def bounded(attrs: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A copy fit for the jsonb column, without the `leave_out` keys: at most MAX_ATTRIBUTES keys
     (the first in sorted order), long strings cut, no NaN."""
-    keys = [k for k in attrs if k not in leave_out] if leave_out else list(attrs)
-    if len(keys) > MAX_ATTRIBUTES:
-        keys = sorted(keys)[:MAX_ATTRIBUTES]
-    out: dict[str, Any] = {}
-    for key in keys:
-        value = attrs[key]
+    out = {k: v for k, v in attrs.items() if k not in leave_out} if leave_out else dict(attrs)
+    if len(out) > MAX_ATTRIBUTES:
+        out = {k: out[k] for k in sorted(out)[:MAX_ATTRIBUTES]}
+    for key, value in out.items():  # values only are replaced: the dict may be iterated meanwhile
         kind = type(value)
         if kind is str:
             if len(value) > MAX_STRING:
-                value = value[:MAX_STRING] + "…"
+                out[key] = value[:MAX_STRING] + "…"
         elif kind is float:
             if not math.isfinite(value):
-                value = str(value)
+                out[key] = str(value)
         elif kind is list or kind is dict:
             text = repr(value)
-            value = value if len(text) <= MAX_STRING else text[:MAX_STRING] + "…"
-        out[key] = value
+            if len(text) > MAX_STRING:
+                out[key] = text[:MAX_STRING] + "…"
     return out
 
 
@@ -77,6 +75,8 @@ def text(attrs: Mapping[str, Any], *keys: str) -> str | None:
     """The first non-empty attribute among `keys`, as a string."""
     for key in keys:
         value = attrs.get(key)
+        if type(value) is str and value:  # the common case
+            return value
         if value is None or value == "":
             continue
         if isinstance(value, bool):
