@@ -27,15 +27,20 @@ from .records import LogEvent, Point, SpanView
 from .values import BadValue, attributes, iso_to_ns, text
 
 
-def _event_name(resource: dict[str, Any], scope: str, record: dict[str, Any], body: Any, event_name: str) -> str:
+def _is_claude(resource: dict[str, Any], scope: str) -> bool:
+    return scope.startswith("com.anthropic.claude_code") or resource.get("service.name") == "claude-code"
+
+
+def _event_name(is_claude: bool, record: dict[str, Any], body: str, rec) -> str:
     name = text(record, "event.name") or ""
-    is_claude = scope.startswith("com.anthropic.claude_code") or resource.get("service.name") == "claude-code"
-    if isinstance(body, str) and body.startswith("claude_code."):
+    if body.startswith("claude_code."):
         return body
     if is_claude and name and not name.startswith("claude_code."):
         return "claude_code." + name
-    if not name and event_name and " " not in event_name:
-        return event_name          # the OTLP field, when a sender puts the name there
+    if not name:
+        event_name = rec.event_name
+        if event_name and " " not in event_name:
+            return event_name      # the OTLP field, when a sender puts the name there
     return name
 
 
@@ -150,12 +155,13 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
     for rl in req.resource_logs:
         resource = attributes(rl.resource.attributes)
         for sl in rl.scope_logs:
+            scope = sl.scope.name
+            is_claude = _is_claude(resource, scope)
             for rec in sl.log_records:
                 record = attributes(rec.attributes)
-                body = rec.body.string_value if rec.body.WhichOneof("value") == "string_value" else None
-                ev = LogEvent(name=_event_name(resource, sl.scope.name, record, body, rec.event_name),
-                              resource=resource, record=record, attrs=merged(resource, record),
-                              time_ns=_log_time(rec, record), scope=sl.scope.name)
+                body = rec.body.string_value  # "" unless the body is a string
+                ev = LogEvent(name=_event_name(is_claude, record, body, rec), resource=resource, record=record,
+                              attrs=merged(resource, record), time_ns=_log_time(rec, record), scope=scope)
                 handler = _log_handler(ev)
                 if handler is None:
                     batch.received += 1

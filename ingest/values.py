@@ -53,7 +53,7 @@ _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"}
 def bounded(attrs: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A copy fit for the jsonb column, without the `leave_out` keys: at most MAX_ATTRIBUTES keys
     (the first in sorted order), long strings cut, no NaN."""
-    out = {k: v for k, v in attrs.items() if k not in leave_out} if leave_out else dict(attrs)
+    out = dict(attrs) if leave_out.isdisjoint(attrs) else {k: v for k, v in attrs.items() if k not in leave_out}
     if len(out) > MAX_ATTRIBUTES:
         out = {k: out[k] for k in sorted(out)[:MAX_ATTRIBUTES]}
     for key, value in out.items():  # values only are replaced: the dict may be iterated meanwhile
