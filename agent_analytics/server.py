@@ -82,7 +82,7 @@ class Service:
                      else {"host": self.cfg.host, "port": ports[role]})
             # waitress reads a whole body before the app sees it: cap it at the receiver's own
             # limit, so an oversized or never-ending body is refused (413) before it is buffered.
-            server = create_server(app, **where, map={}, threads=int(os.environ.get("AA_T", "8")),
+            server = create_server(app, **where, map={}, threads=8,
                                    ident="agent-analytics", clear_untrusted_proxy_headers=True,
                                    max_request_body_size=self.cfg.max_body_bytes)
             self._servers.append(server)
