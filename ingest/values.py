@@ -52,7 +52,7 @@ _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"}
 
 def bounded(attrs: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A copy fit for the jsonb column, without the `leave_out` keys: at most MAX_ATTRIBUTES keys
-    (the first in sorted order), long strings cut, no NaN."""
+    (the first in sorted order), long strings cut, no NaN or infinity (as text instead)."""
     out = dict(attrs) if leave_out.isdisjoint(attrs) else {k: v for k, v in attrs.items() if k not in leave_out}
     if len(out) > MAX_ATTRIBUTES:
         out = {k: out[k] for k in sorted(out)[:MAX_ATTRIBUTES]}
@@ -68,7 +68,20 @@ def bounded(attrs: Mapping[str, Any], leave_out: frozenset[str] = frozenset()) -
             text = repr(value)
             if len(text) > MAX_STRING:
                 out[key] = text[:MAX_STRING] + "…"
+            elif not _finite(value):  # JSON has no NaN or infinity: jsonb would refuse the batch
+                out[key] = text
     return out
+
+
+def _finite(value: Any) -> bool:
+    """Whether no float inside `value` (an attribute's list or map) is NaN or infinite."""
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is list:
+        return all(map(_finite, value))
+    if type(value) is dict:
+        return all(map(_finite, value.values()))
+    return True
 
 
 def text(attrs: Mapping[str, Any], *keys: str) -> str | None:

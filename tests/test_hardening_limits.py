@@ -351,3 +351,23 @@ def test_a_grafana_request_runs_at_most_a_hundred_targets(ds_client):
     assert resp.status_code == 400 and "targets" in resp.get_json()["fields"]
     resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets[:100]}, headers=h)
     assert resp.status_code == 200 and len(resp.get_json()) == 100
+
+
+def test_non_finite_numbers_nested_in_attributes_are_stored_as_text(client, conn):
+    """JSON has no NaN or infinity: jsonb would refuse the whole batch for one such value inside
+    an array or a map attribute."""
+    req = _logs([(NOW - 10**9, {}), (NOW - 2 * 10**9, {}), (NOW - 3 * 10**9, {})])
+    records = req.resource_logs[0].scope_logs[0].log_records
+    for rec, extra in zip(records, ([float("nan"), 1.5], [float("inf"), "é", 1e-7], None)):
+        a = rec.attributes.add()
+        a.key = "samples"
+        if extra is None:
+            kv = a.value.kvlist_value.values.add()
+            kv.key, kv.value.double_value = "p99", float("-inf")
+            continue
+        for x in extra:
+            _set(a.value.array_value.values.add(), x)
+    resp = client.post("/v1/logs", data=req.SerializeToString(), headers=headers())
+    assert resp.status_code == 200 and not _rejections(resp)
+    rows = dict(conn.execute("SELECT session_id, attributes->'samples' FROM llm_requests").fetchall())
+    assert rows == {"lim-0": "[nan, 1.5]", "lim-1": "[inf, 'é', 1e-07]", "lim-2": "{'p99': -inf}"}
