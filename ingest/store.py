@@ -121,17 +121,17 @@ def _insert_missing(conn: psycopg.Connection, table: str, cols: tuple[str, ...],
     conn.execute(stmt, [list(c) for c in columns])
 
 
+_USER_ID, _AGENT_ID = attrgetter("user_id"), attrgetter("agent_id")
+
+
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
     facts = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points]
-    users = {f.user_id for f in facts if f.user_id}
-    users |= {u for _, u in batch.agent_instances.values() if u}
+    users = set(map(_USER_ID, facts)) | {u for _, u in batch.agent_instances.values()}
+    users.discard(None)
+    users.discard("")
     agents = dict(batch.agents)
-    for f in facts:
-        if f.agent_id:
-            agents.setdefault(f.agent_id, f.agent_id)
-    for a, _ in batch.agent_instances.values():
-        if a:
-            agents.setdefault(a, a)
+    for a in (set(map(_AGENT_ID, facts)) | {a for a, _ in batch.agent_instances.values()}) - {None, ""}:
+        agents.setdefault(a, a)
     servers = {t.mcp_server_id for t in batch.tool_calls if t.mcp_server_id}
     tools = {(t.mcp_server_id, t.tool_name) for t in batch.tool_calls if t.mcp_server_id}
     _insert_missing(conn, "users", ("id", "email"), ((u, email_of(u)) for u in users))
