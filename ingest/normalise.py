@@ -95,7 +95,9 @@ class _Checks:
 
     @classmethod
     def of(cls, fact_type: type) -> "_Checks":
-        kinds = {f.name: str(f.type) for f in fields(fact_type)}
+        # Annotations are text here (postponed evaluation), or types where they are not.
+        kinds = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", None) or str(f.type)
+                 for f in fields(fact_type)}
         # (The JSON text of the attributes is searched apart: NUL is escaped there.)
         texts = tuple(n for n, t in kinds.items() if t.startswith("str") and not n.endswith("_json"))
         others = tuple(n for n, t in kinds.items() if n != "attributes" and t.startswith(("dict", "list", "tuple", "Any")))

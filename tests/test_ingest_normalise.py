@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from agent_analytics.ingest import normalise, pricing
-from agent_analytics.ingest.rows import Context
+from agent_analytics.ingest.rows import Context, LlmRequest, ToolCall
 
 NOW = time.time_ns()
 CTX = Context(now_ns=NOW, retention_days=30)
@@ -179,3 +179,22 @@ def test_genai_spans_without_operation_name_and_agent_spans():
     assert [(r.provider, r.model, r.input_tokens, r.output_tokens, r.agent_id, r.latency_ms)
             for r in b.llm_requests] == [("anthropic", "claude-haiku-4-5", 100, 7, "support-bot", 5.0)]
     assert (b.received, b.ignored, b.rejections) == (3, 2, [])
+
+
+@pytest.mark.parametrize("fact, reason", [
+    (LlmRequest(time_ns=1, source="claude_code", session_id="s\x00", user_id="u", agent_id="a", provider="p", model="m",
+                input_tokens=1, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reported_cost_usd=None,
+                latency_ms=None, attributes={}), "session_id contains a NUL character"),
+    (ToolCall(time_ns=1, source="gateway", user_id="u", agent_id="a", agent_instance_id=None, session_id=None,
+              mcp_server_id="srv", tool_name="t", outcome="blocked", duration_ms=None, error_type=None, policy_id="p",
+              policy_name="n", policy_description="d\x00", attributes={}), "policy_description contains a NUL character"),
+    (ToolCall(time_ns=1, source="gateway", user_id="u", agent_id="a", agent_instance_id=None, session_id=None,
+              mcp_server_id="srv", tool_name="t" * 1025, outcome="ok", duration_ms=None, error_type=None,
+              policy_id=None, policy_name=None, policy_description=None, attributes={}),
+     "tool_name is longer than 1024 bytes"),
+    (LlmRequest(time_ns=1, source="claude_code", session_id="s", user_id="u", agent_id="a", provider="p", model="m",
+                input_tokens=1, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0, reported_cost_usd=None,
+                latency_ms=None, attributes={"k": ["x\x00"]}), "attributes contains a NUL character"),
+])
+def test_every_text_field_of_a_fact_is_checked_not_only_its_attributes(fact, reason):
+    assert normalise._unstorable(fact) == reason
