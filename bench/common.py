@@ -98,6 +98,27 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its direct children alive now (a receiver's processes, or a
+    PostgreSQL postmaster and its backends)."""
+    return sum(cpu_seconds(p) for p in [pid, *children(pid)])
+
+
+def postmaster_pid(c: LocalCluster) -> int:
+    with open(os.path.join(c.pgdata, "postmaster.pid")) as f:
+        return int(f.readline())
+
+
 def peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

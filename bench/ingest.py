@@ -20,7 +20,8 @@ from agent_analytics.ingest import normalise, pricing
 from agent_analytics.ingest.rows import Context
 from agent_analytics.ingest.store import COLUMNS, _row
 
-from .common import TOKEN, backends, children, cluster, fresh_database, machine, rss_mib, service
+from .common import (TOKEN, backends, children, cluster, fresh_database, machine, postmaster_pid, rss_mib, service,
+                     tree_cpu_seconds)
 
 MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 
@@ -58,7 +59,7 @@ def claude_code_batch(batch_no: int, records: int, start: datetime) -> bytes:
     return req.SerializeToString()
 
 
-def run_receiver(url: str, bodies: list[bytes], senders: int, processes: int = 1) -> dict:
+def run_receiver(url: str, bodies: list[bytes], senders: int, processes: int = 1, postmaster: int | None = None) -> dict:
     with service(url, role="ingest", extra_env={"AA_INGEST_PROCESSES": str(processes)}) as (base, proc):
         deadline = time.monotonic() + 30
         while len(children(proc.pid)) < processes - 1 and time.monotonic() < deadline:
@@ -82,6 +83,9 @@ def run_receiver(url: str, bodies: list[bytes], senders: int, processes: int = 1
                     failures.append(r.status_code)
 
         threads = [threading.Thread(target=send) for _ in range(senders)]
+        # CPU used while sending, by the receiver's processes and by PostgreSQL (measured while
+        # the pool's backends are still alive).
+        cpu0 = tree_cpu_seconds(proc.pid), tree_cpu_seconds(postmaster) if postmaster else 0.0
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -89,12 +93,14 @@ def run_receiver(url: str, bodies: list[bytes], senders: int, processes: int = 1
             rss.append(sum(rss_mib(p) for p in [proc.pid, *children(proc.pid)]))
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0
+        cpu = tree_cpu_seconds(proc.pid) - cpu0[0], (tree_cpu_seconds(postmaster) - cpu0[1]) if postmaster else 0.0
     with psycopg.connect(url) as conn:
         stored = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
-    return {"stored": stored, "seconds": elapsed, "failures": failures, "rss_max_mib": max(rss or [0])}
+    return {"stored": stored, "seconds": elapsed, "failures": failures, "rss_max_mib": max(rss or [0]),
+            "service_cpu": cpu[0], "postgres_cpu": cpu[1]}
 
 
-def run_copy(url: str, bodies: list[bytes]) -> dict:
+def run_copy(url: str, bodies: list[bytes], postmaster: int | None = None) -> dict:
     """The same facts, normalised ahead of time, written with one COPY per batch (no dedupe)."""
     rows = []
     for body in bodies:
@@ -105,6 +111,7 @@ def run_copy(url: str, bodies: list[bytes]) -> dict:
     with psycopg.connect(url) as conn:
         conn.execute("TRUNCATE llm_requests")
         conn.commit()
+        cpu0 = tree_cpu_seconds(postmaster) if postmaster else 0.0
         t0 = time.perf_counter()
         for batch_rows in rows:
             with conn.cursor().copy(f"COPY llm_requests ({cols}) FROM STDIN") as cp:
@@ -112,8 +119,9 @@ def run_copy(url: str, bodies: list[bytes]) -> dict:
                     cp.write_row(r)
             conn.commit()
         elapsed = time.perf_counter() - t0
+        cpu = (tree_cpu_seconds(postmaster) - cpu0) if postmaster else 0.0
         stored = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
-    return {"stored": stored, "seconds": elapsed}
+    return {"stored": stored, "seconds": elapsed, "postgres_cpu": cpu}
 
 
 def main() -> None:
@@ -135,8 +143,8 @@ def main() -> None:
         for backend in backends(a.backend):
             for processes in (int(p) for p in a.processes.split(",")):
                 url = fresh_database(c, f"bench_ingest_{backend}", backend)
-                rec = run_receiver(url, bodies, a.senders, processes)
-                cp = run_copy(url, bodies)
+                rec = run_receiver(url, bodies, a.senders, processes, postmaster_pid(c))
+                cp = run_copy(url, bodies, postmaster_pid(c))
                 assert rec["stored"] == total == cp["stored"], (rec, cp)
                 r_rate, c_rate = total / rec["seconds"], total / cp["seconds"]
                 label = f"[{backend}, {processes} receiver process{'es' if processes > 1 else ''}]"
@@ -144,6 +152,9 @@ def main() -> None:
                       f"failures {len(rec['failures'])}, service RSS max {rec['rss_max_mib']:.0f} MiB)")
                 print(f"{label} direct COPY: {c_rate:,.0f} records/s ({cp['seconds']:.2f} s)")
                 print(f"{label} receiver / COPY = {r_rate / c_rate:.2f} (target >= 0.50)")
+                us = 1e6 / total
+                print(f"{label} CPU per record: receiver processes {rec['service_cpu'] * us:.1f} us + PostgreSQL "
+                      f"{rec['postgres_cpu'] * us:.1f} us; direct COPY: PostgreSQL {cp['postgres_cpu'] * us:.1f} us")
 
 
 if __name__ == "__main__":
