@@ -235,7 +235,7 @@ _ADD_TOTALS = sql.SQL(
     "       array_agg(DISTINCT model) AS models, array_agg(DISTINCT user_id) AS user_ids"
     # One JSON parameter: hundreds of names per batch cost far less to send as one text than
     # as five arrays the driver writes element by element.
-    "       FROM json_array_elements(%s::json) e, LATERAL (SELECT e->>0 AS id, (e->>1)::bool AS ev,"
+    "       FROM jsonb_array_elements(%s::jsonb) e, LATERAL (SELECT e->>0 AS id, (e->>1)::bool AS ev,"
     "            e->>2 AS user_id, e->>3 AS agent_id, e->>4 AS model) w"
     "       GROUP BY id) n ON n.id = d.id"
     " WHERE s.id = d.id").format(
