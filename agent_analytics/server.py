@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DB_NAME = "agent_analytics"
 RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver process
+HOUSEKEEPING_INTERVAL_S = 60.0
 
 
 def start_embedded_database(cfg: Config, say: Callable[[str], None] = print) -> tuple[LocalCluster, str]:
@@ -124,18 +125,24 @@ class Service:
                 started[i] = time.monotonic()
 
     def _housekeeping(self) -> None:
-        """Plain PostgreSQL has no background jobs: apply retention here, hourly."""
+        """Plain PostgreSQL has no background jobs: materialise the rollups every minute (as
+        TimescaleDB's refresh policies do) and apply retention hourly, here."""
+        last_retention = float("-inf")
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(self.cfg.database_url, autocommit=True, connect_timeout=5) as conn:
                     backend = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()
-                    if backend and backend[0] == "plain" and self.cfg.retention_days > 0:
-                        n = conn.execute("SELECT aa_apply_retention(%s)", (self.cfg.retention_days,)).fetchone()[0]
-                        if n:
-                            log.info("retention: removed %d raw rows older than %d days", n, self.cfg.retention_days)
+                    if backend and backend[0] == "plain":
+                        conn.execute("SELECT aa_refresh_rollups()")
+                        if self.cfg.retention_days > 0 and time.monotonic() - last_retention >= 3600:
+                            last_retention = time.monotonic()
+                            n = conn.execute("SELECT aa_apply_retention(%s)", (self.cfg.retention_days,)).fetchone()[0]
+                            if n:
+                                log.info("retention: removed %d raw rows older than %d days", n,
+                                         self.cfg.retention_days)
             except psycopg.Error as exc:
                 log.warning("housekeeping skipped: %s", exc.__class__.__name__)
-            self._stopping.wait(3600)
+            self._stopping.wait(HOUSEKEEPING_INTERVAL_S)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -157,9 +157,8 @@ def query():
             or params.iana_or_none(body.get("timezone"))
         q = params.build_query(metric, rng["from_"], rng["to"], params.zone(tz_name), options, filter_values,
                                range_raw=rng.get("raw"), paginate_by_default=False)
-        mat = service.materialised(current_app.extensions, database)
         shared = service.shared(current_app.extensions)
-        result = service.observed(_inst(), FACE, metric.id, lambda: service.run(database, config, q, mat, shared))
+        result = service.observed(_inst(), FACE, metric.id, lambda: service.run(database, config, q, shared))
         out.append(frames.grafana_frame(metric, result, target.get("refId") or "A"))
     return jsonify(out)
 

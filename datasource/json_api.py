@@ -62,10 +62,9 @@ def query(metric_id: str):
     q = params.build_query(metric, opts["from_"], opts["to"], params.zone(opts.get("tz")), opts, filter_values)
     config = current_app.config["AA"]
     database = dbmod.get_db()
-    mat = service.materialised(current_app.extensions, database)
     shared = service.shared(current_app.extensions)
     result = service.observed(service.instruments(current_app.extensions), FACE, metric.id,
-                              lambda: service.run(database, config, q, mat, shared))
+                              lambda: service.run(database, config, q, shared))
     return jsonify(frames.json_body(metric, q, result))
 
 

@@ -12,7 +12,6 @@ from agent_analytics.db import Database
 from agent_analytics.datasource.engine import Engine, Result
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.shared import Shared
-from agent_analytics.sql.migrate import backend_of
 
 T = TypeVar("T")
 
@@ -45,14 +44,6 @@ def observed(inst: Instruments, face: str, metric: str, work: Callable[[], T]) -
         inst.latency.labels(face, metric).observe(time.perf_counter() - started)
 
 
-def materialised(extensions: dict[str, Any], db: Database) -> bool:
-    """True when the aggregates are materialised (TimescaleDB continuous aggregates), asked once."""
-    if "aa_datasource_materialised" not in extensions:
-        with db.connection() as conn:
-            extensions["aa_datasource_materialised"] = backend_of(conn) == "timescaledb"
-    return extensions["aa_datasource_materialised"]
-
-
 def shared(extensions: dict[str, Any]) -> Shared:
     """One per app: the figures the panels of a dashboard refresh share (see shared.py)."""
     if "aa_datasource_shared" not in extensions:
@@ -60,11 +51,9 @@ def shared(extensions: dict[str, Any]) -> Shared:
     return extensions["aa_datasource_shared"]
 
 
-def run(db: Database, config: Config, query: Query, aggregates_materialised: bool = True,
-        shared_figures: Shared | None = None) -> Result:
+def run(db: Database, config: Config, query: Query, shared_figures: Shared | None = None) -> Result:
     with db.connection() as conn:
-        return Engine(conn, config.cost_source, config.setup_guide_url,
-                      aggregates_materialised and config.read_aggregates,
+        return Engine(conn, config.cost_source, config.setup_guide_url, config.read_aggregates,
                       kept_totals=config.read_aggregates, shared=shared_figures).run(query)
 
 

@@ -2,10 +2,11 @@
 
 - `migrations/NNNN_name.sql`: applied once each, in order, inside a transaction, recorded with
   a checksum in `schema_migrations`; an applied file that changed is refused.
-- `aggregates/*.sql`: one SELECT per hourly aggregate, the single definition for both backends:
-  a continuous aggregate with real-time aggregation on TimescaleDB, a plain view elsewhere;
-  each records the checksum of its definition, and one whose file changed (or, made before
-  checksums were kept, whose columns differ) is rebuilt.
+- `aggregates/*.sql`: one SELECT per aggregate, the single definition for both backends: a
+  continuous aggregate with real-time aggregation on TimescaleDB; on plain PostgreSQL the same
+  made by hand (plain/20_rollups.sql): a table of materialised buckets and a view adding the
+  raw rows after its watermark. Each records the checksum of its definition, and one whose file
+  changed (or, made before checksums were kept, whose columns differ) is rebuilt.
 - `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
 
 The whole run holds an advisory lock, so two processes starting at once migrate once.
@@ -180,16 +181,58 @@ def _changed(conn: psycopg.Connection, name: str, select: str, recorded: str | N
 
 
 def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
-    kind = "MATERIALIZED VIEW" if backend == "timescaledb" else "VIEW"
-    conn.execute(sql.SQL(f"DROP {kind} {{}}").format(sql.Identifier(name)))
+    if backend == "timescaledb":
+        conn.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(sql.Identifier(name)))
+        return
+    conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name + MATERIALISED)))
+    conn.execute("DELETE FROM aa_rollups WHERE name = %s", (name,))
+
+
+# Plain PostgreSQL's rollups (plain/20_rollups.sql): `name` is a view over `name_mat`.
+MATERIALISED = "_mat"
+_RAW_TABLE = re.compile(r"\bFROM\s+(tool_calls|llm_requests|llm_errors|metric_points)\b")
+_BUCKET_WIDTH = re.compile(r"time_bucket\(INTERVAL '([^']+)', time\) AS bucket")
+
+
+def _over_raw(name: str, select: str, condition: str) -> tuple[str, str, str]:
+    """(raw table, bucket width, `select` reading only the raw rows that satisfy `condition`).
+    The aggregates are our own files, each grouping one raw table into time buckets."""
+    tables, widths = _RAW_TABLE.findall(select), _BUCKET_WIDTH.findall(select)
+    if len(tables) != 1 or len(widths) != 1:
+        raise MigrationError(f"aggregate {name}: expected one raw table and one bucket width")
+    m = _RAW_TABLE.search(select)
+    narrowed = f"{select[:m.start()]}FROM (SELECT * FROM {tables[0]} WHERE {condition}) {tables[0]}{select[m.end():]}"
+    return tables[0], widths[0], narrowed
+
+
+def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
+    """The table of materialised buckets, the rollup's row (a new one starts empty: watermark
+    -infinity, everything read live until the first refresh) and the view the queries read.
+    True when the table is new (a new aggregate, or a database from before plain rollups)."""
+    created = not _relation_exists(conn, name + MATERIALISED)
+    raw, width, fill = _over_raw(name, select, "time >= $1 AND time < $2")
+    _, _, live = _over_raw(name, select, f"time >= aa_watermark({sql.quote(name)})")
+    mat = sql.Identifier(name + MATERIALISED)
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
+    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
+        sql.Identifier(name + MATERIALISED + "_bucket"), mat))
+    conn.execute("INSERT INTO aa_rollups (name, raw, width, fill) VALUES (%s, %s, %s::interval, %s)"
+                 " ON CONFLICT (name) DO UPDATE SET raw = excluded.raw, width = excluded.width, fill = excluded.fill",
+                 (name, raw, width, fill))
+    conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {} WHERE bucket < aa_watermark({})"
+                         " UNION ALL {}").format(sql.Identifier(name), mat, sql.Literal(name), sql.SQL(live)))
+    return created
 
 
 def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: int, compress_after_days: int,
-                      report: MigrateReport) -> None:
+                      report: MigrateReport) -> bool:
+    """Returns whether existing aggregates need materialising (plain rollups new to them)."""
     for _, text in _files(backend):
         with conn.transaction():
             conn.execute(text)
     recorded = _recorded_aggregates(conn)
+    materialise = False
     for name, select in aggregate_definitions().items():
         ident = sql.Identifier(name)
         body = sql.SQL(select)  # our own files, never user input
@@ -204,8 +247,9 @@ def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: in
                 conn.execute(sql.SQL(
                     "CREATE MATERIALIZED VIEW {} WITH (timescaledb.continuous, timescaledb.materialized_only = false)"
                     " AS {} WITH NO DATA").format(ident, body))
-        else:
-            conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(ident, body))
+        elif _plain_rollup(conn, name, select) and existed:
+            report.notes.append(f"aggregate {name} materialised (a view over raw rows before)")
+            materialise = True
         if not existed:
             report.created_aggregates.append(name)
         conn.execute("INSERT INTO schema_meta (key, value) VALUES (%s, %s)"
@@ -213,13 +257,19 @@ def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: in
                      ("aggregate:" + name, _checksum(select)))
     if backend == "timescaledb":
         conn.execute("SELECT aa_apply_policies(%s, %s)", (retention_days, compress_after_days))
+    return materialise
 
 
 def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGATES) -> None:
-    """Materialise the continuous aggregates now (a no-op on plain PostgreSQL, where they are views).
+    """Materialise the aggregates now: on TimescaleDB the named continuous aggregates, wholly; on
+    plain PostgreSQL every rollup, up to an hour ago (as the service does every minute).
 
     Needs an autocommit connection: TimescaleDB refuses to refresh inside a transaction.
     """
+    if backend_of(conn) == "plain":
+        if _relation_exists(conn, "aa_rollups"):  # (before plain rollups the aggregates were views)
+            conn.execute("SELECT aa_refresh_rollups()")
+        return
     if backend_of(conn) != "timescaledb":
         return
     for name in names:
@@ -255,8 +305,8 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
             _apply_migrations(conn, report, upto)
             if upto is not None:
                 return report
-            _apply_idempotent(conn, report.backend, retention_days, compress_after_days, report)
-            if report.created_aggregates:
+            materialise = _apply_idempotent(conn, report.backend, retention_days, compress_after_days, report)
+            if report.created_aggregates or materialise:
                 refresh_aggregates(conn, report.created_aggregates)
             return report
         finally:
@@ -275,4 +325,7 @@ def pending(database_url: str) -> list[str]:
         recorded = _recorded_aggregates(conn) if _relation_exists(conn, "schema_meta") else {}
         out += [f"aggregate {a} (definition changed)" for a, text in aggregate_definitions().items()
                 if _relation_exists(conn, a) and _changed(conn, a, text, recorded.get(a))]
+        if backend_of(conn) == "plain":
+            out += [f"aggregate {a} (not materialised)" for a in AGGREGATES
+                    if _relation_exists(conn, a) and not _relation_exists(conn, a + MATERIALISED)]
         return out

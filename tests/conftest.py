@@ -86,8 +86,10 @@ def reset_database(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         tables = [r[0] for r in conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename NOT IN ('schema_meta', 'schema_migrations')")]
+            " AND tablename NOT IN ('schema_meta', 'schema_migrations', 'aa_rollups')")]
         conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+        if "aa_rollups" in {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}:
+            conn.execute("UPDATE aa_rollups SET watermark = '-infinity'")  # plain: materialised nothing yet
         refresh_aggregates(conn)
 
 

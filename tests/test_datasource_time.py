@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.sql.migrate import backend_of
 from tests.conftest import LLM_TOKEN
 from tests.datasource_dataset import ANCHOR, DATA, UTC, Oracle, day_buckets, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import api, ms, same
@@ -35,10 +33,8 @@ def grafana(client, targets: list[dict], start: datetime, end: datetime, raw: di
 
 
 def materialised(client) -> bool:
-    """TimescaleDB: continuous aggregates are read; plain PostgreSQL: raw tables (views cost more)."""
-    url = client.application.config["AA"].database_url
-    with psycopg.connect(url) as conn:
-        return backend_of(conn) == "timescaledb"
+    """Whether the service reads the aggregates (materialised on both backends) or raw rows."""
+    return client.application.config["AA"].read_aggregates
 
 
 def field(frame: dict, name: str) -> list:
