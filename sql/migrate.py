@@ -192,6 +192,7 @@ def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
 # Plain PostgreSQL's rollups (plain/20_rollups.sql): `name` is a view over `name_mat`.
 MATERIALISED = "_mat"
 _RAW_TABLE = re.compile(r"\bFROM\s+(tool_calls|llm_requests|llm_errors|metric_points)\b")
+_FILTERED = {"user_id", "agent_id", "mcp_server_id", "provider", "model"}
 _BUCKET_WIDTH = re.compile(r"time_bucket\(INTERVAL '([^']+)', time\) AS bucket")
 
 
@@ -217,6 +218,11 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
         sql.Identifier(name + MATERIALISED + "_bucket"), mat))
+    # As TimescaleDB indexes a continuous aggregate's grouping columns, here those the
+    # dashboards' filters test (datasource/filters.py).
+    for column in set(_columns(conn, mat)) & _FILTERED:
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, bucket)").format(
+            sql.Identifier(f"{name}{MATERIALISED}_{column}"), mat, sql.Identifier(column)))
     conn.execute("INSERT INTO aa_rollups (name, raw, width, fill) VALUES (%s, %s, %s::interval, %s)"
                  " ON CONFLICT (name) DO UPDATE SET raw = excluded.raw, width = excluded.width, fill = excluded.fill",
                  (name, raw, width, fill))

@@ -79,21 +79,19 @@ def test_session_choice(metric, daily):
         assert (rollup is not None and rollup.daily == twin and metric in TIME_FREE) == daily
 
 
-def test_the_service_reads_the_rollups_on_timescaledb(ds_client):
+def test_the_service_reads_the_rollups(ds_client):
+    """On both backends: continuous aggregates on TimescaleDB, rollups on plain PostgreSQL."""
     start, end = ANCHOR - timedelta(days=7, minutes=17), ANCHOR
     relations = {m: api(ds_client, m, start, end)["meta"]["relations"]
                  for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies", "llm_total_tokens")}
-    if materialised(ds_client):
-        assert relations["llm_total_tokens"] == [
-            "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_requests",
-            "llm_metric_usage_totals_daily", "llm_metric_usage_totals_hourly", "metric_points"]
-        # Whole UTC days daily, the hours around them hourly, the partial hours raw.
-        assert relations["mcp_tool_executions"] == ["tool_calls_totals_daily", TOTALS, "tool_calls"]
-        assert relations["mcp_top_users"] == ["tool_calls_by_user_daily", BY_USER, "tool_calls"]
-        assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
-    else:  # plain PostgreSQL: the aggregates are views over the raw table, read it directly
-        assert relations.pop("llm_total_tokens") == ["llm_requests", "metric_points"]
-        assert all(r == ["tool_calls"] for r in relations.values()), relations
+    assert materialised(ds_client)
+    assert relations["llm_total_tokens"] == [
+        "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_requests",
+        "llm_metric_usage_totals_daily", "llm_metric_usage_totals_hourly", "metric_points"]
+    # Whole UTC days daily, the hours around them hourly, the partial hours raw.
+    assert relations["mcp_tool_executions"] == ["tool_calls_totals_daily", TOTALS, "tool_calls"]
+    assert relations["mcp_top_users"] == ["tool_calls_by_user_daily", BY_USER, "tool_calls"]
+    assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
 
 
 

@@ -64,8 +64,10 @@ $$;
 
 -- Materialise: first the invalidated buckets below each watermark (merged), then the buckets
 -- from the watermark up to `up_to` (by default an hour ago, as TimescaleDB's refresh policy
--- leaves the last hour to real-time aggregation). Returns how many ranges were (re)written.
--- One refresh at a time; invalidations recorded meanwhile wait for the next one.
+-- leaves the last hour to real-time aggregation), never past the bucket of the latest raw row:
+-- an empty table keeps everything live, so history loaded into a new database is seen at once.
+-- Returns how many ranges were (re)written. One refresh at a time; invalidations recorded
+-- meanwhile wait for the next one.
 CREATE OR REPLACE FUNCTION aa_refresh_rollups(up_to timestamptz DEFAULT now() - INTERVAL '1 hour')
 RETURNS integer
 LANGUAGE plpgsql
@@ -75,6 +77,7 @@ DECLARE
     r        aa_rollups;
     rng      tstzrange;
     mat      text;
+    latest   timestamptz;
     target   timestamptz;
     done     integer := 0;
 BEGIN
@@ -92,7 +95,8 @@ BEGIN
             EXECUTE format('INSERT INTO %I %s', mat, r.fill) USING lower(rng), upper(rng);
             done := done + 1;
         END LOOP;
-        target := time_bucket(r.width, up_to);
+        EXECUTE format('SELECT max(time) FROM %I', r.raw) INTO latest;
+        target := CASE WHEN latest IS NOT NULL THEN least(time_bucket(r.width, up_to), time_bucket(r.width, latest)) END;
         IF target > r.watermark THEN
             EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', mat) USING r.watermark, target;
             EXECUTE format('INSERT INTO %I %s', mat, r.fill) USING r.watermark, target;

@@ -1,5 +1,5 @@
 -- Plain PostgreSQL has no background jobs: the service calls this periodically.
--- The aggregates are views over the raw rows here, so retention shortens them too.
+-- The rollups (20_rollups.sql) keep their buckets, as continuous aggregates do.
 CREATE OR REPLACE FUNCTION aa_apply_retention(retention_days integer)
 RETURNS bigint
 LANGUAGE plpgsql

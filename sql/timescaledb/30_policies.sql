@@ -1,6 +1,8 @@
 -- Refresh, compression and retention policies, re-applied with the current settings on every
--- migrate. Refresh windows start at NULL (all time) so that late data anywhere is picked up:
--- a refresh only rematerialises invalidated buckets, so this stays cheap.
+-- migrate. Refresh windows reach back as far as raw rows are kept (all time without retention),
+-- so that late data anywhere is picked up: a refresh only rematerialises invalidated buckets, so
+-- this stays cheap. Never further: refreshing a range whose raw chunks retention dropped would
+-- empty the aggregates' buckets there, and they are meant to outlive the raw rows.
 CREATE OR REPLACE FUNCTION aa_apply_policies(retention_days integer, compress_after_days integer)
 RETURNS void
 LANGUAGE plpgsql
@@ -13,8 +15,8 @@ BEGIN
                FROM timescaledb_information.continuous_aggregates LOOP
         PERFORM remove_continuous_aggregate_policy(agg::regclass, if_exists => TRUE);
         PERFORM add_continuous_aggregate_policy(agg::regclass,
-            start_offset => NULL, end_offset => INTERVAL '1 hour',
-            schedule_interval => INTERVAL '1 minute');
+            start_offset => CASE WHEN retention_days > 0 THEN make_interval(days => retention_days) END,
+            end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '1 minute');
     END LOOP;
 
     FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points'] LOOP
