@@ -83,7 +83,9 @@ class Service:
                      else {"host": self.cfg.host, "port": ports[role]})
             # waitress reads a whole body before the app sees it: cap it at the receiver's own
             # limit, so an oversized or never-ending body is refused (413) before it is buffered.
-            server = create_server(app, **where, map={}, threads=8,
+            # poll, not select: no limit of 1024 descriptors, and closing the sockets at shutdown
+            # wakes the loop instead of failing it (EBADF).
+            server = create_server(app, **where, map={}, threads=8, asyncore_use_poll=True,
                                    ident="agent-analytics", clear_untrusted_proxy_headers=True,
                                    max_request_body_size=self.cfg.max_body_bytes)
             self._servers.append(server)

@@ -70,7 +70,9 @@ class Server:
         from agent_analytics.cluster import free_port
 
         self.port = free_port()
-        self.server = create_server(app, host="127.0.0.1", port=self.port, map={}, threads=4)
+        # poll, not select: closing the sockets at exit wakes the loop instead of failing it (EBADF).
+        self.server = create_server(app, host="127.0.0.1", port=self.port, map={}, threads=4,
+                                    asyncore_use_poll=True)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
