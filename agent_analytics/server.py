@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg
 from waitress.server import create_server
@@ -131,20 +131,25 @@ class Service:
         TimescaleDB's refresh policies do) and apply retention hourly, here."""
         last_retention = float("-inf")
         while not self._stopping.is_set():
-            try:
-                with psycopg.connect(self.cfg.database_url, autocommit=True, connect_timeout=5) as conn:
-                    backend = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()
-                    if backend and backend[0] == "plain":
-                        conn.execute("SELECT aa_refresh_rollups()")
-                        if self.cfg.retention_days > 0 and time.monotonic() - last_retention >= 3600:
-                            last_retention = time.monotonic()
-                            n = conn.execute("SELECT aa_apply_retention(%s)", (self.cfg.retention_days,)).fetchone()[0]
-                            if n:
-                                log.info("retention: removed %d raw rows older than %d days", n,
-                                         self.cfg.retention_days)
-            except psycopg.Error as exc:
-                log.warning("housekeeping skipped: %s", exc.__class__.__name__)
+            self._on_plain("refresh", "SELECT aa_refresh_rollups()")
+            if self.cfg.retention_days > 0 and time.monotonic() - last_retention >= 3600:
+                last_retention = time.monotonic()
+                n = self._on_plain("retention", "SELECT aa_apply_retention(%s)", (self.cfg.retention_days,))
+                if n:
+                    log.info("retention: removed %d raw rows older than %d days", n, self.cfg.retention_days)
             self._stopping.wait(HOUSEKEEPING_INTERVAL_S)
+
+    def _on_plain(self, what: str, query: str, params: tuple = ()) -> Any:
+        """One housekeeping statement's value, on plain PostgreSQL only; each step on its own, so
+        a failing refresh does not hold retention back, nor the reverse."""
+        try:
+            with psycopg.connect(self.cfg.database_url, autocommit=True, connect_timeout=5) as conn:
+                backend = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()
+                if backend and backend[0] == "plain":
+                    return conn.execute(query, params).fetchone()[0]
+        except psycopg.Error as exc:
+            log.warning("housekeeping (%s) skipped: %s", what, exc.__class__.__name__)
+        return None
 
     def stop(self) -> None:
         self._stopping.set()

@@ -28,10 +28,9 @@ MAX_DURATION_MS = 7 * 86_400_000.0
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 # orjson writes the same text about 3x faster, except: non-ASCII characters and DEL (json escapes them),
 # floats between 1e-9 and 1e-4 (json: 1e-05, orjson: 0.00001 or 1e-5), non-finite floats (json:
-# NaN, orjson: null), ints beyond 64 bits (orjson refuses). Datetimes, dataclasses and subclasses
-# go through `default=str`, as in json.
-_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS \
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
+# NaN, orjson: null), ints beyond 64 bits (orjson refuses). Datetimes and dataclasses go through
+# `default=str`, as in json. (Enums would not: orjson writes their value. Facts hold none.)
+_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 # Where such a float may be: "0.0000..." or a one-digit negative exponent (json writes e-05).
 # A string may match too, and is then written by json: slower, never wrong.
 _ONE_DIGIT_EXPONENT = re.compile(rb"e-[0-9](?![0-9])")

@@ -55,11 +55,10 @@ def test_rollups_answer_as_the_raw_rows_with_late_rows_and_counted_turned_off(fr
         assert c.execute("SELECT bool_and(watermark = '-infinity') FROM aa_rollups").fetchone()[0]
     load_raw_rows(fresh_database, raw_rows(seed=3))  # three days of March 2026, then a refresh
     with psycopg.connect(fresh_database, autocommit=True) as c:
-        # Materialised up to the bucket of the latest row, which stays live.
-        assert {n for (n,) in c.execute("SELECT name FROM aa_rollups WHERE watermark >= '2026-03-03'")} == set(AGGREGATES)
-        materialised = _calls_in(c, "tool_calls_hourly_mat")
-        assert 350 < materialised == c.execute("SELECT count(*) FROM tool_calls WHERE time < aa_watermark("
-                                               "'tool_calls_hourly')").fetchone()[0]
+        # Materialised through the latest row's bucket (more than an hour ago), nothing past it.
+        assert {n for (n,) in c.execute("SELECT name FROM aa_rollups WHERE watermark BETWEEN '2026-03-03'"
+                                        " AND '2026-03-05'")} == set(AGGREGATES)
+        assert _calls_in(c, "tool_calls_hourly_mat") == 400
         assert_every_rollup_is_the_raw_grouping(c)
 
         # Late rows below the watermark: recorded, then re-materialised by the refresh.
@@ -114,7 +113,44 @@ def test_the_service_refreshes_the_rollups_by_itself(fresh_database):
             deadline = time.monotonic() + 30
             while c.execute("SELECT count(*) FROM aa_invalidations").fetchone()[0] and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert 350 < _calls_in(c, "tool_calls_hourly_mat") < 400  # all but the latest row's bucket
+            assert _calls_in(c, "tool_calls_hourly_mat") == 400
             assert_every_rollup_is_the_raw_grouping(c)
     finally:
         service.stop()
+
+
+def test_deletes_and_truncate_reach_the_rollups_but_retention_does_not(fresh_database):
+    migrate(fresh_database, timescaledb="off", retention_days=0)
+    load_raw_rows(fresh_database, raw_rows(seed=10))
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        c.execute("DELETE FROM tool_calls WHERE outcome = 'ok'")  # a cleanup, say
+        c.execute("DELETE FROM llm_requests WHERE user_id = 'bob@x'")  # an erasure
+        refresh_aggregates(c)
+        assert _calls_in(c, "tool_calls_hourly") == c.execute("SELECT count(*) FROM tool_calls").fetchone()[0] < 400
+        assert_every_rollup_is_the_raw_grouping(c)
+        c.execute("TRUNCATE tool_calls")
+        assert _calls_in(c, "tool_calls_hourly") == _calls_in(c, "tool_calls_by_user_daily") == 0
+        assert_every_rollup_is_the_raw_grouping(c)
+
+
+def test_a_late_row_at_the_retention_edge_keeps_the_history_and_a_quiet_table_is_kept_whole(fresh_database):
+    """A refresh never recounts a bucket retention cut into (it would count only what remains),
+    and the last bucket of a table that stopped receiving rows is materialised like the rest."""
+    migrate(fresh_database, timescaledb="off", retention_days=0)
+    now = datetime.now(timezone.utc)
+    load_raw_rows(fresh_database, raw_rows(seed=12, t0=now - timedelta(days=33), days=3))  # then nothing
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        daily = _rows(c, "SELECT * FROM tool_calls_by_tool_daily")
+        assert _calls_in(c, "tool_calls_totals_daily") == 400
+        c.execute("SELECT aa_apply_retention(31)")  # the cutoff falls inside the data
+        assert 0 < c.execute("SELECT count(*) FROM tool_calls").fetchone()[0] < 400
+        refresh_aggregates(c)
+        assert _rows(c, "SELECT * FROM tool_calls_by_tool_daily") == daily
+        # A late row just after the cutoff, in the day bucket the cutoff cuts.
+        late = tuple(rows[:1] for rows in raw_rows(seed=13, t0=now - timedelta(days=31) + timedelta(minutes=1), days=1))
+        late = tuple([(now - timedelta(days=31) + timedelta(minutes=1),) + r[1:] for r in rows] for rows in late)
+        load_raw_rows(fresh_database, late, refresh=False)
+        refresh_aggregates(c)
+        assert _calls_in(c, "tool_calls_totals_daily") == 400  # the cut day keeps its count; no day lost
+        assert _rows(c, "SELECT * FROM tool_calls_by_tool_daily WHERE bucket < now() - interval '32 days'") == [
+            r for r in daily if r[0] < now - timedelta(days=32)]

@@ -4,6 +4,8 @@ aggregates with real-time aggregation on TimescaleDB and the same made by hand o
 on both."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import threading
 
 import psycopg
@@ -44,6 +46,22 @@ def test_plain_aggregates_are_views_over_materialised_rollups(fresh_database):
         assert {a + "_mat" for a in AGGREGATES} <= tables
         assert {r[0] for r in c.execute("SELECT name FROM aa_rollups")} == set(AGGREGATES)
         assert c.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
+
+
+@pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB)
+@pytest.mark.parametrize("days", [1, 2, 3, 30])
+def test_timescaledb_refresh_windows_stop_at_retention(fresh_database, days):
+    """Refreshing where retention dropped the raw chunks would empty the aggregates' old buckets:
+    the windows reach back as far as raw rows are kept (daily ones at least the 3 days a window of
+    two buckets needs)."""
+    migrate(fresh_database, timescaledb="on", retention_days=days, compress_after_days=0)
+    with psycopg.connect(fresh_database) as c:
+        offsets = dict(c.execute(
+            "SELECT hypertable_name, (config->>'start_offset')::interval FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchall())
+    assert set(offsets) == set(AGGREGATES)
+    for name, offset in offsets.items():
+        assert offset == timedelta(days=max(days, 3) if name.endswith("_daily") else days), name
 
 
 @pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB)

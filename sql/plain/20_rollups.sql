@@ -5,10 +5,12 @@
 --     grouped live (migrate.py creates both from the aggregate's SELECT);
 --   * a row in aa_rollups: its raw table, bucket width, the SELECT restricted to a time range,
 --     and the watermark.
--- Rows written below a watermark (late data, a retry, `counted` turned off) are recorded in
--- aa_invalidations by statement triggers on the raw tables; the next refresh re-materialises
--- their buckets, as TimescaleDB's invalidation log does. Deleting raw rows (retention) records
--- nothing: the rollups keep their buckets, as continuous aggregates do.
+-- Rows written or deleted below a watermark (late data, a retry, `counted` turned off, a cleanup)
+-- are recorded in aa_invalidations by statement triggers on the raw tables; the next refresh
+-- re-materialises their buckets, as TimescaleDB's invalidation log does. TRUNCATE empties the
+-- rollups of the table. Retention's deletes record nothing: the rollups keep those buckets, as
+-- continuous aggregates outlive dropped chunks, and no refresh reaches back past what retention
+-- deleted (aa_raw_kept), where it would recount a bucket from what remains.
 
 CREATE TABLE IF NOT EXISTS aa_rollups (
     name      text PRIMARY KEY,                       -- the view the queries read
@@ -24,26 +26,53 @@ CREATE TABLE IF NOT EXISTS aa_invalidations (
     hi  timestamptz NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS aa_raw_kept (
+    raw   text PRIMARY KEY,
+    since timestamptz NOT NULL  -- retention deleted this table's raw rows before this time
+);
+
 CREATE OR REPLACE FUNCTION aa_watermark(rollup text)
 RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT coalesce((SELECT watermark FROM aa_rollups WHERE name = rollup), '-infinity') $$;
 
--- One row per statement (a COPY or INSERT of a whole batch, an UPDATE of `counted`): the time
--- range it wrote. The transition tables cost nothing measurable beside the COPY itself.
+-- One row per statement (a COPY or INSERT of a whole batch, an UPDATE of `counted`, a DELETE):
+-- the time range it changed. The transition tables cost nothing measurable beside the COPY.
 CREATE OR REPLACE FUNCTION aa_log_invalidation()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' THEN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO aa_invalidations (raw, lo, hi)
+        SELECT TG_TABLE_NAME, min(time), max(time) FROM new_rows WHERE isfinite(time) HAVING count(*) > 0;
+    ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO aa_invalidations (raw, lo, hi)
         SELECT TG_TABLE_NAME, min(time), max(time)
-        FROM (SELECT time FROM old_rows UNION ALL SELECT time FROM new_rows) t HAVING count(*) > 0;
-    ELSE
+        FROM (SELECT time FROM old_rows UNION ALL SELECT time FROM new_rows) t WHERE isfinite(time) HAVING count(*) > 0;
+    ELSIF coalesce(current_setting('aa.retention', true), '') <> 'on' THEN  -- a DELETE, not retention's
         INSERT INTO aa_invalidations (raw, lo, hi)
-        SELECT TG_TABLE_NAME, min(time), max(time) FROM new_rows HAVING count(*) > 0;
+        SELECT TG_TABLE_NAME, min(time), max(time) FROM old_rows WHERE isfinite(time) HAVING count(*) > 0;
     END IF;
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE of a raw table: its rollups start over, empty and live.
+CREATE OR REPLACE FUNCTION aa_forget_rollups()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rollup text;
+BEGIN
+    FOR rollup IN SELECT name FROM aa_rollups WHERE raw = TG_TABLE_NAME LOOP
+        -- (DELETE: a TRUNCATE of the raw table may name the rollup's table too.)
+        EXECUTE format('DELETE FROM %I', rollup || '_mat');
+    END LOOP;
+    UPDATE aa_rollups SET watermark = '-infinity' WHERE raw = TG_TABLE_NAME;
+    DELETE FROM aa_invalidations WHERE raw = TG_TABLE_NAME;
+    DELETE FROM aa_raw_kept WHERE raw = TG_TABLE_NAME;
     RETURN NULL;
 END
 $$;
@@ -58,16 +87,20 @@ BEGIN
         EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_update AFTER UPDATE ON %I'
                        ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
                        ' FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
+        EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_delete AFTER DELETE ON %I'
+                       ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
+        EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_truncate AFTER TRUNCATE ON %I'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION aa_forget_rollups()', raw);
     END LOOP;
 END
 $$;
 
--- Materialise: first the invalidated buckets below each watermark (merged), then the buckets
--- from the watermark up to `up_to` (by default an hour ago, as TimescaleDB's refresh policy
--- leaves the last hour to real-time aggregation), never past the bucket of the latest raw row:
--- an empty table keeps everything live, so history loaded into a new database is seen at once.
--- Returns how many ranges were (re)written. One refresh at a time; invalidations recorded
--- meanwhile wait for the next one.
+-- Materialise: first the invalidated buckets below each watermark (merged; none that retention
+-- cut into), then the buckets from the watermark up to `up_to` (by default an hour ago, as
+-- TimescaleDB's refresh policy leaves the last hour to real-time aggregation; NULL: all there
+-- is), never past the bucket of the latest raw row: an empty table keeps everything live, so
+-- history loaded into a new database is seen at once. Returns how many ranges were (re)written.
+-- One refresh at a time; invalidations recorded meanwhile wait for the next one.
 CREATE OR REPLACE FUNCTION aa_refresh_rollups(up_to timestamptz DEFAULT now() - INTERVAL '1 hour')
 RETURNS integer
 LANGUAGE plpgsql
@@ -78,6 +111,7 @@ DECLARE
     rng      tstzrange;
     mat      text;
     latest   timestamptz;
+    kept     timestamptz;
     target   timestamptz;
     done     integer := 0;
 BEGIN
@@ -86,17 +120,23 @@ BEGIN
     SELECT array_agg(ROW(d.raw, d.lo, d.hi)::aa_invalidations) INTO consumed FROM d;
     FOR r IN SELECT * FROM aa_rollups ORDER BY name LOOP
         mat := r.name || '_mat';
+        -- The first bucket wholly after what retention deleted.
+        SELECT CASE WHEN time_bucket(r.width, since) = since THEN since ELSE time_bucket(r.width, since) + r.width END
+        INTO kept FROM aa_raw_kept WHERE raw = r.raw;
         FOR rng IN
-            SELECT unnest(range_agg(tstzrange(time_bucket(r.width, c.lo),
-                                              least(time_bucket(r.width, c.hi) + r.width, r.watermark))))
-            FROM unnest(consumed) c WHERE c.raw = r.raw AND c.lo < r.watermark
+            SELECT unnest(range_agg(tstzrange(b.lo, b.hi)))
+            FROM (SELECT greatest(time_bucket(r.width, c.lo), kept) AS lo,
+                         least(time_bucket(r.width, c.hi) + r.width, r.watermark) AS hi
+                  FROM unnest(consumed) c WHERE c.raw = r.raw) b
+            WHERE b.lo < b.hi
         LOOP
             EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', mat) USING lower(rng), upper(rng);
             EXECUTE format('INSERT INTO %I %s', mat, r.fill) USING lower(rng), upper(rng);
             done := done + 1;
         END LOOP;
-        EXECUTE format('SELECT max(time) FROM %I', r.raw) INTO latest;
-        target := CASE WHEN latest IS NOT NULL THEN least(time_bucket(r.width, up_to), time_bucket(r.width, latest)) END;
+        EXECUTE format('SELECT max(time) FROM %I WHERE isfinite(time)', r.raw) INTO latest;
+        -- (least() ignores NULL: up_to NULL materialises everything, no rows nothing.)
+        target := CASE WHEN latest IS NOT NULL THEN least(time_bucket(r.width, up_to), time_bucket(r.width, latest) + r.width) END;
         IF target > r.watermark THEN
             EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', mat) USING r.watermark, target;
             EXECUTE format('INSERT INTO %I %s', mat, r.fill) USING r.watermark, target;

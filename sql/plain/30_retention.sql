@@ -13,6 +13,11 @@ BEGIN
         RETURN 0;
     END IF;
     cutoff := now() - make_interval(days => retention_days);
+    -- Not an invalidation (20_rollups.sql): the rollups keep these buckets, and refreshes stop there.
+    PERFORM set_config('aa.retention', 'on', true);
+    INSERT INTO aa_raw_kept (raw, since)
+    SELECT t, cutoff FROM unnest(ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points']) t
+    ON CONFLICT (raw) DO UPDATE SET since = greatest(aa_raw_kept.since, excluded.since);
     DELETE FROM tool_calls WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM llm_requests WHERE time < cutoff;   GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM llm_errors WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
@@ -21,6 +26,7 @@ BEGIN
     -- cutoff go, those crossing it are recounted.
     DELETE FROM sessions WHERE last_seen < cutoff;
     PERFORM aa_rebuild_session_totals(ARRAY(SELECT id FROM sessions WHERE first_seen < cutoff));
+    PERFORM set_config('aa.retention', 'off', true);
     RETURN total;
 END
 $$;

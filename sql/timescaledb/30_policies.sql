@@ -8,14 +8,18 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    agg text;
-    raw text;
+    agg   text;
+    daily boolean;
+    raw   text;
 BEGIN
-    FOR agg IN SELECT format('%I.%I', view_schema, view_name)
-               FROM timescaledb_information.continuous_aggregates LOOP
+    FOR agg, daily IN SELECT format('%I.%I', view_schema, view_name), view_name LIKE '%\_daily'
+                      FROM timescaledb_information.continuous_aggregates LOOP
         PERFORM remove_continuous_aggregate_policy(agg::regclass, if_exists => TRUE);
+        -- (A window must span two buckets: a daily aggregate's reaches back 3 days at least, so
+        -- with AA_RETENTION_DAYS below 3 its days keep no more than the raw rows do.)
         PERFORM add_continuous_aggregate_policy(agg::regclass,
-            start_offset => CASE WHEN retention_days > 0 THEN make_interval(days => retention_days) END,
+            start_offset => CASE WHEN retention_days > 0 THEN
+                greatest(make_interval(days => retention_days), CASE WHEN daily THEN INTERVAL '3 days' END) END,
             end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '1 minute');
     END LOOP;
 
