@@ -74,14 +74,13 @@ def _pct_change(value: Any, previous: Any) -> float | None:
 
 class Engine:
     def __init__(self, conn: psycopg.Connection, cost_source: str = "estimated", setup_url: str = "",
-                 materialised: bool = True, kept_totals: bool = True, shared: Shared | None = None) -> None:
+                 read_aggregates: bool = True, shared: Shared | None = None) -> None:
         self.conn = conn
         self.shared = shared  # figures the panels of one dashboard refresh share
-        # Session totals kept at ingest (not on when answering from raw rows only).
-        self.kept_totals = kept_totals
-        # Read the aggregates (materialised on both backends); off, everything from the raw rows
-        # (AA_READ_AGGREGATES=0: the benchmarks' baseline and the tests' reference answers).
-        self.materialised = materialised
+        # Read the aggregates (materialised on both backends) and the session totals kept at
+        # ingest; off, everything from the raw rows (AA_READ_AGGREGATES=0: the benchmarks'
+        # baseline and the tests' reference answers).
+        self.read_aggregates = read_aggregates
         self.setup_url = setup_url
         self.cost = "reported" if cost_source == "reported" else "estimated"
         self.relations: list[str] = []
@@ -100,11 +99,11 @@ class Engine:
             # only. Blocked calls are never deduplicated: an agent-side block never reached the gateway.
             h0, h1 = _floor_hour(window.start), window.end
             d0, d1 = _ceil_day(h0), _floor_day(h1)
-            if self.materialised and d0 < d1:
+            if self.read_aggregates and d0 < d1:
                 # Whole days of the gateway's servers from the daily rollup, the other hours hourly.
                 extra = EXECUTED + " AND " + _GATEWAY_FIRST_BY_DAY
                 pparams = [*pparams, d0, d1, h0, d0, d1, h1]
-            elif not self.materialised:
+            elif not self.read_aggregates:
                 # Answering from raw rows only: the same hours, from raw.
                 extra = EXECUTED + " AND " + _GATEWAY_FIRST_RAW
                 pparams = [*pparams, h0, _ceil_hour(h1)]
@@ -128,7 +127,7 @@ class Engine:
                     cols, sql.Identifier(relation), sql.Identifier(column), sql.Identifier(column), cond))
                 params.extend([lo, hi, *pparams])
 
-        if use_aggregate and self.materialised and hs < he:
+        if use_aggregate and self.read_aggregates and hs < he:
             active = [f for f in applicable if q.filters.get(f)]
             aggregate, agg_columns, rollup = choose_aggregate(ds, q.metric.id, active, condition)
             agg_cols = sql.SQL(agg_columns.format(cost=self.cost))
@@ -321,7 +320,7 @@ class Engine:
         `detail`: also the user and agent (the baseline statistics need only the totals). `top`:
         only the first n kept sessions in this order are needed (an index gives them)."""
         active = [f for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop and q.filters.get(f)]
-        if self.kept_totals and set(active) <= _KEPT_FILTERS:
+        if self.read_aggregates and set(active) <= _KEPT_FILTERS:
             return self._kept_sessions_cte(q, active, detail, top)
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)

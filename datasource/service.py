@@ -54,7 +54,7 @@ def shared(extensions: dict[str, Any]) -> Shared:
 def run(db: Database, config: Config, query: Query, shared_figures: Shared | None = None) -> Result:
     with db.connection() as conn:
         return Engine(conn, config.cost_source, config.setup_guide_url, config.read_aggregates,
-                      kept_totals=config.read_aggregates, shared=shared_figures).run(query)
+                      shared=shared_figures).run(query)
 
 
 def with_connection(db: Database, work: Callable[[Any], T]) -> T:

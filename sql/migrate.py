@@ -196,15 +196,19 @@ _FILTERED = {"user_id", "agent_id", "mcp_server_id", "provider", "model"}
 _BUCKET_WIDTH = re.compile(r"time_bucket\(INTERVAL '([^']+)', time\) AS bucket")
 
 
-def _over_raw(name: str, select: str, condition: str) -> tuple[str, str, str]:
-    """(raw table, bucket width, `select` reading only the raw rows that satisfy `condition`).
-    The aggregates are our own files, each grouping one raw table into time buckets."""
+def _rollup_source(name: str, select: str) -> tuple[re.Match, str]:
+    """Where the aggregate names its raw table, and its bucket width. The aggregates are our own
+    files, each grouping one raw table into time buckets."""
     tables, widths = _RAW_TABLE.findall(select), _BUCKET_WIDTH.findall(select)
     if len(tables) != 1 or len(widths) != 1:
         raise MigrationError(f"aggregate {name}: expected one raw table and one bucket width")
-    m = _RAW_TABLE.search(select)
-    narrowed = f"{select[:m.start()]}FROM (SELECT * FROM {tables[0]} WHERE {condition}) {tables[0]}{select[m.end():]}"
-    return tables[0], widths[0], narrowed
+    return _RAW_TABLE.search(select), widths[0]
+
+
+def _narrowed(select: str, source: re.Match, condition: str) -> str:
+    """`select` reading only the raw rows that satisfy `condition`."""
+    raw = source.group(1)
+    return f"{select[:source.start()]}FROM (SELECT * FROM {raw} WHERE {condition}) {raw}{select[source.end():]}"
 
 
 def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
@@ -212,8 +216,10 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     -infinity, everything read live until the first refresh) and the view the queries read.
     True when the table is new (a new aggregate, or a database from before plain rollups)."""
     created = not _relation_exists(conn, name + MATERIALISED)
-    raw, width, fill = _over_raw(name, select, "time >= $1 AND time < $2")
-    _, _, live = _over_raw(name, select, f"time >= aa_watermark({sql.quote(name)})")
+    source, width = _rollup_source(name, select)
+    raw = source.group(1)
+    fill = _narrowed(select, source, "time >= $1 AND time < $2")
+    live = _narrowed(select, source, f"time >= aa_watermark({sql.quote(name)})")
     mat = sql.Identifier(name + MATERIALISED)
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
@@ -272,11 +278,10 @@ def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGAT
 
     Needs an autocommit connection: TimescaleDB refuses to refresh inside a transaction.
     """
-    if backend_of(conn) == "plain":
-        if _relation_exists(conn, "aa_rollups"):  # (before plain rollups the aggregates were views)
-            conn.execute("SELECT aa_refresh_rollups()")
-        return
-    if backend_of(conn) != "timescaledb":
+    backend = backend_of(conn)
+    if backend == "plain" and _relation_exists(conn, "aa_rollups"):  # (before, the aggregates were views)
+        conn.execute("SELECT aa_refresh_rollups()")
+    if backend != "timescaledb":
         return
     for name in names:
         for attempt in range(50):
