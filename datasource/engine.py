@@ -97,19 +97,10 @@ class Engine:
             # A call the gateway saw may also be reported by the agent that made it: executions of
             # a server the gateway reports (in the hours the window touches) count from the gateway
             # only. Blocked calls are never deduplicated: an agent-side block never reached the gateway.
-            h0, h1 = _floor_hour(window.start), window.end
-            d0, d1 = _ceil_day(h0), _floor_day(h1)
-            if self.read_aggregates and d0 < d1:
-                # Whole days of the gateway's servers from the daily rollup, the other hours hourly.
-                extra = EXECUTED + " AND " + _GATEWAY_FIRST_BY_DAY
-                pparams = [*pparams, d0, d1, h0, d0, d1, h1]
-            elif not self.read_aggregates:
-                # Answering from raw rows only: the same hours, from raw.
-                extra = EXECUTED + " AND " + _GATEWAY_FIRST_RAW
-                pparams = [*pparams, h0, _ceil_hour(h1)]
-            else:
-                extra = EXECUTED + " AND " + _GATEWAY_FIRST
-                pparams = [*pparams, h0, h1]
+            # The servers are looked up once per window and refresh and passed as an array: as a
+            # subquery in every branch they cost more planning than the panel's own work.
+            extra = EXECUTED + " AND " + _GATEWAY_FIRST
+            pparams = [*pparams, self.gateway_servers(window)]
         where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
         raw_where = sql.SQL("{} AND ({})").format(where, sql.SQL(ds.raw_condition))
         raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
@@ -176,6 +167,31 @@ class Engine:
                    cost::numeric
             FROM ({{mp}}) p"""
         return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
+
+    def gateway_servers(self, window: Window) -> list[str]:
+        """The MCP servers the gateway reported in the hours `window` touches, sorted (shared by
+        the panels of a refresh): whole UTC days from the daily rollup, the other hours hourly."""
+        h0, h1 = _floor_hour(window.start), window.end
+        d0, d1 = _ceil_day(h0), _floor_day(h1)
+        if not self.read_aggregates:
+            ranges = [("tool_calls", "time", h0, _ceil_hour(h1))]
+        elif d0 < d1:
+            ranges = [("tool_calls_by_server_daily", "bucket", d0, d1),
+                      ("tool_calls_by_server_hourly", "bucket", h0, d0),
+                      ("tool_calls_by_server_hourly", "bucket", d1, h1)]
+        else:
+            ranges = [("tool_calls_by_server_hourly", "bucket", h0, h1)]
+        parts, params = [], []
+        for relation, column, lo, hi in ranges:
+            if lo < hi:
+                self._note(relation)
+                parts.append(sql.SQL(_GATEWAY_SERVERS).format(
+                    sql.Identifier(relation), sql.Identifier(column), sql.Identifier(column)))
+                params += [lo, hi]
+        if not parts:
+            return []
+        rows = self.fetch(sql.SQL(" UNION ").join(parts), params, shared=True)
+        return sorted(r["mcp_server_id"] for r in rows)
 
     def _note(self, relation: str) -> None:
         if relation not in self.relations:
@@ -611,22 +627,10 @@ class Engine:
         return Result(rows, meta={"bucket_seconds": width})
 
 
-# DISTINCT keeps the NOT IN list small enough to be hashed (a plain NOT IN over every row is quadratic).
-_GATEWAY_FIRST = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
-                  "SELECT DISTINCT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
-                  " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
-_GATEWAY_FIRST_RAW = ("(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
-                      "SELECT DISTINCT gw.mcp_server_id FROM tool_calls gw WHERE gw.source = 'gateway'"
-                      " AND gw.mcp_server_id IS NOT NULL AND gw.time >= %s AND gw.time < %s))")
-_GATEWAY_FIRST_BY_DAY = (
-    "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id NOT IN ("
-    "SELECT gw.mcp_server_id FROM tool_calls_by_tool_daily gw WHERE gw.source = 'gateway'"
-    " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s"
-    # The hours before and after them, each its own range (see `read` in Engine.source).
-    " UNION SELECT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
-    " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s"
-    " UNION SELECT gw.mcp_server_id FROM tool_calls_by_tool_hourly gw WHERE gw.source = 'gateway'"
-    " AND gw.mcp_server_id IS NOT NULL AND gw.bucket >= %s AND gw.bucket < %s))")
+# `<> ALL` of an empty array is true: with no gateway in the window every agent report counts.
+_GATEWAY_FIRST = "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id <> ALL(%s))"
+_GATEWAY_SERVERS = ("SELECT DISTINCT mcp_server_id FROM {} WHERE source = 'gateway'"
+                    " AND mcp_server_id IS NOT NULL AND {} >= %s AND {} < %s")
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 

@@ -88,9 +88,11 @@ def test_the_service_reads_the_rollups(ds_client):
     assert relations["llm_total_tokens"] == [
         "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_requests",
         "llm_metric_usage_totals_daily", "llm_metric_usage_totals_hourly", "metric_points"]
-    # Whole UTC days daily, the hours around them hourly, the partial hours raw.
-    assert relations["mcp_tool_executions"] == ["tool_calls_totals_daily", TOTALS, "tool_calls"]
-    assert relations["mcp_top_users"] == ["tool_calls_by_user_daily", BY_USER, "tool_calls"]
+    # Whole UTC days daily, the hours around them hourly, the partial hours raw; executions first
+    # look up the servers the gateway reported in those hours, from the rollups as well.
+    gateway = ["tool_calls_by_server_daily", "tool_calls_by_server_hourly"]
+    assert relations["mcp_tool_executions"] == [*gateway, "tool_calls_totals_daily", TOTALS, "tool_calls"]
+    assert relations["mcp_top_users"] == [*gateway, "tool_calls_by_user_daily", BY_USER, "tool_calls"]
     assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
 
 
