@@ -14,7 +14,8 @@ BLOCKED = "outcome = 'blocked'"
 
 @dataclass(frozen=True)
 class Rollup:
-    """A smaller hourly aggregate over the same raw table, holding a subset of its columns.
+    """A smaller hourly aggregate over the same raw table, holding a subset of its columns (or the
+    full aggregate itself, read for a subset of its columns, when only the daily twin is smaller).
     `columns`: those it holds; `answers`: those it holds completely (a filter or a question on
     any other column needs a larger relation). Columns it lacks project as NULL."""
     name: str
@@ -55,7 +56,7 @@ TOOL_CALLS = Dataset(
         Rollup("tool_calls_totals_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
                frozenset({"source", "outcome", "gateway_dedupe"}), daily="tool_calls_totals_daily"),
         Rollup("tool_calls_by_policy_hourly", _POLICY_COLUMNS | {"outcome"}, _POLICY_COLUMNS | {"outcome"},
-               condition="outcome = 'blocked'"),
+               daily="tool_calls_by_policy_daily", condition="outcome = 'blocked'"),
         Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
                frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"}),
                daily="tool_calls_by_server_daily"),
@@ -72,6 +73,10 @@ TOOL_CALLS = Dataset(
         # Last: bigger than the others, but it alone answers policies and tool x actor questions.
         Rollup("tool_calls_blocked_hourly", _ALL_TOOL_CALL_COLUMNS, _ALL_TOOL_CALL_COLUMNS | {"gateway_dedupe"},
                condition="outcome = 'blocked'"),
+        # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
+        Rollup("tool_calls_hourly", frozenset({"source", "outcome", "user_id", "mcp_server_id", "tool_name"}),
+               frozenset({"source", "outcome", "user_id", "mcp_server_id", "tool_name", "gateway_dedupe"}),
+               daily="tool_calls_by_user_tool_daily"),
     ))
 
 # The columns each filter reads (see filters.py).
@@ -206,7 +211,8 @@ TIME_FREE = frozenset({
     "mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
     "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
     "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
-    "security_top_blocked_mcps", "llm_total_tokens", "llm_total_cost", "llm_models_used", "llm_tokens_by_type",
+    "security_top_blocked_mcps", "security_top_policies", "llm_total_tokens", "llm_total_cost",
+    "llm_models_used", "llm_tokens_by_type",
     "llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost",
     *_SESSION_TOTALS})
 

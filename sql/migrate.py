@@ -295,6 +295,19 @@ def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGAT
                 time.sleep(0.2)
 
 
+def _analyze(conn: psycopg.Connection, backend: str, names: Iterable[str]) -> None:
+    """Statistics for aggregates just filled: until autovacuum gets to them the planner takes
+    them for empty, and chose an index over every row where one over a user's rows was at hand."""
+    if backend == "timescaledb":
+        tables = [sql.Identifier(schema, table) for schema, table in conn.execute(
+            "SELECT materialization_hypertable_schema, materialization_hypertable_name"
+            " FROM timescaledb_information.continuous_aggregates WHERE view_name = ANY(%s)", (list(names),))]
+    else:
+        tables = [sql.Identifier(name + MATERIALISED) for name in names]
+    for table in tables:
+        conn.execute(sql.SQL("ANALYZE {}").format(table))
+
+
 def backend_of(conn: psycopg.Connection) -> str | None:
     if not _relation_exists(conn, "schema_meta"):
         return None
@@ -319,6 +332,7 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
             materialise = _apply_idempotent(conn, report.backend, retention_days, compress_after_days, report)
             if report.created_aggregates or materialise:
                 refresh_aggregates(conn, report.created_aggregates)
+                _analyze(conn, report.backend, report.created_aggregates if not materialise else AGGREGATES)
             return report
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))

@@ -93,7 +93,12 @@ def test_the_service_reads_the_rollups(ds_client):
     gateway = ["tool_calls_by_server_daily", "tool_calls_by_server_hourly"]
     assert relations["mcp_tool_executions"] == [*gateway, "tool_calls_totals_daily", TOTALS, "tool_calls"]
     assert relations["mcp_top_users"] == [*gateway, "tool_calls_by_user_daily", BY_USER, "tool_calls"]
-    assert "tool_calls_by_policy_hourly" in relations["security_top_policies"]
+    assert relations["security_top_policies"] == ["tool_calls_by_policy_daily", "tool_calls_by_policy_hourly",
+                                                  "tool_calls"]
+    # A user's tools: whole days from the daily rollup by user and tool, the hours around them
+    # from the full hourly aggregate.
+    tools = api(ds_client, "mcp_top_tools", start, end, user="user2@example.com")["meta"]["relations"]
+    assert tools == [*gateway, "tool_calls_by_user_tool_daily", FULL, "tool_calls"]
 
 
 

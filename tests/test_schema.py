@@ -35,6 +35,16 @@ def test_migrate_twice_changes_nothing(fresh_database, wanted):
     assert not second.changed
     assert second.applied == [] and second.created_aggregates == []
     assert _catalog(fresh_database) == before
+    # Aggregates it filled are analysed: the planner does not take them for empty meanwhile.
+    with psycopg.connect(fresh_database) as c:
+        if wanted == "on":
+            tables = [r[0] for r in c.execute(
+                "SELECT materialization_hypertable_name FROM timescaledb_information.continuous_aggregates")]
+        else:
+            tables = [a + "_mat" for a in AGGREGATES]
+        analysed = {r[0] for r in c.execute("SELECT relname FROM pg_stat_user_tables"
+                                            " WHERE last_analyze IS NOT NULL AND relname = ANY(%s)", (tables,))}
+        assert analysed == set(tables) and len(tables) == len(AGGREGATES)
 
 
 def test_plain_aggregates_are_views_over_materialised_rollups(fresh_database):
