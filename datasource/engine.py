@@ -9,6 +9,7 @@ comes from the raw table. Both branches project the same columns, so one query f
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -91,7 +92,7 @@ class Engine:
                use_aggregate: bool = True, drop: Sequence[str] = ()) -> tuple[sql.Composable, list]:
         """SELECT of the dataset's columns for rows in the window passing the query's filters."""
         applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
-        pred, pparams = filt.predicate(q.filters, applicable)
+        pred, pparams = filt.predicate_text(q.filters, applicable)
         condition = extra  # what the rows must satisfy, before de-duplication is spelled out
         if extra == EXECUTED:
             # A call the gateway saw may also be reported by the agent that made it: executions of
@@ -101,27 +102,30 @@ class Engine:
             # subquery in every branch they cost more planning than the panel's own work.
             extra = EXECUTED + " AND " + _GATEWAY_FIRST
             pparams = [*pparams, self.gateway_servers(window)]
-        where = sql.SQL("({}) AND ({})").format(pred, sql.SQL(extra))  # extra: our own constant SQL
-        raw_where = sql.SQL("{} AND ({})").format(where, sql.SQL(ds.raw_condition))
-        raw_cols = sql.SQL(ds.raw_columns.format(cost=self.cost))
+        # Text, not psycopg's sql objects: every part is our own constant SQL (relation and column
+        # names from relations.py, values as placeholders), and composing the objects' trees cost
+        # more than a cached panel's whole answer.
+        where = f"({pred}) AND ({extra})"
+        raw_where = f"{where} AND ({ds.raw_condition})"
+        raw_cols = ds.raw_columns.format(cost=self.cost)
         hs, he = _ceil_hour(window.start), _floor_hour(window.end)
-        pieces: list[sql.Composable] = []
+        pieces: list[str] = []
         params: list = []
 
-        def read(relation: str, cols: sql.Composable, column: str, lo: datetime, hi: datetime,
-                 cond: sql.Composable, force: bool = False) -> None:
+        def read(relation: str, cols: str, column: str, lo: datetime, hi: datetime, cond: str,
+                 force: bool = False) -> None:
             # One branch per time range: TimescaleDB excludes chunks cheaply for a single range,
             # where an OR of ranges costs planning time for every chunk. Empty ranges are left out.
             if lo < hi or force:
                 self._note(relation)
-                pieces.append(sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s AND {}").format(
-                    cols, sql.Identifier(relation), sql.Identifier(column), sql.Identifier(column), cond))
+                pieces.append(f'SELECT {cols} FROM {_ident(relation)} WHERE {_ident(column)} >= %s'
+                              f' AND {_ident(column)} < %s AND {cond}')
                 params.extend([lo, hi, *pparams])
 
         if use_aggregate and self.read_aggregates and hs < he:
             active = [f for f in applicable if q.filters.get(f)]
             aggregate, agg_columns, rollup = choose_aggregate(ds, q.metric.id, active, condition)
-            agg_cols = sql.SQL(agg_columns.format(cost=self.cost))
+            agg_cols = agg_columns.format(cost=self.cost)
             ds0, ds1 = _ceil_day(hs), _floor_day(he)
             if rollup is not None and rollup.daily and q.metric.id in TIME_FREE and ds0 < ds1:
                 # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
@@ -136,7 +140,7 @@ class Engine:
             read(ds.raw, raw_cols, "time", window.start, window.end, raw_where)
         if not pieces:  # an empty window: no rows, the same columns
             read(ds.raw, raw_cols, "time", window.start, window.end, raw_where, force=True)
-        return sql.SQL(" UNION ALL ").join(pieces), params
+        return sql.SQL(" UNION ALL ".join(pieces)), params
 
     def _src(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
              use_aggregate: bool = True) -> tuple[sql.Composable, list]:
@@ -200,14 +204,16 @@ class Engine:
     def fetch(self, query: sql.Composable, params: Sequence[Any], shared: bool = False) -> list[dict[str, Any]]:
         """Run a query. `shared`: the answer may be shared with the other panels of the same
         refresh asking the very same query (same text, same parameters: see shared.py)."""
+        text = query.as_string(self.conn)  # composed once: for the shared key and to run
+
         def run() -> list[dict[str, Any]]:
             with self.conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(query, params)
+                cur.execute(text, params)
                 return [{k: _num(v) for k, v in row.items()} for row in cur.fetchall()]
 
         if not shared or self.shared is None:
             return run()
-        return self.shared.get((query.as_string(self.conn), repr(list(params))), run)
+        return self.shared.get((text, repr(list(params))), run)
 
     def with_src(self, src: tuple[sql.Composable, list], body: str, params: Sequence[Any] = (),
                  shared: bool = False) -> list[dict]:
@@ -625,6 +631,16 @@ class Engine:
                 running = (running or 0.0) + c
             rows.append({"time": tr.to_ms(t), "current": running})
         return Result(rows, meta={"bucket_seconds": width})
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _ident(name: str) -> str:
+    """A relation or column name of our own, quoted as sql.Identifier would."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not one of our identifiers: {name!r}")
+    return f'"{name}"'
 
 
 # `<> ALL` of an empty array is true: with no gateway in the window every agent report counts.

@@ -45,15 +45,22 @@ def normalise(values: object) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(items))
 
 
-def predicate(filters: Mapping[str, Sequence[str]], applicable: Sequence[str]) -> tuple[sql.Composable, list]:
-    """`TRUE AND ...` for the filters that apply; the list of parameters in order."""
-    parts: list[sql.Composable] = [sql.SQL("TRUE")]
+def predicate_text(filters: Mapping[str, Sequence[str]], applicable: Sequence[str]) -> tuple[str, list]:
+    """`TRUE AND ...` for the filters that apply (our own constant SQL, values as placeholders);
+    the list of parameters in order."""
+    parts = ["TRUE"]
     params: list = []
     for name in applicable:
         values = filters.get(name)
         if not values:
             continue
         text = _PREDICATES[name]
-        parts.append(sql.SQL(text))
+        parts.append(text)
         params.extend([list(values)] * text.count("%s"))
-    return sql.SQL(" AND ").join(parts), params
+    return " AND ".join(parts), params
+
+
+def predicate(filters: Mapping[str, Sequence[str]], applicable: Sequence[str]) -> tuple[sql.Composable, list]:
+    """predicate_text as SQL."""
+    text, params = predicate_text(filters, applicable)
+    return sql.SQL(text), params

@@ -121,7 +121,7 @@ def _target_payload(raw: Any, index: int) -> dict[str, Any]:
 @bp.post("/query")
 def query():
     require(Permission.QUERY)
-    body = params.load(params.GrafanaQuerySchema(), _body())
+    body = params.load(params.GrafanaQuerySchema, _body())
     rng = body["range"]
     scoped = body["scopedVars"] or {}
     adhoc: dict[str, list[str]] = {}
@@ -140,12 +140,12 @@ def query():
                                                               "POST /grafana/metrics lists them"]})
         require(metric.permission)
         payload = _target_payload(target.get("payload"), i)
-        options = params.load(params.OptionsSchema(), payload, prefix=f"targets.{i}.payload")
+        options = params.load(params.OptionsSchema, payload, prefix=f"targets.{i}.payload")
         filter_values: dict[str, tuple[str, ...] | None] = {}
         for name in ALL_FILTERS:
             present, value = _scoped_value(scoped, name)
             if present:
-                filter_values[name] = params.load(params.OptionsSchema(), {name: value},
+                filter_values[name] = params.load(params.OptionsSchema, {name: value},
                                                   prefix="scopedVars")[name]
             elif options.get(name):
                 filter_values[name] = options[name]
@@ -187,7 +187,7 @@ def variable():
                                                       + ", ".join(catalog.VARIABLES)]})
     start = end = None
     if isinstance(body.get("range"), dict) and body["range"].get("from"):
-        rng = params.load(params.RangeSchema(), body["range"], prefix="range")
+        rng = params.load(params.RangeSchema, body["range"], prefix="range")
         now = datetime.now(tr.UTC)
         start = tr.resolve(rng["from_"], now, ZoneInfo("UTC"))
         end = tr.resolve(rng["to"], now, ZoneInfo("UTC"), round_up=True)

@@ -57,7 +57,7 @@ def query(metric_id: str):
     if metric is None:
         return jsonify(error=f"unknown metric {metric_id!r}; GET /api/v1/metrics lists them"), 404
     require(metric.permission)
-    opts = params.load(params.JsonApiSchema(), _arguments())
+    opts = params.load(params.JsonApiSchema, _arguments())
     filter_values = {name: opts.get(name) for name in ALL_FILTERS}
     q = params.build_query(metric, opts["from_"], opts["to"], params.zone(opts.get("tz")), opts, filter_values)
     config = current_app.config["AA"]
@@ -77,7 +77,7 @@ def variable(name: str):
     start = end = None
     if "from" in request.args or "to" in request.args:
         # The range matters to `session` (the sessions overlapping it); the others ignore it.
-        opts = params.load(params.JsonApiSchema(), _arguments())
+        opts = params.load(params.JsonApiSchema, _arguments())
         now = datetime.now(tr.UTC)
         tz = params.zone(opts.get("tz"))
         start, end = tr.resolve(opts["from_"], now, tz), tr.resolve(opts["to"], now, tz, round_up=True)
