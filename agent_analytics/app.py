@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -54,6 +55,20 @@ def create_app(config: Config | None = None, role: str = "all",
     app.url_map.merge_slashes = False
     app.extensions["aa_registry"] = registry if registry is not None else CollectorRegistry()
     db.init_app(app)
+
+    @app.before_request
+    def _started() -> None:
+        g.aa_started = time.perf_counter()
+
+    @app.after_request
+    def _server_timing(response: Response) -> Response:
+        # W3C Server-Timing: what this process spent on the request (parsing, the database, the
+        # answer's JSON), shown by browsers' developer tools; the round trip adds the network and
+        # the client.
+        started = g.get("aa_started")
+        if started is not None:
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+        return response
 
     @app.get("/healthz")
     def healthz():

@@ -55,14 +55,23 @@ def render(url: str, start_ms: int, end_ms: int, user: str | None) -> str:
     return url.replace("${order_by}", "cost")  # the sessions table's ranking variable
 
 
-def tab_seconds(base: str, session: requests.Session, urls: list[str], days: float, user: str | None) -> float:
+def server_seconds(response: requests.Response) -> float:
+    """The service's own time for a request, from its Server-Timing header (app;dur=ms)."""
+    return float(response.headers["Server-Timing"].partition(";dur=")[2]) / 1000
+
+
+def tab_seconds(base: str, session: requests.Session, urls: list[str], days: float,
+                user: str | None) -> tuple[float, float]:
+    """(server time, round trip) of one refresh of the tab: every panel, one after the other."""
     end = int(time.time() * 1000)
     start = end - int(days * 86400 * 1000)
+    server = 0.0
     t0 = time.perf_counter()
     for u in urls:
         r = session.get(base + render(u, start, end, user), timeout=600)
         r.raise_for_status()
-    return time.perf_counter() - t0
+        server += server_seconds(r)
+    return server, time.perf_counter() - t0
 
 
 def metric_of(url: str) -> str:
@@ -70,17 +79,17 @@ def metric_of(url: str) -> str:
 
 
 def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: int) -> dict[str, float]:
-    """Median server round trip of each panel query (last 30 days, unfiltered), the panels of
-    each repetition sent as one refresh: one range for all, a new one for the next (as Grafana
-    does; the service shares figures between the panels of a refresh, see datasource/shared.py)."""
+    """Median server time of each panel query (last 30 days, unfiltered), the panels of each
+    repetition sent as one refresh: one range for all, a new one for the next (as Grafana does;
+    the service shares figures between the panels of a refresh, see datasource/shared.py)."""
     times: dict[str, list[float]] = {metric_of(u): [] for u in urls}
     for _ in range(reps):
         end = int(time.time() * 1000)
         start = end - 30 * 86400 * 1000
         for u in urls:
-            t0 = time.perf_counter()
-            session.get(base + render(u, start, end, None), timeout=600).raise_for_status()
-            times[metric_of(u)].append(time.perf_counter() - t0)
+            r = session.get(base + render(u, start, end, None), timeout=600)
+            r.raise_for_status()
+            times[metric_of(u)].append(server_seconds(r))
     return {m: statistics.median(v) for m, v in times.items()}
 
 
@@ -95,11 +104,12 @@ def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: li
             urls = panel_urls(file)
             tab_seconds(base, s, urls, 30, None)  # warm the caches once
             for label, who in (("unfiltered", None), ("user filter", user)):
-                times = [tab_seconds(base, s, urls, 30, who) for _ in range(reps)]
-                out[(tab, label)] = (len(urls), statistics.median(times), pct(times, 95))
+                runs = [tab_seconds(base, s, urls, 30, who) for _ in range(reps)]
+                server, trip = [r[0] for r in runs], [r[1] for r in runs]
+                out[(tab, label)] = (len(urls), statistics.median(server), pct(server, 95), statistics.median(trip))
             for days in days_list:
                 out[(tab, f"{days:g} days")] = (len(urls), statistics.median(
-                    [tab_seconds(base, s, urls, days, None) for _ in range(max(1, reps // 2))]), None)
+                    [tab_seconds(base, s, urls, days, None)[0] for _ in range(max(1, reps // 2))]), None, None)
             if per_panel:
                 out[(tab, "panels")] = panel_seconds(base, s, urls, reps)
         out["peak_rss_mib"] = peak_rss_mib(proc.pid)
@@ -125,19 +135,22 @@ def main() -> None:
         print(f"\n[{backend}] {calls:,} tool calls, {llm:,} LLM requests; zone {TZ}; times are whole tabs (ms)")
         agg = measure(url, True, a.reps, a.user, [1, 7, 30, 90], per_panel=a.panels)
         raw = None if a.skip_raw else measure(url, False, a.raw_reps, a.user, [])
-        print(f"{'tab':10s} {'filter':12s} {'panels':>6s} {'median':>9s} {'p95':>9s} {'raw median':>11s} {'raw/agg':>8s}")
+        print("server time (the service's Server-Timing, summed over the tab's panels) and round trip"
+              " (the client's, panels one after the other)")
+        print(f"{'tab':10s} {'filter':12s} {'panels':>6s} {'median':>9s} {'p95':>9s} {'raw median':>11s}"
+              f" {'raw/agg':>8s} {'round trip':>11s} {'raw trip':>9s} {'raw/agg':>8s}")
         for tab in TABS:
             for label in ("unfiltered", "user filter"):
-                n, med, p95 = agg[(tab, label)]
-                rmed = raw[(tab, label)][1] if raw else float("nan")
+                n, med, p95, trip = agg[(tab, label)]
+                rmed, rtrip = raw[(tab, label)][1::2] if raw else (float("nan"), float("nan"))
                 print(f"{tab:10s} {label:12s} {n:6d} {med * 1000:9.0f} {p95 * 1000:9.0f} {rmed * 1000:11.0f}"
-                      f" {rmed / med:8.1f}")
-        print("growth (aggregates, unfiltered, median ms): " + "; ".join(
+                      f" {rmed / med:8.1f} {trip * 1000:11.0f} {rtrip * 1000:9.0f} {rtrip / trip:8.1f}")
+        print("growth (aggregates, unfiltered, server time, median ms): " + "; ".join(
             f"{tab}: " + ", ".join(f"{d}d {agg[(tab, f'{d} days')][1] * 1000:.0f}" for d in (1, 7, 30, 90))
             for tab in TABS))
         if a.panels:
             for tab in TABS:
-                print(f"{tab} panels (median ms): " + ", ".join(
+                print(f"{tab} panels (server time, median ms): " + ", ".join(
                     f"{m} {v * 1000:.0f}" for m, v in agg[(tab, "panels")].items()))
         print(f"service peak RSS: {agg['peak_rss_mib']:.0f} MiB with aggregates"
               + (f", {raw['peak_rss_mib']:.0f} MiB raw" if raw else ""))

@@ -187,7 +187,11 @@ def test_llm_analytics_permission(ds_client):
 def test_json_api_infinity_forms_catalog_openapi_and_prometheus(ds_app, ds_client):
     # Infinity's ${user:queryparam} expands to var-user=a&var-user=b.
     qs = f"from={ms(START)}&to={ms(ANCHOR)}&var-user=user1@example.com&var-user=user2@example.com&var-agent=$__all"
-    body = ds_client.get(f"/api/v1/query/mcp_top_users?{qs}", headers=H()).get_json()
+    resp = ds_client.get(f"/api/v1/query/mcp_top_users?{qs}", headers=H())
+    body = resp.get_json()
+    # Every answer says how long the service spent on it (W3C Server-Timing).
+    name, _, duration = resp.headers["Server-Timing"].partition(";dur=")
+    assert name == "app" and float(duration) > 0
     f = {"user": ["user1@example.com", "user2@example.com"]}
     assert_rows(body["rows"], ORACLE.top("mcp_top_users", START, ANCHOR, f), "var-user")
     catalog = ds_client.get("/api/v1/metrics", headers=H()).get_json()
