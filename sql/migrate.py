@@ -219,7 +219,19 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     source, width = _rollup_source(name, select)
     raw = source.group(1)
     fill = _narrowed(select, source, "time >= $1 AND time < $2")
-    live = _narrowed(select, source, f"time >= aa_watermark({sql.quote(name)})")
+    # The raw rows from the watermark on, in two parts. The watermark's own bucket is grouped
+    # under the watermark itself: a bucket value with no column in it, so PostgreSQL tests a
+    # query's bound on `bucket` once and skips the part when the query ends before it (it cannot
+    # see that `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB does, and
+    # would otherwise read every raw row past the watermark: a day of them for a daily rollup).
+    # Later buckets (rows from the future, or everything while the watermark is -infinity)
+    # are grouped as usual.
+    watermark = f"aa_watermark({sql.quote(name)})"
+    step = f"{watermark} + INTERVAL {sql.quote(width)}"
+    current_select = _BUCKET_WIDTH.sub(lambda _: f"{watermark} AS bucket", select, count=1)
+    current = _narrowed(current_select, _RAW_TABLE.search(current_select),
+                        f"time >= {watermark} AND time < {step}")
+    live = current + " UNION ALL " + _narrowed(select, source, f"time >= {step}")
     mat = sql.Identifier(name + MATERIALISED)
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
