@@ -120,3 +120,20 @@ def test_raw_reads_give_the_same_answers(ds_app):
     for m in metrics:
         assert raw[m]["rows"] == with_aggregates[m]["rows"], m
         assert all(not r.endswith(("_hourly", "_daily")) for r in raw[m]["meta"]["relations"]), m
+
+
+def test_dashboard_sessions_start_no_parallel_workers(ds_app):
+    """Reading aggregates, the service's sessions run serially; reading raw rows (the
+    benchmarks' baseline) they keep the server's default."""
+    from agent_analytics.db import Database
+
+    with ds_app.extensions["aa_db"].connection() as c:
+        assert c.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == "0"
+    raw = Database(ds_app.config["AA"].database_url, size=1, serial=False)
+    raw.open()
+    try:
+        with raw.connection() as c:
+            assert c.execute("SHOW max_parallel_workers_per_gather").fetchone()[0] == \
+                c.execute("SELECT boot_val FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'").fetchone()[0]
+    finally:
+        raw.close()
