@@ -219,19 +219,27 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     source, width = _rollup_source(name, select)
     raw = source.group(1)
     fill = _narrowed(select, source, "time >= $1 AND time < $2")
-    # The raw rows from the watermark on, in two parts. The watermark's own bucket is grouped
-    # under the watermark itself: a bucket value with no column in it, so PostgreSQL tests a
-    # query's bound on `bucket` once and skips the part when the query ends before it (it cannot
-    # see that `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB does, and
-    # would otherwise read every raw row past the watermark: a day of them for a daily rollup).
-    # Later buckets (rows from the future, or everything while the watermark is -infinity)
-    # are grouped as usual.
+    # The raw rows from the watermark on. Those of the watermark's own bucket and of the next
+    # one (the refresh leaves the last hour live: the rows there are at most two buckets' worth)
+    # are grouped under bucket values with no column in them, so PostgreSQL tests a query's bound
+    # on `bucket` once and skips the part when the query ends before it. (It cannot see that
+    # `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB does, and would
+    # otherwise read every raw row past the watermark: a day of them for a daily rollup.) Later
+    # buckets (rows from the future, or everything while the watermark is -infinity) are grouped
+    # as usual. Widths in seconds: '1 day' added to a timestamptz is a calendar day in the
+    # session's zone, 23 or 25 hours across a DST change.
+    seconds = conn.execute("SELECT extract(epoch FROM %s::interval)::bigint", (width,)).fetchone()[0]
     watermark = f"aa_watermark({sql.quote(name)})"
-    step = f"{watermark} + INTERVAL {sql.quote(width)}"
-    current_select = _BUCKET_WIDTH.sub(lambda _: f"{watermark} AS bucket", select, count=1)
-    current = _narrowed(current_select, _RAW_TABLE.search(current_select),
-                        f"time >= {watermark} AND time < {step}")
-    live = current + " UNION ALL " + _narrowed(select, source, f"time >= {step}")
+
+    def bucket(k: int) -> str:
+        return f"({watermark} + INTERVAL '{k * seconds} seconds')" if k else watermark
+
+    parts = []
+    for k in (0, 1):
+        fixed = _BUCKET_WIDTH.sub(lambda _: f"{bucket(k)} AS bucket", select, count=1)
+        parts.append(_narrowed(fixed, _RAW_TABLE.search(fixed), f"time >= {bucket(k)} AND time < {bucket(k + 1)}"))
+    parts.append(_narrowed(select, source, f"time >= {bucket(2)}"))
+    live = " UNION ALL ".join(parts)
     mat = sql.Identifier(name + MATERIALISED)
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(

@@ -190,3 +190,22 @@ def test_a_question_before_the_watermark_reads_no_raw_rows(fresh_database):
             [[plan]] = c.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(1) FROM {name}"
                                  " WHERE bucket >= '2026-03-01'").fetchone()
             assert _raw_rows_read(plan["Plan"], raw) > 0, name
+
+
+def test_buckets_stay_utc_across_a_dst_change_in_the_session_zone(fresh_database):
+    """New York leaves daylight time on 1 November 2026: in a session in that zone, '1 day' added
+    to a timestamp is 25 hours there. Watermarks stay on UTC bucket boundaries and the live
+    parts group every row into its own bucket."""
+    migrate(fresh_database, timescaledb="off", retention_days=0)
+    # Rows until 1 November 23:59 UTC; refreshed to midday, then as far as they go (the bucket
+    # after the latest row's: 1 November + 1 day, 25 hours later in New York).
+    rows = raw_rows(seed=6, t0=datetime(2026, 10, 31, tzinfo=timezone.utc), days=2)
+    load_raw_rows(fresh_database, rows, refresh=False)
+    with psycopg.connect(fresh_database, autocommit=True, options="-c TimeZone=America/New_York") as c:
+        for up_to in ("2026-11-01 12:30+00", None):
+            c.execute("SELECT aa_refresh_rollups(%s::timestamptz)", (up_to,))
+            for name, mark in c.execute("SELECT name, watermark FROM aa_rollups").fetchall():
+                utc = mark.astimezone(timezone.utc)
+                assert (utc.minute, utc.second) == (0, 0) and (utc.hour == 0 or not name.endswith("_daily")), \
+                    (name, utc)
+            assert_every_rollup_is_the_raw_grouping(c)

@@ -104,9 +104,12 @@ $$;
 -- is), never past the bucket of the latest raw row: an empty table keeps everything live, so
 -- history loaded into a new database is seen at once. Returns how many ranges were (re)written.
 -- One refresh at a time; invalidations recorded meanwhile wait for the next one.
+-- In UTC: a bucket plus its width must be the next bucket, and '1 day' added in a zone with
+-- daylight saving is 23 or 25 hours on the days it changes.
 CREATE OR REPLACE FUNCTION aa_refresh_rollups(up_to timestamptz DEFAULT now() - INTERVAL '1 hour')
 RETURNS integer
 LANGUAGE plpgsql
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     consumed aa_invalidations[];
