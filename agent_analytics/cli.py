@@ -66,7 +66,12 @@ def _serve(cfg: Config, roles: tuple[str, ...], worker: bool = False) -> int:
     from agent_analytics.server import Service
 
     service = Service(cfg, roles=roles, worker=worker)
-    service.start()
+    try:
+        service.start()
+    except KeyboardInterrupt:  # Ctrl-C before the last server was up: stop what did start
+        service.stop()
+        print("stopped")
+        return 0
     if worker:  # one more receiver process; the main process reports for all of them
         service.wait()
         return 0

@@ -75,3 +75,28 @@ def test_up_embedded_restart_keeps_data():
         if proc.poll() is None:
             proc.kill()
         subprocess.run(["rm", "-rf", data_dir])
+
+
+def test_ctrl_c_while_the_servers_start_stops_cleanly(monkeypatch, capsys):
+    """Ctrl-C between the receiver's server and the data source's: what started is stopped, and
+    the command ends as after a Ctrl-C once up (no traceback, status 0)."""
+    import agent_analytics.server as server
+    from agent_analytics.cli import _serve
+    from agent_analytics.config import Config
+
+    made = []
+    real = server.create_server
+
+    def create_server(app, **kwargs):
+        if made:
+            raise KeyboardInterrupt
+        made.append(real(app, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(server, "create_server", create_server)
+    cfg = Config(database_url="postgresql://nobody@127.0.0.1:1/none", host="127.0.0.1",
+                 ingest_port=free_port(), query_port=free_port(), allow_no_auth=True)
+    assert _serve(cfg, ("ingest", "query")) == 0
+    assert "stopped" in capsys.readouterr().out
+    with pytest.raises(requests.ConnectionError):  # the receiver that had started is closed
+        requests.get(f"http://127.0.0.1:{cfg.ingest_port}/healthz", timeout=2)
