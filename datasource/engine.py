@@ -189,12 +189,11 @@ class Engine:
         for relation, column, lo, hi in ranges:
             if lo < hi:
                 self._note(relation)
-                parts.append(sql.SQL(_GATEWAY_SERVERS).format(
-                    sql.Identifier(relation), sql.Identifier(column), sql.Identifier(column)))
+                parts.append(_GATEWAY_SERVERS.format(relation=_ident(relation), column=_ident(column)))
                 params += [lo, hi]
         if not parts:
             return []
-        rows = self.fetch(sql.SQL(" UNION ").join(parts), params, shared=True)
+        rows = self.fetch(sql.SQL(" UNION ".join(parts)), params, shared=True)
         return sorted(r["mcp_server_id"] for r in rows)
 
     def _note(self, relation: str) -> None:
@@ -645,8 +644,8 @@ def _ident(name: str) -> str:
 
 # `<> ALL` of an empty array is true: with no gateway in the window every agent report counts.
 _GATEWAY_FIRST = "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id <> ALL(%s))"
-_GATEWAY_SERVERS = ("SELECT DISTINCT mcp_server_id FROM {} WHERE source = 'gateway'"
-                    " AND mcp_server_id IS NOT NULL AND {} >= %s AND {} < %s")
+_GATEWAY_SERVERS = ("SELECT DISTINCT mcp_server_id FROM {relation} WHERE source = 'gateway'"
+                    " AND mcp_server_id IS NOT NULL AND {column} >= %s AND {column} < %s")
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
