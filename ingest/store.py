@@ -5,8 +5,10 @@ metric_series_state under row locks, the sessions' first and last sight (taken f
 decides whether a session's events or its metric points count, see `_sessions`), and last the
 sessions' totals, from the rows the batch newly stored (`_session_totals`).
 
-Rows are inserted in key order so that two receivers writing overlapping batches wait for each
-other instead of deadlocking.
+Rows are inserted in one total order, time then key, so that two receivers writing overlapping
+batches wait for each other instead of deadlocking; time first, because that is the order of the
+tables' time indexes (and of TimescaleDB's chunks): a batch sorted by key alone made its COPY
+cost PostgreSQL about 5 % more per row.
 """
 from __future__ import annotations
 
@@ -79,11 +81,12 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
     Fresh data (the common case) is COPied straight into the table inside a savepoint; if any
     row is already there (a retry, a duplicate at another receiver) the savepoint is undone and
     the rows go through a temporary table and INSERT ... ON CONFLICT DO NOTHING instead. Rows
-    are written in key order either way, so concurrent writers wait rather than deadlock.
+    are written in the same order (time, key) either way, so concurrent writers wait rather than
+    deadlock.
     """
     if not rows:
         return ()
-    rows = sorted(rows, key=itemgetter(COLUMNS[table].index("source_key"), COLUMNS[table].index("time")))
+    rows = sorted(rows, key=itemgetter(COLUMNS[table].index("time"), COLUMNS[table].index("source_key")))
     cols = COLUMNS[table]
     col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
     try:
@@ -103,7 +106,7 @@ def _copy_insert(conn: psycopg.Connection, table: str, rows: Sequence[tuple]) ->
         with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(tmp, col_list)) as copy:
             for row in rows:
                 copy.write_row(row)
-        cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY source_key, time"
+        cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY time, source_key"
                             " ON CONFLICT DO NOTHING RETURNING {}").format(sql.Identifier(table), col_list, col_list,
                                                                           tmp, col_list))
         return cur.fetchall()
