@@ -52,6 +52,13 @@ def _positive_int(raw: str) -> int:
     return v
 
 
+def _at_least_one(raw: str) -> int:
+    v = int(raw)
+    if v < 1:
+        raise ConfigError(f"must be >= 1, got {v}")
+    return v
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -73,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AA_INGEST_PROCESSES", "ingest_processes", 1, _positive_int,
             "Receiver processes sharing the ingest port (SO_REUSEPORT). Decoding is CPU-bound Python: one "
             "process uses one core; set it to the cores you can give the receiver."),
+    Setting("AA_INGEST_THREADS", "ingest_threads", 2, _at_least_one,
+            "Request threads per receiver process. Two keep a core busy (one decodes while the other "
+            "waits on PostgreSQL); more contend for the interpreter lock and store fewer records per second."),
     Setting("AA_INGEST_TOKENS", "ingest_tokens", (), _tokens,
             "Comma-separated bearer tokens accepted by the receiver and the directory API."),
     Setting("AA_QUERY_TOKENS", "query_tokens", (), _tokens,
@@ -115,6 +125,7 @@ class Config:
     ingest_port: int = 4318
     query_port: int = 8080
     ingest_processes: int = 1
+    ingest_threads: int = 2
     ingest_tokens: tuple[str, ...] = ()
     query_tokens: tuple[str, ...] = ()
     llm_query_tokens: tuple[str, ...] = ()

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_DB_NAME = "agent_analytics"
 RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver process
 HOUSEKEEPING_INTERVAL_S = 60.0
+INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
 
 
 def start_embedded_database(cfg: Config, say: Callable[[str], None] = print) -> tuple[LocalCluster, str]:
@@ -85,7 +86,11 @@ class Service:
             # limit, so an oversized or never-ending body is refused (413) before it is buffered.
             # poll, not select: no limit of 1024 descriptors, and closing the sockets at shutdown
             # wakes the loop instead of failing it (EBADF).
-            server = create_server(app, **where, map={}, threads=8, asyncore_use_poll=True,
+            # Receiver: few threads (see AA_INGEST_THREADS) and whole OTLP batches read in a few
+            # calls rather than 8 KiB at a time, each of which waits for the interpreter lock.
+            tuning = ({"threads": self.cfg.ingest_threads, "recv_bytes": INGEST_RECV_BYTES} if role == "ingest"
+                      else {"threads": 8})
+            server = create_server(app, **where, map={}, **tuning, asyncore_use_poll=True,
                                    ident="agent-analytics", clear_untrusted_proxy_headers=True,
                                    max_request_body_size=self.cfg.max_body_bytes)
             self._servers.append(server)

@@ -144,3 +144,34 @@ def _workers(port: int) -> list[int]:
         if b"--ingest-worker" in cmdline and f"AA_INGEST_PORT={port}\0".encode() in environ:
             found.append(int(proc_dir.name))
     return found
+
+
+def test_receiver_threads_and_reads_are_its_own(db_url):
+    """AA_INGEST_THREADS sets the receiver's request threads (the query listener keeps its
+    own), the receiver reads bodies in large pieces, and with a single thread concurrent
+    senders queue instead of failing."""
+    from agent_analytics.config import Config
+    from agent_analytics.server import INGEST_RECV_BYTES, Service
+
+    cfg = Config(database_url=db_url, ingest_port=free_port(), query_port=free_port(), retention_days=0,
+                 ingest_tokens=(INGEST_TOKEN,), ingest_threads=1)
+    service = Service(cfg, roles=("ingest", "query"))
+    service.start()
+    try:
+        by_port = {s.adj.port: s.adj for s in service._servers}
+        assert (by_port[cfg.ingest_port].threads, by_port[cfg.ingest_port].recv_bytes) == (1, INGEST_RECV_BYTES)
+        assert by_port[cfg.query_port].threads == 8
+        body = _many_api_requests(20)
+        statuses: list[int] = []
+        base = f"http://127.0.0.1:{cfg.ingest_port}"
+        threads = [threading.Thread(target=lambda: statuses.append(
+            requests.post(base + "/v1/logs", data=body, headers=headers(), timeout=60).status_code)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert statuses == [200] * 6
+        with psycopg.connect(db_url) as conn:
+            assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] >= 20
+    finally:
+        service.stop()
