@@ -1,12 +1,14 @@
 """Ingest throughput: OTLP batches of Claude Code events (protobuf, 500 records each) sent to the
 running receiver over loopback, against the same rows loaded by a direct COPY into the same
-table (the practical limit), in one run so the ratio survives a noisy machine.
+table (the practical limit), in one run so the ratio survives a noisy machine. With --reps N the
+pair is measured N times, receiver and COPY alternating, and medians are reported.
 
-    python -m bench.ingest [--batches 60] [--records 500] [--senders 2] [--backend both] [--processes 1,2]
+    python -m bench.ingest [--batches 60] [--records 500] [--senders 2] [--backend both] [--processes 1,2] [--reps 1]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--backend", choices=("both", "timescaledb", "plain"), default="both")
     ap.add_argument("--processes", default="1,2",
                     help="receiver processes (AA_INGEST_PROCESSES) to measure, comma-separated")
+    ap.add_argument("--reps", type=int, default=1, help="measure each pair this many times; medians are shown")
     a = ap.parse_args()
     start = datetime.now(timezone.utc) - timedelta(hours=6)
     bodies = [claude_code_batch(b, a.records, start) for b in range(a.batches)]
@@ -142,20 +145,32 @@ def main() -> None:
     with cluster() as c:
         for backend in backends(a.backend):
             for processes in (int(p) for p in a.processes.split(",")):
-                url = fresh_database(c, f"bench_ingest_{backend}", backend)
-                rec = run_receiver(url, bodies, a.senders, processes, postmaster_pid(c))
-                cp = run_copy(url, bodies, postmaster_pid(c))
-                assert rec["stored"] == total == cp["stored"], (rec, cp)
-                r_rate, c_rate = total / rec["seconds"], total / cp["seconds"]
-                label = f"[{backend}, {processes} receiver process{'es' if processes > 1 else ''}]"
-                print(f"{label} receiver: {r_rate:,.0f} records/s stored ({rec['seconds']:.2f} s, "
-                      f"failures {len(rec['failures'])}, service RSS max {rec['rss_max_mib']:.0f} MiB)")
-                print(f"{label} direct COPY: {c_rate:,.0f} records/s ({cp['seconds']:.2f} s)")
-                print(f"{label} receiver / COPY = {r_rate / c_rate:.2f} (target >= 0.50)")
-                us = 1e6 / total
-                print(f"{label} CPU per record: receiver processes {rec['service_cpu'] * us:.1f} us + PostgreSQL "
-                      f"{rec['postgres_cpu'] * us:.1f} us; direct COPY: PostgreSQL {cp['postgres_cpu'] * us:.1f} us")
+                recs, copies = [], []
+                for _ in range(a.reps):
+                    url = fresh_database(c, f"bench_ingest_{backend}", backend)
+                    recs.append(run_receiver(url, bodies, a.senders, processes, postmaster_pid(c)))
+                    copies.append(run_copy(url, bodies, postmaster_pid(c)))
+                    assert recs[-1]["stored"] == total == copies[-1]["stored"], (recs[-1], copies[-1])
+                _report(backend, processes, total, recs, copies)
 
+
+def _report(backend: str, processes: int, total: int, recs: list[dict], copies: list[dict]) -> None:
+    r_rates = [total / r["seconds"] for r in recs]
+    c_rates = [total / c["seconds"] for c in copies]
+    r_rate, c_rate = statistics.median(r_rates), statistics.median(c_rates)
+    label = f"[{backend}, {processes} receiver process{'es' if processes > 1 else ''}]"
+    spread = (lambda rates: f", {min(rates):,.0f}-{max(rates):,.0f} over {len(rates)} runs") if len(recs) > 1 \
+        else (lambda rates: "")
+    print(f"{label} receiver: {r_rate:,.0f} records/s stored{spread(r_rates)} (failures "
+          f"{sum(len(r['failures']) for r in recs)}, service RSS max {max(r['rss_max_mib'] for r in recs):.0f} MiB)")
+    print(f"{label} direct COPY: {c_rate:,.0f} records/s{spread(c_rates)}")
+    ratios = [r / c for r, c in zip(r_rates, c_rates)]
+    each = f" (each run: {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
+    print(f"{label} receiver / COPY = {r_rate / c_rate:.2f}{each} (target >= 0.50)")
+    us = 1e6 / total
+    med = lambda key, runs: statistics.median(r[key] for r in runs) * us  # noqa: E731
+    print(f"{label} CPU per record: receiver processes {med('service_cpu', recs):.1f} us + PostgreSQL "
+          f"{med('postgres_cpu', recs):.1f} us; direct COPY: PostgreSQL {med('postgres_cpu', copies):.1f} us")
 
 if __name__ == "__main__":
     main()
