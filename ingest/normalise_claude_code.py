@@ -35,6 +35,10 @@ TOKEN_TYPES = {"input": "input", "output": "output", "cacheRead": "cache_read", 
 METRICS = {"claude_code.token.usage": "tokens", "claude_code.cost.usage": "cost"}
 
 
+def _name(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def mcp_tool(attrs: Mapping[str, Any]) -> tuple[str | None, str] | None:
     """(MCP server, tool) for an MCP tool, None for a built-in tool."""
     name = text(attrs, "tool_name")
@@ -47,16 +51,18 @@ def mcp_tool(attrs: Mapping[str, Any]) -> tuple[str | None, str] | None:
         raise BadValue(f"malformed MCP tool name {name[:80]!r}")
     if name == "mcp_tool":
         # Without OTEL_LOG_TOOL_DETAILS=1 Claude Code hides which MCP tool it was.
-        server = tool = None
+        server: str | None = None
+        tool: str | None = None
         params = attrs.get("tool_parameters")
         if isinstance(params, str):
             try:
                 parsed = json.loads(params)
-                if isinstance(parsed, dict):
-                    server = parsed.get("mcp_server_name") or None
-                    tool = parsed.get("mcp_tool_name") or None
             except ValueError:
-                pass
+                parsed = None
+            if isinstance(parsed, dict):
+                # JSON the agent wrote: only strings are names.
+                server = _name(parsed.get("mcp_server_name"))
+                tool = _name(parsed.get("mcp_tool_name"))
         return server, tool or "mcp_tool"
     return None
 

@@ -198,3 +198,22 @@ def test_genai_spans_without_operation_name_and_agent_spans():
 ])
 def test_every_text_field_of_a_fact_is_checked_not_only_its_attributes(fact, reason):
     assert normalise._unstorable(fact) == reason
+
+
+@pytest.mark.parametrize("params, expected", [
+    ('{"mcp_server_name": "db", "mcp_tool_name": "query"}', ("db", "query")),
+    ('{"mcp_server_name": ["db"], "mcp_tool_name": 5}', (None, "mcp_tool")),
+    ('{"mcp_server_name": {"n": 1}, "mcp_tool_name": "query"}', (None, "query")),
+    ('{"mcp_server_name": true, "mcp_tool_name": null}', (None, "mcp_tool")),
+    ('["db", "query"]', (None, "mcp_tool")),
+])
+def test_claude_code_hidden_mcp_tool_names_must_be_text(params, expected):
+    """`tool_parameters` is JSON the agent wrote: a name in it that is not a string is not a name
+    (it used to reach the NUL check as a list and fail the whole batch with a TypeError)."""
+    ev = {"event.name": "tool_result", "tool_name": "mcp_tool", "success": "true", "session.id": "s",
+          "tool_parameters": params}
+    req = logs({"service.name": "claude-code"}, (NOW, ev), (NOW, {**ev, "tool_parameters": "{}"}),
+               scope="com.anthropic.claude_code.events")
+    b = normalise.logs(req, CTX)
+    assert b.rejections == []
+    assert [(c.mcp_server_id, c.tool_name) for c in b.tool_calls] == [expected, (None, "mcp_tool")]
