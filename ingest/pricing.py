@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
 from genai_prices import Usage, calc_price
 from genai_prices.types import TieredPrices, TimeOfDateConstraint
@@ -25,7 +26,7 @@ PROVIDER_IDS = {"gcp.gemini": "google", "gcp.vertex_ai": "google", "aws.bedrock"
 
 
 @lru_cache(maxsize=1024)
-def _provider_for(provider: str, model: str) -> str | None | bool:
+def _provider_for(provider: str, model: str) -> str | None | Literal[False]:
     """The provider id genai-prices knows this model under; False when it knows it under none."""
     probe = Usage(input_tokens=1)
     pid = PROVIDER_IDS.get(provider, provider)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Iterable, Sequence
+from typing import AbstractSet, Any, Iterable, Sequence
 
 import orjson
 import psycopg
@@ -65,7 +65,7 @@ _TIMES = {table: [i for i, col in enumerate(cols) if col in ("time", "start_time
 _COUNTED = {table: cols.index("counted") if "counted" in cols else None for table, cols in COLUMNS.items()}
 
 
-def _row(table: str, obj: Any, with_metrics: set[str] = frozenset()) -> tuple:
+def _row(table: str, obj: Any, with_metrics: AbstractSet[str] = frozenset()) -> tuple:
     values = list(_GETTERS[table](obj))
     for i in _TIMES[table]:
         values[i] = to_datetime(values[i])
