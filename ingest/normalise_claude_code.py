@@ -51,19 +51,15 @@ def mcp_tool(attrs: Mapping[str, Any]) -> tuple[str | None, str] | None:
         raise BadValue(f"malformed MCP tool name {name[:80]!r}")
     if name == "mcp_tool":
         # Without OTEL_LOG_TOOL_DETAILS=1 Claude Code hides which MCP tool it was.
-        server: str | None = None
-        tool: str | None = None
         params = attrs.get("tool_parameters")
-        if isinstance(params, str):
-            try:
-                parsed = json.loads(params)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict):
-                # JSON the agent wrote: only strings are names.
-                server = _name(parsed.get("mcp_server_name"))
-                tool = _name(parsed.get("mcp_tool_name"))
-        return server, tool or "mcp_tool"
+        try:
+            parsed = json.loads(params) if isinstance(params, str) else None
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
+            parsed = None
+        if not isinstance(parsed, dict):
+            return None, "mcp_tool"
+        # JSON the agent wrote: only strings are names.
+        return _name(parsed.get("mcp_server_name")), _name(parsed.get("mcp_tool_name")) or "mcp_tool"
     return None
 
 

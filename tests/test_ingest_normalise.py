@@ -206,10 +206,12 @@ def test_every_text_field_of_a_fact_is_checked_not_only_its_attributes(fact, rea
     ('{"mcp_server_name": {"n": 1}, "mcp_tool_name": "query"}', (None, "query")),
     ('{"mcp_server_name": true, "mcp_tool_name": null}', (None, "mcp_tool")),
     ('["db", "query"]', (None, "mcp_tool")),
+    ("[" * 100_000, (None, "mcp_tool")),  # json.loads raises RecursionError, not ValueError
 ])
 def test_claude_code_hidden_mcp_tool_names_must_be_text(params, expected):
     """`tool_parameters` is JSON the agent wrote: a name in it that is not a string is not a name
-    (it used to reach the NUL check as a list and fail the whole batch with a TypeError)."""
+    (it used to reach the NUL check as a list and fail the whole batch with a TypeError), nor is
+    JSON nested too deep to parse."""
     ev = {"event.name": "tool_result", "tool_name": "mcp_tool", "success": "true", "session.id": "s",
           "tool_parameters": params}
     req = logs({"service.name": "claude-code"}, (NOW, ev), (NOW, {**ev, "tool_parameters": "{}"}),
