@@ -7,6 +7,7 @@ an unrelated metric) is counted as ignored, never as rejected.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
@@ -25,6 +26,10 @@ from .identity import merged
 from .rows import Batch, Context
 from .records import LogEvent, Point, SpanView
 from .values import BadValue, attributes, iso_to_ns, text
+
+log = logging.getLogger(__name__)
+# The reason given for a record our own code failed on (the receiver's log has the traceback).
+INTERNAL_ERROR = "could not be normalised: internal error, logged by the receiver"
 
 
 def _is_claude(resource: dict[str, Any], scope: str) -> bool:
@@ -149,6 +154,11 @@ def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool
     except BadValue as exc:
         batch.undo(mark)  # a record is stored whole or not at all
         batch.reject(index, str(exc))
+    except Exception:  # a case our code did not foresee: it costs this record, not the batch
+        log.exception("normalising record #%d (%s) failed", index, getattr(record, "name", None) or
+                      getattr(record, "metric", None) or type(record).__name__)
+        batch.undo(mark)
+        batch.reject(index, INTERNAL_ERROR)
 
 
 def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:

@@ -180,3 +180,26 @@ def test_metrics_endpoint_counts(client):
     assert 'aa_ingest_records_received_total{signal="logs"}' in text
     assert 'aa_ingest_rows_stored_total{signal="logs",table="llm_requests"} 1.0' in text
     assert "aa_ingest_batch_seconds_bucket" in text
+
+
+def test_a_record_our_code_fails_on_costs_that_record_only(client, conn, monkeypatch, caplog):
+    """An exception normalisation did not foresee (a bug meeting an odd input) rejects the one
+    record, logged with its traceback, and the rest of the batch is stored."""
+    from agent_analytics.ingest import normalise_claude_code as claude_code
+    from agent_analytics.ingest.normalise import INTERNAL_ERROR
+
+    real = claude_code.EVENTS["claude_code.api_request"]
+
+    def fragile(ev, batch, ctx):
+        if ev.attrs.get("session.id") == "s-odd":
+            raise TypeError("an input nobody foresaw")
+        return real(ev, batch, ctx)
+
+    monkeypatch.setitem(claude_code.EVENTS, "claude_code.api_request", fragile)
+    now = time.time_ns()
+    r = client.post("/v1/logs", data=_logs_body([_claude_log(now), _claude_log(now + 1, **{"session.id": "s-odd"}),
+                                                 _claude_log(now + 2)]), headers=headers(content_type=JSON))
+    assert r.status_code == 200
+    assert r.get_json()["partialSuccess"] == {"rejectedLogRecords": "1", "errorMessage": f"1 of 3 rejected: #1: {INTERNAL_ERROR}"}
+    assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] == 2
+    assert "normalising record #1 (claude_code.api_request) failed" in caplog.text and "TypeError" in caplog.text
