@@ -104,18 +104,25 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     return True
 
 
+def _http_status(value: Any) -> int | None:
+    """An HTTP status, or None: Claude Code sends "undefined" when the request never got an
+    answer, and anything else that is no status (a huge or infinite number) is not one either."""
+    try:
+        status = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return status if 100 <= status <= 999 else None
+
+
 def api_error(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     a = ev.attrs
     time_ns = ctx.check_time(ev.time_ns)
-    try:
-        status = int(float(a["status_code"])) if a.get("status_code") not in (None, "") else None
-    except (TypeError, ValueError):
-        status = None  # Claude Code sends "undefined" when the request never got an answer
     user, session = _common(ev, batch)
     batch.llm_errors.append(LlmError(
         time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CLAUDE_CODE,
         provider=PROVIDER, model=text(a, "model") or "unknown", error=(text(a, "error") or "")[:500] or None,
-        status_code=status, duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS),
+        status_code=_http_status(a.get("status_code")),
+        duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS),
         attributes=stored(a)))
     return True
 

@@ -12,8 +12,10 @@ import math
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from agent_analytics.ingest import codec, normalise
+from agent_analytics.ingest.normalise import INTERNAL_ERROR
 from agent_analytics.ingest.rows import MAX_TOKENS, Context
 from tests.hardening_support import insane_rows
 from tests.ingest_support import FIXTURES, JSON, PB, headers
@@ -125,6 +127,7 @@ def _check_pure(signal: str, body: bytes, fmt: str) -> None:
         assert t.outcome in ("ok", "error", "blocked") and (t.duration_ms is None or t.duration_ms >= 0)
     for rej in batch.rejections:
         assert rej.reason and rej.index >= 0
+        assert rej.reason != INTERNAL_ERROR, "normalisation raised something other than BadValue (see the log)"
 
 
 @PURE_SETTINGS
@@ -174,6 +177,7 @@ def _assert_answer(resp) -> None:
         partial = resp.get_json().get("partialSuccess")
         if partial:
             assert partial.get("errorMessage"), partial  # a refusal always says why
+            assert INTERNAL_ERROR not in partial["errorMessage"], partial
 
 
 @DB_SETTINGS
@@ -256,3 +260,176 @@ def test_directory_api_on_random_documents(client, doc, kind, key, one):
             assert resp.get_json()["error"]
     for k in KINDS:
         assert client.get(f"/api/v1/directory/{k}", headers=h).status_code == 200
+
+
+# -- every attribute a handler reads, with a value of any OTLP type ---------------------------
+
+# The attributes the normalisers read (identity, names, counts, flags, times, JSON in a string).
+READ_KEYS = sorted({
+    "agent.id", "agent.instance.id", "agent.name", "cache_creation_tokens", "cache_read_tokens", "conversation.id",
+    "cost_usd", "decision", "decision_type", "duration_ms", "enduser.id", "error", "error.message", "error.type",
+    "error_type", "event.kind", "event.name", "event.timestamp", "gen_ai.agent.id", "gen_ai.agent.name",
+    "gen_ai.conversation.id", "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
+    "gen_ai.response.model", "gen_ai.system", "gen_ai.token.type", "gen_ai.tool.name",
+    "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "http.response.status_code", "input_tokens",
+    "mcp.gateway.decision", "mcp.method.name", "mcp.server.id", "mcp.server.name", "mcp.session.id",
+    "mcp.tool.name", "mcp_server", "model", "output_tokens", "policy.description", "policy.id", "policy.name",
+    "service.name", "session.id", "source", "status_code", "success", "tool_name", "tool_parameters", "type",
+    "user.email", "user.id", "user.account_uuid", "user.account_id", "input_token_count", "output_token_count",
+    "cached_token_count", "cache_write_token_count"})
+
+# Values of every OTLP type, and texts that mean something to one normaliser or another (JSON
+# with names of the wrong type, JSON nested too deep to parse).
+ODD_VALUES = ["", "\x00", "x" * 5000, "NaN", "1e400", "-1", "0.5", "-0", "mcp_tool", "mcp__a__b", "mcp__", "reject",
+              "config", "denied", "block", "tools/call", "chat", "response.completed", "true", "input", "cacheRead",
+              "2099-01-01T00:00:00Z", "not a time", '{"mcp_server_name": ["x"], "mcp_tool_name": 5}',
+              '{"mcp_server_name": {"a": 1}, "mcp_tool_name": true}', '{"mcp_server_name": "\\u0000"}', "[1, 2]",
+              "[" * 3000, '{"a": ' * 2000, 0, -1, 2**63 - 1, -2**63, 10**12, 0.0, -0.5, 1e-7, 1e300, math.nan,
+              math.inf, -math.inf, True, False, b"", b"\x00\xff", [], [1, "a", 2.5], ["x"] * 3, {}, {"k": "v"},
+              {"mcp_server_name": 1}]
+_scalars = (st.text(max_size=20) | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=True, allow_infinity=True)
+            | st.booleans() | st.binary(max_size=8)
+            | st.sampled_from([v for v in ODD_VALUES if not isinstance(v, (list, dict))]))
+any_values = _scalars | st.lists(_scalars, max_size=3) | st.dictionaries(st.text(max_size=8), _scalars, max_size=3)
+
+
+def _set_any(av, value) -> None:
+    if isinstance(value, bool):
+        av.bool_value = value
+    elif isinstance(value, int):
+        av.int_value = value
+    elif isinstance(value, float):
+        av.double_value = value
+    elif isinstance(value, bytes):
+        av.bytes_value = value
+    elif isinstance(value, list):
+        av.array_value.SetInParent()
+        for v in value:
+            _set_any(av.array_value.values.add(), v)
+    elif isinstance(value, dict):
+        av.kvlist_value.SetInParent()
+        for k, v in value.items():
+            kv = av.kvlist_value.values.add()
+            kv.key = k
+            _set_any(kv.value, v)
+    else:
+        av.string_value = value
+
+
+def _attrs(container, attrs: dict) -> None:
+    for k, v in attrs.items():
+        kv = container.add()
+        kv.key = k
+        _set_any(kv.value, v)
+
+
+_CLAUDE = ({"service.name": "claude-code"}, "com.anthropic.claude_code.events")
+_CODEX = ({"service.name": "codex_cli_rs"}, "codex_otel")
+_GATEWAY = ({"service.name": "mcp-gateway"}, "gateway")
+_ID = {"session.id": "s-1", "user.email": "ann@example.com"}
+LOG_SHAPES = [
+    (_CLAUDE, "claude_code.api_request", {"event.name": "api_request", "model": "claude-sonnet-4-5", "input_tokens": 10,
+                                          "output_tokens": 2, "cost_usd": 0.001, "duration_ms": 900, **_ID}),
+    (_CLAUDE, "claude_code.api_error", {"event.name": "api_error", "model": "claude-sonnet-4-5", "error": "overloaded",
+                                        "status_code": "529", **_ID}),
+    (_CLAUDE, "claude_code.tool_result", {"event.name": "tool_result", "tool_name": "mcp__crm__lookup",
+                                          "success": "true", "duration_ms": 12, **_ID}),
+    (_CLAUDE, "claude_code.tool_result", {"event.name": "tool_result", "tool_name": "mcp_tool", "success": "false",
+                                          "tool_parameters": '{"mcp_server_name": "crm", "mcp_tool_name": "x"}', **_ID}),
+    (_CLAUDE, "claude_code.tool_decision", {"event.name": "tool_decision", "tool_name": "mcp__crm__wipe",
+                                            "decision": "reject", "source": "config", **_ID}),
+    (_CODEX, "codex.sse_event", {"event.name": "codex.sse_event", "event.kind": "response.completed",
+                                 "model": "gpt-5", "input_token_count": 100, "output_token_count": 20,
+                                 "cached_token_count": 30, "conversation.id": "c-1", **_ID}),
+    (_CODEX, "codex.api_request", {"event.name": "codex.api_request", "model": "gpt-5",
+                                   "http.response.status_code": 500, "error.message": "boom", **_ID}),
+    (_CODEX, "codex.tool_result", {"event.name": "codex.tool_result", "tool_name": "lookup", "mcp_server": "crm",
+                                   "success": "true", "duration_ms": "5", **_ID}),
+    (_CODEX, "codex.tool_decision", {"event.name": "codex.tool_decision", "tool_name": "wipe", "mcp_server": "crm",
+                                     "decision": "denied", "source": "config", **_ID}),
+    (_GATEWAY, "mcp.tool.call", {"event.name": "mcp.tool.call", "gen_ai.tool.name": "wipe", "mcp.server.name": "crm",
+                                 "mcp.gateway.decision": "block", "policy.id": "p-1", "policy.name": "No wipes",
+                                 "enduser.id": "ann@example.com", "agent.id": "codex"}),
+]
+
+
+def _logs_request(shape, records: list[dict], resource_overrides: dict | None = None):
+    """One request of `shape`'s resource and scope with a record per attribute dict."""
+    import time
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    (resource, scope), body, _ = shape
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    _attrs(rl.resource.attributes, {**resource, **(resource_overrides or {})})
+    sl = rl.scope_logs.add()
+    sl.scope.name = scope
+    now = time.time_ns() - 10**9
+    for i, attrs in enumerate(records):
+        rec = sl.log_records.add()
+        rec.time_unix_nano = now + i
+        rec.body.string_value = body
+        _attrs(rec.attributes, attrs)
+    return req
+
+
+def _no_internal_errors(batch) -> None:
+    assert [r.index for r in batch.rejections if r.reason == INTERNAL_ERROR] == [], \
+        "normalisation raised something other than BadValue (see the log)"
+
+
+@pytest.mark.parametrize("shape", LOG_SHAPES, ids=[f"{i}-{s[1]}" for i, s in enumerate(LOG_SHAPES)])
+def test_the_fuzzed_shapes_are_facts_as_they_are(shape):
+    """The tests below start from records each handler stores: their mutations reach them."""
+    batch = normalise.logs(_logs_request(shape, [shape[2]]), Context.now())
+    assert (batch.facts, batch.rejections, batch.ignored) == (1, [], 0)
+
+
+@pytest.mark.parametrize("shape", LOG_SHAPES, ids=[f"{i}-{s[1]}" for i, s in enumerate(LOG_SHAPES)])
+def test_each_read_attribute_with_each_odd_value(shape):
+    """Every attribute a normaliser reads, set in turn to every odd value (one record each, in
+    one batch): each record is kept or rejected with a reason, never an internal error, and the
+    untouched record at the end stands."""
+    attrs = shape[2]
+    records = [{**attrs, key: value} for key in READ_KEYS for value in ODD_VALUES] + [attrs]
+    batch = normalise.logs(_logs_request(shape, records), Context.now())
+    _no_internal_errors(batch)
+    assert len(records) - 1 not in [r.index for r in batch.rejections]
+
+
+@PURE_SETTINGS
+@given(shape=st.sampled_from(LOG_SHAPES), overrides=st.dictionaries(st.sampled_from(READ_KEYS), any_values,
+                                                                    min_size=1, max_size=4),
+       on_resource=st.booleans())
+def test_read_attributes_with_values_of_any_type_together(shape, overrides, on_resource):
+    """Several attributes at once, of any type, on the record or on its resource."""
+    attrs = shape[2]
+    req = _logs_request(shape, [attrs if on_resource else {**attrs, **overrides}, attrs],
+                        overrides if on_resource else None)
+    batch = normalise.logs(req, Context.now())
+    _no_internal_errors(batch)
+    if not on_resource:
+        assert 1 not in [r.index for r in batch.rejections], batch.rejections
+    _check_pure("logs", req.SerializeToString(), codec.PROTOBUF)
+
+
+def test_odd_values_through_the_receiver_into_the_database(client, conn):
+    """The same odd values, stored: every batch is answered 200 (bad records refused with a
+    reason, never an internal error or a batch the database refuses), each shape's untouched
+    record is stored, and the rows are sane."""
+    stored = 0
+    for shape in LOG_SHAPES:
+        attrs = shape[2]
+        records = [{**attrs, key: value} for key in READ_KEYS for value in ODD_VALUES] + [attrs]
+        resp = _post(client, "logs", _logs_request(shape, records).SerializeToString(), PB, False)
+        assert resp.status_code == 200, (shape[1], resp.data[:300])
+        message = ExportLogsServiceResponse.FromString(resp.data).partial_success.error_message
+        assert INTERNAL_ERROR not in message, (shape[1], message[:500])
+        assert f"#{len(records) - 1}:" not in message
+        stored += 1
+    assert insane_rows(conn) == {}
+    (n,) = conn.execute("SELECT (SELECT count(*) FROM llm_requests) + (SELECT count(*) FROM llm_errors)"
+                        " + (SELECT count(*) FROM tool_calls)").fetchone()
+    assert n >= stored
