@@ -2,7 +2,9 @@
 byte mutations of the captured fixtures, and structural mutations of their JSON encodings.
 The decoder and the normaliser never fail but with a clean "unreadable" or a per-record rejection;
 through the receiver every answer is 200 (with partial_success when something was refused) or a
-4xx, never a 5xx, and whatever was stored passes the sanity rules."""
+4xx, never a 5xx, and whatever was stored passes the sanity rules. Beside the random search, every
+attribute a normaliser reads is set in turn to every odd value we could think of (types, sizes,
+JSON inside strings), for every kind of record each normaliser stores."""
 from __future__ import annotations
 
 import gzip
@@ -415,21 +417,103 @@ def test_read_attributes_with_values_of_any_type_together(shape, overrides, on_r
     _check_pure("logs", req.SerializeToString(), codec.PROTOBUF)
 
 
+_GW_SPAN = {"mcp.method.name": "tools/call", "gen_ai.tool.name": "wipe", "mcp.server.name": "crm",
+            "mcp.gateway.decision": "block", "policy.id": "p-1", "enduser.id": "ann@example.com", "agent.id": "codex",
+            "agent.instance.id": "i-1", "session.id": "s-1"}
+_CHAT_SPAN = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-5",
+              "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 30,
+              "gen_ai.usage.cache_read.input_tokens": 20, "gen_ai.conversation.id": "s-1", "user.email": "a@b.c"}
+SPAN_SHAPES = [("tools/call wipe", _GW_SPAN), ("chat gpt-5", _CHAT_SPAN)]
+POINT_SHAPES = [("claude_code.token.usage", "sum", {"type": "input", "model": "claude-sonnet-4-5", **_ID}),
+                ("claude_code.cost.usage", "sum", {"model": "claude-sonnet-4-5", **_ID}),
+                ("gen_ai.client.token.usage", "histogram", {"gen_ai.token.type": "input", "gen_ai.system": "openai",
+                                                            "gen_ai.request.model": "gpt-5", **_ID})]
+
+
+def _spans_request(name: str, records: list[dict]):
+    import time
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    _attrs(rs.resource.attributes, {"service.name": "svc"})
+    spans = rs.scope_spans.add().spans
+    now = time.time_ns() - 10**9
+    for i, attrs in enumerate(records):
+        sp = spans.add()
+        sp.name, sp.trace_id, sp.span_id = name, bytes(range(16)), i.to_bytes(8, "big")
+        sp.start_time_unix_nano, sp.end_time_unix_nano = now + i, now + i + 5_000_000
+        _attrs(sp.attributes, attrs)
+    return req
+
+
+def _points_request(metric: str, kind: str, records: list[dict]):
+    import time
+
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    _attrs(rm.resource.attributes, {"service.name": "claude-code"})
+    m = rm.scope_metrics.add().metrics.add()
+    m.name = metric
+    data = getattr(m, kind)
+    data.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    now = time.time_ns() - 10**9
+    for i, attrs in enumerate(records):
+        dp = data.data_points.add()
+        dp.start_time_unix_nano, dp.time_unix_nano = now + i - 10**9, now + i
+        if kind == "sum":
+            dp.as_double = 12.5
+        else:
+            dp.count, dp.sum = 1, 40
+        _attrs(dp.attributes, attrs)
+    return req
+
+
+def _odd_records(attrs: dict) -> list[dict]:
+    return [{**attrs, key: value} for key in READ_KEYS for value in ODD_VALUES] + [attrs]
+
+
+@pytest.mark.parametrize("signal, shape", [("traces", s) for s in SPAN_SHAPES] + [("metrics", p) for p in POINT_SHAPES],
+                         ids=[s[0] for s in SPAN_SHAPES] + [p[0] for p in POINT_SHAPES])
+def test_spans_and_points_with_each_odd_value(signal, shape):
+    """Spans and metric points, as the log records above: each of their read attributes set to
+    each odd value; the shape itself is a fact, the untouched copy at the end stands."""
+    build = (lambda recs: _spans_request(shape[0], recs)) if signal == "traces" else \
+        (lambda recs: _points_request(*shape[:2], recs))
+    attrs = shape[-1]
+    alone = normalise.normalise(signal, build([attrs]), Context.now())
+    assert (alone.facts, alone.rejections, alone.ignored) == (1, [], 0)
+    records = _odd_records(attrs)
+    batch = normalise.normalise(signal, build(records), Context.now())
+    _no_internal_errors(batch)
+    assert len(records) - 1 not in [r.index for r in batch.rejections]
+
+
 def test_odd_values_through_the_receiver_into_the_database(client, conn):
-    """The same odd values, stored: every batch is answered 200 (bad records refused with a
-    reason, never an internal error or a batch the database refuses), each shape's untouched
-    record is stored, and the rows are sane."""
-    stored = 0
-    for shape in LOG_SHAPES:
-        attrs = shape[2]
-        records = [{**attrs, key: value} for key in READ_KEYS for value in ODD_VALUES] + [attrs]
-        resp = _post(client, "logs", _logs_request(shape, records).SerializeToString(), PB, False)
-        assert resp.status_code == 200, (shape[1], resp.data[:300])
-        message = ExportLogsServiceResponse.FromString(resp.data).partial_success.error_message
-        assert INTERNAL_ERROR not in message, (shape[1], message[:500])
-        assert f"#{len(records) - 1}:" not in message
-        stored += 1
+    """The same odd values, stored: every batch (logs, spans, metric points) is answered 200,
+    bad records refused with a reason, never an internal error or a batch the database refuses;
+    each shape's untouched record is stored, and the rows are sane."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    batches = [("logs", _logs_request(shape, _odd_records(shape[2])), ExportLogsServiceResponse)
+               for shape in LOG_SHAPES]
+    batches += [("traces", _spans_request(name, _odd_records(attrs)), ExportTraceServiceResponse)
+                for name, attrs in SPAN_SHAPES]
+    batches += [("metrics", _points_request(metric, kind, _odd_records(attrs)), ExportMetricsServiceResponse)
+                for metric, kind, attrs in POINT_SHAPES]
+    last = len(READ_KEYS) * len(ODD_VALUES)
+    for signal, req, response in batches:
+        resp = _post(client, signal, req.SerializeToString(), PB, False)
+        assert resp.status_code == 200, (signal, resp.data[:300])
+        message = response.FromString(resp.data).partial_success.error_message
+        assert INTERNAL_ERROR not in message, (signal, message[:500])
+        assert f"#{last}:" not in message
     assert insane_rows(conn) == {}
-    (n,) = conn.execute("SELECT (SELECT count(*) FROM llm_requests) + (SELECT count(*) FROM llm_errors)"
-                        " + (SELECT count(*) FROM tool_calls)").fetchone()
-    assert n >= stored
+    counts = conn.execute("SELECT (SELECT count(*) FROM llm_requests), (SELECT count(*) FROM llm_errors),"
+                          " (SELECT count(*) FROM tool_calls), (SELECT count(*) FROM metric_points)").fetchone()
+    assert all(n > 0 for n in counts), counts
