@@ -29,7 +29,7 @@ from .values import BadValue, attributes, iso_to_ns, text
 
 log = logging.getLogger(__name__)
 # The reason given for a record our own code failed on (the receiver's log has the traceback).
-INTERNAL_ERROR = "could not be normalised: internal error, logged by the receiver"
+INTERNAL_ERROR = "could not be normalised (an internal error, logged by the receiver)"
 
 
 def _is_claude(resource: dict[str, Any], scope: str) -> bool:
