@@ -23,10 +23,12 @@ JSON = "json"
 MEDIA_TYPES = {"application/x-protobuf": PROTOBUF, "application/protobuf": PROTOBUF, "application/json": JSON}
 CONTENT_TYPES = {PROTOBUF: "application/x-protobuf", JSON: "application/json"}
 
-REQUESTS = {"logs": logs_pb.ExportLogsServiceRequest, "metrics": metrics_pb.ExportMetricsServiceRequest,
-            "traces": trace_pb.ExportTraceServiceRequest}
-RESPONSES = {"logs": logs_pb.ExportLogsServiceResponse, "metrics": metrics_pb.ExportMetricsServiceResponse,
-             "traces": trace_pb.ExportTraceServiceResponse}
+REQUESTS: dict[str, type[Message]] = {
+    "logs": logs_pb.ExportLogsServiceRequest, "metrics": metrics_pb.ExportMetricsServiceRequest,
+    "traces": trace_pb.ExportTraceServiceRequest}
+RESPONSES: dict[str, type[Message]] = {
+    "logs": logs_pb.ExportLogsServiceResponse, "metrics": metrics_pb.ExportMetricsServiceResponse,
+    "traces": trace_pb.ExportTraceServiceResponse}
 # partial_success's count field, per signal.
 REJECTED_FIELD = {"logs": "rejected_log_records", "metrics": "rejected_data_points", "traces": "rejected_spans"}
 

@@ -8,15 +8,16 @@ created with their id as their name. No Flask here: the API and the CLI both cal
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import psycopg
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from psycopg import sql
 
-ID = dict(required=True, validate=validate.Length(min=1, max=500))
-TEXT = dict(allow_none=True, validate=validate.Length(max=2000))
-TAGS = dict(cls_or_instance=fields.String(validate=validate.Length(min=1, max=200)))
+# Field options shared by the schemas (Any: they are spread into fields of several kinds).
+ID: dict[str, Any] = dict(required=True, validate=validate.Length(min=1, max=500))
+TEXT: dict[str, Any] = dict(allow_none=True, validate=validate.Length(max=2000))
+TAGS: dict[str, Any] = dict(cls_or_instance=fields.String(validate=validate.Length(min=1, max=200)))
 
 
 class DirectoryError(Exception):
@@ -130,6 +131,7 @@ def _nul_path(data: Any, path: str = "") -> str | None:
     """Where a NUL character hides in a document (PostgreSQL text cannot hold one), or None."""
     if isinstance(data, str):
         return (path or "document") if "\x00" in data else None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(data, Mapping):
         items = data.items()
     elif isinstance(data, list):
@@ -325,7 +327,7 @@ def list_kind(conn: psycopg.Connection, kind: str) -> list[dict]:
         raise DirectoryError(f"unknown kind {kind!r}; one of {', '.join(LIST_SQL)}", status=404)
     with conn.cursor() as cur:
         cur.execute(LIST_SQL[kind])
-        names = [d.name for d in cur.description]
+        names = [d.name for d in cur.description or ()]  # (a SELECT always describes its rows)
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 

@@ -148,9 +148,9 @@ def _record(signal: str, batch: Batch, result: store.StoreResult) -> None:
             m.stored.labels(signal, table).inc(n)
     if result.duplicates:
         m.duplicates.labels(signal).inc(result.duplicates)
-    for r in batch.llm_requests:
-        if r.estimated_cost_usd is None:
-            m.unpriced.labels("request", r.provider, r.model).inc()
+    for req in batch.llm_requests:
+        if req.estimated_cost_usd is None:
+            m.unpriced.labels("request", req.provider, req.model).inc()
     for p in batch.metric_points:
         if p.metric == "tokens" and not p.cumulative and not p.priced:
             m.unpriced.labels("point", p.provider, p.model).inc()

@@ -245,9 +245,11 @@ class Batch:
 
     def undo(self, mark: tuple[int, ...]) -> None:
         """Take back whatever was added after `mark`."""
-        for lst, n in zip((self.llm_requests, self.llm_errors, self.tool_calls, self.metric_points), mark):
+        lists: tuple[list[Any], ...] = (self.llm_requests, self.llm_errors, self.tool_calls, self.metric_points)
+        for lst, n in zip(lists, mark):
             del lst[n:]
-        for d, n in zip((self.agents, self.agent_instances, self.policies), mark[4:]):
+        dicts: tuple[dict[str, Any], ...] = (self.agents, self.agent_instances, self.policies)
+        for d, n in zip(dicts, mark[4:]):
             for key in list(d)[n:]:
                 del d[key]
 

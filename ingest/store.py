@@ -128,13 +128,14 @@ _USER_ID, _AGENT_ID = attrgetter("user_id"), attrgetter("agent_id")
 
 
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
-    facts = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points]
+    facts: list[Any] = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points]
     users = set(map(_USER_ID, facts)) | {u for _, u in batch.agent_instances.values()}
     users.discard(None)
     users.discard("")
     agents = dict(batch.agents)
-    for a in (set(map(_AGENT_ID, facts)) | {a for a, _ in batch.agent_instances.values()}) - {None, ""}:
-        agents.setdefault(a, a)
+    for a in set(map(_AGENT_ID, facts)) | {a for a, _ in batch.agent_instances.values()}:
+        if a:
+            agents.setdefault(a, a)
     servers = {t.mcp_server_id for t in batch.tool_calls if t.mcp_server_id}
     tools = {(t.mcp_server_id, t.tool_name) for t in batch.tool_calls if t.mcp_server_id}
     _insert_missing(conn, "users", ("id", "email"), ((u, email_of(u)) for u in users))
@@ -157,6 +158,7 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
     the same session run one after the other, and the later sees what the earlier decided.
     """
     seen: dict[str, list] = {}
+    f: Any
     for f in [*batch.llm_requests, *batch.llm_errors, *batch.metric_points,
               *(t for t in batch.tool_calls if t.source != "gateway")]:
         if not f.session_id:

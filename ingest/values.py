@@ -100,7 +100,7 @@ def text(attrs: Mapping[str, Any], *keys: str) -> str | None:
 
 def number(attrs: Mapping[str, Any], key: str, *, maximum: float | None = None) -> float | None:
     """A finite, non-negative number from an int, double or numeric string; None when absent."""
-    value = attrs.get(key)
+    value: Any = attrs.get(key)
     kind = type(value)
     if kind is int or kind is float:  # the common case, checked without the general path
         if 0 <= value < math.inf and (maximum is None or value <= maximum):
