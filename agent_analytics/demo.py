@@ -38,7 +38,7 @@ MODELS = {  # agent -> [(model, weight)]
 }
 PROVIDERS = {"claude-code": "anthropic", "codex": "openai"}
 
-MCP_SERVERS = {
+MCP_SERVERS: dict[str, dict[str, Any]] = {
     "github": {"name": "GitHub", "tags": ["scm", "internal"], "tools": {
         "search_code": [], "get_issue": [], "create_issue": ["write"], "create_pull_request": ["write"],
         "delete_repository": ["destructive"]}},
@@ -316,9 +316,9 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
 
     endpoint = endpoint.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"}
-    r = requests.post(f"{endpoint}/api/v1/directory", json=p.directory, headers=headers, timeout=timeout_s)
-    if r.status_code != 200:
-        raise DemoError(f"directory API answered {r.status_code}: {r.text[:300]}")
+    resp = requests.post(f"{endpoint}/api/v1/directory", json=p.directory, headers=headers, timeout=timeout_s)
+    if resp.status_code != 200:
+        raise DemoError(f"directory API answered {resp.status_code}: {resp.text[:300]}")
     say("directory: " + ", ".join(f"{len(v)} {k}" for k, v in p.directory.items()))
 
     results: dict[str, int] = {}
@@ -377,11 +377,12 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
             cost_by_model: dict[str, float] = {}
             for i, r in enumerate(s.requests):
                 cost = _price(r.model, provider, r)
-                attrs = {**base, "event.name": "api_request", "event.timestamp": _iso(r.time), "event.sequence": i,
-                         "model": r.model, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-                         "cache_read_tokens": r.cache_read_tokens, "cache_creation_tokens": r.cache_write_tokens,
-                         "duration_ms": r.duration_ms, "ttft_ms": min(r.duration_ms, 900),
-                         "request_id": f"req_{s.id[:8]}_{i}", "query_source": "repl_main_thread"}
+                attrs: dict[str, Any] = {
+                    **base, "event.name": "api_request", "event.timestamp": _iso(r.time), "event.sequence": i,
+                    "model": r.model, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                    "cache_read_tokens": r.cache_read_tokens, "cache_creation_tokens": r.cache_write_tokens,
+                    "duration_ms": r.duration_ms, "ttft_ms": min(r.duration_ms, 900),
+                    "request_id": f"req_{s.id[:8]}_{i}", "query_source": "repl_main_thread"}
                 if cost is not None:
                     attrs["cost_usd"] = cost
                     cost_by_model[r.model] = cost_by_model.get(r.model, 0.0) + cost
@@ -391,10 +392,10 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                     per_model[(r.model, kind)] = per_model.get((r.model, kind), 0) + n
             # The session's metrics: one delta point per model and token type over the session.
             start_ns, end_ns = _ns(s.start), _ns(s.end)
-            for (model, kind), n in per_model.items():
-                token_points.append(NumberDataPoint({**base, "model": model, "type": kind}, start_ns, end_ns, n))
-            for model, c in cost_by_model.items():
-                cost_points.append(NumberDataPoint({**base, "model": model}, start_ns, end_ns, c))
+            for (model, kind), tokens in per_model.items():
+                token_points.append(NumberDataPoint({**base, "model": model, "type": kind}, start_ns, end_ns, tokens))
+            for model, model_cost in cost_by_model.items():
+                cost_points.append(NumberDataPoint({**base, "model": model}, start_ns, end_ns, model_cost))
             if len(token_points) >= 400:
                 flush_metrics()
         else:
@@ -420,7 +421,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                      "user.email": u.id, "agent.id": s.agent, "gen_ai.agent.name": AGENTS[s.agent]["name"],
                      "agent.instance.id": s.instance, "session.id": s.id,
                      "mcp.gateway.decision": "block" if c.outcome == "blocked" else "allow"}
-            if c.outcome == "blocked":
+            if c.outcome == "blocked" and c.policy:
                 name, description = POLICIES[c.policy]
                 attrs.update({"policy.id": c.policy, "policy.name": name, "policy.description": description})
             if c.outcome == "error":

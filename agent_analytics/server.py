@@ -151,7 +151,8 @@ class Service:
             with psycopg.connect(self.cfg.database_url, autocommit=True, connect_timeout=5) as conn:
                 backend = conn.execute("SELECT value FROM schema_meta WHERE key = 'backend'").fetchone()
                 if backend and backend[0] == "plain":
-                    return conn.execute(query, params).fetchone()[0]
+                    row = conn.execute(query, params).fetchone()
+                    return row[0] if row else None
         except psycopg.Error as exc:
             log.warning("housekeeping (%s) skipped: %s", what, exc.__class__.__name__)
         return None

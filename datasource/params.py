@@ -59,7 +59,7 @@ class ZoneName(fields.String):
     """An IANA zone. Grafana's `${__timezone}` may also give "utc" or "browser": both mean UTC here
     (the browser's zone is unknown to the server)."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         if text.lower() in ("", "utc", "browser", "z", "default"):
             return "UTC"

@@ -34,8 +34,9 @@ class Shared:
                 del self._entries[k]  # (one still being computed stays: others wait for it)
             entry = self._entries.get(key)
             owner = entry is None
-            if owner:
-                future: Future = Future()
+            future: Future
+            if entry is None:
+                future = Future()
                 self._entries[key] = (now + self.ttl_s, future)
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)

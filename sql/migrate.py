@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Iterable
+from typing import Any, Iterable
 
 import psycopg
 from psycopg import sql
@@ -100,7 +100,7 @@ def _timescaledb_loadable(conn: psycopg.Connection) -> bool:
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
         " current_setting('shared_preload_libraries')"
     ).fetchone()
-    return bool(row[0]) and "timescaledb" in (row[1] or "")
+    return row is not None and bool(row[0]) and "timescaledb" in (row[1] or "")
 
 
 def _choose_backend(conn: psycopg.Connection, wanted: str, report: MigrateReport) -> str:
@@ -153,8 +153,16 @@ def _apply_migrations(conn: psycopg.Connection, report: MigrateReport, upto: int
         report.applied.append(mig.name)
 
 
+def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> Any:
+    """The one value of a query that always returns one row."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise MigrationError(f"no row from {query!r}")
+    return row[0]
+
+
 def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+    return bool(_scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (name,)))
 
 
 def _checksum(text: str) -> str:
@@ -169,7 +177,7 @@ def _recorded_aggregates(conn: psycopg.Connection) -> dict[str, str]:
 
 def _columns(conn: psycopg.Connection, relation: sql.Composable) -> list[str]:
     cur = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(relation))
-    return [d.name for d in cur.description]
+    return [d.name for d in cur.description or ()]
 
 
 def _changed(conn: psycopg.Connection, name: str, select: str, recorded: str | None) -> bool:
@@ -202,7 +210,14 @@ def _rollup_source(name: str, select: str) -> tuple[re.Match, str]:
     tables, widths = _RAW_TABLE.findall(select), _BUCKET_WIDTH.findall(select)
     if len(tables) != 1 or len(widths) != 1:
         raise MigrationError(f"aggregate {name}: expected one raw table and one bucket width")
-    return _RAW_TABLE.search(select), widths[0]
+    return _raw_table(name, select), widths[0]
+
+
+def _raw_table(name: str, select: str) -> re.Match:
+    source = _RAW_TABLE.search(select)
+    if source is None:
+        raise MigrationError(f"aggregate {name}: no raw table")
+    return source
 
 
 def _narrowed(select: str, source: re.Match, condition: str) -> str:
@@ -228,7 +243,7 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     # buckets (rows from the future, or everything while the watermark is -infinity) are grouped
     # as usual. Widths in seconds: '1 day' added to a timestamptz is a calendar day in the
     # session's zone, 23 or 25 hours across a DST change.
-    seconds = conn.execute("SELECT extract(epoch FROM %s::interval)::bigint", (width,)).fetchone()[0]
+    seconds = _scalar(conn, "SELECT extract(epoch FROM %s::interval)::bigint", (width,))
     watermark = f"aa_watermark({sql.quote(name)})"
 
     def bucket(k: int) -> str:
@@ -237,7 +252,7 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     parts = []
     for k in (0, 1):
         fixed = _BUCKET_WIDTH.sub(lambda _: f"{bucket(k)} AS bucket", select, count=1)
-        parts.append(_narrowed(fixed, _RAW_TABLE.search(fixed), f"time >= {bucket(k)} AND time < {bucket(k + 1)}"))
+        parts.append(_narrowed(fixed, _raw_table(name, fixed), f"time >= {bucket(k)} AND time < {bucket(k + 1)}"))
     parts.append(_narrowed(select, source, f"time >= {bucket(2)}"))
     live = " UNION ALL ".join(parts)
     mat = sql.Identifier(name + MATERIALISED)
