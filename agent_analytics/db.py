@@ -2,11 +2,24 @@
 table that turns database failures into what a caller should do about them."""
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, Iterator
 
 import psycopg
 from flask import Flask, current_app
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+# While the database is unreachable, one request at a time tries it, at most this often; the
+# others are refused at once. Without it each request held a thread for AA_DB_TIMEOUT_S, and
+# /healthz and /metrics on the same port queued behind them (40 s with the receiver's 2 threads).
+PROBE_INTERVAL_S = 1.0
+
+
+class DatabaseDown(PoolTimeout):
+    """Refused without waiting: a recent request found no connection within the timeout, and
+    another is trying the database now (or did less than PROBE_INTERVAL_S ago)."""
 
 
 class Database:
@@ -14,9 +27,14 @@ class Database:
     within AA_DB_TIMEOUT_S seconds instead of a hung request."""
 
     def __init__(self, url: str, size: int = 8, timeout_s: float = 10, name: str = "agent-analytics",
-                 serial: bool = False) -> None:
+                 serial: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self._clock = clock
+        self._state = threading.Lock()
+        self._down = False        # the last attempt found no connection in time
+        self._probing = False     # a request is trying the database while it is down
+        self._next_probe = 0.0
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -44,8 +62,44 @@ class Database:
     def close(self) -> None:
         self.pool.close()
 
-    def connection(self, **kwargs: Any):
-        return self.pool.connection(**kwargs)
+    @contextmanager
+    def connection(self, **kwargs: Any) -> Iterator[psycopg.Connection]:
+        """A pooled connection; PoolTimeout after the timeout, or DatabaseDown at once while the
+        database is known to be unreachable and another request is already trying it."""
+        probing = self._admit()
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self.pool.connection(**kwargs))
+            except PoolTimeout:
+                self._settle(probing, reached=False)
+                raise
+            except BaseException:
+                self._settle(probing, reached=None)  # it did not get as far as the database
+                raise
+            if probing or self._down:
+                self._settle(probing, reached=True)
+            yield conn
+
+    def _admit(self) -> bool:
+        """Whether this request is the one trying a database that is down; raises DatabaseDown
+        for the others."""
+        with self._state:
+            if not self._down:
+                return False
+            if self._probing or self._clock() < self._next_probe:
+                raise DatabaseDown("database unavailable (failing fast: it could not be reached just now)")
+            self._probing = True
+            self._next_probe = self._clock() + PROBE_INTERVAL_S
+            return True
+
+    def _settle(self, probing: bool, reached: bool | None) -> None:
+        with self._state:
+            if probing:
+                self._probing = False
+            if reached is False and not self._down:  # just found down: the next try waits a while
+                self._next_probe = self._clock() + PROBE_INTERVAL_S
+            if reached is not None:
+                self._down = not reached
 
 
 def is_retryable(exc: BaseException) -> bool:

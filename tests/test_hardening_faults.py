@@ -17,6 +17,8 @@ import requests
 from agent_analytics.app import create_app
 from agent_analytics.cluster import LocalCluster, free_port
 from agent_analytics.config import Config
+from agent_analytics.db import PROBE_INTERVAL_S, Database, DatabaseDown
+from psycopg_pool import PoolTimeout
 from agent_analytics.sql.migrate import migrate
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN, TIMESCALEDB
 from tests.hardening_support import SendStats, api_requests, receiver_process, send_until_stored
@@ -141,6 +143,9 @@ def test_locked_table_answers_retryable_and_keeps_waits_bounded(config, conn):
             assert peak <= cfg.db_pool_size
             assert stats.get("requests_waiting", 0) == 0
             assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] == 0
+            # A sender retries after Retry-After; by then one request at a time tries the database
+            # again (until then they are refused at once, see db.PROBE_INTERVAL_S), and it answers.
+            time.sleep(PROBE_INTERVAL_S + 0.1)
             ok = requests.post(server.url + "/v1/logs", data=body, timeout=60, headers={
                 "Content-Type": "application/x-protobuf", "Authorization": f"Bearer {INGEST_TOKEN}"})
             assert ok.status_code == 200
@@ -330,3 +335,97 @@ def test_slow_database_times_out_into_a_retryable_answer(config, conn):
         app.extensions["aa_db"].close()
     assert sorted(conn.execute("SELECT attributes->>'request_id', input_tokens FROM llm_requests").fetchall()) \
         == sorted(expected)
+
+
+def _unreachable_url() -> str:
+    return f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"  # nothing listens there
+
+
+def test_an_unreachable_database_is_tried_by_one_request_at_a_time(db_url):
+    """After a request finds no connection in time, the others are refused at once
+    (DatabaseDown, retryable) instead of each waiting AA_DB_TIMEOUT_S; one request at a time
+    tries again, at most every PROBE_INTERVAL_S; the first that reaches the database ends it."""
+    now = [1000.0]
+    db = Database(_unreachable_url(), timeout_s=0.3, clock=lambda: now[0])
+    db.open()
+    try:
+        with pytest.raises(PoolTimeout) as first, db.connection():
+            pass
+        assert not isinstance(first.value, DatabaseDown)  # it waited for the pool
+        with pytest.raises(DatabaseDown), db.connection():
+            pass
+        now[0] += PROBE_INTERVAL_S
+        probe_started, results = threading.Event(), []
+
+        def probe() -> None:
+            probe_started.set()
+            try:
+                with db.connection():
+                    results.append("reached")
+            except PoolTimeout as exc:
+                results.append(type(exc).__name__)
+
+        t = threading.Thread(target=probe)
+        t.start()
+        probe_started.wait()
+        while not db._probing and t.is_alive():
+            time.sleep(0.01)
+        with pytest.raises(DatabaseDown), db.connection():  # while the probe is out
+            pass
+        t.join()
+        assert results == ["PoolTimeout"]
+        with pytest.raises(DatabaseDown), db.connection():  # and until the next interval
+            pass
+    finally:
+        db.close()
+
+    # A database that answers again: the next probe reaches it, and everyone gets through.
+    db = Database(db_url, timeout_s=5, clock=lambda: now[0])
+    db.open()
+    try:
+        db._down, db._next_probe = True, now[0] + PROBE_INTERVAL_S
+        with pytest.raises(DatabaseDown), db.connection():
+            pass
+        now[0] += PROBE_INTERVAL_S
+        with db.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with db.connection() as conn, db.connection() as other:
+            assert conn.execute("SELECT 2").fetchone() == (2,) and other.execute("SELECT 3").fetchone() == (3,)
+    finally:
+        db.close()
+
+
+def test_receiver_answers_metrics_and_health_while_the_database_is_down(caplog):
+    """With the database unreachable and more senders than request threads, the senders after
+    the first are refused at once, so /metrics and /healthz on the same port are not stuck
+    behind requests each waiting AA_DB_TIMEOUT_S."""
+    from agent_analytics.server import Service
+
+    cfg = Config(database_url=_unreachable_url(), ingest_port=free_port(), query_port=free_port(),
+                 retention_days=0, ingest_tokens=(INGEST_TOKEN,), metrics_tokens=("m",), ingest_threads=2,
+                 db_timeout_s=2)
+    body, _ = api_requests("down", 3, time.time_ns() - 60 * 10**9)
+    base = f"http://127.0.0.1:{cfg.ingest_port}"
+    service = Service(cfg, roles=("ingest",))
+    service.start()
+    statuses: list = []
+    try:
+        def post() -> None:
+            statuses.append(requests.post(base + "/v1/logs", data=body, timeout=60, headers={
+                "Content-Type": "application/x-protobuf", "Authorization": f"Bearer {INGEST_TOKEN}"}).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert statuses == [503] * 8
+        refusals = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records
+                    if "refused, database unavailable" in r.getMessage()]
+        # Only the requests already running when the database was found down waited for it.
+        assert refusals.count("PoolTimeout") <= cfg.ingest_threads and refusals.count("DatabaseDown") >= 6, refusals
+        metrics = requests.get(base + "/metrics", headers={"Authorization": "Bearer m"}, timeout=60)
+        assert metrics.status_code == 200 and 'aa_ingest_requests_total{signal="logs",status="503"} 8.0' in metrics.text
+        assert requests.get(base + "/healthz", timeout=60).status_code == 503
+    finally:
+        service.stop()
