@@ -45,14 +45,14 @@ def _choice(*allowed: str):
     return parse
 
 
-def _positive_int(raw: str) -> int:
+def _non_negative_int(raw: str) -> int:
     v = int(raw)
     if v < 0:
         raise ConfigError(f"must be >= 0, got {v}")
     return v
 
 
-def _at_least_one(raw: str) -> int:
+def _positive_int(raw: str) -> int:
     v = int(raw)
     if v < 1:
         raise ConfigError(f"must be >= 1, got {v}")
@@ -77,10 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AA_HOST", "host", "127.0.0.1", str, "Address the HTTP listeners bind to (`0.0.0.0` in containers)."),
     Setting("AA_INGEST_PORT", "ingest_port", 4318, int, "OTLP/HTTP receiver and directory API port."),
     Setting("AA_QUERY_PORT", "query_port", 8080, int, "Data source (Grafana JSON protocol and JSON API) port."),
-    Setting("AA_INGEST_PROCESSES", "ingest_processes", 1, _positive_int,
+    Setting("AA_INGEST_PROCESSES", "ingest_processes", 1, _non_negative_int,
             "Receiver processes sharing the ingest port (SO_REUSEPORT). Decoding is CPU-bound Python: one "
             "process uses one core; set it to the cores you can give the receiver."),
-    Setting("AA_INGEST_THREADS", "ingest_threads", 2, _at_least_one,
+    Setting("AA_INGEST_THREADS", "ingest_threads", 2, _positive_int,
             "Request threads per receiver process. Two keep a core busy (one decodes while the other "
             "waits on PostgreSQL); more contend for the interpreter lock and store fewer records per second."),
     Setting("AA_INGEST_TOKENS", "ingest_tokens", (), _tokens,
@@ -93,13 +93,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated tokens for scraping the service's own Prometheus `/metrics` (query tokens work too)."),
     Setting("AA_ALLOW_NO_AUTH", "allow_no_auth", False, _bool,
             "Local development only: accept requests without a token (every permission granted)."),
-    Setting("AA_MAX_BODY_BYTES", "max_body_bytes", 16 * 1024 * 1024, _positive_int,
+    Setting("AA_MAX_BODY_BYTES", "max_body_bytes", 16 * 1024 * 1024, _non_negative_int,
             "Largest OTLP body accepted, after decompression (413 beyond)."),
     Setting("AA_COST_SOURCE", "cost_source", "estimated", _choice("estimated", "reported"),
             "Which cost the dashboards show: list-price `estimated` or the agent's own `reported` figure."),
-    Setting("AA_RETENTION_DAYS", "retention_days", 395, _positive_int,
+    Setting("AA_RETENTION_DAYS", "retention_days", 395, _non_negative_int,
             "Raw facts older than this are dropped (0 keeps them forever). Aggregates are kept."),
-    Setting("AA_COMPRESS_AFTER_DAYS", "compress_after_days", 7, _positive_int,
+    Setting("AA_COMPRESS_AFTER_DAYS", "compress_after_days", 7, _non_negative_int,
             "TimescaleDB only: compress raw chunks older than this (0 disables compression)."),
     Setting("AA_TIMESCALEDB", "timescaledb", "auto", _choice("auto", "on", "off"),
             "`auto` uses TimescaleDB when the server has it; `on` requires it; `off` uses plain PostgreSQL."),
@@ -107,8 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Queries read the aggregates (continuous aggregates on TimescaleDB, rollups refreshed every minute "
             "on plain PostgreSQL), in sessions that start no parallel workers. `0` reads raw rows only, with "
             "the server's parallel settings: for checking the aggregates and for benchmarks."),
-    Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _positive_int, "Connections per process in the database pool."),
-    Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _positive_int,
+    Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _non_negative_int, "Connections per process in the database pool."),
+    Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _non_negative_int,
             "Seconds a request waits for the database (connection or statement) before a retryable error."),
     Setting("AA_SETUP_GUIDE_URL", "setup_guide_url",
             "https://github.com/agent-analytics/agent-analytics/blob/main/docs/opentelemetry.md", str,

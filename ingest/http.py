@@ -143,6 +143,11 @@ def _record(signal: str, batch: Batch, result: store.StoreResult) -> None:
     m.ignored.labels(signal).inc(batch.ignored)
     for r in batch.rejections:
         m.rejected.labels(signal, reason_label(r.reason)).inc()
+    if batch.internal_errors:
+        m.internal_errors.labels(signal).inc(batch.internal_errors)
+        if batch.internal_errors > 1:
+            log.error("ingest %s: %d records could not be normalised (the first one's traceback is logged above)",
+                      signal, batch.internal_errors)
     for table, n in result.inserted.items():
         if n:
             m.stored.labels(signal, table).inc(n)

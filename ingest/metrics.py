@@ -12,6 +12,7 @@ class IngestMetrics:
     stored: Counter
     duplicates: Counter
     rejected: Counter
+    internal_errors: Counter
     ignored: Counter
     unpriced: Counter
     requests: Counter
@@ -28,6 +29,8 @@ class IngestMetrics:
                                ["signal"], registry=registry),
             rejected=Counter("aa_ingest_records_rejected", "Records rejected, by reason",
                              ["signal", "reason"], registry=registry),
+            internal_errors=Counter("aa_ingest_internal_errors", "Records rejected because normalising them failed"
+                                    " in our own code (a bug: see the receiver's log)", ["signal"], registry=registry),
             ignored=Counter("aa_ingest_records_ignored", "Records not about LLM requests or tool calls",
                             ["signal"], registry=registry),
             unpriced=Counter("aa_ingest_unpriced", "Requests and token points whose model has no list price",

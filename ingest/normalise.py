@@ -155,8 +155,10 @@ def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool
         batch.undo(mark)  # a record is stored whole or not at all
         batch.reject(index, str(exc))
     except Exception:  # a case our code did not foresee: it costs this record, not the batch
-        log.exception("normalising record #%d (%s) failed", index, getattr(record, "name", None) or
-                      getattr(record, "metric", None) or type(record).__name__)
+        batch.internal_errors += 1
+        if batch.internal_errors == 1:  # one traceback per batch (the receiver logs the count)
+            what = getattr(record, "name", None) or getattr(record, "metric", None) or type(record).__name__
+            log.exception("normalising record #%d (%r) failed", index, str(what)[:80])
         batch.undo(mark)
         batch.reject(index, INTERNAL_ERROR)
 

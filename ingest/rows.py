@@ -216,6 +216,7 @@ class Batch:
     tool_calls: list[ToolCall] = field(default_factory=list)
     metric_points: list[MetricPoint] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    internal_errors: int = 0  # records our own code failed on (rejected too; counted apart, alerted on)
     # Directory rows first seen here (inserted if absent, never overwriting curated values).
     agents: dict[str, str] = field(default_factory=dict)                        # id -> name
     agent_instances: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)

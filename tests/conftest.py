@@ -40,6 +40,18 @@ _backends_ran: set[str] = set()
 _databases: dict[str, str] = {}
 
 
+@pytest.fixture(autouse=True)
+def _no_unforeseen_normalisation_errors(request, caplog) -> Iterator[None]:
+    """A record our own code fails on is rejected alone (never a failed batch), which could let
+    a test pass over a bug: any such failure logged in a test fails it, unless it is expected."""
+    yield
+    if request.node.get_closest_marker("internal_errors_expected"):
+        return
+    failed = [r.getMessage() for r in caplog.get_records("setup") + caplog.get_records("call")
+              if r.name == "agent_analytics.ingest.normalise" and r.levelname == "ERROR"]
+    assert not failed, f"normalisation failed in our own code: {failed} (traceback in the captured log)"
+
+
 def pytest_report_header(config):
     if TIMESCALEDB:
         return "agent-analytics: backends under test: plain PostgreSQL and TimescaleDB"

@@ -182,9 +182,11 @@ def test_metrics_endpoint_counts(client):
     assert "aa_ingest_batch_seconds_bucket" in text
 
 
+@pytest.mark.internal_errors_expected
 def test_a_record_our_code_fails_on_costs_that_record_only(client, conn, monkeypatch, caplog):
-    """An exception normalisation did not foresee (a bug meeting an odd input) rejects the one
-    record, logged with its traceback, and the rest of the batch is stored."""
+    """An exception normalisation did not foresee (a bug meeting an odd input) rejects only its
+    record; the batch logs one traceback however many records fail, and the failures are
+    counted apart (aa_ingest_internal_errors_total, which an alert watches)."""
     from agent_analytics.ingest import normalise_claude_code as claude_code
     from agent_analytics.ingest.normalise import INTERNAL_ERROR
 
@@ -197,9 +199,16 @@ def test_a_record_our_code_fails_on_costs_that_record_only(client, conn, monkeyp
 
     monkeypatch.setitem(claude_code.EVENTS, "claude_code.api_request", fragile)
     now = time.time_ns()
-    r = client.post("/v1/logs", data=_logs_body([_claude_log(now), _claude_log(now + 1, **{"session.id": "s-odd"}),
-                                                 _claude_log(now + 2)]), headers=headers(content_type=JSON))
+    odd = {"session.id": "s-odd"}
+    r = client.post("/v1/logs", data=_logs_body([_claude_log(now), _claude_log(now + 1, **odd), _claude_log(now + 2),
+                                                 _claude_log(now + 3, **odd)]), headers=headers(content_type=JSON))
     assert r.status_code == 200
-    assert r.get_json()["partialSuccess"] == {"rejectedLogRecords": "1", "errorMessage": f"1 of 3 rejected: #1: {INTERNAL_ERROR}"}
+    assert r.get_json()["partialSuccess"] == {
+        "rejectedLogRecords": "2", "errorMessage": f"2 of 4 rejected: #1: {INTERNAL_ERROR}; #3: {INTERNAL_ERROR}"}
     assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] == 2
-    assert "normalising record #1 (claude_code.api_request) failed" in caplog.text and "TypeError" in caplog.text
+    tracebacks = [rec for rec in caplog.records if rec.exc_info]
+    assert len(tracebacks) == 1 and "normalising record #1 ('claude_code.api_request') failed" in tracebacks[0].getMessage()
+    assert "TypeError: an input nobody foresaw" in caplog.text
+    assert "2 records could not be normalised" in caplog.text
+    text = client.get("/metrics", headers=headers(token=QUERY_TOKEN)).get_data(as_text=True)
+    assert 'aa_ingest_internal_errors_total{signal="logs"} 2.0' in text
