@@ -107,8 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Queries read the aggregates (continuous aggregates on TimescaleDB, rollups refreshed every minute "
             "on plain PostgreSQL), in sessions that start no parallel workers. `0` reads raw rows only, with "
             "the server's parallel settings: for checking the aggregates and for benchmarks."),
-    Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _non_negative_int, "Connections per process in the database pool."),
-    Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _non_negative_int,
+    Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _positive_int, "Connections per process in the database pool."),
+    Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _positive_int,
             "Seconds a request waits for the database (connection or statement) before a retryable error."),
     Setting("AA_SETUP_GUIDE_URL", "setup_guide_url",
             "https://github.com/agent-analytics/agent-analytics/blob/main/docs/opentelemetry.md", str,

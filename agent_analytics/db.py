@@ -18,8 +18,9 @@ PROBE_INTERVAL_S = 1.0
 
 
 class DatabaseDown(PoolTimeout):
-    """Refused without waiting: a recent request found no connection within the timeout, and
-    another is trying the database now (or did less than PROBE_INTERVAL_S ago)."""
+    """Refused without waiting: a recent request found no connection within the timeout while
+    the pool could open none, and another is trying the database now (or did less than
+    PROBE_INTERVAL_S ago)."""
 
 
 class Database:
@@ -35,6 +36,7 @@ class Database:
         self._down = False        # the last attempt found no connection in time
         self._probing = False     # a request is trying the database while it is down
         self._next_probe = 0.0
+        self._epoch = 0           # changes whenever _down does
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -66,40 +68,51 @@ class Database:
     def connection(self, **kwargs: Any) -> Iterator[psycopg.Connection]:
         """A pooled connection; PoolTimeout after the timeout, or DatabaseDown at once while the
         database is known to be unreachable and another request is already trying it."""
-        probing = self._admit()
+        probing, epoch = self._admit()
+        failed_before = self.pool.get_stats().get("connections_errors", 0)
         with ExitStack() as stack:
             try:
                 conn = stack.enter_context(self.pool.connection(**kwargs))
             except PoolTimeout:
-                self._settle(probing, reached=False)
+                # Down only when the pool could not connect: it holds no connection at all, or
+                # its attempts failed meanwhile. A full pool of busy connections is a saturated
+                # database, whose requests wait their turn as usual.
+                stats = self.pool.get_stats()
+                unreachable = stats.get("pool_available") == 0 and (
+                    stats.get("pool_size") == 0 or stats.get("connections_errors", 0) > failed_before)
+                self._settle(probing, epoch, reached=False if unreachable else None)
                 raise
             except BaseException:
-                self._settle(probing, reached=None)  # it did not get as far as the database
+                self._settle(probing, epoch, reached=None)  # it did not get as far as the database
                 raise
             if probing or self._down:
-                self._settle(probing, reached=True)
+                self._settle(probing, epoch, reached=True)
             yield conn
 
-    def _admit(self) -> bool:
-        """Whether this request is the one trying a database that is down; raises DatabaseDown
-        for the others."""
+    def _admit(self) -> tuple[bool, int]:
+        """Whether this request is the one trying a database that is down (raises DatabaseDown
+        for the others), and the state it saw."""
         with self._state:
             if not self._down:
-                return False
+                return False, self._epoch
             if self._probing or self._clock() < self._next_probe:
                 raise DatabaseDown("database unavailable (failing fast: it could not be reached just now)")
             self._probing = True
             self._next_probe = self._clock() + PROBE_INTERVAL_S
-            return True
+            return True, self._epoch
 
-    def _settle(self, probing: bool, reached: bool | None) -> None:
+    def _settle(self, probing: bool, epoch: int, reached: bool | None) -> None:
+        """Record what a request found; a request that began before the state last changed
+        says nothing about the state now."""
         with self._state:
             if probing:
                 self._probing = False
-            if reached is False and not self._down:  # just found down: the next try waits a while
+            if reached is None or epoch != self._epoch or self._down == (not reached):
+                return
+            self._down = not reached
+            self._epoch += 1
+            if self._down:  # just found down: the next try waits a while
                 self._next_probe = self._clock() + PROBE_INTERVAL_S
-            if reached is not None:
-                self._down = not reached
 
 
 def is_retryable(exc: BaseException) -> bool:

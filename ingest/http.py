@@ -143,11 +143,6 @@ def _record(signal: str, batch: Batch, result: store.StoreResult) -> None:
     m.ignored.labels(signal).inc(batch.ignored)
     for r in batch.rejections:
         m.rejected.labels(signal, reason_label(r.reason)).inc()
-    if batch.internal_errors:
-        m.internal_errors.labels(signal).inc(batch.internal_errors)
-        if batch.internal_errors > 1:
-            log.error("ingest %s: %d records could not be normalised (the first one's traceback is logged above)",
-                      signal, batch.internal_errors)
     for table, n in result.inserted.items():
         if n:
             m.stored.labels(signal, table).inc(n)
@@ -159,6 +154,13 @@ def _record(signal: str, batch: Batch, result: store.StoreResult) -> None:
     for p in batch.metric_points:
         if p.metric == "tokens" and not p.cumulative and not p.priced:
             m.unpriced.labels("point", p.provider, p.model).inc()
+
+
+def _internal_errors(signal: str, n: int) -> None:
+    _metrics().internal_errors.labels(signal).inc(n)
+    if n > 1:
+        log.error("ingest %s: %d records could not be normalised (the first one's traceback is logged above)",
+                  signal, n)
 
 
 def export(signal: str) -> Response:
@@ -173,6 +175,8 @@ def export(signal: str) -> Response:
         cfg = current_app.config["AA"]
         message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt)
         batch = normalise.normalise(signal, message, Context.now(cfg.retention_days))
+        if batch.internal_errors:  # counted now: the store may still fail, and the sender retry
+            _internal_errors(signal, batch.internal_errors)
         pricing.price(batch)
         result = _store_with_retry(batch) if batch.facts else store.StoreResult()
     except Exception as exc:
@@ -285,6 +289,6 @@ def directory_remove_member(group_id: str, user_id: str):
 
 
 def register(app: Flask) -> None:
-    app.extensions["aa_ingest_metrics"] = IngestMetrics.create(app.extensions["aa_registry"])
+    app.extensions["aa_ingest_metrics"] = IngestMetrics.create(app.extensions["aa_registry"], SIGNALS)
     app.register_blueprint(otlp)
     app.register_blueprint(directory_api)

@@ -19,8 +19,8 @@ class IngestMetrics:
     batch_seconds: Histogram
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "IngestMetrics":
-        return cls(
+    def create(cls, registry: CollectorRegistry, signals: tuple[str, ...] = ()) -> "IngestMetrics":
+        metrics = cls(
             received=Counter("aa_ingest_records_received", "OTLP records (log records, data points, spans) received",
                              ["signal"], registry=registry),
             stored=Counter("aa_ingest_rows_stored", "Fact rows new to the database", ["signal", "table"],
@@ -41,6 +41,11 @@ class IngestMetrics:
                                     ["signal"], registry=registry,
                                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
         )
+        for signal in signals:
+            # Shown at 0 from the start: `increase()` sees a series' first failure only if the
+            # series existed before it (the internal-errors alert fires at the first one).
+            metrics.internal_errors.labels(signal)
+        return metrics
 
 
 def reason_label(reason: str) -> str:

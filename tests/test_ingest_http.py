@@ -190,6 +190,8 @@ def test_a_record_our_code_fails_on_costs_that_record_only(client, conn, monkeyp
     from agent_analytics.ingest import normalise_claude_code as claude_code
     from agent_analytics.ingest.normalise import INTERNAL_ERROR
 
+    before = client.get("/metrics", headers=headers(token=QUERY_TOKEN)).get_data(as_text=True)
+    assert 'aa_ingest_internal_errors_total{signal="logs"} 0.0' in before  # there to be alerted on
     real = claude_code.EVENTS["claude_code.api_request"]
 
     def fragile(ev, batch, ctx):
