@@ -33,7 +33,7 @@ class Database:
         self.timeout_s = timeout_s
         self._clock = clock
         self._state = threading.Lock()
-        self._down = False        # the last attempt found no connection in time
+        self._down = False        # a request found no connection in time, and the pool could make none
         self._probing = False     # a request is trying the database while it is down
         self._next_probe = 0.0
         self._epoch = 0           # changes whenever _down does
@@ -67,7 +67,8 @@ class Database:
     @contextmanager
     def connection(self, **kwargs: Any) -> Iterator[psycopg.Connection]:
         """A pooled connection; PoolTimeout after the timeout, or DatabaseDown at once while the
-        database is known to be unreachable and another request is already trying it."""
+        database is known to be unreachable and another request is trying it (or did less than
+        PROBE_INTERVAL_S ago)."""
         probing, epoch = self._admit()
         failed_before = self.pool.get_stats().get("connections_errors", 0)
         with ExitStack() as stack:
