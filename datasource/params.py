@@ -6,7 +6,6 @@ Errors name the offending field with its path (`page`, `targets.0.payload.page_s
 from __future__ import annotations
 
 import functools
-
 import json
 from datetime import datetime, timedelta
 from typing import Any, Mapping

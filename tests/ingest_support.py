@@ -31,6 +31,30 @@ def metrics_fixture(name: str) -> ExportMetricsServiceRequest:
     return ExportMetricsServiceRequest.FromString(fixture_bytes(name))
 
 
+def set_value(av, value: Any) -> None:
+    """An OTLP AnyValue holding `value`: bool, int, float, bytes, list, dict or (else) a string."""
+    if isinstance(value, bool):
+        av.bool_value = value
+    elif isinstance(value, int):
+        av.int_value = value
+    elif isinstance(value, float):
+        av.double_value = value
+    elif isinstance(value, bytes):
+        av.bytes_value = value
+    elif isinstance(value, list):
+        av.array_value.SetInParent()
+        for v in value:
+            set_value(av.array_value.values.add(), v)
+    elif isinstance(value, dict):
+        av.kvlist_value.SetInParent()
+        for k, v in value.items():
+            kv = av.kvlist_value.values.add()
+            kv.key = k
+            set_value(kv.value, v)
+    else:
+        av.string_value = value
+
+
 def plain(v) -> Any:
     kind = v.WhichOneof("value")
     return None if kind is None else getattr(v, kind)

@@ -20,7 +20,7 @@ from agent_analytics.ingest import codec, normalise
 from agent_analytics.ingest.normalise import INTERNAL_ERROR
 from agent_analytics.ingest.rows import MAX_TOKENS, Context
 from tests.hardening_support import insane_rows
-from tests.ingest_support import FIXTURES, JSON, PB, headers
+from tests.ingest_support import FIXTURES, JSON, PB, headers, set_value
 
 FIXTURE_FILES = {"logs": ["claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb", "codex-0.169.0-logs-1.pb"],
                  "metrics": ["claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb"]}
@@ -296,34 +296,11 @@ _scalars = (st.text(max_size=20) | st.integers(-2**63, 2**63 - 1) | st.floats(al
 any_values = _scalars | st.lists(_scalars, max_size=3) | st.dictionaries(st.text(max_size=8), _scalars, max_size=3)
 
 
-def _set_any(av, value) -> None:
-    if isinstance(value, bool):
-        av.bool_value = value
-    elif isinstance(value, int):
-        av.int_value = value
-    elif isinstance(value, float):
-        av.double_value = value
-    elif isinstance(value, bytes):
-        av.bytes_value = value
-    elif isinstance(value, list):
-        av.array_value.SetInParent()
-        for v in value:
-            _set_any(av.array_value.values.add(), v)
-    elif isinstance(value, dict):
-        av.kvlist_value.SetInParent()
-        for k, v in value.items():
-            kv = av.kvlist_value.values.add()
-            kv.key = k
-            _set_any(kv.value, v)
-    else:
-        av.string_value = value
-
-
 def _attrs(container, attrs: dict) -> None:
     for k, v in attrs.items():
         kv = container.add()
         kv.key = k
-        _set_any(kv.value, v)
+        set_value(kv.value, v)
 
 
 _CLAUDE = ({"service.name": "claude-code"}, "com.anthropic.claude_code.events")

@@ -24,21 +24,10 @@ from agent_analytics.ingest.values import MAX_ATTRIBUTES, MAX_STRING
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN
 from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
 from tests.hardening_support import insane_rows
-from tests.ingest_support import JSON, PB, Server, headers
+from tests.ingest_support import JSON, PB, Server, headers, set_value
 
 NOW = time.time_ns()
 DAY = 86_400 * 10**9
-
-
-def _set(v, value) -> None:
-    if isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    else:
-        v.string_value = value
 
 
 def _logs(records: list[tuple[int, dict]]) -> ExportLogsServiceRequest:
@@ -62,7 +51,7 @@ def _logs(records: list[tuple[int, dict]]) -> ExportLogsServiceRequest:
                 continue
             a = rec.attributes.add()
             a.key = k
-            _set(a.value, v)
+            set_value(a.value, v)
     return req
 
 
@@ -366,7 +355,7 @@ def test_non_finite_numbers_nested_in_attributes_are_stored_as_text(client, conn
             kv.key, kv.value.double_value = "p99", float("-inf")
             continue
         for x in extra:
-            _set(a.value.array_value.values.add(), x)
+            set_value(a.value.array_value.values.add(), x)
     resp = client.post("/v1/logs", data=req.SerializeToString(), headers=headers())
     assert resp.status_code == 200 and not _rejections(resp)
     rows = dict(conn.execute("SELECT session_id, attributes->'samples' FROM llm_requests").fetchall())

@@ -10,6 +10,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from agent_analytics.ingest import normalise, pricing
 from agent_analytics.ingest.rows import Context, LlmRequest, ToolCall
+from tests.ingest_support import set_value
 
 NOW = time.time_ns()
 CTX = Context(now_ns=NOW, retention_days=30)
@@ -17,14 +18,7 @@ CTX = Context(now_ns=NOW, retention_days=30)
 
 def _set(kv, key, value):
     kv.key = key
-    if isinstance(value, bool):
-        kv.value.bool_value = value
-    elif isinstance(value, int):
-        kv.value.int_value = value
-    elif isinstance(value, float):
-        kv.value.double_value = value
-    else:
-        kv.value.string_value = value
+    set_value(kv.value, value)
 
 
 def logs(resource: dict, *records: tuple[int, dict], scope: str = "") -> ExportLogsServiceRequest:
