@@ -11,9 +11,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from tests.conftest import INGEST_TOKEN
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "otlp"
-if not FIXTURES.exists():
-    FIXTURES = Path("/work/shared/fixtures/otlp")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "otlp"
 
 PB = "application/x-protobuf"
 JSON = "application/json"

@@ -19,7 +19,7 @@ from tests.test_datasource_time import field, grafana, iso
 
 ORACLE = Oracle(DATA)
 START = ANCHOR - timedelta(days=7)
-PLUGIN_SPEC = Path("/work/shared/reference/simpod-json-datasource-openapi.yaml")
+PLUGIN_SPEC = Path(__file__).resolve().parent / "fixtures" / "simpod-json-datasource-openapi.yaml"
 
 
 def _plugin_schema(path: str, part: str = "response") -> dict:
