@@ -1,25 +1,38 @@
 """Grafana-managed alert rules, provisioned as YAML. They run on the Infinity data source with the
 backend parser (the JSON plugin has no backend, so it cannot drive alerts), with the backend time
-macros, since alert rules have no dashboard variables."""
+macros, since alert rules have no dashboard variables.
+
+Each rule is linked to the panel of the generated dashboard that shows what it watches (Grafana
+needs the dashboard uid and the panel id together), found in that dashboard by the metric its
+query asks for, so the panel ids live in one place: the generated dashboard."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from agent_analytics.datasource import catalog
 
 from .queries import INFINITY_TYPE, INFINITY_UID, infinity_model
 
+# The folder as Grafana's alerting file provisioning names it: by title (its rule groups have no
+# folder uid). The dashboards' provider (provisioning/dashboards/) names it the same way, and
+# `grafana install` uses this title with the folder uid "agent-analytics".
 FOLDER = "Agent Analytics"
+SECURITY_DASHBOARD = Path(__file__).resolve().parent / "infinity" / "security.json"
 # A surge: at least this many blocked calls in the last hour...
 SURGE_MIN_BLOCKED = 20
 # ...and at least this many times as many as in the hour before.
 SURGE_RATIO = 2
 
 
-def _infinity_query(ref_id: str, column: str) -> dict[str, Any]:
-    m = catalog.BY_ID["security_blocked_calls"]
-    url = "/api/v1/query/security_blocked_calls?from=${__timeFrom}&to=${__timeTo}"
-    model = infinity_model(m, ref_id, {"type": INFINITY_TYPE, "uid": INFINITY_UID}, url)
+def _query_url(metric_id: str) -> str:
+    return f"/api/v1/query/{metric_id}?from=${{__timeFrom}}&to=${{__timeTo}}"
+
+
+def _infinity_query(ref_id: str, metric_id: str, column: str) -> dict[str, Any]:
+    m = catalog.BY_ID[metric_id]
+    model = infinity_model(m, ref_id, {"type": INFINITY_TYPE, "uid": INFINITY_UID}, _query_url(metric_id))
     # One numeric column per query: server-side expressions read a one-number table as a number.
     model["columns"] = [c for c in model["columns"] if c["selector"] == column]
     return {"refId": ref_id, "relativeTimeRange": {"from": 3600, "to": 0},
@@ -32,17 +45,43 @@ def _expr(ref_id: str, model: dict[str, Any]) -> dict[str, Any]:
             "model": model}
 
 
-def alert_rules() -> dict[str, Any]:
+def _last(ref_id: str, of: str) -> dict[str, Any]:
+    # A value that is not a number is dropped: no number is no data (noDataState), never a zero.
+    return _expr(ref_id, {"type": "reduce", "expression": of, "reducer": "last", "settings": {"mode": "dropNN"}})
+
+
+def panel_showing(dashboard: dict[str, Any], metric_id: str) -> int:
+    """The id of the one panel of `dashboard` whose queries ask for `metric_id`."""
+    prefix = f"/api/v1/query/{metric_id}?"
+    ids = [p["id"] for p in dashboard.get("panels", [])
+           if any(str(t.get("url", "")).startswith(prefix) for t in p.get("targets", []))]
+    if len(ids) != 1:
+        raise ValueError(f"dashboard {dashboard.get('uid')!r}: {len(ids)} panels show {metric_id}, expected one")
+    return int(ids[0])
+
+
+def _link(dashboard: dict[str, Any], metric_id: str) -> dict[str, str]:
+    """Grafana's annotations linking a rule to a panel: both or neither, the id as a string."""
+    return {"__dashboardUid__": str(dashboard["uid"]), "__panelId__": str(panel_showing(dashboard, metric_id))}
+
+
+def alert_rules(security: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The alerting provisioning document; `security` is the generated Infinity Security
+    dashboard (read from its generated file when not given)."""
+    if security is None:
+        security = json.loads(SECURITY_DASHBOARD.read_text(encoding="utf-8"))
     surge = {
         "uid": "aa-blocked-calls-surge",
         "title": "Blocked tool calls surge",
-        "condition": "D",
+        "condition": "F",
         "data": [
-            _infinity_query("A", "value"),      # blocked calls in the last hour
-            _infinity_query("B", "previous"),   # blocked calls in the hour before
-            _expr("C", {"type": "math",
-                        "expression": f"($A >= {SURGE_MIN_BLOCKED}) && ($A >= {SURGE_RATIO} * $B)"}),
-            _expr("D", {"type": "threshold", "expression": "C",
+            _infinity_query("A", "security_blocked_calls", "value"),     # blocked calls in the last hour
+            _infinity_query("B", "security_blocked_calls", "previous"),  # blocked calls in the hour before
+            _last("C", "A"),
+            _last("D", "B"),
+            _expr("E", {"type": "math",
+                        "expression": f"($C >= {SURGE_MIN_BLOCKED}) && ($C >= {SURGE_RATIO} * $D)"}),
+            _expr("F", {"type": "threshold", "expression": "E",
                         "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}),
         ],
         "for": "5m",
@@ -52,9 +91,9 @@ def alert_rules() -> dict[str, Any]:
         "annotations": {
             "summary": "Policy blocks surged: at least {} blocked tool calls in the last hour, {}x the hour before"
                        .format(SURGE_MIN_BLOCKED, SURGE_RATIO),
-            "description": "Blocked calls last hour: {{ $values.A.Value }}; the hour before: {{ $values.B.Value }}. "
+            "description": "Blocked calls last hour: {{ $values.C.Value }}; the hour before: {{ $values.D.Value }}. "
                            "Open the Security dashboard to see which tools, agents, users and policies.",
-            "__dashboardUid__": "aa-security",
+            **_link(security, "security_blocked_calls"),
             "runbook_url": "docs/dashboards.md#security",
         },
         "isPaused": False,

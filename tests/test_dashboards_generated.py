@@ -311,10 +311,18 @@ def test_alert_rules_file():
         assert "${__from}" not in m["url"] and ":queryparam" not in m["url"]
         assert q["relativeTimeRange"] == {"from": 3600, "to": 0}
         assert len(m["columns"]) == 1
-    assert refs["C"]["model"]["type"] == "math" and "$A" in refs["C"]["model"]["expression"]
-    assert "$B" in refs["C"]["model"]["expression"]
-    assert refs["D"]["model"]["type"] == "threshold"
+    assert [refs[r]["model"]["expression"] for r in ("C", "D")] == ["A", "B"]
+    assert {refs[r]["model"]["type"] for r in ("C", "D")} == {"reduce"}
+    assert refs["E"]["model"]["type"] == "math" and "$C" in refs["E"]["model"]["expression"]
+    assert "$D" in refs["E"]["model"]["expression"]
+    assert refs["F"]["model"]["type"] == "threshold" and rule["condition"] == "F"
     assert {r["datasourceUid"] for r in refs.values()} <= {"__expr__", INFINITY.datasource_uid}
+    # Linked to the Security dashboard's panel that shows blocked calls (both annotations, as
+    # Grafana requires), the panel id taken from the generated dashboard.
+    security = load("infinity", "security")
+    panel = next(p for p in security["panels"] if p["id"] == int(rule["annotations"]["__panelId__"]))
+    assert rule["annotations"]["__dashboardUid__"] == security["uid"]
+    assert metric_of("infinity", panel["targets"][0]) == "security_blocked_calls"
 
 
 def test_datasource_provisioning():
