@@ -528,3 +528,104 @@ def test_without_provisioning_files_the_packaged_generator_supplies_the_alert_ru
     for g in grafana.rule_groups.values():
         for r in g["rules"]:
             assert {q["datasourceUid"] for q in r["data"]} <= {"aa-infinity", "__expr__"}
+
+
+# -- Grafana's own checks on alert rules (tests/grafana_fake.py) --------------------------------------
+def _without_panel_id() -> dict:
+    doc = _alert_file()
+    del doc["groups"][0]["rules"][0]["panelId"]  # dashboardUid alone
+    return doc
+
+
+def test_a_rule_linked_to_a_dashboard_but_no_panel_is_refused_before_anything_is_written(files, grafana, capsys):
+    (files["provisioning"] / "alerting" / "rules.yaml").write_text(yaml.safe_dump(_without_panel_id()))
+    with pytest.raises(SystemExit) as stop:
+        install(files)
+    assert "rule 'Blocked MCP calls': Grafana needs __dashboardUid__ and __panelId__ together " \
+           "(has __dashboardUid__=aa-mcp-usage only)" in str(stop.value)
+    assert grafana.writes == []
+    with pytest.raises(SystemExit) as stop:
+        main(["grafana", "export", "--datasource-uid", "u", "--out", str(files["root"] / "out"),
+              "--dashboards-dir", str(files["dashboards"]), "--provisioning-dir", str(files["provisioning"])])
+    assert "__panelId__ together" in str(stop.value)
+    assert not (files["root"] / "out" / "alerting").exists()
+
+
+def test_grafana_answers_400_to_such_a_rule_group_and_the_install_reports_it(files, grafana, capsys):
+    """What the installer's own check spares: the fake refuses the PUT with Grafana's status and
+    message (api_provisioning.go RoutePutAlertRuleGroup, ErrAlertRuleFailedValidation)."""
+    from agent_analytics.grafana.client import GrafanaClient, GrafanaError
+
+    assert install(files) == 0
+    body = sources.api_rule_group(sources.groups_from_doc(_alert_file(), None)[0], "agent-analytics", FILE_DS_UID,
+                                  grafana.org_id)
+    del body["rules"][0]["annotations"]["__panelId__"]
+    with pytest.raises(GrafanaError) as err:
+        GrafanaClient(BASE, "glsa_good").put_rule_group("agent-analytics", "agent-analytics", body, editable=False)
+    assert err.value.status == 400
+    assert "invalid alert rule: both annotations __dashboardUid__ and __panelId__ must be specified" in str(err.value)
+    assert grafana.links["aa-blocked-calls"] == ("aa-mcp-usage", 2)  # the installed group stands
+
+
+def test_the_generated_rules_pass_grafanas_checks_and_show_on_the_security_panel(grafana, capsys):
+    args = ["grafana", "install", "--url", BASE, "--token", "glsa_good", "--query-token", QUERY_TOKEN]
+    assert main(args) == 0, capsys.readouterr().out
+    security = grafana.dashboards["aa-security"]["dashboard"]
+    stat = next(p for p in security["panels"] if "/security_blocked_calls?" in p["targets"][0]["url"])
+    assert grafana.links["aa-blocked-calls-surge"] == ("aa-security", stat["id"])
+
+
+def test_rules_provisioned_from_files_are_left_to_their_files(grafana, capsys):
+    """Grafana refuses API writes over file-provisioned rules (provenance 'file'): the install
+    leaves the group alone and says why, instead of failing on Grafana's 409."""
+    from agent_analytics.grafana.client import GrafanaClient, GrafanaError
+    from tests.test_alerting_provisioning import PROVISIONING, _mounts
+
+    assert grafana.provision_files(PROVISIONING, _mounts()) == []
+    folder = grafana.folder_by_title("Agent Analytics")
+    writes = len(grafana.writes)
+    args = ["grafana", "install", "--url", BASE, "--token", "glsa_good", "--query-token", QUERY_TOKEN]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"folder            'Agent Analytics' uid {folder['uid']}: unchanged" in out
+    assert ("'agent-analytics-security' (1 rule): skipped (provisioned from files in this Grafana; change its "
+            "provisioning/alerting file instead)") in out
+    assert out.count("skipped (provisioned from files in this Grafana; change its file instead)") == 4
+    assert not [c for c in grafana.writes[writes:] if "/rule-groups/" in c[1] or "/dashboards/" in c[1]]
+    # What the skip avoids: Grafana's answer to a PUT over them, with or without provenance.
+    group = sources.load_alert_groups(PROVISIONING / "alerting")[0][0]
+    body = sources.api_rule_group(group, folder["uid"], "aa-infinity", grafana.org_id)
+    for editable, provided in ((False, "api"), (True, "")):
+        with pytest.raises(GrafanaError) as err:
+            GrafanaClient(BASE, "glsa_good").put_rule_group(folder["uid"], group.name, body, editable=editable)
+        assert err.value.status == 409
+        assert f"cannot update with provided provenance '{provided}', needs 'file'" in str(err.value)
+
+
+def test_editable_rules_may_be_locked_again_and_locked_ones_made_editable(files, grafana, capsys):
+    """Provenance transitions Grafana allows (CanUpdateProvenanceInRuleGroup): none -> api, api -> none."""
+    assert install(files, "--editable-alerts") == 0
+    assert {grafana.provenance[u] for u in ("aa-blocked-calls", "aa-ingest-rejects")} == {""}
+    doc = _alert_file()
+    doc["groups"][0]["rules"][0]["for"] = "10m"
+    (files["provisioning"] / "alerting" / "rules.yaml").write_text(yaml.safe_dump(doc))
+    assert install(files) == 0
+    assert {grafana.provenance[u] for u in ("aa-blocked-calls", "aa-ingest-rejects")} == {"api"}
+    doc["groups"][0]["rules"][0]["for"] = "15m"
+    (files["provisioning"] / "alerting" / "rules.yaml").write_text(yaml.safe_dump(doc))
+    assert install(files, "--editable-alerts", "--force") == 0
+    assert {grafana.provenance[u] for u in ("aa-blocked-calls", "aa-ingest-rejects")} == {""}
+
+
+def test_a_data_source_update_with_an_older_version_is_refused_as_grafana_does(files, grafana, capsys):
+    """datasources/service/store.go: an older version than the stored one is a 409; the installer
+    sends the version it read, so a save by someone in between is never overwritten."""
+    from agent_analytics.grafana.client import GrafanaClient, GrafanaError
+
+    assert install(files) == 0
+    ds = grafana.datasources[FILE_DS_UID]
+    client = GrafanaClient(BASE, "glsa_good")
+    client.update_datasource(FILE_DS_UID, {**ds, "version": ds["version"]})  # someone saves
+    with pytest.raises(GrafanaError) as err:
+        client.update_datasource(FILE_DS_UID, {**ds, "version": ds["version"]})  # the version read before
+    assert err.value.status == 409

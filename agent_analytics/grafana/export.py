@@ -30,6 +30,7 @@ def export(plugin: Plugin, datasource_uid: str, out_dir: Path, dashboards_dir: P
         for name, doc in docs:
             if not doc.get("groups"):
                 continue
+            sources.groups_from_doc(doc, prov_dir / "alerting" / name)  # what Grafana would refuse, refused here
             (out_dir / "alerting").mkdir(exist_ok=True)
             path = out_dir / "alerting" / name
             path.write_text(yaml.safe_dump(sources.exported_alert_file(doc, datasource_uid), sort_keys=False))

@@ -132,6 +132,10 @@ def plan_rule_group(desired: JSON, live: JSON | None, editable: bool, force: boo
     cannot tell their edit from our new version: a differing group is left alone unless `force`."""
     if live is None:
         return Decision(Kind.CREATE)
+    if any(r.get("provenance") == "file" for r in live.get("rules") or []):
+        # Grafana refuses API writes over file-provisioned rules (provenance mismatch, 409).
+        return Decision(Kind.SKIP, "provisioned from files in this Grafana; change its provisioning/alerting "
+                                   "file instead")
     diffs: list[str] = []
     if int(live.get("interval") or 0) != int(desired["interval"]):
         diffs.append("interval")

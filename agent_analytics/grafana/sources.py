@@ -274,12 +274,38 @@ def groups_from_doc(doc: JSON, path: Path | None) -> list[RuleGroup]:
             missing = [k for k in ("uid", "title", "condition", "data") if not r.get(k)]
             if missing:
                 raise SourceError(f"{where}: rule {r.get('title') or r.get('uid')!r} lacks {', '.join(missing)}")
+            problem = panel_link_problem(r)
+            if problem:
+                raise SourceError(f"{where}: rule {r.get('title') or r.get('uid')!r}: {problem}")
         try:
             interval = duration_seconds(g.get("interval") or "1m")
         except SourceError as exc:
             raise SourceError(f"{where}: group {g['name']!r}: {exc}") from None
         groups.append(RuleGroup(str(g["name"]), interval, list(rules), path))
     return groups
+
+
+DASHBOARD_UID_ANNOTATION = "__dashboardUid__"
+PANEL_ID_ANNOTATION = "__panelId__"
+
+
+def panel_link_problem(rule: JSON) -> str:
+    """Why Grafana would refuse the rule's link to a dashboard panel, or "". Grafana takes the
+    dashboard uid and the panel id together or neither, the panel id an integer
+    (pkg/services/ngalert/models/alert_rule.go SetDashboardAndPanelFromAnnotations, run by the
+    provisioning API and by file provisioning alike); the file format's dashboardUid/panelId
+    become these annotations."""
+    annotations = dict(rule.get("annotations") or {})
+    dash_uid = str(rule.get("dashboardUid") or annotations.get(DASHBOARD_UID_ANNOTATION) or "")
+    panel = rule.get("panelId") if rule.get("panelId") is not None else annotations.get(PANEL_ID_ANNOTATION)
+    panel_text = "" if panel is None else str(panel)
+    if bool(dash_uid) != bool(panel_text):
+        return (f"Grafana needs {DASHBOARD_UID_ANNOTATION} and {PANEL_ID_ANNOTATION} together "
+                f"(has {DASHBOARD_UID_ANNOTATION + '=' + dash_uid if dash_uid else PANEL_ID_ANNOTATION + '=' + panel_text} "
+                "only): link the rule to a panel or to no dashboard")
+    if panel_text and not re.fullmatch(r"[+-]?\d+", panel_text):
+        return f"{PANEL_ID_ANNOTATION} must be a whole panel id, not {panel_text!r}"
+    return ""
 
 
 def api_rule(rule: JSON, group: str, folder_uid: str, ds_uid: str, org_id: int = 1) -> JSON:
@@ -296,9 +322,9 @@ def api_rule(rule: JSON, group: str, folder_uid: str, ds_uid: str, org_id: int =
     annotations = dict(rule.get("annotations") or {})
     # The file format's dashboardUid/panelId are annotations in the API.
     if rule.get("dashboardUid"):
-        annotations["__dashboardUid__"] = str(rule["dashboardUid"])
+        annotations[DASHBOARD_UID_ANNOTATION] = str(rule["dashboardUid"])
     if rule.get("panelId") is not None:
-        annotations["__panelId__"] = str(rule["panelId"])
+        annotations[PANEL_ID_ANNOTATION] = str(rule["panelId"])
     out: JSON = {
         "uid": rule["uid"],
         "title": rule["title"],
