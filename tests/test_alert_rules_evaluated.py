@@ -1,0 +1,151 @@
+"""Every shipped alert rule, evaluated end to end as Grafana's alerting evaluates it
+(tests/grafana_alerting.py): the rule read from provisioning/alerting/, its Infinity queries sent
+to the running service (waitress on a real port) with the absolute time range and the backend
+macros interpolated, the answers read as server-side expressions read them, then its reduce, math
+and threshold expressions. The data arrives the real way: OTLP spans from the OpenTelemetry SDK's
+exporters through the receiver (the demo command's sender), on each backend.
+
+For each rule, a dataset that must fire it and datasets that must not; the expected state and
+the numbers are counted from the dataset here, not taken from the service."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("agent_analytics.ingest.http")
+
+from agent_analytics import demo  # noqa: E402
+from agent_analytics.dashboards.alerts import SURGE_MIN_BLOCKED, SURGE_RATIO  # noqa: E402
+from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
+from tests.conftest import INGEST_TOKEN, QUERY_TOKEN  # noqa: E402
+from tests.grafana_alerting import alert_state, evaluate, infinity_numbers, evaluate_math, reduce  # noqa: E402
+from tests.ingest_support import Server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+UTC = timezone.utc
+RULES = {r["uid"]: r for g in yaml.safe_load((ROOT / "provisioning/alerting/agent-analytics.yaml").read_text())["groups"]
+         for r in g["rules"]}
+SURGE = "aa-blocked-calls-surge"
+USER = demo.User(id="alice@example.com", name="Alice", group="platform", anon_id="a1" * 16, agents=["claude-code"],
+                 utc_offset_h=0)
+
+
+def test_every_shipped_rule_has_datasets_here():
+    assert set(RULES) == set(SCENARIOS_BY_RULE)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    blocked_last_hour: int
+    blocked_hour_before: int
+    allowed_last_hour: int = 30   # allowed and failed calls: not blocked, never counted
+    blocked_long_ago: int = 40    # three hours back: in neither window
+
+
+SURGE_SCENARIOS = [
+    Scenario("surge: enough and at least twice the hour before", 24, 6),
+    Scenario("surge: exactly the floor, exactly twice the hour before", SURGE_MIN_BLOCKED,
+             SURGE_MIN_BLOCKED // SURGE_RATIO),
+    Scenario("no surge: one short of twice the hour before", 24, 13),
+    Scenario("no surge: twice the hour before but below the floor", SURGE_MIN_BLOCKED - 1, 0),
+    Scenario("no surge: nothing blocked at all", 0, 0, blocked_long_ago=0),
+]
+SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS}
+
+
+def _calls(n: int, first: datetime, last: datetime, outcome: str) -> list[demo.ToolCall]:
+    step = (last - first) / max(1, n)
+    out = []
+    for i in range(n):
+        server, tool, policy = (("postgres", "execute", "pol-readonly-prod-db") if outcome == "blocked"
+                                else ("github", "search_code", None))
+        out.append(demo.ToolCall(first + step * i, 2, server, tool, "error" if outcome == "error" else outcome,
+                                 policy))
+    return out
+
+
+def _plan(s: Scenario, now: datetime) -> demo.Plan:
+    """Calls well inside each window (at least 4 minutes from any edge), in sessions of one user."""
+    m = timedelta(minutes=1)
+    windows = [
+        (now - 56 * m, now - 4 * m, _calls(s.blocked_last_hour, now - 56 * m, now - 4 * m, "blocked")
+         + _calls(s.allowed_last_hour, now - 50 * m, now - 10 * m, "ok")
+         + _calls(3, now - 30 * m, now - 20 * m, "error")),
+        (now - 116 * m, now - 64 * m, _calls(s.blocked_hour_before, now - 116 * m, now - 64 * m, "blocked")),
+        (now - 200 * m, now - 170 * m, _calls(s.blocked_long_ago, now - 200 * m, now - 170 * m, "blocked")),
+    ]
+    sessions = []
+    for i, (start, end, calls) in enumerate(windows):
+        if not calls:
+            continue
+        sid = f"{i + 1:08d}-0000-4000-8000-{int(now.timestamp()):012d}"
+        request = demo.Request(start + m, "claude-sonnet-4-5", input_tokens=100, output_tokens=50,
+                               cache_read_tokens=0, cache_write_tokens=0, duration_ms=900)
+        sessions.append(demo.Session(sid, USER, "claude-code", demo._instance(USER, "claude-code"), start, end,
+                                     requests=[request], tool_calls=sorted(calls, key=lambda c: c.start)))
+    return demo.Plan(now, [USER], demo.directory_document([USER]), sessions)
+
+
+def _blocked_between(p: demo.Plan, start: datetime, end: datetime) -> int:
+    return sum(1 for s in p.sessions for c in s.tool_calls if c.outcome == "blocked" and start <= c.start < end)
+
+
+@pytest.mark.parametrize("scenario", SURGE_SCENARIOS, ids=lambda s: s.name)
+def test_blocked_calls_surge_rule_as_grafana_evaluates_it(app, db_url, scenario):
+    rule = RULES[SURGE]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    p = _plan(scenario, now)
+    with Server(app) as server:
+        if p.sessions:
+            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+            assert not any(k.endswith("_failed") for k in results), results
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {QUERY_TOKEN}"})
+
+    # The queries Grafana sends: the last hour, absolute, in epoch milliseconds.
+    hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
+    assert ev.requests == [f"{server.url}/api/v1/query/security_blocked_calls?from={hour_ago_ms}&to={now_ms}"] * 2
+    # The numbers, counted from the dataset.
+    last_hour = _blocked_between(p, now - timedelta(hours=1), now)
+    hour_before = _blocked_between(p, now - timedelta(hours=2), now - timedelta(hours=1))
+    assert (last_hour, hour_before) == (scenario.blocked_last_hour, scenario.blocked_hour_before)
+    assert ev.values["C"] == [float(last_hour)] and ev.values["D"] == [float(hour_before)]
+    fires = last_hour >= SURGE_MIN_BLOCKED and last_hour >= SURGE_RATIO * hour_before
+    assert ev.state == ("Alerting" if fires else "Normal")
+    assert alert_state(rule, ev) == ev.state
+    assert fires == scenario.name.startswith("surge")
+
+
+# -- the evaluator's own pieces, against what Grafana's code says they do ----------------------------
+def test_math_follows_bosun_precedence_and_null_propagation():
+    v = {"A": [24.0], "B": [12.0], "N": [None], "E": []}
+    assert evaluate_math("($A >= 20) && ($A >= 2 * $B)", v) == [1.0]
+    assert evaluate_math("$A >= 20 && $A >= 2 * $B + 1", v) == [0.0]  # * before +, + before >=, >= before &&
+    assert evaluate_math("1 || 0 && 0", v) == [1.0]                    # && binds tighter than ||
+    assert evaluate_math("2 ** 3 * 2", v) == [16.0]
+    assert evaluate_math("-1 + 2", v) == [-3.0]                        # unary minus takes the rest: -(1 + 2)
+    assert evaluate_math("!0 + 1", v) == [0.0]                         # !(0 + 1)
+    assert evaluate_math("$N > 0", v) == [None]
+    assert evaluate_math("$E > 0", v) == []
+
+
+def test_reduce_modes_on_numbers():
+    assert reduce({"reducer": "last"}, [3.0, None]) == [3.0, None]
+    assert reduce({"reducer": "last", "settings": {"mode": "dropNN"}}, [3.0, None, float("nan")]) == [3.0]
+    assert reduce({"reducer": "last", "settings": {"mode": "replaceNN", "replaceWithValue": 0}}, [None]) == [0.0]
+
+
+def test_a_null_or_missing_answer_is_no_data_which_the_rule_treats_as_ok():
+    rule = RULES[SURGE]
+    model = rule["data"][0]["model"]
+    assert infinity_numbers(model, {"rows": [{"value": None}]}) == [None]
+    assert infinity_numbers(model, {"rows": []}) == []
+    assert rule["noDataState"] == "OK"
