@@ -28,6 +28,7 @@ from agent_analytics.datasource.relations import (BLOCKED, COUNTED, EXECUTED, TI
                                                   LLM_SESSIONS, LLM_USAGE, SESSION_METRICS, TOOL_CALLS, Dataset,
                                                   choose_aggregate)
 from agent_analytics.datasource.timerange import Window
+from agent_analytics.ingest.normalise_gateway import SERVER_SIDE
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
 EPOCH_ORIGIN = datetime(2000, 1, 3, tzinfo=tr.UTC)  # time_bucket's default origin (a Monday)
@@ -643,8 +644,10 @@ def _ident(name: str) -> str:
 
 
 # `<> ALL` of an empty array is true: with no gateway in the window every agent report counts.
-_GATEWAY_FIRST = "(source = 'gateway' OR mcp_server_id IS NULL OR mcp_server_id <> ALL(%s))"
-_GATEWAY_SERVERS = ("SELECT DISTINCT mcp_server_id FROM {relation} WHERE source = 'gateway'"
+# The MCP servers' own spans count as the gateway's do (they too see every call to the server).
+_SERVER_SIDE = "source IN (" + ", ".join(f"'{s}'" for s in SERVER_SIDE) + ")"
+_GATEWAY_FIRST = f"({_SERVER_SIDE} OR mcp_server_id IS NULL OR mcp_server_id <> ALL(%s))"
+_GATEWAY_SERVERS = (f"SELECT DISTINCT mcp_server_id FROM {{relation}} WHERE {_SERVER_SIDE}"
                     " AND mcp_server_id IS NOT NULL AND {column} >= %s AND {column} < %s")
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0

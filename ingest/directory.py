@@ -65,6 +65,8 @@ class AgentInstanceSchema(_Strict):
 class McpServerSchema(_Strict):
     id = fields.String(**ID)
     name = fields.String(validate=validate.Length(min=1, max=500))
+    # The resource `service.name` of the server's own telemetry (its spans are stored under `id`).
+    service_name = fields.String(allow_none=True, validate=validate.Length(min=1, max=500))
     tags = fields.List(**TAGS)
 
 
@@ -117,7 +119,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, tuple[s
     "groups": ("groups", ("id",), ("name",), None, GroupSchema),
     "agents": ("agents", ("id",), ("name",), ("agent_tags", ("agent_id",)), AgentSchema),
     "agent_instances": ("agent_instances", ("id",), ("agent_id", "user_id", "name"), None, AgentInstanceSchema),
-    "mcp_servers": ("mcp_servers", ("id",), ("name",), ("mcp_server_tags", ("mcp_server_id",)), McpServerSchema),
+    "mcp_servers": ("mcp_servers", ("id",), ("name", "service_name"), ("mcp_server_tags", ("mcp_server_id",)), McpServerSchema),
     "tools": ("tools", ("mcp_server_id", "name"), ("description",), ("tool_tags", ("mcp_server_id", "tool_name")),
               ToolSchema),
     "policies": ("policies", ("id",), ("name", "description"), None, PolicySchema),
@@ -311,7 +313,7 @@ LIST_SQL = {
     "agents": "SELECT a.id, a.name, coalesce(array_agg(t.tag ORDER BY t.tag) FILTER (WHERE t.tag IS NOT NULL),"
               " '{}') AS tags FROM agents a LEFT JOIN agent_tags t ON t.agent_id = a.id GROUP BY a.id ORDER BY a.id",
     "agent_instances": "SELECT id, agent_id, user_id, name FROM agent_instances ORDER BY id",
-    "mcp_servers": "SELECT s.id, s.name, coalesce(array_agg(t.tag ORDER BY t.tag) FILTER (WHERE t.tag IS NOT NULL),"
+    "mcp_servers": "SELECT s.id, s.name, s.service_name, coalesce(array_agg(t.tag ORDER BY t.tag) FILTER (WHERE t.tag IS NOT NULL),"
                    " '{}') AS tags FROM mcp_servers s LEFT JOIN mcp_server_tags t ON t.mcp_server_id = s.id"
                    " GROUP BY s.id ORDER BY s.id",
     "tools": "SELECT o.mcp_server_id, o.name, o.description, coalesce(array_agg(t.tag ORDER BY t.tag)"

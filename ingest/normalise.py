@@ -277,7 +277,7 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
                                 start_ns=sp.start_time_unix_nano, end_ns=sp.end_time_unix_nano,
                                 error=sp.status.code == Status.STATUS_CODE_ERROR,
                                 status_message=sp.status.message, trace_id=sp.trace_id.hex(),
-                                span_id=sp.span_id.hex())
+                                span_id=sp.span_id.hex(), kind=sp.kind)
                 handler = _span_handler(view)
                 if handler is None:
                     batch.received += 1

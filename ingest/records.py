@@ -44,3 +44,4 @@ class SpanView:
     status_message: str
     trace_id: str
     span_id: str
+    kind: int = 0                  # OTLP SpanKind: 2 SERVER, 3 CLIENT

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from . import pricing
 from .identity import email_of
+from .normalise_gateway import SERVER_SIDE, SERVER_SOURCE
 from .rows import Batch, MetricPoint, content_key, to_datetime
 
 # The fixed placeholder of a series never seen before (last_time is NOT NULL).
@@ -127,6 +128,21 @@ def _insert_missing(conn: psycopg.Connection, table: str, cols: tuple[str, ...],
 _USER_ID, _AGENT_ID = attrgetter("user_id"), attrgetter("agent_id")
 
 
+def _server_ids(conn: psycopg.Connection, batch: Batch) -> None:
+    """MCP servers' own spans name the server by its `service.name`: stored under the id of the
+    directory's server with that service name (the name agents use), when there is one. (Their
+    content keys were taken from what was received, so a retry collides whatever the directory
+    says by then.)"""
+    own = [t for t in batch.tool_calls if t.source == SERVER_SOURCE and t.mcp_server_id]
+    if not own:
+        return
+    rows = conn.execute("SELECT service_name, min(id) FROM mcp_servers WHERE service_name = ANY(%s)"
+                        " GROUP BY service_name", [sorted({t.mcp_server_id for t in own})]).fetchall()
+    ids = dict(rows)
+    for t in own:
+        t.mcp_server_id = ids.get(t.mcp_server_id, t.mcp_server_id)
+
+
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
     facts: list[Any] = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points]
     users = set(map(_USER_ID, facts)) | {u for _, u in batch.agent_instances.values()}
@@ -160,7 +176,7 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
     seen: dict[str, list] = {}
     f: Any
     for f in [*batch.llm_requests, *batch.llm_errors, *batch.metric_points,
-              *(t for t in batch.tool_calls if t.source != "gateway")]:
+              *(t for t in batch.tool_calls if t.source not in SERVER_SIDE)]:
         if not f.session_id:
             continue
         s = seen.setdefault(f.session_id, [f.agent_id, f.user_id, f.time_ns, f.time_ns])
@@ -373,6 +389,7 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
     """Everything in `batch`, in one transaction; returns what was new."""
     result = StoreResult()
     with conn.transaction():
+        _server_ids(conn, batch)
         _directory(conn, batch)
         with_metrics = _sessions(conn, batch)
         points = [p for p in batch.metric_points if not p.cumulative]

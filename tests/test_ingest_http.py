@@ -154,7 +154,9 @@ def test_json_traces_hex_ids_and_rejected_spans(client, conn):
     body = {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "gw")]}, "scopeSpans": [{"spans": [
         span("tools/call lookup", **{"mcp.method.name": "tools/call", "mcp.server.name": "crm",
                                      "gen_ai.tool.name": "lookup", "enduser.id": "u-42", "agent.id": "codex"}),
-        span("tools/call lookup", **{"mcp.method.name": "tools/call", "gen_ai.tool.name": "lookup"}),
+        # A gateway's span (it carries a gateway decision) must name the server.
+        span("tools/call lookup", **{"mcp.method.name": "tools/call", "gen_ai.tool.name": "lookup",
+                                     "mcp.gateway.decision": "allow"}),
         span("tools/call wipe", **{"mcp.method.name": "tools/call", "mcp.server.name": "crm",
                                    "mcp.gateway.decision": "block"}),
         span("tools/call x", **{"mcp.method.name": "tools/call", "mcp.server.name": "crm",
