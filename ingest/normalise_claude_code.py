@@ -3,9 +3,9 @@
 How tool events become tool calls (documented in docs/ingest.md):
 - only MCP tools (`mcp__<server>__<tool>`) are tool calls; built-in tools (Bash, Read...) are not;
 - a `tool_result` makes the call (ok, or error when `success` is false);
-- a `tool_decision` with decision `reject` from `config` (a permission rule) or `hook` makes a
-  blocked call, with policy `claude_code:config` or `claude_code:hook`; an `accept` makes nothing
-  (its `tool_result` follows), nor does a user's rejection (nobody's policy blocked it);
+- a `tool_decision` with decision `reject` from `config`, `hook` or `user_reject` makes a blocked
+  call, with the policy in POLICIES; an `accept` makes nothing (its `tool_result` follows), nor
+  does `user_abort` (an interrupt: nothing was decided about the tool);
 - a `tool_result` that carries `decision_type=reject` is skipped: the decision already counted.
 So each MCP tool use is exactly one row.
 """
@@ -24,11 +24,17 @@ from .values import BadValue, count, flag, number, stored, text
 SOURCE = "claude_code"
 PROVIDER = "anthropic"
 
+# A rejection's `source` and the policy recorded for it. `config` is a deny rule, but equally a
+# tool no allow rule permits where Claude Code cannot ask (`-p`): the event does not tell which.
 POLICIES = {
-    "config": ("claude_code:config", "Claude Code permission rule",
-               "Denied by a permission rule in Claude Code's settings (managed, user or project deny list)"),
+    "config": ("claude_code:config", "Claude Code permission rule or not allowed (config)",
+               "Refused by Claude Code's permission settings: a deny rule, or no allow rule for the tool"
+               " where Claude Code could not ask (non-interactive -p)"),
     "hook": ("claude_code:hook", "Claude Code hook",
-             "Denied by a Claude Code PreToolUse hook"),
+             "Refused by a Claude Code PreToolUse hook"),
+    "user_reject": ("claude_code:user_reject", "Claude Code user rejected",
+                    "Rejected when Claude Code asked: by the user, or by the --permission-prompt-tool answering"
+                    " for them"),
 }
 
 TOKEN_TYPES = {"input": "input", "output": "output", "cacheRead": "cache_read", "cacheCreation": "cache_write"}

@@ -75,28 +75,30 @@ def test_sdk_logs_claude_code_events(app, conn):
     assert req[1][1:4] == (10, 5, 0) and req[1][5] is None and req[1][6] == "unpriced"
     assert conn.execute("SELECT error, status_code FROM llm_errors").fetchall() == [("overloaded", 529)]
     calls = conn.execute("SELECT mcp_server_id, tool_name, outcome, error_type, policy_id, policy_name, source,"
-                         " agent_id, user_id, session_id FROM tool_calls ORDER BY tool_name").fetchall()
+                         " agent_id, user_id, session_id FROM tool_calls ORDER BY tool_name, policy_id").fetchall()
     assert [c[:5] for c in calls] == [
         ("github", "create_issue", "ok", None, None),
         ("github", "delete_repo", "blocked", None, "claude_code:config"),
         ("github", "get_issue", "error", "timeout", None),
         ("slack", "post", "blocked", None, "claude_code:hook"),
+        ("slack", "post", "blocked", None, "claude_code:user_reject"),
     ]
     assert {c[6:] for c in calls} == {("claude_code", "claude-code", "alice@example.com", "sess-1")}
     # The install hash is the agent instance, owned by the signed-in user.
     assert conn.execute("SELECT DISTINCT agent_instance_id FROM tool_calls").fetchall() == [("anon-hash",)]
     assert conn.execute("SELECT id, agent_id, user_id FROM agent_instances").fetchall() == [
         ("anon-hash", "claude-code", "alice@example.com")]
-    assert calls[1][5] == "Claude Code permission rule"
-    assert {r[0] for r in conn.execute("SELECT id FROM policies")} == {"claude_code:config", "claude_code:hook"}
+    assert calls[1][5] == "Claude Code permission rule or not allowed (config)"
+    assert {r[0] for r in conn.execute("SELECT id FROM policies")} == {"claude_code:config", "claude_code:hook",
+                                                                       "claude_code:user_reject"}
     assert {r for r in conn.execute("SELECT mcp_server_id, name FROM tools")} == {
         ("github", "create_issue"), ("github", "get_issue"), ("github", "delete_repo"), ("slack", "post")}
     assert conn.execute("SELECT id, email FROM users").fetchall() == [("alice@example.com", "alice@example.com")]
     metrics = app.extensions["aa_registry"]
     assert metrics.get_sample_value("aa_ingest_unpriced_total", {"kind": "request", "provider": "anthropic",
                                                                   "model": "claude-imaginary-9-9"}) == 1
-    # user_prompt, the accept, Bash, the rejected tool_result, the user's own rejection
-    assert metrics.get_sample_value("aa_ingest_records_ignored_total", {"signal": "logs"}) == 5
+    # user_prompt, the accept, Bash, the rejected tool_result
+    assert metrics.get_sample_value("aa_ingest_records_ignored_total", {"signal": "logs"}) == 4
 
 
 def test_sdk_cumulative_metrics_are_differenced_with_resets(app, conn):
