@@ -180,7 +180,8 @@ def comparison_panels(variant: Variant, metric: Metric, variables: tuple[str, ..
         "filters": [{"fieldName": variant.field_name(ratio), "config": {"id": "isNull", "options": {}}}]})
     chips = (stat.Panel().title("Compared with the median session")
              .description("This session against the median session for the current date range and filters "
-                          "(cost, tokens, duration, requests). Hidden when there is no baseline.")
+                          "(cost, tokens, duration, requests). A chip is hidden when there is no baseline, or when this "
+                          "session's value is unknown (a session that sent metrics only has no request count).")
              .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
              .with_transformation(without_baseline)
              .span(16).height(5)

@@ -161,7 +161,8 @@ METRICS: tuple[Metric, ...] = (
             _C("duration_top_5pct", "boolean", None, "Top 5% duration"),
             _C("requests_ratio", "number", RATIO, "Requests vs median"),
             _C("requests_top_5pct", "boolean", None, "Top 5% requests")),
-           LLM_FILTERS, "Sessions ranked by order_by (cost | tokens | recency).", paged=True,
+           LLM_FILTERS, "Sessions ranked by order_by (cost | tokens | recency). Requests are the session's request "
+           "events: null (unknown, not 0) for a session that sent metrics only.", paged=True,
            options=("order_by",)),
     Metric("session_metrics", "sessions", "record", "Session metrics", None,
            (_C("sessions", "number", COUNT, "Sessions"),)
@@ -169,7 +170,8 @@ METRICS: tuple[Metric, ...] = (
                    for dim, unit, label in (("cost", USD, "Cost"), ("tokens", COUNT, "Tokens"),
                                             ("duration", SECONDS, "Duration"), ("requests", COUNT, "Requests"))
                    for cut, cut_label in (("p50", "P50"), ("avg", "average"), ("p95", "P95"))),
-           LLM_FILTERS, "Count and P50 / average / P95 of each dimension over the matching sessions."),
+           LLM_FILTERS, "Count and P50 / average / P95 of each dimension over the matching sessions; requests over "
+           "the sessions whose requests are known (a session that sent metrics only is left out, not counted as 0)."),
     Metric("session_totals", "sessions", "record", "Session totals", None,
            (_C("session_id"), _C("user_id"), _C("user"), _C("agent_id"), _C("agent"), _C("models"),
             _C("start", "time"), _C("end", "time"), _C("duration", "number", SECONDS, "Duration"),
@@ -178,7 +180,8 @@ METRICS: tuple[Metric, ...] = (
             _C("cache_read_tokens", "number", COUNT), _C("cache_write_tokens", "number", COUNT), _COST,
             _C("totals_source", title="Totals from")),
            SESSION_FILTERS, "One row for the `session` filter; tokens/cost from metrics when the session sent "
-           "metric points, else from events (totals_source says which)."),
+           "metric points, else from events (totals_source says which); requests null (unknown) when it sent "
+           "metrics only."),
     Metric("session_models", "sessions", "table", "Models", COUNT,
            (_C("provider"), _C("model"), _C("requests", "number", COUNT, "Requests"), _TOKENS, _COST,
             _C("avg_latency_ms", "number", MS, "Average latency")),
@@ -195,7 +198,8 @@ METRICS: tuple[Metric, ...] = (
            (_C("dimension"), _C("value", "number"), _C("median", "number"), _C("ratio", "number", RATIO),
             _C("p95", "number"), _C("top_5pct", "boolean"), _C("baseline_sessions", "number", COUNT)),
            SESSION_FILTERS, "Four rows (cost, tokens, duration, requests); ratio null (chip hidden) when "
-           "fewer than 2 sessions form the baseline or the median is 0/null."),
+           "fewer than 2 sessions form the baseline, the median is 0/null, or the session's value is unknown "
+           "(requests of a session that sent metrics only)."),
 
     # Security: blocked calls.
     _stat("security_blocked_calls", "security", "Blocked calls", COUNT, MCP_FILTERS, "Calls blocked by policy."),

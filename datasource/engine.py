@@ -378,7 +378,7 @@ class Engine:
         # The filters read `user_id`: here, the one user a session's rows name.
         kept = sql.SQL(f"""
         kept AS (
-            SELECT id AS session_id, {who} requests::float8, tokens,
+            SELECT id AS session_id, {who} {_KEPT_REQUESTS} AS requests, tokens,
                    {", ".join(f"{t}_tokens" for t in TOKEN_TYPES)}, {self.cost}_cost_usd::float8 AS cost,
                    CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
                        AS totals_source,
@@ -427,7 +427,7 @@ class Engine:
                    CASE WHEN {COUNTED} THEN cost END AS cost, first_time, last_time
             FROM ({{ev}}) e
             UNION ALL
-            SELECT session_id, {who}false, true, 0, {mp_tokens}, coalesce(tokens, 0)::float8,
+            SELECT session_id, {who}false, true, NULL, {mp_tokens}, coalesce(tokens, 0)::float8,
                    cost, first_time, last_time
             FROM ({{mp}}) p""").format(ev=ev[0], mp=mp[0]))
             params += [*ev[1], *mp[1]]
@@ -580,7 +580,7 @@ class Engine:
                    CASE WHEN {COUNTED} THEN cost END::float8 AS cost
             FROM ev_src
             UNION ALL
-            SELECT provider, model, 0, NULL, 0, coalesce(tokens, 0), cost::float8
+            SELECT provider, model, NULL, NULL, 0, coalesce(tokens, 0), cost::float8
             FROM mp_src)
         SELECT provider, model, sum(requests) AS requests, sum(tokens) AS tokens, sum(cost) AS cost,
                sum(latency_ms_sum) / nullif(sum(latency_count), 0) AS avg_latency_ms
@@ -736,6 +736,10 @@ _KEPT_FILTERS = frozenset({"user", "group"})
 _KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, tokens,"
                  " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
                  " reported_cost_usd, first_time, last_time, models")
+# A session's requests are its request events; one that sent metric points only has an unknown
+# number of requests (NULL: left out of the statistics, its chip hidden), not 0. The grouped
+# sessions say the same: their metric-point parts add NULL requests.
+_KEPT_REQUESTS = "(CASE WHEN requests = 0 AND points > 0 THEN NULL ELSE requests END)::float8"
 # Sessions wholly inside the window whose rows name several users (a partial index finds them).
 _MANY_USERS = ("SELECT array_agg(id ORDER BY id) AS ids, min(first_seen) AS since, max(last_seen) AS until"
                " FROM sessions WHERE cardinality(user_ids) > 1"

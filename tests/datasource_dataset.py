@@ -535,7 +535,8 @@ class Oracle:
                         "models": ", ".join(sorted({r["model"] for r in e + m})),
                         "start": min(firsts), "end": max(lasts),
                         "duration": (max(lasts) - min(firsts)).total_seconds(),
-                        "requests": float(len(e)), "tokens": tokens, "cost": cost, "totals_source": source,
+                        # No request events: the number of requests is unknown, not 0.
+                        "requests": float(len(e)) if e else None, "tokens": tokens, "cost": cost, "totals_source": source,
                         **{f"{t}_tokens": v for t, v in types.items()},
                         "events": e}
         return out
