@@ -88,6 +88,12 @@ def _C(name: str, type_: str = "string", unit: str | None = None, title: str | N
     return Column(name, type_, unit, title)
 
 
+# Top lists show the usage that names no user, agent instance or MCP server as a row of its own
+# (its id null), so that each list adds up to its headline.
+NO_USER = "(no user)"
+NO_AGENT_INSTANCE = "(no agent instance)"
+NO_MCP_SERVER = "(no MCP server)"
+
 _USER = (_C("user_id", title="User id"), _C("user", title="User"))
 _MCP = (_C("mcp_server_id", title="MCP id"), _C("mcp", title="MCP"))
 _INSTANCE = (_C("agent_instance_id", title="Agent instance id"), _C("agent_instance", title="Agent instance"),

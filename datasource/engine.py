@@ -21,7 +21,8 @@ from psycopg.rows import dict_row
 
 from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import BY_ID, COMPARISON_DIMENSIONS
+from agent_analytics.datasource.catalog import (BY_ID, COMPARISON_DIMENSIONS, NO_AGENT_INSTANCE, NO_MCP_SERVER,
+                                                NO_USER)
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.shared import Shared
 from agent_analytics.datasource.relations import (BLOCKED, COUNTED, EXECUTED, TIME_FREE, LLM_METRIC_USAGE,
@@ -652,15 +653,23 @@ _GATEWAY_SERVERS = (f"SELECT DISTINCT mcp_server_id FROM {{relation}} WHERE {_SE
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
 _COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
 
+def _literal(text: str) -> str:
+    """One of our own labels as an SQL string literal."""
+    if "'" in text or "\\" in text:
+        raise ValueError(f"not a plain label: {text!r}")
+    return f"'{text}'"
+
+
 def _llm_groups(key: str) -> str:
     """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
-    by-cost panels share it and rank it with _LLM_TOP_ORDERS."""
+    by-cost panels share it and rank it with _LLM_TOP_ORDERS. Usage without a user is the
+    "(no user)" row."""
+    where = ""
     if key == "user":
-        keys, inner_keys, join = ("g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\"",
-                                  "user_id", "LEFT JOIN users u ON u.id = g.user_id")
-        where = "WHERE user_id IS NOT NULL"
+        keys, inner_keys, join = (f"g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)})"
+                                  f" AS \"user\"", "user_id", "LEFT JOIN users u ON u.id = g.user_id")
     else:
-        keys, inner_keys, join, where = "g.provider, g.model", "provider, model", "", ""
+        keys, inner_keys, join = "g.provider, g.model", "provider, model", ""
     return (f"SELECT {keys}, g.tokens, g.cost, g.requests"
             f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, sum(cost)::float8 AS cost,"
             f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}")
@@ -672,8 +681,9 @@ def _by_cost(r: dict[str, Any]) -> tuple:
 
 
 _LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
-    "llm_top_users_by_tokens": lambda r: (-r["tokens"], r["user_id"]),
-    "llm_top_users_by_cost": lambda r: (*_by_cost(r), r["user_id"]),
+    # The row without a user after the others it ties with (NULLS LAST).
+    "llm_top_users_by_tokens": lambda r: (-r["tokens"], r["user_id"] is None, r["user_id"] or ""),
+    "llm_top_users_by_cost": lambda r: (*_by_cost(r), r["user_id"] is None, r["user_id"] or ""),
     "llm_top_models_by_tokens": lambda r: (-r["tokens"], r["provider"], r["model"]),
     "llm_top_models_by_cost": lambda r: (*_by_cost(r), r["provider"], r["model"]),
 }
@@ -765,7 +775,8 @@ _SESSION_STATS = ("SELECT " + ", ".join(["sessions"] + [
 
 
 def _tool_top(measure: str) -> str:
-    return (f"SELECT g.tool_name AS tool, g.mcp_server_id, coalesce(m.name, g.mcp_server_id) AS mcp,"
+    return (f"SELECT g.tool_name AS tool, g.mcp_server_id,"
+            f" coalesce(m.name, g.mcp_server_id, {_literal(NO_MCP_SERVER)}) AS mcp,"
             f" g.n AS {measure}, count(*) OVER () AS total"
             f" FROM (SELECT tool_name, mcp_server_id, sum(calls) AS n FROM src GROUP BY 1, 2) g"
             f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id"
@@ -773,29 +784,29 @@ def _tool_top(measure: str) -> str:
 
 
 def _instance_top(measure: str) -> str:
-    return (f"SELECT g.agent_instance_id, coalesce(ai.name, g.agent_instance_id) AS agent_instance,"
+    return (f"SELECT g.agent_instance_id,"
+            f" coalesce(ai.name, g.agent_instance_id, {_literal(NO_AGENT_INSTANCE)}) AS agent_instance,"
             f" ai.agent_id, coalesce(a.name, ai.agent_id) AS agent, ai.user_id,"
             f" coalesce(u.display_name, u.email, ai.user_id) AS \"user\", g.n AS {measure},"
             f" count(*) OVER () AS total"
-            f" FROM (SELECT agent_instance_id, sum(calls) AS n FROM src WHERE agent_instance_id IS NOT NULL"
-            f" GROUP BY 1) g"
+            f" FROM (SELECT agent_instance_id, sum(calls) AS n FROM src GROUP BY 1) g"
             f" LEFT JOIN agent_instances ai ON ai.id = g.agent_instance_id"
             f" LEFT JOIN agents a ON a.id = ai.agent_id LEFT JOIN users u ON u.id = ai.user_id"
-            f" ORDER BY g.n DESC, g.agent_instance_id {_C}")
+            f" ORDER BY g.n DESC, g.agent_instance_id {_C} NULLS LAST")
 
 
 def _user_top(measure: str) -> str:
-    return (f"SELECT g.user_id, coalesce(u.display_name, u.email, g.user_id) AS \"user\", g.n AS {measure},"
-            f" count(*) OVER () AS total"
-            f" FROM (SELECT user_id, sum(calls) AS n FROM src WHERE user_id IS NOT NULL GROUP BY 1) g"
-            f" LEFT JOIN users u ON u.id = g.user_id ORDER BY g.n DESC, g.user_id {_C}")
+    return (f"SELECT g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)}) AS \"user\","
+            f" g.n AS {measure}, count(*) OVER () AS total"
+            f" FROM (SELECT user_id, sum(calls) AS n FROM src GROUP BY 1) g"
+            f" LEFT JOIN users u ON u.id = g.user_id ORDER BY g.n DESC, g.user_id {_C} NULLS LAST")
 
 
 def _mcp_top(measure: str) -> str:
-    return (f"SELECT g.mcp_server_id, coalesce(m.name, g.mcp_server_id) AS mcp, g.n AS {measure},"
-            f" count(*) OVER () AS total"
-            f" FROM (SELECT mcp_server_id, sum(calls) AS n FROM src WHERE mcp_server_id IS NOT NULL GROUP BY 1) g"
-            f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id ORDER BY g.n DESC, g.mcp_server_id {_C}")
+    return (f"SELECT g.mcp_server_id, coalesce(m.name, g.mcp_server_id, {_literal(NO_MCP_SERVER)}) AS mcp,"
+            f" g.n AS {measure}, count(*) OVER () AS total"
+            f" FROM (SELECT mcp_server_id, sum(calls) AS n FROM src GROUP BY 1) g"
+            f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id ORDER BY g.n DESC, g.mcp_server_id {_C} NULLS LAST")
 
 
 _POLICY_TOP = (

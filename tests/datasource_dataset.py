@@ -413,9 +413,7 @@ class Oracle:
             rows = self.usage(start, end, f)
             by_user = "users" in metric
             groups: dict[Any, list] = {}
-            for r in rows:
-                if by_user and r["user_id"] is None:
-                    continue
+            for r in rows:  # usage without a user is the "(no user)" row
                 key = r["user_id"] if by_user else (r["provider"], r["model"])
                 groups.setdefault(key, []).append(r)
             out = []
@@ -424,11 +422,11 @@ class Oracle:
                        "requests": sum(r["requests"] for r in v)}
                 if by_user:
                     email, disp = d.users.get(k, (None, None))
-                    row.update(user_id=k, user=disp or email or k)
+                    row.update(user_id=k, user=disp or email or k or "(no user)")
                 else:
                     row.update(provider=k[0], model=k[1])
                 out.append(row)
-            keyf = (lambda x: x["user_id"]) if by_user else (lambda x: (x["provider"], x["model"]))
+            keyf = (lambda x: _none_last(x["user_id"])) if by_user else (lambda x: (x["provider"], x["model"]))
             if metric.endswith("by_tokens"):
                 out.sort(key=lambda x: (-x["tokens"], keyf(x)))
             else:
@@ -443,36 +441,38 @@ class Oracle:
             for r in rows:
                 c[(r["mcp_server_id"], r["tool_name"])] = c.get((r["mcp_server_id"], r["tool_name"]), 0) + 1
             for (s, t), n in c.items():
-                out.append({"tool": t, "mcp_server_id": s, "mcp": d.servers.get(s, s), measure: n})
+                out.append({"tool": t, "mcp_server_id": s, "mcp": d.servers.get(s, s) or "(no MCP server)",
+                            measure: n})
             out.sort(key=lambda x: (-x[measure], _none_last(x["mcp_server_id"]), x["tool"]))
         elif metric.endswith("agent_instances"):
             c = {}
             for r in rows:
-                if r["agent_instance_id"]:
-                    c[r["agent_instance_id"]] = c.get(r["agent_instance_id"], 0) + 1
+                c[r["agent_instance_id"]] = c.get(r["agent_instance_id"], 0) + 1
             for i, n in c.items():
+                if i is None:
+                    out.append({"agent_instance_id": None, "agent_instance": "(no agent instance)", "agent_id": None,
+                                "agent": None, "user_id": None, "user": None, measure: n})
+                    continue
                 agent, owner, name = d.instances[i]
                 email, disp = d.users[owner]
                 out.append({"agent_instance_id": i, "agent_instance": name, "agent_id": agent,
                             "agent": d.agents[agent], "user_id": owner, "user": disp or email, measure: n})
-            out.sort(key=lambda x: (-x[measure], x["agent_instance_id"]))
+            out.sort(key=lambda x: (-x[measure], _none_last(x["agent_instance_id"])))
         elif metric.endswith("users"):
             c = {}
             for r in rows:
-                if r["user_id"]:
-                    c[r["user_id"]] = c.get(r["user_id"], 0) + 1
+                c[r["user_id"]] = c.get(r["user_id"], 0) + 1
             for u, n in c.items():
-                email, disp = d.users[u]
-                out.append({"user_id": u, "user": disp or email, measure: n})
-            out.sort(key=lambda x: (-x[measure], x["user_id"]))
+                email, disp = d.users[u] if u is not None else (None, None)
+                out.append({"user_id": u, "user": disp or email or "(no user)", measure: n})
+            out.sort(key=lambda x: (-x[measure], _none_last(x["user_id"])))
         elif metric.endswith("mcps"):
             c = {}
             for r in rows:
-                if r["mcp_server_id"]:
-                    c[r["mcp_server_id"]] = c.get(r["mcp_server_id"], 0) + 1
+                c[r["mcp_server_id"]] = c.get(r["mcp_server_id"], 0) + 1
             for s, n in c.items():
-                out.append({"mcp_server_id": s, "mcp": d.servers[s], measure: n})
-            out.sort(key=lambda x: (-x[measure], x["mcp_server_id"]))
+                out.append({"mcp_server_id": s, "mcp": d.servers[s] if s is not None else "(no MCP server)", measure: n})
+            out.sort(key=lambda x: (-x[measure], _none_last(x["mcp_server_id"])))
         elif metric.endswith("policies"):
             c = {}
             for r in rows:

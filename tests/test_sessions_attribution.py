@@ -5,17 +5,21 @@ headline; every session of the table is reachable. Expected values are read out 
 here."""
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from agent_analytics.config import Config
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests import conftest
 from tests.conftest import LLM_TOKEN
 from tests.ingest_support import fixture_bytes, log_events, logs_fixture, metrics_fixture, plain, post
+from tests.test_ingest_mcp_servers import CLAUDE, SDK_SERVER, _claude_mcp_results, _spans, _tool_calls
+from tests.test_ingest_permissions import FIXTURES, _as_mcp
 
 WITH_EVENTS = {
     "permissions-rules": ([1, 2, 3], [1, 2]),
@@ -119,3 +123,127 @@ def test_a_metrics_only_session_has_unknown_requests(client, sessions_loaded):
     for sid, n in known.items():
         assert by_id[sid]["requests"] == n
         assert by_id[sid]["requests_ratio"] == pytest.approx(n / median)
+
+
+# ---- usage without a user, agent instance or MCP server ---------------------------------------
+
+CODEX = ["codex-0.169.0-logs-1.pb", "codex-0.171.0-shell-500-then-ok-logs-1.pb"]
+CLAUDE_328 = (["claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb"],
+              ["claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb"])
+
+
+def _codex_requests() -> list[dict]:
+    return [a for n in CODEX for a, _ in log_events(logs_fixture(n))
+            if a.get("event.name") == "codex.sse_event" and a.get("event.kind") == "response.completed"
+            and (a.get("input_token_count") is not None or a.get("output_token_count") is not None)]
+
+
+def _sum_rows(rows: list[dict], measure: str) -> float:
+    return sum(r[measure] for r in rows)
+
+
+def test_llm_usage_without_a_user_is_its_own_row(client, conn):
+    codex = _codex_requests()
+    assert codex and not any(k.startswith("user.") for a in codex for k in a), "Codex with an API key names no user"
+    # Codex's input count includes its cached tokens: input + output is the request's total.
+    codex_tokens = sum(int(a.get("input_token_count") or 0) + int(a.get("output_token_count") or 0) for a in codex)
+    times = []
+    for n in CODEX + CLAUDE_328[0]:
+        assert post(client, "/v1/logs", fixture_bytes(n)).status_code == 200
+        times += [rec.time_unix_nano or 0 for _, rec in log_events(logs_fixture(n))]
+    claude_tokens = 0.0
+    for n in CLAUDE_328[1]:
+        assert post(client, "/v1/metrics", fixture_bytes(n)).status_code == 200
+        req = metrics_fixture(n)
+        claude_tokens += sum(dp.as_double or dp.as_int for rm in req.resource_metrics for sm in rm.scope_metrics
+                             for m in sm.metrics if m.name == "claude_code.token.usage" for dp in m.sum.data_points)
+        times += _metric_times(n)
+    times += [int(datetime.fromisoformat(a["event.timestamp"].replace("Z", "+00:00")).timestamp() * 1e9)
+              for a in codex]
+    refresh_aggregates(conn)
+    window = _window([t for t in times if t])
+    total = _query(client, "llm_total_tokens", window)["rows"][0]["value"]
+    assert total == codex_tokens + claude_tokens
+    for metric in ("llm_top_users_by_tokens", "llm_top_users_by_cost"):
+        rows = _query(client, metric, window, page_size=100)["rows"]
+        assert _sum_rows(rows, "tokens") == total, metric
+        [nobody] = [r for r in rows if r["user_id"] is None]
+        assert nobody["user"] == "(no user)" and nobody["tokens"] == codex_tokens
+        assert nobody["requests"] == len(codex)
+    # A user filter selects named users: the row without one is not among them.
+    named = next(r for r in _query(client, "llm_top_users_by_tokens", window)["rows"] if r["user_id"])
+    only = _query(client, "llm_top_users_by_tokens", window, user=named["user_id"])["rows"]
+    assert [r["user_id"] for r in only] == [named["user_id"]]
+    assert _query(client, "llm_total_tokens", window, user=named["user_id"])["rows"][0]["value"] == named["tokens"]
+
+
+def _without_tool_details(name: str) -> bytes:
+    """Claude Code without OTEL_LOG_TOOL_DETAILS=1: the MCP tool events name no server or tool."""
+    req = ExportLogsServiceRequest.FromString(fixture_bytes(name))
+    for rl in req.resource_logs:
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                keep = [kv for kv in rec.attributes if kv.key not in ("tool_parameters", "tool_input")]
+                del rec.attributes[:]
+                rec.attributes.extend(keep)
+                rec.time_unix_nano += 1_000_000  # a later use of the tool
+    return req.SerializeToString()
+
+
+def test_tool_calls_without_a_user_instance_or_server_are_rows_of_their_own(client, conn):
+    server_calls = _tool_calls([SDK_SERVER])
+    agent_calls = _claude_mcp_results()
+    assert all("enduser.id" not in {kv.key for kv in sp.attributes} for _, sp in server_calls)
+    for n in CLAUDE:
+        assert post(client, "/v1/logs", fixture_bytes(n)).status_code == 200
+    assert post(client, "/v1/logs", _without_tool_details(CLAUDE[2])).status_code == 200
+    assert post(client, "/v1/traces", fixture_bytes(SDK_SERVER)).status_code == 200
+    refresh_aggregates(conn)
+    times = [sp.start_time_unix_nano for _, sp in _spans(SDK_SERVER)] + [
+        rec.time_unix_nano for n in CLAUDE for _, rec in log_events(logs_fixture(n))]
+    window = _window(times)
+    # The server's own span names no user nor instance; the agent's events without tool details no server.
+    calls = len(server_calls) + 2 * len(agent_calls)
+    headline = _query(client, "mcp_tool_executions", window)["rows"][0]["value"]
+    assert headline == calls
+    expected_unnamed = {"mcp_top_users": ("user_id", "user", "(no user)", len(server_calls)),
+                        "mcp_top_agent_instances": ("agent_instance_id", "agent_instance", "(no agent instance)",
+                                                    len(server_calls)),
+                        "mcp_top_mcps": ("mcp_server_id", "mcp", "(no MCP server)", len(agent_calls))}
+    for metric, (key, label, text, n) in expected_unnamed.items():
+        rows = _query(client, metric, window, page_size=100)["rows"]
+        assert _sum_rows(rows, "executions") == headline, metric
+        [unnamed] = [r for r in rows if r[key] is None]
+        assert (unnamed[label], unnamed["executions"]) == (text, n), metric
+    tools = _query(client, "mcp_top_tools", window, page_size=100)["rows"]
+    assert _sum_rows(tools, "executions") == headline
+    assert [r["mcp"] for r in tools if r["mcp_server_id"] is None] == ["(no MCP server)"]
+
+
+def test_blocked_calls_without_a_user_are_a_row_of_their_own(client, conn):
+    for n in FIXTURES:
+        assert post(client, "/v1/logs", _as_mcp(n, [])).status_code == 200
+    blocks = conn.execute("SELECT count(*), min(time) FROM tool_calls WHERE outcome = 'blocked'").fetchone()
+    # A gateway's block of a call that names no user or agent instance.
+    span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "tools/call wipe",
+            "kind": 2, "startTimeUnixNano": str(int(blocks[1].timestamp() * 1e9)),
+            "endTimeUnixNano": str(int(blocks[1].timestamp() * 1e9) + 1_000_000),
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in {
+                "mcp.method.name": "tools/call", "gen_ai.tool.name": "wipe", "mcp.server.name": "crm",
+                "mcp.gateway.decision": "block", "policy.id": "no-wipe"}.items()]}
+    r = client.post("/v1/traces", data=json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [span]}]}]}),
+                    headers={"Authorization": f"Bearer {conftest.INGEST_TOKEN}", "Content-Type": "application/json"})
+    assert r.status_code == 200, r.data
+    refresh_aggregates(conn)
+    t = int(blocks[1].timestamp() * 1e9)
+    window = _window([t - 3600 * 10**9, t + 3600 * 10**9])
+    headline = _query(client, "security_blocked_calls", window)["rows"][0]["value"]
+    assert headline == blocks[0] + 1
+    for metric, key, label, text in (("security_top_blocked_users", "user_id", "user", "(no user)"),
+                                     ("security_top_blocked_agent_instances", "agent_instance_id", "agent_instance",
+                                      "(no agent instance)")):
+        rows = _query(client, metric, window, page_size=100)["rows"]
+        assert _sum_rows(rows, "blocked") == headline, metric
+        [unnamed] = [r for r in rows if r[key] is None]
+        assert (unnamed[label], unnamed["blocked"]) == (text, 1)
+    assert _sum_rows(_query(client, "security_top_blocked_mcps", window, page_size=100)["rows"], "blocked") == headline
