@@ -114,12 +114,12 @@ def bars_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
 def table_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 12,
                 h: int = TABLE_HEIGHT, extras: dict[str, str] | None = None, title: str | None = None,
                 links: list[db.DashboardLink] | None = None, link_column: str | None = None,
-                hidden: set[str] | None = None) -> table.Panel:
+                hidden: set[str] | None = None, description: str | None = None) -> table.Panel:
     """A ranked table, paginated 10 rows per page; id columns hidden (names shown instead)."""
     # No page parameter: the service answers every ranked row (up to its cap) and Grafana
     # paginates them client-side, 10 per page.
     extras = dict(extras or {})
-    p = (table.Panel().title(title or metric.title).description(metric.description)
+    p = (table.Panel().title(title or metric.title).description(description or metric.description)
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables, extras=extras))
          .span(w).height(h).cell_height(common.TableCellHeight.SM)
          .footer(cb.TableFooterOptions().show(False).reducer([]).enable_pagination(True))

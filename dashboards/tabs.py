@@ -10,6 +10,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from agent_analytics.config import Config
 from agent_analytics.datasource import catalog
 from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS
+from agent_analytics.datasource.query import MAX_ROWS
 
 from . import panels as P
 from .variants import MARKER_TAG, Variant
@@ -52,7 +53,9 @@ def _variable(variant: Variant, name: str, multi: bool = True) -> db.QueryVariab
     v = (db.QueryVariable(name).label(LABELS[name]).datasource(variant.datasource)
          .query(variant.variable_query(name)).definition(name)
          .multi(multi).include_all(multi)
-         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC))
+         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+         # Sessions in the service's order, newest first; the other lists alphabetically.
+         .sort(dm.VariableSort.DISABLED if name == "session" else dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC))
     if multi:
         # allValue "$__all": All means "no filter". Left unset, Grafana would expand All into the
         # list of options, dropping rows without that dimension and previous-period rows of values
@@ -154,8 +157,14 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
         session_url(variant) + '?var-session=${__data.fields["'
         + variant.field_name(_col("sessions_table", "session_id")) + '"]}&${__url_time_range}&${__all_variables}')
     order = "$" + SESSION_ORDER_VARIABLE if variant.key == "json" else "${" + SESSION_ORDER_VARIABLE + "}"
+    # The service answers at most MAX_ROWS ranked rows to a dashboard: the panel says so.
     lay.add(P.table_panel(variant, metric("sessions_table"), v, w=24, extras={"order_by": order},
-                          title="Sessions (ranked by $order_by)", links=[link], link_column="session_id"))
+                          title=f"Sessions (ranked by $order_by; the first {MAX_ROWS:,})", links=[link],
+                          link_column="session_id",
+                          description=(f"{metric('sessions_table').description} The table shows the first "
+                                       f"{MAX_ROWS:,} sessions in this order; Session metrics counts them all. "
+                                       "Narrow the date range or the filters to reach the others, or page "
+                                       "through the JSON API (page, page_size).")))
     return d
 
 

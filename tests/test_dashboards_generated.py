@@ -477,3 +477,20 @@ def test_every_variable_the_stack_needs_is_in_the_env_example():
     # AA_QUERY_TOKEN is optional (a token without the llm-analytics permission).
     assert needed - {"AA_QUERY_TOKEN"} <= example
     assert "AA_GRAFANA_QUERY_TOKEN" in example and "AA_INGEST_TOKEN" in example
+
+
+def test_sessions_table_says_it_shows_the_first_rows_and_the_picker_lists_newest_first():
+    from agent_analytics.datasource.query import MAX_ROWS
+
+    for v in VARIANTS:
+        d = load(v.key, "llm-usage")
+        p = next(p for p in panels(d) if metric_of(v.key, p["targets"][0]) == "sessions_table")
+        # The service answers at most MAX_ROWS rows to a panel: the title and description say so.
+        assert f"the first {MAX_ROWS:,}" in p["title"] and f"first {MAX_ROWS:,} sessions" in p["description"]
+        if v.key == "infinity":
+            assert f"page_size={MAX_ROWS}" in p["targets"][0]["url"]
+        timeline = load(v.key, "session-timeline")
+        sorts = {x["name"]: x.get("sort", 0) for x in timeline["templating"]["list"]}
+        # Grafana keeps the service's order (newest first) only when the variable does not sort.
+        assert sorts.pop("session") == 0
+        assert sorts and all(s != 0 for s in sorts.values())

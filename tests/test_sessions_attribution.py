@@ -247,3 +247,53 @@ def test_blocked_calls_without_a_user_are_a_row_of_their_own(client, conn):
         [unnamed] = [r for r in rows if r[key] is None]
         assert (unnamed[label], unnamed["blocked"]) == (text, 1)
     assert _sum_rows(_query(client, "security_top_blocked_mcps", window, page_size=100)["rows"], "blocked") == headline
+
+
+# ---- every session reachable; the picker newest first ----------------------------------------
+
+def _many_sessions(n: int) -> tuple[bytes, list[str]]:
+    """A captured api_request event, as n sessions each one second apart (the last newest)."""
+    req = ExportLogsServiceRequest.FromString(fixture_bytes("claude-code-2.1.328-logs-1.pb"))
+    sl = req.resource_logs[0].scope_logs[0]
+    template = next(r for r in sl.log_records if r.body.string_value == "claude_code.api_request")
+    del sl.log_records[:]
+    ids = []
+    for i in range(n):
+        rec = sl.log_records.add()
+        rec.CopyFrom(template)
+        rec.time_unix_nano = template.time_unix_nano + i * 1_000_000_000
+        ids.append(f"many-{i:05d}")
+        for kv in rec.attributes:
+            if kv.key == "session.id":
+                kv.value.string_value = ids[-1]
+    return req.SerializeToString(), ids
+
+
+def test_every_session_is_reachable_by_paging(client, conn):
+    from agent_analytics.datasource.query import MAX_ROWS
+
+    body, ids = _many_sessions(MAX_ROWS + 5)
+    r = post(client, "/v1/logs", body)
+    assert r.status_code == 200 and not r.data, r.data
+    refresh_aggregates(conn)
+    req = ExportLogsServiceRequest.FromString(body)
+    window = _window([rec.time_unix_nano for rec in req.resource_logs[0].scope_logs[0].log_records])
+    first = _query(client, "sessions_table", window, order_by="recency", page_size=MAX_ROWS)
+    assert first["total"] == len(ids) and len(first["rows"]) == MAX_ROWS
+    second = _query(client, "sessions_table", window, order_by="recency", page_size=MAX_ROWS, page=2)
+    seen = [r["session_id"] for r in first["rows"] + second["rows"]]
+    assert seen == ids[::-1]  # every session once, newest first
+
+
+def test_the_session_picker_lists_sessions_newest_first(client, conn):
+    body, ids = _many_sessions(25)
+    assert post(client, "/v1/logs", body).status_code == 200
+    req = ExportLogsServiceRequest.FromString(body)
+    window = _window([rec.time_unix_nano for rec in req.resource_logs[0].scope_logs[0].log_records])
+    rows = client.get("/api/v1/variables/session", query_string=window, headers=AUTH).get_json()["rows"]
+    assert [r["value"] for r in rows] == ids[::-1]
+    grafana = client.post("/grafana/variable", headers=AUTH, json={
+        "payload": {"target": "session"},
+        "range": {"from": datetime.fromtimestamp(window["from"] / 1000, timezone.utc).isoformat(),
+                  "to": datetime.fromtimestamp(window["to"] / 1000, timezone.utc).isoformat()}}).get_json()
+    assert [r["value"] for r in grafana] == ids[::-1]
