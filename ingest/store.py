@@ -136,11 +136,13 @@ def _server_ids(conn: psycopg.Connection, batch: Batch) -> None:
     own = [t for t in batch.tool_calls if t.source == SERVER_SOURCE and t.mcp_server_id]
     if not own:
         return
+    services = sorted({t.mcp_server_id for t in own if t.mcp_server_id})
     rows = conn.execute("SELECT service_name, min(id) FROM mcp_servers WHERE service_name = ANY(%s)"
-                        " GROUP BY service_name", [sorted({t.mcp_server_id for t in own})]).fetchall()
-    ids = dict(rows)
+                        " GROUP BY service_name", [services]).fetchall()
+    ids: dict[str, str] = dict(rows)
     for t in own:
-        t.mcp_server_id = ids.get(t.mcp_server_id, t.mcp_server_id)
+        if t.mcp_server_id in ids:
+            t.mcp_server_id = ids[t.mcp_server_id]
 
 
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
