@@ -96,6 +96,13 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     tokens_out = count(a, "output_tokens", maximum=MAX_TOKENS)
     cache_read = count(a, "cache_read_tokens", maximum=MAX_TOKENS)
     cache_write = count(a, "cache_creation_tokens", maximum=MAX_TOKENS)
+    # Since 2.1.3xx also split by lifetime: 5-minute and 1-hour writes have different prices.
+    write_5m = count(a, "cache_creation_5m_tokens", maximum=MAX_TOKENS)
+    write_1h = count(a, "cache_creation_1h_tokens", maximum=MAX_TOKENS)
+    if cache_write is None and (write_5m is not None or write_1h is not None):
+        cache_write = (write_5m or 0) + (write_1h or 0)
+    if write_1h and write_1h > (cache_write or 0):
+        raise BadValue(f"cache_creation_1h_tokens ({write_1h}) exceed cache_creation_tokens ({cache_write})")
     if tokens_in is None and tokens_out is None and cache_read is None and cache_write is None:
         raise BadValue("api_request without token counts")
     cost = number(a, "cost_usd", maximum=MAX_COST_USD)
@@ -106,7 +113,8 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         provider=PROVIDER, model=model,
         input_tokens=tokens_in or 0,  # Claude Code's input already excludes cache
         output_tokens=tokens_out or 0, cache_read_tokens=cache_read or 0, cache_write_tokens=cache_write or 0,
-        reported_cost_usd=_decimal(cost), latency_ms=latency, attributes=stored(a)))
+        reported_cost_usd=_decimal(cost), latency_ms=latency, attributes=stored(a),
+        cache_write_1h_tokens=write_1h or 0))
     return True
 
 

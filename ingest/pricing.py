@@ -3,9 +3,16 @@
 genai-prices' Usage.input_tokens INCLUDES cache reads and writes, while our input_tokens
 excludes them, so they are added back here. A model genai-prices does not know keeps its
 tokens and gets estimated_cost_usd NULL with cost_basis 'unpriced' (never 0).
+
+A request is priced whole, as its provider bills it: a tier (e.g. Anthropic's long-context
+prices above 200K input tokens) applies when that one request crosses it, and 1-hour cache
+writes are priced at genai-prices' 1-hour rate. A metric point sums many requests, so it is
+priced at the model's base tier (`price_point`): no aggregate crosses a tier. The basis of
+each figure is in docs/ingest.md ("Cost").
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -23,6 +30,14 @@ UNPRICED = "unpriced"
 # Our provider names (gen_ai.provider.name values) that genai-prices spells differently.
 PROVIDER_IDS = {"gcp.gemini": "google", "gcp.vertex_ai": "google", "aws.bedrock": "aws",
                 "azure.ai.openai": "azure", "x_ai": "x-ai"}
+# A bracketed suffix names a context-window option, not another model: Claude Code's metrics
+# say `claude-sonnet-4-5[1m]` where its events say `claude-sonnet-4-5`.
+_OPTION_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
+
+
+def priced_model(model: str) -> str:
+    """The name the price tables know a model under."""
+    return _OPTION_SUFFIX.sub("", model)
 
 
 @lru_cache(maxsize=1024)
@@ -60,19 +75,25 @@ class _LinearPrice:
     and a price per token of each type. genai-prices is linear within a band ("cliff" tiers),
     so this gives its answers at a fraction of its per-call cost (about 1 ms, most of ingest)."""
     thresholds: tuple[int, ...]
-    bands: tuple[tuple[Decimal, Decimal, Decimal, Decimal, Decimal], ...]  # const, in, out, read, write
+    # const, in, out, read, write (5-minute), write_1h (1-hour writes, part of `write`)
+    bands: tuple[tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal], ...]
 
-    def price(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int) -> Decimal:
+    def price(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int,
+              cache_write_1h: int = 0) -> Decimal:
         total_input = input_tokens + cache_read + cache_write
         band = sum(1 for t in self.thresholds if total_input > t)
-        const, p_in, p_out, p_read, p_write = self.bands[band]
-        return const + input_tokens * p_in + output_tokens * p_out + cache_read * p_read + cache_write * p_write
+        const, p_in, p_out, p_read, p_write, p_write_1h = self.bands[band]
+        return (const + input_tokens * p_in + output_tokens * p_out + cache_read * p_read
+                + (cache_write - cache_write_1h) * p_write + cache_write_1h * p_write_1h)
 
 
 def _calc(pid: str | None, model: str, when: datetime | None, input_tokens: int = 0, output_tokens: int = 0,
-          cache_read: int = 0, cache_write: int = 0) -> Decimal:
+          cache_read: int = 0, cache_write: int = 0, cache_write_1h: int = 0) -> Decimal:
+    """genai-prices' price of one request; `cache_write` includes the 1-hour writes."""
     usage = Usage(input_tokens=input_tokens + cache_read + cache_write, cache_read_tokens=cache_read,
                   cache_write_tokens=cache_write, output_tokens=output_tokens)
+    if cache_write_1h:
+        usage.cache_write_1h_tokens = cache_write_1h
     return Decimal(calc_price(usage, model, provider_id=pid, genai_request_timestamp=when).total_price)
 
 
@@ -95,10 +116,12 @@ def _linear_price(pid: str | None, model: str, day: date | None) -> _LinearPrice
         p_in = (_calc(pid, model, when, input_tokens=n) - const) / n
         p_read = (_calc(pid, model, when, cache_read=n) - const) / n
         p_write = (_calc(pid, model, when, cache_write=n) - const) / n
+        p_write_1h = (_calc(pid, model, when, cache_write=n, cache_write_1h=n) - const) / n
         p_out = (_calc(pid, model, when, input_tokens=n, output_tokens=n) - const) / n - p_in
-        bands.append((const, p_in, p_out, p_read, p_write))
+        bands.append((const, p_in, p_out, p_read, p_write, p_write_1h))
     linear = _LinearPrice(tuple(thresholds), tuple(bands))
-    for probe in ((1234, 567, 8901, 234), (199_000, 40_000, 150_000, 9_000), (7, 0, 0, 0)):
+    for probe in ((1234, 567, 8901, 234, 0), (199_000, 40_000, 150_000, 9_000, 5_000), (7, 0, 0, 0, 0),
+                  (1500, 500, 210_000, 12_000, 8_000)):
         if abs(linear.price(*probe) - _calc(pid, model, when, *probe)) > Decimal("1e-15"):
             return None
     return linear
@@ -111,37 +134,50 @@ def _linear_price_on(pid: str | None, model: str, day_number: int | None) -> _Li
 
 
 def estimate(provider: str, model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int,
-             cache_write_tokens: int, time_ns: int | None = None) -> Decimal | None:
-    """List price in USD; None when the model is unknown. input_tokens excludes cache here."""
+             cache_write_tokens: int, time_ns: int | None = None, cache_write_1h_tokens: int = 0) -> Decimal | None:
+    """List price in USD of ONE request; None when the model is unknown. input_tokens excludes
+    cache here; cache_write_tokens includes the 1-hour writes (cache_write_1h_tokens)."""
+    model = priced_model(model)
     pid = _provider_for(provider, model)
     if pid is False:
         return None
     if not _time_of_day_priced(pid, model):
         linear = _linear_price_on(pid, model, time_ns // NS_PER_DAY if time_ns else None)
         if linear is not None:
-            return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+            return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                                cache_write_1h_tokens)
     when = to_datetime(time_ns) if time_ns else None
     try:
-        return _calc(pid, model, when, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        return _calc(pid, model, when, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                     cache_write_1h_tokens)
     except LookupError:
         return None
 
 
+def base_rate(provider: str, model: str, token_type: str, time_ns: int | None = None) -> Decimal | None:
+    """The price of one token of `token_type` (input, output, cache_read, cache_write: a 5-minute
+    write) at the model's base tier, without any per-request charge; None when unknown."""
+    one = {"input": (1, 0, 0, 0), "output": (0, 1, 0, 0), "cache_read": (0, 0, 1, 0), "cache_write": (0, 0, 0, 1)}
+    nothing = estimate(provider, model, 0, 0, 0, 0, time_ns)
+    single = estimate(provider, model, *one[token_type], time_ns=time_ns)
+    return None if nothing is None or single is None else single - nothing
+
+
 def price_request(r: LlmRequest) -> None:
     r.estimated_cost_usd = estimate(r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens,
-                                    r.cache_write_tokens, r.time_ns)
+                                    r.cache_write_tokens, r.time_ns, r.cache_write_1h_tokens)
     r.cost_basis = LIST_PRICE if r.estimated_cost_usd is not None else UNPRICED
 
 
 def price_point(p: MetricPoint) -> None:
-    """A token point priced as that many tokens of its type; cost points carry no estimate."""
+    """A token point sums many requests: priced at the base tier's rate for its type (no
+    aggregate crosses a tier; 5-minute rate for cache writes, which points do not split; no
+    per-request charge, the number of requests being unknown). Cost points carry no estimate."""
     if p.metric != "tokens":
         p.estimated_cost_usd, p.priced = None, True
         return
-    n = int(round(p.value))
-    by_type = {"input": (n, 0, 0, 0), "output": (0, n, 0, 0), "cache_read": (0, 0, n, 0),
-               "cache_write": (0, 0, 0, n)}
-    p.estimated_cost_usd = estimate(p.provider, p.model, *by_type[p.token_type], time_ns=p.time_ns)
+    rate = base_rate(p.provider, p.model, p.token_type, p.time_ns) if p.token_type else None
+    p.estimated_cost_usd = None if rate is None else rate * int(round(p.value))
     p.priced = p.estimated_cost_usd is not None
 
 

@@ -101,6 +101,9 @@ class LlmRequest:
     attributes_json: str = field(default="", repr=False)
     estimated_cost_usd: Decimal | None = None  # filled by pricing
     cost_basis: str | None = None
+    # Of cache_write_tokens, those written for one hour (priced apart from 5-minute writes). Not
+    # a column: the attributes keep the agent's own split, and the content key covers them.
+    cache_write_1h_tokens: int = 0
 
     def __post_init__(self) -> None:
         self.attributes_json = self.attributes_json or canonical_json(self.attributes)
