@@ -111,6 +111,8 @@ _EXEC = _C("executions", "number", COUNT, "Executions")
 _BLOCKED = _C("blocked", "number", COUNT, "Blocked calls")
 _TOKENS = _C("tokens", "number", COUNT, "Tokens")
 _COST = _C("cost", "number", USD, "Cost (USD)")
+# What a cost figure could not price (models no price table knows): never shown as $0.
+_UNPRICED = (_C("unpriced_tokens", "number", COUNT, "Unpriced tokens"), _C("unpriced", "boolean", None, "Unpriced"))
 
 METRICS: tuple[Metric, ...] = (
     # MCP Usage: tool executions are calls with outcome ok or error (blocked calls never ran).
@@ -132,7 +134,12 @@ METRICS: tuple[Metric, ...] = (
 
     # LLM Usage: per session its metric points when it sent any, else its request events (never both).
     _stat("llm_total_tokens", "llm", "Total tokens", COUNT, LLM_FILTERS, "Input + output + cache read + cache write."),
-    _stat("llm_total_cost", "llm", "Total cost", USD, LLM_FILTERS, "Cost in USD (AA_COST_SOURCE); null when unpriced."),
+    Metric("llm_total_cost", "llm", "stat", "Total cost", USD,
+           _stat("llm_total_cost", "llm", "Total cost", USD, (), "").columns
+           + (_C("unpriced_tokens", "number", COUNT, "Unpriced tokens"), _C("unpriced_models", title="Unpriced models")),
+           LLM_FILTERS, "Cost in USD (AA_COST_SOURCE), request by request where the requests are known; "
+           "null when there is usage but none of it priced, 0 when there is none. unpriced_tokens and "
+           "unpriced_models: what it could not price (docs/ingest.md, Cost)."),
     _stat("llm_models_used", "llm", "Models used", COUNT, LLM_FILTERS, "Distinct models with at least one request."),
     Metric("llm_tokens_by_type", "llm", "bars", "Tokens by type", COUNT,
            (_C("type", title="Token type"), _TOKENS), LLM_FILTERS,
@@ -140,15 +147,17 @@ METRICS: tuple[Metric, ...] = (
     _series("llm_tokens_over_time", "llm", "Tokens", COUNT, LLM_FILTERS, "Tokens per bucket."),
     _series("llm_cost_over_time", "llm", "Cost", USD, LLM_FILTERS, "Cost (USD) per bucket."),
     _top("llm_top_users_by_tokens", "llm", "Top users by tokens", _USER, _TOKENS, LLM_FILTERS,
-         "Users ranked by tokens; requests counts request events.", (_COST, _C("requests", "number", COUNT, "Requests"))),
+         "Users ranked by tokens; requests counts request events.",
+         (_COST, _C("requests", "number", COUNT, "Requests"), *_UNPRICED)),
     _top("llm_top_users_by_cost", "llm", "Top users by cost", _USER, _COST, LLM_FILTERS,
-         "Users ranked by cost (unpriced last).", (_TOKENS, _C("requests", "number", COUNT, "Requests"))),
+         "Users ranked by cost (unpriced last).", (_TOKENS, _C("requests", "number", COUNT, "Requests"), *_UNPRICED)),
     _top("llm_top_models_by_tokens", "llm", "Top models by tokens", (_C("provider", title="Provider"),
          _C("model", title="Model")), _TOKENS, LLM_FILTERS, "Models ranked by tokens.",
-         (_COST, _C("requests", "number", COUNT, "Requests"))),
+         (_COST, _C("requests", "number", COUNT, "Requests"), *_UNPRICED)),
     _top("llm_top_models_by_cost", "llm", "Top models by cost", (_C("provider", title="Provider"),
-         _C("model", title="Model")), _COST, LLM_FILTERS, "Models ranked by cost (unpriced last).",
-         (_TOKENS, _C("requests", "number", COUNT, "Requests"))),
+         _C("model", title="Model")), _COST, LLM_FILTERS,
+         "Models ranked by cost (unpriced last: cost null, unpriced true, never $0).",
+         (_TOKENS, _C("requests", "number", COUNT, "Requests"), *_UNPRICED)),
     Metric("llm_status", "llm", "status", "LLM telemetry status", None,
            (_C("has_data", "boolean"), _C("message"), _C("setup_url")), (),
            "Empty state: has_data is false until any LLM telemetry (events or metrics) has arrived."),

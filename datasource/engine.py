@@ -151,11 +151,13 @@ class Engine:
         return self.source(ds, window, q, extra, use_aggregate)
 
     def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True) -> tuple[sql.Composable, list]:
-        """LLM Usage rows, each request's tokens and cost counted once: from its event when its
-        session sent no metric points (`counted`, decided at ingest), else from the session's
-        metric points; requests always from events. (Claude Code sends both views of the same
-        requests; Codex only events; an agent that exports only metrics still appears.) Neither
-        side groups by session, so rollups answer it.
+        """LLM Usage rows, each request's tokens counted once: from its event when its session
+        sent no metric points (`counted`, decided at ingest), else from the session's metric
+        points; requests always from events. Cost is each event's price (a tier is a property of
+        one request), and the metric points' only for sessions that sent no events (the points'
+        `cost_counted`); `unpriced_tokens`: those of the counted cost that no price table knows.
+        (Claude Code sends both views of the same requests; Codex only events; an agent that
+        exports only metrics still appears.) Neither side groups by session, so rollups answer it.
 
         Counts as float8: exact below 2^53, and summed several times faster than numeric; cost
         stays numeric, so every relation gives the same sum to the last digit."""
@@ -165,12 +167,12 @@ class Engine:
             SELECT time, user_id, agent_id, provider, model, requests::float8 AS requests,
                    {", ".join(f"(CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END)::float8 AS {t}_tokens"
                               for t in TOKEN_TYPES)},
-                   0::float8 AS other_tokens, (CASE WHEN {COUNTED} THEN cost END)::numeric AS cost
+                   0::float8 AS other_tokens, cost::numeric AS cost, unpriced_tokens::float8 AS unpriced_tokens
             FROM ({{ev}}) e
             UNION ALL
             SELECT time, user_id, agent_id, provider, model, 0::float8,
                    {", ".join(f"coalesce({t}_tokens, 0)::float8" for t in (*TOKEN_TYPES, "other"))},
-                   cost::numeric
+                   cost::numeric, unpriced_tokens::float8
             FROM ({{mp}}) p"""
         return sql.SQL(text).format(ev=ev[0], mp=mp[0]), [*ev[1], *mp[1]]
 
@@ -249,9 +251,12 @@ class Engine:
     def _stat(self, q: Query) -> Result:
         ds, extra, body, value_of = _STATS[q.metric.id]
         prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
-        value, previous = (value_of(self.with_src(self._src(ds, window, q, extra), body, shared=True))
-                           for window in (q.window, prev))
-        return Result([{"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}])
+        current, old = (self.with_src(self._src(ds, window, q, extra), body, shared=True) for window in (q.window, prev))
+        value, previous = value_of(current), value_of(old)
+        row = {"value": value, "previous": previous, "change_pct": _pct_change(value, previous)}
+        for column in _STAT_EXTRAS.get(q.metric.id, ()):
+            row[column] = current[0][column]
+        return Result([row])
 
     def _buckets(self, ds: Dataset, window: Window, q: Query, extra: str, sums: str, column: str,
                  unit: str) -> dict[datetime, Any]:
@@ -310,6 +315,18 @@ class Engine:
         groups = self.with_src(src, body, shared=True)
         ranked = sorted(groups, key=_LLM_TOP_ORDERS[q.metric.id])
         return Result([dict(r) for r in ranked[q.offset:q.offset + q.limit]], total=len(groups))
+
+    def _m_llm_total_cost(self, q: Query) -> Result:
+        """The total cost (shared with the other totals), the tokens it could not price and, when
+        there are any, their models (from the groups the top-model lists read)."""
+        result = self._stat(q)
+        row = result.rows[0]
+        row["unpriced_models"] = ""
+        if row["unpriced_tokens"]:
+            by_model = replace(q, metric=BY_ID["llm_top_models_by_cost"])
+            groups = self.with_src(self._src(LLM_USAGE, q.window, by_model), _llm_groups("model"), shared=True)
+            row["unpriced_models"] = ", ".join(sorted({g["model"] for g in groups if g["unpriced"]}))
+        return result
 
     def _m_llm_tokens_by_type(self, q: Query) -> Result:
         rows = self.with_src(self._src(LLM_USAGE, q.window, q), _LLM_TOTALS, shared=True)
@@ -425,7 +442,7 @@ class Engine:
                    requests::float8, {ev_tokens},
                    CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
                         ELSE 0 END::float8 AS tokens,
-                   CASE WHEN {COUNTED} THEN cost END AS cost, first_time, last_time
+                   cost, first_time, last_time
             FROM ({{ev}}) e
             UNION ALL
             SELECT session_id, {who}false, true, NULL, {mp_tokens}, coalesce(tokens, 0)::float8,
@@ -570,15 +587,15 @@ class Engine:
             return Result([])
         ev = self.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL")
         mp = self.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL")
-        # Tokens and cost from counted events or from metric points; requests and latency
-        # always from events.
+        # Tokens from counted events or from metric points, cost from events or (sessions
+        # without events) metric points; requests and latency always from events.
         text = f"""
         WITH ev_src AS ({{ev}}), mp_src AS ({{mp}}),
         parts AS (
             SELECT provider, model, requests::float8 AS requests, latency_ms_sum, latency_count::float8 AS latency_count,
                    CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
                    ELSE 0 END::float8 AS tokens,
-                   CASE WHEN {COUNTED} THEN cost END::float8 AS cost
+                   cost::float8 AS cost
             FROM ev_src
             UNION ALL
             SELECT provider, model, NULL, NULL, 0, coalesce(tokens, 0), cost::float8
@@ -651,7 +668,11 @@ _GATEWAY_FIRST = f"({_SERVER_SIDE} OR mcp_server_id IS NULL OR mcp_server_id <> 
 _GATEWAY_SERVERS = (f"SELECT DISTINCT mcp_server_id FROM {{relation}} WHERE {_SERVER_SIDE}"
                     " AND mcp_server_id IS NOT NULL AND {column} >= %s AND {column} < %s")
 _TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
-_COST_SUM = "CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost) END"  # unpriced stays null, no rows is 0
+# The cost of a set of rows: null when some usage but none of it could be priced (unknown is
+# not 0), 0 when there is no usage to price. With some priced, the priced sum; the unpriced
+# tokens go alongside.
+_COST_SUM = "coalesce(sum(cost), CASE WHEN sum(unpriced_tokens) > 0 THEN NULL ELSE 0 END)"
+
 
 def _literal(text: str) -> str:
     """One of our own labels as an SQL string literal."""
@@ -670,9 +691,10 @@ def _llm_groups(key: str) -> str:
                                   f" AS \"user\"", "user_id", "LEFT JOIN users u ON u.id = g.user_id")
     else:
         keys, inner_keys, join = "g.provider, g.model", "provider, model", ""
-    return (f"SELECT {keys}, g.tokens, g.cost, g.requests"
-            f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, sum(cost)::float8 AS cost,"
-            f" sum(requests) AS requests FROM src {where} GROUP BY {inner_keys}) g {join}")
+    return (f"SELECT {keys}, g.tokens, g.cost, g.requests, g.unpriced_tokens, g.unpriced_tokens > 0 AS unpriced"
+            f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, ({_COST_SUM})::float8 AS cost,"
+            f" sum(requests) AS requests, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens"
+            f" FROM src {where} GROUP BY {inner_keys}) g {join}")
 
 
 def _by_cost(r: dict[str, Any]) -> tuple:
@@ -693,8 +715,9 @@ _LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
 # value is read from its rows. Every query is shared by the panels of a refresh asking it
 # (Engine.fetch): LLM totals, token mix and both LLM series each run one body, for several panels.
 _LLM_TOTALS = ("SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
-               + f", coalesce(sum({_TOKENS}), 0) AS tokens, {_COST_SUM} AS cost FROM src")
-_LLM_BUCKET_SUMS = f"sum({_TOKENS}) AS tokens, sum(cost) AS cost"
+               + f", coalesce(sum({_TOKENS}), 0) AS tokens, {_COST_SUM} AS cost,"
+               " coalesce(sum(unpriced_tokens), 0) AS unpriced_tokens FROM src")
+_LLM_BUCKET_SUMS = f"sum({_TOKENS}) AS tokens, {_COST_SUM} AS cost"
 
 
 def _column(name: str) -> Callable[[list[dict[str, Any]]], Any]:
@@ -718,6 +741,9 @@ _STATS: dict[str, tuple[Dataset, str, str, Callable[[list[dict[str, Any]]], Any]
     "llm_models_used": (LLM_USAGE, "TRUE", _llm_groups("model"), lambda groups: len({g["model"] for g in groups})),
     "security_blocked_calls": (TOOL_CALLS, BLOCKED, "SELECT coalesce(sum(calls), 0) AS v FROM src", _column("v")),
 }
+
+# Columns of the range's row a stat answers besides its value (what a cost could not price).
+_STAT_EXTRAS = {"llm_total_cost": ("unpriced_tokens",)}
 
 # Series: the sums per bucket and the column a metric draws.
 _SERIES: dict[str, tuple[Dataset, str, str, str]] = {

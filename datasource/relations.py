@@ -89,21 +89,22 @@ FILTER_COLUMNS: dict[str, frozenset[str]] = {
 }
 
 _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
-# Row condition of the LLM request events whose tokens and cost count (their session sent no
-# metric points; decided at ingest).
+# Row condition of the LLM request events whose tokens count (their session sent no metric
+# points; decided at ingest). An event's cost always counts: a price is a request's.
 COUNTED = "counted"
+_TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 
 _LLM_MEASURES = frozenset({"requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                           "other_tokens", "cost"})
+                           "other_tokens", "cost", "unpriced_tokens"})
 _BY_MODEL = frozenset({"provider", "model"})
 _BY_USER = frozenset({"user_id", "provider", "model"})
 
 LLM_USAGE = Dataset(
     "llm_usage_hourly", "llm_requests",
     f"bucket AS time, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost",
+    " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost",
+    f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
     ("user", "group", "provider", "model"),
     rollups=(
         Rollup("llm_usage_totals_hourly", frozenset({"counted"}), frozenset({"counted"}),
@@ -119,18 +120,22 @@ LLM_USAGE = Dataset(
     measures=_LLM_MEASURES, always=frozenset({"counted"}))
 
 # Sessions' metric points without the session, token types and cost as columns: what counts
-# for the sessions that sent them.
+# for the sessions that sent them (their cost only where `cost_counted`: sessions without events).
 _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, other_tokens"
+# The reported cost is the cost metric's value: no token of a session priced by it is unpriced.
+_POINT_UNPRICED = "CASE WHEN '{cost}' = 'estimated' THEN estimated_unpriced_tokens ELSE 0 END AS unpriced_tokens"
 LLM_METRIC_USAGE = Dataset(
     "llm_metric_usage_hourly", "metric_points",
-    f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost",
+    f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {_POINT_UNPRICED}",
     "time, user_id, agent_id, provider, model,"
     + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
                 for t in ("input", "output", "cache_read", "cache_write"))
     + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
     # The reported cost is the cost metric's value; the estimate is priced on token points.
-    " CASE WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
-    " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost",
+    " CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
+    " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
+    " CASE WHEN '{cost}' = 'estimated' AND metric = 'tokens' AND cost_counted AND estimated_cost_usd IS NULL"
+    " THEN value END AS unpriced_tokens",
     ("user", "group", "provider", "model"), raw_condition="session_id IS NOT NULL",
     rollups=(
         Rollup("llm_metric_usage_totals_hourly", frozenset(), frozenset(), daily="llm_metric_usage_totals_daily"),
@@ -166,7 +171,7 @@ SESSION_METRICS = Dataset(
     " CASE WHEN metric = 'tokens' THEN value END AS tokens,"
     + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
                 for t in ("input", "output", "cache_read", "cache_write"))
-    + ", CASE WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
+    + ", CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
     " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
     " coalesce(start_time, time) AS first_time, time AS last_time",
     ("user", "group", "provider", "model", "session"),

@@ -2,8 +2,9 @@
 into a temporary table then INSERT ... ON CONFLICT DO NOTHING (so a retried or concurrently
 duplicated batch stores nothing twice), cumulative metric series differenced against
 metric_series_state under row locks, the sessions' first and last sight (taken first: it
-decides whether a session's events or its metric points count, see `_sessions`), and last the
-sessions' totals, from the rows the batch newly stored (`_session_totals`).
+decides whether a session's events or its metric points count, for tokens and for cost, see
+`_sessions`), and last the sessions' totals, from the rows the batch newly stored
+(`_session_totals`).
 
 Rows are inserted in one total order, time then key, so that two receivers writing overlapping
 batches wait for each other instead of deadlocking. Time first: consecutive rows then land on
@@ -41,7 +42,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
                    "policy_name", "policy_description", "attributes"),
     "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
-                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd"),
+                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted"),
 }
 
 
@@ -59,20 +60,27 @@ class StoreResult:
 # Columns not read as the fact's attribute of the same name.
 _SPECIAL = {"time": "time_ns", "start_time": "start_time_ns",
             "attributes": "attributes_json",  # canonical JSON text, parsed by the server
-            "counted": "session_id"}          # the session decides (see _row)
+            "counted": "session_id",          # the session decides (see _row)
+            "cost_counted": "session_id"}
 # Per table, one getter of every column's attribute (this runs for every row).
 _GETTERS = {table: attrgetter(*(_SPECIAL.get(col, col) for col in cols)) for table, cols in COLUMNS.items()}
 _TIMES = {table: [i for i, col in enumerate(cols) if col in ("time", "start_time")] for table, cols in COLUMNS.items()}
 _COUNTED = {table: cols.index("counted") if "counted" in cols else None for table, cols in COLUMNS.items()}
+_COST_COUNTED = {table: cols.index("cost_counted") if "cost_counted" in cols else None
+                 for table, cols in COLUMNS.items()}
 
 
-def _row(table: str, obj: Any, with_metrics: AbstractSet[str] = frozenset()) -> tuple:
+def _row(table: str, obj: Any, with_metrics: AbstractSet[str] = frozenset(),
+         with_events: AbstractSet[str] = frozenset()) -> tuple:
     values = list(_GETTERS[table](obj))
     for i in _TIMES[table]:
         values[i] = to_datetime(values[i])
     counted = _COUNTED[table]
     if counted is not None:  # the session's metric points count instead of its events
         values[counted] = values[counted] not in with_metrics
+    cost_counted = _COST_COUNTED[table]
+    if cost_counted is not None:  # the session's events give the cost, request by request
+        values[cost_counted] = values[cost_counted] not in with_events
     return tuple(values)
 
 
@@ -166,12 +174,16 @@ def _directory(conn: psycopg.Connection, batch: Batch) -> None:
                     ((p, n, d) for p, (n, d) in batch.policies.items()))
 
 
-def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
-    """Record the batch's sessions (first and last sight) and return those whose totals come
-    from metric points: the ones that have sent any, before or in this batch.
+def _sessions(conn: psycopg.Connection, batch: Batch) -> tuple[set[str], set[str]]:
+    """Record the batch's sessions (first and last sight) and return those whose tokens come
+    from metric points (the ones that have sent any, before or in this batch) and those whose
+    cost comes from events (the ones that have sent any api_request event).
 
     A session's first metric point turns its stored events' `counted` off, so each request is
-    counted once however the two reports interleave. The upsert takes the sessions' row locks
+    counted once however the two reports interleave; its first event turns its stored metric
+    points' `cost_counted` off: a request's price depends on the request (a tier applies to one
+    request), which only its event gives, where a metric point sums many. The upsert takes the
+    sessions' row locks
     (in id order) before any fact is written: a batch of events and a batch of metric points of
     the same session run one after the other, and the later sees what the earlier decided.
     """
@@ -187,7 +199,7 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
         s[2] = min(s[2], f.time_ns)
         s[3] = max(s[3], f.time_ns)
     if not seen:
-        return set()
+        return set(), set()
     ids = sorted(seen)
     rows = conn.execute(
         "INSERT INTO sessions (id, agent_id, user_id, first_seen, last_seen)"
@@ -198,11 +210,11 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
         " last_seen = greatest(sessions.last_seen, excluded.last_seen),"
         " agent_id = coalesce(sessions.agent_id, excluded.agent_id),"
         " user_id = coalesce(sessions.user_id, excluded.user_id)"
-        " RETURNING id, has_metrics, first_seen",
+        " RETURNING id, has_metrics, first_seen, requests, points",
         (ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids], [to_datetime(seen[i][2]) for i in ids],
          [to_datetime(seen[i][3]) for i in ids])).fetchall()
-    with_metrics = {sid for sid, has, _ in rows if has}
-    first_seen = {sid: fs for sid, _, fs in rows}
+    with_metrics = {sid for sid, has, *_ in rows if has}
+    first_seen = {sid: fs for sid, _, fs, *_ in rows}
     new = sorted({p.session_id for p in batch.metric_points if p.session_id} - with_metrics)
     if new:
         conn.execute(f"UPDATE sessions SET has_metrics = true, {RESET_COUNTED} WHERE id = ANY(%s)", (new,))
@@ -211,7 +223,18 @@ def _sessions(conn: psycopg.Connection, batch: Batch) -> set[str]:
                      " WHERE session_id = ANY(%s) AND time >= %s AND counted",
                      (new, min(first_seen[i] for i in new)))
         with_metrics.update(new)
-    return with_metrics
+    with_events = {sid for sid, _, _, requests, _ in rows if requests}
+    new = sorted({r.session_id for r in batch.llm_requests if r.session_id} - with_events)
+    # Of those, the ones whose stored metric points counted their cost until now.
+    fresh = set(new)
+    priced_by_points = [sid for sid, _, _, _, points in rows if points and sid in fresh]
+    if priced_by_points:
+        conn.execute(f"UPDATE sessions SET {RESET_COST} WHERE id = ANY(%s)", (priced_by_points,))
+        conn.execute("UPDATE metric_points SET cost_counted = false"
+                     " WHERE session_id = ANY(%s) AND time >= %s AND cost_counted",
+                     (priced_by_points, min(first_seen[i] for i in priced_by_points)))
+    with_events.update(new)
+    return with_metrics, with_events
 
 
 # Where each column sits in a row of its table.
@@ -236,10 +259,12 @@ _TOTALS = ("requests", "points", "tokens", "input_tokens", "output_tokens", "cac
 _TOTAL_TYPES = ("bigint", "bigint", "float8", "float8", "float8", "float8", "float8", "numeric", "numeric")
 _NULLABLE = {"estimated_cost_usd", "reported_cost_usd"}
 _TOKEN_AT = {"input": 3, "output": 4, "cache_read": 5, "cache_write": 6}  # index in a session's totals
-# What the counted tokens and cost of a session become when its first metric point arrives:
-# from then on its metric points count, not its events.
-RESET_COUNTED = ("tokens = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cache_write_tokens = 0,"
-                 " estimated_cost_usd = NULL, reported_cost_usd = NULL")
+# What the counted tokens of a session become when its first metric point arrives: from then
+# on its metric points count, not its events. (Its events' cost keeps counting.)
+RESET_COUNTED = "tokens = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cache_write_tokens = 0"
+# What the cost of a session priced from its metric points becomes when its first event
+# arrives: from then on its events' cost counts, not its points'.
+RESET_COST = "estimated_cost_usd = NULL, reported_cost_usd = NULL"
 _ADD_TOTALS = sql.SQL(
     "UPDATE sessions s SET {sets},"
     " ev_user_id = greatest(s.ev_user_id, n.ev_user_id), ev_agent_id = greatest(s.ev_agent_id, n.ev_agent_id),"
@@ -270,10 +295,12 @@ _ADD_TOTALS = sql.SQL(
 
 
 def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points: Sequence[tuple],
-                    with_metrics: set[str]) -> None:
-    """Add the newly stored events and metric points to their sessions' totals (migration 0005),
-    in the batch's transaction: the sessions' rows are already locked by `_sessions`. Events
-    count tokens and cost only in sessions without metric points (`counted`, as on the rows)."""
+                    with_metrics: set[str], with_events: set[str]) -> None:
+    """Add the newly stored events and metric points to their sessions' totals (migrations 0005
+    and 0008), in the batch's transaction: the sessions' rows are already locked by `_sessions`.
+    Events count tokens only in sessions without metric points (`counted`, as on the rows), and
+    always their cost; metric points count their cost only in sessions without events
+    (`cost_counted`)."""
     totals: dict[str, list] = {}
     names: set[tuple[str, bool, str | None, str | None, str]] = set()
     at = _AT["llm_requests"]
@@ -294,8 +321,8 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
             tot[4] += r[i_out]
             tot[5] += r[i_cr]
             tot[6] += r[i_cw]
-            tot[7] = _add(tot[7], _stored(r[i_est]))
-            tot[8] = _add(tot[8], _stored(r[i_rep]))
+        tot[7] = _add(tot[7], _stored(r[i_est]))
+        tot[8] = _add(tot[8], _stored(r[i_rep]))
         tot[9] = min(tot[9], r[t])
         tot[10] = max(tot[10], r[t])
         names.add((s, True, r[user], r[agent], r[model]))
@@ -313,12 +340,14 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
             tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, first, p[t]]
         tot[1] += 1
         value = float(p[i_value])
+        priced_here = s not in with_events
         if p[i_metric] == "tokens":
             tot[2] += value
             if p[i_type] in _TOKEN_AT:
                 tot[_TOKEN_AT[p[i_type]]] += value
-            tot[7] = _add(tot[7], _stored(p[i_est]))
-        elif p[i_metric] == "cost":
+            if priced_here:
+                tot[7] = _add(tot[7], _stored(p[i_est]))
+        elif p[i_metric] == "cost" and priced_here:
             # As PostgreSQL turns a float8 into numeric (15 significant digits).
             tot[8] = _add(tot[8], Decimal(format(value, ".15g")))
         tot[9] = min(tot[9], first)
@@ -393,15 +422,15 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
     with conn.transaction():
         _server_ids(conn, batch)
         _directory(conn, batch)
-        with_metrics = _sessions(conn, batch)
+        with_metrics, with_events = _sessions(conn, batch)
         points = [p for p in batch.metric_points if not p.cumulative]
         points += _difference(conn, [p for p in batch.metric_points if p.cumulative], result)
         new: dict[str, Sequence[tuple]] = {}
         for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
                             ("tool_calls", batch.tool_calls), ("metric_points", points)):
             result.offered[table] = len(objs)
-            new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics) for o in objs])
+            new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics, with_events) for o in objs])
             result.inserted[table] = len(new[table])
-        _session_totals(conn, new["llm_requests"], new["metric_points"], with_metrics)
+        _session_totals(conn, new["llm_requests"], new["metric_points"], with_metrics, with_events)
     return result
 

@@ -217,11 +217,14 @@ def _copy(conn: psycopg.Connection, table: str, cols: list[str], rows: Iterable[
 
 def resolve_counted(conn: psycopg.Connection) -> None:
     """For rows loaded by COPY: what the receiver decides per session (ingest/store.py
-    `_sessions`): a session that sent metric points has its events not counted."""
+    `_sessions`): a session that sent metric points has its events' tokens not counted, and one
+    that sent events its metric points' cost."""
     conn.execute("UPDATE sessions SET has_metrics = true"
                  " WHERE id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")
     conn.execute("UPDATE llm_requests SET counted = false"
                  " WHERE session_id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")
+    conn.execute("UPDATE metric_points SET cost_counted = false"
+                 " WHERE session_id IN (SELECT session_id FROM llm_requests WHERE session_id IS NOT NULL)")
     conn.execute("SELECT aa_rebuild_session_totals()")  # and the session totals it keeps
 
 
@@ -345,35 +348,54 @@ class Oracle:
         """Sessions that ever sent a metric point: their tokens and cost come from those."""
         return {p["session_id"] for p in self.d.points if p["session_id"]}
 
+    @property
+    def event_sessions(self) -> set[str]:
+        """Sessions that ever sent a request event: their cost comes from those, request by request."""
+        return {r["session_id"] for r in self.d.llm if r["session_id"]}
+
     def usage(self, start, end, f) -> list[dict]:
-        """LLM Usage rows: every event gives a request; its tokens and cost count unless its
-        session ever sent metric points, whose points count instead."""
+        """LLM Usage rows: every event gives a request and its cost; its tokens count unless its
+        session ever sent metric points, whose points count instead. A point's cost counts only
+        if its session never sent an event. `unpriced_tokens`: tokens whose cost counts but is
+        unknown (the estimate's; for the reported cost, events without one)."""
         points = [p for p in self.points(start, end, f) if p["session_id"]]
-        superseded = self.metric_sessions
+        superseded, priced_by_events = self.metric_sessions, self.event_sessions
         rows = []
         for r in self.llm(start, end, f):
+            unpriced = self.tokens(r) if r[self.cost_key] is None else 0
             if r["session_id"] in superseded:
-                r = {**r, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, self.cost_key: None}
-            rows.append({**r, "requests": 1})
+                r = {**r, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}}
+            rows.append({**r, "requests": 1, "unpriced_tokens": unpriced})
         for p in points:
             row = {"time": p["time"], "user_id": p["user_id"], "provider": p["provider"], "model": p["model"],
-                   "requests": 0, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}}
+                   "requests": 0, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, "unpriced_tokens": 0}
             if p["metric"] == "tokens":
                 row[f"{p['token_type']}_tokens"] = p["value"]
+            counted = p["session_id"] not in priced_by_events
             if self.cost_source == "estimated":
-                row[self.cost_key] = p["estimated_cost_usd"] if p["metric"] == "tokens" else None
+                row[self.cost_key] = p["estimated_cost_usd"] if p["metric"] == "tokens" and counted else None
+                if counted and p["metric"] == "tokens" and p["estimated_cost_usd"] is None:
+                    row["unpriced_tokens"] = p["value"]
             else:
-                row[self.cost_key] = Decimal(str(p["value"])) if p["metric"] == "cost" else None
+                row[self.cost_key] = Decimal(str(p["value"])) if p["metric"] == "cost" and counted else None
             rows.append(row)
         return rows
+
+    def unpriced(self, start, end, f) -> tuple[float, str]:
+        """The tokens a cost figure could not price, and their models (comma-separated)."""
+        rows = [r for r in self.usage(start, end, f) if r["unpriced_tokens"]]
+        return float(sum(r["unpriced_tokens"] for r in rows)), ", ".join(sorted({r["model"] for r in rows}))
 
     @staticmethod
     def tokens(r: dict) -> int:
         return sum(r[f"{t}_tokens"] for t in TOKEN_TYPES)
 
     def cost_sum(self, rows: list[dict]) -> float | None:
+        """The priced sum; with nothing priced, None when some tokens are unpriced, else 0."""
         vals = [r[self.cost_key] for r in rows if r[self.cost_key] is not None]
-        return float(sum(vals)) if vals else None
+        if vals:
+            return float(sum(vals))
+        return None if sum(r["unpriced_tokens"] for r in rows) > 0 else 0
 
     # ---- MCP / Security ----
     def stat(self, metric: str, start, end, f) -> Any:
@@ -390,7 +412,7 @@ class Oracle:
         if metric == "llm_total_tokens":
             return sum(self.tokens(r) for r in lrows)
         if metric == "llm_total_cost":
-            return 0 if not lrows else self.cost_sum(lrows)
+            return self.cost_sum(lrows)
         if metric == "llm_models_used":
             return len({r["model"] for r in lrows})
         raise KeyError(metric)
@@ -418,8 +440,10 @@ class Oracle:
                 groups.setdefault(key, []).append(r)
             out = []
             for k, v in groups.items():
+                unpriced = float(sum(r["unpriced_tokens"] for r in v))
                 row = {"tokens": float(sum(self.tokens(r) for r in v)), "cost": self.cost_sum(v),
-                       "requests": sum(r["requests"] for r in v)}
+                       "requests": sum(r["requests"] for r in v), "unpriced_tokens": unpriced,
+                       "unpriced": unpriced > 0}
                 if by_user:
                     email, disp = d.users.get(k, (None, None))
                     row.update(user_id=k, user=disp or email or k or "(no user)")
@@ -503,7 +527,7 @@ class Oracle:
         ev = [r for r in self.llm(start, end, f, with_session_filter) if r["session_id"]]
         mp = [r for r in self.points(start, end, f, with_session_filter) if r["session_id"]]
         ids = {r["session_id"] for r in ev} | {r["session_id"] for r in mp}
-        superseded = self.metric_sessions
+        superseded, priced_by_events = self.metric_sessions, self.event_sessions
         out = {}
         for sid in ids:
             e = [r for r in ev if r["session_id"] == sid]
@@ -512,19 +536,19 @@ class Oracle:
                 types = {t: float(sum(r["value"] for r in m if r["metric"] == "tokens" and r["token_type"] == t))
                          for t in TOKEN_TYPES}
                 tokens = float(sum(r["value"] for r in m if r["metric"] == "tokens"))
-                if self.cost_source == "estimated":
-                    cs = [r["estimated_cost_usd"] for r in m if r["metric"] == "tokens"
-                          and r["estimated_cost_usd"] is not None]
-                    cost = float(sum(cs)) if cs else None
-                else:
-                    cs = [r["value"] for r in m if r["metric"] == "cost"]
-                    cost = float(sum(cs)) if cs else None
                 source = "metrics"
             else:
                 types = {t: float(sum(r[f"{t}_tokens"] for r in e)) for t in TOKEN_TYPES}
                 tokens = float(sum(self.tokens(r) for r in e))
-                cost = self.cost_sum(e)
                 source = "events"
+            # Cost: the events' (request by request), the metric points' only without any event.
+            if sid in priced_by_events:
+                cs = [r[self.cost_key] for r in e if r[self.cost_key] is not None]
+            elif self.cost_source == "estimated":
+                cs = [r["estimated_cost_usd"] for r in m if r["metric"] == "tokens" and r["estimated_cost_usd"] is not None]
+            else:
+                cs = [r["value"] for r in m if r["metric"] == "cost"]
+            cost = float(sum(cs)) if cs else None
             firsts = [r["time"] for r in e] + [r["start_time"] for r in m]
             lasts = [r["time"] for r in e] + [r["time"] for r in m]
             user = max([r["user_id"] for r in e if r["user_id"]] or [None]) or max(

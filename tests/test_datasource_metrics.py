@@ -132,6 +132,9 @@ def test_llm_metrics_match_the_raw_rows(ds_client):
             [row] = api(ds_client, metric, W_START, W_END, **f)["rows"]
             assert same(row["value"], ORACLE.stat(metric, W_START, W_END, f)), (metric, f)
             assert same(row["previous"], ORACLE.stat(metric, *prev, f)), (metric, f)
+            if metric == "llm_total_cost":  # what it could not price, never silent
+                tokens, models = ORACLE.unpriced(W_START, W_END, f)
+                assert (row["unpriced_tokens"], row["unpriced_models"]) == (tokens, models), f
         mix = api(ds_client, "llm_tokens_by_type", W_START, W_END, **f)["rows"]
         want = ORACLE.tokens_by_type(W_START, W_END, f)
         assert [(r["type"], r["tokens"]) for r in mix] == [(t, want[t]) for t in TOKEN_TYPES], f

@@ -7,6 +7,10 @@ SELECT time_bucket(INTERVAL '1 day', time) AS bucket,
        sum(cache_read_tokens)                                    AS cache_read_tokens,
        sum(cache_write_tokens)                                   AS cache_write_tokens,
        sum(estimated_cost_usd)                                   AS estimated_cost_usd,
-       sum(reported_cost_usd)                                    AS reported_cost_usd
+       sum(reported_cost_usd)                                    AS reported_cost_usd,
+       sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)
+           FILTER (WHERE estimated_cost_usd IS NULL)             AS estimated_unpriced_tokens,
+       sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)
+           FILTER (WHERE reported_cost_usd IS NULL)              AS reported_unpriced_tokens
 FROM llm_requests
 GROUP BY bucket, counted

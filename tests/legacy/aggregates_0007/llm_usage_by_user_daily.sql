@@ -1,0 +1,13 @@
+-- Daily (UTC) twin of llm_usage_hourly by user, provider and model: whole days of the window
+-- for metrics that do not look at the time (totals, top users and models).
+SELECT time_bucket(INTERVAL '1 day', time) AS bucket,
+       user_id, provider, model, counted,
+       count(*)                                                  AS requests,
+       sum(input_tokens)                                         AS input_tokens,
+       sum(output_tokens)                                        AS output_tokens,
+       sum(cache_read_tokens)                                    AS cache_read_tokens,
+       sum(cache_write_tokens)                                   AS cache_write_tokens,
+       sum(estimated_cost_usd)                                   AS estimated_cost_usd,
+       sum(reported_cost_usd)                                    AS reported_cost_usd
+FROM llm_requests
+GROUP BY bucket, user_id, provider, model, counted
