@@ -51,8 +51,9 @@ def _unit_overrides(panel: Any, variant: Variant, columns: tuple[Column, ...]) -
 
 
 def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 6, h: int = 5,
-               title: str | None = None) -> stat.Panel:
-    """A headline figure with the previous period and the change against it."""
+               title: str | None = None, no_value: str = "0") -> stat.Panel:
+    """A headline figure with the previous period and the change against it, and any other
+    number the metric answers beside them in its own unit. `no_value`: what a null value means."""
     change = next(c for c in metric.columns if c.name == "change_pct")
     previous = next(c for c in metric.columns if c.name == "previous")
     p = (stat.Panel().title(title or metric.title).description(metric.description + " Beside it: the same figure for the "
@@ -62,7 +63,7 @@ def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
          .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields(""))
          .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE)
          .orientation(common.VizOrientation.HORIZONTAL).color_mode(common.BigValueColorMode.VALUE)
-         .no_value("0"))
+         .no_value(no_value))
     p.with_override(_by_name(variant.field_name(previous)),
                     [_prop("color", {"mode": "fixed", "fixedColor": "text"})]
                     + ([_prop("displayName", PREVIOUS)] if variant.key == "json" else []))
@@ -70,6 +71,11 @@ def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
                     [_prop("unit", "percent"), _prop("decimals", 1),
                      _prop("displayName", "Change vs previous period"),
                      _prop("color", {"mode": "fixed", "fixedColor": "blue"})])
+    for c in metric.columns:
+        if c.type == "number" and c.name not in ("value", "previous", "change_pct"):
+            p.with_override(_by_name(variant.field_name(c)),
+                            [_prop("unit", c.unit or "short"), _prop("displayName", c.title or c.name),
+                             _prop("color", {"mode": "fixed", "fixedColor": "orange"})])
     return p
 
 

@@ -141,7 +141,9 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.add(P.status_panel(variant, metric("llm_status"), cfg.setup_guide_url))
     lay.newline()
     for mid in ("llm_total_tokens", "llm_total_cost", "llm_models_used"):
-        lay.add(P.stat_panel(variant, metric(mid), v, w=8, title=SEED_TITLES.get(mid)))
+        # A null cost is usage none of which could be priced: unknown, never $0.
+        lay.add(P.stat_panel(variant, metric(mid), v, w=8, title=SEED_TITLES.get(mid),
+                             no_value="Unpriced" if mid == "llm_total_cost" else "0"))
     lay.newline()
     lay.add(P.bars_panel(variant, metric("llm_tokens_by_type"), v, w=6))
     lay.add(P.timeseries_panel(variant, metric("llm_tokens_over_time"), v, w=9, title="Tokens over time"))
