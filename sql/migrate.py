@@ -343,6 +343,20 @@ def _analyze(conn: psycopg.Connection, backend: str, names: Iterable[str]) -> No
         conn.execute(sql.SQL("ANALYZE {}").format(table))
 
 
+# Rows stored before this migration were priced on another basis (a metric point as one request,
+# 1-hour cache writes as 5-minute ones): the run that applies it prices them again.
+REPRICE_WITH = "0008_cost_per_request.sql"
+
+
+def _reprice(conn: psycopg.Connection, report: MigrateReport) -> None:
+    from agent_analytics.ingest.reprice import reprice  # the receiver's pricing, imported only here
+
+    done = reprice(conn)
+    report.notes.append(done.summary())
+    if done.points or done.requests:
+        refresh_aggregates(conn, [a for a in AGGREGATES if a.startswith(("llm_", "session_metrics"))])
+
+
 def backend_of(conn: psycopg.Connection) -> str | None:
     if not _relation_exists(conn, "schema_meta"):
         return None
@@ -368,6 +382,8 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
             if report.created_aggregates or materialise:
                 refresh_aggregates(conn, report.created_aggregates)
                 _analyze(conn, report.backend, report.created_aggregates if not materialise else AGGREGATES)
+            if REPRICE_WITH in report.applied:
+                _reprice(conn, report)
             return report
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))

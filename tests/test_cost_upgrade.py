@@ -1,11 +1,12 @@
-"""A database as the previous release left it (migrations 0001-0005, its aggregates as they were
-then, in tests/legacy/aggregates_0005, materialised over data) upgrades in place: migration 0006
+"""A database as the previous release left it (migrations 0001-0007, its aggregates as they were
+then, in tests/legacy/aggregates_0007, materialised over data) upgrades in place: migration 0008
 takes sessions' cost from their events, request by request, the session totals are recounted and
 the aggregates whose definitions changed are rebuilt, so the query API answers the new basis."""
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,14 +19,14 @@ from tests.conftest import NO_TSDB, TIMESCALEDB
 from tests.ingest_support import assert_session_totals_match_the_rows
 from tests.rawdata import load_raw_rows, raw_rows
 
-LEGACY = Path(__file__).parent / "legacy" / "aggregates_0005"
+LEGACY = Path(__file__).parent / "legacy" / "aggregates_0007"
 BACKEND_CHOICES = ["off", pytest.param("on", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB))]
 
 
 def _previous_release(url: str, tsdb: str, monkeypatch) -> None:
     """migrate() as the previous release ran it: its migrations and its aggregate definitions."""
     with monkeypatch.context() as m:
-        m.setattr(migrate_module, "load_migrations", lambda: [x for x in load_migrations() if x.version <= 5])
+        m.setattr(migrate_module, "load_migrations", lambda: [x for x in load_migrations() if x.version <= 7])
         m.setattr(migrate_module, "aggregate_definitions", lambda: {
             name: (LEGACY / f"{name}.sql").read_text() if (LEGACY / f"{name}.sql").exists() else select
             for name, select in aggregate_definitions().items()})
@@ -39,8 +40,8 @@ def test_upgrade_prices_sessions_from_their_events(fresh_database, tsdb, monkeyp
     tool_calls, llm, points = raw_rows(seed=5)
     load_raw_rows(fresh_database, (tool_calls, llm, points), refresh=False)
     t0 = min(r[0] for r in llm)
-    # A session that sent only metric points (priced from them), besides the raw rows' sessions,
-    # which all sent both.
+    # A session that sent only metric points (priced from them, here at made-up prices), besides
+    # the raw rows' sessions, which all sent both.
     only_points = [(t0 + timedelta(hours=i), f"\\x{hashlib.sha256(f'only{i}'.encode()).hexdigest()}",
                     Decimal(i + 1) / 1000) for i in range(3)]
     with psycopg.connect(fresh_database, autocommit=True) as c:
@@ -58,7 +59,7 @@ def test_upgrade_prices_sessions_from_their_events(fresh_database, tsdb, monkeyp
         assert old is None  # the old basis: these sessions' events priced nothing
 
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
-    assert report.applied == ["0006_cost_per_request.sql"]
+    assert report.applied == ["0008_cost_per_request.sql"]
     rebuilt = {n.split()[1] for n in report.notes if "rebuilt" in n}
     assert rebuilt == {p.stem for p in LEGACY.glob("*.sql")}
 
@@ -66,7 +67,8 @@ def test_upgrade_prices_sessions_from_their_events(fresh_database, tsdb, monkeyp
     for r in llm:  # r[13]: the estimate, None where unpriced
         before = per_session.get(r[3])
         per_session[r[3]] = before if r[13] is None else (before or Decimal(0)) + r[13]
-    per_session["only-points"] = sum(est for _, _, est in only_points)
+    # Its points are priced again at the base tier: 100 output tokens each at $15 per million.
+    per_session["only-points"] = len(only_points) * 100 * Decimal(15) / 1_000_000
     with psycopg.connect(fresh_database, autocommit=True) as c:
         refresh_aggregates(c)
         flags = dict(c.execute("SELECT session_id, bool_or(cost_counted) FROM metric_points GROUP BY 1").fetchall())
@@ -77,3 +79,45 @@ def test_upgrade_prices_sessions_from_their_events(fresh_database, tsdb, monkeyp
         from_points = c.execute("SELECT sum(estimated_cost_usd) FROM llm_metric_usage_hourly").fetchone()[0]
         assert (events, from_points) == (sum(r[13] for r in llm if r[13] is not None), per_session["only-points"])
         assert_session_totals_match_the_rows(c)
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_upgrade_reprices_what_the_previous_release_priced_otherwise(fresh_database, tsdb, monkeypatch):
+    """Stored rows get this release's prices: a metrics-only session's point of 420K cache reads,
+    priced at the long-context rate before, at the base rate; a request whose cache writes were
+    8,000 1-hour of 12,000, priced all as 5-minute writes before, with its 1-hour writes at their
+    rate. Oracles: Anthropic's list rates for Sonnet 4.5 (USD per million tokens)."""
+    _previous_release(fresh_database, tsdb, monkeypatch)
+    t = datetime(2026, 11, 2, 10, 30, tzinfo=timezone.utc)
+    m = Decimal(1_000_000)
+    old_point, new_point = 420_000 * Decimal("0.60") / m, 420_000 * Decimal("0.30") / m
+    base = 1500 * Decimal(3) / m + 500 * Decimal(15) / m + 100_000 * Decimal("0.30") / m
+    old_request = base + 12_000 * Decimal("3.75") / m
+    new_request = base + 4_000 * Decimal("3.75") / m + 8_000 * Decimal(6) / m
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        c.execute("INSERT INTO metric_points (time, start_time, source_key, source, session_id, user_id, agent_id,"
+                  " provider, model, metric, token_type, value, estimated_cost_usd) VALUES (%s, %s, '\\x01',"
+                  " 'claude_code', 'points-only', 'ann@x', 'claude-code', 'anthropic', 'claude-sonnet-4-5[1m]',"
+                  " 'tokens', 'cache_read', 420000, %s)", (t, t - timedelta(minutes=5), old_point))
+        c.execute("INSERT INTO llm_requests (time, source_key, source, session_id, user_id, agent_id, provider, model,"
+                  " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
+                  " cost_basis, attributes) VALUES (%s, '\\x02', 'claude_code', 'with-events', 'ann@x', 'claude-code',"
+                  " 'anthropic', 'claude-sonnet-4-5', 1500, 500, 100000, 12000, %s, 'list_price', %s)",
+                  (t, old_request, json.dumps({"cache_creation_tokens": 12000, "cache_creation_5m_tokens": 4000,
+                                               "cache_creation_1h_tokens": 8000})))
+        c.execute("SELECT aa_rebuild_session_totals()")
+        refresh_aggregates(c)
+    report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert any(n.startswith("repriced: 1 metric point(s)") and "1 request(s)" in n for n in report.notes), report.notes
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        assert c.execute("SELECT estimated_cost_usd FROM metric_points").fetchall() == [(new_point,)]
+        assert c.execute("SELECT estimated_cost_usd FROM llm_requests").fetchall() == [(new_request,)]
+        assert dict(c.execute("SELECT id, estimated_cost_usd FROM sessions").fetchall()) == {
+            "points-only": new_point, "with-events": new_request}
+        refresh_aggregates(c)
+        events = c.execute("SELECT sum(estimated_cost_usd) FROM llm_usage_hourly").fetchone()[0]
+        from_points = c.execute("SELECT sum(estimated_cost_usd) FROM llm_metric_usage_hourly").fetchone()[0]
+        assert (events, from_points) == (new_request, new_point)
+        assert_session_totals_match_the_rows(c)
+    again = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert not again.applied and not any(n.startswith("repriced") for n in again.notes)
