@@ -256,3 +256,38 @@ def test_hours_of_events_counted_by_metric_points_have_their_cost(client, conn, 
     assert tokens[ms(hour + timedelta(hours=2))] == sum(
         r["input"] + r["output"] + r["cache_read"] + r["cache_write"] for r in _ledger(CACHE))
     assert None not in cost.values()
+
+
+def test_cache_write_split_read_from_the_event():
+    """cache_creation_tokens holds both lifetimes; without it the two parts add up to it; more
+    1-hour writes than writes is refused (that record only)."""
+    from agent_analytics.ingest import normalise
+    from agent_analytics.ingest.rows import Context
+
+    now = time.time_ns()
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    kv = rl.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "claude-code"
+    sl = rl.scope_logs.add()
+    sl.scope.name = "com.anthropic.claude_code.events"
+    base = {"event.name": "api_request", "model": "claude-sonnet-4-5", "input_tokens": 10, "output_tokens": 1}
+    for attrs in ({**base, "cache_creation_tokens": 12000, "cache_creation_5m_tokens": 4000,
+                   "cache_creation_1h_tokens": 8000},
+                  {**base, "cache_creation_5m_tokens": 300, "cache_creation_1h_tokens": 700},
+                  {**base, "cache_creation_tokens": 10},
+                  {**base, "cache_creation_tokens": 100, "cache_creation_1h_tokens": 101}):
+        rec = sl.log_records.add()
+        rec.time_unix_nano = now
+        for k, v in attrs.items():
+            a = rec.attributes.add()
+            a.key = k
+            set_value(a.value, v)
+    b = normalise.logs(req, Context(now_ns=now))
+    assert [(r.cache_write_tokens, r.cache_write_1h_tokens) for r in b.llm_requests] == [
+        (12000, 8000), (1000, 700), (10, 0)]
+    assert [r.index for r in b.rejections] == [3] and "cache_creation_1h_tokens" in b.rejections[0].reason
+    pricing.price(b)
+    assert [r.estimated_cost_usd for r in b.llm_requests] == [
+        _list_price(SONNET_45, 10, 1, 0, 4000, 8000), _list_price(SONNET_45, 10, 1, 0, 300, 700),
+        _list_price(SONNET_45, 10, 1, 0, 10, 0)]
