@@ -291,3 +291,32 @@ def test_cache_write_split_read_from_the_event():
     assert [r.estimated_cost_usd for r in b.llm_requests] == [
         _list_price(SONNET_45, 10, 1, 0, 4000, 8000), _list_price(SONNET_45, 10, 1, 0, 300, 700),
         _list_price(SONNET_45, 10, 1, 0, 10, 0)]
+
+
+def test_every_captured_request_costs_what_claude_code_says_below_the_long_context_tier():
+    """Claude Code's own cost_usd per api_request is an independent oracle: every captured request
+    (most with 1-hour cache writes) is priced to the same figure, except those whose own input
+    passes 200K tokens, where Claude Code 2.1.332 applies no long-context price and the list
+    price is the long-context rates'."""
+    from agent_analytics.ingest import normalise
+    from agent_analytics.ingest.rows import Context
+
+    ctx = Context(now_ns=time.time_ns() + 10 * 365 * 86_400 * 10**9)
+    compared = with_1h = long = 0
+    for path in sorted(FIXTURES.glob("claude-code-*-logs-*.pb")):
+        batch = normalise.logs(logs_fixture(path.name), ctx)
+        pricing.price(batch)
+        for r in batch.llm_requests:
+            if r.reported_cost_usd is None:
+                continue
+            total_input = r.input_tokens + r.cache_read_tokens + r.cache_write_tokens
+            if total_input > 200_000:
+                long += 1
+                assert r.estimated_cost_usd == _sonnet(r.input_tokens, r.output_tokens, r.cache_read_tokens,
+                                                       r.cache_write_tokens - r.cache_write_1h_tokens,
+                                                       r.cache_write_1h_tokens), path.name
+                continue
+            assert abs(r.estimated_cost_usd - r.reported_cost_usd) < Decimal("1e-12"), (path.name, r)
+            compared += 1
+            with_1h += r.cache_write_1h_tokens > 0
+    assert compared >= 50 and with_1h >= 50 and long == 4, (compared, with_1h, long)
