@@ -12,7 +12,7 @@ from grafana_foundation_sdk.models import text as text_model
 
 from agent_analytics.datasource.catalog import Column, Metric
 
-from .variants import Variant, field_label
+from .variants import Variant, field_label, field_order
 
 PREVIOUS = "Previous period"
 # Grafana >= 11.6 regex matcher options are strings like "/.../".
@@ -28,6 +28,14 @@ ID_COLUMNS = {"user_id", "agent_id", "agent_instance_id", "mcp_server_id", "poli
 TOP_5PCT_BADGE = {"type": "value", "options": {
     "true": {"text": "top 5%", "color": "red", "index": 0},
     "false": {"text": "", "color": "transparent", "index": 1}}}
+
+
+def organize(metric: Metric) -> dm.DataTransformerConfig:
+    """Grafana's "Organize fields" with an explicit index: every panel shows the metric's columns in
+    their declared order whatever order the data source answers them in (Infinity's backend parser
+    sorts them by name). It runs before any other transformation."""
+    return dm.DataTransformerConfig(id_val="organize", options={
+        "indexByName": field_order(metric), "excludeByName": {}, "renameByName": {}, "includeByName": {}})
 
 
 def _prop(id_: str, value: Any) -> dm.DynamicConfigValue:
@@ -59,6 +67,7 @@ def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
     p = (stat.Panel().title(title or metric.title).description(metric.description + " Beside it: the same figure for the "
                                                       "preceding window of equal length, and the change in %.")
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
+         .with_transformation(organize(metric))
          .unit(metric.unit or "short").span(w).height(h)
          .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields(""))
          .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE)
@@ -84,6 +93,7 @@ def timeseries_panel(variant: Variant, metric: Metric, variables: tuple[str, ...
     """A line chart; the 'Previous period' series (when the metric has one) is dashed."""
     p = (timeseries.Panel().title(title or metric.title).description(metric.description)
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
+         .with_transformation(organize(metric))
          .unit(metric.unit or "short").span(w).height(h)
          .line_width(2).fill_opacity(10).show_points(common.VisibilityMode.NEVER)
          .span_nulls(False).axis_soft_min(0)
@@ -103,6 +113,7 @@ def bars_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
     category, measure = metric.columns[0], metric.columns[1]
     p = (barchart.Panel().title(title or metric.title).description(metric.description)
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
+         .with_transformation(organize(metric))
          .unit(measure.unit or metric.unit or "short").span(w).height(h)
          .x_field(variant.field_name(category)).show_value(common.VisibilityMode.AUTO)
          .legend(cb.VizLegendOptions().show_legend(False).display_mode(common.LegendDisplayMode.LIST)
@@ -127,6 +138,7 @@ def table_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w:
     extras = dict(extras or {})
     p = (table.Panel().title(title or metric.title).description(description or metric.description)
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables, extras=extras))
+         .with_transformation(organize(metric))
          .span(w).height(h).cell_height(common.TableCellHeight.SM)
          .footer(cb.TableFooterOptions().show(False).reducer([]).enable_pagination(True))
          .no_value("No data for this range and these filters"))
@@ -158,6 +170,7 @@ def record_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], f
     pattern = "/^(" + "|".join(_regex_escape(n) for n in names) + ")$/"
     p = (stat.Panel().title(title or metric.title).description(metric.description)
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
+         .with_transformation(organize(metric))
          .span(w).height(h)
          .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields(pattern))
          .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE)
@@ -189,7 +202,7 @@ def comparison_panels(variant: Variant, metric: Metric, variables: tuple[str, ..
                           "(cost, tokens, duration, requests). A chip is hidden when there is no baseline, or when this "
                           "session's value is unknown (a session that sent metrics only has no request count).")
              .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
-             .with_transformation(without_baseline)
+             .with_transformation(organize(metric)).with_transformation(without_baseline)
              .span(16).height(5)
              .reduce_options(cb.ReduceDataOptions().values(True).calcs([])
                              .fields("/^" + _regex_escape(variant.field_name(ratio)) + "$/"))
@@ -204,7 +217,7 @@ def comparison_panels(variant: Variant, metric: Metric, variables: tuple[str, ..
     badges = (stat.Panel().title("Top 5%")
               .description("Flagged when this session is in the top 5% of sessions for that dimension.")
               .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
-              .with_transformation(without_baseline)
+              .with_transformation(organize(metric)).with_transformation(without_baseline)
               .span(8).height(5)
               .reduce_options(cb.ReduceDataOptions().values(True).calcs([])
                               .fields("/^" + _regex_escape(variant.field_name(top)) + "$/"))
@@ -226,6 +239,7 @@ def status_panel(variant: Variant, metric: Metric, guide_url: str) -> stat.Panel
             .description("Until your agents send OpenTelemetry this tab is empty: follow the OpenTelemetry "
                          "guide to connect Claude Code and Codex (per machine or org-wide).")
             .datasource(variant.datasource).with_target(variant.query(metric))
+            .with_transformation(organize(metric))
             .span(24).height(3)
             .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"])
                             .fields("/^" + _regex_escape(variant.field_name(message)) + "$/"))

@@ -14,14 +14,24 @@ JSON_TYPE = "simpod-json-datasource"
 INFINITY_UID = "aa-infinity"
 JSON_UID = "aa-json"
 
-# Infinity column types by Grafana field type. Infinity has no boolean type: booleans arrive as
-# the strings "true"/"false", which value mappings keyed "true" match either way.
-_INFINITY_TYPES = {"time": "timestamp_epoch", "number": "number", "string": "string", "boolean": "string"}
+# Infinity column types by Grafana field type (its backend parser converts each value to the
+# declared type: infinity-libs lib/go/gframer field.go). `timestamp_epoch` reads epoch milliseconds;
+# `boolean` keeps JSON true/false (a string other than "true" would become null, so the service
+# answers real booleans).
+INFINITY_TYPES = {"time": "timestamp_epoch", "number": "number", "string": "string", "boolean": "boolean"}
 
 
 def field_label(column: Column) -> str:
     """What Grafana shows for a column: the title, else the name."""
     return column.title or column.name
+
+
+def field_order(metric: Metric) -> dict[str, int]:
+    """The metric's columns in their declared order, keyed by the name Grafana displays: the
+    "Organize fields" transformation's indexByName. Infinity's backend parser builds its frame from
+    the columns sorted by name (infinity-libs lib/go/gframer gframer.go, sortedKeys); the JSON face
+    keeps the catalog's order. Both display `field_label`."""
+    return {field_label(c): i for i, c in enumerate(metric.columns)}
 
 
 def infinity_url(metric: Metric, variables: tuple[str, ...], extras: dict[str, str],
@@ -54,7 +64,7 @@ def infinity_model(metric: Metric, ref_id: str, datasource: dict[str, str], url:
         "url": url,
         "url_options": {"method": "GET", "data": ""},
         "root_selector": "rows",
-        "columns": [{"selector": c.name, "text": field_label(c), "type": _INFINITY_TYPES[c.type]}
+        "columns": [{"selector": c.name, "text": field_label(c), "type": INFINITY_TYPES[c.type]}
                     for c in metric.columns],
         "filters": [],
     }

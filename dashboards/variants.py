@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import common
 
 from agent_analytics.datasource.catalog import Column, Metric
 
-from .queries import (INFINITY_TYPE, INFINITY_UID, JSON_TYPE, JSON_UID, TIMEZONE, field_label,  # noqa: F401
+from .queries import (INFINITY_TYPE, INFINITY_UID, JSON_TYPE, JSON_UID, TIMEZONE, field_label, field_order,  # noqa: F401
                       infinity_model, infinity_url)
 
 class RawQuery(cogvariants.Dataquery):

@@ -63,6 +63,10 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"agent-analytics: database backends exercised: {ran}")
     if not TIMESCALEDB:
         terminalreporter.write_line(f"agent-analytics: {NO_TSDB}")
+    from tests import grafana_js_support
+
+    if grafana_js_support.RUNS:
+        terminalreporter.write_line(f"agent-analytics: {grafana_js_support.summary()}")
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,8 @@ from agent_analytics.dashboards.tabs import DASHBOARDS, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
+from tests import grafana_js_support as js  # noqa: E402
+from tests import grafana_model  # noqa: E402
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN  # noqa: E402
 from tests.test_dashboards_generated import load, metric_of  # noqa: E402
 
@@ -161,7 +163,7 @@ def render_json_request(panel: dict, d: dict, frm: datetime, to: datetime, overr
 # --- checking answers --------------------------------------------------------------------------
 
 _PY_TYPES = {"number": (int, float), "time": (int,), "string": (str,), "boolean": (bool,)}
-_INFINITY_PY = {"number": (int, float), "timestamp_epoch": (int,), "string": (str, bool)}
+_INFINITY_PY = {"number": (int, float), "timestamp_epoch": (int,), "string": (str,), "boolean": (bool,)}
 
 
 def _panel_field_refs(panel: dict) -> set[str]:
@@ -534,3 +536,81 @@ def _check_quick_ranges(demo_service, zone: str) -> None:
             if step is not None:
                 assert step in ((3_600_000,) if end - start <= timedelta(days=2) else
                                 (86_400_000, 82_800_000, 90_000_000)), (display, step)
+
+
+# --- what each panel shows: Infinity's parser and Grafana's transformations ------------------------
+
+def _panel_answers(server: Server, session: str, start: datetime, end: datetime):
+    """(variant, dashboard, panel, metric, fields) for every data panel's target: the fields the
+    data source hands Grafana (Infinity: its backend parser's frame, modelled in tests/grafana_model;
+    JSON plugin: the service's frame as sent)."""
+    frm, to = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    for variant in VARIANTS:
+        for name in DASHBOARDS:
+            d = load(variant.key, name)
+            overrides = {"session": session} if name == "session-timeline" else {}
+            for panel in d["panels"]:
+                if panel["type"] in ("row", "text"):
+                    continue
+                if variant is INFINITY:
+                    for t in panel["targets"]:
+                        r = requests.get(server.url + render_infinity_url(t["url"], d, frm, to, overrides),
+                                         headers=AUTH, timeout=60)
+                        assert r.status_code == 200, r.text
+                        yield (variant, name, panel, catalog.BY_ID[metric_of("infinity", t)], t, r.json(),
+                               grafana_model.infinity_frame(t, r.json()))
+                else:
+                    r = requests.post(f"{server.url}/grafana/query", headers=AUTH, timeout=60,
+                                      json=render_json_request(panel, d, start, end, overrides))
+                    assert r.status_code == 200, r.text
+                    for t, frame in zip(panel["targets"], r.json()):
+                        yield (variant, name, panel, catalog.BY_ID[t["target"]], t, frame, frame["fields"])
+
+
+def test_every_panel_shows_its_columns_in_the_declared_order_and_types(demo_service):
+    """Infinity's backend parser sorts a frame's fields by name and converts each value to its
+    column's declared type (tests/grafana_model.py, from the plugin's source); each panel must still
+    show the catalog's columns in their order (its "Organize fields" transformation), booleans as
+    booleans, and lose no value to a type conversion. Checked with a model of Grafana's organize
+    transformation, then with Grafana's own (@grafana/data) where Node.js is available."""
+    server, _ = demo_service
+    now = datetime.now(timezone.utc)
+    start = now - timedelta(days=30)
+    session = _session_with_activity(server, int(start.timestamp() * 1000), int(now.timestamp() * 1000))
+    problems: list[str] = []
+    cases = []
+    for variant, name, panel, m, target, answer, fields in _panel_answers(server, session, start, now):
+        where = f"{variant.key}/{name}/{panel['title']}"
+        want = [c.title or c.name for c in m.columns]
+        shown = grafana_model.apply_order_transformations(fields, panel.get("transformations", []))
+        got = [grafana_model.display_name(f) for f in shown]
+        if got != want:
+            problems.append(f"{where}: shows {got}, declared {want}")
+        by_name = {grafana_model.display_name(f): f for f in fields}
+        for c in m.columns:
+            f = by_name.get(c.title or c.name)
+            if f is None:
+                continue
+            if f["type"] != c.type:
+                problems.append(f"{where}: {c.name} arrives as a {f['type']} field, declared {c.type}")
+            if variant is INFINITY:
+                sent = [row.get(c.name) for row in answer["rows"]]
+                lost = [v for v, kept in zip(sent, f["values"]) if v is not None and kept is None]
+                if lost:
+                    problems.append(f"{where}: {c.name} loses {lost[:3]} to Infinity's {c.type} conversion")
+        cases.append({"id": where, "want": want, "transformations": panel.get("transformations", []),
+                      "frames": [{"name": m.title, "fields": [{k: f[k] for k in ("name", "type", "values", "config")
+                                                               if k in f} for f in fields]}]})
+    assert not problems, "\n".join(problems)
+
+    out, reason = js.try_run("organize.cjs", stdin=cases)
+    if out is None:
+        print(f"Grafana's own organize transformation not run: {reason}")
+        return
+    for case, result in zip(cases, out):
+        assert result["id"] == case["id"]
+        fields = result["frames"][0]["fields"]
+        assert [f["displayName"] for f in fields] == case["want"], case["id"]
+        for f in fields:
+            if f["type"] == "boolean":
+                assert set(f["display"]) <= {"true", "false", ""}, (case["id"], f["displayName"], f["display"])

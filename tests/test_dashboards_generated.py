@@ -185,7 +185,6 @@ def test_panels_by_kind(variant_key, name, d):
         elif m.kind == "table" and m.id != "session_comparison":
             assert p["type"] == "table", p["title"]
             assert p["options"]["enablePagination"] is True
-            assert p["options"]["footer"]["enablePagination"] is True
             if m.paged:  # the top tables: ten rows per page
                 assert p["gridPos"]["h"] == 13
                 assert "page=" not in json.dumps(p["targets"])
@@ -197,7 +196,8 @@ def test_hourly_distribution_is_bars_by_utc_hour():
         assert p["type"] == "barchart" and "UTC" in p["title"]
         hour = v.field_name(catalog.BY_ID["mcp_hourly_distribution"].columns[0])
         assert p["options"]["xField"] == hour
-        assert p["transformations"][0]["options"]["conversions"][0]["targetField"] == hour
+        convert = next(t for t in p["transformations"] if t["id"] == "convertFieldType")
+        assert convert["options"]["conversions"][0]["targetField"] == hour
 
 
 def test_sessions_table_ranks_by_the_order_variable():
@@ -219,8 +219,8 @@ def test_comparison_chips_hide_without_a_baseline():
         chips = [p for p in panels(load(v.key, "session-timeline")) if "session_comparison" in json.dumps(p.get("targets"))]
         assert len(chips) == 2
         for p in chips:
-            f = p["transformations"][0]
-            assert f["id"] == "filterByValue" and f["options"]["type"] == "exclude"
+            f = next(t for t in p["transformations"] if t["id"] == "filterByValue")
+            assert f["options"]["type"] == "exclude"
             assert f["options"]["filters"][0]["config"]["id"] == "isNull"
         assert chips[0]["fieldConfig"]["defaults"]["unit"] == "suffix:× median"
         assert chips[1]["fieldConfig"]["defaults"]["mappings"][0]["options"]["true"]["text"] == "top 5%"
@@ -494,3 +494,17 @@ def test_sessions_table_says_it_shows_the_first_rows_and_the_picker_lists_newest
         # Grafana keeps the service's order (newest first) only when the variable does not sort.
         assert sorts.pop("session") == 0
         assert sorts and all(s != 0 for s in sorts.values())
+
+
+def test_every_data_panel_organizes_its_fields_first():
+    """Infinity's backend parser sorts fields by name: every panel with a query first orders them as
+    the catalog declares its columns (Grafana's "Organize fields", keyed by the displayed name)."""
+    for v in VARIANTS:
+        for name in DASHBOARDS:
+            for p in panels(load(v.key, name)):
+                if p["type"] == "text":
+                    continue
+                m = catalog.BY_ID[metric_of(v.key, p["targets"][0])]
+                first = p["transformations"][0]
+                assert first["id"] == "organize", (v.key, name, p["title"])
+                assert first["options"]["indexByName"] == {(c.title or c.name): i for i, c in enumerate(m.columns)}
