@@ -357,7 +357,7 @@ def test_docker_compose_structure():
         assert "healthcheck" in s and s["healthcheck"]["test"], name
     # Pinned images: a version tag, never latest.
     assert re.fullmatch(r"timescale/timescaledb:\d+\.\d+\.\d+-pg\d+", services["timescaledb"]["image"])
-    assert re.fullmatch(r"grafana/grafana:12\.\d+\.\d+", services["grafana"]["image"])
+    assert re.fullmatch(r"grafana/grafana:13\.\d+\.\d+", services["grafana"]["image"])
     assert services["service"]["build"] == "." and (ROOT / "Dockerfile").is_file()
     assert services["service"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["service"]["condition"] == "service_healthy"
