@@ -65,7 +65,9 @@ def stat_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
     change = next(c for c in metric.columns if c.name == "change_pct")
     previous = next(c for c in metric.columns if c.name == "previous")
     p = (stat.Panel().title(title or metric.title).description(metric.description + " Beside it: the same figure for the "
-                                                      "preceding window of equal length, and the change in %.")
+                                                      "equivalent preceding window (Today, This week...: the previous "
+                                                      "period to the same point; other ranges: the same length just "
+                                                      "before), and the change in %.")
          .datasource(variant.datasource).with_target(variant.query(metric, variables=variables))
          .with_transformation(organize(metric))
          .unit(metric.unit or "short").span(w).height(h)

@@ -8,6 +8,7 @@ from typing import Any
 from agent_analytics.datasource.catalog import Column, Metric
 from agent_analytics.datasource.query import MAX_ROWS
 
+URL_TIME_RANGE = "${__url_time_range}"
 TIMEZONE = "${__timezone}"  # Grafana: the dashboard's zone, the browser's IANA zone for "browser"
 INFINITY_TYPE = "yesoreyeram-infinity-datasource"
 JSON_TYPE = "simpod-json-datasource"
@@ -37,8 +38,9 @@ def field_order(metric: Metric) -> dict[str, int]:
 def infinity_url(metric: Metric, variables: tuple[str, ...], extras: dict[str, str],
                  backend_macros: bool) -> str:
     """`/api/v1/query/<id>?from=..&to=..&var-user=..`: dashboards use the panel macros
-    ${__from}/${__to} and `${var:queryparam}` (repeated var-NAME=value, what Grafana puts in
-    its own URLs); alert rules have no dashboard variables and use the backend macros."""
+    ${__from}/${__to}, `${var:queryparam}` (repeated var-NAME=value, what Grafana puts in its own
+    URLs) and ${__url_time_range}; alert rules have no dashboard variables and use the backend
+    macros."""
     if backend_macros:
         parts = ["from=${__timeFrom}", "to=${__timeTo}"]
     else:
@@ -49,6 +51,11 @@ def infinity_url(metric: Metric, variables: tuple[str, ...], extras: dict[str, s
         parts.append(f"page_size={MAX_ROWS}")
     parts += [f"{k}={v}" for k, v in extras.items()]
     parts += [f"${{{name}:queryparam}}" for name in variables if name in metric.filters]
+    if not backend_macros:
+        # The picker's raw range (`from=now%2Fw&to=now&timezone=browser`, Scenes' UrlTimeRangeMacro):
+        # a second from/to pair that decides the previous period as the JSON plugin's range.raw
+        # does. Empty for a panel with its own relative time or time shift: the window decides.
+        parts.append(URL_TIME_RANGE)
     return f"/api/v1/query/{metric.id}?" + "&".join(parts)
 
 

@@ -4,6 +4,9 @@ which its backend parser can also run for alert rules.
 
 Filters: `user=a&user=b`, or Infinity's `${user:queryparam}` form `var-user=a&var-user=b`.
 Time: `from`/`to` as epoch ms (`${__from}`), ISO 8601, or Grafana expressions (`now-7d`, `now/M`).
+Each may be given twice, as the dashboards' Infinity queries do (`from=${__from}&to=${__to}` then
+`${__url_time_range}`): the first pair is the window, the second the picker's own range (`now/w`,
+`now`), which decides the previous period as the JSON plugin's `range.raw` does.
 """
 from __future__ import annotations
 
@@ -43,6 +46,15 @@ def _arguments() -> dict[str, Any]:
     return data
 
 
+def _picker_range() -> dict[str, str] | None:
+    """The second `from`/`to` pair, when given: the picker's raw range."""
+    froms, tos = request.args.getlist("from"), request.args.getlist("to")
+    if len(froms) > 2 or len(tos) > 2 or (len(froms) == 2) != (len(tos) == 2):
+        raise params.RequestError({"from": ["give from and to once, or twice each (the window, then the "
+                                            "picker's range as ${__url_time_range} writes it)"]})
+    return {"from": froms[1], "to": tos[1]} if len(froms) == 2 else None
+
+
 @bp.get("/metrics")
 def metrics():
     require(Permission.QUERY)
@@ -59,7 +71,8 @@ def query(metric_id: str):
     require(metric.permission)
     opts = params.load(params.JsonApiSchema, _arguments())
     filter_values = {name: opts.get(name) for name in ALL_FILTERS}
-    q = params.build_query(metric, opts["from_"], opts["to"], params.zone(opts.get("tz")), opts, filter_values)
+    q = params.build_query(metric, opts["from_"], opts["to"], params.zone(opts.get("tz")), opts, filter_values,
+                           range_raw=_picker_range())
     config = current_app.config["AA"]
     database = dbmod.get_db()
     shared = service.shared(current_app.extensions)

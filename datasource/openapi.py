@@ -34,7 +34,9 @@ def _query_parameters() -> list[dict[str, Any]]:
         {"name": "metric_id", "in": "path", "required": True,
          "schema": {"type": "string", "enum": [m.id for m in catalog.METRICS]}},
         {"name": "from", "in": "query", "schema": {"type": "string", "default": "now-24h", "pattern": _TIME},
-         "description": "Epoch milliseconds, ISO 8601, or a Grafana relative time (now-7d, now/M)."},
+         "description": "Epoch milliseconds, ISO 8601, or a Grafana relative time (now-7d, now/M). from and to "
+                        "may each be given twice: the window, then the date picker's raw range (what Grafana's "
+                        "${__url_time_range} writes), which decides the previous period."},
         {"name": "to", "in": "query", "schema": {"type": "string", "default": "now", "pattern": _TIME}},
         {"name": "tz", "in": "query", "schema": {"type": "string", "default": "UTC"},
          "description": "IANA time zone: daily buckets start at its midnight; relative times round in it."},

@@ -152,6 +152,20 @@ def whole_period_unit(raw_from: str | None, raw_to: str | None) -> str | None:
     return None
 
 
+def calendar_range_fits(window: Window, tz: ZoneInfo, unit: str, whole: bool) -> bool:
+    """Whether `window` is what a period-to-date range of `unit` (whole=False: from a period's
+    start, within it) or a whole calendar period (whole=True) resolves to in `tz`: a raw range is
+    only trusted for the previous period when it describes the window it came with."""
+    local = window.start.astimezone(tz).replace(tzinfo=None)
+    if _round_local(local, unit) != local:
+        return False
+    period_end = _localize(_shift_local(local, 1, unit), tz)
+    if whole:
+        # Grafana ends a rounded-up period at its last millisecond; the service at the next start.
+        return period_end - timedelta(seconds=1) <= window.end <= period_end
+    return window.end <= period_end
+
+
 def previous_window(current: Window, tz: ZoneInfo, ptd_unit: str | None = None,
                     whole_unit: str | None = None) -> Window:
     if whole_unit:

@@ -100,9 +100,31 @@ def _queryparam(name: str, value: str, var: dict) -> str:
     return f"var-{name}={quote(value, safe='')}"
 
 
+def url_params(values: dict[str, str]) -> str:
+    """@grafana/data urlUtil.toUrlParams: each key and value through encodeURIComponentAsAngularJS
+    (encodeURIComponent, then @ : $ , ; left as they are)."""
+    def enc(v: str) -> str:
+        out = quote(v, safe="-_.!~*'()")
+        for code, ch in (("%40", "@"), ("%3A", ":"), ("%24", "$"), ("%2C", ","), ("%3B", ";")):
+            out = out.replace(code, ch)
+        return re.sub(r"[!'()*]", lambda m: "%" + format(ord(m.group(0)), "X"), out)
+
+    return "&".join(f"{enc(k)}={enc(v)}" for k, v in values.items())
+
+
+def url_time_range(raw_from: str, raw_to: str, dashboard_zone: str = "browser") -> str:
+    """Scenes' ${__url_time_range} (UrlTimeRangeMacro): the dashboard's raw range and zone."""
+    return url_params({"from": raw_from, "to": raw_to, "timezone": dashboard_zone})
+
+
 def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[str, str],
-                        zone: str = BROWSER_ZONE) -> str:
+                        zone: str = BROWSER_ZONE, time_range: str | None = None) -> str:
+    """`time_range`: what ${__url_time_range} becomes; by default the absolute range from..to, as
+    Scenes writes it (ISO strings)."""
     variables = _variables(d)
+    if time_range is None:
+        time_range = url_time_range(iso_z(datetime.fromtimestamp(frm / 1000, timezone.utc)),
+                                    iso_z(datetime.fromtimestamp(to / 1000, timezone.utc)))
 
     def macro(m: re.Match) -> str:
         name, fmt = m.group(1), m.group(2)
@@ -112,6 +134,8 @@ def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[st
             return str(to)
         if name == "__timezone":
             return zone
+        if name == "__url_time_range":
+            return time_range
         var = variables[name]
         value = _current(var, overrides)
         if fmt == "queryparam":
@@ -120,7 +144,7 @@ def render_infinity_url(url: str, d: dict, frm: int, to: int, overrides: dict[st
         return value
 
     rendered = re.sub(r"\$\{(\w+)(?::(\w+))?\}", macro, url)
-    assert "$" not in rendered.replace("%24", ""), rendered
+    assert "${" not in rendered, rendered
     return rendered
 
 
@@ -614,3 +638,138 @@ def test_every_panel_shows_its_columns_in_the_declared_order_and_types(demo_serv
         for f in fields:
             if f["type"] == "boolean":
                 assert set(f["display"]) <= {"true", "false", ""}, (case["id"], f["displayName"], f["display"])
+
+
+# --- the previous period, as each plugin asks for it ---------------------------------------------
+
+def _previous_window(raw_from: str, raw_to: str, start: datetime, end: datetime, zone: str):
+    """The documented rule (docs/dashboards.md, Previous period), computed here on its own: a
+    period-to-date range (raw now/U .. now) compares with the same elapsed time from the start of
+    the previous calendar period, never reaching into the current one; a whole calendar period
+    (now-nU/U .. now-nU/U) with the whole one before; any other range with the window of equal
+    length just before."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("UTC" if zone == "utc" else zone)
+    local = start.astimezone(tz).replace(tzinfo=None)
+
+    def back(unit: str) -> datetime:
+        months = {"M": 1, "Q": 3, "y": 12}.get(unit)
+        if months is None:
+            naive = local - (timedelta(days=1) if unit == "d" else timedelta(weeks=1))
+        else:
+            y, m = divmod(local.year * 12 + local.month - 1 - months, 12)
+            naive = local.replace(year=y, month=m + 1)  # period starts are the 1st: no day clamping
+        return naive.replace(tzinfo=tz).astimezone(timezone.utc)
+
+    m = re.fullmatch(r"now/([dwMQy])", raw_from)
+    if m and raw_to == "now":
+        prev_start = back(m.group(1))
+        return prev_start, min(prev_start + (end - start), start)
+    m = re.fullmatch(r"now-\d+([dwMQy])/([dwMQy])", raw_from)
+    if m and raw_to == raw_from and m.group(1) == m.group(2):
+        return back(m.group(2)), start
+    return start - (end - start), start
+
+
+PREVIOUS_CASES = [(display, f, t, None, None) for display, f, t in
+                  __import__("agent_analytics.dashboards.tabs", fromlist=["QUICK_RANGES"]).QUICK_RANGES] + [
+    ("Last month", "now-1M/M", "now-1M/M", None, None),
+    ("Custom (absolute)", "ABSOLUTE", "ABSOLUTE", None, None),
+    ("This week, panel shifted by 1d", "now/w", "now", None, "1d"),
+    ("Last 7 days, panel's relative time now/d", "now-7d", "now", "now/d", None),
+    ("Custom, panel's relative time now/d (ignored by Grafana)", "ABSOLUTE", "ABSOLUTE", "now/d", None),
+]
+
+
+def _grafana_ranges(cases: list[dict]) -> list[dict]:
+    """Each case resolved as Grafana resolves it: its own date math in Node.js
+    (tests/grafana_js/timerange.cjs) where available, else this model of it."""
+    out, _ = js.try_run("timerange.cjs", stdin=cases)
+    if out is not None:
+        return out
+    from zoneinfo import ZoneInfo
+
+    from agent_analytics.dashboards.generate import relative_time_raw
+    from agent_analytics.datasource import timerange as tr
+
+    model = []
+    for c in cases:
+        tz = ZoneInfo("UTC" if c["timeZone"] == "utc" else c["timeZone"])
+        now = datetime.fromtimestamp(c["now"] / 1000, timezone.utc)
+        start, end = tr.resolve(c["from"], now, tz), tr.resolve(c["to"], now, tz, round_up=True)
+        if c["to"] != "now" and "/" in c["to"]:
+            end -= timedelta(milliseconds=1)  # Grafana's roundUp ends a period at its last millisecond
+        raw = {"from": c["from"], "to": c["to"]}
+        time_range = url_time_range(c["from"], c["to"], c["dashboardTimeZone"])
+        if c.get("timeFrom") and not c["from"].startswith("20"):
+            f, t = relative_time_raw(c["timeFrom"])
+            start, end, raw = tr.resolve(f, now, tz), tr.resolve(t, now, tz), {"from": f, "to": t}
+        if c.get("timeShift"):
+            n = int(c["timeShift"][:-1])
+            start, end = start - timedelta(days=n), end - timedelta(days=n)
+            raw = {"from": iso_z(start), "to": iso_z(end)}
+        if c.get("timeFrom") or c.get("timeShift"):
+            time_range = ""
+        model.append({"from_ms": int(start.timestamp() * 1000), "to_ms": int(end.timestamp() * 1000), "raw": raw,
+                      "url_time_range": time_range})
+    return model
+
+
+def test_both_variants_give_every_preset_the_same_previous_period(demo_service, conn):
+    """Every date preset, a whole past month, an absolute range and panels with their own time
+    shift or relative time, in three zones: the dashboards' own queries, rendered with what Grafana
+    makes of each macro (Scenes: ${__from}/${__to}, ${__timezone}, ${__url_time_range}; the JSON
+    plugin's range with raw and rangeRaw), give the same previous period through both plugins, and
+    it is the documented one, counted here from the raw rows."""
+    from agent_analytics.dashboards.generate import apply_time_overrides
+
+    server, _ = demo_service
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    absolute = (iso_z(now - timedelta(days=3, hours=5)), iso_z(now - timedelta(hours=7)))
+    problems: list[str] = []
+    checked = 0
+    for zone, dashboard_zone in (("Europe/Paris", "browser"), ("America/New_York", "browser"), ("utc", "utc")):
+        cases = []
+        for display, raw_from, raw_to, time_from, time_shift in PREVIOUS_CASES:
+            if raw_from == "ABSOLUTE":
+                raw_from, raw_to = absolute
+            cases.append({"display": display, "from": raw_from, "to": raw_to, "timeZone": zone,
+                          "dashboardTimeZone": dashboard_zone, "weekStart": "monday",
+                          "now": int(now.timestamp() * 1000), "timeFrom": time_from, "timeShift": time_shift})
+        for case, rng in zip(cases, _grafana_ranges(cases)):
+            start = datetime.fromtimestamp(rng["from_ms"] / 1000, timezone.utc)
+            end = datetime.fromtimestamp(rng["to_ms"] / 1000, timezone.utc)
+            if end - start < timedelta(minutes=1):
+                continue  # "Today" just after midnight: nothing to compare yet
+            where = f"{zone}/{case['display']}"
+            got = {}
+            for variant in VARIANTS:
+                d = load(variant.key, "mcp-usage")
+                panel = json.loads(json.dumps(next(x for x in d["panels"]
+                                                   if "mcp_tool_executions" in json.dumps(x.get("targets")))))
+                for key, value in (("timeFrom", case["timeFrom"]), ("timeShift", case["timeShift"])):
+                    if value:
+                        panel[key] = value
+                apply_time_overrides(panel)
+                if variant is INFINITY:
+                    url = render_infinity_url(panel["targets"][0]["url"], d, rng["from_ms"], rng["to_ms"], {},
+                                              zone=zone, time_range=rng["url_time_range"])
+                    r = requests.get(server.url + url, headers=AUTH, timeout=30)
+                    assert r.status_code == 200, (where, r.text)
+                    got[variant.key] = r.json()["rows"][0]["previous"]
+                else:
+                    body = render_json_request(panel, d, start, end, {}, raw=rng["raw"], zone=zone)
+                    body["timezone"] = dashboard_zone
+                    r = requests.post(f"{server.url}/grafana/query", json=body, headers=AUTH, timeout=30)
+                    assert r.status_code == 200, (where, r.text)
+                    got[variant.key] = next(f for f in r.json()[0]["fields"] if f["name"] == "previous")["values"][0]
+            prev_start, prev_end = _previous_window(rng["raw"]["from"], rng["raw"]["to"], start, end, zone)
+            want = conn.execute("SELECT count(*) FROM tool_calls WHERE outcome <> 'blocked' AND time >= %s "
+                                "AND time < %s", (prev_start, prev_end)).fetchone()[0]
+            if got["infinity"] != got["json"] or got["json"] != want:
+                problems.append(f"{where}: Infinity {got['infinity']}, JSON {got['json']}, expected {want} "
+                                f"({prev_start:%Y-%m-%d %H:%M} .. {prev_end:%Y-%m-%d %H:%M} UTC)")
+            checked += 1
+    assert not problems, "\n".join(problems)
+    assert checked >= 3 * (len(PREVIOUS_CASES) - 1)

@@ -227,3 +227,39 @@ def test_grafana_timezone_macro_values(ds_client):
     resp = ds_client.get(f"/api/v1/query/mcp_executions_over_time?tz=Europe/Atlantis", headers={
         "Authorization": f"Bearer {LLM_TOKEN}"})
     assert resp.status_code == 400 and "tz" in resp.get_json()["fields"]
+
+
+def test_the_json_api_reads_the_pickers_range_after_the_window(ds_client):
+    """Infinity's URL carries the window (${__from}/${__to}) then the picker's raw range
+    (${__url_time_range}: from=now%2FM&to=now&timezone=browser): the window is the first pair,
+    the previous period follows the raw range as for the JSON plugin's range.raw, and only when
+    that range describes the window (a panel's time shift or relative time changes the window alone)."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)  # now/M resolved by the browser at ANCHOR
+    auth = {"Authorization": f"Bearer {LLM_TOKEN}"}
+
+    def meta(pairs: list[tuple[str, str]]) -> dict:
+        resp = ds_client.get("/api/v1/query/mcp_tool_executions", query_string=pairs, headers=auth)
+        assert resp.status_code == 200, resp.get_json()
+        return resp.get_json()["meta"]
+
+    window = [("from", str(ms(start))), ("to", str(ms(ANCHOR))), ("tz", "UTC")]
+    got = meta(window + [("from", "now/M"), ("to", "now"), ("timezone", "browser")])
+    assert (got["from"], got["to"]) == (ms(start), ms(ANCHOR))
+    assert got["previous_from"] == ms(datetime(2026, 10, 1, tzinfo=UTC))
+    assert got["previous_to"] == ms(datetime(2026, 10, 20, 14, 37, 25, tzinfo=UTC))
+    # As the JSON plugin answers the same range (range.raw).
+    frame = grafana(ds_client, [{"refId": "A", "target": "mcp_tool_executions"}], start, ANCHOR,
+                    raw={"from": "now/M", "to": "now"})[0]
+    assert (frame["meta"]["custom"]["previous_from"], frame["meta"]["custom"]["previous_to"]) == \
+        (got["previous_from"], got["previous_to"])
+    # Without the raw range (empty ${__url_time_range}), or with one the window does not fit (this
+    # month's range shifted back a day by the panel): the window of equal length just before.
+    for pairs in (window, [("from", str(ms(start - timedelta(days=1)))), ("to", str(ms(ANCHOR - timedelta(days=1)))),
+                           ("from", "now/M"), ("to", "now")]):
+        got = meta(pairs)
+        assert got["previous_to"] == got["from"]
+        assert got["previous_from"] == got["from"] - (got["to"] - got["from"])
+    # from three times, or twice without a second to: a clear 400.
+    for pairs in (window + [("from", "now/M"), ("to", "now"), ("from", "now/w")], window + [("from", "now/M")]):
+        resp = ds_client.get("/api/v1/query/mcp_tool_executions", query_string=pairs, headers=auth)
+        assert resp.status_code == 400 and "from" in resp.get_json()["fields"], resp.get_json()
