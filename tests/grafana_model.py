@@ -17,6 +17,10 @@ v3.11.1 `pkg/infinity/jsonBackend.go` (GetJSONBackendResponse), with the librari
   - timestamp_epoch: epoch milliseconds (number or digit string); timestamp_epoch_s: seconds.
   A column whose first non-null value is an object or array becomes a string of its JSON.
 
+Infinity's request URL (grafana-infinity-datasource v3.11.1 `pkg/infinity/request.go`, GetQueryURL):
+the interpolated URL is parsed with Go's net/url (empty `&&` segments dropped, a key's values kept in
+order) and its query re-encoded with url.Values.Encode: keys sorted, values QueryEscape'd.
+
 Grafana's "Organize fields" transformation (`@grafana/data` transformers/organize.ts, order.ts):
 exclude by name, then order by `indexByName` keyed by each field's display name (fields without an
 index go last, in their order), then rename.
@@ -24,6 +28,7 @@ index go last, in their order), then rename.
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 from typing import Any
 
 # The types each Infinity column type gives a field, as Grafana's frame field types.
@@ -133,3 +138,14 @@ def apply_order_transformations(fields: list[dict], transformations: list[dict])
         if t["id"] == "organize":
             fields = organize(fields, t["options"])
     return fields
+
+
+def infinity_request_url(url: str) -> str:
+    """The URL Infinity's backend requests for an interpolated query URL (GetQueryURL)."""
+    parts = urlsplit(url)
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        values.setdefault(key, []).append(value)
+    query = "&".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}"
+                     for k in sorted(values) for v in values[k])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
