@@ -261,7 +261,8 @@ def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, option
     raw_t = raw.get("to") if isinstance(raw.get("to"), str) else None
     ptd = tr.period_to_date_unit(raw_f, raw_t)
     whole = tr.whole_period_unit(raw_f, raw_t)
-    if (ptd or whole) and not tr.calendar_range_fits(tr.Window(start, end), tz, ptd or whole, bool(whole)):
+    unit = ptd or whole
+    if unit and not tr.calendar_range_fits(tr.Window(start, end), tz, unit, bool(whole)):
         # The raw range does not describe the window (a panel's time shift or relative time that
         # Grafana applied to the window only): the window alone decides, as for a range whose raw
         # form is unknown.
