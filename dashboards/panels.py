@@ -208,8 +208,7 @@ def comparison_panels(variant: Variant, metric: Metric, variables: tuple[str, ..
              .span(16).height(5)
              .reduce_options(cb.ReduceDataOptions().values(True).calcs([])
                              .fields("/^" + _regex_escape(variant.field_name(ratio)) + "$/"))
-             .display_name("${__data.fields." + variant.field_name(dimension) + "}")
-             .unit("suffix:× median").decimals(1)
+             .decimals(1)
              .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE)
              .color_mode(common.BigValueColorMode.BACKGROUND).orientation(common.VizOrientation.VERTICAL)
              .thresholds(db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([
@@ -223,13 +222,17 @@ def comparison_panels(variant: Variant, metric: Metric, variables: tuple[str, ..
               .span(8).height(5)
               .reduce_options(cb.ReduceDataOptions().values(True).calcs([])
                               .fields("/^" + _regex_escape(variant.field_name(top)) + "$/"))
-              .display_name("${__data.fields." + variant.field_name(dimension) + "}")
               .mappings([dm.ValueMap(options={
                   "true": dm.ValueMappingResult(text="top 5%", color="red", index=0),
                   "false": dm.ValueMappingResult(text="typical", color="transparent", index=1)})])
               .text_mode(common.BigValueTextMode.VALUE_AND_NAME).graph_mode(common.BigValueGraphMode.NONE)
               .color_mode(common.BigValueColorMode.BACKGROUND).orientation(common.VizOrientation.VERTICAL)
               .no_value(""))
+    # Names and unit as overrides on the shown field: they take precedence over the field's own
+    # config, which the JSON face's frame fills (displayName "ratio", unit "suffix:×").
+    chip_name = _prop("displayName", "${__data.fields." + variant.field_name(dimension) + "}")
+    chips.with_override(_by_name(variant.field_name(ratio)), [chip_name, _prop("unit", "suffix:× median")])
+    badges.with_override(_by_name(variant.field_name(top)), [chip_name])
     return [chips, badges]
 
 

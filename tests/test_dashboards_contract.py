@@ -591,6 +591,18 @@ def _panel_answers(server: Server, session: str, start: datetime, end: datetime)
                         yield (variant, name, panel, catalog.BY_ID[t["target"]], t, frame, frame["fields"])
 
 
+def _displayed(panel_type: str, options: dict, fields: list[dict]) -> list[dict]:
+    """The fields a panel shows: a stat panel those its reduce options select (a /regex/ on the
+    field's name or display name, else the numeric fields), any other every field it does not hide."""
+    if panel_type == "stat":
+        pattern = (options.get("reduceOptions") or {}).get("fields") or ""
+        if pattern.startswith("/") and pattern.endswith("/"):
+            rx = re.compile(pattern[1:-1])
+            return [f for f in fields if rx.search(f["name"]) or rx.search(f["displayName"])]
+        return [f for f in fields if f["type"] == "number"]
+    return [f for f in fields if not f["hidden"]]
+
+
 def test_every_panel_shows_its_columns_in_the_declared_order_and_types(demo_service):
     """Infinity's backend parser sorts a frame's fields by name and converts each value to its
     column's declared type (tests/grafana_model.py, from the plugin's source); each panel must still
@@ -622,22 +634,46 @@ def test_every_panel_shows_its_columns_in_the_declared_order_and_types(demo_serv
                 lost = [v for v, kept in zip(sent, f["values"]) if v is not None and kept is None]
                 if lost:
                     problems.append(f"{where}: {c.name} loses {lost[:3]} to Infinity's {c.type} conversion")
-        cases.append({"id": where, "want": want, "transformations": panel.get("transformations", []),
+        cases.append({"id": where, "variant": variant.key, "panel": f"{name}/{panel['title']}/{target['refId']}",
+                      "want": [(c.title or c.name) if variant is INFINITY else c.name for c in m.columns],
+                      "transformations": panel.get("transformations", []),
+                      "panelType": panel["type"], "options": panel.get("options", {}),
+                      "fieldConfig": panel.get("fieldConfig", {"defaults": {}, "overrides": []}),
+                      "hidden": [c.title or c.name for c in m.columns
+                                 if c.name.endswith("_id") and c.name != "session_id"],
                       "frames": [{"name": m.title, "fields": [{k: f[k] for k in ("name", "type", "values", "config")
                                                                if k in f} for f in fields]}]})
     assert not problems, "\n".join(problems)
 
     out, reason = js.try_run("organize.cjs", stdin=cases)
     if out is None:
-        print(f"Grafana's own organize transformation not run: {reason}")
+        print(f"Grafana's own transformations and field display not run: {reason}")
         return
+    shown: dict[str, dict[str, list]] = {}
     for case, result in zip(cases, out):
         assert result["id"] == case["id"]
         fields = result["frames"][0]["fields"]
-        assert [f["displayName"] for f in fields] == case["want"], case["id"]
+        assert [f["name"] for f in fields] == case["want"], case["id"]
+        if case["id"].split("/")[-1].startswith(("Top ", "Sessions", "Models")):
+            # Tables hide the id columns (names are shown instead), and nothing else.
+            assert [f["displayName"] for f in fields if f["hidden"]] == case["hidden"], case["id"]
+        fc = case["fieldConfig"]
+        mapped = {o["matcher"]["options"] for o in fc.get("overrides", [])
+                  if any(p["id"] == "mappings" for p in o["properties"])}
         for f in fields:
-            if f["type"] == "boolean":
-                assert set(f["display"]) <= {"true", "false", ""}, (case["id"], f["displayName"], f["display"])
+            if f["type"] == "boolean" and f["name"] in mapped:
+                # The badge's value mapping (keyed "true"/"false") applies to real booleans.
+                assert set(f["display"]) <= {"top 5%", "typical", ""}, (case["id"], f["name"], f["display"])
+            elif f["type"] == "boolean":  # a panel-wide mapping (the badges) or none
+                assert set(f["display"]) <= {"true", "false", "", "top 5%", "typical"}, (case["id"], f["name"])
+        shown.setdefault(case["panel"], {})[case["variant"]] = [
+            (f["displayName"], f["display"]) for f in _displayed(case["panelType"], case["options"], fields)]
+    # Both variants show the same: the fields the panel displays, under the same names, every value
+    # displayed alike (units from the service's frame for the JSON plugin, from the panel's
+    # overrides for Infinity).
+    differ = [(panel, by) for panel, by in shown.items() if by.get("infinity") != by.get("json")]
+    assert not differ, "\n".join(f"{panel}:\n  infinity {by.get('infinity')}\n  json {by.get('json')}"[:2000]
+                                  for panel, by in differ[:5])
 
 
 # --- the previous period, as each plugin asks for it ---------------------------------------------

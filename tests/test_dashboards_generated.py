@@ -222,7 +222,11 @@ def test_comparison_chips_hide_without_a_baseline():
             f = next(t for t in p["transformations"] if t["id"] == "filterByValue")
             assert f["options"]["type"] == "exclude"
             assert f["options"]["filters"][0]["config"]["id"] == "isNull"
-        assert chips[0]["fieldConfig"]["defaults"]["unit"] == "suffix:× median"
+        ratio = v.field_name(next(c for c in catalog.BY_ID["session_comparison"].columns if c.name == "ratio"))
+        props = {pr["id"]: pr["value"] for o in chips[0]["fieldConfig"]["overrides"]
+                 if o["matcher"] == {"id": "byName", "options": ratio} for pr in o["properties"]}
+        # On the field, not as defaults: the JSON face's frame gives the field its own name and unit.
+        assert props["unit"] == "suffix:× median" and props["displayName"].startswith("${__data.fields.")
         assert chips[1]["fieldConfig"]["defaults"]["mappings"][0]["options"]["true"]["text"] == "top 5%"
 
 
