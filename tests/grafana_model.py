@@ -83,7 +83,20 @@ def _convert(value: Any, kind: str) -> Any:
         if isinstance(value, str) and value.lstrip("-").isdigit():
             return int(value) * scale
         return None
+    if kind == "":
+        # No declared type: the value as gjson read it (sliceToFrame's default branch).
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     raise AssertionError(f"column type {kind!r} is not modelled")
+
+
+def _inferred(value: Any) -> str:
+    """gframer getFieldTypeAndValue: the field type of the first non-null value (nullable string
+    when every value is null)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string"
 
 
 def infinity_frame(query: dict, body: Any) -> list[dict]:
@@ -107,8 +120,9 @@ def infinity_frame(query: dict, body: Any) -> list[dict]:
             continue
         for c in columns:
             if (c.get("text") or c["selector"]) == key:
-                fields.append({"name": key, "type": FIELD_TYPES[c["type"]],
-                               "values": [_convert(v, c["type"]) for v in values]})
+                kind = c.get("type") or ""
+                fields.append({"name": key, "type": FIELD_TYPES.get(kind) or _inferred(first),
+                               "values": [_convert(v, kind) for v in values]})
     return fields
 
 
