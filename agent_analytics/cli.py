@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from typing import Iterator
 
 from agent_analytics.config import Config, ConfigError
@@ -107,8 +108,11 @@ def _up(cfg: Config) -> int:
         if not cfg.database_url:
             cluster, url = start_embedded_database(cfg)
             cfg = cfg.replace(database_url=url)
+        print("database: migrating the schema ...", flush=True)
+        t0 = time.monotonic()
         report = migrate(cfg.database_url, cfg.timescaledb, cfg.retention_days, cfg.compress_after_days)
         print(report.summary(), flush=True)
+        print(f"database: ready in {time.monotonic() - t0:.0f} s", flush=True)
         return _serve(cfg, ("ingest", "query"))
     except (ClusterError, MigrationError) as exc:
         sys.exit(str(exc))

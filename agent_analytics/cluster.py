@@ -35,9 +35,10 @@ def find_pg_bindir() -> str:
     for bindir in reversed(candidates):
         if os.path.exists(os.path.join(bindir, "postgres")):
             return bindir
+    install = "apt-get install postgresql" if os.geteuid() == 0 else "sudo apt-get install postgresql"
     raise ClusterError(
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; "
-        "install them (Debian: apt-get install postgresql) or set DATABASE_URL"
+        f"install them (Debian, Ubuntu: {install}) or set DATABASE_URL"
     )
 
 

@@ -28,14 +28,21 @@ HOUSEKEEPING_INTERVAL_S = 60.0
 INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
 
 
-def start_embedded_database(cfg: Config, say: Callable[[str], None] = print) -> tuple[LocalCluster, str]:
+def _say(line: str) -> None:
+    print(line, flush=True)  # a phase line shows when the phase starts, also through a pipe
+
+
+def start_embedded_database(cfg: Config, say: Callable[[str], None] = _say) -> tuple[LocalCluster, str]:
+    t0 = time.monotonic()
     cluster = LocalCluster(cfg.data_dir, cfg.embedded_pg_port)
+    say(f"database: starting the embedded PostgreSQL in {cluster.pgdata}"
+        + ("" if cluster.initialized else " (creating it first: initdb)") + " ...")
     created = cluster.init()
     say(("created" if created else "reusing") + f" embedded PostgreSQL in {cluster.pgdata}"
         + (" (TimescaleDB preloaded)" if cluster.preload_timescaledb else " (no TimescaleDB on this machine)"))
     cluster.start()
     url = cluster.create_database(EMBEDDED_DB_NAME)
-    say(f"embedded PostgreSQL listening on 127.0.0.1:{cluster.port}")
+    say(f"embedded PostgreSQL listening on 127.0.0.1:{cluster.port} (ready in {time.monotonic() - t0:.0f} s)")
     return cluster, url
 
 
