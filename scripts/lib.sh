@@ -19,8 +19,14 @@ aa_step() {
   shift 2
   aa_say "$title: $detail ..."
   (
-    n=0
-    while sleep "$AA_HEARTBEAT_S"; do
+    n=0 nap=""
+    # Stopped, it stops its sleep too; the sleep holds no output open meanwhile (a pipe reading
+    # the script's output would wait for it).
+    trap '[ -n "$nap" ] && kill "$nap" 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep "$AA_HEARTBEAT_S" </dev/null >/dev/null 2>&1 &
+      nap=$!
+      wait "$nap" || exit 0
       kill -0 "$$" 2>/dev/null || exit 0  # the script is gone (Ctrl-C): stop beating
       n=$((n + AA_HEARTBEAT_S))
       echo "setup         ... still $title ($n s)"

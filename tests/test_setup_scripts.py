@@ -60,7 +60,9 @@ def test_a_phase_says_when_it_starts_beats_while_it_runs_and_says_how_long_it_to
 
 
 def test_a_failing_phase_says_so_and_fails_the_script():
-    proc = _bash('aa_step "breaking" "exiting 3" sh -c "exit 3"; echo not reached', REPO, timeout=30)
+    # Its heartbeat's 20 s sleep ends with it: nothing holds the output open after the script.
+    proc = _bash('aa_step "breaking" "exiting 3" sh -c "exit 3"; echo not reached', REPO, timeout=10,
+                 AA_HEARTBEAT_S="20")
     assert proc.returncode == 3
     assert "not reached" not in proc.stdout
     assert re.search(r"breaking: FAILED after \d+ s \(exit status 3\)", proc.stderr)
