@@ -28,6 +28,23 @@ HOUSEKEEPING_INTERVAL_S = 60.0
 INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
 
 
+class QueueDepthIsNotAWarning(logging.Filter):
+    """waitress warns "Task queue depth is N" whenever a request waits for a free thread: with a
+    few threads per receiver process (AA_INGEST_THREADS) that is ordinary load, not a fault. Such
+    records become DEBUG (shown with `-v`); everything else passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("Task queue depth"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+QUEUE_LOGGER = "waitress.queue"  # waitress.task.ThreadedTaskDispatcher.queue_logger
+if not any(isinstance(f, QueueDepthIsNotAWarning) for f in logging.getLogger(QUEUE_LOGGER).filters):
+    logging.getLogger(QUEUE_LOGGER).addFilter(QueueDepthIsNotAWarning())
+
+
 def _say(line: str) -> None:
     print(line, flush=True)  # a phase line shows when the phase starts, also through a pipe
 
