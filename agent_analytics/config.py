@@ -5,6 +5,7 @@ The README's configuration table is generated from SETTINGS, so the two cannot d
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -159,6 +160,17 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown settings: {sorted(unknown)}")
         return cls(**values)
+
+    def ingest_url(self, from_elsewhere: bool = False) -> str:
+        """This installation's OTLP/HTTP receiver (and directory API) as a URL: as this machine
+        reaches it (a wildcard address answers on loopback), or `from_elsewhere`, as other machines
+        would (the host's name for a wildcard address)."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn() if from_elsewhere else ("::1" if host == "::" else "127.0.0.1")
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"http://{host}:{self.ingest_port}"
 
     def replace(self, **changes: Any) -> "Config":
         data = {f.name: getattr(self, f.name) for f in fields(self)}

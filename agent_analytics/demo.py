@@ -315,7 +315,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     endpoint = endpoint.rstrip("/")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}  # none: AA_ALLOW_NO_AUTH
     resp = requests.post(f"{endpoint}/api/v1/directory", json=p.directory, headers=headers, timeout=timeout_s)
     if resp.status_code != 200:
         raise DemoError(f"directory API answered {resp.status_code}: {resp.text[:300]}")
@@ -445,18 +445,35 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
     return results
 
 
+def _destination(args: argparse.Namespace) -> tuple[str, str]:
+    """The endpoint and token given, else this installation's own (AA_HOST, AA_INGEST_PORT and
+    the first of AA_INGEST_TOKENS, read as `agent-analytics up` reads them)."""
+    from agent_analytics.config import Config, ConfigError
+
+    try:
+        cfg = Config.from_env()
+    except ConfigError as exc:
+        sys.exit(f"demo: configuration error: {exc}")
+    endpoint = args.endpoint or cfg.ingest_url()
+    token = args.token or (cfg.ingest_tokens[0] if cfg.ingest_tokens else "")
+    if not token and not cfg.allow_no_auth:
+        sys.exit("demo: no ingest token: pass --token, or set AA_INGEST_TOKENS as for `agent-analytics up`")
+    return endpoint, token
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    endpoint, token = _destination(args)
     p = plan(days=args.days, users=args.users, seed=args.seed)
     counts = p.counts()
     print(f"demo: {counts['sessions']} sessions of {counts['users']} users over {args.days} days: "
           f"{counts['llm_requests']} LLM requests, {counts['tool_calls']} tool calls "
-          f"({counts['blocked_calls']} blocked)", flush=True)
+          f"({counts['blocked_calls']} blocked), to {endpoint}", flush=True)
     try:
-        results = send(p, args.endpoint, args.token)
+        results = send(p, endpoint, token)
     except DemoError as exc:
         sys.exit(f"demo: {exc}")
     except OSError as exc:
-        sys.exit(f"demo: cannot reach {args.endpoint}: {exc}")
+        sys.exit(f"demo: cannot reach {endpoint}: {exc}")
     print("demo: sent " + ", ".join(f"{v} {k.replace('_ok', '')} export(s)" for k, v in sorted(results.items())))
     return 0
 
@@ -465,9 +482,9 @@ def register_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="fill an empty installation with 30 days of realistic demo activity, "
                                            "sent through the OTLP endpoint and the directory API (a rerun within "
                                            "the same hour changes nothing; a later one adds a second dataset)")
-    p.add_argument("--endpoint", default="http://127.0.0.1:4318",
-                   help="the service's ingest URL (OTLP/HTTP and directory API; default %(default)s)")
-    p.add_argument("--token", required=True, help="an ingest token (AA_INGEST_TOKENS)")
+    p.add_argument("--endpoint", help="the service's ingest URL (OTLP/HTTP and directory API; default: this "
+                                      "installation's, from AA_HOST and AA_INGEST_PORT)")
+    p.add_argument("--token", help="an ingest token (default: the first of AA_INGEST_TOKENS)")
     p.add_argument("--days", type=int, default=30, help="days of history (default %(default)s)")
     p.add_argument("--users", type=int, default=12, help="number of people (default %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="random seed: the same seed makes the same data")

@@ -76,3 +76,29 @@ def test_sending_the_same_demo_twice_stores_it_once(app, conn):
     assert first == second
     assert first[:2] == [p.counts()["llm_requests"], p.counts()["tool_calls"]]
     assert first[2] > 0
+
+
+def test_demo_defaults_to_this_installations_address_port_and_first_token(app, conn, capsys, monkeypatch):
+    """`agent-analytics demo` with no --endpoint or --token sends where `up` listens: AA_HOST (a
+    wildcard address reached on loopback), a changed AA_INGEST_PORT and the first ingest token."""
+    with Server(app) as server:
+        assert server.port != 4318
+        monkeypatch.setenv("AA_HOST", "0.0.0.0")
+        monkeypatch.setenv("AA_INGEST_PORT", str(server.port))
+        monkeypatch.setenv("AA_INGEST_TOKENS", f"{INGEST_TOKEN},a-second-token")
+        before = demo.plan(days=2, users=2).counts()
+        assert main(["demo", "--days", "2", "--users", "2"]) == 0
+        after = demo.plan(days=2, users=2).counts()
+    stored = (conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0],
+              conn.execute("SELECT count(*) FROM tool_calls").fetchone()[0])
+    assert stored in {(c["llm_requests"], c["tool_calls"]) for c in (before, after)}
+    assert stored[0] > 0 and stored[1] > 0
+    assert f"to http://127.0.0.1:{server.port}" in capsys.readouterr().out
+
+
+def test_demo_without_a_token_anywhere_says_where_to_give_one(monkeypatch):
+    monkeypatch.delenv("AA_INGEST_TOKENS", raising=False)
+    monkeypatch.delenv("AA_ALLOW_NO_AUTH", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--days", "1", "--users", "1"])
+    assert "--token" in str(exc.value) and "AA_INGEST_TOKENS" in str(exc.value)
