@@ -167,7 +167,12 @@ class Config:
         would (the host's name for a wildcard address)."""
         host = self.host
         if host in ("0.0.0.0", "::", ""):
-            host = socket.getfqdn() if from_elsewhere else ("::1" if host == "::" else "127.0.0.1")
+            if from_elsewhere:
+                host = socket.getfqdn()
+                if host.startswith("localhost"):  # a machine whose name resolves to loopback only
+                    host = socket.gethostname()
+            else:
+                host = "::1" if host == "::" else "127.0.0.1"
         if ":" in host:  # an IPv6 literal
             host = f"[{host}]"
         return f"http://{host}:{self.ingest_port}"
