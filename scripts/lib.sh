@@ -4,8 +4,9 @@
 AA_T0=${AA_T0:-$SECONDS}
 AA_PYTHON=${PYTHON:-python3}
 AA_HEARTBEAT_S=${AA_HEARTBEAT_S:-20}
-# Build files pip and pytest write into the checkout; the first must stay writable by its owner.
-AA_BUILD_FILES=".venv build .pytest_cache"
+# Build files pip and the tests write into the checkout (and *.egg-info): they must stay writable
+# by the checkout's owner.
+AA_BUILD_FILES=".venv build .pytest_cache .hypothesis"
 
 aa_say() {
   echo "setup [$((SECONDS - AA_T0)) s] $*"
@@ -114,6 +115,20 @@ aa_check_build_files_owned() {
   return 1
 }
 
+# Build files here that the checkout's owner does not own, given back to them (as root).
+aa_give_back_build_files() {
+  local owner files
+  owner=$(aa_checkout_owner)
+  files=$(aa_build_files)
+  [ -n "$files" ] || return 0
+  # shellcheck disable=SC2086  # a list of plain names
+  if [ -n "$(find $files ! -user "${owner%%:*}" -print -quit)" ]; then
+    aa_say "giving $files back to the checkout's owner (uid ${owner%%:*})"
+    # shellcheck disable=SC2086
+    chown -R "$owner" $files
+  fi
+}
+
 # As root in a checkout that another user owns (`sudo scripts/run` in someone's clone): run the
 # build steps as that user, so nothing root-owned is left behind that would break their next run
 # without sudo; and give back build files an earlier root run left. Sets AA_AS_OWNER (an array:
@@ -122,20 +137,12 @@ AA_AS_OWNER=()
 aa_build_as_owner() {
   AA_AS_OWNER=()
   [ "$(id -u)" = 0 ] || return 0
-  local owner uid gid home files
+  local owner uid gid home
   owner=$(aa_checkout_owner)
   uid=${owner%%:*}
   gid=${owner##*:}
   [ "$uid" != 0 ] || return 0
-  files=$(aa_build_files)
-  if [ -n "$files" ]; then
-    # shellcheck disable=SC2086
-    if [ -n "$(find $files ! -user "$uid" -print -quit)" ]; then
-      aa_say "giving $files back to the checkout's owner (uid $uid)"
-      # shellcheck disable=SC2086
-      chown -R "$uid:$gid" $files
-    fi
-  fi
+  aa_give_back_build_files
   home=$(getent passwd "$uid" 2>/dev/null | cut -d: -f6)
   if [ -n "$home" ] && [ -d "$home" ] && [ "$(ls -nd "$home" | awk '{print $3}')" = "$uid" ]; then
     AA_AS_OWNER=(env "HOME=$home")
