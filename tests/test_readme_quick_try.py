@@ -7,6 +7,7 @@ import re
 import shlex
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -16,6 +17,7 @@ from agent_analytics import demo  # noqa: E402
 from agent_analytics.cli import main  # noqa: E402
 from agent_analytics.config import Config  # noqa: E402
 from agent_analytics.datasource.catalog import METRICS  # noqa: E402
+from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -81,6 +83,9 @@ def test_the_quick_try_runs_as_written_on_a_changed_port(db_url, monkeypatch):
             plans = [demo.plan(days=3, users=3)]
             assert main(command[1:] + size) == 0
             plans.append(demo.plan(days=3, users=3))  # the same plan unless the hour turned meanwhile
+            # What the service's refresh jobs do every minute (the tests' databases have them off).
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                refresh_aggregates(conn)
             figures = {}
             for line in curls:
                 url, headers = _curl(_expand(line, {"AA_QUERY_PORT": str(server.port)}))
