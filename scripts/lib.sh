@@ -6,7 +6,7 @@ AA_PYTHON=${PYTHON:-python3}
 AA_HEARTBEAT_S=${AA_HEARTBEAT_S:-20}
 # Build files pip and the tests write into the checkout (and *.egg-info): they must stay writable
 # by the checkout's owner.
-AA_BUILD_FILES=".venv build .pytest_cache .hypothesis"
+AA_BUILD_FILES=".venv build .pytest_cache .hypothesis tests/grafana_js/node_modules"
 
 aa_say() {
   echo "setup [$((SECONDS - AA_T0)) s] $*"
