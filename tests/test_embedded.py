@@ -3,6 +3,7 @@ both ports, stops cleanly on Ctrl-C, and a second start reuses the data."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,10 @@ def test_up_embedded_restart_keeps_data():
             c.execute("INSERT INTO users (id, email) VALUES ('kept@example.com', 'kept@example.com')")
         out = _interrupt(proc)
         assert "created embedded PostgreSQL" in out and "backend:" in out
+        # Each database phase says when it starts and how long it took.
+        assert "database: starting the embedded PostgreSQL" in out and "(creating it first: initdb)" in out
+        assert re.search(r"listening on 127\.0\.0\.1:\d+ \(ready in \d+ s\)", out)
+        assert "database: migrating the schema ..." in out and re.search(r"database: ready in \d+ s", out)
         assert "embedded PostgreSQL stopped" in out
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(url, connect_timeout=2)
@@ -100,3 +105,15 @@ def test_ctrl_c_while_the_servers_start_stops_cleanly(monkeypatch, capsys):
     assert "stopped" in capsys.readouterr().out
     with pytest.raises(requests.ConnectionError):  # the receiver that had started is closed
         requests.get(f"http://127.0.0.1:{cfg.ingest_port}/healthz", timeout=2)
+
+
+def test_without_the_server_binaries_the_message_names_the_install_command(monkeypatch):
+    """As a user who is not root, on a machine without PostgreSQL (made so here: nothing on PATH,
+    no Debian layout)."""
+    import agent_analytics.cluster as cluster
+
+    monkeypatch.setattr(cluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cluster.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(cluster.os, "geteuid", lambda: 1000)
+    with pytest.raises(cluster.ClusterError, match=r"sudo apt-get install postgresql\) or set DATABASE_URL"):
+        cluster.find_pg_bindir()
