@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from typing import IO
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from psycopg_pool import PoolTimeout
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 CHUNK = 64 * 1024
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 MAX_REASONS = 10
 SIGNALS = ("logs", "metrics", "traces")
 
@@ -63,26 +65,39 @@ def read_body(max_bytes: int) -> bytes:
         if len(data) > max_bytes:
             raise TooLarge()
         return data
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    return _gunzip(stream, max_bytes)
+
+
+def _gunzip(stream: IO[bytes], max_bytes: int) -> bytes:
+    """Every member of a gzip body (RFC 1952: a gzip file is a series of members, and some
+    senders and proxies concatenate them), within one limit on the inflated total. Whatever
+    follows a member must be another member: trailing bytes are refused, never ignored."""
+    inflater = zlib.decompressobj(GZIP_WBITS)
+    members = 1
     out = bytearray()
     received = 0
     try:
-        while not inflater.eof:
-            chunk = stream.read(CHUNK)
-            if not chunk:
-                break
+        while chunk := stream.read(CHUNK):
             received += len(chunk)
             if received > max_bytes:
                 raise TooLarge()
-            while chunk and not inflater.eof:
+            while chunk:
+                if inflater.eof:  # the previous member ended: these bytes begin the next
+                    inflater = zlib.decompressobj(GZIP_WBITS)
+                    members += 1
                 out += inflater.decompress(chunk, max_bytes + 1 - len(out))
                 if len(out) > max_bytes:
                     raise TooLarge()
-                chunk = inflater.unconsumed_tail
-        if not inflater.eof:
-            raise codec.UnreadableBody("truncated gzip body")
+                chunk = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
     except zlib.error as exc:
+        if members > 1:
+            raise codec.UnreadableBody(f"bad gzip body: trailing bytes after gzip member {members - 1} "
+                                       f"({exc})") from None
         raise codec.UnreadableBody(f"bad gzip body: {exc}") from None
+    if not inflater.eof:
+        raise codec.UnreadableBody("truncated gzip body" if members == 1 else
+                                   f"bad gzip body: trailing bytes after gzip member {members - 1} "
+                                   "(not a complete gzip member)")
     return bytes(out)
 
 

@@ -20,10 +20,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
 from agent_analytics.config import Config
+from agent_analytics.ingest import codec
 from agent_analytics.ingest.values import MAX_ATTRIBUTES, MAX_STRING
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN
 from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
-from tests.hardening_support import insane_rows
+from tests.hardening_support import api_requests, insane_rows
 from tests.ingest_support import JSON, PB, Server, headers, set_value
 
 NOW = time.time_ns()
@@ -68,8 +69,6 @@ def _rejections(resp) -> dict[int, str]:
 
 
 def _post_json(client, signal: str, req) -> object:
-    from agent_analytics.ingest import codec
-
     return client.post(f"/v1/{signal}", data=codec.encode(req, codec.JSON), headers=headers(content_type=JSON))
 
 
@@ -360,3 +359,53 @@ def test_non_finite_numbers_nested_in_attributes_are_stored_as_text(client, conn
     assert resp.status_code == 200 and not _rejections(resp)
     rows = dict(conn.execute("SELECT session_id, attributes->'samples' FROM llm_requests").fetchall())
     assert rows == {"lim-0": "[nan, 1.5]", "lim-1": "[inf, 'é', 1e-07]", "lim-2": "{'p99': -inf}"}
+
+
+def _member(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def test_every_gzip_member_is_read_and_trailing_bytes_refused(config, conn):
+    """RFC 1952: a gzip body may be several members back to back (some senders and proxies
+    concatenate them). Every member's records are stored, under one limit on the inflated
+    total; bytes after a member that are not another member are a 400, and store nothing."""
+    t0 = time.time_ns() - 600 * 10**9
+    first, first_rows = api_requests("member-a", 3, t0)
+    second, second_rows = api_requests("member-b", 4, t0 + 10**9, first_tokens=100)
+    third, third_rows = api_requests("member-c", 2, t0 + 2 * 10**9, first_tokens=200)
+    # Concatenated protobuf messages are one message whose repeated fields are appended.
+    whole_json = codec.encode(ExportLogsServiceRequest.FromString(first + second), codec.JSON)
+    app = create_app(config.replace(max_body_bytes=1_000_000), role="ingest")
+    gz = {"Content-Encoding": "gzip"}
+    try:
+        with Server(app) as server:
+            def post(body: bytes, content_type: str = PB) -> requests.Response:
+                return requests.post(server.url + "/v1/logs", data=body, timeout=30,
+                                     headers=headers(content_type=content_type, **gz))
+
+            r = post(_member(first) + _member(b"") + _member(second))
+            assert r.status_code == 200 and not ExportLogsServiceResponse.FromString(r.content).partial_success.error_message
+            cut = len(whole_json) // 3  # JSON split mid-token: only the whole inflated body parses
+            r = post(_member(whole_json[:cut]) + _member(whole_json[cut:]), JSON)
+            assert r.status_code == 200, r.text
+            bad = {
+                "garbage": _member(third) + b"garbage",
+                "one stray byte": _member(third) + b"\x1f",
+                "zero padding": _member(third) + b"\0" * 8,
+                "half a member": _member(third) + _member(third)[:9],
+            }
+            for name, body in bad.items():
+                r = post(body)
+                assert r.status_code == 400, name
+                assert "trailing bytes after gzip member 1" in r.content.decode(errors="replace"), (name, r.content)
+            # The limit is on the inflated total, whichever member passes it (each alone fits).
+            r = post(_member(b"\0" * 600_000) + _member(b"\0" * 600_000))
+            assert r.status_code == 413
+            bomb = _bomb(64 << 20)
+            r = post(_member(first) + bomb)
+            assert r.status_code == 413
+    finally:
+        app.extensions["aa_db"].close()
+    stored = sorted(conn.execute("SELECT attributes->>'request_id', input_tokens FROM llm_requests").fetchall())
+    assert stored == sorted(first_rows + second_rows)  # each stored once (the JSON repeat is a duplicate)
+
