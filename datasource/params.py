@@ -17,6 +17,7 @@ from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER, Metric
 from agent_analytics.datasource.filters import normalise
 from agent_analytics.datasource.query import MAX_ROWS, Query
+from agent_analytics.text import StorableSchema
 
 
 class RequestError(ValueError):
@@ -92,9 +93,6 @@ class FilterValues(fields.Field):
                 raise ValidationError("must be a string or a list of strings")
         elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValidationError("must be a string or a list of strings")
-        if any("\x00" in str(v) for v in (value if isinstance(value, (list, tuple)) else [value])):
-            # No stored text can contain NUL; PostgreSQL refuses it even as a parameter.
-            raise ValidationError("must not contain a NUL character")
         return normalise(value)
 
 
@@ -115,7 +113,7 @@ _SCALARS = frozenset({"tz", "page", "page_size", "order_by"})
 MAX_PAGE = 1_000_000
 
 
-class OptionsSchema(Schema):
+class OptionsSchema(StorableSchema):
     """The fields shared by a Grafana target payload and the JSON API's query parameters."""
 
     class Meta:
@@ -157,7 +155,7 @@ class JsonApiSchema(OptionsSchema):
 MAX_TARGETS = 100
 
 
-class RangeSchema(Schema):
+class RangeSchema(StorableSchema):
     class Meta:
         unknown = EXCLUDE
 
@@ -166,7 +164,7 @@ class RangeSchema(Schema):
     raw = fields.Dict(load_default=None)
 
 
-class TargetSchema(Schema):
+class TargetSchema(StorableSchema):
     class Meta:
         unknown = EXCLUDE
 
@@ -176,7 +174,7 @@ class TargetSchema(Schema):
     hide = fields.Boolean(load_default=False)
 
 
-class AdhocFilterSchema(Schema):
+class AdhocFilterSchema(StorableSchema):
     class Meta:
         unknown = EXCLUDE
 
@@ -185,7 +183,7 @@ class AdhocFilterSchema(Schema):
     value = fields.Raw(required=True)
 
 
-class GrafanaQuerySchema(Schema):
+class GrafanaQuerySchema(StorableSchema):
     class Meta:
         unknown = EXCLUDE
 
@@ -197,7 +195,7 @@ class GrafanaQuerySchema(Schema):
     filters = fields.List(fields.Nested(AdhocFilterSchema), load_default=list)
 
 
-class VariableSchema(Schema):
+class VariableSchema(StorableSchema):
     class Meta:
         unknown = INCLUDE
 

@@ -8,11 +8,13 @@ created with their id as their name. No Flask here: the API and the CLI both cal
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import psycopg
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
+
+from agent_analytics.text import StorableSchema, find_flaw
 
 # Field options shared by the schemas (Any: they are spread into fields of several kinds).
 ID: dict[str, Any] = dict(required=True, validate=validate.Length(min=1, max=500))
@@ -27,9 +29,8 @@ class DirectoryError(Exception):
         self.details = details
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = EXCLUDE
+class _Strict(StorableSchema):
+    pass
 
 
 class UserSchema(_Strict):
@@ -129,39 +130,16 @@ NAMED = {"groups", "agents", "mcp_servers", "policies"}
 ORDER = ("users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies")
 
 
-def _nul_path(data: Any, path: str = "") -> str | None:
-    """Where a NUL character hides in a document (PostgreSQL text cannot hold one), or None."""
-    if isinstance(data, str):
-        return (path or "document") if "\x00" in data else None
-    items: Iterable[tuple[Any, Any]]
-    if isinstance(data, Mapping):
-        items = data.items()
-    elif isinstance(data, list):
-        items = enumerate(data)
-    else:
-        return None
-    for key, value in items:
-        where = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and "\x00" in key:
-            return where
-        found = _nul_path(value, where)
-        if found:
-            return found
-    return None
-
-
-def _no_nul(*values: Any) -> None:
-    where = _nul_path(list(values))
-    if where is not None:
-        raise DirectoryError("a value contains a NUL character", details={where: ["contains a NUL character"]})
+def _storable(**path_values: str) -> None:
+    """Keys taken from a URL path, checked as a document's strings are (StorableSchema)."""
+    found = find_flaw(path_values)
+    if found is not None:
+        raise DirectoryError(f"invalid key: {found[1]}", details={found[0]: [found[1]]})
 
 
 def _load(schema: Schema, data: Any) -> dict:
     if not isinstance(data, Mapping):
         raise DirectoryError("the document must be an object")
-    where = _nul_path(data)
-    if where is not None:
-        raise DirectoryError("invalid directory document", details={where: ["contains a NUL character"]})
     try:
         return schema.load(data)
     except ValidationError as exc:
@@ -243,14 +221,14 @@ def _add_member(conn: psycopg.Connection, group_id: str, user_id: str) -> None:
 
 
 def add_member(conn: psycopg.Connection, group_id: str, user_id: str) -> dict:
-    _no_nul(group_id, user_id)
+    _storable(group_id=group_id, user_id=user_id)
     with conn.transaction():
         _add_member(conn, group_id, user_id)
     return {"group_id": group_id, "user_id": user_id}
 
 
 def remove_member(conn: psycopg.Connection, group_id: str, user_id: str) -> dict:
-    _no_nul(group_id, user_id)
+    _storable(group_id=group_id, user_id=user_id)
     with conn.transaction():
         n = conn.execute("DELETE FROM group_members WHERE group_id = %s AND user_id = %s",
                          (group_id, user_id)).rowcount
@@ -278,7 +256,7 @@ def delete(conn: psycopg.Connection, document: Any) -> dict[str, int]:
 
 
 def _split_key(kind: str, key: str) -> tuple[str, ...]:
-    _no_nul(key)
+    _storable(key=key)
     if kind not in KINDS:
         raise DirectoryError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", status=404)
     if kind == "tools":

@@ -9,12 +9,15 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+import requests
 
+from agent_analytics.app import create_app
 from agent_analytics.datasource import catalog
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
 from tests.test_datasource_metrics import ms
+from tests.ingest_support import Server
 from tests.test_datasource_time import iso
 
 H = {"Authorization": f"Bearer {LLM_TOKEN}"}
@@ -63,7 +66,7 @@ def test_metacharacters_in_filters_only_empty_the_answer(ds_client, name):
         # Beside a real value the nasty ones add nothing (values of one filter are alternatives).
         assert _rows(ds_client, metric, **{name: [*NASTY, real]}) == selected, (metric, name)
         resp = ds_client.get(f"/api/v1/query/{metric}", query_string={name: NUL}, headers=H)
-        assert resp.status_code == 400 and name in resp.get_json()["fields"]
+        assert resp.status_code == 400 and f"{name}.0" in resp.get_json()["fields"]  # the first `name=` value
 
 
 def test_metacharacters_through_the_grafana_face(ds_client):
@@ -155,3 +158,67 @@ def test_odd_names_round_trip_and_filter_exactly_themselves(client, db_url):
     assert resp.get_json()["groups"] == 3
     left = client.get("/api/v1/directory/groups", headers=ih).get_json()["groups"]
     assert sorted(g["id"] for g in left) == sorted(ODD_NAMES[3:])
+
+
+SURROGATE = "\ud800"  # a lone UTF-16 surrogate: JSON can spell it ("\\ud800"), UTF-8 cannot encode it
+
+
+def test_unstorable_text_anywhere_is_a_400_naming_the_field(config, conn):
+    """A lone surrogate or a NUL in any string a request carries, over real HTTP, on every face
+    that reads JSON: a 400 naming where it is (never a 500 from the driver), nothing stored, and
+    the next good request answered."""
+    rng = {"from": "now-7d", "to": "now"}
+    target = {"refId": "A", "target": "mcp_tool_executions"}
+
+    def grafana(**body) -> dict:
+        return {"range": rng, "targets": [target], **body}
+
+    app = create_app(config, role="all")
+    try:
+        with Server(app) as server:
+            for bad in (SURROGATE, "x\x00"):
+                # (method, path, body, the field the 400 must name)
+                cases = [
+                    ("POST", "/grafana/query", grafana(targets=[{**target, "payload": {"user": [bad]}}]),
+                     "targets.0.payload.user.0"),
+                    ("POST", "/grafana/query", grafana(targets=[{**target, "payload": json.dumps({"mcp": bad})}]),
+                     "targets.0.payload.mcp"),  # code mode: the payload is a JSON string
+                    ("POST", "/grafana/query", grafana(targets=[{**target, "payload": {bad: "x"}}]),
+                     "targets.0.payload." + bad.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")),
+                    ("POST", "/grafana/query", grafana(scopedVars={"agent": {"text": "a", "value": [bad]}}),
+                     "scopedVars.agent.value.0"),
+                    ("POST", "/grafana/query", grafana(filters=[{"key": "resource_tag", "operator": "=", "value": bad}]),
+                     "filters.0.value"),
+                    ("POST", "/grafana/query", grafana(targets=[{**target, "refId": bad}]), "targets.0.refId"),
+                    ("POST", "/api/v1/directory", {"users": [{"id": "u1", "email": bad}]}, "users.0.email"),
+                    ("POST", "/api/v1/directory", {"users": [{"id": bad}]}, "users.0.id"),
+                    ("POST", "/api/v1/directory", {"groups": [{"id": "g1", "members": ["u1", bad]}]}, "groups.0.members.1"),
+                    ("POST", "/api/v1/directory", {"agents": [{"id": "a1", "tags": [bad]}]}, "agents.0.tags.0"),
+                    ("POST", "/api/v1/directory", {"tools": [{"mcp_server_id": "s", "name": "t", "description": bad}]},
+                     "tools.0.description"),
+                    ("POST", "/api/v1/directory/delete", {"users": [bad]}, "users.0"),
+                    ("POST", "/api/v1/directory/delete", {"tools": [{"mcp_server_id": bad, "name": "t"}]},
+                     "tools.0.mcp_server_id"),
+                    ("PUT", "/api/v1/directory/users/u1", {"display_name": bad}, "users.0.display_name"),
+                    ("PUT", "/api/v1/directory/policies/p1", {"name": "p", "description": bad}, "policies.0.description"),
+                ]
+                for method, path, body, field in cases:
+                    token = INGEST_TOKEN if "directory" in path else LLM_TOKEN
+                    r = requests.request(method, server.url + path, data=json.dumps(body), timeout=30, headers={
+                        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                    assert r.status_code == 400, (bad, path, field, r.status_code, r.text[:300])
+                    answer = r.json()
+                    named = answer["fields"] if "grafana" in path else answer["details"]
+                    assert list(named) == [field], (bad, path, answer)
+                    assert ("NUL" if bad == "x\x00" else "surrogate") in named[field][0], answer
+                r = requests.post(server.url + "/grafana/query", json=grafana(), timeout=30,
+                                  headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+                assert r.status_code == 200
+                r = requests.post(server.url + "/api/v1/directory", json={"users": [{"id": "u-good"}]}, timeout=30,
+                                  headers={"Authorization": f"Bearer {INGEST_TOKEN}"})
+                assert r.status_code == 200
+                assert conn.execute("SELECT id FROM users").fetchall() == [("u-good",)]
+                for table in ("groups", "agents", "agent_tags", "tools", "policies", "group_members"):
+                    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    finally:
+        app.extensions["aa_db"].close()
