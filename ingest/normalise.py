@@ -25,7 +25,7 @@ from . import normalise_genai as genai
 from .identity import merged
 from .rows import Batch, Context
 from .records import LogEvent, Point, SpanView
-from .values import BadValue, attributes, iso_to_ns, text
+from .values import BadValue, Flattened, attributes, iso_to_ns, text
 
 log = logging.getLogger(__name__)
 # The reason given for a record our own code failed on (the receiver's log has the traceback).
@@ -119,6 +119,10 @@ def _unstorable(fact: Any) -> str | None:
     joined = "".join(filter(None, values))
     if "\x00" in joined:
         return next(f"{name} contains a NUL character" for name, v in zip(checks.texts, values) if v and "\x00" in v)
+    for name in checks.ids:
+        value = getattr(fact, name)
+        if isinstance(value, Flattened):  # its repr would be stored as the name
+            return f"{name} is {value.kind}, not a string"
     attributes_json = getattr(fact, "attributes_json", None)
     if attributes_json is not None:
         # Searched once as the JSON text it is stored as (cheaper than walking the dict).

@@ -84,8 +84,24 @@ def _finite(value: Any) -> bool:
     return True
 
 
+class Flattened(str):
+    """A map or an array attribute read as text (its repr): fine to compare or to show, never a
+    name to store (normalise refuses a record whose identifier is one)."""
+
+    kind = ""
+
+
+class _FlatMap(Flattened):
+    kind = "a map"
+
+
+class _FlatArray(Flattened):
+    kind = "an array"
+
+
 def text(attrs: Mapping[str, Any], *keys: str) -> str | None:
-    """The first non-empty attribute among `keys`, as a string."""
+    """The first non-empty attribute among `keys`, as a string (a Flattened one for a map or an
+    array)."""
     for key in keys:
         value = attrs.get(key)
         if type(value) is str and value:  # the common case
@@ -94,6 +110,10 @@ def text(attrs: Mapping[str, Any], *keys: str) -> str | None:
             continue
         if isinstance(value, bool):
             return "true" if value else "false"
+        if isinstance(value, dict):
+            return _FlatMap(value)
+        if isinstance(value, list):
+            return _FlatArray(value)
         return str(value)
     return None
 

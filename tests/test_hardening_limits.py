@@ -98,6 +98,9 @@ BAD_RECORDS = [
     ((NOW, {"session.id": "s" * 1025}), "session_id is longer than 1024 bytes"),
     ((NOW, {"user.email": "\u00e9" * 600}), "user_id is longer than 1024 bytes"),
     ((NOW, {"other": "v\x00"}), "NUL"),
+    ((NOW, {"model": {"name": "claude-sonnet-4-5"}}), "model is a map, not a string"),
+    ((NOW, {"model": ["claude-sonnet-4-5", "claude-opus-4-1"]}), "model is an array, not a string"),
+    ((NOW, {"session.id": {"id": "s"}}), "session_id is a map, not a string"),
 ]
 
 
