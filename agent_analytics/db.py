@@ -55,7 +55,20 @@ class Database:
                                + (" -c max_parallel_workers_per_gather=0" if serial else ""),
                     "application_name": name},
             reconnect_timeout=0,  # keep trying forever in the background; requests fail fast meanwhile
+            check=self._check,
         )
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """Run on every connection as it is handed out (one empty query): a restarted or failed-over
+        database leaves every idle connection dead, and a request given one would fail for it."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            # The idle ones died with it: replace them all now. Otherwise each later request, and
+            # this one's next tries (the pool waits 1 s, then 2 s, 4 s... between failed checks),
+            # would meet one dead connection after another.
+            self.pool.check()
+            raise
 
     def open(self) -> None:
         # wait=False: the service starts (and answers 503) even while the database is down.

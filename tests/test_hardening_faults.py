@@ -4,6 +4,7 @@ between receiving and committing, and a failure inside the transaction. Each end
 nothing lost, nothing counted twice, nothing half-written."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -445,3 +446,44 @@ def test_receiver_answers_metrics_and_health_while_the_database_is_down(caplog):
         assert requests.get(base + "/healthz", timeout=60).status_code == 503
     finally:
         service.stop()
+
+
+def test_the_first_requests_after_a_database_restart_are_served(restart_cluster, backend):
+    """A restart kills every pooled connection while it sits idle. Each connection is checked as
+    it is handed out, and one found dead has the others checked with it: the first request after
+    the restart, and every one after it, is answered by a live connection (the query service's
+    pool of 8 and the directory API's of 2, both full when the database went away)."""
+    cluster = restart_cluster
+    url = cluster.create_database(f"aa_pool_restart_{backend}")
+    migrate(url, timescaledb="on" if backend == "timescaledb" else "off", retention_days=0, compress_after_days=0)
+    base = Config(database_url=url, ingest_tokens=(INGEST_TOKEN,), llm_query_tokens=(LLM_TOKEN,), db_timeout_s=5,
+                  retention_days=0)
+    query_app = create_app(base.replace(db_pool_size=8), role="query")
+    ingest_app = create_app(base.replace(db_pool_size=2), role="ingest")
+    requests_per_app = {"query": ("GET", "/api/v1/query/llm_total_tokens?from=now-1d&to=now", LLM_TOKEN),
+                        "ingest": ("GET", "/api/v1/directory/users", INGEST_TOKEN)}
+    try:
+        with Server(query_app) as q, Server(ingest_app) as i:
+            servers = {"query": (q, query_app), "ingest": (i, ingest_app)}
+            for name, (server, app) in servers.items():
+                db = app.extensions["aa_db"]
+                with contextlib.ExitStack() as held:  # every connection of the pool opened, then idle
+                    for _ in range(db.pool.max_size):
+                        held.enter_context(db.connection()).execute("SELECT 1")
+                assert db.pool.get_stats()["pool_available"] == db.pool.max_size, name
+            cluster.stop(mode="fast")
+            cluster.start(PG_OPTIONS)
+            answers = {name: [] for name in servers}
+            for name, (server, app) in servers.items():
+                method, path, token = requests_per_app[name]
+                for _ in range(app.extensions["aa_db"].pool.max_size + 2):
+                    r = requests.request(method, server.url + path, timeout=60,
+                                         headers={"Authorization": f"Bearer {token}"})
+                    answers[name].append(r.status_code)
+            assert answers == {name: [200] * (app.extensions["aa_db"].pool.max_size + 2)
+                               for name, (_, app) in servers.items()}
+    finally:
+        query_app.extensions["aa_db"].close()
+        ingest_app.extensions["aa_db"].close()
+        if not cluster.is_running():
+            cluster.start(PG_OPTIONS)
