@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Iterator
 
 from flask import Flask, Response, g, jsonify
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from agent_analytics import auth, db
 from agent_analytics.config import Config
+from agent_analytics.ingest.metrics import LLM_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +44,38 @@ def _exposed(app: Flask) -> CollectorRegistry:
     return app.extensions["aa_registry"]
 
 
+class _SummedOver:
+    """A registry as a token without llm-analytics sees it: the labels in `hidden` summed away
+    (a count stays whole, only who it is about is left out)."""
+
+    def __init__(self, registry: CollectorRegistry, hidden: frozenset[str]) -> None:
+        self.registry, self.hidden = registry, hidden
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if not any(self.hidden.intersection(s.labels) for s in family.samples):
+                yield family
+                continue
+            sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for s in family.samples:
+                if s.name.endswith("_created"):  # a series' creation time: no meaning once summed
+                    continue
+                key = (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k not in self.hidden)))
+                sums[key] = sums.get(key, 0.0) + s.value
+            summed = Metric(family.name, family.documentation, family.type, family.unit)
+            for (name, labels), value in sums.items():
+                summed.add_sample(name, dict(labels), value)
+            yield summed
+
+
 def create_app(config: Config | None = None, role: str = "all",
                registry: CollectorRegistry | None = None) -> Flask:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     config = config or Config.from_env()
-    app = Flask(f"agent_analytics_{role}")
+    # No static route: Flask's default would serve, without a token, any file in a `static/`
+    # folder beside the working directory.
+    app = Flask(f"agent_analytics_{role}", static_folder=None)
     app.json = BoundedJSONProvider(app)
     app.config["AA"] = config
     app.config["MAX_CONTENT_LENGTH"] = None  # the receiver enforces its own limit, after decompression
@@ -84,10 +113,13 @@ def create_app(config: Config | None = None, role: str = "all",
     @app.get("/metrics")
     def prometheus_metrics():
         try:
-            auth.require(auth.Permission.METRICS)
+            granted = auth.require(auth.Permission.METRICS)
         except auth.AuthError as exc:
             return jsonify(error=exc.message), exc.status
-        return Response(generate_latest(_exposed(app)), mimetype=CONTENT_TYPE_LATEST)
+        registry = _exposed(app)
+        if auth.Permission.LLM_ANALYTICS not in granted:  # model names are LLM analytics
+            registry = _SummedOver(registry, LLM_LABELS)  # type: ignore[assignment]
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     from agent_analytics import blueprints
 

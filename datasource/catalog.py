@@ -14,6 +14,7 @@ Kinds and the rows they answer (JSON API `rows`; the Grafana face turns them int
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Collection
 
 from agent_analytics.auth import Permission
 
@@ -245,6 +246,16 @@ VARIABLES: dict[str, object] = {
     "resource_tag": Permission.QUERY, "provider": Permission.LLM_ANALYTICS,
     "model": Permission.LLM_ANALYTICS, "session": Permission.LLM_ANALYTICS,
 }
+
+
+def metrics_for(granted: Collection[object]) -> list[Metric]:
+    """The metrics a token with these permissions may read: the only ones either face lists to it."""
+    return [m for m in METRICS if m.permission in granted]
+
+
+def variables_for(granted: Collection[object]) -> list[str]:
+    """The variables (and filters: one per variable) a token with these permissions may read."""
+    return [name for name, permission in VARIABLES.items() if permission in granted]
 
 
 def get(metric_id: str) -> Metric | None:

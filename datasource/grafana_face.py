@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
-from agent_analytics.auth import Permission, permissions_for, bearer_token, require
+from agent_analytics.auth import Permission, require
 from agent_analytics.datasource import catalog, errors, frames, params, service
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
@@ -50,16 +50,11 @@ def health():
     return jsonify(status="ok", service="agent-analytics data source")
 
 
-def _allowed_metrics() -> list[catalog.Metric]:
-    granted = permissions_for(bearer_token())
-    return [m for m in catalog.METRICS if m.permission in granted]
-
-
 @bp.post("/metrics")
 def list_metrics():
-    require(Permission.QUERY)
+    granted = require(Permission.QUERY)
     out = []
-    for m in _allowed_metrics():
+    for m in catalog.metrics_for(granted):
         payloads = []
         for name in m.payload_fields:
             if name in ALL_FILTERS:
@@ -198,7 +193,8 @@ def variable():
 @bp.post("/tag-keys")
 def tag_keys():
     granted = require(Permission.QUERY)
-    return jsonify([{"type": "string", "text": n} for n in ALL_FILTERS if _variable_permission(n) in granted])
+    visible = catalog.variables_for(granted)
+    return jsonify([{"type": "string", "text": n} for n in ALL_FILTERS if n in visible])
 
 
 @bp.post("/tag-values")

@@ -57,9 +57,11 @@ def _picker_range() -> dict[str, str] | None:
 
 @bp.get("/metrics")
 def metrics():
-    require(Permission.QUERY)
-    return jsonify({"metrics": [catalog.describe(m) for m in catalog.METRICS],
-                    "filters": list(ALL_FILTERS), "variables": list(catalog.VARIABLES)})
+    granted = require(Permission.QUERY)
+    # Only what this token may read, as the Grafana face lists it (LLM metrics need llm-analytics).
+    variables = catalog.variables_for(granted)
+    return jsonify({"metrics": [catalog.describe(m) for m in catalog.metrics_for(granted)],
+                    "filters": [f for f in ALL_FILTERS if f in variables], "variables": variables})
 
 
 @bp.get("/query/<metric_id>")

@@ -5,6 +5,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+# Labels that name LLM providers and models: `GET /metrics` sums them away for a token without
+# the llm-analytics permission, which guards model names everywhere else.
+LLM_LABELS = frozenset({"provider", "model"})
+
 
 @dataclass
 class IngestMetrics:

@@ -1,13 +1,18 @@
 """Access, walked over the app's whole URL map: every endpoint but the health check wants a token;
 ingest and query tokens are separate; the llm-analytics permission guards every LLM and session
-answer on both faces (metrics, variables, payload options, ad hoc values); tokens are compared
-against every configured token without stopping early and never appear in logs or answers."""
+answer on both faces (metrics, their lists, variables, payload options, ad hoc values) and the
+model names in the service's own Prometheus metrics; no static files; tokens are compared against
+every configured token without stopping early and never appear in logs or answers."""
 from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
+import requests
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent_analytics import auth
 from agent_analytics.app import create_app
@@ -15,9 +20,11 @@ from agent_analytics.cluster import free_port
 from agent_analytics.config import Config
 from agent_analytics.datasource import catalog
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
+from tests.hardening_support import api_requests
+from tests.ingest_support import Server
 
 PATH_ARGS = {"metric_id": "mcp_tool_executions", "name": "user", "kind": "users", "key": "u1",
-             "group_id": "g1", "user_id": "u1", "filename": "x"}
+             "group_id": "g1", "user_id": "u1"}
 INGEST_AREAS = ("otlp.", "directory.")
 QUERY_AREAS = ("grafana_face.", "json_api.")
 LLM_METRICS = [m.id for m in catalog.METRICS if m.permission is auth.Permission.LLM_ANALYTICS]
@@ -28,8 +35,6 @@ def _endpoints(app) -> list[tuple[str, str, str]]:
     """(endpoint, method, concrete URL) for every rule and method the app serves."""
     out = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
         url = rule.build({a: PATH_ARGS[a] for a in rule.arguments}, append_unknown=False)[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             out.append((rule.endpoint, method, url))
@@ -199,3 +204,74 @@ def test_tokens_never_logged_with_the_database_down(caplog):
         app.extensions["aa_db"].close()
     assert any(r.levelno >= logging.WARNING for r in caplog.records), "nothing logged: the check would prove nothing"
     _assert_never_shown(caplog, bodies)
+
+
+SECRET_MODEL = "in-house-unpriced-model"  # no list price: counted in aa_ingest_unpriced_total
+
+
+def test_metrics_name_models_only_to_the_llm_permission(config, conn):
+    """`GET /metrics` over real HTTP: provider and model labels summed away for a query token and
+    a metrics-only token (the count itself stays, so unpriced is never silent), shown to a token
+    with llm-analytics."""
+    body, _ = api_requests("unpriced", 3, time.time_ns() - 60 * 10**9)
+    req = ExportLogsServiceRequest.FromString(body)
+    for rec in req.resource_logs[0].scope_logs[0].log_records:
+        next(kv for kv in rec.attributes if kv.key == "model").value.string_value = SECRET_MODEL
+    app = create_app(config.replace(metrics_tokens=("metrics-only",)), role="all")
+    try:
+        with Server(app) as server:
+            r = requests.post(server.url + "/v1/logs", data=req.SerializeToString(), timeout=30, headers={
+                "Authorization": f"Bearer {INGEST_TOKEN}", "Content-Type": "application/x-protobuf"})
+            assert r.status_code == 200
+            shown = {token: requests.get(server.url + "/metrics", headers={"Authorization": f"Bearer {token}"},
+                                         timeout=30) for token in (QUERY_TOKEN, "metrics-only", LLM_TOKEN)}
+    finally:
+        app.extensions["aa_db"].close()
+    assert conn.execute("SELECT count(*) FROM llm_requests WHERE model = %s", (SECRET_MODEL,)).fetchone()[0] == 3
+    assert all(r.status_code == 200 for r in shown.values())
+
+    def samples(token: str, name: str) -> list[tuple[dict, float]]:
+        return [(s.labels, s.value) for f in text_string_to_metric_families(shown[token].text)
+                for s in f.samples if s.name == name]
+
+    for token in (QUERY_TOKEN, "metrics-only"):
+        assert SECRET_MODEL not in shown[token].text, token
+        assert not any({"model", "provider"} & set(s.labels) for f in text_string_to_metric_families(
+            shown[token].text) for s in f.samples), token
+        assert samples(token, "aa_ingest_unpriced_total") == [({"kind": "request"}, 3.0)], token
+        assert samples(token, "aa_ingest_records_received_total") == [({"signal": "logs"}, 3.0)], token
+    assert samples(LLM_TOKEN, "aa_ingest_unpriced_total") == [
+        ({"kind": "request", "provider": "anthropic", "model": SECRET_MODEL}, 3.0)]
+
+
+def test_the_metric_lists_name_llm_metrics_only_to_the_llm_permission(client):
+    """Both faces list only what the token may read: GET /api/v1/metrics as POST /grafana/metrics."""
+    allowed = {m.id for m in catalog.METRICS} - set(LLM_METRICS)
+    assert allowed and LLM_METRICS
+    for token, metrics, variables in ((QUERY_TOKEN, allowed, set(catalog.VARIABLES) - set(LLM_VARIABLES)),
+                                      (LLM_TOKEN, {m.id for m in catalog.METRICS}, set(catalog.VARIABLES))):
+        h = {"Authorization": f"Bearer {token}"}
+        listed = client.get("/api/v1/metrics", headers=h).get_json()
+        assert {m["id"] for m in listed["metrics"]} == metrics, token
+        assert set(listed["variables"]) == set(listed["filters"]) == variables, token
+        assert {m["value"] for m in client.post("/grafana/metrics", json={}, headers=h).get_json()} == metrics
+        assert {k["text"] for k in client.post("/grafana/tag-keys", json={}, headers=h).get_json()} == variables
+
+
+def test_no_static_files_are_served(config, tmp_path, monkeypatch):
+    """Flask's default static route would serve a `static/` folder beside the working directory
+    without a token."""
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "secret.txt").write_text("not for you")
+    monkeypatch.chdir(tmp_path)
+    for role in ("all", "ingest", "query"):
+        app = create_app(config, role=role)
+        try:
+            assert not [r for r in app.url_map.iter_rules() if "static" in r.rule or r.endpoint == "static"]
+            with Server(app) as server:
+                for token in (None, INGEST_TOKEN, LLM_TOKEN):
+                    h = {"Authorization": f"Bearer {token}"} if token else {}
+                    r = requests.get(server.url + "/static/secret.txt", headers=h, timeout=30)
+                    assert r.status_code in (401, 404) and "not for you" not in r.text, (role, token, r.status_code)
+        finally:
+            app.extensions["aa_db"].close()
