@@ -65,8 +65,8 @@ class Database:
             ConnectionPool.check_connection(conn)
         except Exception:
             # The idle ones died with it: replace them all now. Otherwise each later request, and
-            # this one's next tries (the pool waits 1 s, then 2 s, 4 s... between failed checks),
-            # would meet one dead connection after another.
+            # this one's next tries (after the second, the pool waits 1 s, then 2 s, 4 s...), would
+            # meet one dead connection after another.
             self.pool.check()
             raise
 
