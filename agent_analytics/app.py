@@ -11,6 +11,7 @@ from flask import Flask, Response, g, jsonify
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from agent_analytics import auth, db
 from agent_analytics.config import Config
@@ -44,7 +45,7 @@ def _exposed(app: Flask) -> CollectorRegistry:
     return app.extensions["aa_registry"]
 
 
-class _SummedOver:
+class _SummedOver(Collector):
     """A registry as a token without llm-analytics sees it: the labels in `hidden` summed away
     (a count stays whole, only who it is about is left out)."""
 
@@ -118,7 +119,9 @@ def create_app(config: Config | None = None, role: str = "all",
             return jsonify(error=exc.message), exc.status
         registry = _exposed(app)
         if auth.Permission.LLM_ANALYTICS not in granted:  # model names are LLM analytics
-            registry = _SummedOver(registry, LLM_LABELS)  # type: ignore[assignment]
+            summed = CollectorRegistry(auto_describe=False)
+            summed.register(_SummedOver(registry, LLM_LABELS))
+            registry = summed
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     from agent_analytics import blueprints
