@@ -1,8 +1,8 @@
 """Price rows stored before migration 0008 as the receiver prices them since (ingest/pricing.py):
 token points whose cost counts at the base tier (a point sums many requests), and Claude Code
 events whose attributes split their cache writes with the 1-hour writes at their own rate. Run
-by `migrate` in the run that applies 0008; prices at each row's own time, so a rerun changes
-nothing."""
+by `migrate` once 0008 is applied, until a run finishes it (sql/migrate.py); prices at each
+row's own time, so a rerun changes nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -344,8 +344,16 @@ def _analyze(conn: psycopg.Connection, backend: str, names: Iterable[str]) -> No
 
 
 # Rows stored before this migration were priced on another basis (a metric point as one request,
-# 1-hour cache writes as 5-minute ones): the run that applies it prices them again.
-REPRICE_WITH = "0008_cost_per_request.sql"
+# 1-hour cache writes as 5-minute ones): they are priced again once it is applied. schema_meta
+# records that the repricing finished, so a run stopped between the migration and its end
+# (killed, or an aggregate that failed to rebuild) leaves it to the next run.
+REPRICE_WITH = 8
+_REPRICED = "repriced:0008"
+
+
+def _reprice_pending(conn: psycopg.Connection) -> bool:
+    return bool(_scalar(conn, "SELECT EXISTS (SELECT FROM schema_migrations WHERE version = %s)"
+                              " AND NOT EXISTS (SELECT FROM schema_meta WHERE key = %s)", (REPRICE_WITH, _REPRICED)))
 
 
 def _reprice(conn: psycopg.Connection, report: MigrateReport) -> None:
@@ -355,6 +363,8 @@ def _reprice(conn: psycopg.Connection, report: MigrateReport) -> None:
     report.notes.append(done.summary())
     if done.points or done.requests:
         refresh_aggregates(conn, [a for a in AGGREGATES if a.startswith(("llm_", "session_metrics"))])
+    conn.execute("INSERT INTO schema_meta (key, value) VALUES (%s, 'done') ON CONFLICT (key) DO NOTHING",
+                 (_REPRICED,))
 
 
 def backend_of(conn: psycopg.Connection) -> str | None:
@@ -382,7 +392,7 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
             if report.created_aggregates or materialise:
                 refresh_aggregates(conn, report.created_aggregates)
                 _analyze(conn, report.backend, report.created_aggregates if not materialise else AGGREGATES)
-            if REPRICE_WITH in report.applied:
+            if _reprice_pending(conn):
                 _reprice(conn, report)
             return report
         finally:

@@ -121,3 +121,34 @@ def test_upgrade_reprices_what_the_previous_release_priced_otherwise(fresh_datab
         assert_session_totals_match_the_rows(c)
     again = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
     assert not again.applied and not any(n.startswith("repriced") for n in again.notes)
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_upgrade_interrupted_after_0008_reprices_on_the_next_run(fresh_database, tsdb, monkeypatch):
+    """A migrate that applied 0008 and stopped before repricing (killed, or an aggregate rebuild
+    that failed) leaves the stored rows on the old basis: the next run still reprices them, once.
+    Oracle: Anthropic's list rates for Sonnet 4.5 (USD per million tokens), 420K cache reads
+    priced at the long-context rate before and at the base rate after."""
+    _previous_release(fresh_database, tsdb, monkeypatch)
+    t = datetime(2026, 11, 2, 10, 30, tzinfo=timezone.utc)
+    m = Decimal(1_000_000)
+    old_point, new_point = 420_000 * Decimal("0.60") / m, 420_000 * Decimal("0.30") / m
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        c.execute("INSERT INTO metric_points (time, start_time, source_key, source, session_id, user_id, agent_id,"
+                  " provider, model, metric, token_type, value, estimated_cost_usd) VALUES (%s, %s, '\\x01',"
+                  " 'claude_code', 'points-only', 'ann@x', 'claude-code', 'anthropic', 'claude-sonnet-4-5',"
+                  " 'tokens', 'cache_read', 420000, %s)", (t, t - timedelta(minutes=5), old_point))
+        c.execute("SELECT aa_rebuild_session_totals()")
+    # The run that applies 0008 stops right after the numbered migrations.
+    assert migrate(fresh_database, timescaledb=tsdb, upto=8).applied == ["0008_cost_per_request.sql"]
+    report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert not report.applied
+    assert any(n.startswith("repriced: 1 metric point(s)") for n in report.notes), report.notes
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        assert c.execute("SELECT estimated_cost_usd FROM metric_points").fetchall() == [(new_point,)]
+        assert c.execute("SELECT estimated_cost_usd FROM sessions").fetchall() == [(new_point,)]
+        refresh_aggregates(c)
+        assert c.execute("SELECT sum(estimated_cost_usd) FROM llm_metric_usage_hourly").fetchone()[0] == new_point
+        assert_session_totals_match_the_rows(c)
+    again = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert not any(n.startswith("repriced") for n in again.notes), again.notes
