@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from .identity import AGENT_NAMES, CLAUDE_CODE, user_id
+from .pricing import priced_model
 from .records import LogEvent, Point
 from .rows import (MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS, Batch, Context, LlmError, LlmRequest,
                    MetricPoint, ToolCall, content_key)
@@ -203,11 +204,13 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
             raise BadValue(f"token.usage point with unknown type {raw!r}")
         token_type = TOKEN_TYPES[raw]
     batch.agents[CLAUDE_CODE] = AGENT_NAMES[CLAUDE_CODE]
+    # The model as the session's events name it (`claude-sonnet-4-5[1m]` -> `claude-sonnet-4-5`):
+    # the points give a session's tokens and its events its cost, so both must name one model.
     # A series is the metric plus every attribute (resource and point), as OTLP defines it.
     series = content_key("series", raw=True, m=p.metric, r=p.resource, a=p.record)
     batch.metric_points.append(MetricPoint(
         time_ns=time_ns, start_time_ns=p.start_time_ns or None, source=SOURCE,
         session_id=text(a, "session.id"), user_id=user_id(a), agent_id=CLAUDE_CODE, provider=PROVIDER,
-        model=text(a, "model") or "unknown", metric=metric, token_type=token_type, value=value or 0.0,
+        model=priced_model(text(a, "model") or "unknown"), metric=metric, token_type=token_type, value=value or 0.0,
         cumulative=p.cumulative, series_key=series))
     return True

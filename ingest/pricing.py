@@ -36,7 +36,7 @@ _OPTION_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
 
 
 def priced_model(model: str) -> str:
-    """The name the price tables know a model under."""
+    """The name the price tables know a model under, and Claude Code's events name it by."""
     return _OPTION_SUFFIX.sub("", model)
 
 

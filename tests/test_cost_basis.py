@@ -142,6 +142,35 @@ def test_the_1m_model_fixture_prices_as_the_same_usage(client, conn, app, order)
     assert_session_totals_match_the_rows(conn)
 
 
+@pytest.mark.parametrize("order", [("logs", "metrics"), ("metrics", "logs")])
+def test_the_1m_model_is_one_model_with_its_tokens_and_its_cost(client, conn, app, order):
+    """The [1m] session's tokens (from its metric points) and cost (from its events) are the same
+    model's: one row in the top models and the session's models, never a row of all its tokens at
+    $0 beside a row of all its cost over 0 tokens. Oracle: the ledger's requests at the published
+    rates, and its token counts."""
+    for kind in order:
+        _post_all(client, ONE_M, (kind,))
+    refresh_aggregates(conn)
+    ledger = _ledger(ONE_M)
+    want_cost = sum(_sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
+                    for r in ledger)
+    want_tokens = sum(r["input"] + r["output"] + r["cache_read"] + r["cache_write"] for r in ledger)
+    times = _event_times(ONE_M)
+    start, end = min(times) - timedelta(hours=2), max(times) + timedelta(hours=2)
+    q = app.test_client()
+    for metric in ("llm_top_models_by_cost", "llm_top_models_by_tokens"):
+        [row] = _query(q, metric, start, end)["rows"]
+        assert (row["model"], row["tokens"], row["requests"]) == ("claude-sonnet-4-5", want_tokens, len(ledger))
+        assert Decimal(str(row["cost"])) == want_cost and row["unpriced"] is False
+    [row] = _query(q, "llm_models_used", start, end)["rows"]
+    assert row["value"] == 1
+    (session,) = conn.execute("SELECT id FROM sessions").fetchone()
+    [row] = _query(q, "session_models", start, end, session=session)["rows"]
+    assert (row["model"], row["tokens"], row["requests"]) == ("claude-sonnet-4-5", want_tokens, len(ledger))
+    assert Decimal(str(row["cost"])) == want_cost
+    assert conn.execute("SELECT models FROM sessions").fetchall() == [(["claude-sonnet-4-5"],)]
+
+
 def test_metric_points_alone_are_priced_at_the_base_tier(client, conn, app):
     """Sessions that sent only metrics: each point sums many requests (here 420K cache reads in
     one point), so it is priced at the base rates, never the long-context ones; cache writes at
@@ -158,7 +187,7 @@ def test_metric_points_alone_are_priced_at_the_base_tier(client, conn, app):
     costs = conn.execute("SELECT estimated_cost_usd FROM sessions").fetchall()
     assert costs == [(want,), (want,)]
     models = {m for (m,) in conn.execute("SELECT DISTINCT model FROM metric_points")}
-    assert models == {"claude-sonnet-4-5", "claude-sonnet-4-5[1m]"}
+    assert models == {"claude-sonnet-4-5"}  # stored under the name the events give it
     start = datetime(2020, 1, 1, tzinfo=UTC)
     end = datetime.now(UTC) + timedelta(days=2)
     [row] = _query(app.test_client(), "llm_total_cost", start, end)["rows"]

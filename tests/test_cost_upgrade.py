@@ -59,7 +59,7 @@ def test_upgrade_prices_sessions_from_their_events(fresh_database, tsdb, monkeyp
         assert old is None  # the old basis: these sessions' events priced nothing
 
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
-    assert report.applied == ["0008_cost_per_request.sql"]
+    assert report.applied == ["0008_cost_per_request.sql", "0009_claude_code_metric_model_names.sql"]
     rebuilt = {n.split()[1] for n in report.notes if "rebuilt" in n}
     assert rebuilt == {p.stem for p in LEGACY.glob("*.sql")}
 
@@ -142,7 +142,7 @@ def test_upgrade_interrupted_after_0008_reprices_on_the_next_run(fresh_database,
     # The run that applies 0008 stops right after the numbered migrations.
     assert migrate(fresh_database, timescaledb=tsdb, upto=8).applied == ["0008_cost_per_request.sql"]
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
-    assert not report.applied
+    assert "0008_cost_per_request.sql" not in report.applied
     assert any(n.startswith("repriced: 1 metric point(s)") for n in report.notes), report.notes
     with psycopg.connect(fresh_database, autocommit=True) as c:
         assert c.execute("SELECT estimated_cost_usd FROM metric_points").fetchall() == [(new_point,)]
@@ -152,3 +152,36 @@ def test_upgrade_interrupted_after_0008_reprices_on_the_next_run(fresh_database,
         assert_session_totals_match_the_rows(c)
     again = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
     assert not any(n.startswith("repriced") for n in again.notes), again.notes
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_upgrade_names_claude_code_points_by_their_events_model(fresh_database, tsdb, monkeypatch):
+    """Points the previous release stored as `claude-sonnet-4-5[1m]` take the name the session's
+    events give the model, so its tokens and its cost are one model's; the session's model list
+    follows, other sources' names are left alone."""
+    _previous_release(fresh_database, tsdb, monkeypatch)
+    t = datetime(2026, 11, 2, 10, 30, tzinfo=timezone.utc)
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        for key, source, session, model in (("\\x01", "claude_code", "s1", "claude-sonnet-4-5[1m]"),
+                                            ("\\x02", "claude_code", "s1", "claude-haiku-4-5"),
+                                            ("\\x03", "genai", "g1", "my-model[v2]")):
+            c.execute("INSERT INTO metric_points (time, source_key, source, session_id, user_id, agent_id, provider,"
+                      " model, metric, token_type, value) VALUES (%s, %s, %s, %s, 'ann@x', 'a', 'anthropic', %s,"
+                      " 'tokens', 'output', 100)", (t, key, source, session, model))
+        c.execute("INSERT INTO llm_requests (time, source_key, source, session_id, user_id, agent_id, provider, model,"
+                  " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_basis) VALUES"
+                  " (%s, '\\x04', 'claude_code', 's1', 'ann@x', 'claude-code', 'anthropic', 'claude-sonnet-4-5',"
+                  " 10, 100, 0, 0, 'list_price')", (t,))
+        c.execute("SELECT aa_rebuild_session_totals()")
+        assert dict(c.execute("SELECT id, models FROM sessions").fetchall())["s1"] == [
+            "claude-haiku-4-5", "claude-sonnet-4-5", "claude-sonnet-4-5[1m]"]
+    migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        assert sorted(c.execute("SELECT source_key, model FROM metric_points").fetchall()) == [
+            (b"\x01", "claude-sonnet-4-5"), (b"\x02", "claude-haiku-4-5"), (b"\x03", "my-model[v2]")]
+        assert dict(c.execute("SELECT id, models FROM sessions").fetchall()) == {
+            "s1": ["claude-haiku-4-5", "claude-sonnet-4-5"], "g1": ["my-model[v2]"]}
+        refresh_aggregates(c)
+        assert c.execute("SELECT DISTINCT model FROM llm_metric_usage_hourly WHERE model LIKE 'claude%'"
+                         " ORDER BY 1").fetchall() == [("claude-haiku-4-5",), ("claude-sonnet-4-5",)]
+        assert_session_totals_match_the_rows(c)
