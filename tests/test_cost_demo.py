@@ -53,11 +53,11 @@ def test_demo_total_cost_is_per_request_list_price(app, conn, capsys):
     [row] = _query(client, "llm_total_cost", start, end)["rows"]
     with capsys.disabled():
         print(f"\ndemo total cost: {row['value']:.2f} USD; per-request list price: {float(oracle):.2f} USD")
-    assert row["value"] == pytest.approx(float(oracle), rel=1e-3)
+    assert row["value"] == pytest.approx(float(oracle), rel=1e-12)
     assert row.get("unpriced_tokens", 0) == 0
 
     top = _query(client, "llm_top_users_by_cost", start, end, page_size=100)["rows"]
     want = sorted(per_user.items(), key=lambda kv: -kv[1])
     assert [r["user_id"] for r in top] == [u for u, _ in want]
     for r, (_, cost) in zip(top, want):
-        assert r["cost"] == pytest.approx(float(cost), rel=1e-3)
+        assert r["cost"] == pytest.approx(float(cost), rel=1e-12)
