@@ -195,9 +195,9 @@ METRICS: tuple[Metric, ...] = (
             _C("input_tokens", "number", COUNT), _C("output_tokens", "number", COUNT),
             _C("cache_read_tokens", "number", COUNT), _C("cache_write_tokens", "number", COUNT), _COST,
             _C("totals_source", title="Totals from")),
-           SESSION_FILTERS, "One row for the `session` filter; tokens/cost from metrics when the session sent "
-           "metric points, else from events (totals_source says which); requests null (unknown) when it sent "
-           "metrics only."),
+           SESSION_FILTERS, "One row for the `session` filter; tokens from metrics when the session sent metric "
+           "points, else from events (totals_source says which); cost from its events, request by request, "
+           "when it sent any, else from its metric points; requests null (unknown) when it sent metrics only."),
     Metric("session_models", "sessions", "table", "Models", COUNT,
            (_C("provider"), _C("model"), _C("requests", "number", COUNT, "Requests"), _TOKENS, _COST,
             _C("avg_latency_ms", "number", MS, "Average latency")),
