@@ -421,8 +421,9 @@ class Engine:
     def _grouped_sessions(pairs: Sequence[tuple[tuple[sql.Composable, list], tuple[sql.Composable, list]]],
                           detail: bool, name: str) -> tuple[sql.Composable, list]:
         """`name`: one row per session grouped from its rows in each (events, metric points) pair
-        of sources. A session's tokens and cost come from its counted events or from its metric
-        points, never both (decided at ingest), so the two sides simply add up."""
+        of sources. A session's tokens come from its counted events or from its metric points, and
+        its cost from its events or (without any) from its points' `cost_counted` rows, never both
+        (decided at ingest), so the two sides simply add up."""
         # Counts as float8 (exact below 2^53; a numeric sum's state is large, and 75k of them spill
         # to disk); cost stays numeric so that every relation gives the same sum to the last digit.
         ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END::float8 AS {t}_tokens"
