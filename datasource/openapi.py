@@ -1,5 +1,7 @@
-"""The OpenAPI 3 document for both faces (GET /api/v1/openapi.json), built with apispec from the
-same marshmallow schemas and catalog that validate and answer requests, so it cannot drift."""
+"""The OpenAPI 3 document for both faces (GET /api/v1/openapi.json), built with apispec: the
+request bodies and the metric, variable and filter enumerations come from the marshmallow schemas
+and the catalog that validate and answer requests; the paths, query parameters and responses are
+written here, and tests/test_hardening_openapi.py fuzzes the service against them (schemathesis)."""
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,15 +1,15 @@
-"""Write a normalised batch in one transaction: directory rows first seen, facts through COPY
-into a temporary table then INSERT ... ON CONFLICT DO NOTHING (so a retried or concurrently
-duplicated batch stores nothing twice), cumulative metric series differenced against
-metric_series_state under row locks, the sessions' first and last sight (taken first: it
-decides whether a session's events or its metric points count, for tokens and for cost, see
-`_sessions`), and last the sessions' totals, from the rows the batch newly stored
-(`_session_totals`).
+"""Write a normalised batch in one transaction: directory rows first seen, facts by COPY straight
+into their tables (or, when some are already stored, through a temporary table and INSERT ... ON
+CONFLICT DO NOTHING, so a retried or concurrently duplicated batch stores nothing twice; see
+`_copy_insert`), cumulative metric series differenced against metric_series_state under row
+locks, the sessions' first and last sight (taken first: it decides whether a session's events or
+its metric points count, for tokens and for cost, see `_sessions`), and last the sessions'
+totals, from the rows the batch newly stored (`_session_totals`).
 
 Rows are inserted in one total order, time then key, so that two receivers writing overlapping
-batches wait for each other instead of deadlocking. Time first: consecutive rows then land on
-the same pages of the time-led indexes (and in the same TimescaleDB chunk), where a batch sorted
-by its random keys scattered them; its COPY cost PostgreSQL about 5 % more per row.
+batches wait for each other instead of deadlocking. Time first: consecutive rows land on the same
+pages of the time-led indexes (and in the same TimescaleDB chunk), where rows sorted by their
+random keys would scatter.
 """
 from __future__ import annotations
 
