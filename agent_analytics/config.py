@@ -96,6 +96,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Local development only: accept requests without a token (every permission granted)."),
     Setting("AA_MAX_BODY_BYTES", "max_body_bytes", 16 * 1024 * 1024, _non_negative_int,
             "Largest OTLP body accepted, after decompression (413 beyond)."),
+    Setting("AA_MAX_RESOURCES", "max_resources", 1_000, _positive_int,
+            "Most resources (ResourceLogs, ResourceMetrics, ResourceSpans) in one OTLP request (413 beyond, "
+            "counted before any record is read). Exporters send one."),
+    Setting("AA_MAX_SCOPES", "max_scopes", 10_000, _positive_int,
+            "Most instrumentation scopes in one OTLP request, over all its resources (413 beyond)."),
+    Setting("AA_MAX_RECORDS", "max_records", 50_000, _positive_int,
+            "Most log records, spans, metrics and metric data points in one OTLP request (413 beyond). "
+            "SDK exporters send up to 512 per request, the Collector's batch processor 8,192 by default."),
+    Setting("AA_MAX_ATTRIBUTES", "max_attributes", 1_000_000, _positive_int,
+            "Most attributes (of resources and records) in one OTLP request (413 beyond)."),
+    Setting("AA_MAX_CONNECTIONS", "max_connections", 1_000, _positive_int,
+            "Open connections per listener and process. At the limit the connections that have waited "
+            "longest for a whole request are closed, so that new ones are still answered."),
+    Setting("AA_REQUEST_TIMEOUT_S", "request_timeout_s", 20, _positive_int,
+            "Seconds a request's headers and body may take to arrive from its first byte, and an idle "
+            "connection may stay open; slower connections are closed."),
     Setting("AA_COST_SOURCE", "cost_source", "estimated", _choice("estimated", "reported"),
             "Which cost the dashboards show: list-price `estimated` or the agent's own `reported` figure."),
     Setting("AA_RETENTION_DAYS", "retention_days", 395, _non_negative_int,
@@ -133,6 +149,12 @@ class Config:
     metrics_tokens: tuple[str, ...] = ()
     allow_no_auth: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
+    max_resources: int = 1_000
+    max_scopes: int = 10_000
+    max_records: int = 50_000
+    max_attributes: int = 1_000_000
+    max_connections: int = 1_000
+    request_timeout_s: int = 20
     cost_source: str = "estimated"
     retention_days: int = 395
     compress_after_days: int = 7

@@ -18,7 +18,7 @@ from psycopg_pool import PoolTimeout
 from agent_analytics import db
 from agent_analytics.auth import AuthError, Permission, require
 
-from . import codec, directory, normalise, pricing, store
+from . import codec, directory, limits, normalise, pricing, store
 from .metrics import IngestMetrics, reason_label
 from .rows import Batch, Context
 
@@ -114,6 +114,8 @@ def _status_for(exc: BaseException) -> tuple[int, str, dict[str, str]]:
         return 415, str(exc), {}
     if isinstance(exc, TooLarge):
         return 413, f"body larger than {current_app.config['AA'].max_body_bytes} bytes after decompression", {}
+    if isinstance(exc, limits.TooMuchWork):
+        return 413, str(exc), {}
     if isinstance(exc, codec.UnreadableBody):
         return 400, str(exc), {}
     if db.is_retryable(exc):
@@ -189,6 +191,7 @@ def export(signal: str) -> Response:
                                    "(application/x-protobuf or application/json)")
         cfg = current_app.config["AA"]
         message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt)
+        limits.check(signal, message, limits.Limits.of(cfg))  # before any per-record work
         batch = normalise.normalise(signal, message, Context.now(cfg.retention_days))
         if batch.internal_errors:  # counted now: the store may still fail, and the sender retry
             _internal_errors(signal, batch.internal_errors)

@@ -1,0 +1,125 @@
+"""Denial of service: work bounded per OTLP request (resources, scopes, records, attributes)
+before any record is normalised; data source requests bounded in targets, points per series and
+range per bucket size; slow and idle connections that cannot lock legitimate requests out."""
+from __future__ import annotations
+
+import gzip
+import time
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from agent_analytics.app import create_app
+from tests.hardening_support import api_requests
+from tests.ingest_support import headers
+
+NOW = time.time_ns()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, written by hand: the oracle for what a request holds."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+EMPTY = b""
+# ExportLogsServiceRequest.resource_logs = 1; ResourceLogs.scope_logs = 2; ScopeLogs.log_records = 2;
+# LogRecord.attributes = 6.  ExportTraceServiceRequest.resource_spans = 1; .scope_spans = 2; .spans = 2.
+
+
+def _logs(resources: int = 1, scopes: int = 1, records: int = 1, attributes: int = 0) -> bytes:
+    record = _field(6, EMPTY) * attributes
+    scope = _field(2, record) * records
+    resource = _field(2, scope) * scopes
+    return _field(1, resource) * resources
+
+
+def _count(conn, table: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _refused(resp, setting: str) -> str:
+    assert resp.status_code == 413, (resp.status_code, resp.data[:300])
+    message = resp.data.decode(errors="replace")
+    assert setting in message, message
+    return message
+
+
+def test_millions_of_empty_resources_are_refused_before_any_is_walked(client, conn):
+    # The issue's body: 16 KB of gzip inflating to 8 million empty ResourceLogs (15 MiB).
+    body = gzip.compress(b"\x0a\x00" * 8_000_000)
+    assert len(body) < 20_000
+    resp = client.post("/v1/logs", data=body, headers=headers(**{"Content-Encoding": "gzip"}))
+    assert "more than 1000 resources" in _refused(resp, "AA_MAX_RESOURCES")
+    good, _ = api_requests("after", 1, NOW)
+    assert client.post("/v1/logs", data=good, headers=headers()).status_code == 200
+    assert _count(conn, "llm_requests") == 1
+
+
+@pytest.mark.parametrize("shape, setting", [
+    (dict(scopes=10_001), "AA_MAX_SCOPES"),
+    (dict(resources=2, scopes=5_001), "AA_MAX_SCOPES"),
+    (dict(records=50_001), "AA_MAX_RECORDS"),
+    (dict(scopes=3, records=16_667), "AA_MAX_RECORDS"),
+    (dict(records=2, attributes=500_001), "AA_MAX_ATTRIBUTES"),
+])
+def test_each_default_limit_refuses_the_request_that_passes_it(client, conn, shape, setting):
+    resp = client.post("/v1/logs", data=_logs(**shape), headers=headers())
+    _refused(resp, setting)
+    assert _count(conn, "llm_requests") == 0
+
+
+def test_traces_and_metrics_are_counted_too(client, conn):
+    spans = _field(1, _field(2, _field(2, EMPTY) * 50_001))
+    _refused(client.post("/v1/traces", data=spans, headers=headers()), "AA_MAX_RECORDS")
+    req = ExportMetricsServiceRequest()
+    metric = req.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name = "claude_code.token.usage"
+    for _ in range(50_001):
+        metric.sum.data_points.add()
+    _refused(client.post("/v1/metrics", data=req.SerializeToString(), headers=headers()), "AA_MAX_RECORDS")
+    # Metrics without a single point count as records as well (each is walked).
+    req = ExportMetricsServiceRequest()
+    sm = req.resource_metrics.add().scope_metrics.add()
+    for _ in range(50_001):
+        sm.metrics.add()
+    _refused(client.post("/v1/metrics", data=req.SerializeToString(), headers=headers()), "AA_MAX_RECORDS")
+    assert _count(conn, "metric_points") == 0
+
+
+@pytest.mark.parametrize("change, setting", [
+    (dict(), None),
+    (dict(max_records=4), "AA_MAX_RECORDS"),
+    (dict(max_attributes=46), "AA_MAX_ATTRIBUTES"),  # 2 resource attributes + 5 x 9
+    (dict(max_scopes=1, max_resources=1), None),
+])
+def test_a_request_exactly_at_the_limits_is_stored_and_one_past_refused(config, conn, change, setting):
+    limits = dict(max_resources=1, max_scopes=1, max_records=5, max_attributes=47)
+    app = create_app(config.replace(**{**limits, **change}), role="ingest")
+    try:
+        body, expected = api_requests("edge", 5, NOW)
+        resp = app.test_client().post("/v1/logs", data=body, headers=headers())
+    finally:
+        app.extensions["aa_db"].close()
+    if setting is None:
+        assert resp.status_code == 200
+        assert not ExportLogsServiceResponse.FromString(resp.data).HasField("partial_success")
+        assert _count(conn, "llm_requests") == len(expected)
+    else:
+        _refused(resp, setting)
+        assert _count(conn, "llm_requests") == 0
+
+
+def test_the_sdk_exporters_largest_batch_passes_the_defaults(client, conn):
+    body, expected = api_requests("sdk", 512, NOW)
+    assert client.post("/v1/logs", data=body, headers=headers()).status_code == 200
+    assert _count(conn, "llm_requests") == len(expected) == 512
