@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import psycopg
-from waitress.server import create_server
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
 from agent_analytics.app import create_app
 from agent_analytics.cluster import LocalCluster
@@ -26,6 +29,7 @@ EMBEDDED_DB_NAME = "agent_analytics"
 RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver process
 HOUSEKEEPING_INTERVAL_S = 60.0
 INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
+CLEANUP_INTERVAL_S = 1  # how often request deadlines and idle connections are checked
 
 
 class QueueDepthIsNotAWarning(logging.Filter):
@@ -75,6 +79,94 @@ def shared_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Channel(HTTPChannel):
+    """waitress's connection, remembering when the request it is receiving began: waitress
+    itself only closes a connection silent for `channel_timeout`, which a client sending one
+    byte every few seconds never is."""
+
+    request_began: float | None = None   # time.time() of the first byte of a request not yet whole
+
+    def received(self, data: bytes) -> bool:
+        began = self.request_began if self.request is not None else time.time()
+        result = super().received(data)
+        # (a request made whole is handed to a thread: the connection no longer waits for it)
+        self.request_began = began if self.request is not None else None
+        return result
+
+    def waiting_since(self) -> float | None:
+        """Since when this connection has waited for its client (a request not yet whole, or
+        idle between requests), or None while the application works on one of its requests."""
+        if self.requests or self.will_close:
+            return None
+        return self.request_began if self.request_began is not None else self.last_activity
+
+
+class _GuardedServer(TcpWSGIServer):
+    """One listener of waitress, whose slow clients cannot lock the others out.
+
+    - A request must arrive whole (headers and body) within `request_timeout` of its first byte,
+      and an idle connection is closed after as long (waitress's `channel_timeout`).
+    - At `connection_limit` open connections waitress stops accepting, so that a few hundred
+      connections that send nothing, or a byte at a time, would leave every new client waiting
+      in the backlog. Here the connections that have waited longest for their clients are
+      closed instead (a tenth of the limit at a time), and accepting goes on: a legitimate
+      request, sent at once, is always the newest. Requests the application is working on are
+      never closed.
+    """
+
+    channel_class = _Channel
+    request_timeout: float = 20.0
+
+    def _channels(self) -> list[_Channel]:
+        return [c for c in self._map.values() if isinstance(c, _Channel)]
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        cutoff = now - self.request_timeout
+        for channel in self._channels():
+            if channel.request_began is not None and not channel.requests and channel.request_began < cutoff:
+                channel.will_close = True
+
+    def readable(self) -> bool:
+        if self.accepting and len(self._map) >= self.adj.connection_limit:
+            self._shed()
+        return super().readable()
+
+    def _shed(self) -> None:
+        channels = self._channels()
+        open_ = len(self._map) - sum(1 for c in channels if c.will_close)
+        excess = open_ - self.adj.connection_limit + max(1, self.adj.connection_limit // 10)
+        if excess <= 0:
+            return
+        waiting = sorted((since, id(c), c) for c in channels if (since := c.waiting_since()) is not None)
+        for _, _, channel in waiting[:excess]:
+            channel.will_close = True
+        if waiting:
+            log.warning("%d connections open (limit %d): closed the %d waiting longest for their clients",
+                        open_, self.adj.connection_limit, min(excess, len(waiting)))
+
+
+def guarded_server(app: Any, cfg: Config, **kw: Any) -> MultiSocketServer:
+    """waitress's `create_server`, with `_GuardedServer` listeners and the limits of `cfg`
+    (AA_MAX_CONNECTIONS, AA_REQUEST_TIMEOUT_S); `sockets=[...]` or `host`/`port` as there."""
+    adj = Adjustments(**kw, connection_limit=cfg.max_connections, channel_timeout=cfg.request_timeout_s,
+                      cleanup_interval=CLEANUP_INTERVAL_S)
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(adj.threads)
+    socket_map: dict = {}
+    listening = []
+    given = [(s, (s.family, s.type, s.proto, s.getsockname())) for s in adj.sockets] or \
+        [(None, info) for info in adj.listen]
+    last = None
+    for sock, info in given:
+        last = _GuardedServer(app, socket_map, True, sock, dispatcher=dispatcher, adj=adj,
+                              bind_socket=sock is None, sockinfo=info)
+        last.request_timeout = float(cfg.request_timeout_s)
+        listening.append((last.effective_host, last.effective_port))
+    assert last is not None, "no address to listen on"
+    return MultiSocketServer(socket_map, adj, listening, dispatcher, last.log_info)
+
+
 def worker_command() -> list[str]:
     """How the main process starts one more receiver process."""
     return [sys.executable, "-m", "agent_analytics.cli", "serve", "--role", "ingest", "--ingest-worker"]
@@ -114,9 +206,9 @@ class Service:
             # calls rather than 8 KiB at a time, each of which waits for the interpreter lock.
             tuning = ({"threads": self.cfg.ingest_threads, "recv_bytes": INGEST_RECV_BYTES} if role == "ingest"
                       else {"threads": 8})
-            server = create_server(app, **where, map={}, **tuning, asyncore_use_poll=True,
-                                   ident="agent-analytics", clear_untrusted_proxy_headers=True,
-                                   max_request_body_size=self.cfg.max_body_bytes)
+            server = guarded_server(app, self.cfg, **where, **tuning, asyncore_use_poll=True,
+                                    ident="agent-analytics", clear_untrusted_proxy_headers=True,
+                                    max_request_body_size=self.cfg.max_body_bytes)
             self._servers.append(server)
             t = threading.Thread(target=server.run, name=f"http-{role}", daemon=True)
             t.start()

@@ -90,15 +90,15 @@ def test_ctrl_c_while_the_servers_start_stops_cleanly(monkeypatch, capsys):
     from agent_analytics.config import Config
 
     made = []
-    real = server.create_server
+    real = server.guarded_server
 
-    def create_server(app, **kwargs):
+    def guarded_server(app, cfg, **kwargs):
         if made:
             raise KeyboardInterrupt
-        made.append(real(app, **kwargs))
+        made.append(real(app, cfg, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(server, "create_server", create_server)
+    monkeypatch.setattr(server, "guarded_server", guarded_server)
     cfg = Config(database_url="postgresql://nobody@127.0.0.1:1/none", host="127.0.0.1",
                  ingest_port=free_port(), query_port=free_port(), allow_no_auth=True)
     assert _serve(cfg, ("ingest", "query")) == 0

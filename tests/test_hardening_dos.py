@@ -3,14 +3,23 @@ before any record is normalised; data source requests bounded in targets, points
 range per bucket size; slow and idle connections that cannot lock legitimate requests out."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
+import socket
+import subprocess
+import sys
 import time
+from typing import Iterator
 
 import pytest
+import requests
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from agent_analytics.app import create_app
+from agent_analytics.cluster import free_port
+from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
 from tests.hardening_support import api_requests
 from tests.ingest_support import headers
 
@@ -123,3 +132,108 @@ def test_the_sdk_exporters_largest_batch_passes_the_defaults(client, conn):
     body, expected = api_requests("sdk", 512, NOW)
     assert client.post("/v1/logs", data=body, headers=headers()).status_code == 200
     assert _count(conn, "llm_requests") == len(expected) == 512
+
+
+# -- slow clients ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _service(database_url: str, **env: str) -> Iterator[tuple[int, int]]:
+    """`agent-analytics serve` (both roles) as its own process; yields (ingest port, query port)."""
+    ingest, query = free_port(), free_port()
+    environ = dict(os.environ, DATABASE_URL=database_url, AA_INGEST_TOKENS=INGEST_TOKEN,
+                   AA_QUERY_TOKENS=QUERY_TOKEN, AA_HOST="127.0.0.1", AA_INGEST_PORT=str(ingest),
+                   AA_QUERY_PORT=str(query), AA_RETENTION_DAYS="0", AA_DB_POOL_SIZE="2", **env)
+    proc = subprocess.Popen([sys.executable, "-m", "agent_analytics.cli", "serve"], env=environ,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        for port in (ingest, query):
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"service did not start: {proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)
+        yield ingest, query
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+SLOW_HEAD = b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+
+
+def _slow_clients(port: int, heads: int, bodies: int) -> list[socket.socket]:
+    """`heads` connections that sent half their headers, `bodies` that sent their headers and a
+    part of their declared body; none of them sends more."""
+    out = []
+    for i in range(heads + bodies):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(SLOW_HEAD if i < heads else SLOW_HEAD + b"Content-Length: 100000\r\n\r\n" + b"\0" * 100)
+        out.append(s)
+    return out
+
+
+def _legitimate(ingest: int, query: int, tag: str) -> None:
+    body, _ = api_requests(tag, 1, NOW)
+    r = requests.post(f"http://127.0.0.1:{ingest}/v1/logs", data=body, headers=headers(), timeout=20)
+    assert r.status_code == 200, r.text
+    r = requests.get(f"http://127.0.0.1:{query}/api/v1/query/mcp_tool_executions?from=now-1h&to=now",
+                     headers={"Authorization": f"Bearer {QUERY_TOKEN}"}, timeout=20)
+    assert r.status_code == 200, r.text
+
+
+def test_slow_clients_beyond_the_connection_limit_do_not_lock_anyone_out(db_url, conn):
+    # The issue's attack against a limit of 50 (the default is 1,000): 150 slow headers and
+    # 60 slow bodies per port, held open (the request deadline, 60 s here, plays no part).
+    with _service(db_url, AA_MAX_CONNECTIONS="50", AA_REQUEST_TIMEOUT_S="60") as (ingest, query):
+        held = _slow_clients(ingest, 150, 60) + _slow_clients(query, 150, 60)
+        try:
+            for round_ in range(3):
+                _legitimate(ingest, query, f"legit-{round_}")
+        finally:
+            for s in held:
+                s.close()
+    assert _count(conn, "llm_requests") == 3
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes, within_s: float) -> bool:
+    """Send `trickle` a byte at a time, every 0.2 s, until the server closes the connection."""
+    deadline = time.monotonic() + within_s
+    sock.settimeout(0.2)
+    i = 0
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(trickle[i % len(trickle):i % len(trickle) + 1])
+            i += 1
+            if sock.recv(1024) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:  # reset: closed
+            return True
+    return False
+
+
+def test_a_request_trickled_a_byte_at_a_time_is_cut_at_the_deadline(db_url):
+    # waitress alone closes only connections silent for 120 s: these never are.
+    with _service(db_url, AA_REQUEST_TIMEOUT_S="2") as (ingest, query):
+        head = socket.create_connection(("127.0.0.1", ingest), timeout=10)
+        head.sendall(SLOW_HEAD)
+        body = socket.create_connection(("127.0.0.1", query), timeout=10)
+        body.sendall(SLOW_HEAD + b"Content-Length: 100000\r\n\r\n")
+        try:
+            assert _closed_by_server(head, b"X-Slow: 1\r\n", within_s=20)
+            assert _closed_by_server(body, b"\0", within_s=20)
+            _legitimate(ingest, query, "after-trickle")
+        finally:
+            head.close()
+            body.close()
