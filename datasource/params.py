@@ -152,7 +152,9 @@ class JsonApiSchema(OptionsSchema):
     to = TimeExpr(load_default="now")
 
 
-MAX_TARGETS = 100
+# A panel sends one query (the generated dashboards) or a few; the cap keeps one request from
+# running a dashboard's worth of work many times over.
+MAX_TARGETS = 20
 
 
 class RangeSchema(StorableSchema):
@@ -188,7 +190,6 @@ class GrafanaQuerySchema(StorableSchema):
         unknown = EXCLUDE
 
     range = fields.Nested(RangeSchema, required=True)
-    # A panel has a few queries; the cap keeps one request from running thousands.
     targets = fields.List(fields.Nested(TargetSchema), required=True, validate=validate.Length(max=MAX_TARGETS))
     scopedVars = fields.Dict(load_default=dict)
     timezone = fields.String(load_default=None)
@@ -254,6 +255,14 @@ def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, option
     if end - start > MAX_SPAN:
         # Daily buckets and the previous period grow with the span: bound both.
         raise RequestError({"to": ["the range may span at most 100 years"]})
+    if metric.kind == "timeseries" and metric.tab != "sessions":  # (a session's own buckets are bounded apart)
+        window = tr.Window(start, end)
+        unit = tr.bucket_unit(window)
+        points = tr.series_points(window, unit, tz)
+        if points > tr.MAX_SERIES_POINTS:
+            raise RequestError({"from": [
+                f"a time series has at most {tr.MAX_SERIES_POINTS} points: with {unit}ly buckets its range may "
+                f"span at most {tr.MAX_SERIES_POINTS} {unit}s, and this one has {points}; ask a shorter range"]})
     raw = range_raw or {"from": raw_from, "to": raw_to}
     raw_f = raw.get("from") if isinstance(raw.get("from"), str) else None
     raw_t = raw.get("to") if isinstance(raw.get("to"), str) else None

@@ -206,6 +206,20 @@ def bucket_starts(window: Window, unit: str, tz: ZoneInfo) -> list[datetime]:
         d += timedelta(days=1)
 
 
+# Points in one series (each also carries the previous period's value): daily buckets over about
+# five and a half years. Hourly buckets (ranges up to two days) never come near it.
+MAX_SERIES_POINTS = 2_000
+
+
+def series_points(window: Window, unit: str, tz: ZoneInfo) -> int:
+    """How many buckets of `unit` a series over `window` has; past MAX_SERIES_POINTS + 2, a
+    figure above the bound without listing them (a range may span 100 years)."""
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    if window.length > step * (MAX_SERIES_POINTS + 2):
+        return int(window.length / step)
+    return len(bucket_starts(window, unit, tz))
+
+
 def whole_hour_offsets(tz: ZoneInfo, window: Window) -> bool:
     """True when the zone's UTC offset is a whole number of hours throughout the window, so that
     local hours and days are unions of UTC hours (and hourly aggregates can answer exactly)."""

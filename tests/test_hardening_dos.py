@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import pytest
@@ -19,7 +20,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
-from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
+from tests.conftest import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
+from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
 from tests.hardening_support import api_requests
 from tests.ingest_support import headers
 
@@ -237,3 +239,53 @@ def test_a_request_trickled_a_byte_at_a_time_is_cut_at_the_deadline(db_url):
         finally:
             head.close()
             body.close()
+
+
+# -- query amplification -----------------------------------------------------------------------
+
+SERIES = ("mcp_executions_over_time", "llm_tokens_over_time", "llm_cost_over_time", "security_blocked_over_time")
+LLM_AUTH = {"Authorization": f"Bearer {LLM_TOKEN}"}
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("metric", SERIES)
+def test_a_series_has_at_most_two_thousand_points(ds_client, metric):
+    # The request: from the epoch in Asia/Kolkata (20,000 daily points each, and their
+    # previous period): refused, naming `from` and the bound.
+    resp = ds_client.get(f"/api/v1/query/{metric}?from=0&to=now&tz=Asia/Kolkata", headers=LLM_AUTH)
+    body = resp.get_json()
+    assert resp.status_code == 400 and "from" in body["fields"], body
+    assert "at most 2000 points" in body["fields"]["from"][0] and "days" in body["fields"]["from"][0]
+    # Exactly 2,000 local days answer, with 2,000 points; a day more is refused.
+    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    for days, status in ((2_000, 200), (2_001, 400)):
+        query = f"from={_iso(start)}&to={_iso(start + timedelta(days=days))}&tz=UTC"
+        resp = ds_client.get(f"/api/v1/query/{metric}?{query}", headers=LLM_AUTH)
+        assert resp.status_code == status, (days, resp.get_json())
+        if status == 200:
+            assert len(resp.get_json()["rows"]) == days
+
+
+def test_series_bounds_hold_on_the_grafana_face(ds_client):
+    targets = [{"refId": "A", "target": "llm_cost_over_time"}]
+    resp = ds_client.post("/grafana/query", headers=LLM_AUTH, json={
+        "range": {"from": "1970-01-01T00:00:00Z", "to": "now"}, "timezone": "Asia/Kolkata", "targets": targets})
+    assert resp.status_code == 400 and "from" in resp.get_json()["fields"]
+    # Stats over the same range stay allowed: they answer one figure from the aggregates.
+    resp = ds_client.post("/grafana/query", headers=LLM_AUTH, json={
+        "range": {"from": "1970-01-01T00:00:00Z", "to": "now"}, "timezone": "Asia/Kolkata",
+        "targets": [{"refId": "A", "target": "mcp_tool_executions"}]})
+    assert resp.status_code == 200
+
+
+def test_a_grafana_request_runs_at_most_twenty_targets(ds_client):
+    rng = {"from": "now-1d", "to": "now"}
+    targets = [{"refId": f"R{i}", "target": "mcp_tool_executions"} for i in range(21)]
+    resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets}, headers=LLM_AUTH)
+    assert resp.status_code == 400 and "targets" in resp.get_json()["fields"]
+    assert "20" in " ".join(resp.get_json()["fields"]["targets"])
+    resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets[:20]}, headers=LLM_AUTH)
+    assert resp.status_code == 200 and len(resp.get_json()) == 20

@@ -328,20 +328,11 @@ def test_absurd_time_ranges_are_a_400_naming_the_field(ds_client, query, field):
 
 
 def test_the_longest_allowed_range_answers(ds_client):
-    # From the epoch to now: daily buckets, one row each, the previous period before 1970 empty.
-    resp = ds_client.get("/api/v1/query/mcp_executions_over_time?from=0&to=now",
+    # From the epoch to now: a stat (the previous period before 1970 empty). Time series are
+    # bounded in points apart (test_hardening_dos).
+    resp = ds_client.get("/api/v1/query/mcp_tool_executions?from=0&to=now",
                          headers={"Authorization": f"Bearer {LLM_TOKEN}"})
-    assert resp.status_code == 200 and len(resp.get_json()["rows"]) > 20_000
-
-
-def test_a_grafana_request_runs_at_most_a_hundred_targets(ds_client):
-    h = {"Authorization": f"Bearer {LLM_TOKEN}"}
-    rng = {"from": "now-1d", "to": "now"}
-    targets = [{"refId": f"R{i}", "target": "mcp_tool_executions"} for i in range(101)]
-    resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets}, headers=h)
-    assert resp.status_code == 400 and "targets" in resp.get_json()["fields"]
-    resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets[:100]}, headers=h)
-    assert resp.status_code == 200 and len(resp.get_json()) == 100
+    assert resp.status_code == 200 and resp.get_json()["rows"][0]["value"] is not None
 
 
 def test_non_finite_numbers_nested_in_attributes_are_stored_as_text(client, conn):
