@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
+from . import limits
+
 PROTOBUF = "protobuf"
 JSON = "json"
 MEDIA_TYPES = {"application/x-protobuf": PROTOBUF, "application/protobuf": PROTOBUF, "application/json": JSON}
@@ -61,9 +63,13 @@ def _hex_ids_to_base64(node: Any) -> Any:
     return node
 
 
-def decode(signal: str, body: bytes, fmt: str) -> Message:
+def decode(signal: str, body: bytes, fmt: str, bounds: limits.Limits | None = None) -> Message:
+    """The request message; with `bounds`, a body past them is refused (TooMuchWork) before
+    it becomes one."""
     message = REQUESTS[signal]()
     if fmt == PROTOBUF:
+        if bounds is not None:
+            limits.prescan(signal, body, bounds)
         try:
             message.ParseFromString(body)
         except (DecodeError, RuntimeWarning) as exc:
@@ -77,6 +83,8 @@ def decode(signal: str, body: bytes, fmt: str) -> Message:
         raise UnreadableBody("not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise UnreadableBody("an OTLP JSON body is an object")
+    if bounds is not None:
+        limits.check_json(signal, data, bounds)
     try:
         json_format.ParseDict(_hex_ids_to_base64(data), message, ignore_unknown_fields=True)
     except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:

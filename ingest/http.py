@@ -190,8 +190,9 @@ def export(signal: str) -> Response:
             raise UnsupportedMedia(f"unsupported Content-Type {request.mimetype!r} "
                                    "(application/x-protobuf or application/json)")
         cfg = current_app.config["AA"]
-        message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt)
-        limits.check(signal, message, limits.Limits.of(cfg))  # before any per-record work
+        bounds = limits.Limits.of(cfg)
+        message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt, bounds)
+        limits.check(signal, message, bounds)  # before any per-record work
         batch = normalise.normalise(signal, message, Context.now(cfg.retention_days))
         if batch.internal_errors:  # counted now: the store may still fail, and the sender retry
             _internal_errors(signal, batch.internal_errors)

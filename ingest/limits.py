@@ -2,14 +2,20 @@
 
 The body's bytes are bounded already (AA_MAX_BODY_BYTES), but a few bytes can stand for a lot of
 work: an empty ResourceLogs is two bytes, so 16 MiB holds 8 million of them, which the protobuf
-runtime parses in a fraction of a second and our per-resource Python then walks for seconds.
-The counts come from the repeated fields' lengths (no record is read) and the count stops at the
-first limit passed, so counting costs at most about the limits themselves.
+runtime parses in a fraction of a second (into half a gigabyte of messages) and our
+per-resource Python then walks for seconds. So, in two steps:
+
+- `prescan`, before parsing: the protobuf wire format's resources, scopes and records (log
+  records, metrics, spans) are counted, without building messages, stopping at the first limit
+  passed: at most about the limits' worth of steps, whatever the body holds (a JSON body: the
+  same counts on the decoded JSON, before it becomes a message).
+- `check`, after parsing: every limit, attributes and metric data points included, from the
+  repeated fields' lengths (no record is read), again stopping at the first limit passed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from google.protobuf.message import Message
 
@@ -40,6 +46,111 @@ _FIELDS = {"logs": ("resource_logs", "scope_logs", "log_records"),
            "metrics": ("resource_metrics", "scope_metrics", "metrics"),
            "traces": ("resource_spans", "scope_spans", "spans")}
 _POINTS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+
+
+class _Malformed(Exception):
+    """The prescan met something it does not follow: the parser decides (and words the 400)."""
+
+
+def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while i < end and shift < 64:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+    raise _Malformed()
+
+
+def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str,
+           on_each: Callable[[int, int], None] | None = None) -> int:
+    """How many fields `number` (length-delimited) the message in buf[start:end] holds, calling
+    `on_each(value_start, value_end)` for each; raises _Over(what) past `limit`."""
+    n = 0
+    i = start
+    while i < end:
+        key, i = _varint(buf, i, end)
+        wire = key & 7
+        if wire == 2:
+            length, i = _varint(buf, i, end)
+            if i + length > end:
+                raise _Malformed()
+            if key >> 3 == number:
+                n += 1
+                if n > limit:
+                    raise _Over(what)
+                if on_each is not None:
+                    on_each(i, i + length)
+            i += length
+        elif wire == 0:
+            _, i = _varint(buf, i, end)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:   # groups: not in OTLP
+            raise _Malformed()
+    return n
+
+
+class _Over(Exception):
+    pass
+
+
+def prescan(signal: str, body: bytes, limits: Limits) -> None:
+    """Raise TooMuchWork when the protobuf `body` has more resources, scopes or records than
+    `limits`, counted on the wire format; a malformed body is left to the parser."""
+    totals = {"scopes": 0, "records": 0}
+
+    def scope(lo: int, hi: int) -> None:
+        totals["records"] += _count(body, lo, hi, 2, limits.records - totals["records"], "records")
+
+    def resource(lo: int, hi: int) -> None:
+        totals["scopes"] += _count(body, lo, hi, 2, limits.scopes - totals["scopes"], "scopes", scope)
+
+    try:
+        _count(body, 0, len(body), 1, limits.resources, "resources", resource)
+    except _Over as over:
+        what = over.args[0]
+        raise TooMuchWork(what, getattr(limits, what), _SETTINGS[what]) from None
+    except _Malformed:
+        return
+
+
+def check_json(signal: str, data: dict[str, Any], limits: Limits) -> None:
+    """`prescan` for an OTLP JSON body, on the decoded JSON (camelCase or proto field names)."""
+    names = [(_camel(f), f) for f in _FIELDS[signal]]
+
+    def items(node: Any, level: int) -> list:
+        if not isinstance(node, dict):
+            return []
+        value = node.get(names[level][0], node.get(names[level][1]))
+        return value if isinstance(value, list) else []
+
+    resources = items(data, 0)
+    if len(resources) > limits.resources:
+        raise TooMuchWork("resources", limits.resources, "AA_MAX_RESOURCES")
+    scopes = records = 0
+    for resource in resources:
+        scope_list = items(resource, 1)
+        scopes += len(scope_list)
+        if scopes > limits.scopes:
+            raise TooMuchWork("scopes", limits.scopes, "AA_MAX_SCOPES")
+        for scope in scope_list:
+            records += len(items(scope, 2))
+            if records > limits.records:
+                raise TooMuchWork("records", limits.records, "AA_MAX_RECORDS")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+_SETTINGS = {"resources": "AA_MAX_RESOURCES", "scopes": "AA_MAX_SCOPES", "records": "AA_MAX_RECORDS",
+             "attributes": "AA_MAX_ATTRIBUTES"}
 
 
 def check(signal: str, message: Message, limits: Limits) -> None:

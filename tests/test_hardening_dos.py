@@ -76,6 +76,27 @@ def test_millions_of_empty_resources_are_refused_before_any_is_walked(client, co
     assert _count(conn, "llm_requests") == 1
 
 
+def test_the_wire_format_is_counted_before_the_parser_builds_messages(client, conn):
+    # Past the limit, whatever follows is never parsed: 1,001 empty resources and then bytes no
+    # parser accepts answer 413 (the count), not 400 (the parser); 16 MiB of empty resources
+    # would otherwise become half a gigabyte of messages first. Within the limits the parser
+    # still words the 400.
+    garbage = b"\xff" * 10
+    for body, status in ((b"\x0a\x00" * 1_001 + garbage, 413), (b"\x0a\x00" * 1_000 + garbage, 400),
+                         (_logs(scopes=10_001) + garbage, 413), (_logs(records=50_001) + garbage, 413)):
+        assert client.post("/v1/logs", data=body, headers=headers()).status_code == status
+
+
+def test_json_bodies_are_counted_before_they_become_messages(client, conn):
+    # The last item is no OTLP at all: counted first, the answer is the limit's 413.
+    body = b'{"resourceLogs": [' + b",".join([b"{}"] * 1_000 + [b'{"resource": 5}']) + b"]}"
+    _refused(client.post("/v1/logs", data=body, headers=headers(content_type="application/json")),
+             "AA_MAX_RESOURCES")
+    body = b'{"resource_spans": [{"scope_spans": [{"spans": [' + b",".join([b"{}"] * 50_000 + [b'{"name": []}']) + b"]}]}]}"
+    _refused(client.post("/v1/traces", data=body, headers=headers(content_type="application/json")),
+             "AA_MAX_RECORDS")
+
+
 @pytest.mark.parametrize("shape, setting", [
     (dict(scopes=10_001), "AA_MAX_SCOPES"),
     (dict(resources=2, scopes=5_001), "AA_MAX_SCOPES"),
