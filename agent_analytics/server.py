@@ -2,6 +2,8 @@
 PostgreSQL, periodic housekeeping, and a clean stop on Ctrl-C / SIGTERM."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -30,6 +32,7 @@ RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver pr
 HOUSEKEEPING_INTERVAL_S = 60.0
 INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
 CLEANUP_INTERVAL_S = 1  # how often request deadlines and idle connections are checked
+TRIM_INTERVAL_S = 10.0  # how often memory freed by finished requests is handed back to the system
 
 
 class QueueDepthIsNotAWarning(logging.Filter):
@@ -213,6 +216,11 @@ class Service:
             t = threading.Thread(target=server.run, name=f"http-{role}", daemon=True)
             t.start()
             self._threads.append(t)
+        trim = _malloc_trim()
+        if trim is not None:
+            t = threading.Thread(target=self._trim_memory, args=(trim,), name="trim", daemon=True)
+            t.start()
+            self._threads.append(t)
         if self.worker:
             return
         self._children = [self._spawn() for _ in range(self.ingest_processes - 1)]
@@ -246,6 +254,12 @@ class Service:
                 _mark_dead(child.pid)
                 self._children[i] = self._spawn()
                 started[i] = time.monotonic()
+
+    def _trim_memory(self, trim: Callable[[int], int]) -> None:
+        """glibc keeps what a burst of large requests freed (a query service at 250 MB kept 205
+        MB idle); malloc_trim gives the free pages of every arena back."""
+        while not self._stopping.wait(TRIM_INTERVAL_S):
+            trim(0)
 
     def _housekeeping(self) -> None:
         """Plain PostgreSQL has no background jobs: materialise the rollups every minute (as
@@ -310,6 +324,14 @@ class Service:
             finally:
                 for s, h in previous.items():
                     signal.signal(s, h)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on another C library."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _mark_dead(pid: int) -> None:

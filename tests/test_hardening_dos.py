@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
+from agent_analytics.datasource import service as datasource_service
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
 from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
 from tests.hardening_support import api_requests
@@ -310,3 +311,24 @@ def test_a_grafana_request_runs_at_most_twenty_targets(ds_client):
     assert "20" in " ".join(resp.get_json()["fields"]["targets"])
     resp = ds_client.post("/grafana/query", json={"range": rng, "targets": targets[:20]}, headers=LLM_AUTH)
     assert resp.status_code == 200 and len(resp.get_json()) == 20
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+def test_an_idle_service_holds_no_shared_figures(ds_app, ds_client):
+    # Figures shared by a refresh's panels were dropped only by the next request: an idle
+    # service kept up to 256 results (with unbounded series, 20,000 rows each) for good.
+    shared = datasource_service.shared(ds_app.extensions)
+    ttl = shared.ttl_s
+    shared.ttl_s = 0.2
+    try:
+        for days in (3, 30, 300):
+            resp = ds_client.get(f"/api/v1/query/llm_cost_over_time?from=now-{days}d&to=now", headers=LLM_AUTH)
+            assert resp.status_code == 200
+        assert len(shared) > 0
+        deadline = time.monotonic() + 10
+        while len(shared) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(shared) == 0
+    finally:
+        shared.ttl_s = ttl
