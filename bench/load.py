@@ -244,7 +244,7 @@ def attack_phase(url: str, seconds: float, records: int, under_attack: bool) -> 
             run.note(status, latency, records)
             return True
 
-        metrics = ("mcp_tool_executions", "llm_total_cost", "llm_cost_over_time", "llm_top_models")
+        metrics = ("mcp_tool_executions", "llm_total_cost", "llm_cost_over_time", "llm_top_models_by_cost")
 
         def view(run: Run, s: requests.Session) -> bool:
             with lock:

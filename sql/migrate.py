@@ -235,7 +235,7 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     raw = source.group(1)
     fill = _narrowed(select, source, "time >= $1 AND time < $2")
     # The raw rows from the watermark on. Those of the watermark's own bucket and of the next
-    # one (the refresh leaves the last hour live: the rows there are at most two buckets' worth)
+    # one (the refresh materialises every ended bucket: the rows there are at most two buckets' worth)
     # are grouped under bucket values with no column in them, so PostgreSQL tests a query's bound
     # on `bucket` once and skips the part when the query ends before it. (It cannot see that
     # `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB does, and would
@@ -309,7 +309,7 @@ def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: in
 
 def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGATES) -> None:
     """Materialise the aggregates now: on TimescaleDB the named continuous aggregates, wholly; on
-    plain PostgreSQL every rollup, up to an hour ago (as the service does every minute).
+    plain PostgreSQL every rollup, up to the current bucket (as the service does every minute).
 
     Needs an autocommit connection: TimescaleDB refuses to refresh inside a transaction.
     """

@@ -99,14 +99,15 @@ END
 $$;
 
 -- Materialise: first the invalidated buckets below each watermark (merged; none that retention
--- cut into), then the buckets from the watermark up to `up_to` (by default an hour ago, as
--- TimescaleDB's refresh policy leaves the last hour to real-time aggregation; NULL: all there
--- is), never past the bucket of the latest raw row: an empty table keeps everything live, so
+-- cut into), then the buckets from the watermark up to `up_to` (by default now: every bucket
+-- that has ended, so that the raw rows grouped live are those of the current bucket alone, an
+-- hour of them at most, however fast they arrive; NULL: all there is), never past the bucket of
+-- the latest raw row: an empty table keeps everything live, so
 -- history loaded into a new database is seen at once. Returns how many ranges were (re)written.
 -- One refresh at a time; invalidations recorded meanwhile wait for the next one.
 -- In UTC: a bucket plus its width must be the next bucket, and '1 day' added in a zone with
 -- daylight saving is 23 or 25 hours on the days it changes.
-CREATE OR REPLACE FUNCTION aa_refresh_rollups(up_to timestamptz DEFAULT now() - INTERVAL '1 hour')
+CREATE OR REPLACE FUNCTION aa_refresh_rollups(up_to timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql
 SET TimeZone = 'UTC'
