@@ -7,8 +7,8 @@ per-resource Python then walks for seconds. So, in two steps:
 
 - `prescan`, before parsing: the protobuf wire format's resources, scopes and records (log
   records, metrics, spans) are counted, without building messages, stopping at the first limit
-  passed: at most about the limits' worth of steps, whatever the body holds (a JSON body: the
-  same counts on the decoded JSON, before it becomes a message).
+  passed, and after at most the limits' worth of fields (plus OTHER_FIELDS) whatever the body
+  holds (a JSON body: the same counts on the decoded JSON, before it becomes a message).
 - `check`, after parsing: every limit, attributes and metric data points included, from the
   repeated fields' lengths (no record is read), again stopping at the first limit passed.
 """
@@ -49,7 +49,14 @@ _POINTS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 
 
 class _Malformed(Exception):
-    """The prescan met something it does not follow: the parser decides (and words the 400)."""
+    """The prescan met something it does not follow, or took all its steps: the parser decides
+    (and words a 400), and `check` counts after it."""
+
+
+# Fields the prescan may step over besides the resources, scopes and records it counts (a
+# resource's attributes, a scope's name...): past them, it leaves the body to the parser, so
+# that a body of millions of fields it does not count costs no more than one it does.
+OTHER_FIELDS = 10_000
 
 
 def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
@@ -64,13 +71,17 @@ def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
     raise _Malformed()
 
 
-def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str,
+def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str, steps: list[int],
            on_each: Callable[[int, int], None] | None = None) -> int:
     """How many fields `number` (length-delimited) the message in buf[start:end] holds, calling
-    `on_each(value_start, value_end)` for each; raises _Over(what) past `limit`."""
+    `on_each(value_start, value_end)` for each; raises _Over(what) past `limit`, and _Malformed
+    once `steps[0]` fields in all were stepped over."""
     n = 0
     i = start
     while i < end:
+        steps[0] -= 1
+        if steps[0] < 0:
+            raise _Malformed()
         key, i = _varint(buf, i, end)
         wire = key & 7
         if wire == 2:
@@ -103,15 +114,16 @@ def prescan(signal: str, body: bytes, limits: Limits) -> None:
     """Raise TooMuchWork when the protobuf `body` has more resources, scopes or records than
     `limits`, counted on the wire format; a malformed body is left to the parser."""
     totals = {"scopes": 0, "records": 0}
+    steps = [limits.resources + limits.scopes + limits.records + OTHER_FIELDS]
 
     def scope(lo: int, hi: int) -> None:
-        totals["records"] += _count(body, lo, hi, 2, limits.records - totals["records"], "records")
+        totals["records"] += _count(body, lo, hi, 2, limits.records - totals["records"], "records", steps)
 
     def resource(lo: int, hi: int) -> None:
-        totals["scopes"] += _count(body, lo, hi, 2, limits.scopes - totals["scopes"], "scopes", scope)
+        totals["scopes"] += _count(body, lo, hi, 2, limits.scopes - totals["scopes"], "scopes", steps, scope)
 
     try:
-        _count(body, 0, len(body), 1, limits.resources, "resources", resource)
+        _count(body, 0, len(body), 1, limits.resources, "resources", steps, resource)
     except _Over as over:
         what = over.args[0]
         raise TooMuchWork(what, getattr(limits, what), _SETTINGS[what]) from None
