@@ -257,12 +257,13 @@ def build_query(metric: Metric, raw_from: Any, raw_to: Any, tz: ZoneInfo, option
         raise RequestError({"to": ["the range may span at most 100 years"]})
     if metric.kind == "timeseries" and metric.tab != "sessions":  # (a session's own buckets are bounded apart)
         window = tr.Window(start, end)
-        unit = tr.bucket_unit(window)
-        points = tr.series_points(window, unit, tz)
+        bucket = tr.bucket_unit(window)
+        points = tr.series_points(window, bucket, tz)
         if points > tr.MAX_SERIES_POINTS:
+            size = {"hour": "hourly", "day": "daily"}[bucket]
             raise RequestError({"from": [
-                f"a time series has at most {tr.MAX_SERIES_POINTS} points: with {unit}ly buckets its range may "
-                f"span at most {tr.MAX_SERIES_POINTS} {unit}s, and this one has {points}; ask a shorter range"]})
+                f"a time series has at most {tr.MAX_SERIES_POINTS} points: with {size} buckets its range may "
+                f"span at most {tr.MAX_SERIES_POINTS} {bucket}s, and this one has {points}; ask a shorter range"]})
     raw = range_raw or {"from": raw_from, "to": raw_to}
     raw_f = raw.get("from") if isinstance(raw.get("from"), str) else None
     raw_t = raw.get("to") if isinstance(raw.get("to"), str) else None
