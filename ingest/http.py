@@ -197,7 +197,8 @@ def export(signal: str) -> Response:
         if batch.internal_errors:  # counted now: the store may still fail, and the sender retry
             _internal_errors(signal, batch.internal_errors)
         pricing.price(batch)
-        result = _store_with_retry(batch) if batch.facts else store.StoreResult()
+        # Every record is counted in the database (ingest/stats.py), facts or none.
+        result = _store_with_retry(batch) if batch.received else store.StoreResult()
     except Exception as exc:
         return _error(signal, fmt, exc)
     _record(signal, batch, result)

@@ -52,11 +52,12 @@ class IngestMetrics:
         return metrics
 
 
-def reason_label(reason: str) -> str:
-    """A bounded label from a rejection message: its words before any quoted or numeric detail."""
+def reason_label(reason: str, max_words: int = 6) -> str:
+    """A bounded label from a rejection message: its words (at most `max_words`) before any
+    quoted or numeric detail."""
     words = []
     for word in reason.split():
         if any(c.isdigit() for c in word) or word[:1] in "'\"(":
             break
         words.append(word)
-    return " ".join(words[:6]) or "invalid"
+    return " ".join(words[:max_words]) or "invalid"

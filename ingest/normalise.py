@@ -22,6 +22,7 @@ from . import normalise_claude_code as claude_code
 from . import normalise_codex as codex
 from . import normalise_gateway as gateway
 from . import normalise_genai as genai
+from . import stats
 from .identity import merged
 from .rows import Batch, Context
 from .records import LogEvent, Point, SpanView
@@ -142,13 +143,16 @@ def _unstorable(fact: Any) -> str | None:
     return None
 
 
-def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool], record: Any, ctx: Context) -> None:
-    """`handler(record, batch, ctx)`, keeping what it adds only if all of it can be stored."""
+def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool], record: Any, ctx: Context,
+         key: stats.Key) -> None:
+    """`handler(record, batch, ctx)`, keeping what it adds only if all of it can be stored; the
+    record is counted under `key` (ingest/stats.py)."""
     batch.received += 1
     mark = batch.mark()
     try:
         if not handler(record, batch, ctx):
             batch.ignored += 1
+            batch.count(key, "ignored")
             return
         new_facts, new_rows = batch.since(mark)
         reason = next(filter(None, map(_unstorable, new_facts)), None) or (
@@ -157,14 +161,23 @@ def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool
             raise BadValue(reason)
     except BadValue as exc:
         batch.undo(mark)  # a record is stored whole or not at all
-        batch.reject(index, str(exc))
+        batch.reject(index, str(exc), key)
+        return
     except Exception:  # a case our code did not foresee: it costs this record, not the batch
         batch.internal_errors += 1
         if batch.internal_errors == 1:  # one traceback per batch (the receiver logs the count)
             what = getattr(record, "name", None) or getattr(record, "metric", None) or type(record).__name__
             log.exception("normalising record #%d (%r) failed", index, str(what)[:80])
         batch.undo(mark)
-        batch.reject(index, INTERNAL_ERROR)
+        batch.reject(index, INTERNAL_ERROR, key)
+        return
+    if not new_facts:  # (no handler accepts a record without a fact; were one to, nothing is stored)
+        batch.count(key, "ignored")
+        return
+    origin = len(batch.origins)
+    batch.origins.append(key)
+    for fact in new_facts:
+        fact.origin = origin
 
 
 def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
@@ -181,11 +194,14 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
                 ev = LogEvent(name=_event_name(is_claude, record, body, rec), resource=resource, record=record,
                               attrs=merged(resource, record), time_ns=_log_time(rec, record), scope=scope)
                 handler = _log_handler(ev)
+                key = stats.key(stats.log_source(ev.name, is_claude, handler is gateway.log_event, resource),
+                                "logs", resource, ev.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1
+                    batch.count(key, "ignored")
                 else:
-                    _run(batch, index, handler, ev, ctx)
+                    _run(batch, index, handler, ev, ctx, key)
                 index += 1
     return batch
 
@@ -243,17 +259,20 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
             for metric in sm.metrics:
                 kind, points, cumulative, monotonic = _points(metric)
                 handler = _point_handler(metric.name)
+                source = stats.metric_source(metric.name, resource)
                 for dp in points:
                     if handler is None:
                         batch.received += 1
                         batch.ignored += 1
+                        batch.count(stats.key(source, "metrics", resource,
+                                              stats.identity_attributes(resource, dp.attributes)), "ignored")
                     else:
                         record = attributes(dp.attributes)
                         p = Point(metric=metric.name, kind=kind, cumulative=cumulative, monotonic=monotonic,
                                   value=_point_value(kind, dp), time_ns=dp.time_unix_nano,
                                   start_time_ns=dp.start_time_unix_nano, resource=resource, record=record,
                                   attrs=merged(resource, record))
-                        _run(batch, index, handler, p, ctx)
+                        _run(batch, index, handler, p, ctx, stats.key(source, "metrics", resource, p.attrs))
                     index += 1
     return batch
 
@@ -283,11 +302,14 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
                                 status_message=sp.status.message, trace_id=sp.trace_id.hex(),
                                 span_id=sp.span_id.hex(), kind=sp.kind)
                 handler = _span_handler(view)
+                key = stats.key(stats.span_source(view.name, view.attrs, handler is gateway.span, handler is genai.span,
+                                                  resource), "traces", resource, view.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1
+                    batch.count(key, "ignored")
                 else:
-                    _run(batch, index, handler, view, ctx)
+                    _run(batch, index, handler, view, ctx, key)
                 index += 1
     return batch
 

@@ -104,6 +104,7 @@ class LlmRequest:
     # Of cache_write_tokens, those written for one hour (priced apart from 5-minute writes). Not
     # a column: the attributes keep the agent's own split, and the content key covers them.
     cache_write_1h_tokens: int = 0
+    origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
         self.attributes_json = self.attributes_json or canonical_json(self.attributes)
@@ -130,6 +131,7 @@ class LlmError:
     attributes: dict[str, Any]
     source_key: bytes = b""
     attributes_json: str = field(default="", repr=False)
+    origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
         self.attributes_json = self.attributes_json or canonical_json(self.attributes)
@@ -159,6 +161,7 @@ class ToolCall:
     attributes: dict[str, Any]
     source_key: bytes = b""
     attributes_json: str = field(default="", repr=False)
+    origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
         if self.outcome not in ("ok", "error", "blocked"):
@@ -191,6 +194,7 @@ class MetricPoint:
     source_key: bytes = b""
     estimated_cost_usd: Decimal | None = None
     priced: bool = False       # pricing found the model (for token points)
+    origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
         if not self.source_key:
@@ -220,13 +224,24 @@ class Batch:
     metric_points: list[MetricPoint] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     internal_errors: int = 0  # records our own code failed on (rejected too; counted apart, alerted on)
+    # Where the records came from (ingest/stats.py): the ignored and rejected ones counted by
+    # (key, outcome, reason), and the key of each record that made facts (their `origin`).
+    tally: dict[tuple[Any, str, str], int] = field(default_factory=dict)
+    origins: list[Any] = field(default_factory=list)
     # Directory rows first seen here (inserted if absent, never overwriting curated values).
     agents: dict[str, str] = field(default_factory=dict)                        # id -> name
     agent_instances: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     policies: dict[str, tuple[str, str | None]] = field(default_factory=dict)   # id -> (name, description)
 
-    def reject(self, index: int, reason: str) -> None:
+    def reject(self, index: int, reason: str, key: Any = None) -> None:
         self.rejections.append(Rejection(index, reason))
+        if key is not None:
+            self.count(key, "rejected", reason)
+
+    def count(self, key: Any, outcome: str, reason: str = "") -> None:
+        """One more ignored or rejected record from `key` (ingest/stats.py)."""
+        k = (key, outcome, reason)
+        self.tally[k] = self.tally.get(k, 0) + 1
 
     def mark(self) -> tuple[int, ...]:
         """Where the facts and directory rows stand now: what `since` and `undo` start from.

@@ -3,8 +3,9 @@ into their tables (or, when some are already stored, through a temporary table a
 CONFLICT DO NOTHING, so a retried or concurrently duplicated batch stores nothing twice; see
 `_copy_insert`), cumulative metric series differenced against metric_series_state under row
 locks, the sessions' first and last sight (taken first: it decides whether a session's events or
-its metric points count, for tokens and for cost, see `_sessions`), and last the sessions'
-totals, from the rows the batch newly stored (`_session_totals`).
+its metric points count, for tokens and for cost, see `_sessions`), the sessions' totals, from
+the rows the batch newly stored (`_session_totals`), and last the count of what arrived, by where
+it came from and what became of it (ingest/stats.py).
 
 Rows are inserted in one total order, time then key, so that two receivers writing overlapping
 batches wait for each other instead of deadlocking. Time first: consecutive rows land on the same
@@ -24,7 +25,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from . import pricing
+from . import pricing, stats
 from .identity import email_of
 from .normalise_gateway import SERVER_SIDE, SERVER_SOURCE
 from .rows import Batch, MetricPoint, content_key, to_datetime
@@ -51,6 +52,7 @@ class StoreResult:
     inserted: dict[str, int] = field(default_factory=dict)    # table -> rows new to the database
     offered: dict[str, int] = field(default_factory=dict)     # table -> rows in the batch
     stale_points: int = 0                                      # cumulative points already accounted for
+    new_origins: set[int] = field(default_factory=set)        # records (Batch.origins) that stored a fact
 
     @property
     def duplicates(self) -> int:
@@ -400,7 +402,7 @@ def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: Sto
                 source=p.source, session_id=p.session_id, user_id=p.user_id, agent_id=p.agent_id,
                 provider=p.provider, model=p.model, metric=p.metric, token_type=p.token_type,
                 value=p.value if reset else p.value - last_value, cumulative=False, series_key=key,
-                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns))
+                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns), origin=p.origin)
             pricing.price_point(delta)
             deltas.append(delta)
             start, last_time, last_value, first = p_start, t, p.value, False
@@ -431,6 +433,21 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
             result.offered[table] = len(objs)
             new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics, with_events) for o in objs])
             result.inserted[table] = len(new[table])
+            _note_new(table, objs, new[table], result.new_origins)
         _session_totals(conn, new["llm_requests"], new["metric_points"], with_metrics, with_events)
+        stats.write(conn, batch.tally, batch.origins, result.new_origins)
     return result
+
+
+_SOURCE_KEY_AT = {table: cols.index("source_key") for table, cols in COLUMNS.items()}
+
+
+def _note_new(table: str, objs: Sequence[Any], rows: Sequence[tuple], new_origins: set[int]) -> None:
+    """Add to `new_origins` the records (Batch.origins) with a fact among the new `rows`."""
+    if len(rows) == len(objs):  # (the common case: every row was new)
+        new_origins.update(o.origin for o in objs)
+        return
+    origin_of = {o.source_key: o.origin for o in objs}
+    at = _SOURCE_KEY_AT[table]
+    new_origins.update(origin_of[bytes(r[at])] for r in rows)
 

@@ -1,0 +1,147 @@
+"""What is arriving: every record the receiver answers, counted by where it came from and what
+became of it, in the `ingest_stats` table (migration 0006) and in the transaction that stores
+the batch's facts, so that what a sender was told it delivered is what is counted.
+
+Where a record comes from (its key): the source (which normaliser's records it is, or would be),
+the signal, the sending service's `service.name` and `service.version`, the agent instance and
+the user, read as the normalisers read them. What became of it (its outcome):
+- stored: at least one fact it made was new to the database;
+- duplicate: every fact it made was stored already (a resent batch, a repeated cumulative point);
+- ignored: known to carry nothing the dashboards count (a prompt event, a startup event, an
+  unrelated metric or span), so nothing is stored;
+- rejected: unusable, with the reason the sender was told, cut to its words before any quoted or
+  numeric detail (`reason_label`), so that the reasons stay few.
+A resent batch's ignored and rejected records are counted again: nothing of them is stored by
+which to recognise them.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import psycopg
+
+from .identity import user_id
+from .metrics import reason_label
+from .values import text
+
+# Source ids and how people call them (the Telemetry dashboard and `agent-analytics status`).
+SOURCES: dict[str, str] = {
+    "claude_code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway", "mcp_server": "MCP server",
+    "genai": "GenAI SDK", "other": "Other",
+}
+OUTCOMES = ("stored", "duplicate", "ignored", "rejected")
+MAX_TEXT = 200  # longest service, version, instance or user kept (they come from the sender)
+REASON_WORDS = 12  # enough for every reason the normalisers give ("span start time is more than a day ...")
+
+# (source, signal, service, version, agent_instance, user_id); None where the record names none.
+Key = tuple[str, str, str | None, str | None, str | None, str | None]
+
+_USER_KEYS = ("user.email", "enduser.id", "user.account_uuid", "user.account_id", "user.id")
+_INSTANCE_KEYS = ("agent.instance.id", "service.instance.id")
+
+
+def _by_service(resource: Mapping[str, Any]) -> str:
+    name = text(resource, "service.name") or ""
+    if name == "claude-code":
+        return "claude_code"
+    if name.startswith("codex"):
+        return "codex"
+    return "other"
+
+
+def log_source(name: str, is_claude: bool, is_gateway: bool, resource: Mapping[str, Any]) -> str:
+    """As normalise dispatches log records (its `_log_handler`)."""
+    if name.startswith("claude_code.") or is_claude:
+        return "claude_code"
+    if name.startswith("codex."):
+        return "codex"
+    if is_gateway:
+        return "gateway"
+    return _by_service(resource)
+
+
+def metric_source(metric: str, resource: Mapping[str, Any]) -> str:
+    if metric.startswith("claude_code."):
+        return "claude_code"
+    if metric.startswith("codex."):
+        return "codex"
+    if metric.startswith("gen_ai."):
+        return "genai"
+    return _by_service(resource)
+
+
+def span_source(name: str, attrs: Mapping[str, Any], is_gateway: bool, is_llm: bool,
+                resource: Mapping[str, Any]) -> str:
+    """An MCP span that names the server it went to is a gateway's (docs/gateway-contract.md);
+    one that names none is the MCP server's own (its SDK's instrumentation)."""
+    if is_gateway or "mcp.method.name" in attrs:
+        named = text(attrs, "mcp.server.name", "mcp.server.id") or "mcp.gateway.decision" in attrs
+        return "gateway" if named else "mcp_server"
+    if is_llm or "gen_ai.operation.name" in attrs:
+        return "genai"
+    return _by_service(resource)
+
+
+def key(source: str, signal: str, resource: Mapping[str, Any], attrs: Mapping[str, Any]) -> Key:
+    """Where a record comes from. `attrs`: its attributes over its resource's (at least those
+    naming the user and the instance). Claude Code's `user.id` hashes one installation: its
+    agent instance, as the normaliser takes it."""
+    instance = text(attrs, "user.id") if source == "claude_code" else text(attrs, *_INSTANCE_KEYS)
+    return (source, signal, text(resource, "service.name"), text(resource, "service.version"), instance,
+            user_id(attrs, "enduser.id"))
+
+
+def identity_attributes(resource: Mapping[str, Any], kvs: Iterable[Any]) -> Mapping[str, Any]:
+    """The resource's attributes with the record's own that name a user or an instance over them,
+    read without converting the record's other attributes (for records no normaliser reads)."""
+    out: dict[str, Any] | None = None
+    for kv in kvs:
+        if kv.key in _USER_KEYS or kv.key in _INSTANCE_KEYS:
+            if out is None:
+                out = dict(resource)
+            out[kv.key] = kv.value.string_value or None
+    return resource if out is None else out
+
+
+def _clean(value: str | None) -> str:
+    """A key part as stored: '' for none, cut, without what PostgreSQL text cannot hold."""
+    if not value:
+        return ""
+    value = value[:MAX_TEXT]
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+_UPSERT = (
+    "INSERT INTO ingest_stats AS s (bucket, source, signal, service, version, agent_instance, user_id, outcome,"
+    " reason, records, last_seen)"
+    " SELECT date_trunc('hour', now()), k.*, now()"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::bigint[]) AS k"
+    # In key order: two receivers updating the same rows wait for each other, never deadlock.
+    " ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+    " ON CONFLICT (bucket, source, signal, service, version, agent_instance, user_id, outcome, reason)"
+    " DO UPDATE SET records = s.records + excluded.records, last_seen = greatest(s.last_seen, excluded.last_seen)")
+
+
+def rows(tally: Mapping[tuple[Key, str, str], int], origins: list[Key], new: set[int]) -> list[tuple]:
+    """The batch's counts, one row per key, outcome and reason, in key order. `tally`: the
+    ignored and rejected records; `origins`: the key of each record that made facts, `new` the
+    indexes of those whose facts were new."""
+    counts: dict[tuple[str, ...], int] = {}
+    for (k, outcome, reason), n in tally.items():
+        row = (*map(_clean, k), outcome, reason_label(reason, REASON_WORDS) if reason else "")
+        counts[row] = counts.get(row, 0) + n
+    for i, k in enumerate(origins):
+        row = (*map(_clean, k), "stored" if i in new else "duplicate", "")
+        counts[row] = counts.get(row, 0) + 1
+    return sorted((*row, n) for row, n in counts.items())
+
+
+def write(conn: psycopg.Connection, tally: Mapping[tuple[Key, str, str], int], origins: list[Key],
+          new: set[int]) -> None:
+    """Add the batch's counts to the hour's rows: one statement."""
+    out = rows(tally, origins, new)
+    if out:
+        conn.execute(_UPSERT, [list(column) for column in zip(*out)])
