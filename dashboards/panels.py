@@ -236,13 +236,15 @@ def comparison_panels(variant: Variant, metric: Metric, variables: tuple[str, ..
     return [chips, badges]
 
 
-def status_panel(variant: Variant, metric: Metric, guide_url: str) -> stat.Panel:
-    """The LLM Usage empty state: the service's message, linking to the OpenTelemetry guide."""
+def status_panel(variant: Variant, metric: Metric, guide_url: str, telemetry_url: str) -> stat.Panel:
+    """The LLM Usage empty state: the service's message, linking to the Telemetry dashboard (what
+    is arriving) and the OpenTelemetry guide."""
     cols = {c.name: c for c in metric.columns}
     message, setup_url = cols["message"], cols["setup_url"]
     return (stat.Panel().title("LLM telemetry")
-            .description("Until your agents send OpenTelemetry this tab is empty: follow the OpenTelemetry "
-                         "guide to connect Claude Code and Codex (per machine or org-wide).")
+            .description("Until your agents send OpenTelemetry this tab is empty: the Telemetry page shows what "
+                         "is arriving, and the OpenTelemetry guide how to connect Claude Code and Codex (per "
+                         "machine or org-wide).")
             .datasource(variant.datasource).with_target(variant.query(metric))
             .with_transformation(organize(metric))
             .span(24).height(3)
@@ -255,10 +257,12 @@ def status_panel(variant: Variant, metric: Metric, guide_url: str) -> stat.Panel
                 match=dm.SpecialValueMatch.EMPTY,
                 result=dm.ValueMappingResult(text="Receiving telemetry from your agents", color="green", index=0)))])
             .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color("orange"))
-            .data_links([db.DashboardLink("Open the OpenTelemetry guide")
+            .data_links([db.DashboardLink("Open the Telemetry page: what is arriving").url(telemetry_url)
+                         .target_blank(False),
+                         db.DashboardLink("Open the OpenTelemetry guide")
                          .url("${__data.fields." + variant.field_name(setup_url) + "}").target_blank(True),
                          db.DashboardLink("OpenTelemetry guide (documentation)").url(guide_url).target_blank(True)])
-            .no_value("No LLM telemetry yet: see the OpenTelemetry guide"))
+            .no_value("No LLM telemetry yet: see the Telemetry page and the OpenTelemetry guide"))
 
 
 def text_panel(title: str, content: str, w: int = 24, h: int = 3) -> text.Panel:

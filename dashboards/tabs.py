@@ -1,5 +1,6 @@
-"""The four dashboards: MCP Usage, LLM Usage (with sessions), Security, and the Session timeline
-that stands for the session drawer. Each function builds one dashboard for one variant."""
+"""The dashboards: MCP Usage, LLM Usage (with sessions), Security, the Session timeline that
+stands for the session drawer, and Telemetry (what is arriving). Each function builds one
+dashboard for one variant."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -16,9 +17,12 @@ from . import panels as P
 from .variants import MARKER_TAG, Variant
 
 # Fixed uids keep every URL (and the data links between dashboards) stable.
-UIDS = {"mcp": "aa-mcp-usage", "llm": "aa-llm-usage", "security": "aa-security", "session": "aa-session-timeline"}
-SLUGS = {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "session": "session-timeline"}
-TITLES = {"mcp": "MCP Usage", "llm": "LLM Usage", "security": "Security", "session": "Session timeline"}
+UIDS = {"mcp": "aa-mcp-usage", "llm": "aa-llm-usage", "security": "aa-security", "session": "aa-session-timeline",
+        "telemetry": "aa-telemetry"}
+SLUGS = {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "session": "session-timeline",
+         "telemetry": "telemetry"}
+TITLES = {"mcp": "MCP Usage", "llm": "LLM Usage", "security": "Security", "session": "Session timeline",
+          "telemetry": "Telemetry"}
 
 LABELS = {"user": "User", "group": "Group", "agent_instance": "Agent instance", "agent": "Agent", "mcp": "MCP",
           "agent_tag": "Agent tag", "resource_tag": "Resource tag", "provider": "Provider", "model": "Model",
@@ -47,6 +51,10 @@ SEED_TITLES = {
 
 def session_url(variant: Variant) -> str:
     return f"/d/{variant.uid(UIDS['session'])}/{SLUGS['session']}"
+
+
+def telemetry_url(variant: Variant) -> str:
+    return f"/d/{variant.uid(UIDS['telemetry'])}/{SLUGS['telemetry']}"
 
 
 def _variable(variant: Variant, name: str, multi: bool = True) -> db.QueryVariable:
@@ -138,7 +146,7 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
                     .options([dm.VariableOption(selected=o == "cost", text=o, value=o)
                               for o in catalog.SESSION_ORDER]))
     lay = Layout(d)
-    lay.add(P.status_panel(variant, metric("llm_status"), cfg.setup_guide_url))
+    lay.add(P.status_panel(variant, metric("llm_status"), cfg.setup_guide_url, telemetry_url(variant)))
     lay.newline()
     for mid in ("llm_total_tokens", "llm_total_cost", "llm_models_used"):
         # A null cost is usage none of which could be priced: unknown, never $0.
@@ -217,10 +225,46 @@ def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
     return d
 
 
+def connect_text(cfg: Config) -> str:
+    """How to connect a sender, for the Telemetry dashboard: the receiver's address and the
+    guides. (The place for the per-agent snippets once a module renders them.)"""
+    return (
+        "**Connect a sender.** Agents and gateways send OpenTelemetry over OTLP/HTTP (`http/protobuf` or "
+        f"`http/json`, not gRPC) to this installation's receiver, port **{cfg.ingest_port}**, with an ingest "
+        "token (one of `AA_INGEST_TOKENS`):\n\n"
+        "```sh\n"
+        f"OTEL_EXPORTER_OTLP_ENDPOINT=http://<receiver host>:{cfg.ingest_port}\n"
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf\n"
+        "OTEL_EXPORTER_OTLP_HEADERS=\"Authorization=Bearer <ingest token>\"\n"
+        "```\n\n"
+        "Claude Code also needs `CLAUDE_CODE_ENABLE_TELEMETRY=1`, `OTEL_LOGS_EXPORTER=otlp` and "
+        "`OTEL_METRICS_EXPORTER=otlp` (for everyone at once: its managed settings); Codex an `[otel]` block in "
+        f"`~/.codex/config.toml`; a gateway one span per tool call. [The OpenTelemetry guide]({cfg.setup_guide_url}) "
+        "has each, step by step. Nothing here after a few minutes? A request refused as a whole (wrong token, "
+        "unreadable body) never reaches these tables: the sender's own log, and the receiver's "
+        "`aa_ingest_requests_total` counter by status, show those. `agent-analytics status` prints the "
+        "Sources table in a terminal.")
+
+
+def telemetry(variant: Variant, cfg: Config) -> db.Dashboard:
+    d = _base(variant, "telemetry", "What is arriving: every record the receiver answered, per source and per "
+              "agent instance and user, and what became of it (stored, duplicate, ignored, rejected).", (),
+              [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+    lay = Layout(d)
+    lay.add(P.table_panel(variant, metric("telemetry_sources"), (), w=24, hidden={"source_id"}))
+    lay.add(P.timeseries_panel(variant, metric("telemetry_records_over_time"), (), w=14, h=13,
+                               title="Records over time, by outcome"))
+    lay.add(P.text_panel("How to connect", connect_text(cfg), w=10, h=13))
+    lay.add(P.table_panel(variant, metric("telemetry_senders"), (), w=24))
+    lay.add(P.table_panel(variant, metric("telemetry_rejections"), (), w=24))
+    return d
+
+
 def _col(metric_id: str, name: str) -> catalog.Column:
     return next(c for c in metric(metric_id).columns if c.name == name)
 
 
 DASHBOARDS: dict[str, Callable[[Variant, Config], db.Dashboard]] = {
     "mcp-usage": mcp_usage, "llm-usage": llm_usage, "security": security, "session-timeline": session_timeline,
+    "telemetry": telemetry,
 }

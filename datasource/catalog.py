@@ -10,6 +10,7 @@ Kinds and the rows they answer (JSON API `rows`; the Grafana face turns them int
 - table:      ranked rows; paginated (page, page_size; `total` counts every row)
 - record:     one row with many named fields (session metrics, session totals)
 - status:     one row {has_data, message, setup_url} (the LLM Usage empty state)
+(The Telemetry tab's series has a column per outcome, and no previous period.)
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ SESSION_FILTERS = LLM_FILTERS + ("session",)
 ALL_FILTERS = ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag",
                "provider", "model", "session")
 
-TABS = ("mcp", "llm", "sessions", "security")
+TABS = ("mcp", "llm", "sessions", "security", "telemetry")
 KINDS = ("stat", "timeseries", "bars", "table", "record", "status")
 SESSION_ORDER = ("cost", "tokens", "recency")
 COMPARISON_DIMENSIONS = ("cost", "tokens", "duration", "requests")
@@ -234,6 +235,33 @@ METRICS: tuple[Metric, ...] = (
          "Policies by blocks; name/description as recorded on the latest block in range; current_name is "
          "today's name, renamed true when it differs.",
          (_C("current_name", title="Current name"), _C("renamed", "boolean", None, "Renamed"))),
+)
+
+# Telemetry: what the receiver has answered (ingest_stats), by hour of arrival.
+_RECORDS = tuple(_C(name, "number", COUNT, title) for name, title in (
+    ("received", "Received"), ("stored", "Stored"), ("duplicate", "Duplicates"), ("ignored", "Ignored"),
+    ("rejected", "Rejected")))
+_LAST_SEEN = _C("last_seen", "time", None, "Last seen")
+METRICS += (
+    Metric("telemetry_sources", "telemetry", "table", "Sources", COUNT,
+           (_C("source_id", title="Source id"), _C("source", title="Source"), _C("signals", title="Signals"),
+            _C("versions", title="Versions"), _LAST_SEEN) + _RECORDS, (),
+           "Per source (Claude Code, Codex, MCP gateway, MCP server, GenAI SDK): the signals and versions "
+           "(service.version) that arrived, when the last record did, and the records received, stored, "
+           "already stored (duplicates), ignored and rejected.", paged=True),
+    Metric("telemetry_senders", "telemetry", "table", "Agent instances and users", COUNT,
+           (_C("source", title="Source"), _C("service", title="Service"), _C("versions", title="Versions"),
+            _C("agent_instance", title="Agent instance"), _C("user_id", title="User id"), _C("user", title="User"),
+            _LAST_SEEN) + _RECORDS, (),
+           "Per sending service, agent instance and user, the most recent first.", paged=True),
+    Metric("telemetry_records_over_time", "telemetry", "timeseries", "Records by outcome", COUNT,
+           (_C("time", "time"),) + _RECORDS[1:], (),
+           "Records per bucket of arrival by what became of them; no previous period."),
+    Metric("telemetry_rejections", "telemetry", "table", "Rejection reasons", COUNT,
+           (_C("source", title="Source"), _C("reason", title="Reason"),
+            _C("rejected", "number", COUNT, "Rejected"), _LAST_SEEN), (),
+           "Rejected records by source and reason (the reason's words before any quoted or numeric detail).",
+           paged=True),
 )
 
 BY_ID: dict[str, Metric] = {m.id: m for m in METRICS}

@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from agent_analytics.datasource import filters as filt
+from agent_analytics.datasource import telemetry
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import (BY_ID, COMPARISON_DIMENSIONS, NO_AGENT_INSTANCE, NO_MCP_SERVER,
                                                 NO_USER)
@@ -238,6 +239,8 @@ class Engine:
         return result
 
     def _by_kind(self, q: Query) -> Callable[[Query], Result]:
+        if q.metric.id in telemetry.HANDLERS:
+            return lambda query: telemetry.HANDLERS[query.metric.id](self, query)
         if q.metric.id in _STATS:
             return self._stat
         if q.metric.id in _SERIES:
@@ -346,7 +349,7 @@ class Engine:
                                      " OR EXISTS (SELECT 1 FROM metric_points)) AS has_data"), [])[0]["has_data"]
         has = bool(has)
         message = ("" if has else "No LLM telemetry yet: configure your agents (Claude Code, Codex) to send "
-                   "OpenTelemetry data to the gateway.")
+                   "OpenTelemetry data to the gateway; the Telemetry page shows what is arriving.")
         return Result([{"has_data": has, "message": message, "setup_url": self.setup_url}])
 
     # ---- Sessions -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ ROOT = generate.REPO_ROOT
 SEED_PRESETS = ["Last 1h", "Last 24h", "Last 7 days", "Last 30 days", "Last 90 days",
                 "Today", "This week", "This month", "This quarter", "This year"]
 TAB_FILTERS = {"mcp-usage": catalog.MCP_FILTERS, "security": catalog.MCP_FILTERS, "llm-usage": catalog.LLM_FILTERS,
-               "session-timeline": ("session",) + catalog.LLM_FILTERS}
+               "session-timeline": ("session",) + catalog.LLM_FILTERS, "telemetry": ()}
 
 
 def load(variant_key: str, name: str) -> dict:
@@ -66,7 +66,8 @@ def test_the_cli_exposes_the_generator():
 @pytest.mark.parametrize("variant_key,name,d", all_dashboards(), ids=lambda x: x if isinstance(x, str) else "")
 def test_dashboard_basics(variant_key, name, d):
     variant = INFINITY if variant_key == "infinity" else JSON
-    key = {"mcp-usage": "mcp", "llm-usage": "llm", "security": "security", "session-timeline": "session"}[name]
+    key = {"mcp-usage": "mcp", "llm-usage": "llm", "security": "security", "session-timeline": "session",
+           "telemetry": "telemetry"}[name]
     assert d["uid"] == variant.uid(UIDS[key])
     assert d["timezone"] == "browser"
     assert d["time"] == {"from": "now-7d", "to": "now"}
@@ -148,6 +149,8 @@ def test_every_seed_element_is_on_its_tab():
                      "security_top_blocked_mcps", "security_top_policies"],
         "session-timeline": ["session_totals", "session_comparison", "session_models", "session_token_mix",
                              "session_tokens_over_time", "session_cumulative_cost"],
+        "telemetry": ["telemetry_sources", "telemetry_senders", "telemetry_records_over_time",
+                      "telemetry_rejections"],
     }
     for v in VARIANTS:
         for name, ids in expected.items():
@@ -230,14 +233,27 @@ def test_comparison_chips_hide_without_a_baseline():
         assert chips[1]["fieldConfig"]["defaults"]["mappings"][0]["options"]["true"]["text"] == "top 5%"
 
 
-def test_llm_usage_empty_state_links_to_the_guide():
+def test_llm_usage_empty_state_links_to_the_guide_and_the_telemetry_page():
     for v in VARIANTS:
         p = panels(load(v.key, "llm-usage"))[0]
         assert "llm_status" in json.dumps(p["targets"])
         links = p["fieldConfig"]["defaults"]["links"]
         assert any("setup_url" in l["url"] for l in links)
         assert any(l["url"].endswith("docs/opentelemetry.md") for l in links)
+        assert any(l["url"] == f"/d/{v.uid(UIDS['telemetry'])}/telemetry" for l in links)
         assert "OpenTelemetry guide" in p["fieldConfig"]["defaults"]["noValue"]
+        assert "Telemetry page" in p["fieldConfig"]["defaults"]["noValue"]
+
+
+def test_every_tab_links_to_the_telemetry_dashboard():
+    """The tabs' "Analytics" link lists the dashboards carrying the variant's tab tag:
+    Telemetry is among them, and links back to the tabs the same way."""
+    for v in VARIANTS:
+        telemetry = load(v.key, "telemetry")
+        assert v.tab_tag in telemetry["tags"]
+        for name in ("mcp-usage", "llm-usage", "security", "telemetry"):
+            links = load(v.key, name)["links"]
+            assert any(l["type"] == "dashboards" and l["tags"] == [v.tab_tag] for l in links), name
 
 
 def _dashboard_by_uid() -> dict[str, dict]:
@@ -270,7 +286,7 @@ def test_every_data_link_points_at_an_existing_dashboard_and_variable():
             if link.get("type") == "dashboards":
                 # Tab links: every dashboard with the tag exists and shares the time range and variables.
                 tagged = [x for x in by_uid.values() if set(link["tags"]) <= set(x["tags"])]
-                assert len(tagged) == 3 and link["keepTime"] and link["includeVars"]
+                assert len(tagged) == 4 and link["keepTime"] and link["includeVars"]
                 assert all(x["uid"].endswith("-json") == (variant_key == "json") for x in tagged)
                 checked += 1
                 continue
@@ -290,7 +306,7 @@ def test_every_data_link_points_at_an_existing_dashboard_and_variable():
             if "${__all_variables}" in url:
                 # Carried variables must exist on the target (the sessions' extra order_by aside).
                 assert _variables(d) - {"order_by"} <= _variables(target)
-            if panel is not None:
+            if panel is not None and "__data.fields" in url:
                 field = re.search(r'__data\.fields\["([^"]+)"\]', url).group(1)
                 m = catalog.BY_ID[metric_of(variant_key, panel["targets"][0])]
                 variant = INFINITY if variant_key == "infinity" else JSON
