@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "agent_analytics.grafana.cli",
     "agent_analytics.ingest.directory_cli",
     "agent_analytics.setup_guide",
+    "agent_analytics.status",
 ]
 
 

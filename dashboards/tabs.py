@@ -8,6 +8,7 @@ from typing import Any, Callable
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as dm
 
+from agent_analytics import connect
 from agent_analytics.config import Config
 from agent_analytics.datasource import catalog
 from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS
@@ -225,27 +226,6 @@ def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
     return d
 
 
-def connect_text(cfg: Config) -> str:
-    """How to connect a sender, for the Telemetry dashboard: the receiver's address and the
-    guides. (The place for the per-agent snippets once a module renders them.)"""
-    return (
-        "**Connect a sender.** Agents and gateways send OpenTelemetry over OTLP/HTTP (`http/protobuf` or "
-        f"`http/json`, not gRPC) to this installation's receiver, port **{cfg.ingest_port}**, with an ingest "
-        "token (one of `AA_INGEST_TOKENS`):\n\n"
-        "```sh\n"
-        f"OTEL_EXPORTER_OTLP_ENDPOINT=http://<receiver host>:{cfg.ingest_port}\n"
-        "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf\n"
-        "OTEL_EXPORTER_OTLP_HEADERS=\"Authorization=Bearer <ingest token>\"\n"
-        "```\n\n"
-        "Claude Code also needs `CLAUDE_CODE_ENABLE_TELEMETRY=1`, `OTEL_LOGS_EXPORTER=otlp` and "
-        "`OTEL_METRICS_EXPORTER=otlp` (for everyone at once: its managed settings); Codex an `[otel]` block in "
-        f"`~/.codex/config.toml`; a gateway one span per tool call. [The OpenTelemetry guide]({cfg.setup_guide_url}) "
-        "has each, step by step. Nothing here after a few minutes? A request refused as a whole (wrong token, "
-        "unreadable body) never reaches these tables: the sender's own log, and the receiver's "
-        "`aa_ingest_requests_total` counter by status, show those. `agent-analytics status` prints the "
-        "Sources table in a terminal.")
-
-
 def telemetry(variant: Variant, cfg: Config) -> db.Dashboard:
     d = _base(variant, "telemetry", "What is arriving: every record the receiver answered, per source and per "
               "agent instance and user, and what became of it (stored, duplicate, ignored, rejected).", (),
@@ -254,7 +234,7 @@ def telemetry(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.add(P.table_panel(variant, metric("telemetry_sources"), (), w=24, hidden={"source_id"}))
     lay.add(P.timeseries_panel(variant, metric("telemetry_records_over_time"), (), w=14, h=13,
                                title="Records over time, by outcome"))
-    lay.add(P.text_panel("How to connect", connect_text(cfg), w=10, h=13))
+    lay.add(P.text_panel("How to connect", connect.markdown(cfg), w=10, h=13))
     lay.add(P.table_panel(variant, metric("telemetry_senders"), (), w=24))
     lay.add(P.table_panel(variant, metric("telemetry_rejections"), (), w=24))
     return d
