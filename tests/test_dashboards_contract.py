@@ -270,6 +270,23 @@ def check_json_answer(where: str, panel: dict, body: list, problems: list[str]) 
 
 # --- the test ----------------------------------------------------------------------------------
 
+def _send_a_rejected_record(url: str) -> None:
+    """The demo sends only good records: one bad span, so that the Telemetry dashboard's
+    rejection reasons have a row to show."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add()
+    span.name, span.start_time_unix_nano = "tools/call lookup", int(datetime.now(timezone.utc).timestamp() * 1e9)
+    for key, value in (("mcp.method.name", "tools/call"), ("mcp.server.name", "crm"),
+                       ("mcp.gateway.decision", "block")):  # blocked, without the policy that blocked it
+        kv = span.attributes.add()
+        kv.key, kv.value.string_value = key, value
+    r = requests.post(f"{url}/v1/traces", data=req.SerializeToString(), timeout=30,
+                      headers={"Authorization": f"Bearer {INGEST_TOKEN}", "Content-Type": "application/x-protobuf"})
+    assert r.status_code == 200 and "policy.id" in r.text
+
+
 @pytest.fixture
 def demo_service(app, db_url):
     """The service on a real port, filled by the demo command's code path."""
@@ -277,6 +294,7 @@ def demo_service(app, db_url):
         p = demo.plan(days=30, users=6, seed=3)
         results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
         assert not any(k.endswith("_failed") for k in results)
+        _send_a_rejected_record(server.url)
         import psycopg
 
         with psycopg.connect(db_url, autocommit=True) as c:
