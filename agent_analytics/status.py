@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
 
 from agent_analytics.config import Config
 
@@ -49,10 +50,11 @@ def report(conn: Any, cfg: Config, since: str = "now-24h", now: datetime | None 
     from agent_analytics.datasource.query import Query
 
     now = now or datetime.now(UTC)
-    window = tr.Window(tr.resolve(since, now, tr.UTC), now)
+    zone = ZoneInfo("UTC")
+    window = tr.Window(tr.resolve(since, now, zone), now)
 
     def run(metric: str) -> list[dict[str, Any]]:
-        return Engine(conn).run(Query(metric=BY_ID[metric], window=window, tz=tr.UTC)).rows
+        return Engine(conn).run(Query(metric=BY_ID[metric], window=window, tz=zone)).rows
 
     span = f"since {_when(tr.to_ms(window.start))} UTC, by hour of arrival"
     sources = run("telemetry_sources")
@@ -84,7 +86,8 @@ def cmd_status(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
                  " (start it with `agent-analytics up`)")
     try:
         with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
-            if conn.execute("SELECT to_regclass('ingest_stats') IS NULL").fetchone()[0]:
+            row = conn.execute("SELECT to_regclass('ingest_stats') IS NULL").fetchone()
+            if row is None or row[0]:
                 sys.exit("the database schema is out of date (no ingest_stats): run `agent-analytics migrate`")
             say(report(conn, cfg, args.since))
     except psycopg.OperationalError as exc:

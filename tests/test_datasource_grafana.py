@@ -107,9 +107,9 @@ def test_protocol_endpoints_satisfy_the_plugin_contract(ds_client):
     by_id = {m["value"]: m for m in metrics}
     assert "sessions_table" in by_id and {p["name"] for p in by_id["sessions_table"]["payloads"]} >= {
         "user", "group", "provider", "model", "order_by", "page", "page_size"}
-    # A token without llm-analytics sees only MCP Usage and Security.
+    # A token without llm-analytics sees only MCP Usage, Security and Telemetry.
     plain = ds_client.post("/grafana/metrics", json={}, headers=H(QUERY_TOKEN)).get_json()
-    assert {m["value"].split("_")[0] for m in plain} == {"mcp", "security"}
+    assert {m["value"].split("_")[0] for m in plain} == {"mcp", "security", "telemetry"}
     opts = ds_client.post("/grafana/metric-payload-options",
                           json={"metric": "mcp_top_tools", "payload": {}, "name": "mcp"}, headers=H()).get_json()
     _validate(opts, _plugin_schema("/metric-payload-options"))
@@ -196,7 +196,7 @@ def test_json_api_infinity_forms_catalog_openapi_and_prometheus(ds_app, ds_clien
     assert_rows(body["rows"], ORACLE.top("mcp_top_users", START, ANCHOR, f), "var-user")
     catalog = ds_client.get("/api/v1/metrics", headers=H()).get_json()
     ids = [m["id"] for m in catalog["metrics"]]
-    assert len(ids) == len(set(ids)) == 36 and "security_top_policies" in ids
+    assert len(ids) == len(set(ids)) == 40 and "security_top_policies" in ids and "telemetry_sources" in ids
     doc = ds_client.get("/api/v1/openapi.json", headers=H()).get_json()
     assert doc["openapi"].startswith("3.") and "/grafana/query" in doc["paths"]
     assert "/api/v1/query/{metric_id}" in doc["paths"]
