@@ -185,6 +185,7 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
     index = 0
     for rl in req.resource_logs:
         resource = attributes(rl.resource.attributes)
+        sender = stats.service(resource)
         for sl in rl.scope_logs:
             scope = sl.scope.name
             is_claude = _is_claude(resource, scope)
@@ -195,7 +196,7 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
                               attrs=merged(resource, record), time_ns=_log_time(rec, record), scope=scope)
                 handler = _log_handler(ev)
                 key = stats.key(stats.log_source(ev.name, is_claude, handler is gateway.log_event, resource),
-                                "logs", resource, ev.attrs)
+                                "logs", sender, ev.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1
@@ -255,6 +256,7 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
     index = 0
     for rm in req.resource_metrics:
         resource = attributes(rm.resource.attributes)
+        sender = stats.service(resource)
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 kind, points, cumulative, monotonic = _points(metric)
@@ -264,7 +266,7 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
                     if handler is None:
                         batch.received += 1
                         batch.ignored += 1
-                        batch.count(stats.key(source, "metrics", resource,
+                        batch.count(stats.key(source, "metrics", sender,
                                               stats.identity_attributes(resource, dp.attributes)), "ignored")
                     else:
                         record = attributes(dp.attributes)
@@ -272,7 +274,7 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
                                   value=_point_value(kind, dp), time_ns=dp.time_unix_nano,
                                   start_time_ns=dp.start_time_unix_nano, resource=resource, record=record,
                                   attrs=merged(resource, record))
-                        _run(batch, index, handler, p, ctx, stats.key(source, "metrics", resource, p.attrs))
+                        _run(batch, index, handler, p, ctx, stats.key(source, "metrics", sender, p.attrs))
                     index += 1
     return batch
 
@@ -293,6 +295,7 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
     index = 0
     for rs in req.resource_spans:
         resource = attributes(rs.resource.attributes)
+        sender = stats.service(resource)
         for ss in rs.scope_spans:
             for sp in ss.spans:
                 record = attributes(sp.attributes)
@@ -303,7 +306,7 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
                                 span_id=sp.span_id.hex(), kind=sp.kind)
                 handler = _span_handler(view)
                 key = stats.key(stats.span_source(view.name, view.attrs, handler is gateway.span, handler is genai.span,
-                                                  resource), "traces", resource, view.attrs)
+                                                  resource), "traces", sender, view.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1

@@ -16,6 +16,7 @@ which to recognise them.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import psycopg
@@ -82,13 +83,17 @@ def span_source(name: str, attrs: Mapping[str, Any], is_gateway: bool, is_llm: b
     return _by_service(resource)
 
 
-def key(source: str, signal: str, resource: Mapping[str, Any], attrs: Mapping[str, Any]) -> Key:
-    """Where a record comes from. `attrs`: its attributes over its resource's (at least those
-    naming the user and the instance). Claude Code's `user.id` hashes one installation: its
-    agent instance, as the normaliser takes it."""
+def service(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The sending service's name and version (read once per resource)."""
+    return text(resource, "service.name"), text(resource, "service.version")
+
+
+def key(source: str, signal: str, sender: tuple[str | None, str | None], attrs: Mapping[str, Any]) -> Key:
+    """Where a record comes from. `sender`: its resource's `service`; `attrs`: its attributes
+    over its resource's (at least those naming the user and the instance). Claude Code's
+    `user.id` hashes one installation: its agent instance, as the normaliser takes it."""
     instance = text(attrs, "user.id") if source == "claude_code" else text(attrs, *_INSTANCE_KEYS)
-    return (source, signal, text(resource, "service.name"), text(resource, "service.version"), instance,
-            user_id(attrs, "enduser.id"))
+    return (source, signal, sender[0], sender[1], instance, user_id(attrs, "enduser.id"))
 
 
 def identity_attributes(resource: Mapping[str, Any], kvs: Iterable[Any]) -> Mapping[str, Any]:
@@ -125,22 +130,27 @@ _UPSERT = (
     " DO UPDATE SET records = s.records + excluded.records, last_seen = greatest(s.last_seen, excluded.last_seen)")
 
 
-def rows(tally: Mapping[tuple[Key, str, str], int], origins: list[Key], new: set[int]) -> list[tuple]:
+def rows(tally: Mapping[tuple[Key, str, str], int], origins: list[Key], new: set[int] | None) -> list[tuple]:
     """The batch's counts, one row per key, outcome and reason, in key order. `tally`: the
     ignored and rejected records; `origins`: the key of each record that made facts, `new` the
-    indexes of those whose facts were new."""
-    counts: dict[tuple[str, ...], int] = {}
-    for (k, outcome, reason), n in tally.items():
-        row = (*map(_clean, k), outcome, reason_label(reason, REASON_WORDS) if reason else "")
-        counts[row] = counts.get(row, 0) + n
-    for i, k in enumerate(origins):
-        row = (*map(_clean, k), "stored" if i in new else "duplicate", "")
-        counts[row] = counts.get(row, 0) + 1
+    indexes of those whose facts were new (None: all of them)."""
+    # Grouped before anything is done per key: a batch has hundreds of records and few keys.
+    made: Counter[tuple[Key, str, str]] = Counter()
+    if new is None:
+        for k, n in Counter(origins).items():
+            made[(k, "stored", "")] = n
+    else:
+        for i, k in enumerate(origins):
+            made[(k, "stored" if i in new else "duplicate", "")] += 1
+    counts: Counter[tuple[str, ...]] = Counter()
+    for group in (tally, made):
+        for (k, outcome, reason), n in group.items():
+            counts[(*map(_clean, k), outcome, reason_label(reason, REASON_WORDS) if reason else "")] += n
     return sorted((*row, n) for row, n in counts.items())
 
 
 def write(conn: psycopg.Connection, tally: Mapping[tuple[Key, str, str], int], origins: list[Key],
-          new: set[int]) -> None:
+          new: set[int] | None) -> None:
     """Add the batch's counts to the hour's rows: one statement."""
     out = rows(tally, origins, new)
     if out:

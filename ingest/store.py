@@ -52,7 +52,7 @@ class StoreResult:
     inserted: dict[str, int] = field(default_factory=dict)    # table -> rows new to the database
     offered: dict[str, int] = field(default_factory=dict)     # table -> rows in the batch
     stale_points: int = 0                                      # cumulative points already accounted for
-    new_origins: set[int] = field(default_factory=set)        # records (Batch.origins) that stored a fact
+    new_origins: set[int] | None = None                        # records (Batch.origins) that stored a fact; None: all
 
     @property
     def duplicates(self) -> int:
@@ -433,7 +433,11 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
             result.offered[table] = len(objs)
             new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics, with_events) for o in objs])
             result.inserted[table] = len(new[table])
-            _note_new(table, objs, new[table], result.new_origins)
+        if result.duplicates or result.stale_points:  # (else every record's facts were new)
+            result.new_origins = set()
+            for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
+                                ("tool_calls", batch.tool_calls), ("metric_points", points)):
+                _note_new(table, objs, new[table], result.new_origins)
         _session_totals(conn, new["llm_requests"], new["metric_points"], with_metrics, with_events)
         stats.write(conn, batch.tally, batch.origins, result.new_origins)
     return result
