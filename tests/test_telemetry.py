@@ -307,3 +307,26 @@ def test_status_finds_no_database(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["status"])
     assert "agent-analytics up" in str(exc.value)
+
+
+def test_status_reads_the_running_embedded_database(pg_cluster, monkeypatch, capsys):
+    """Without DATABASE_URL, `status` reads the embedded cluster `agent-analytics up` runs in
+    AA_DATA_DIR on AA_EMBEDDED_PG_PORT (here the test cluster, given the embedded database)."""
+    import psycopg
+
+    from agent_analytics.cli import main
+    from agent_analytics.server import EMBEDDED_DB_NAME
+    from agent_analytics.sql.migrate import migrate
+
+    url = pg_cluster.create_database(EMBEDDED_DB_NAME)
+    migrate(url, timescaledb="off", retention_days=0, compress_after_days=0)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("TRUNCATE ingest_stats")
+        c.execute("INSERT INTO ingest_stats VALUES (date_trunc('hour', now()), 'codex', 'logs', 'codex_exec',"
+                  " '0.171.0', '', 'erin@example.com', 'stored', '', 7, now())")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("AA_DATA_DIR", pg_cluster.data_dir)
+    monkeypatch.setenv("AA_EMBEDDED_PG_PORT", str(pg_cluster.port))
+    assert main(["status"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Codex "))
+    assert line.split()[1:3] == ["logs", "0.171.0"] and line.split()[-5:] == ["7", "7", "0", "0", "0"]
