@@ -246,8 +246,8 @@ METRICS += (
     Metric("telemetry_sources", "telemetry", "table", "Sources", COUNT,
            (_C("source_id", title="Source id"), _C("source", title="Source"), _C("signals", title="Signals"),
             _C("versions", title="Versions"), _LAST_SEEN) + _RECORDS, (),
-           "Per source (Claude Code, Codex, MCP gateway, MCP server, GenAI SDK): the signals and versions "
-           "(service.version) that arrived, when the last record did, and the records received, stored, "
+           "Per source (Claude Code, Codex, MCP gateway, MCP server, MCP client, GenAI SDK): the signals and "
+           "versions (service.version) that arrived, when the last record did, and the records received, stored, "
            "already stored (duplicates), ignored and rejected.", paged=True),
     Metric("telemetry_senders", "telemetry", "table", "Agent instances and users", COUNT,
            (_C("source", title="Source"), _C("service", title="Service"), _C("versions", title="Versions"),

@@ -305,8 +305,8 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
                                 status_message=sp.status.message, trace_id=sp.trace_id.hex(),
                                 span_id=sp.span_id.hex(), kind=sp.kind)
                 handler = _span_handler(view)
-                key = stats.key(stats.span_source(view.name, view.attrs, handler is gateway.span, handler is genai.span,
-                                                  resource), "traces", sender, view.attrs)
+                key = stats.key(stats.span_source(view.attrs, view.kind, handler is gateway.span,
+                                                  handler is genai.span, resource), "traces", sender, view.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1

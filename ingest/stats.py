@@ -1,5 +1,5 @@
 """What is arriving: every record the receiver answers, counted by where it came from and what
-became of it, in the `ingest_stats` table (migration 0006) and in the transaction that stores
+became of it, in the `ingest_stats` table (migration 0008) and in the transaction that stores
 the batch's facts, so that what a sender was told it delivered is what is counted.
 
 Where a record comes from (its key): the source (which normaliser's records it is, or would be),
@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import psycopg
 
+from . import normalise_gateway as gateway
 from .identity import user_id
 from .metrics import reason_label
 from .values import text
@@ -28,7 +29,7 @@ from .values import text
 # Source ids and how people call them (the Telemetry dashboard and `agent-analytics status`).
 SOURCES: dict[str, str] = {
     "claude_code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway", "mcp_server": "MCP server",
-    "genai": "GenAI SDK", "other": "Other",
+    "mcp_client": "MCP client", "genai": "GenAI SDK", "other": "Other",
 }
 OUTCOMES = ("stored", "duplicate", "ignored", "rejected")
 MAX_TEXT = 200  # longest service, version, instance or user kept (they come from the sender)
@@ -71,13 +72,15 @@ def metric_source(metric: str, resource: Mapping[str, Any]) -> str:
     return _by_service(resource)
 
 
-def span_source(name: str, attrs: Mapping[str, Any], is_gateway: bool, is_llm: bool,
+def span_source(attrs: Mapping[str, Any], kind: int, is_gateway: bool, is_llm: bool,
                 resource: Mapping[str, Any]) -> str:
-    """An MCP span that names the server it went to is a gateway's (docs/gateway-contract.md);
-    one that names none is the MCP server's own (its SDK's instrumentation)."""
+    """As normalise_gateway tells who reported an MCP span: a gateway when the span names the
+    server it went to (or a gateway decision), else the MCP client (a CLIENT span) or the MCP
+    server itself."""
     if is_gateway or "mcp.method.name" in attrs:
-        named = text(attrs, "mcp.server.name", "mcp.server.id") or "mcp.gateway.decision" in attrs
-        return "gateway" if named else "mcp_server"
+        if text(attrs, "mcp.server.name", "mcp.server.id", "mcp.gateway.decision"):
+            return gateway.SOURCE
+        return gateway.CLIENT_SOURCE if kind == gateway.SPAN_KIND_CLIENT else gateway.SERVER_SOURCE
     if is_llm or "gen_ai.operation.name" in attrs:
         return "genai"
     return _by_service(resource)

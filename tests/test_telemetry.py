@@ -2,7 +2,7 @@
 Telemetry metrics and `agent-analytics status`, against what the test itself sent.
 
 Captured payloads (Claude Code, Codex, an MCP server's own spans) go through the receiver over
-the test client, SDK-made ones (a gateway's and a GenAI app's spans) through the OpenTelemetry
+the test client, SDK-made ones (a gateway's, an MCP client's and a GenAI app's spans) through the OpenTelemetry
 SDK's exporters on a real port, with planted bad records and a resent batch. The oracle counts
 the records in each payload from the decoded protobuf, the stored ones from the fact rows the
 database holds per source, and the rejections from what the test planted.
@@ -21,13 +21,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind
 
 from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
 from tests.ingest_support import Server, fixture_bytes, logs_fixture, plain, post
 
 QUERY = {"Authorization": f"Bearer {QUERY_TOKEN}"}
 NAMES = {"claude_code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway", "mcp_server": "MCP server",
-         "genai": "GenAI SDK"}
+         "mcp_client": "MCP client", "genai": "GenAI SDK"}
 FACT_TABLES = ("llm_requests", "llm_errors", "tool_calls", "metric_points")
 
 # Captured payloads and the source the test knows each comes from.
@@ -85,8 +86,9 @@ def _future_api_request() -> tuple[bytes, str]:
 
 
 def _send_sdk_spans(url: str) -> None:
-    """A gateway's tool-call spans (one blocked without its policy) and a GenAI app's model calls
-    (one with more cache tokens than input tokens), through the SDK's OTLP/HTTP exporter."""
+    """A gateway's tool-call spans (one blocked without its policy), an MCP client's, and a GenAI
+    app's model calls (one with more cache tokens than input tokens), through the SDK's OTLP/HTTP
+    exporter."""
     gateway = TracerProvider(resource=Resource.create({"service.name": "mcp-gateway", "service.version": "1.4.0"}))
     gateway.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
         endpoint=f"{url}/v1/traces", headers={"Authorization": f"Bearer {INGEST_TOKEN}"})))
@@ -100,6 +102,13 @@ def _send_sdk_spans(url: str) -> None:
             **common, "gen_ai.tool.name": "delete", "mcp.gateway.decision": "block"}):
         pass
     gateway.shutdown()
+    client = TracerProvider(resource=Resource.create({"service.name": "agent-sdk", "service.version": "0.9.0"}))
+    client.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+        endpoint=f"{url}/v1/traces", headers={"Authorization": f"Bearer {INGEST_TOKEN}"})))
+    with client.get_tracer("mcp").start_as_current_span("tools/call search", kind=SpanKind.CLIENT, attributes={
+            "mcp.method.name": "tools/call", "gen_ai.tool.name": "search", "server.address": "jira.internal"}):
+        pass
+    client.shutdown()
     app = TracerProvider(resource=Resource.create({"service.name": "notes-app", "service.version": "3.1.0"}))
     app.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
         endpoint=f"{url}/v1/traces", headers={"Authorization": f"Bearer {INGEST_TOKEN}"})))
@@ -132,13 +141,6 @@ def sent(app, client, conn):
         r = post(client, f"/v1/{signal}", body)
         assert r.status_code == 200, (name, r.data)
         sent[source]["received"] += _records(signal, body)
-    # MCP servers' own tools/call spans name no server: rejected, as the receiver tells them.
-    for name, signal, source in CAPTURED:
-        if source == "mcp_server":
-            req = ExportTraceServiceRequest.FromString(fixture_bytes(name))
-            rejections[("mcp_server", "tool call without mcp.server.name")] += sum(
-                sp.name.startswith("tools/call") for rs in req.resource_spans for ss in rs.scope_spans
-                for sp in ss.spans)
     body, install = _future_api_request()
     before = _facts(conn, "claude_code")
     for attempt in (1, 2):  # the second time, a sender's retry: its facts are duplicates
@@ -155,6 +157,7 @@ def sent(app, client, conn):
     with Server(app) as server:
         _send_sdk_spans(server.url)
     sent["gateway"]["received"] += 4
+    sent["mcp_client"]["received"] += 1
     sent["genai"]["received"] += 2
     rejections[("gateway", "blocked tool call without policy.id")] += 1
     rejections[("genai", "cache tokens")] += 1
@@ -177,7 +180,7 @@ def test_the_sources_table_equals_what_was_sent(sent, client):
     assert rows["Claude Code"]["versions"] == "2.1.332" and rows["Claude Code"]["signals"] == "logs, metrics"
     assert rows["Codex"]["versions"] == "0.171.0"
     assert rows["MCP gateway"]["versions"] == "1.4.0" and rows["MCP gateway"]["signals"] == "traces"
-    assert rows["GenAI SDK"]["versions"] == "3.1.0"
+    assert rows["GenAI SDK"]["versions"] == "3.1.0" and rows["MCP client"]["versions"] == "0.9.0"
     assert rows["MCP server"]["versions"] is None  # the demo MCP server names no version
     now_ms = time.time() * 1000
     assert all(now_ms - 600_000 < r["last_seen"] <= now_ms + 1000 for r in rows.values())

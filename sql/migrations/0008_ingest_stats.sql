@@ -2,7 +2,7 @@
 -- arrival, written in the transaction that stores the records' facts (ingest/stats.py), so that
 -- what a sender was told it delivered is what is counted here.
 --
--- One row per hour, source (claude_code, codex, gateway, mcp_server, genai, other), signal,
+-- One row per hour, source (claude_code, codex, gateway, mcp_server, mcp_client, genai, other), signal,
 -- sending service (service.name, service.version), agent instance, user, outcome (stored,
 -- duplicate, ignored, rejected) and, for rejections, a bounded reason (its words before any
 -- quoted or numeric detail). '' stands for "none" so that the key can be a primary key.
