@@ -333,3 +333,36 @@ def test_status_reads_the_running_embedded_database(pg_cluster, monkeypatch, cap
     assert main(["status"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Codex "))
     assert line.split()[1:3] == ["logs", "0.171.0"] and line.split()[-5:] == ["7", "7", "0", "0", "0"]
+
+
+def test_concurrent_senders_are_all_counted(app, conn):
+    """Six senders at once over real HTTP, each sending the same three batches (so their rows
+    and their facts collide): every record is counted once per arrival, each fact stored once,
+    and no receiver deadlocks or loses an update of a shared hourly row."""
+    import threading
+
+    import requests
+
+    bodies = [("logs", fixture_bytes("claude-code-2.1.332-subagents-logs-1.pb")),
+              ("metrics", fixture_bytes("claude-code-2.1.332-subagents-metrics-1.pb")),
+              ("logs", fixture_bytes("codex-0.171.0-shell-500-then-ok-logs-1.pb"))]
+    statuses: list[int] = []
+
+    def sender() -> None:
+        for signal, body in bodies:
+            r = requests.post(f"{server.url}/v1/{signal}", data=body, timeout=60, headers={
+                "Authorization": f"Bearer {INGEST_TOKEN}", "Content-Type": "application/x-protobuf"})
+            statuses.append(r.status_code)
+
+    with Server(app) as server:
+        threads = [threading.Thread(target=sender) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert statuses == [200] * 18
+    per_round = sum(_records(signal, body) for signal, body in bodies)
+    got = dict(conn.execute("SELECT outcome, sum(records)::bigint FROM ingest_stats GROUP BY 1").fetchall())
+    assert sum(got.values()) == 6 * per_round
+    facts = _facts(conn, "claude_code") + _facts(conn, "codex")
+    assert got["stored"] == facts and got["duplicate"] == 5 * facts
