@@ -1,40 +1,50 @@
 """How to connect a sender to this installation: the text the Telemetry dashboard and
-`agent-analytics status` show (one home). Agent-specific snippets are in the OpenTelemetry
-guide (docs/opentelemetry.md), which this text links to."""
+`agent-analytics status` show (one home). What each agent needs set comes from
+agent_analytics/setup_guide.py, the texts `agent-analytics setup` prints."""
 from __future__ import annotations
 
 from agent_analytics.config import Config
+from agent_analytics.setup_guide import TARGETS, TOKEN_PLACEHOLDER, snippets
 
-
-def environment(cfg: Config, host: str = "<receiver host>") -> list[str]:
-    """The OTLP settings every sender needs, for this installation's receiver."""
-    return [f"OTEL_EXPORTER_OTLP_ENDPOINT=http://{host}:{cfg.ingest_port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-            'OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer <ingest token>"']
-
-
-AGENTS = ("Claude Code also needs `CLAUDE_CODE_ENABLE_TELEMETRY=1`, `OTEL_LOGS_EXPORTER=otlp` and "
-          "`OTEL_METRICS_EXPORTER=otlp` (for everyone at once: its managed settings); Codex an `[otel]` block in "
-          "`~/.codex/config.toml`; a gateway one span per tool call.")
+# What each set-up target is called on the dashboard.
+TARGET_TITLES = {"claude-code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway"}
+RECEIVER_HOST = "<receiver host>"
 REFUSED = ("A request refused as a whole (wrong token, unreadable body) has no records to count: the sender's "
            "own log, and the receiver's `aa_ingest_requests_total` counter by status, show those.")
 
 
+def endpoint(cfg: Config) -> str:
+    """The receiver's URL with its host left for the reader: a generated dashboard serves every
+    installation that shares its port."""
+    return f"http://{RECEIVER_HOST}:{cfg.ingest_port}"
+
+
 def markdown(cfg: Config) -> str:
-    """For the Telemetry dashboard's text panel."""
+    """For the Telemetry dashboard's How to connect panel."""
     return (
         "**Connect a sender.** Agents and gateways send OpenTelemetry over OTLP/HTTP (`http/protobuf` or "
         f"`http/json`, not gRPC) to this installation's receiver, port **{cfg.ingest_port}**, with an ingest "
-        "token (one of `AA_INGEST_TOKENS`):\n\n```sh\n" + "\n".join(environment(cfg)) + "\n```\n\n"
-        + AGENTS + f" [The OpenTelemetry guide]({cfg.setup_guide_url}) has each, step by step.\n\n"
+        "token (one of `AA_INGEST_TOKENS`). What to set for each is below; on the machine that runs the "
+        "service, `agent-analytics setup claude-code|codex|gateway` prints it with this installation's "
+        f"address and token filled in, and [the OpenTelemetry guide]({cfg.setup_guide_url}) explains it.\n\n"
         "Nothing here after a few minutes? " + REFUSED
         + " `agent-analytics status` prints the Sources table in a terminal.")
 
 
+def target_markdown(cfg: Config, target: str) -> str:
+    """What to set for one set-up target (TARGETS), as markdown: each snippet's title, then its
+    text (in a code block unless it is markdown itself)."""
+    parts = []
+    for s in snippets(endpoint(cfg), TOKEN_PLACEHOLDER)[target]:
+        body = s.text if s.language == "markdown" else f"```{s.language}\n{s.text}\n```"
+        parts.append(f"**{s.title}**\n\n{body}")
+    return "\n\n".join(parts)
+
+
 def plain(cfg: Config) -> str:
-    """For a terminal."""
-    return ("How to connect: send OpenTelemetry over OTLP/HTTP to this installation's receiver with an "
-            "ingest token (one of AA_INGEST_TOKENS), e.g. in the sender's environment:\n\n"
-            + "\n".join("  " + line for line in environment(cfg, cfg.host))
-            + "\n\n" + AGENTS.replace("`", "") + f"\nThe OpenTelemetry guide has each, step by step: "
-            f"{cfg.setup_guide_url}\n" + REFUSED.replace("`", ""))
+    """For a terminal, when nothing has arrived."""
+    return ("How to connect: send OpenTelemetry over OTLP/HTTP to this installation's receiver, "
+            f"{cfg.ingest_url(from_elsewhere=True)}, with an ingest token (one of AA_INGEST_TOKENS).\n"
+            "What to set, with this installation's address and token filled in:\n\n"
+            + "\n".join(f"  agent-analytics setup {t}" for t in TARGETS)
+            + f"\n\nThe OpenTelemetry guide explains each: {cfg.setup_guide_url}\n" + REFUSED.replace("`", ""))

@@ -237,6 +237,9 @@ def telemetry(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.add(P.text_panel("How to connect", connect.markdown(cfg), w=10, h=13))
     lay.add(P.table_panel(variant, metric("telemetry_senders"), (), w=24))
     lay.add(P.table_panel(variant, metric("telemetry_rejections"), (), w=24))
+    lay.row("What to set")
+    for target in connect.TARGETS:
+        lay.add(P.text_panel(connect.TARGET_TITLES[target], connect.target_markdown(cfg, target), w=8, h=26))
     return d
 
 

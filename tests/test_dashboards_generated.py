@@ -245,6 +245,21 @@ def test_llm_usage_empty_state_links_to_the_guide_and_the_telemetry_page():
         assert "Telemetry page" in p["fieldConfig"]["defaults"]["noValue"]
 
 
+def test_the_telemetry_dashboard_shows_the_setup_snippets():
+    """What `agent-analytics setup` prints (agent_analytics/setup_guide.py), for the receiver's
+    port with the host and token to fill in, is on the Telemetry dashboard, one panel per target."""
+    from agent_analytics.config import Config
+    from agent_analytics.setup_guide import TARGETS, TOKEN_PLACEHOLDER, snippets
+
+    texts = snippets(f"http://<receiver host>:{Config().ingest_port}", TOKEN_PLACEHOLDER)
+    for v in VARIANTS:
+        shown = {p["title"]: p["options"]["content"] for p in panels(load(v.key, "telemetry")) if p["type"] == "text"}
+        for target, title in zip(TARGETS, ("Claude Code", "Codex", "MCP gateway")):
+            for snippet in texts[target]:
+                assert snippet.text in shown[title] and snippet.title in shown[title], (target, snippet.title)
+        assert "agent-analytics setup" in shown["How to connect"]
+
+
 def test_every_tab_links_to_the_telemetry_dashboard():
     """The tabs' "Analytics" link lists the dashboards carrying the variant's tab tag:
     Telemetry is among them, and links back to the tabs the same way."""
