@@ -1,4 +1,4 @@
-"""The Telemetry dashboard's metrics: what is arriving, from `ingest_stats` (migration 0009,
+"""The Telemetry dashboard's metrics: what is arriving, from `ingest_stats` (migration 0010,
 written by the receiver in each batch's transaction: ingest/stats.py).
 
 The table holds hours of arrival: a range takes every hour it touches (its first, partial hour

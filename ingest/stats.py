@@ -1,5 +1,5 @@
 """What is arriving: every record the receiver answers, counted by where it came from and what
-became of it, in the `ingest_stats` table (migration 0009) and in the transaction that stores
+became of it, in the `ingest_stats` table (migration 0010) and in the transaction that stores
 the batch's facts, so that what a sender was told it delivered is what is counted.
 
 Where a record comes from (its key): the source (which normaliser's records it is, or would be),
