@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from tests.conftest import INGEST_TOKEN
 
@@ -135,3 +137,107 @@ def assert_session_totals_match_the_rows(conn) -> None:
     (with_rows,) = conn.execute("SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM llm_requests"
                                 " UNION ALL SELECT session_id FROM metric_points) f").fetchone()
     assert with_rows > 0 and sum(1 for r in kept if r[1] or r[2]) == with_rows
+
+
+# --- payloads shared by several test modules ---------------------------------------------------
+
+CLAUDE_LOGS = ("claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb")
+# The MCP Python SDK's tools/call SERVER spans, and Claude Code's logs of the MCP connection failures run.
+SDK_SERVER_TRACES = "mcp-python-sdk-2.3.0-server-tools-call-traces-1.pb"
+CLAUDE_MCP_LOGS = [f"claude-code-2.1.332-mcp-connection-failures-logs-{i}.pb" for i in (1, 2, 3, 4)]
+# Claude Code's permission decisions (rules, prompts, bypass mode, a blocking hook).
+PERMISSION_LOGS = [*(f"claude-code-2.1.332-permissions-rules-logs-{i}.pb" for i in (1, 2, 3)),
+                   *(f"claude-code-2.1.332-permissions-prompt-tool-logs-{i}.pb" for i in (1, 2, 3)),
+                   *(f"claude-code-2.1.332-permissions-bypass-logs-{i}.pb" for i in (1, 2)),
+                   *(f"claude-code-2.1.332-hook-block-logs-{i}.pb" for i in (1, 2))]
+PERMISSION_MCP_SERVER = "fixture"
+
+
+def many_api_requests(n: int) -> bytes:
+    """The captured logs with each api_request event repeated n times as distinct events."""
+    req = logs_fixture(CLAUDE_LOGS[0])
+    for rl in req.resource_logs:
+        for sl in rl.scope_logs:
+            originals = [rec for rec in sl.log_records
+                         if any(kv.key == "event.name" and kv.value.string_value == "api_request"
+                                for kv in rec.attributes)]
+            for rec in originals:
+                for i in range(n):
+                    copy = sl.log_records.add()
+                    copy.CopyFrom(rec)
+                    copy.time_unix_nano = rec.time_unix_nano + i * 1000
+                    for kv in copy.attributes:
+                        if kv.key == "event.sequence":
+                            kv.value.int_value = 10_000 + i
+    return req.SerializeToString()
+
+
+def cumulative_token_usage(points: list[tuple[int, int, float]]) -> bytes:
+    """claude_code.token.usage, cumulative, one series; points are (start ns, time ns, value)."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    kv = rm.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "claude-code"
+    m = rm.scope_metrics.add().metrics.add()
+    m.name = "claude_code.token.usage"
+    m.sum.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    m.sum.is_monotonic = True
+    for start, t, v in points:
+        dp = m.sum.data_points.add()
+        dp.start_time_unix_nano, dp.time_unix_nano, dp.as_double = start, t, v
+        for key, val in (("session.id", "cum-1"), ("model", "claude-sonnet-4-5"), ("type", "output")):
+            a = dp.attributes.add()
+            a.key, a.value.string_value = key, val
+    return req.SerializeToString()
+
+
+def trace_spans(name: str):
+    """(resource attributes, span) of every span in a traces fixture."""
+    req = ExportTraceServiceRequest.FromString(fixture_bytes(name))
+    for rs in req.resource_spans:
+        resource = {kv.key: plain(kv.value) for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                yield resource, sp
+
+
+def span_attrs(sp) -> dict:
+    return {kv.key: plain(kv.value) for kv in sp.attributes}
+
+
+def tool_call_spans(names):
+    """(resource attributes, span) of every MCP tools/call span in the traces fixtures."""
+    return [(r, sp) for n in names for r, sp in trace_spans(n)
+            if span_attrs(sp).get("mcp.method.name") == "tools/call"]
+
+
+def claude_mcp_results() -> list[dict]:
+    """Claude Code's tool_result events for MCP tools (tool_name mcp_tool or mcp__server__tool)."""
+    return [a for n in CLAUDE_MCP_LOGS for a, _ in log_events(logs_fixture(n))
+            if a.get("event.name") == "tool_result" and str(a.get("tool_name", "")).startswith("mcp")]
+
+
+def record_attr(rec, key: str):
+    return next((plain(kv.value) for kv in rec.attributes if kv.key == key), None)
+
+
+def as_mcp(name: str, abort_copies: list) -> bytes:
+    """The payload with every tool an MCP tool of server PERMISSION_MCP_SERVER; each rejection is
+    also copied once as an interrupt (source user_abort), which Claude Code sends when the user
+    stops a tool."""
+    req = ExportLogsServiceRequest.FromString(fixture_bytes(name))
+    for rl in req.resource_logs:
+        for sl in rl.scope_logs:
+            for rec in list(sl.log_records):
+                for kv in rec.attributes:
+                    if kv.key == "tool_name" and not kv.value.string_value.startswith("mcp"):
+                        kv.value.string_value = f"mcp__{PERMISSION_MCP_SERVER}__{kv.value.string_value}"
+                if record_attr(rec, "event.name") == "tool_decision" and record_attr(rec, "decision") == "reject":
+                    copy = sl.log_records.add()
+                    copy.CopyFrom(rec)
+                    copy.time_unix_nano += 1_000_000
+                    for kv in copy.attributes:
+                        if kv.key == "source":
+                            kv.value.string_value = "user_abort"
+                    abort_copies.append(copy)
+    return req.SerializeToString()

@@ -11,22 +11,10 @@ import pytest
 import yaml
 
 from agent_analytics.grafana import sources
+from tests.dashboards_support import PROVISIONING, grafana_mounts
 from tests.grafana_fake import BOTH_ANNOTATIONS, FakeGrafana, RuleInvalid, dashboard_and_panel, validate_rule
 
-ROOT = Path(__file__).resolve().parent.parent
-PROVISIONING = ROOT / "provisioning"
 ALERTS = PROVISIONING / "alerting" / "agent-analytics.yaml"
-
-
-def _mounts() -> dict[str, Path]:
-    """Container path -> repository directory, from the Grafana service's volumes."""
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    out: dict[str, Path] = {}
-    for volume in compose["services"]["grafana"]["volumes"]:
-        parts = str(volume).split(":")
-        if parts[0].startswith("./"):
-            out[parts[1]] = ROOT / parts[0][2:]
-    return out
 
 
 def _metrics(urls: list[str]) -> set[str]:
@@ -46,7 +34,7 @@ def _start(tmp_path: Path, alerts: dict | None = None) -> tuple[FakeGrafana, lis
         (prov / "alerting").mkdir()
         (prov / "alerting" / "agent-analytics.yaml").write_text(yaml.safe_dump(alerts))
     grafana = FakeGrafana()
-    return grafana, grafana.provision_files(prov, _mounts())
+    return grafana, grafana.provision_files(prov, grafana_mounts())
 
 
 def test_a_fresh_grafana_starts_with_one_folder_holding_the_dashboards_and_the_rules(tmp_path):
@@ -103,7 +91,7 @@ def test_a_dashboards_provider_asking_for_a_folder_uid_clashes_with_the_alerts_f
     provider["providers"][0]["folderUid"] = "agent-analytics"
     (prov / "dashboards" / "agent-analytics.yaml").write_text(yaml.safe_dump(provider))
     grafana = FakeGrafana()
-    errors = grafana.provision_files(prov, _mounts())
+    errors = grafana.provision_files(prov, grafana_mounts())
     assert errors == ["provider 'agent-analytics': failed to get or create folder: a folder with the same name "
                       "already exists: 'Agent Analytics'"]
     assert grafana.dashboards == {}

@@ -16,6 +16,7 @@ from agent_analytics.dashboards import generate  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, QUICK_RANGES, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
+from tests.dashboards_support import load, metric_of  # noqa: E402
 
 ROOT = generate.REPO_ROOT
 SEED_PRESETS = ["Last 1h", "Last 24h", "Last 7 days", "Last 30 days", "Last 90 days",
@@ -24,22 +25,12 @@ TAB_FILTERS = {"mcp-usage": catalog.MCP_FILTERS, "security": catalog.MCP_FILTERS
                "session-timeline": ("session",) + catalog.LLM_FILTERS, "telemetry": ()}
 
 
-def load(variant_key: str, name: str) -> dict:
-    return json.loads((ROOT / "dashboards" / variant_key / f"{name}.json").read_text())
-
-
 def all_dashboards() -> list[tuple[str, str, dict]]:
     return [(v.key, n, load(v.key, n)) for v in VARIANTS for n in DASHBOARDS]
 
 
 def panels(d: dict) -> list[dict]:
     return [p for p in d["panels"] if p["type"] != "row"]
-
-
-def metric_of(variant_key: str, target: dict) -> str:
-    if variant_key == "json":
-        return target["target"]
-    return re.match(r"^/api/v1/query/(\w+)\?", target["url"]).group(1)
 
 
 def test_committed_files_equal_the_generator_output():

@@ -14,8 +14,7 @@ import yaml
 
 from tests.conftest import LLM_TOKEN, QUERY_TOKEN
 from tests.datasource_dataset import ANCHOR, DATA, Oracle, ds_app, ds_client  # noqa: F401
-from tests.test_datasource_metrics import api, assert_rows, ms, same
-from tests.test_datasource_time import field, grafana, iso
+from tests.datasource_support import api, assert_rows, field, grafana, iso, ms, same
 
 ORACLE = Oracle(DATA)
 START = ANCHOR - timedelta(days=7)

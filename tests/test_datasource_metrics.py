@@ -6,11 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
-from tests.conftest import LLM_TOKEN
 from tests.datasource_dataset import (ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle, ds_app, ds_client,  # noqa: F401
                                      hour_buckets)
+from tests.datasource_support import api, assert_rows, ms, same
 
 ORACLE = Oracle(DATA)
 W_START = ANCHOR - timedelta(days=7)   # not on an hour: the edges come from the raw tables
@@ -48,32 +46,6 @@ MCP_TOPS = ["mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_to
             "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
             "security_top_blocked_mcps", "security_top_policies"]
 LLM_TOPS = ["llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost"]
-
-
-def ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
-
-
-def api(client, metric: str, start: datetime, end: datetime, token: str = LLM_TOKEN, **params: Any) -> dict:
-    query = {"from": ms(start), "to": ms(end), **params}
-    resp = client.get(f"/api/v1/query/{metric}", query_string=query, headers={"Authorization": f"Bearer {token}"})
-    assert resp.status_code == 200, (metric, params, resp.get_json())
-    return resp.get_json()
-
-
-def same(actual: Any, expected: Any) -> bool:
-    if expected is None or actual is None:
-        return actual is expected
-    if isinstance(expected, bool) or isinstance(expected, str):
-        return actual == expected
-    return actual == pytest.approx(float(expected), rel=1e-9, abs=1e-9)
-
-
-def assert_rows(actual: list[dict], expected: list[dict], context: Any) -> None:
-    assert len(actual) == len(expected), (context, actual[:3], expected[:3])
-    for i, (a, e) in enumerate(zip(actual, expected)):
-        for k, v in e.items():
-            assert same(a.get(k), v), (context, i, k, a.get(k), v, a, e)
 
 
 def test_mcp_and_security_metrics_match_the_raw_rows(ds_client):

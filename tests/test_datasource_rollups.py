@@ -11,8 +11,7 @@ from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
 from agent_analytics.datasource.relations import (EXECUTED, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
                                                   SESSION_METRICS, TIME_FREE, TOOL_CALLS, choose_aggregate)
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
-from tests.test_datasource_metrics import api
-from tests.test_datasource_time import materialised
+from tests.datasource_support import api, materialised
 
 BLOCKED = "tool_calls_blocked_hourly"
 TOTALS = "tool_calls_totals_hourly"

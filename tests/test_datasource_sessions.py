@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.datasource_dataset import ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle, ds_app, ds_client  # noqa: F401
-from tests.test_datasource_metrics import api, assert_rows, ms, same
+from tests.datasource_support import api, assert_rows, ms, same
 
 ORACLE = Oracle(DATA)
 W_START, W_END = ANCHOR - timedelta(days=9, minutes=13), ANCHOR

@@ -11,7 +11,7 @@ import pytest
 
 from agent_analytics.datasource.shared import Shared
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
-from tests.test_datasource_metrics import api
+from tests.datasource_support import api
 
 
 def test_concurrent_askers_wait_for_one_computation():

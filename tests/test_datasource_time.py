@@ -10,35 +10,11 @@ import pytest
 from agent_analytics.datasource import timerange as tr
 from tests.conftest import LLM_TOKEN
 from tests.datasource_dataset import ANCHOR, DATA, UTC, Oracle, day_buckets, ds_app, ds_client  # noqa: F401
-from tests.test_datasource_metrics import api, ms, same
+from tests.datasource_support import api, field, grafana, iso, materialised, ms, same
 
 ORACLE = Oracle(DATA)
 NY = ZoneInfo("America/New_York")
 KOLKATA = ZoneInfo("Asia/Kolkata")
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def grafana(client, targets: list[dict], start: datetime, end: datetime, raw: dict | None = None,
-            scoped: dict | None = None, timezone: str = "utc") -> list[dict]:
-    body = {"app": "dashboard", "requestId": "Q100", "timezone": timezone, "panelId": 2, "dashboardUID": "aa-mcp",
-            "range": {"from": iso(start), "to": iso(end), "raw": raw or {"from": iso(start), "to": iso(end)}},
-            "interval": "1h", "intervalMs": 3600000, "maxDataPoints": 1000, "targets": targets,
-            "scopedVars": scoped or {"__interval": {"text": "1h", "value": "1h"}}, "startTime": 1, "filters": []}
-    resp = client.post("/grafana/query", json=body, headers={"Authorization": f"Bearer {LLM_TOKEN}"})
-    assert resp.status_code == 200, resp.get_json()
-    return resp.get_json()
-
-
-def materialised(client) -> bool:
-    """Whether the service reads the aggregates (materialised on both backends) or raw rows."""
-    return client.application.config["AA"].read_aggregates
-
-
-def field(frame: dict, name: str) -> list:
-    return next(f for f in frame["fields"] if f["name"] == name)["values"]
 
 
 # ---- pure rules -------------------------------------------------------------------------------

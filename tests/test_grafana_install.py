@@ -579,9 +579,9 @@ def test_rules_provisioned_from_files_are_left_to_their_files(grafana, capsys):
     """Grafana refuses API writes over file-provisioned rules (provenance 'file'): the install
     leaves the group alone and says why, instead of failing on Grafana's 409."""
     from agent_analytics.grafana.client import GrafanaClient, GrafanaError
-    from tests.test_alerting_provisioning import PROVISIONING, _mounts
+    from tests.dashboards_support import PROVISIONING, grafana_mounts
 
-    assert grafana.provision_files(PROVISIONING, _mounts()) == []
+    assert grafana.provision_files(PROVISIONING, grafana_mounts()) == []
     folder = grafana.folder_by_title("Agent Analytics")
     writes = len(grafana.writes)
     args = ["grafana", "install", "--url", BASE, "--token", "glsa_good", "--query-token", QUERY_TOKEN]

@@ -23,8 +23,7 @@ from psycopg_pool import PoolTimeout
 from agent_analytics.sql.migrate import migrate
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN, TIMESCALEDB
 from tests.hardening_support import SendStats, api_requests, receiver_process, send_until_stored
-from tests.ingest_support import Server
-from tests.test_ingest_idempotency import _cumulative
+from tests.ingest_support import Server, cumulative_token_usage
 
 PG_OPTIONS = "-c fsync=off"  # synchronous_commit stays on: an acknowledged batch must survive a crash
 
@@ -159,7 +158,7 @@ def test_two_receiver_processes_store_a_batch_sent_to_both_once(db_url, conn):
     t0 = time.time_ns() - 3_600 * 10**9
     logs = [api_requests(f"twin-{r}", 20, t0 + r * 10**9, first_tokens=r * 20 + 1) for r in range(rounds)]
     s = t0
-    cumulative = [_cumulative([(s, s + 10**9 * (r + 1), 10.0 * (r + 1))]) for r in range(rounds)]
+    cumulative = [cumulative_token_usage([(s, s + 10**9 * (r + 1), 10.0 * (r + 1))]) for r in range(rounds)]
     errors: list = []
     with receiver_process(db_url) as (a, _), receiver_process(db_url) as (b, _):
         for r in range(rounds):
@@ -211,7 +210,7 @@ def _everything(conn) -> dict[str, int]:
 def test_failure_inside_the_transaction_leaves_nothing_half_written(client, conn):
     """Sessions are written last: a failure there must take the facts and directory rows with it."""
     logs, expected = api_requests("half", 10, time.time_ns() - 60 * 10**9)
-    metrics = _cumulative([(time.time_ns() - 120 * 10**9, time.time_ns() - 60 * 10**9, 42.0)])
+    metrics = cumulative_token_usage([(time.time_ns() - 120 * 10**9, time.time_ns() - 60 * 10**9, 42.0)])
     conn.execute(FAULT_TRIGGER.format(action="true"))
     try:
         h = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {INGEST_TOKEN}"}

@@ -16,9 +16,8 @@ from agent_analytics.datasource import catalog
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import INGEST_TOKEN, LLM_TOKEN
 from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
-from tests.test_datasource_metrics import ms
+from tests.datasource_support import iso, ms
 from tests.ingest_support import Server
-from tests.test_datasource_time import iso
 
 H = {"Authorization": f"Bearer {LLM_TOKEN}"}
 START = ANCHOR - timedelta(days=30)

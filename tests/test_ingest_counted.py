@@ -11,10 +11,9 @@ import requests
 from agent_analytics.app import create_app
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import LLM_TOKEN
-from tests.ingest_support import (Server, assert_session_totals_match_the_rows, fixture_bytes, headers, log_events,
-                                  logs_fixture, post)
+from tests.ingest_support import (CLAUDE_LOGS, Server, assert_session_totals_match_the_rows, fixture_bytes, headers,
+                                  log_events, logs_fixture, many_api_requests, post)
 
-CLAUDE_LOGS = ("claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb")
 CLAUDE_METRICS = ("claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb")
 CODEX_LOGS = "codex-0.169.0-logs-1.pb"
 SESSION = "e1b48cd1-b356-4a0a-bd69-750d6a4e3594"  # the captured Claude Code session
@@ -26,25 +25,6 @@ def _counted(conn) -> dict[str, list[bool]]:
     for source, counted in rows:
         out.setdefault(source, []).append(counted)
     return out
-
-
-def _many_api_requests(n: int) -> bytes:
-    """The captured logs with each api_request event repeated n times as distinct events."""
-    req = logs_fixture(CLAUDE_LOGS[0])
-    for rl in req.resource_logs:
-        for sl in rl.scope_logs:
-            originals = [rec for rec in sl.log_records
-                         if any(kv.key == "event.name" and kv.value.string_value == "api_request"
-                                for kv in rec.attributes)]
-            for rec in originals:
-                for i in range(n):
-                    copy = sl.log_records.add()
-                    copy.CopyFrom(rec)
-                    copy.time_unix_nano = rec.time_unix_nano + i * 1000
-                    for kv in copy.attributes:
-                        if kv.key == "event.sequence":
-                            kv.value.int_value = 10_000 + i
-    return req.SerializeToString()
 
 
 def test_events_then_metrics(client, conn):
@@ -98,7 +78,7 @@ def test_concurrent_events_and_metrics_never_double_count(config, conn):
     """Events and the first metric points of one session posted at the same moment to two
     receivers, many times: afterwards no event of the session counts."""
     apps = [create_app(config, role="ingest") for _ in range(2)]
-    logs = _many_api_requests(200)
+    logs = many_api_requests(200)
     metrics = fixture_bytes(CLAUDE_METRICS[0])
     try:
         with Server(apps[0]) as a, Server(apps[1]) as b:

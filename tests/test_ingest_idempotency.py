@@ -6,12 +6,10 @@ import threading
 import time
 
 import requests
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from agent_analytics.app import create_app
-from tests.ingest_support import (Server, assert_session_totals_match_the_rows, fixture_bytes, headers, logs_fixture,
-                                  post)
+from tests.ingest_support import (Server, assert_session_totals_match_the_rows, cumulative_token_usage, fixture_bytes,
+                                  headers, logs_fixture, post)
 
 FIXTURES = [("/v1/logs", "claude-code-2.1.328-logs-1.pb"), ("/v1/logs", "claude-code-2.1.328-logs-2.pb"),
             ("/v1/logs", "codex-0.169.0-logs-1.pb"), ("/v1/metrics", "claude-code-2.1.328-metrics-1.pb"),
@@ -56,35 +54,16 @@ def test_partly_retried_batch_adds_only_its_new_rows(client, conn):
     assert_session_totals_match_the_rows(conn)
 
 
-def _cumulative(points: list[tuple[int, int, float]]) -> bytes:
-    """claude_code.token.usage, cumulative, one series; points are (start ns, time ns, value)."""
-    req = ExportMetricsServiceRequest()
-    rm = req.resource_metrics.add()
-    kv = rm.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "claude-code"
-    m = rm.scope_metrics.add().metrics.add()
-    m.name = "claude_code.token.usage"
-    m.sum.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
-    m.sum.is_monotonic = True
-    for start, t, v in points:
-        dp = m.sum.data_points.add()
-        dp.start_time_unix_nano, dp.time_unix_nano, dp.as_double = start, t, v
-        for key, val in (("session.id", "cum-1"), ("model", "claude-sonnet-4-5"), ("type", "output")):
-            a = dp.attributes.add()
-            a.key, a.value.string_value = key, val
-    return req.SerializeToString()
-
-
 def test_cumulative_differencing_with_resets_retries_and_disorder(client, conn):
     s = time.time_ns() - 3_600 * 10**9
     sec = 10**9
     batches = [
-        _cumulative([(s, s + 10 * sec, 100), (s, s + 20 * sec, 160)]),   # +100, +60
-        _cumulative([(s, s + 20 * sec, 160)]),                            # a retry: nothing
-        _cumulative([(s, s + 15 * sec, 130)]),                            # late, already covered: nothing
-        _cumulative([(s, s + 30 * sec, 40)]),                             # value fell: reset, +40
-        _cumulative([(s + 40 * sec, s + 50 * sec, 70)]),                  # new start time, higher value: reset, +70
-        _cumulative([(s + 40 * sec, s + 60 * sec, 75)]),                  # +5
+        cumulative_token_usage([(s, s + 10 * sec, 100), (s, s + 20 * sec, 160)]),   # +100, +60
+        cumulative_token_usage([(s, s + 20 * sec, 160)]),                            # a retry: nothing
+        cumulative_token_usage([(s, s + 15 * sec, 130)]),                            # late, already covered: nothing
+        cumulative_token_usage([(s, s + 30 * sec, 40)]),                             # value fell: reset, +40
+        cumulative_token_usage([(s + 40 * sec, s + 50 * sec, 70)]),                  # new start time, higher value: reset, +70
+        cumulative_token_usage([(s + 40 * sec, s + 60 * sec, 75)]),                  # +5
     ]
     for body in batches:
         assert post(client, "/v1/metrics", body).status_code == 200
@@ -109,7 +88,7 @@ def test_concurrent_duplicates_from_two_receivers(config, conn):
     bodies = [("/v1/logs", fixture_bytes(name)) for _, name in FIXTURES[:3]]
     bodies += [("/v1/metrics", fixture_bytes(name)) for _, name in FIXTURES[3:]]
     # Cumulative points of one series split across batches, sent in both orders at once.
-    bodies += [("/v1/metrics", _cumulative([(s, s + 10**9 * i, 10.0 * i)])) for i in range(1, 9)]
+    bodies += [("/v1/metrics", cumulative_token_usage([(s, s + 10**9 * i, 10.0 * i)])) for i in range(1, 9)]
     try:
         with Server(apps[0]) as a, Server(apps[1]) as b:
             errors: list = []

@@ -14,41 +14,16 @@ from agent_analytics.ingest import normalise
 from agent_analytics.ingest.rows import Context
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
-from tests.ingest_support import fixture_bytes, log_events, logs_fixture, plain, post
+from tests.ingest_support import (CLAUDE_MCP_LOGS, SDK_SERVER_TRACES, claude_mcp_results, fixture_bytes, post,
+                                  span_attrs, tool_call_spans, trace_spans)
 
-SDK_SERVER = "mcp-python-sdk-2.3.0-server-tools-call-traces-1.pb"
 DEMO_SERVER = ["demo-mcp-server-mcp-connection-failures-traces-1.pb",
                "demo-mcp-server-mcp-connection-failures-traces-2.pb"]
-CLAUDE = [f"claude-code-2.1.332-mcp-connection-failures-logs-{i}.pb" for i in (1, 2, 3, 4)]
 DIRECTORY_AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
 
-def _spans(name: str):
-    """(resource attributes, span) of every span in a traces fixture."""
-    req = ExportTraceServiceRequest.FromString(fixture_bytes(name))
-    for rs in req.resource_spans:
-        resource = {kv.key: plain(kv.value) for kv in rs.resource.attributes}
-        for ss in rs.scope_spans:
-            for sp in ss.spans:
-                yield resource, sp
-
-
-def _attrs(sp) -> dict:
-    return {kv.key: plain(kv.value) for kv in sp.attributes}
-
-
-def _tool_calls(names):
-    return [(r, sp) for n in names for r, sp in _spans(n) if _attrs(sp).get("mcp.method.name") == "tools/call"]
-
-
-def _claude_mcp_results() -> list[dict]:
-    """Claude Code's tool_result events for MCP tools (tool_name mcp_tool or mcp__server__tool)."""
-    return [a for n in CLAUDE for a, _ in log_events(logs_fixture(n))
-            if a.get("event.name") == "tool_result" and str(a.get("tool_name", "")).startswith("mcp")]
-
-
 def _window(names) -> dict:
-    times = [sp.start_time_unix_nano for n in names for _, sp in _spans(n)]
+    times = [sp.start_time_unix_nano for n in names for _, sp in trace_spans(n)]
     lo = datetime.fromtimestamp(min(times) / 1e9, timezone.utc) - timedelta(hours=2)
     hi = datetime.fromtimestamp(max(times) / 1e9, timezone.utc) + timedelta(hours=2)
     return {"from": int(lo.timestamp() * 1000), "to": int(hi.timestamp() * 1000)}
@@ -62,13 +37,13 @@ def _query(client, metric: str, window: dict) -> dict:
 
 
 def test_other_mcp_methods_are_ignored_not_rejected():
-    spans = [sp for n in [SDK_SERVER, *DEMO_SERVER] for _, sp in _spans(n)]
-    others = [sp for sp in spans if _attrs(sp).get("mcp.method.name") != "tools/call"]
-    calls = [sp for sp in spans if _attrs(sp).get("mcp.method.name") == "tools/call"]
+    spans = [sp for n in [SDK_SERVER_TRACES, *DEMO_SERVER] for _, sp in trace_spans(n)]
+    others = [sp for sp in spans if span_attrs(sp).get("mcp.method.name") != "tools/call"]
+    calls = [sp for sp in spans if span_attrs(sp).get("mcp.method.name") == "tools/call"]
     assert others and calls, "the fixtures hold both"
     ctx = Context(now_ns=max(sp.start_time_unix_nano for sp in spans) + 1)
     ignored = received = stored = 0
-    for n in [SDK_SERVER, *DEMO_SERVER]:
+    for n in [SDK_SERVER_TRACES, *DEMO_SERVER]:
         batch = normalise.traces(ExportTraceServiceRequest.FromString(fixture_bytes(n)), ctx)
         assert batch.rejections == [], batch.rejections
         ignored, received, stored = ignored + batch.ignored, received + batch.received, stored + len(batch.tool_calls)
@@ -76,11 +51,11 @@ def test_other_mcp_methods_are_ignored_not_rejected():
 
 
 def test_the_sdk_server_span_is_stored_as_the_server_reported_it(client, conn):
-    r = post(client, "/v1/traces", fixture_bytes(SDK_SERVER))
+    r = post(client, "/v1/traces", fixture_bytes(SDK_SERVER_TRACES))
     assert r.status_code == 200 and not r.data, r.data  # no partial success: nothing rejected
     expected = []
-    for resource, sp in _tool_calls([SDK_SERVER]):
-        a = _attrs(sp)
+    for resource, sp in tool_call_spans([SDK_SERVER_TRACES]):
+        a = span_attrs(sp)
         assert sp.kind == Span.SPAN_KIND_SERVER and "mcp.server.name" not in a
         expected.append(("mcp_server", resource["service.name"], a["gen_ai.tool.name"], "ok",
                          (sp.end_time_unix_nano - sp.start_time_unix_nano) / 1e6, sp.trace_id.hex(), sp.span_id.hex()))
@@ -90,8 +65,8 @@ def test_the_sdk_server_span_is_stored_as_the_server_reported_it(client, conn):
 
 
 def test_a_call_both_the_agent_and_the_server_report_is_counted_once(client, conn):
-    server_calls = _tool_calls(DEMO_SERVER)
-    agent_calls = _claude_mcp_results()
+    server_calls = tool_call_spans(DEMO_SERVER)
+    agent_calls = claude_mcp_results()
     assert len(server_calls) == len(agent_calls) >= 1, "the same calls, seen from both ends"
     agent_server = json.loads(agent_calls[0]["tool_parameters"])["mcp_server_name"]
     service = server_calls[0][0]["service.name"]
@@ -100,14 +75,14 @@ def test_a_call_both_the_agent_and_the_server_report_is_counted_once(client, con
     r = client.post("/api/v1/directory", headers=DIRECTORY_AUTH,
                     json={"mcp_servers": [{"id": agent_server, "name": "Demo", "service_name": service}]})
     assert r.status_code == 200, r.get_json()
-    for n in CLAUDE:
+    for n in CLAUDE_MCP_LOGS:
         assert post(client, "/v1/logs", fixture_bytes(n)).status_code == 200
     for n in DEMO_SERVER:
         r = post(client, "/v1/traces", fixture_bytes(n))
         assert r.status_code == 200 and not r.data, r.data
     refresh_aggregates(conn)
     stored = conn.execute("SELECT source, mcp_server_id, tool_name FROM tool_calls ORDER BY source").fetchall()
-    tool = _attrs(server_calls[0][1])["gen_ai.tool.name"]
+    tool = span_attrs(server_calls[0][1])["gen_ai.tool.name"]
     assert stored == [("claude_code", agent_server, tool)] * len(agent_calls) + \
         [("mcp_server", agent_server, tool)] * len(server_calls)
     window = _window(DEMO_SERVER)
@@ -122,8 +97,8 @@ def test_a_call_both_the_agent_and_the_server_report_is_counted_once(client, con
 def test_a_client_span_is_an_agent_side_report(client, conn):
     """An MCP client's `tools/call` span (kind CLIENT) names the server by `server.address` at
     most: stored as the client's report, and counted once beside the server's own."""
-    (resource, sp), = _tool_calls([SDK_SERVER])
-    req = ExportTraceServiceRequest.FromString(fixture_bytes(SDK_SERVER))
+    (resource, sp), = tool_call_spans([SDK_SERVER_TRACES])
+    req = ExportTraceServiceRequest.FromString(fixture_bytes(SDK_SERVER_TRACES))
     client_span = req.resource_spans[0].scope_spans[0].spans[0]
     client_span.kind = Span.SPAN_KIND_CLIENT
     client_span.span_id = bytes(8 * [7])
@@ -132,9 +107,9 @@ def test_a_client_span_is_an_agent_side_report(client, conn):
     req.resource_spans[0].resource.attributes[-1].value.string_value = "some-agent"
     r = post(client, "/v1/traces", req.SerializeToString())
     assert r.status_code == 200 and not r.data, r.data
-    assert post(client, "/v1/traces", fixture_bytes(SDK_SERVER)).status_code == 200
+    assert post(client, "/v1/traces", fixture_bytes(SDK_SERVER_TRACES)).status_code == 200
     refresh_aggregates(conn)
     rows = conn.execute("SELECT source, mcp_server_id FROM tool_calls ORDER BY source").fetchall()
     assert rows == [("mcp_client", resource["service.name"]), ("mcp_server", resource["service.name"])]
-    window = _window([SDK_SERVER])
+    window = _window([SDK_SERVER_TRACES])
     assert _query(client, "mcp_tool_executions", window)["rows"][0]["value"] == 1

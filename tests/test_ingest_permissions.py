@@ -15,48 +15,16 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from agent_analytics.sql.migrate import migrate, refresh_aggregates
 from tests.conftest import QUERY_TOKEN
-from tests.ingest_support import fixture_bytes, plain, post
-
-FIXTURES = [*(f"claude-code-2.1.332-permissions-rules-logs-{i}.pb" for i in (1, 2, 3)),
-            *(f"claude-code-2.1.332-permissions-prompt-tool-logs-{i}.pb" for i in (1, 2, 3)),
-            *(f"claude-code-2.1.332-permissions-bypass-logs-{i}.pb" for i in (1, 2)),
-            *(f"claude-code-2.1.332-hook-block-logs-{i}.pb" for i in (1, 2))]
-SERVER = "fixture"
-
-
-def _attr(rec, key: str):
-    return next((plain(kv.value) for kv in rec.attributes if kv.key == key), None)
-
-
-def _as_mcp(name: str, abort_copies: list) -> bytes:
-    """The payload with every tool an MCP tool of server SERVER; each rejection is also copied
-    once as an interrupt (source user_abort), which Claude Code sends when the user stops a tool."""
-    req = ExportLogsServiceRequest.FromString(fixture_bytes(name))
-    for rl in req.resource_logs:
-        for sl in rl.scope_logs:
-            for rec in list(sl.log_records):
-                for kv in rec.attributes:
-                    if kv.key == "tool_name" and not kv.value.string_value.startswith("mcp"):
-                        kv.value.string_value = f"mcp__{SERVER}__{kv.value.string_value}"
-                if _attr(rec, "event.name") == "tool_decision" and _attr(rec, "decision") == "reject":
-                    copy = sl.log_records.add()
-                    copy.CopyFrom(rec)
-                    copy.time_unix_nano += 1_000_000
-                    for kv in copy.attributes:
-                        if kv.key == "source":
-                            kv.value.string_value = "user_abort"
-                    abort_copies.append(copy)
-    return req.SerializeToString()
-
+from tests.ingest_support import PERMISSION_LOGS, as_mcp, fixture_bytes, plain, post, record_attr
 
 def _decisions() -> list[dict]:
     out = []
-    for name in FIXTURES:
+    for name in PERMISSION_LOGS:
         req = ExportLogsServiceRequest.FromString(fixture_bytes(name))
         for rl in req.resource_logs:
             for sl in rl.scope_logs:
                 for rec in sl.log_records:
-                    if _attr(rec, "event.name") == "tool_decision":
+                    if record_attr(rec, "event.name") == "tool_decision":
                         out.append({kv.key: plain(kv.value) for kv in rec.attributes} | {"time": rec.time_unix_nano})
     return out
 
@@ -73,8 +41,8 @@ def test_each_rejection_is_recorded_with_what_happened(client, conn):
     assert no_rule, "the -p run rejects a tool that no rule names"
 
     aborts: list = []
-    for name in FIXTURES:
-        r = post(client, "/v1/logs", _as_mcp(name, aborts))
+    for name in PERMISSION_LOGS:
+        r = post(client, "/v1/logs", as_mcp(name, aborts))
         assert r.status_code == 200 and not r.data, r.data
     assert aborts
 

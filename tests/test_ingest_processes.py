@@ -18,8 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent_analytics.cluster import free_port
 from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
-from tests.ingest_support import headers
-from tests.test_ingest_counted import _many_api_requests
+from tests.ingest_support import headers, many_api_requests
 
 
 def _alive(pid: int) -> bool:
@@ -81,7 +80,7 @@ def test_two_receiver_processes(db_url, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         assert len(pids) == 2 and pids[0] == proc.pid and all(_alive(p) for p in pids)
-        body = _many_api_requests(50)
+        body = many_api_requests(50)
         # Distinct bodies (the same events shifted in time), each on its own connection, all at once.
         bodies = []
         for k in range(16):
@@ -161,7 +160,7 @@ def test_receiver_threads_and_reads_are_its_own(db_url):
         by_port = {s.adj.port: s.adj for s in service._servers}
         assert (by_port[cfg.ingest_port].threads, by_port[cfg.ingest_port].recv_bytes) == (1, INGEST_RECV_BYTES)
         assert by_port[cfg.query_port].threads == 8
-        body = _many_api_requests(20)
+        body = many_api_requests(20)
         statuses: list[int] = []
         base = f"http://127.0.0.1:{cfg.ingest_port}"
         threads = [threading.Thread(target=lambda: statuses.append(

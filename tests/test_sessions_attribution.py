@@ -17,9 +17,9 @@ from agent_analytics.config import Config
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests import conftest
 from tests.conftest import LLM_TOKEN
-from tests.ingest_support import fixture_bytes, log_events, logs_fixture, metrics_fixture, plain, post
-from tests.test_ingest_mcp_servers import CLAUDE, SDK_SERVER, _claude_mcp_results, _spans, _tool_calls
-from tests.test_ingest_permissions import FIXTURES, _as_mcp
+from tests.ingest_support import (CLAUDE_MCP_LOGS, PERMISSION_LOGS, SDK_SERVER_TRACES, as_mcp, claude_mcp_results,
+                                  fixture_bytes, log_events, logs_fixture, metrics_fixture, plain, post,
+                                  tool_call_spans, trace_spans)
 
 WITH_EVENTS = {
     "permissions-rules": ([1, 2, 3], [1, 2]),
@@ -191,16 +191,16 @@ def _without_tool_details(name: str) -> bytes:
 
 
 def test_tool_calls_without_a_user_instance_or_server_are_rows_of_their_own(client, conn):
-    server_calls = _tool_calls([SDK_SERVER])
-    agent_calls = _claude_mcp_results()
+    server_calls = tool_call_spans([SDK_SERVER_TRACES])
+    agent_calls = claude_mcp_results()
     assert all("enduser.id" not in {kv.key for kv in sp.attributes} for _, sp in server_calls)
-    for n in CLAUDE:
+    for n in CLAUDE_MCP_LOGS:
         assert post(client, "/v1/logs", fixture_bytes(n)).status_code == 200
-    assert post(client, "/v1/logs", _without_tool_details(CLAUDE[2])).status_code == 200
-    assert post(client, "/v1/traces", fixture_bytes(SDK_SERVER)).status_code == 200
+    assert post(client, "/v1/logs", _without_tool_details(CLAUDE_MCP_LOGS[2])).status_code == 200
+    assert post(client, "/v1/traces", fixture_bytes(SDK_SERVER_TRACES)).status_code == 200
     refresh_aggregates(conn)
-    times = [sp.start_time_unix_nano for _, sp in _spans(SDK_SERVER)] + [
-        rec.time_unix_nano for n in CLAUDE for _, rec in log_events(logs_fixture(n))]
+    times = [sp.start_time_unix_nano for _, sp in trace_spans(SDK_SERVER_TRACES)] + [
+        rec.time_unix_nano for n in CLAUDE_MCP_LOGS for _, rec in log_events(logs_fixture(n))]
     window = _window(times)
     # The server's own span names no user nor instance; the agent's events without tool details no server.
     calls = len(server_calls) + 2 * len(agent_calls)
@@ -221,8 +221,8 @@ def test_tool_calls_without_a_user_instance_or_server_are_rows_of_their_own(clie
 
 
 def test_blocked_calls_without_a_user_are_a_row_of_their_own(client, conn):
-    for n in FIXTURES:
-        assert post(client, "/v1/logs", _as_mcp(n, [])).status_code == 200
+    for n in PERMISSION_LOGS:
+        assert post(client, "/v1/logs", as_mcp(n, [])).status_code == 200
     blocks = conn.execute("SELECT count(*), min(time) FROM tool_calls WHERE outcome = 'blocked'").fetchone()
     # A gateway's block of a call that names no user or agent instance.
     span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "tools/call wipe",
