@@ -1,5 +1,6 @@
 """Test harness: one throwaway PostgreSQL cluster per run (as an unprivileged user when we are
-root), one migrated database per backend, every table emptied before each test.
+root), one migrated database per backend, every table emptied before each test
+(tests/harness_support.py).
 
 Tests that take the `backend` fixture run once per backend: plain PostgreSQL always, TimescaleDB
 where the extension is installed (skipped with a visible reason elsewhere). The run's header
@@ -8,7 +9,6 @@ and summary say which backends ran.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Iterator
 
 import psycopg
@@ -22,22 +22,16 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-from agent_analytics.cluster import LocalCluster, free_port, timescaledb_installed
+from agent_analytics.cluster import LocalCluster
 from agent_analytics.config import Config
-from agent_analytics.sql.migrate import migrate, refresh_aggregates
+from tests import harness_support
+from tests.harness_support import (BACKENDS, INGEST_TOKEN, LLM_TOKEN, NO_TSDB, QUERY_TOKEN,  # noqa: F401
+                                   TIMESCALEDB, reset_database)
 
-TIMESCALEDB = timescaledb_installed()
-NO_TSDB = "TimescaleDB extension not installed on this machine: TimescaleDB path not tested"
-BACKENDS = [
-    "plain",
-    pytest.param("timescaledb", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB)),
-]
-INGEST_TOKEN = "test-ingest-token"
-QUERY_TOKEN = "test-query-token"
-LLM_TOKEN = "test-llm-token"
-
-_backends_ran: set[str] = set()
-_databases: dict[str, str] = {}
+# The harness's state under the names test modules have imported from here.
+_backends_ran = harness_support.backends_ran
+_databases = harness_support.databases
+_migrated_database = harness_support.migrated_database
 
 
 @pytest.fixture(autouse=True)
@@ -71,42 +65,9 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalCluster]:
-    # Not under pytest's own tmp dir: that is private to root, and PostgreSQL runs as another user.
-    data_dir = tempfile.mkdtemp(prefix="aa-test-cluster-", dir="/tmp")
-    os.chmod(data_dir, 0o755)
-    cluster = LocalCluster(data_dir, free_port(), preload_timescaledb=TIMESCALEDB)
-    cluster.init()
-    # Durability is irrelevant for a throwaway cluster; speed is not.
-    cluster.start("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    cluster = harness_support.start_cluster()
     yield cluster
     cluster.destroy()
-
-
-def _migrated_database(cluster: LocalCluster, backend: str) -> str:
-    if backend not in _databases:
-        url = cluster.create_database(f"aa_test_{backend}")
-        # No retention or compression jobs: they would race the tests' own data.
-        migrate(url, timescaledb="on" if backend == "timescaledb" else "off",
-                retention_days=0, compress_after_days=0)
-        if backend == "timescaledb":
-            with psycopg.connect(url, autocommit=True) as c:
-                # Background refreshes would race the tests' explicit ones; tests refresh themselves.
-                c.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
-                          " WHERE proc_name = 'policy_refresh_continuous_aggregate'")
-        _databases[backend] = url
-    return _databases[backend]
-
-
-def reset_database(url: str) -> None:
-    """Empty every table (facts and directory) and the aggregates' materialisations."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename NOT IN ('schema_meta', 'schema_migrations', 'aa_rollups')")]
-        conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
-        if "aa_rollups" in {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}:
-            conn.execute("UPDATE aa_rollups SET watermark = '-infinity'")  # plain: materialised nothing yet
-        refresh_aggregates(conn)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -148,6 +109,28 @@ def app(config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def ds_app(request, pg_cluster):
+    """A query app on the generated data source dataset (tests/datasource_dataset.py), loaded
+    once per backend and only read."""
+    from agent_analytics.app import create_app
+    from tests.datasource_dataset import loaded_database
+
+    _backends_ran.add(request.param)
+    url = loaded_database(pg_cluster, request.param)
+    application = create_app(Config(database_url=url, query_tokens=(QUERY_TOKEN,), llm_query_tokens=(LLM_TOKEN,),
+                                    db_timeout_s=10, db_pool_size=4, retention_days=0, compress_after_days=0),
+                             role="query")
+    application.testing = True
+    yield application
+    application.extensions["aa_db"].close()
+
+
+@pytest.fixture(scope="module")
+def ds_client(ds_app):
+    return ds_app.test_client()
 
 
 @pytest.fixture

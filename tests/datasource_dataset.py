@@ -12,10 +12,9 @@ from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 import psycopg
-import pytest
 
 from agent_analytics.sql.migrate import refresh_aggregates
-from tests.conftest import BACKENDS, LLM_TOKEN, QUERY_TOKEN
+from tests.harness_support import disable_refresh_jobs
 
 UTC = timezone.utc
 ANCHOR = datetime(2026, 11, 20, 14, 37, 25, tzinfo=UTC)   # "now" of the dataset
@@ -605,7 +604,7 @@ def hour_buckets(start: datetime, end: datetime) -> list[datetime]:
 
 
 # ---------------------------------------------------------------------------------------------
-# One loaded database per backend for the whole run (the tests only read it), and an app on it.
+# One loaded database per backend for the whole run (the tests only read it).
 # ---------------------------------------------------------------------------------------------
 
 DATA = generate()
@@ -621,29 +620,12 @@ def loaded_database(cluster, backend: str) -> str:
                 compress_after_days=0)
         with psycopg.connect(url, autocommit=True) as c:
             if backend == "timescaledb":
-                # Our own explicit refresh only; no background job racing it.
-                c.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
-                          " WHERE proc_name = 'policy_refresh_continuous_aggregate'")
+                disable_refresh_jobs(c)
             load(c, DATA)
         _LOADED[backend] = url
     return _LOADED[backend]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def ds_app(request, pg_cluster):
-    from agent_analytics.app import create_app
-    from agent_analytics.config import Config
-    from tests import conftest
-
-    conftest._backends_ran.add(request.param)
-    url = loaded_database(pg_cluster, request.param)
-    app = create_app(Config(database_url=url, query_tokens=(QUERY_TOKEN,), llm_query_tokens=(LLM_TOKEN,),
-                            db_timeout_s=10, db_pool_size=4, retention_days=0, compress_after_days=0), role="query")
-    app.testing = True
-    yield app
-    app.extensions["aa_db"].close()
-
-
-@pytest.fixture(scope="module")
-def ds_client(ds_app):
-    return ds_app.test_client()
+# The query app's fixtures (ds_app, ds_client) live in conftest.py; modules that import them
+# from here get the same ones.
+from tests.conftest import ds_app, ds_client  # noqa: E402, F401

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LLM_TOKEN
+from tests.harness_support import LLM_TOKEN
 from tests.datasource_dataset import UTC
 
 

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from agent_analytics.cluster import free_port
-from tests.conftest import INGEST_TOKEN
+from tests.harness_support import INGEST_TOKEN
 
 MAX_RETRY_SLEEP_S = 0.5
 

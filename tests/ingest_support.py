@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from tests.conftest import INGEST_TOKEN
+from tests.harness_support import INGEST_TOKEN
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "otlp"
 

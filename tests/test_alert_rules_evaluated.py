@@ -23,7 +23,7 @@ pytest.importorskip("agent_analytics.ingest.http")
 from agent_analytics import demo  # noqa: E402
 from agent_analytics.dashboards.alerts import SURGE_MIN_BLOCKED, SURGE_RATIO  # noqa: E402
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
-from tests.conftest import INGEST_TOKEN, QUERY_TOKEN  # noqa: E402
+from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN  # noqa: E402
 from tests.grafana_alerting import alert_state, evaluate, infinity_numbers, evaluate_math, reduce  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from agent_analytics.ingest import pricing
 from agent_analytics.sql.migrate import refresh_aggregates
-from tests.conftest import LLM_TOKEN
+from tests.harness_support import LLM_TOKEN
 from tests.ingest_support import (FIXTURES, assert_session_totals_match_the_rows, fixture_bytes, logs_fixture,
                                   metrics_fixture, post, set_value)
 

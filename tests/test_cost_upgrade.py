@@ -15,7 +15,7 @@ import pytest
 
 from agent_analytics.sql import migrate as migrate_module
 from agent_analytics.sql.migrate import aggregate_definitions, load_migrations, migrate, refresh_aggregates
-from tests.conftest import NO_TSDB, TIMESCALEDB
+from tests.harness_support import NO_TSDB, TIMESCALEDB
 from tests.ingest_support import assert_session_totals_match_the_rows
 from tests.rawdata import load_raw_rows, raw_rows
 

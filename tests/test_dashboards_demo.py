@@ -12,7 +12,7 @@ pytest.importorskip("agent_analytics.ingest.http")
 from agent_analytics import demo  # noqa: E402
 from agent_analytics.cli import main  # noqa: E402
 from agent_analytics.ingest.directory import DocumentSchema  # noqa: E402
-from tests.conftest import INGEST_TOKEN  # noqa: E402
+from tests.harness_support import INGEST_TOKEN  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 
 NOW = datetime(2026, 3, 18, 15, 42, tzinfo=timezone.utc)

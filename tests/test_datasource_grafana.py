@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import LLM_TOKEN, QUERY_TOKEN
-from tests.datasource_dataset import ANCHOR, DATA, Oracle, ds_app, ds_client  # noqa: F401
+from tests.harness_support import LLM_TOKEN, QUERY_TOKEN
+from tests.datasource_dataset import ANCHOR, DATA, Oracle
 from tests.datasource_support import api, assert_rows, field, grafana, iso, ms, same
 
 ORACLE = Oracle(DATA)
@@ -263,7 +263,7 @@ def test_generated_requests_from_the_openapi_document_never_fail_the_server(ds_a
 
 
 def test_a_page_past_any_offset_is_a_400_naming_the_field(ds_client):
-    from tests.conftest import LLM_TOKEN
+    from tests.harness_support import LLM_TOKEN
 
     r = ds_client.get("/api/v1/query/mcp_top_mcps?page=922337203685477582",
                       headers={"Authorization": f"Bearer {LLM_TOKEN}"})

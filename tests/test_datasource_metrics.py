@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.datasource_dataset import (ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle, ds_app, ds_client,  # noqa: F401
-                                     hour_buckets)
+from tests.datasource_dataset import ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle, hour_buckets
 from tests.datasource_support import api, assert_rows, ms, same
 
 ORACLE = Oracle(DATA)

@@ -10,7 +10,7 @@ import pytest
 from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
 from agent_analytics.datasource.relations import (EXECUTED, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
                                                   SESSION_METRICS, TIME_FREE, TOOL_CALLS, choose_aggregate)
-from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
+from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import api, materialised
 
 BLOCKED = "tool_calls_blocked_hourly"
@@ -103,7 +103,7 @@ def test_the_service_reads_the_rollups(ds_client):
 
 def test_raw_reads_give_the_same_answers(ds_app):
     """AA_READ_AGGREGATES=0 (benchmarks' baseline) answers from raw rows, identically."""
-    from tests.conftest import LLM_TOKEN
+    from tests.harness_support import LLM_TOKEN
 
     start, end = ANCHOR - timedelta(days=7, minutes=17), ANCHOR
     raw_app_config = ds_app.config["AA"].replace(read_aggregates=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.datasource_dataset import ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle, ds_app, ds_client  # noqa: F401
+from tests.datasource_dataset import ANCHOR, DATA, TOKEN_TYPES, UTC, Oracle
 from tests.datasource_support import api, assert_rows, ms, same
 
 ORACLE = Oracle(DATA)

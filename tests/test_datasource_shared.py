@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from agent_analytics.datasource.shared import Shared
-from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
+from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import api
 
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent_analytics.datasource import timerange as tr
-from tests.conftest import LLM_TOKEN
-from tests.datasource_dataset import ANCHOR, DATA, UTC, Oracle, day_buckets, ds_app, ds_client  # noqa: F401
+from tests.harness_support import LLM_TOKEN
+from tests.datasource_dataset import ANCHOR, DATA, UTC, Oracle, day_buckets
 from tests.datasource_support import api, field, grafana, iso, materialised, ms, same
 
 ORACLE = Oracle(DATA)

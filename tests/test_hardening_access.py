@@ -19,7 +19,7 @@ from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
 from agent_analytics.config import Config
 from agent_analytics.datasource import catalog
-from tests.conftest import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
 from tests.hardening_support import api_requests
 from tests.ingest_support import Server
 

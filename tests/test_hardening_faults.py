@@ -21,7 +21,7 @@ from agent_analytics.config import Config
 from agent_analytics.db import PROBE_INTERVAL_S, Database, DatabaseDown
 from psycopg_pool import PoolTimeout
 from agent_analytics.sql.migrate import migrate
-from tests.conftest import INGEST_TOKEN, LLM_TOKEN, TIMESCALEDB
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, TIMESCALEDB
 from tests.hardening_support import SendStats, api_requests, receiver_process, send_until_stored
 from tests.ingest_support import Server, cumulative_token_usage
 

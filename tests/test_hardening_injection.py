@@ -14,8 +14,8 @@ import requests
 from agent_analytics.app import create_app
 from agent_analytics.datasource import catalog
 from agent_analytics.sql.migrate import refresh_aggregates
-from tests.conftest import INGEST_TOKEN, LLM_TOKEN
-from tests.datasource_dataset import ANCHOR, ds_app, ds_client  # noqa: F401
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN
+from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import iso, ms
 from tests.ingest_support import Server
 

@@ -22,8 +22,7 @@ from agent_analytics.cluster import free_port
 from agent_analytics.config import Config
 from agent_analytics.ingest import codec
 from agent_analytics.ingest.values import MAX_ATTRIBUTES, MAX_STRING
-from tests.conftest import INGEST_TOKEN, LLM_TOKEN
-from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN
 from tests.hardening_support import api_requests, insane_rows
 from tests.ingest_support import JSON, PB, Server, headers, set_value
 

@@ -11,8 +11,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from tests.conftest import LLM_TOKEN
-from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
+from tests.harness_support import LLM_TOKEN
 
 H = {"Authorization": f"Bearer {LLM_TOKEN}"}
 FUZZ = settings(max_examples=150, deadline=None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import TIMESCALEDB
+from tests.harness_support import TIMESCALEDB
 from tests.ingest_support import fixture_bytes, post
 
 pytestmark = pytest.mark.skipif(not TIMESCALEDB, reason="TimescaleDB not installed")

@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from agent_analytics.app import create_app
-from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN
 from tests.ingest_support import JSON, PB, fixture_bytes, headers
 
 FIXTURE = "claude-code-2.1.328-logs-1.pb"

@@ -20,7 +20,7 @@ from agent_analytics.app import create_app
 from agent_analytics.cluster import LocalCluster, free_port
 from agent_analytics.config import Config
 from agent_analytics.sql.migrate import migrate
-from tests.conftest import INGEST_TOKEN
+from tests.harness_support import INGEST_TOKEN
 from tests.ingest_support import Server, fixture_bytes, headers
 
 FIXTURE = "claude-code-2.1.328-logs-1.pb"

@@ -14,7 +14,7 @@ import psycopg
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from agent_analytics.sql.migrate import migrate, refresh_aggregates
-from tests.conftest import QUERY_TOKEN
+from tests.harness_support import QUERY_TOKEN
 from tests.ingest_support import PERMISSION_LOGS, as_mcp, fixture_bytes, plain, post, record_attr
 
 def _decisions() -> list[dict]:

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_analytics.cluster import free_port
-from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN
 from tests.ingest_support import headers, many_api_requests
 
 

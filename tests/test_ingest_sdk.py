@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from tests.conftest import INGEST_TOKEN
+from tests.harness_support import INGEST_TOKEN
 from tests.ingest_support import Server
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}

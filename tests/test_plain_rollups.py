@@ -22,9 +22,9 @@ pytestmark = pytest.mark.usefixtures("plain_backend")
 @pytest.fixture
 def plain_backend(request):
     # The TimescaleDB path is TimescaleDB's own continuous aggregates (test_datasource_rollups).
-    from tests.conftest import _backends_ran
+    from tests.harness_support import backends_ran
 
-    _backends_ran.add("plain")
+    backends_ran.add("plain")
 
 
 def _exact(value):

@@ -13,7 +13,7 @@ import pytest
 
 from agent_analytics.sql.migrate import AGGREGATES, MigrationError, load_migrations, migrate
 
-from .conftest import NO_TSDB, TIMESCALEDB
+from tests.harness_support import NO_TSDB, TIMESCALEDB
 from .rawdata import load_raw_rows as _load, raw_rows as _raw_rows
 
 
@@ -144,9 +144,9 @@ def _aggregate_contents(url: str) -> dict[str, list]:
 
 @pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB)
 def test_same_rows_give_same_aggregates_on_both_backends(pg_cluster):
-    from .conftest import _migrated_database, reset_database
+    from tests.harness_support import migrated_database, reset_database
 
-    urls = {b: _migrated_database(pg_cluster, b) for b in ("plain", "timescaledb")}
+    urls = {b: migrated_database(pg_cluster, b) for b in ("plain", "timescaledb")}
     for url in urls.values():
         reset_database(url)
         _load(url)

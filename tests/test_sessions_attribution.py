@@ -15,8 +15,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from agent_analytics.config import Config
 from agent_analytics.sql.migrate import refresh_aggregates
-from tests import conftest
-from tests.conftest import LLM_TOKEN
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
 from tests.ingest_support import (CLAUDE_MCP_LOGS, PERMISSION_LOGS, SDK_SERVER_TRACES, as_mcp, claude_mcp_results,
                                   fixture_bytes, log_events, logs_fixture, metrics_fixture, plain, post,
                                   tool_call_spans, trace_spans)
@@ -66,7 +65,7 @@ def _query(client, metric: str, window: dict, **params) -> dict:
 def config(db_url, request) -> Config:
     """The tests' configuration, reading the aggregates and the kept session totals, or only the
     raw rows (AA_READ_AGGREGATES=0): both answer the same."""
-    return Config(database_url=db_url, ingest_tokens=(conftest.INGEST_TOKEN,), query_tokens=(conftest.QUERY_TOKEN,),
+    return Config(database_url=db_url, ingest_tokens=(INGEST_TOKEN,), query_tokens=(QUERY_TOKEN,),
                   llm_query_tokens=(LLM_TOKEN,), db_timeout_s=5, db_pool_size=4, retention_days=0,
                   compress_after_days=0, read_aggregates=request.param)
 
@@ -232,7 +231,7 @@ def test_blocked_calls_without_a_user_are_a_row_of_their_own(client, conn):
                 "mcp.method.name": "tools/call", "gen_ai.tool.name": "wipe", "mcp.server.name": "crm",
                 "mcp.gateway.decision": "block", "policy.id": "no-wipe"}.items()]}
     r = client.post("/v1/traces", data=json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [span]}]}]}),
-                    headers={"Authorization": f"Bearer {conftest.INGEST_TOKEN}", "Content-Type": "application/json"})
+                    headers={"Authorization": f"Bearer {INGEST_TOKEN}", "Content-Type": "application/json"})
     assert r.status_code == 200, r.data
     refresh_aggregates(conn)
     t = int(blocks[1].timestamp() * 1e9)

@@ -21,7 +21,7 @@ pytest.importorskip("opentelemetry.sdk")
 
 from agent_analytics.cli import main  # noqa: E402
 from agent_analytics.setup_guide import GATEWAY_ATTRIBUTES, TARGETS, snippets  # noqa: E402
-from tests.conftest import INGEST_TOKEN  # noqa: E402
+from tests.harness_support import INGEST_TOKEN  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

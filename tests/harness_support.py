@@ -1,0 +1,69 @@
+"""The test harness's shared parts: the backends under test, the tokens the test apps accept, the
+throwaway PostgreSQL cluster and its migrated databases, and emptying a database between tests.
+conftest.py turns them into fixtures; test modules import constants from here."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import psycopg
+import pytest
+
+from agent_analytics.cluster import LocalCluster, free_port, timescaledb_installed
+from agent_analytics.sql.migrate import migrate, refresh_aggregates
+
+TIMESCALEDB = timescaledb_installed()
+NO_TSDB = "TimescaleDB extension not installed on this machine: TimescaleDB path not tested"
+BACKENDS = [
+    "plain",
+    pytest.param("timescaledb", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB)),
+]
+INGEST_TOKEN = "test-ingest-token"
+QUERY_TOKEN = "test-query-token"
+LLM_TOKEN = "test-llm-token"
+
+backends_ran: set[str] = set()
+databases: dict[str, str] = {}
+
+
+def start_cluster() -> LocalCluster:
+    # Not under pytest's own tmp dir: that is private to root, and PostgreSQL runs as another user.
+    data_dir = tempfile.mkdtemp(prefix="aa-test-cluster-", dir="/tmp")
+    os.chmod(data_dir, 0o755)
+    cluster = LocalCluster(data_dir, free_port(), preload_timescaledb=TIMESCALEDB)
+    cluster.init()
+    # Durability is irrelevant for a throwaway cluster; speed is not.
+    cluster.start("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    return cluster
+
+
+def disable_refresh_jobs(conn: psycopg.Connection) -> None:
+    """Background refreshes would race the tests' explicit ones; tests refresh themselves."""
+    conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
+                 " WHERE proc_name = 'policy_refresh_continuous_aggregate'")
+
+
+def migrated_database(cluster: LocalCluster, backend: str) -> str:
+    """The run's database of that backend (created and migrated on first use)."""
+    if backend not in databases:
+        url = cluster.create_database(f"aa_test_{backend}")
+        # No retention or compression jobs: they would race the tests' own data.
+        migrate(url, timescaledb="on" if backend == "timescaledb" else "off",
+                retention_days=0, compress_after_days=0)
+        if backend == "timescaledb":
+            with psycopg.connect(url, autocommit=True) as c:
+                disable_refresh_jobs(c)
+        databases[backend] = url
+    return databases[backend]
+
+
+def reset_database(url: str) -> None:
+    """Empty every table (facts and directory) and the aggregates' materialisations."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename NOT IN ('schema_meta', 'schema_migrations', 'aa_rollups')")]
+        conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+        if "aa_rollups" in {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}:
+            conn.execute("UPDATE aa_rollups SET watermark = '-infinity'")  # plain: materialised nothing yet
+        refresh_aggregates(conn)
