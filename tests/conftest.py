@@ -1,10 +1,11 @@
 """Test harness: one throwaway PostgreSQL cluster per run (as an unprivileged user when we are
-root), one migrated database per backend, every table emptied before each test
-(tests/harness_support.py).
+root), started only when a selected test needs it; one migrated database per backend, every
+table emptied before each test that takes it (tests/harness_support.py).
 
 Tests that take the `backend` fixture run once per backend: plain PostgreSQL always, TimescaleDB
 where the extension is installed (skipped with a visible reason elsewhere). The run's header
-and summary say which backends ran.
+and summary say which backends ran. Tests that reach the cluster are marked `db`: `-m "not db"`
+runs the others alone.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ if os.environ.get("CI"):
 from agent_analytics.cluster import LocalCluster
 from agent_analytics.config import Config
 from tests import harness_support
-from tests.harness_support import (BACKENDS, INGEST_TOKEN, LLM_TOKEN, NO_TSDB, QUERY_TOKEN,  # noqa: F401
+from tests.harness_support import (BACKENDS, DB_FIXTURES, INGEST_TOKEN, LLM_TOKEN, NO_TSDB, QUERY_TOKEN,  # noqa: F401
                                    TIMESCALEDB, reset_database)
 
 # The harness's state under the names test modules have imported from here.
@@ -53,6 +54,8 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if not harness_support.clusters_started:
+        terminalreporter.write_line("agent-analytics: test cluster: not started (no selected test needed it)")
     ran = ", ".join(sorted(_backends_ran)) or "none"
     terminalreporter.write_line(f"agent-analytics: database backends exercised: {ran}")
     if not TIMESCALEDB:
@@ -63,9 +66,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"agent-analytics: {grafana_js_support.summary()}")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that reaches the cluster (through any fixture) `db`, before `-m` selects:
+    `-m "not db"` runs the rest without starting PostgreSQL."""
+    for item in items:
+        if DB_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalCluster]:
     cluster = harness_support.start_cluster()
+    harness_support.clusters_started += 1
     yield cluster
     cluster.destroy()
 

@@ -22,8 +22,14 @@ INGEST_TOKEN = "test-ingest-token"
 QUERY_TOKEN = "test-query-token"
 LLM_TOKEN = "test-llm-token"
 
+# A test whose fixture closure holds one of these is a database test (marked `db`): every fixture
+# that reaches the test cluster starts from pg_cluster, and a test taking `backend` runs on one.
+# A test that starts PostgreSQL some other way carries the mark itself.
+DB_FIXTURES = frozenset({"pg_cluster", "backend"})
+
 backends_ran: set[str] = set()
 databases: dict[str, str] = {}
+clusters_started = 0
 
 
 def start_cluster() -> LocalCluster:

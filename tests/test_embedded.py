@@ -44,6 +44,7 @@ def _interrupt(proc: subprocess.Popen) -> str:
     return out
 
 
+@pytest.mark.db  # starts PostgreSQL of its own
 def test_up_embedded_restart_keeps_data():
     data_dir = tempfile.mkdtemp(prefix="aa-test-up-", dir="/tmp")
     os.chmod(data_dir, 0o755)

@@ -44,6 +44,7 @@ def _count(url: str) -> int:
         return c.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
 
 
+@pytest.mark.db  # starts PostgreSQL of its own
 def test_database_down_503_then_retries_land(own_cluster):
     cluster, url = own_cluster
     cfg = Config(database_url=url, ingest_tokens=(INGEST_TOKEN,), db_timeout_s=1, db_pool_size=2,
