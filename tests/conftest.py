@@ -1,6 +1,6 @@
 """Test harness: one throwaway PostgreSQL cluster per run (as an unprivileged user when we are
-root), started only when a selected test needs it; one migrated database per backend, every
-table emptied before each test that takes it (tests/harness_support.py).
+root), started only when a selected test needs it; one migrated database per backend, emptied
+before each test that takes it (tests/harness_support.py).
 
 Tests that take the `backend` fixture run once per backend: plain PostgreSQL always, TimescaleDB
 where the extension is installed (skipped with a visible reason elsewhere). The run's header

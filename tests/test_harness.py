@@ -1,10 +1,18 @@
 """The test harness itself: `-m "not db"` leaves out every test that reaches the database without
-anyone marking it and starts no cluster."""
+anyone marking it and starts no cluster, and a reset database is empty in its tables and its
+aggregates however the previous test left them."""
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent_analytics.sql.migrate import AGGREGATES, refresh_aggregates
+from tests.harness_support import reset_database
+from tests.rawdata import load_raw_rows, raw_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,3 +26,46 @@ def test_not_db_runs_the_unit_tests_alone_without_a_cluster():
     assert "test_ingest_directory.py::" not in proc.stdout
     assert "tests/test_config.py::" in proc.stdout and " deselected" in proc.stdout
     assert "test cluster: not started" in proc.stdout
+
+
+def _counts(conn: psycopg.Connection) -> dict[str, int]:
+    tables = [r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename NOT IN ('schema_meta', 'schema_migrations', 'aa_rollups')")]
+    return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in [*tables, *AGGREGATES]}
+
+
+def test_reset_empties_every_table_and_aggregate(db_url, conn):
+    tool_calls, llm, points = raw_rows()
+    load_raw_rows(db_url)  # facts, session totals and every aggregate
+    conn.execute("INSERT INTO users (id, email) VALUES ('ann@x', 'ann@x')")
+    # Raw rows gone but their aggregates still materialised: the reset must look at both.
+    conn.execute("DELETE FROM tool_calls")
+    held = {name for name, n in _counts(conn).items() if n}
+    assert {"users", "llm_requests", "sessions", "tool_calls_hourly", "llm_usage_by_model_daily"} <= held
+    assert "tool_calls" not in held
+
+    reset_database(db_url)
+    assert {name: n for name, n in _counts(conn).items() if n} == {}
+    # What is loaded next is aggregated from scratch, as on a new database.
+    load_raw_rows(db_url, (tool_calls[:100], llm[:50], points[:10]))
+    assert conn.execute("SELECT sum(calls) FROM tool_calls_hourly").fetchone()[0] == 100
+    assert conn.execute("SELECT sum(requests) FROM llm_usage_by_model_daily").fetchone()[0] == 50
+    reset_database(db_url)
+    reset_database(db_url)  # nothing held: nothing to do
+    refresh_aggregates(conn)
+    assert {name: n for name, n in _counts(conn).items() if n} == {}
+
+
+@pytest.mark.parametrize("table", ["tool_calls", "llm_requests", "metric_points"])
+def test_reset_after_rows_of_one_table(db_url, conn, table):
+    """Rows in one raw table only: its aggregates are emptied, and the next rows of every table
+    are aggregated in full."""
+    rows = raw_rows()
+    only = tuple(r if name == table else [] for name, r in zip(("tool_calls", "llm_requests", "metric_points"), rows))
+    load_raw_rows(db_url, only)
+    reset_database(db_url)
+    assert {name: n for name, n in _counts(conn).items() if n} == {}
+    load_raw_rows(db_url, rows)
+    assert conn.execute("SELECT sum(calls) FROM tool_calls_totals_daily").fetchone()[0] == len(rows[0])
+    assert conn.execute("SELECT sum(requests) FROM llm_usage_totals_hourly").fetchone()[0] == len(rows[1])
