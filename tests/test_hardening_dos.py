@@ -21,8 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
 from agent_analytics.datasource import service as datasource_service
-from tests.conftest import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
-from tests.datasource_dataset import ds_app, ds_client  # noqa: F401
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
 from tests.hardening_support import api_requests
 from tests.ingest_support import headers
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from tests.conftest import INGEST_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN
 from tests.ingest_support import Server, fixture_bytes, logs_fixture, plain, post
 
 QUERY = {"Authorization": f"Bearer {QUERY_TOKEN}"}
