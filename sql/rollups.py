@@ -1,0 +1,329 @@
+"""The aggregates: rollups of the raw tables into time buckets, each declared once.
+
+A `Rollup` names the raw table it groups, the rows it holds, its keys, its measures and the
+bucket widths it is kept at (hourly; daily, by UTC day, for whole days of a window). From it:
+
+- `Aggregate.select` renders the SELECT of one width: migrate.py builds from it a continuous
+  aggregate on TimescaleDB and a rollup on plain PostgreSQL (plain/20_rollups.sql), and records
+  its checksum;
+- datasource/relations.py chooses which aggregate answers a question from the keys each holds.
+
+The rendered text, its comment included, is the definition whose checksum a database records:
+an aggregate whose text changes is rebuilt from the raw rows that remain (retention may have
+dropped older ones). So the layout is fixed and the `doc`s are part of it;
+tests/test_rollups_declared.py holds the text to the release's (tests/legacy/aggregates_0008).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOUR, DAY = "1 hour", "1 day"
+SUFFIX = {HOUR: "hourly", DAY: "daily"}
+SECONDS = {HOUR: 3600, DAY: 86400}
+
+_INDENT = " " * len("SELECT ")
+_GROUP_INDENT = " " * len("GROUP BY ")
+_WIDTH = 97  # keys and GROUP BY wrap to lines of at most this many characters
+
+
+@dataclass(frozen=True)
+class Key:
+    """A grouping column. `expr`: what it groups by when not the raw column itself; such a key
+    holds the column only in part (the filters and questions on it need the raw column)."""
+    name: str
+    expr: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.expr is None
+
+    @property
+    def grouped(self) -> str:
+        return self.expr or self.name
+
+    @property
+    def selected(self) -> str:
+        return f"{self.expr} AS {self.name}" if self.expr else self.name
+
+
+@dataclass(frozen=True)
+class Measure:
+    """An aggregated column; `expr` may span lines (continuation lines indented from SELECT's
+    columns, the last one ending where the name is written)."""
+    name: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A raw table and every measure its rollups may hold. `column`: where the measures' names
+    are written, when a rollup holds more than one (past it after a longer expression)."""
+    table: str
+    measures: tuple[Measure, ...]
+    column: int
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One rollup at one bucket width: a relation the queries read."""
+    name: str
+    rollup: Rollup
+    width: str
+
+    @property
+    def raw(self) -> str:
+        return self.rollup.raw.table
+
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        return self.rollup.keys
+
+    @property
+    def where(self) -> str | None:
+        return self.rollup.where
+
+    @property
+    def seconds(self) -> int:
+        return SECONDS[self.width]
+
+    @property
+    def select(self) -> str:
+        return _render(self.rollup, self.width)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """Rows of `raw` (those meeting `where`) grouped by time bucket and `keys`, at each width
+    `docs` describes (the aggregate's comment). The aggregate of a width is named
+    `{name}_hourly` or `{name}_daily`."""
+    name: str
+    raw: Raw
+    keys: tuple[Key, ...]
+    measures: tuple[Measure, ...]
+    docs: dict[str, str] = field(hash=False)
+    where: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [m.name for m in self.measures if m not in self.raw.measures]
+        if unknown or not set(self.docs) <= set(SUFFIX):
+            raise ValueError(f"rollup {self.name}: measures {unknown} not of {self.raw.table}, or widths {self.docs}")
+
+    def at(self, width: str) -> Aggregate:
+        if width not in self.docs:
+            raise KeyError(f"rollup {self.name} is not kept at {width}")
+        return Aggregate(f"{self.name}_{SUFFIX[width]}", self, width)
+
+    @property
+    def hourly(self) -> Aggregate:
+        return self.at(HOUR)
+
+    @property
+    def daily(self) -> Aggregate | None:
+        return self.at(DAY) if DAY in self.docs else None
+
+
+def _wrapped(first: str, items: list[str], indent: str, end: str) -> list[str]:
+    """`items` joined by ", " after `first`, a new line (at `indent`) before one that would
+    pass _WIDTH; `end` after the last."""
+    lines, line = [], first
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else end)
+        if line.strip() and len(line) + 1 + len(piece) > _WIDTH:
+            lines.append(line)
+            line = indent + piece
+        else:
+            line = f"{line} {piece}" if line.strip() else line + piece
+    return [*lines, line]
+
+
+def _render(rollup: Rollup, width: str) -> str:
+    lines = [f"-- {line}".rstrip() for line in rollup.docs[width].split("\n")]
+    lines.append(f"SELECT time_bucket(INTERVAL '{width}', time) AS bucket,")
+    if rollup.keys:
+        lines += _wrapped(_INDENT, [k.selected for k in rollup.keys],
+                          _INDENT, ",")
+    column = rollup.raw.column if len(rollup.measures) > 1 else 0
+    for i, m in enumerate(rollup.measures):
+        *head, last = m.expr.split("\n")
+        lines += [_INDENT + h for h in head]
+        lines.append(f"{_INDENT}{last:<{column}} AS {m.name}" + ("," if i < len(rollup.measures) - 1 else ""))
+    lines.append(f"FROM {rollup.raw.table}")
+    if rollup.where:
+        lines.append(f"WHERE {rollup.where}")
+    lines += _wrapped("GROUP BY", ["bucket", *(k.grouped for k in rollup.keys)],
+                      _GROUP_INDENT, "")
+    return "\n".join(lines) + "\n"
+
+
+# ---- tool calls --------------------------------------------------------------------------------
+
+CALLS = Measure("calls", "count(*)")
+TOOL_CALLS = Raw("tool_calls", (CALLS, Measure("duration_ms_sum", "sum(duration_ms)"),
+                                Measure("duration_count", "count(duration_ms)")), column=18)
+# Blocked calls never ran; the rollups that hold only them.
+BLOCKED = "outcome = 'blocked'"
+SOURCE, OUTCOME, USER, AGENT, AGENT_INSTANCE, MCP_SERVER, TOOL = (
+    Key(n) for n in ("source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name"))
+POLICY = tuple(Key(n) for n in ("policy_id", "policy_name", "policy_description"))
+# The MCP server of calls not reported by the gateway: all that the "gateway first"
+# de-duplication of executions needs to know about them.
+NON_GATEWAY_SERVER = Key("mcp_server_id", "CASE WHEN source = 'gateway' THEN NULL ELSE mcp_server_id END")
+
+TOOL_CALLS_FULL = Rollup(
+    "tool_calls", TOOL_CALLS, (SOURCE, USER, AGENT, AGENT_INSTANCE, MCP_SERVER, TOOL, OUTCOME, *POLICY),
+    TOOL_CALLS.measures,
+    {HOUR: "Tool calls per hour by every filter dimension, outcome and policy (MCP Usage, Security)."})
+TOOL_CALLS_BLOCKED = Rollup(
+    "tool_calls_blocked", TOOL_CALLS, TOOL_CALLS_FULL.keys, (CALLS,),
+    {HOUR: "Blocked calls only (a few percent of all calls), with every filter column and the policy as\n"
+           "recorded: what the Security tab reads, filtered or not."},
+    where=BLOCKED)
+TOOL_CALLS_TOTALS = Rollup(
+    "tool_calls_totals", TOOL_CALLS, (SOURCE, OUTCOME, NON_GATEWAY_SERVER), (CALLS,),
+    {HOUR: "The smallest rollup of tool_calls: calls per hour by source and outcome, for the totals and\n"
+           "time series with no filter on who or what. The MCP server is kept only for calls not reported\n"
+           "by the gateway, which is all that the \"gateway first\" de-duplication needs about them.",
+     DAY: "Daily (UTC) twin of tool_calls_totals_hourly (see tool_calls_by_tool_daily.sql)."})
+TOOL_CALLS_BY_POLICY = Rollup(
+    "tool_calls_by_policy", TOOL_CALLS, (OUTCOME, *POLICY), (CALLS,),
+    {HOUR: "Blocked calls per hour and policy as recorded: the top blocking policies when no filter\n"
+           "narrows the actors or tools.",
+     DAY: "Daily (UTC) twin of tool_calls_by_policy_hourly (see tool_calls_by_tool_daily.sql)."},
+    where=BLOCKED)
+TOOL_CALLS_BY_SERVER = Rollup(
+    "tool_calls_by_server", TOOL_CALLS, (SOURCE, OUTCOME, MCP_SERVER), (CALLS,),
+    {HOUR: "The smallest tool-call rollup: calls per hour, source, outcome and MCP server. Enough for the\n"
+           "executions and blocked-calls counts and their time series (with gateway de-duplication).",
+     DAY: "Daily (UTC) twin of tool_calls_by_server_hourly (see tool_calls_by_tool_daily.sql)."})
+TOOL_CALLS_BY_TOOL = Rollup(
+    "tool_calls_by_tool", TOOL_CALLS, (SOURCE, OUTCOME, MCP_SERVER, TOOL), (CALLS,),
+    {HOUR: "Rollup of tool_calls_hourly without the actor columns: what unfiltered (or MCP / resource-tag\n"
+           "filtered) MCP Usage and Security panels read. Far fewer rows than the full aggregate, whose\n"
+           "actor x tool combinations are nearly as many as the raw calls.",
+     DAY: "Daily (UTC) twin of tool_calls_by_tool_hourly: whole days inside a window are read from here,\n"
+          "the hours around them from the hourly rollup, the partial hours at the edges from raw rows."})
+TOOL_CALLS_BY_USER = Rollup(
+    "tool_calls_by_user", TOOL_CALLS, (SOURCE, OUTCOME, USER, NON_GATEWAY_SERVER), (CALLS,),
+    {HOUR: "Rollup of tool_calls_hourly by user only (active and top users, the user and group filters).\n"
+           "The MCP server is kept only for calls not reported by the gateway, which is all that the\n"
+           "\"gateway first\" de-duplication of executions needs to know about them.",
+     DAY: "Daily (UTC) twin of tool_calls_by_user_hourly (see tool_calls_by_tool_daily.sql)."})
+TOOL_CALLS_BY_ACTOR = Rollup(
+    "tool_calls_by_actor", TOOL_CALLS, (SOURCE, OUTCOME, USER, AGENT, AGENT_INSTANCE, NON_GATEWAY_SERVER), (CALLS,),
+    {HOUR: "Rollup of tool_calls_hourly without the tool: who called (user, agent, agent instance).\n"
+           "The MCP server is kept only for calls not reported by the gateway, which is all that the\n"
+           "\"gateway first\" de-duplication of executions needs to know about them.",
+     DAY: "Daily (UTC) twin of tool_calls_by_actor_hourly (see tool_calls_by_tool_daily.sql)."})
+TOOL_CALLS_BY_USER_TOOL = Rollup(
+    "tool_calls_by_user_tool", TOOL_CALLS, (SOURCE, OUTCOME, USER, MCP_SERVER, TOOL), (CALLS,),
+    {DAY: "Tool calls per UTC day by user and tool: the daily twin, for these columns, of tool_calls_hourly\n"
+          "(which answers the hours around whole days). Which tools and MCP servers a user or a group\n"
+          "used: a filter on users together with a question on tools needs both columns."})
+
+# ---- LLM requests (events) ---------------------------------------------------------------------
+
+_TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
+_REQUEST_SUMS = (Measure("requests", "count(*)"),
+                 *(Measure(c, f"sum({c})") for c in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                                      "cache_write_tokens", "estimated_cost_usd", "reported_cost_usd")))
+# Tokens without the cost (`counted` or not: a price is a request's).
+_UNPRICED_TOKENS = tuple(Measure(f"{c}_unpriced_tokens", f"sum({_TOKEN_TOTAL})\n    FILTER (WHERE {c}_cost_usd IS NULL)")
+                         for c in ("estimated", "reported"))
+UNPRICED_REQUESTS = Measure("unpriced_requests", "sum(CASE WHEN estimated_cost_usd IS NULL THEN 1 ELSE 0 END)")
+# (The trailing space aligns its name with unpriced_requests' above it in llm_usage_hourly.)
+_UNREPORTED_REQUESTS = Measure("unreported_requests", "sum(CASE WHEN reported_cost_usd IS NULL THEN 1 ELSE 0 END) ")
+_LATENCY = (Measure("latency_ms_sum", "sum(latency_ms)"), Measure("latency_count", "count(latency_ms)"))
+_TIMES = (Measure("first_time", "min(time)"), Measure("last_time", "max(time)"))
+LLM_REQUESTS = Raw("llm_requests", (*_REQUEST_SUMS, *_UNPRICED_TOKENS, UNPRICED_REQUESTS, _UNREPORTED_REQUESTS,
+                                    *_LATENCY, *_TIMES), column=57)
+SESSION, PROVIDER, MODEL, COUNTED = (Key(n) for n in ("session_id", "provider", "model", "counted"))
+_USAGE = (*_REQUEST_SUMS, *_UNPRICED_TOKENS)
+
+LLM_USAGE_FULL = Rollup(
+    "llm_usage", LLM_REQUESTS, (SOURCE, USER, AGENT, PROVIDER, MODEL, COUNTED),
+    (*_USAGE, UNPRICED_REQUESTS, _UNREPORTED_REQUESTS, *_LATENCY),
+    {HOUR: "LLM requests per hour by user, agent, provider and model (LLM Usage); `counted`: whether\n"
+           "the request's tokens count (false when its session sent metric points instead). Their cost\n"
+           "always counts (a price is a request's); `*_unpriced_tokens`: tokens without that cost."})
+LLM_USAGE_BY_USER = Rollup(
+    "llm_usage_by_user", LLM_REQUESTS, (USER, PROVIDER, MODEL, COUNTED), _USAGE,
+    {DAY: "Daily (UTC) twin of llm_usage_hourly by user, provider and model: whole days of the window\n"
+          "for metrics that do not look at the time (totals, top users and models)."})
+LLM_USAGE_TOTALS = Rollup(
+    "llm_usage_totals", LLM_REQUESTS, (COUNTED,), _USAGE,
+    {HOUR: "llm_usage_hourly without users or models: LLM Usage totals and series without a filter.",
+     DAY: "Daily (UTC) twin of llm_usage_totals_hourly: whole days of the window for totals."})
+LLM_USAGE_BY_MODEL = Rollup(
+    "llm_usage_by_model", LLM_REQUESTS, (PROVIDER, MODEL, COUNTED), _USAGE,
+    {HOUR: "llm_usage_hourly by provider and model only: LLM Usage without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_usage_by_model_hourly."})
+LLM_USAGE_PER_USER = Rollup(
+    "llm_usage_per_user", LLM_REQUESTS, (USER, COUNTED), _USAGE,
+    {HOUR: "llm_usage_hourly by user only: top users, and every total under a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_usage_per_user_hourly: whole days of the window."})
+LLM_SESSIONS = Rollup(
+    "llm_sessions", LLM_REQUESTS, (SESSION, SOURCE, USER, AGENT, PROVIDER, MODEL, COUNTED),
+    (*_REQUEST_SUMS, UNPRICED_REQUESTS, *_LATENCY, *_TIMES),
+    {HOUR: "LLM requests per hour and session (the Sessions table, session metrics, the drawer).",
+     DAY: "Daily (UTC) twin of llm_sessions_hourly: whole days of the window for the session totals."})
+
+# ---- metric points -----------------------------------------------------------------------------
+
+_TOKENS = "metric = 'tokens'"
+_POINT_TOKENS = tuple(Measure(f"{t}_tokens", f"sum(value) FILTER (WHERE {_TOKENS} AND token_type = '{t}')")
+                      for t in ("input", "output", "cache_read", "cache_write"))
+_OTHER_TOKENS = Measure("other_tokens", f"sum(value) FILTER (WHERE {_TOKENS} AND token_type = '')")
+# Cost only where `cost_counted`: in sessions that sent no api_request events.
+_POINT_COST = (Measure("reported_cost_usd", "sum(value) FILTER (WHERE metric = 'cost' AND cost_counted)"),
+               Measure("estimated_cost_usd", f"sum(estimated_cost_usd) FILTER (WHERE {_TOKENS} AND cost_counted)"))
+_UNPRICED = f"FILTER (WHERE {_TOKENS} AND cost_counted AND estimated_cost_usd IS NULL)"
+_POINT_UNPRICED_TOKENS = Measure("estimated_unpriced_tokens", f"sum(value) {_UNPRICED}\n")
+_UNPRICED_POINTS = Measure("unpriced_points", f"count(*) {_UNPRICED}\n")
+_POINT_SESSION_TOKENS = Measure("tokens", f"sum(value) FILTER (WHERE {_TOKENS})")
+_POINT_TIMES = (Measure("first_time", "min(coalesce(start_time, time))"), Measure("last_time", "max(time)"))
+METRIC_POINTS = Raw("metric_points", (_POINT_SESSION_TOKENS, *_POINT_TOKENS, _OTHER_TOKENS, *_POINT_COST,
+                                      _POINT_UNPRICED_TOKENS, _UNPRICED_POINTS, *_POINT_TIMES), column=74)
+# Points without a session are left out of LLM Usage: GenAI instrumentation reports those
+# requests as spans too.
+IN_SESSION = "session_id IS NOT NULL"
+_METRIC_USAGE = (*_POINT_TOKENS, _OTHER_TOKENS, *_POINT_COST, _POINT_UNPRICED_TOKENS)
+
+LLM_METRIC_USAGE_FULL = Rollup(
+    "llm_metric_usage", METRIC_POINTS, (SOURCE, USER, AGENT, PROVIDER, MODEL), _METRIC_USAGE,
+    {HOUR: "Metric points of sessions per hour by user, agent, provider and model, without the session,\n"
+           "token types and cost as columns (LLM Usage: these count instead of the sessions' events; their\n"
+           "cost only where `cost_counted`: in sessions that sent no api_request events).\n"
+           "Points without a session are left out: GenAI instrumentation reports those requests as spans too."},
+    where=IN_SESSION)
+LLM_METRIC_USAGE_BY_USER = Rollup(
+    "llm_metric_usage_by_user", METRIC_POINTS, (USER, PROVIDER, MODEL), _METRIC_USAGE,
+    {DAY: "Daily (UTC) twin of llm_metric_usage_hourly by user, provider and model: whole days of the\n"
+          "window for metrics that do not look at the time (totals, top users and models)."},
+    where=IN_SESSION)
+LLM_METRIC_USAGE_TOTALS = Rollup(
+    "llm_metric_usage_totals", METRIC_POINTS, (), _METRIC_USAGE,
+    {HOUR: "llm_metric_usage_hourly without users or models: LLM Usage totals and series without a filter.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_totals_hourly: whole days of the window for totals."},
+    where=IN_SESSION)
+LLM_METRIC_USAGE_BY_MODEL = Rollup(
+    "llm_metric_usage_by_model", METRIC_POINTS, (PROVIDER, MODEL), _METRIC_USAGE,
+    {HOUR: "llm_metric_usage_hourly by provider and model only: LLM Usage without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_by_model_hourly."},
+    where=IN_SESSION)
+LLM_METRIC_USAGE_PER_USER = Rollup(
+    "llm_metric_usage_per_user", METRIC_POINTS, (USER,), _METRIC_USAGE,
+    {HOUR: "llm_metric_usage_hourly by user only: top users, and every total under a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_per_user_hourly: whole days of the window."},
+    where=IN_SESSION)
+SESSION_METRICS = Rollup(
+    "session_metrics", METRIC_POINTS, (SESSION, SOURCE, USER, AGENT, PROVIDER, MODEL),
+    (_POINT_SESSION_TOKENS, *_POINT_TOKENS, *_POINT_COST, _UNPRICED_POINTS, *_POINT_TIMES),
+    {HOUR: "Metric points (the session totals agents send as metrics) per hour, session and model, the\n"
+           "token types and cost as columns (the Sessions table, session metrics, the drawer).",
+     DAY: "Daily (UTC) twin of session_metrics_hourly: whole days of the window for the session totals."})
+
+# Every rollup declared above.
+ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))
+# Every aggregate, by name.
+AGGREGATES: dict[str, Aggregate] = dict(sorted(
+    (a.name, a) for r in ROLLUPS for a in (r.at(w) for w in r.docs)))

@@ -1,0 +1,10 @@
+-- Rollup of tool_calls_hourly by user only (active and top users, the user and group filters).
+-- The MCP server is kept only for calls not reported by the gateway, which is all that the
+-- "gateway first" de-duplication of executions needs to know about them.
+SELECT time_bucket(INTERVAL '1 hour', time) AS bucket,
+       source, outcome, user_id,
+       CASE WHEN source = 'gateway' THEN NULL ELSE mcp_server_id END AS mcp_server_id,
+       count(*) AS calls
+FROM tool_calls
+GROUP BY bucket, source, outcome, user_id,
+         CASE WHEN source = 'gateway' THEN NULL ELSE mcp_server_id END

@@ -1,0 +1,46 @@
+"""The aggregates are declared once (sql/rollups.py) and rendered to the SELECT each database
+recorded the checksum of: byte for byte the definitions of the release with migration 0008
+(tests/legacy/aggregates_0008), so upgrading rebuilds none of them. No database needed."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from agent_analytics.sql import rollups
+from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions
+
+RELEASE = Path(__file__).parent / "legacy" / "aggregates_0008"
+# Aggregates whose definition changed since that release: rebuilt on upgrade, deliberately.
+REDEFINED: frozenset[str] = frozenset()
+
+
+def test_the_release_files_are_all_there():
+    assert len(list(RELEASE.glob("*.sql"))) == 35
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in RELEASE.glob("*.sql")))
+def test_each_aggregate_renders_as_the_release_defined_it(name):
+    if name in REDEFINED:
+        pytest.skip("redefined since the release")
+    released = (RELEASE / f"{name}.sql").read_bytes()
+    rendered = rollups.AGGREGATES[name].select.encode()
+    assert rendered == released
+    # What migrate.py records and compares.
+    assert hashlib.sha256(rendered).hexdigest() == hashlib.sha256(released).hexdigest()
+
+
+def test_every_aggregate_is_declared_once():
+    assert aggregate_definitions() == {name: a.select for name, a in rollups.AGGREGATES.items()}
+    assert set(AGGREGATES) == set(rollups.AGGREGATES) >= {p.stem for p in RELEASE.glob("*.sql")} - REDEFINED
+    names = [a.name for r in rollups.ROLLUPS for a in (r.hourly if rollups.HOUR in r.docs else None, r.daily) if a]
+    assert len(names) == len(set(names)) == len(AGGREGATES)
+
+
+def test_a_daily_twin_groups_as_its_hourly_rollup_by_day():
+    for r in rollups.ROLLUPS:
+        if r.daily is not None and rollups.HOUR in r.docs:
+            hourly, daily = r.hourly.select, r.daily.select
+            body = lambda text: [line for line in text.splitlines() if not line.startswith("--")]  # noqa: E731
+            assert body(daily) == [line.replace("INTERVAL '1 hour'", "INTERVAL '1 day'") for line in body(hourly)]
