@@ -2,11 +2,11 @@
 
 - `migrations/NNNN_name.sql`: applied once each, in order, inside a transaction, recorded with
   a checksum in `schema_migrations`; an applied file that changed is refused.
-- `aggregates/*.sql`: one SELECT per aggregate, the single definition for both backends: a
-  continuous aggregate with real-time aggregation on TimescaleDB; on plain PostgreSQL the same
-  made by hand (plain/20_rollups.sql): a table of materialised buckets and a view adding the
-  raw rows after its watermark. Each records the checksum of its definition, and one whose file
-  changed (or, made before checksums were kept, whose columns differ) is rebuilt.
+- The aggregates, declared in `rollups.py`: each renders one SELECT, the single definition for
+  both backends: a continuous aggregate with real-time aggregation on TimescaleDB; on plain
+  PostgreSQL the same made by hand (plain/20_rollups.sql): a table of materialised buckets and a
+  view adding the raw rows after its watermark. Each records the checksum of its SELECT, and one
+  whose SELECT changed (or, made before checksums were kept, whose columns differ) is rebuilt.
 - `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
 
 The whole run holds an advisory lock, so two processes starting at once migrate once.
@@ -25,6 +25,8 @@ from typing import Any, Iterable
 
 import psycopg
 from psycopg import sql
+
+from agent_analytics.sql import rollups
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +90,12 @@ def load_migrations() -> list[Migration]:
 
 
 def aggregate_definitions() -> dict[str, str]:
-    return {name[:-4]: text for name, text in _files("aggregates")}
+    """Every aggregate's SELECT, by name."""
+    return {name: a.select for name, a in rollups.AGGREGATES.items()}
 
 
-# Every hourly aggregate, one per file in aggregates/.
-AGGREGATES: tuple[str, ...] = tuple(aggregate_definitions())
+# Every aggregate, hourly and daily, by name.
+AGGREGATES: tuple[str, ...] = tuple(rollups.AGGREGATES)
 
 
 def _timescaledb_loadable(conn: psycopg.Connection) -> bool:
@@ -199,31 +202,13 @@ def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
 
 # Plain PostgreSQL's rollups (plain/20_rollups.sql): `name` is a view over `name_mat`.
 MATERIALISED = "_mat"
-_RAW_TABLE = re.compile(r"\bFROM\s+(tool_calls|llm_requests|llm_errors|metric_points)\b")
 _FILTERED = {"user_id", "agent_id", "mcp_server_id", "provider", "model"}
-_BUCKET_WIDTH = re.compile(r"time_bucket\(INTERVAL '([^']+)', time\) AS bucket")
 
 
-def _rollup_source(name: str, select: str) -> tuple[re.Match, str]:
-    """Where the aggregate names its raw table, and its bucket width. The aggregates are our own
-    files, each grouping one raw table into time buckets."""
-    tables, widths = _RAW_TABLE.findall(select), _BUCKET_WIDTH.findall(select)
-    if len(tables) != 1 or len(widths) != 1:
-        raise MigrationError(f"aggregate {name}: expected one raw table and one bucket width")
-    return _raw_table(name, select), widths[0]
-
-
-def _raw_table(name: str, select: str) -> re.Match:
-    source = _RAW_TABLE.search(select)
-    if source is None:
-        raise MigrationError(f"aggregate {name}: no raw table")
-    return source
-
-
-def _narrowed(select: str, source: re.Match, condition: str) -> str:
-    """`select` reading only the raw rows that satisfy `condition`."""
-    raw = source.group(1)
-    return f"{select[:source.start()]}FROM (SELECT * FROM {raw} WHERE {condition}) {raw}{select[source.end():]}"
+def _narrowed(select: str, raw: str, condition: str) -> str:
+    """`select` reading only the rows of its raw table that satisfy `condition`: a WITH query
+    of the table's name (whose own FROM still names the table) stands in for the table."""
+    return f"WITH {raw} AS (SELECT * FROM {raw} WHERE {condition}) {select}"
 
 
 def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
@@ -231,44 +216,42 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     -infinity, everything read live until the first refresh) and the view the queries read.
     True when the table is new (a new aggregate, or a database from before plain rollups)."""
     created = not _relation_exists(conn, name + MATERIALISED)
-    source, width = _rollup_source(name, select)
-    raw = source.group(1)
-    fill = _narrowed(select, source, "time >= $1 AND time < $2")
+    declared = rollups.AGGREGATES[name]  # its raw table and width (`select` may be an older one's)
+    raw, width = declared.raw, declared.width
+    mat = sql.Identifier(name + MATERIALISED)
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
+    columns = _columns(conn, mat)
     # The raw rows from the watermark on. Those of the watermark's own bucket and of the next
-    # one (the refresh materialises every ended bucket: the rows there are at most two buckets' worth)
-    # are grouped under bucket values with no column in them, so PostgreSQL tests a query's bound
-    # on `bucket` once and skips the part when the query ends before it. (It cannot see that
-    # `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB does, and would
-    # otherwise read every raw row past the watermark: a day of them for a daily rollup.) Later
-    # buckets (rows from the future, or everything while the watermark is -infinity) are grouped
-    # as usual. Widths in seconds: '1 day' added to a timestamptz is a calendar day in the
-    # session's zone, 23 or 25 hours across a DST change.
-    seconds = _scalar(conn, "SELECT extract(epoch FROM %s::interval)::bigint", (width,))
+    # one (the refresh materialises every ended bucket: the rows there are at most two buckets'
+    # worth) are grouped, then given their bucket as a value with no column in it, so PostgreSQL
+    # tests a query's bound on `bucket` once and skips the part when the query ends before it.
+    # (It cannot see that `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB
+    # does, and would otherwise read every raw row past the watermark: a day of them for a daily
+    # rollup.) Later buckets (rows from the future, or everything while the watermark is
+    # -infinity) are grouped as usual. Widths in seconds: '1 day' added to a timestamptz is a
+    # calendar day in the session's zone, 23 or 25 hours across a DST change.
     watermark = f"aa_watermark({sql.quote(name)})"
 
     def bucket(k: int) -> str:
-        return f"({watermark} + INTERVAL '{k * seconds} seconds')" if k else watermark
+        return f"({watermark} + INTERVAL '{k * declared.seconds} seconds')" if k else watermark
 
-    parts = []
-    for k in (0, 1):
-        fixed = _BUCKET_WIDTH.sub(lambda _: f"{bucket(k)} AS bucket", select, count=1)
-        parts.append(_narrowed(fixed, _raw_table(name, fixed), f"time >= {bucket(k)} AND time < {bucket(k + 1)}"))
-    parts.append(_narrowed(select, source, f"time >= {bucket(2)}"))
-    live = " UNION ALL ".join(parts)
-    mat = sql.Identifier(name + MATERIALISED)
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
+    others = ", ".join(sql.Identifier("q", c).as_string(conn) for c in columns if c != "bucket")
+    parts = [f"SELECT {bucket(k)} AS bucket, {others} FROM ("
+             f"{_narrowed(select, raw, f'time >= {bucket(k)} AND time < {bucket(k + 1)}')}) q" for k in (0, 1)]
+    parts.append(f"({_narrowed(select, raw, f'time >= {bucket(2)}')})")
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
         sql.Identifier(name + MATERIALISED + "_bucket"), mat))
     # As TimescaleDB indexes a continuous aggregate's grouping columns, here those the
     # dashboards' filters test (datasource/filters.py).
-    for column in set(_columns(conn, mat)) & _FILTERED:
+    for column in set(columns) & _FILTERED:
         conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, bucket)").format(
             sql.Identifier(f"{name}{MATERIALISED}_{column}"), mat, sql.Identifier(column)))
     conn.execute("INSERT INTO aa_rollups (name, raw, width, fill) VALUES (%s, %s, %s::interval, %s)"
                  " ON CONFLICT (name) DO UPDATE SET raw = excluded.raw, width = excluded.width, fill = excluded.fill",
-                 (name, raw, width, fill))
+                 (name, raw, width, _narrowed(select, raw, "time >= $1 AND time < $2")))
     conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {} WHERE bucket < aa_watermark({})"
-                         " UNION ALL {}").format(sql.Identifier(name), mat, sql.Literal(name), sql.SQL(live)))
+                         " UNION ALL {}").format(sql.Identifier(name), mat, sql.Literal(name),
+                                                 sql.SQL(" UNION ALL ".join(parts))))
     return created
 
 
@@ -362,7 +345,8 @@ def _reprice(conn: psycopg.Connection, report: MigrateReport) -> None:
     done = reprice(conn)
     report.notes.append(done.summary())
     if done.points or done.requests:
-        refresh_aggregates(conn, [a for a in AGGREGATES if a.startswith(("llm_", "session_metrics"))])
+        refresh_aggregates(conn, [n for n, a in rollups.AGGREGATES.items()
+                                  if a.raw in ("llm_requests", "metric_points")])
     conn.execute("INSERT INTO schema_meta (key, value) VALUES (%s, 'done') ON CONFLICT (key) DO NOTHING",
                  (_REPRICED,))
 

@@ -1,5 +1,5 @@
 -- Plain PostgreSQL: the aggregates as TimescaleDB's real-time continuous aggregates work, so
--- dashboards read rollups, not raw rows. Each aggregate `name` (one SELECT in aggregates/) has:
+-- dashboards read rollups, not raw rows. Each aggregate `name` (a SELECT declared in rollups.py) has:
 --   * `name_mat`, a table of its buckets before its watermark, filled by aa_refresh_rollups();
 --   * `name`, the view the queries read: those buckets, and the raw rows from the watermark on
 --     grouped live (migrate.py creates both from the aggregate's SELECT);
