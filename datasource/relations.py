@@ -7,16 +7,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from agent_analytics.sql import rollups as r
+
 # Row conditions of the tool-call metrics.
 EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
-BLOCKED = "outcome = 'blocked'"
+BLOCKED = r.BLOCKED
+# A question on executions counts a call the gateway reported from the gateway only: it reads the
+# MCP server of the calls not reported by the gateway (engine.py's _GATEWAY_FIRST).
+GATEWAY_DEDUPE = "gateway_dedupe"
 
 
 @dataclass(frozen=True)
 class Rollup:
-    """A smaller hourly aggregate over the same raw table, holding a subset of its columns (or the
-    full aggregate itself, read for a subset of its columns, when only the daily twin is smaller).
-    `columns`: those it holds; `answers`: those it holds completely (a filter or a question on
+    """An hourly aggregate read instead of the dataset's full one when it holds what a question
+    needs (possibly the full aggregate itself, for the columns its daily twin holds too).
+    `columns`: the keys it holds; `answers`: what it holds completely (a filter or a question on
     any other column needs a larger relation). Columns it lacks project as NULL."""
     name: str
     columns: frozenset[str]
@@ -37,47 +42,49 @@ class Dataset:
     filterable: tuple[str, ...]  # the filters its columns can answer
     rollups: tuple[Rollup, ...] = ()
     raw_condition: str = "TRUE"  # which raw rows the aggregate holds (read from raw only)
-    measures: frozenset[str] = frozenset({"calls"})  # summed columns every rollup holds
+    keys: frozenset[str] = frozenset()  # the aggregate's keys: the columns a rollup may lack
     always: frozenset[str] = frozenset()  # columns every question on it reads
 
 
-_POLICY_COLUMNS = frozenset({"policy_id", "policy_name", "policy_description"})
-_ALL_TOOL_CALL_COLUMNS = frozenset({"source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id", "tool_name",
-                                    "outcome", "policy_id", "policy_name", "policy_description"})
-TOOL_CALLS = Dataset(
-    "tool_calls_hourly", "tool_calls",
+def _rollup(full: r.Rollup, hourly: r.Rollup, daily: r.Rollup | None = None) -> Rollup:
+    """What `hourly`'s hourly aggregate holds, read with the daily aggregate of `daily` (by
+    default its own twin, if any) for whole days: the keys both hold."""
+    twin = (daily or hourly).daily
+    keys = {k.name: k.whole for k in hourly.keys}
+    if twin is not None:
+        if twin.where != hourly.where:
+            raise ValueError(f"{twin.name} holds other rows than {hourly.name}")
+        keys = {k.name: keys[k.name] and k.whole for k in twin.keys if k.name in keys}
+    answers = {name for name, whole in keys.items() if whole}
+    if "mcp_server_id" in keys:  # whole, or for the calls not reported by the gateway
+        answers.add(GATEWAY_DEDUPE)
+    return Rollup(hourly.hourly.name, frozenset(keys), frozenset(answers), twin.name if twin else None,
+                  hourly.where if hourly.where != full.where else None)
+
+
+def _dataset(full: r.Rollup, agg_columns: str, raw_columns: str, filterable: tuple[str, ...],
+             rollups: Sequence[r.Rollup | tuple[r.Rollup, r.Rollup]], always: frozenset[str] = frozenset()) -> Dataset:
+    """The dataset whose full aggregate is `full`'s hourly one; `rollups`: those that may answer
+    instead, smallest first, each alone (with its own daily twin) or as (hourly, daily)."""
+    return Dataset(full.hourly.name, full.raw.table, agg_columns, raw_columns, filterable,
+                   tuple(_rollup(full, *(x if isinstance(x, tuple) else (x,))) for x in rollups),
+                   full.where or "TRUE", frozenset(k.name for k in full.keys), always)
+
+
+_POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
+TOOL_CALLS = _dataset(
+    r.TOOL_CALLS_FULL,
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     " policy_id, policy_name, policy_description, calls",
     "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
     ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
-    rollups=(
-        # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
-        Rollup("tool_calls_totals_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
-               frozenset({"source", "outcome", "gateway_dedupe"}), daily="tool_calls_totals_daily"),
-        Rollup("tool_calls_by_policy_hourly", _POLICY_COLUMNS | {"outcome"}, _POLICY_COLUMNS | {"outcome"},
-               daily="tool_calls_by_policy_daily", condition="outcome = 'blocked'"),
-        Rollup("tool_calls_by_server_hourly", frozenset({"source", "outcome", "mcp_server_id"}),
-               frozenset({"source", "outcome", "mcp_server_id", "gateway_dedupe"}),
-               daily="tool_calls_by_server_daily"),
-        Rollup("tool_calls_by_tool_hourly", frozenset({"source", "outcome", "mcp_server_id", "tool_name"}),
-               frozenset({"source", "outcome", "mcp_server_id", "tool_name", "gateway_dedupe"}),
-               daily="tool_calls_by_tool_daily"),
-        Rollup("tool_calls_by_user_hourly", frozenset({"source", "outcome", "user_id", "mcp_server_id"}),
-               frozenset({"source", "outcome", "user_id", "gateway_dedupe"}), daily="tool_calls_by_user_daily"),
-        # Holds the MCP server only for calls not from the gateway: enough for de-duplication.
-        Rollup("tool_calls_by_actor_hourly",
-               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "mcp_server_id"}),
-               frozenset({"source", "outcome", "user_id", "agent_id", "agent_instance_id", "gateway_dedupe"}),
-               daily="tool_calls_by_actor_daily"),
-        # Last: bigger than the others, but it alone answers policies and tool x actor questions.
-        Rollup("tool_calls_blocked_hourly", _ALL_TOOL_CALL_COLUMNS, _ALL_TOOL_CALL_COLUMNS | {"gateway_dedupe"},
-               condition="outcome = 'blocked'"),
-        # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
-        Rollup("tool_calls_hourly", frozenset({"source", "outcome", "user_id", "mcp_server_id", "tool_name"}),
-               frozenset({"source", "outcome", "user_id", "mcp_server_id", "tool_name", "gateway_dedupe"}),
-               daily="tool_calls_by_user_tool_daily"),
-    ))
+    (r.TOOL_CALLS_TOTALS, r.TOOL_CALLS_BY_POLICY, r.TOOL_CALLS_BY_SERVER, r.TOOL_CALLS_BY_TOOL, r.TOOL_CALLS_BY_USER,
+     r.TOOL_CALLS_BY_ACTOR,
+     # Last: bigger than the others, but it alone answers policies and tool x actor questions.
+     r.TOOL_CALLS_BLOCKED,
+     # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
+     (r.TOOL_CALLS_FULL, r.TOOL_CALLS_BY_USER_TOOL)))
 
 # The columns each filter reads (see filters.py).
 FILTER_COLUMNS: dict[str, frozenset[str]] = {
@@ -94,38 +101,28 @@ _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 COUNTED = "counted"
 _TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 
-_LLM_MEASURES = frozenset({"requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                           "other_tokens", "cost", "unpriced_tokens"})
 _BY_MODEL = frozenset({"provider", "model"})
 _BY_USER = frozenset({"user_id", "provider", "model"})
 
-LLM_USAGE = Dataset(
-    "llm_usage_hourly", "llm_requests",
+LLM_USAGE = _dataset(
+    r.LLM_USAGE_FULL,
     f"bucket AS time, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
     f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
     ("user", "group", "provider", "model"),
-    rollups=(
-        Rollup("llm_usage_totals_hourly", frozenset({"counted"}), frozenset({"counted"}),
-               daily="llm_usage_totals_daily"),
-        Rollup("llm_usage_by_model_hourly", _BY_MODEL | {"counted"}, _BY_MODEL | {"counted"},
-               daily="llm_usage_by_model_daily"),
-        Rollup("llm_usage_per_user_hourly", frozenset({"user_id", "counted"}), frozenset({"user_id", "counted"}),
-               daily="llm_usage_per_user_daily"),
-        # The full hourly aggregate, with a daily twin by user for whole days.
-        Rollup("llm_usage_hourly", _BY_USER | {"counted"}, _BY_USER | {"counted"},
-               daily="llm_usage_by_user_daily"),
-    ),
-    measures=_LLM_MEASURES, always=frozenset({"counted"}))
+    (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_PER_USER,
+     # The full hourly aggregate, with a daily twin by user for whole days.
+     (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER)),
+    always=frozenset({"counted"}))
 
 # Sessions' metric points without the session, token types and cost as columns: what counts
 # for the sessions that sent them (their cost only where `cost_counted`: sessions without events).
 _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, other_tokens"
 # The reported cost is the cost metric's value: no token of a session priced by it is unpriced.
 _POINT_UNPRICED = "CASE WHEN '{cost}' = 'estimated' THEN estimated_unpriced_tokens ELSE 0 END AS unpriced_tokens"
-LLM_METRIC_USAGE = Dataset(
-    "llm_metric_usage_hourly", "metric_points",
+LLM_METRIC_USAGE = _dataset(
+    r.LLM_METRIC_USAGE_FULL,
     f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {_POINT_UNPRICED}",
     "time, user_id, agent_id, provider, model,"
     + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
@@ -136,35 +133,23 @@ LLM_METRIC_USAGE = Dataset(
     " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
     " CASE WHEN '{cost}' = 'estimated' AND metric = 'tokens' AND cost_counted AND estimated_cost_usd IS NULL"
     " THEN value END AS unpriced_tokens",
-    ("user", "group", "provider", "model"), raw_condition="session_id IS NOT NULL",
-    rollups=(
-        Rollup("llm_metric_usage_totals_hourly", frozenset(), frozenset(), daily="llm_metric_usage_totals_daily"),
-        Rollup("llm_metric_usage_by_model_hourly", _BY_MODEL, _BY_MODEL, daily="llm_metric_usage_by_model_daily"),
-        Rollup("llm_metric_usage_per_user_hourly", frozenset({"user_id"}), frozenset({"user_id"}),
-               daily="llm_metric_usage_per_user_daily"),
-        Rollup("llm_metric_usage_hourly", _BY_USER, _BY_USER, daily="llm_metric_usage_by_user_daily"),
-    ),
-    measures=_LLM_MEASURES)
+    ("user", "group", "provider", "model"),
+    (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
+     (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER)))
 
-_SESSION_MEASURES = frozenset({"requests", "input_tokens", "output_tokens", "cache_read_tokens",
-                               "cache_write_tokens", "tokens", "cost", "latency_ms_sum", "latency_count",
-                               "first_time", "last_time"})
 _SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "model"})
 
-LLM_SESSIONS = Dataset(
-    "llm_sessions_hourly", "llm_requests",
+LLM_SESSIONS = _dataset(
+    r.LLM_SESSIONS,
     f"bucket AS time, session_id, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, latency_ms_sum, latency_count, first_time, last_time",
     f"time, session_id, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
     " time AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"),
-    rollups=(Rollup("llm_sessions_hourly", _SESSION_KEYS | {"counted"}, _SESSION_KEYS | {"counted"},
-                    daily="llm_sessions_daily"),),
-    measures=_SESSION_MEASURES, always=frozenset({"counted"}))
+    ("user", "group", "provider", "model", "session"), (r.LLM_SESSIONS,), always=frozenset({"counted"}))
 
-SESSION_METRICS = Dataset(
-    "session_metrics_hourly", "metric_points",
+SESSION_METRICS = _dataset(
+    r.SESSION_METRICS,
     f"bucket AS time, session_id, user_id, agent_id, provider, model, tokens, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, first_time, last_time",
     "time, session_id, user_id, agent_id, provider, model,"
@@ -174,9 +159,7 @@ SESSION_METRICS = Dataset(
     + ", CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
     " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
     " coalesce(start_time, time) AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"),
-    rollups=(Rollup("session_metrics_hourly", _SESSION_KEYS, _SESSION_KEYS, daily="session_metrics_daily"),),
-    measures=_SESSION_MEASURES)
+    ("user", "group", "provider", "model", "session"), (r.SESSION_METRICS,))
 
 # The session totals: what a session did within the window, whenever within it.
 _SESSION_TOTALS = ("sessions_table", "session_metrics", "session_totals", "session_token_mix",
@@ -206,8 +189,8 @@ _NEEDS: dict[str, frozenset[str]] = {
     "llm_top_models_by_tokens": _BY_MODEL, "llm_top_models_by_cost": _BY_MODEL,
     **{m: _SESSION_KEYS for m in _SESSION_TOTALS},
 }
-_EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", "gateway_dedupe"}), BLOCKED: frozenset({"outcome"}),
-                "TRUE": frozenset(), "session_id IS NOT NULL": frozenset({"session_id"})}
+_EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", GATEWAY_DEDUPE}), BLOCKED: frozenset({"outcome"}),
+                "TRUE": frozenset(), r.IN_SESSION: frozenset({"session_id"})}
 
 
 # Metrics whose answer does not depend on when within the window a call happened: whole days
@@ -237,11 +220,16 @@ def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
         if rollup.condition is not None and rollup.condition != extra:
             continue
         if wanted <= rollup.answers:
-            items = []
-            for item in ds.agg_columns.split(","):
-                expr, _, alias = item.strip().partition(" AS ")
-                name = alias or expr
-                keep = expr == "bucket" or name in ds.measures or name in rollup.columns
-                items.append(item.strip() if keep else f"NULL::text AS {name}")
-            return rollup.name, ", ".join(items), rollup
+            return rollup.name, projection(ds, rollup), rollup
     return ds.aggregate, ds.agg_columns, None
+
+
+def projection(ds: Dataset, rollup: Rollup) -> str:
+    """The dataset's column list as read from `rollup`: NULL for the keys it does not hold."""
+    items = []
+    for item in ds.agg_columns.split(","):
+        expr, _, alias = item.strip().partition(" AS ")
+        name = alias or expr
+        keep = expr == "bucket" or name not in ds.keys or name in rollup.columns
+        items.append(item.strip() if keep else f"NULL::text AS {name}")
+    return ", ".join(items)

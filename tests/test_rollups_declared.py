@@ -1,13 +1,17 @@
 """The aggregates are declared once (sql/rollups.py) and rendered to the SELECT each database
 recorded the checksum of: byte for byte the definitions of the release with migration 0008
-(tests/legacy/aggregates_0008), so upgrading rebuilds none of them. No database needed."""
+(tests/legacy/aggregates_0008), so upgrading rebuilds none of them. The "choose aggregate" stage
+reads the same declarations. No database needed."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
 
+from agent_analytics.datasource.relations import (LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE, SESSION_METRICS,
+                                                  TOOL_CALLS, projection)
 from agent_analytics.sql import rollups
 from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions
 
@@ -44,3 +48,26 @@ def test_a_daily_twin_groups_as_its_hourly_rollup_by_day():
             hourly, daily = r.hourly.select, r.daily.select
             body = lambda text: [line for line in text.splitlines() if not line.startswith("--")]  # noqa: E731
             assert body(daily) == [line.replace("INTERVAL '1 hour'", "INTERVAL '1 day'") for line in body(hourly)]
+
+
+def _read(item: str) -> set[str]:
+    """The columns an item of a projection reads (our own SQL: lower-case names, upper-case words)."""
+    expr = item.strip().partition(" AS ")[0]
+    return set(re.findall(r"\b[a-z_]+\b", re.sub(r"'[^']*'", "", expr)))
+
+
+@pytest.mark.parametrize("ds", [TOOL_CALLS, LLM_USAGE, LLM_METRIC_USAGE, LLM_SESSIONS, SESSION_METRICS],
+                         ids=lambda ds: ds.aggregate)
+@pytest.mark.parametrize("cost", ["estimated", "reported"])
+def test_every_relation_a_dataset_reads_holds_the_columns_it_projects(ds, cost):
+    """The choice reads the declarations: each relation it may pick (the full aggregate, each
+    rollup and its daily twin) holds every column of the dataset's projection it keeps."""
+    def columns(name: str) -> set[str]:
+        a = rollups.AGGREGATES[name]
+        return {"bucket", *(k.name for k in a.keys), *(m.name for m in a.rollup.measures)}
+
+    assert set().union(*map(_read, ds.agg_columns.format(cost=cost).split(","))) <= columns(ds.aggregate)
+    for rollup in ds.rollups:
+        kept = [item for item in projection(ds, rollup).format(cost=cost).split(",") if "NULL::text" not in item]
+        for name in filter(None, (rollup.name, rollup.daily)):
+            assert set().union(*map(_read, kept)) <= columns(name), name
