@@ -5,8 +5,9 @@
 - The aggregates, declared in `rollups.py`: each renders one SELECT, the single definition for
   both backends: a continuous aggregate with real-time aggregation on TimescaleDB; on plain
   PostgreSQL the same made by hand (plain/20_rollups.sql): a table of materialised buckets and a
-  view adding the raw rows after its watermark. Each records the checksum of its SELECT, and one
-  whose SELECT changed (or, made before checksums were kept, whose columns differ) is rebuilt.
+  view adding the raw rows after its watermark. Each records the checksum of its SELECT (not of
+  the comment above it), and one whose SELECT changed (or, made before checksums were kept, whose
+  columns differ) is rebuilt.
 - `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
 
 The whole run holds an advisory lock, so two processes starting at once migrate once.
@@ -183,11 +184,21 @@ def _columns(conn: psycopg.Connection, relation: sql.Composable) -> list[str]:
     return [d.name for d in cur.description or ()]
 
 
+def _aggregate_checksum(select: str) -> str:
+    """The checksum of an aggregate's definition: its SELECT without the comment lines above it,
+    which may change without rebuilding it."""
+    lines = select.splitlines(keepends=True)
+    while lines and lines[0].startswith("--"):
+        lines.pop(0)
+    return _checksum("".join(lines))
+
+
 def _changed(conn: psycopg.Connection, name: str, select: str, recorded: str | None) -> bool:
     """Whether the existing aggregate `name` was made from another definition than `select`:
-    by its recorded checksum, or (made before checksums were recorded) by its columns."""
+    by its recorded checksum (or that of its whole text, comment included, as releases up to
+    migration 0008 recorded it), or (made before checksums were recorded) by its columns."""
     if recorded is not None:
-        return recorded != _checksum(select)
+        return recorded not in (_aggregate_checksum(select), _checksum(select))
     return _columns(conn, sql.Identifier(name)) != _columns(conn, sql.SQL("({}) q").format(sql.SQL(select)))
 
 
@@ -284,7 +295,7 @@ def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: in
             report.created_aggregates.append(name)
         conn.execute("INSERT INTO schema_meta (key, value) VALUES (%s, %s)"
                      " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                     ("aggregate:" + name, _checksum(select)))
+                     ("aggregate:" + name, _aggregate_checksum(select)))
     if backend == "timescaledb":
         conn.execute("SELECT aa_apply_policies(%s, %s)", (retention_days, compress_after_days))
     return materialise

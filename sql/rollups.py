@@ -8,10 +8,13 @@ bucket widths it is kept at (hourly; daily, by UTC day, for whole days of a wind
   its checksum;
 - datasource/relations.py chooses which aggregate answers a question from the keys each holds.
 
-The rendered text, its comment included, is the definition whose checksum a database records:
-an aggregate whose text changes is rebuilt from the raw rows that remain (retention may have
-dropped older ones). So the layout is fixed and the `doc`s are part of it;
-tests/test_rollups_declared.py holds the text to the release's (tests/legacy/aggregates_0008).
+A database records the checksum of each aggregate's SELECT and rebuilds an aggregate whose
+SELECT changes, from the raw rows that remain (retention may have dropped older ones): a change
+to a key, a measure, a width or to `_render`'s layout rebuilds what it touches. The comment (`docs`) is
+no part of that checksum, but releases up to migration 0008 recorded the whole text, so the
+rendered text stays byte for byte theirs (tests/test_rollups_declared.py holds it to
+tests/legacy/aggregates_0008) until every database has been migrated by a release that records
+the SELECT alone.
 """
 from __future__ import annotations
 

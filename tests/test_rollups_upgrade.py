@@ -2,10 +2,12 @@
 the time, tests/legacy/aggregates_0008, materialised over data whose raw rows retention has since
 deleted) upgrades to the aggregates declared in sql/rollups.py in place: no aggregate is rebuilt
 or created, every materialised bucket is kept (a rebuild would lose those retention emptied),
-and the aggregates go on to group new rows as their definitions say."""
+and the aggregates go on to group new rows as their definitions say. From then on a comment is no
+part of an aggregate's checksum."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -73,6 +75,16 @@ def _no_background_jobs(c: psycopg.Connection) -> None:
               " WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_retention')")
 
 
+def _refresh_since(c: psycopg.Connection, name: str, since: datetime) -> None:
+    for attempt in range(50):
+        try:
+            c.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, NULL)", (name, since))
+            return
+        except psycopg.errors.LockNotAvailable:  # a policy job that started before it was paused
+            time.sleep(0.2)
+    raise AssertionError(f"{name}: refreshed concurrently for 10 s")
+
+
 def _exact(v):
     # Float sums of buckets grouped live may differ in the last bits with the rows' physical order.
     return float(f"{v:.12g}") if isinstance(v, float) else v
@@ -120,7 +132,7 @@ def test_upgrade_keeps_every_aggregate_and_its_history(fresh_database, tsdb, mon
         if tsdb == "on":  # (a refresh reaching back over the dropped chunks would empty those buckets)
             _no_background_jobs(c)
             for a in AGGREGATES:
-                c.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, NULL)", (a, NEW_DATA))
+                _refresh_since(c, a, NEW_DATA)
         else:
             c.execute("SELECT aa_refresh_rollups()")
         for name, select in migrate_module.aggregate_definitions().items():
@@ -128,3 +140,25 @@ def test_upgrade_keeps_every_aggregate_and_its_history(fresh_database, tsdb, mon
             # The new rows, grouped as the definition says (straight from the raw table).
             grouped = _contents(c, sql.SQL("({}) q").format(sql.SQL(select)), before=False)
             assert grouped and _contents(c, sql.Identifier(name), before=False) == grouped, name
+
+
+    # Their checksums are recorded anew, of the SELECTs alone: reworded comments rebuild none; a
+    # changed SELECT rebuilds its aggregate.
+    definitions = migrate_module.aggregate_definitions()
+    for changed in (None, "tool_calls_totals_hourly"):
+        with monkeypatch.context() as m:
+            m.setattr(migrate_module, "aggregate_definitions", lambda: _reworded(definitions, changed))
+            again = migrate(fresh_database, timescaledb=tsdb, retention_days=RETENTION_DAYS, compress_after_days=0)
+        assert again.created_aggregates == ([changed] if changed else []), again.summary()
+
+
+def _reworded(definitions: dict[str, str], changed: str | None) -> dict[str, str]:
+    """The definitions with other comments, and the SELECT of `changed` counting calls twice."""
+    out = {}
+    for name, select in definitions.items():
+        body = "".join(line for line in select.splitlines(keepends=True) if not line.startswith("--"))
+        if name == changed:
+            body = body.replace("count(*) AS calls", "2 * count(*) AS calls")
+            assert "2 * count(*)" in body
+        out[name] = f"-- {name}, in other words.\n-- (A second line.)\n{body}"
+    return out
