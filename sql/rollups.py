@@ -10,9 +10,9 @@ bucket widths it is kept at (hourly; daily, by UTC day, for whole days of a wind
 
 A database records the checksum of each aggregate's SELECT and rebuilds an aggregate whose
 SELECT changes, from the raw rows that remain (retention may have dropped older ones): a change
-to a key, a measure, a width or to `_render`'s layout rebuilds what it touches. The comment (`docs`) is
-no part of that checksum, but releases up to migration 0008 recorded the whole text, so the
-rendered text stays byte for byte theirs (tests/test_rollups_declared.py holds it to
+to a key, a measure, a width or to `_render`'s layout rebuilds what it touches. The comment
+(`docs`) is no part of that checksum, but releases up to migration 0008 recorded the whole text,
+so the rendered text stays byte for byte theirs (tests/test_rollups_declared.py holds it to
 tests/legacy/aggregates_0008) until every database has been migrated by a release that records
 the SELECT alone.
 """
@@ -230,7 +230,8 @@ _REQUEST_SUMS = (Measure("requests", "count(*)"),
                  *(Measure(c, f"sum({c})") for c in ("input_tokens", "output_tokens", "cache_read_tokens",
                                                       "cache_write_tokens", "estimated_cost_usd", "reported_cost_usd")))
 # Tokens without the cost (`counted` or not: a price is a request's).
-_UNPRICED_TOKENS = tuple(Measure(f"{c}_unpriced_tokens", f"sum({_TOKEN_TOTAL})\n    FILTER (WHERE {c}_cost_usd IS NULL)")
+_UNPRICED_TOKENS = tuple(Measure(f"{c}_unpriced_tokens",
+                                 f"sum({_TOKEN_TOTAL})\n    FILTER (WHERE {c}_cost_usd IS NULL)")
                          for c in ("estimated", "reported"))
 UNPRICED_REQUESTS = Measure("unpriced_requests", "sum(CASE WHEN estimated_cost_usd IS NULL THEN 1 ELSE 0 END)")
 # (The trailing space aligns its name with unpriced_requests' above it in llm_usage_hourly.)

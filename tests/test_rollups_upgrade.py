@@ -50,7 +50,8 @@ def _as_the_release_made_plain_rollups(c: psycopg.Connection) -> None:
         parts = [_spliced(_BUCKET.sub(f"{bucket(k)} AS bucket", select, count=1),
                           f"time >= {bucket(k)} AND time < {bucket(k + 1)}") for k in (0, 1)]
         parts.append(_spliced(select, f"time >= {bucket(2)}"))
-        c.execute("UPDATE aa_rollups SET fill = %s WHERE name = %s", (_spliced(select, "time >= $1 AND time < $2"), name))
+        c.execute("UPDATE aa_rollups SET fill = %s WHERE name = %s",
+                  (_spliced(select, "time >= $1 AND time < $2"), name))
         c.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_mat WHERE bucket < {watermark}"
                   f" UNION ALL {' UNION ALL '.join(parts)}")
 
