@@ -140,11 +140,11 @@ def _wrapped(first: str, items: list[str], indent: str, end: str) -> list[str]:
 
 
 def _render(rollup: Rollup, width: str) -> str:
+    """The SELECT of `rollup` at `width`, in the layout its SQL file had (see the module's doc)."""
     lines = [f"-- {line}".rstrip() for line in rollup.docs[width].split("\n")]
     lines.append(f"SELECT time_bucket(INTERVAL '{width}', time) AS bucket,")
     if rollup.keys:
-        lines += _wrapped(_INDENT, [k.selected for k in rollup.keys],
-                          _INDENT, ",")
+        lines += _wrapped(_INDENT, [k.selected for k in rollup.keys], _INDENT, ",")
     column = rollup.raw.column if len(rollup.measures) > 1 else 0
     for i, m in enumerate(rollup.measures):
         *head, last = m.expr.split("\n")
