@@ -125,7 +125,8 @@ def test_upgrade_keeps_every_aggregate_and_its_history(fresh_database, tsdb, mon
     assert all(history.values()) and len(objects) == len(AGGREGATES) == 35
 
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=RETENTION_DAYS, compress_after_days=0)
-    assert (report.applied, report.created_aggregates, report.notes) == ([], [], [])
+    assert report.applied == [m.name for m in load_migrations() if m.version > 8]
+    assert report.created_aggregates == [] and not [n for n in report.notes if "aggregate" in n], report.summary()
     assert pending(fresh_database) == []
     load_raw_rows(fresh_database, raw_rows(seed=14, t0=NEW_DATA, days=2), refresh=False)
     with psycopg.connect(fresh_database, autocommit=True) as c:
