@@ -216,12 +216,6 @@ MATERIALISED = "_mat"
 _FILTERED = {"user_id", "agent_id", "mcp_server_id", "provider", "model"}
 
 
-def _narrowed(select: str, raw: str, condition: str) -> str:
-    """`select` reading only the rows of its raw table that satisfy `condition`: a WITH query
-    of the table's name (whose own FROM still names the table) stands in for the table."""
-    return f"WITH {raw} AS (SELECT * FROM {raw} WHERE {condition}) {select}"
-
-
 def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     """The table of materialised buckets, the rollup's row (a new one starts empty: watermark
     -infinity, everything read live until the first refresh) and the view the queries read.
@@ -232,24 +226,6 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     mat = sql.Identifier(name + MATERIALISED)
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} AS {} WITH NO DATA").format(mat, sql.SQL(select)))
     columns = _columns(conn, mat)
-    # The raw rows from the watermark on. Those of the watermark's own bucket and of the next
-    # one (the refresh materialises every ended bucket: the rows there are at most two buckets'
-    # worth) are grouped, then given their bucket as a value with no column in it, so PostgreSQL
-    # tests a query's bound on `bucket` once and skips the part when the query ends before it.
-    # (It cannot see that `time_bucket(width, time) < X` rules out rows past X, as TimescaleDB
-    # does, and would otherwise read every raw row past the watermark: a day of them for a daily
-    # rollup.) Later buckets (rows from the future, or everything while the watermark is
-    # -infinity) are grouped as usual. Widths in seconds: '1 day' added to a timestamptz is a
-    # calendar day in the session's zone, 23 or 25 hours across a DST change.
-    watermark = f"aa_watermark({sql.quote(name)})"
-
-    def bucket(k: int) -> str:
-        return f"({watermark} + INTERVAL '{k * declared.seconds} seconds')" if k else watermark
-
-    others = ", ".join(sql.Identifier("q", c).as_string(conn) for c in columns if c != "bucket")
-    parts = [f"SELECT {bucket(k)} AS bucket, {others} FROM ("
-             f"{_narrowed(select, raw, f'time >= {bucket(k)} AND time < {bucket(k + 1)}')}) q" for k in (0, 1)]
-    parts.append(f"({_narrowed(select, raw, f'time >= {bucket(2)}')})")
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
         sql.Identifier(name + MATERIALISED + "_bucket"), mat))
     # As TimescaleDB indexes a continuous aggregate's grouping columns, here those the
@@ -259,10 +235,10 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
             sql.Identifier(f"{name}{MATERIALISED}_{column}"), mat, sql.Identifier(column)))
     conn.execute("INSERT INTO aa_rollups (name, raw, width, fill) VALUES (%s, %s, %s::interval, %s)"
                  " ON CONFLICT (name) DO UPDATE SET raw = excluded.raw, width = excluded.width, fill = excluded.fill",
-                 (name, raw, width, _narrowed(select, raw, "time >= $1 AND time < $2")))
+                 (name, raw, width, rollups.narrowed(select, raw, "time >= $1 AND time < $2")))
+    live = rollups.plain_live(name, select, raw, declared.seconds, columns)
     conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {} WHERE bucket < aa_watermark({})"
-                         " UNION ALL {}").format(sql.Identifier(name), mat, sql.Literal(name),
-                                                 sql.SQL(" UNION ALL ".join(parts))))
+                         " UNION ALL {}").format(sql.Identifier(name), mat, sql.Literal(name), sql.SQL(live)))
     return created
 
 
