@@ -273,8 +273,22 @@ def _apply_idempotent(conn: psycopg.Connection, backend: str, retention_days: in
                      " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                      ("aggregate:" + name, _aggregate_checksum(select)))
     if backend == "timescaledb":
-        conn.execute("SELECT aa_apply_policies(%s, %s)", (retention_days, compress_after_days))
+        _apply_policies(conn, retention_days, compress_after_days)
     return materialise
+
+
+def _apply_policies(conn: psycopg.Connection, retention_days: int, compress_after_days: int) -> None:
+    """(Re)set the TimescaleDB jobs. A running service's jobs run meanwhile: removing a policy
+    whose job the scheduler is updating at that moment fails with "tuple concurrently deleted"
+    (or "updated"), an internal error that a new attempt does not meet."""
+    for attempt in range(10):
+        try:
+            conn.execute("SELECT aa_apply_policies(%s, %s)", (retention_days, compress_after_days))
+            return
+        except psycopg.errors.InternalError_ as e:
+            if "concurrently" not in str(e) or attempt == 9:
+                raise
+            time.sleep(0.2)
 
 
 def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGATES) -> None:

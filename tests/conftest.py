@@ -149,6 +149,10 @@ def ds_client(ds_app):
 @pytest.fixture
 def fresh_database(pg_cluster, request) -> str:
     """An empty, unmigrated database of its own (for migration tests)."""
+    # Migration tests choose their backend by a parameter (timescaledb "on"/"off"): the summary
+    # names the backends they exercised too.
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    _backends_ran.update({"on": "timescaledb", "off": "plain"}[v] for v in params.values() if v in ("on", "off"))
     name = "aa_fresh_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
     with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}"')
