@@ -127,6 +127,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AA_DB_POOL_SIZE", "db_pool_size", 8, _positive_int, "Connections per process in the database pool."),
     Setting("AA_DB_TIMEOUT_S", "db_timeout_s", 10, _positive_int,
             "Seconds a request waits for the database (connection or statement) before a retryable error."),
+    Setting("AA_RETRY_AFTER_S", "retry_after_s", 5, _positive_int,
+            "Seconds a 503 (database unreachable, saturated or too slow) asks the sender to wait before "
+            "retrying (`Retry-After`), on every listener: the OTLP receiver, the directory API and the data source."),
     Setting("AA_SETUP_GUIDE_URL", "setup_guide_url",
             "https://github.com/agent-analytics/agent-analytics/blob/main/docs/opentelemetry.md", str,
             "Where the LLM Usage empty state links to."),
@@ -162,6 +165,7 @@ class Config:
     read_aggregates: bool = True
     db_pool_size: int = 8
     db_timeout_s: int = 10
+    retry_after_s: int = 5
     setup_guide_url: str = SETTINGS[-1].default
 
     @classmethod
