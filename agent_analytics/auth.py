@@ -8,6 +8,8 @@ from typing import Iterable
 
 from flask import current_app, request
 
+from agent_analytics.errors import Permanent
+
 
 class Permission(str, Enum):
     INGEST = "ingest"        # send telemetry, edit the directory
@@ -16,11 +18,12 @@ class Permission(str, Enum):
     METRICS = "metrics"      # scrape the service's own Prometheus metrics (query tokens have it too)
 
 
-class AuthError(Exception):
+class AuthError(Permanent):
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(message, status)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
 
 
 def _matches(token: str, allowed: Iterable[str]) -> bool:

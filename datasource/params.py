@@ -17,16 +17,16 @@ from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER, Metric
 from agent_analytics.datasource.filters import normalise
 from agent_analytics.datasource.query import MAX_ROWS, Query
+from agent_analytics.errors import Permanent
 from agent_analytics.text import StorableSchema
 
 
-class RequestError(ValueError):
+class RequestError(Permanent, ValueError):
     """A request that cannot be answered; `fields` maps dotted field paths to messages."""
 
     def __init__(self, fields_: Mapping[str, list[str]], status: int = 400) -> None:
         self.fields = dict(fields_)
-        self.status = status
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.fields.items()))
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.fields.items()), status)
 
     def body(self) -> dict[str, Any]:
         return {"error": f"invalid request: {self}", "fields": self.fields}

@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
+from agent_analytics.errors import Permanent
+
 from . import limits
 
 PROTOBUF = "protobuf"
@@ -37,8 +39,11 @@ REJECTED_FIELD = {"logs": "rejected_log_records", "metrics": "rejected_data_poin
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 
-class UnreadableBody(ValueError):
+class UnreadableBody(Permanent, ValueError):
     """The body can never be decoded: answer 400, the sender must not retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 400)
 
 
 def media_format(mimetype: str) -> str | None:

@@ -14,6 +14,7 @@ import psycopg
 from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 
+from agent_analytics.errors import Permanent
 from agent_analytics.text import StorableSchema, find_flaw
 
 # Field options shared by the schemas (Any: they are spread into fields of several kinds).
@@ -22,11 +23,13 @@ TEXT: dict[str, Any] = dict(allow_none=True, validate=validate.Length(max=2000))
 TAGS: dict[str, Any] = dict(cls_or_instance=fields.String(validate=validate.Length(min=1, max=200)))
 
 
-class DirectoryError(Exception):
+class DirectoryError(Permanent):
     def __init__(self, message: str, status: int = 400, details: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status)
         self.details = details
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "details": self.details}
 
 
 class _Strict(StorableSchema):

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 
 from google.protobuf.message import Message
 
+from agent_analytics.errors import Permanent
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -32,13 +34,13 @@ class Limits:
         return cls(cfg.max_resources, cfg.max_scopes, cfg.max_records, cfg.max_attributes)
 
 
-class TooMuchWork(Exception):
+class TooMuchWork(Permanent):
     """The request asks for more work than the limits allow: a 413 naming the limit."""
 
     def __init__(self, what: str, limit: int, setting: str) -> None:
         self.what, self.limit, self.setting = what, limit, setting
         super().__init__(f"request has more than {limit} {what} (the limit {setting}); "
-                         "split it into smaller requests")
+                         "split it into smaller requests", 413)
 
 
 # The repeated fields of each signal: resources, their scopes, the scopes' records.
