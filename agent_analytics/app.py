@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from agent_analytics import auth, db
+from agent_analytics import auth, db, errors
 from agent_analytics.config import Config
 from agent_analytics.ingest.metrics import LLM_LABELS
 
@@ -85,6 +85,7 @@ def create_app(config: Config | None = None, role: str = "all",
     app.url_map.merge_slashes = False
     app.extensions["aa_registry"] = registry if registry is not None else CollectorRegistry()
     db.init_app(app)
+    errors.register(app)
 
     @app.before_request
     def _started() -> None:
@@ -113,10 +114,7 @@ def create_app(config: Config | None = None, role: str = "all",
 
     @app.get("/metrics")
     def prometheus_metrics():
-        try:
-            granted = auth.require(auth.Permission.METRICS)
-        except auth.AuthError as exc:
-            return jsonify(error=exc.message), exc.status
+        granted = auth.require(auth.Permission.METRICS)
         registry = _exposed(app)
         if auth.Permission.LLM_ANALYTICS not in granted:  # model names are LLM analytics
             summed = CollectorRegistry(auto_describe=False)

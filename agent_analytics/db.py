@@ -1,5 +1,5 @@
-"""The connection pool, owned by the Flask app (Flask tutorial's `init_app` pattern), and the one
-table that turns database failures into what a caller should do about them."""
+"""The connection pool, owned by the Flask app (Flask tutorial's `init_app` pattern). What a
+database failure means for the caller is decided in agent_analytics/errors.py."""
 from __future__ import annotations
 
 import threading
@@ -127,24 +127,6 @@ class Database:
             self._epoch += 1
             if self._down:  # just found down: the next try waits a while
                 self._next_probe = self._clock() + PROBE_INTERVAL_S
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True when the sender should retry later (database unreachable, overloaded or slow);
-    False for errors that will recur on retry (a bug, bad data)."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if isinstance(exc, psycopg.errors.QueryCanceled):  # statement_timeout
-        return True
-    if isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.SerializationFailure,
-                        psycopg.errors.DeadlockDetected, psycopg.errors.AdminShutdown,
-                        psycopg.errors.CannotConnectNow, psycopg.errors.TooManyConnections)):
-        return True
-    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
-        return False  # e.g. a value too large for an index: the same request fails again
-    if isinstance(exc, psycopg.OperationalError):
-        return True
-    return False
 
 
 def init_app(app: Flask) -> Database:

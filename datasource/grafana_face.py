@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
 from agent_analytics.auth import Permission, require
-from agent_analytics.datasource import catalog, errors, frames, params, service
+from agent_analytics.datasource import catalog, frames, params, service
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
 from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER
@@ -40,8 +40,6 @@ def _body() -> dict[str, Any]:
         raise params.RequestError({"request": ["body must be a JSON object"]})
     return data
 
-
-errors.install(bp)
 
 
 @bp.get("/")

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from agent_analytics import db as dbmod
 from agent_analytics.auth import Permission, require
-from agent_analytics.datasource import catalog, errors, frames, params, service
+from agent_analytics.datasource import catalog, frames, params, service
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
 from agent_analytics.datasource.catalog import ALL_FILTERS
@@ -26,8 +26,6 @@ from agent_analytics.datasource.catalog import ALL_FILTERS
 bp = Blueprint("json_api", __name__, url_prefix="/api/v1")
 FACE = "json"
 
-
-errors.install(bp)
 
 
 def _arguments() -> dict[str, Any]:

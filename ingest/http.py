@@ -2,8 +2,10 @@
 
 POST /v1/logs, /v1/metrics, /v1/traces: auth -> content type -> body (gzip, size limit) ->
 codec -> normalise -> pricing -> store -> an Export*ServiceResponse in the content type asked.
-One table (`_status_for`) turns failures into answers: 400 only for a body that can never be
-read, 503 with Retry-After when the database is unreachable, so senders retry and lose nothing.
+Failures are answered as agent_analytics/errors.py classifies them, as an OTLP Status: a
+Permanent error's 4xx (400 only for a body that can never be read), 503 with Retry-After when
+the database is unreachable, so senders retry and lose nothing. The directory API's errors go
+to the app's one JSON handler (errors.register).
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from typing import IO
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from psycopg_pool import PoolTimeout
 
-from agent_analytics import db
-from agent_analytics.auth import AuthError, Permission, require
+from agent_analytics import db, errors
+from agent_analytics.auth import Permission, require
 
 from . import codec, directory, limits, normalise, pricing, store
 from .metrics import IngestMetrics, reason_label
@@ -24,7 +26,6 @@ from .rows import Batch, Context
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 5
 CHUNK = 64 * 1024
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 MAX_REASONS = 10
@@ -34,12 +35,14 @@ otlp = Blueprint("otlp", __name__)
 directory_api = Blueprint("directory", __name__, url_prefix="/api/v1/directory")
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(errors.Permanent):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"body larger than {max_bytes} bytes after decompression", 413)
 
 
-class UnsupportedMedia(Exception):
-    pass
+class UnsupportedMedia(errors.Permanent):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 415)
 
 
 def _metrics() -> IngestMetrics:
@@ -58,12 +61,12 @@ def read_body(max_bytes: int) -> bytes:
     if encoding not in ("identity", "gzip", "x-gzip"):
         raise UnsupportedMedia(f"unsupported Content-Encoding {encoding!r} (gzip or none)")
     if request.content_length is not None and request.content_length > max_bytes:
-        raise TooLarge()
+        raise TooLarge(max_bytes)
     stream = request.stream
     if encoding == "identity":
         data = stream.read(max_bytes + 1)
         if len(data) > max_bytes:
-            raise TooLarge()
+            raise TooLarge(max_bytes)
         return data
     return _gunzip(stream, max_bytes)
 
@@ -80,14 +83,14 @@ def _gunzip(stream: IO[bytes], max_bytes: int) -> bytes:
         while chunk := stream.read(CHUNK):
             received += len(chunk)
             if received > max_bytes:
-                raise TooLarge()
+                raise TooLarge(max_bytes)
             while chunk:
                 if inflater.eof:  # the previous member ended: these bytes begin the next
                     inflater = zlib.decompressobj(GZIP_WBITS)
                     members += 1
                 out += inflater.decompress(chunk, max_bytes + 1 - len(out))
                 if len(out) > max_bytes:
-                    raise TooLarge()
+                    raise TooLarge(max_bytes)
                 chunk = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
     except zlib.error as exc:
         if members > 1:
@@ -101,30 +104,10 @@ def _gunzip(stream: IO[bytes], max_bytes: int) -> bytes:
     return bytes(out)
 
 
-def _retry_after() -> int:
-    """Seconds a sender should wait: about as long as we wait for the database ourselves."""
-    return max(1, min(RETRY_AFTER_S, current_app.config["AA"].db_timeout_s))
-
-
-def _status_for(exc: BaseException) -> tuple[int, str, dict[str, str]]:
-    """The one table from failure to HTTP answer."""
-    if isinstance(exc, AuthError):
-        return exc.status, exc.message, {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-    if isinstance(exc, UnsupportedMedia):
-        return 415, str(exc), {}
-    if isinstance(exc, TooLarge):
-        return 413, f"body larger than {current_app.config['AA'].max_body_bytes} bytes after decompression", {}
-    if isinstance(exc, limits.TooMuchWork):
-        return 413, str(exc), {}
-    if isinstance(exc, codec.UnreadableBody):
-        return 400, str(exc), {}
-    if db.is_retryable(exc):
-        return 503, "database unavailable, retry later", {"Retry-After": str(_retry_after())}
-    return 500, "internal error", {}
-
-
 def _error(signal: str, fmt: str, exc: BaseException) -> Response:
-    status, message, headers = _status_for(exc)
+    """`exc` as errors.answer classifies it, in an OTLP Status body; a bug is a 500."""
+    out = errors.answer(exc, current_app.config["AA"].retry_after_s)
+    status, message, headers = (out.status, out.message, out.headers) if out else (500, "internal error", {})
     if status == 503:
         log.warning("ingest %s refused, database unavailable: %s", signal, exc.__class__.__name__)
     elif status >= 500:
@@ -143,7 +126,8 @@ def _store_with_retry(batch: Batch) -> store.StoreResult:
             with database.connection() as conn:
                 return store.store(conn, batch)
         except Exception as exc:
-            if attempt == 2 or not db.is_retryable(exc) or isinstance(exc, PoolTimeout):
+            # A PoolTimeout got no connection at all: a second attempt would wait again.
+            if attempt == 2 or not errors.is_retryable(exc) or isinstance(exc, PoolTimeout):
                 raise
     raise AssertionError("unreachable")
 
@@ -220,16 +204,6 @@ def _directory_auth() -> None:
     require(Permission.INGEST)  # before the body is read: 401/403 come first
 
 
-@directory_api.errorhandler(AuthError)
-def _auth_error(exc: AuthError):
-    return jsonify(error=exc.message), exc.status
-
-
-@directory_api.errorhandler(directory.DirectoryError)
-def _directory_error(exc: directory.DirectoryError):
-    return jsonify(error=str(exc), details=exc.details), exc.status
-
-
 def _json_body() -> object:
     limit = current_app.config["AA"].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -241,16 +215,8 @@ def _json_body() -> object:
 
 
 def _run(fn, *args):
-    try:
-        with db.get_db().connection() as conn:
-            return fn(conn, *args)
-    except directory.DirectoryError:
-        raise
-    except Exception as exc:
-        if db.is_retryable(exc):
-            return (jsonify(error="database unavailable, retry later"), 503,
-                    {"Retry-After": str(_retry_after())})
-        raise
+    with db.get_db().connection() as conn:
+        return fn(conn, *args)
 
 
 @directory_api.post("")
@@ -258,27 +224,27 @@ def _run(fn, *args):
 def directory_apply():
     """Bulk upsert: {"users": [...], "groups": [...], "agents": [...], ...}; idempotent."""
     out = _run(directory.apply, _json_body())
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 @directory_api.get("")
 def directory_export():
     """Everything, as a document `POST /api/v1/directory` (or `directory load`) accepts back."""
     out = _run(directory.export)
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 @directory_api.post("/delete")
 def directory_delete():
     """Bulk delete: {"users": ["id", ...], "tools": [{"mcp_server_id": ..., "name": ...}], ...}."""
     out = _run(directory.delete, _json_body())
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 @directory_api.get("/<kind>")
 def directory_list(kind: str):
     out = _run(directory.list_kind, kind)
-    return out if isinstance(out, tuple) else jsonify({kind: out})
+    return jsonify({kind: out})
 
 
 @directory_api.put("/<kind>/<path:key>")
@@ -287,25 +253,25 @@ def directory_put_one(kind: str, key: str):
     if not isinstance(body, dict):
         raise directory.DirectoryError("the body must be a JSON object", status=400)
     out = _run(directory.put_one, kind, key, body)
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 @directory_api.delete("/<kind>/<path:key>")
 def directory_delete_one(kind: str, key: str):
     out = _run(directory.delete_one, kind, key)
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 @directory_api.put("/groups/<group_id>/members/<user_id>")
 def directory_add_member(group_id: str, user_id: str):
     out = _run(directory.add_member, group_id, user_id)
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 @directory_api.delete("/groups/<group_id>/members/<user_id>")
 def directory_remove_member(group_id: str, user_id: str):
     out = _run(directory.remove_member, group_id, user_id)
-    return out if isinstance(out, tuple) else jsonify(out)
+    return jsonify(out)
 
 
 def register(app: Flask) -> None:
