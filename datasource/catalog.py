@@ -147,7 +147,11 @@ METRICS: tuple[Metric, ...] = (
            (_C("type", title="Token type"), _TOKENS), LLM_FILTERS,
            "Four rows: input, output, cache_read, cache_write."),
     _series("llm_tokens_over_time", "llm", "Tokens", COUNT, LLM_FILTERS, "Tokens per bucket."),
-    _series("llm_cost_over_time", "llm", "Cost", USD, LLM_FILTERS, "Cost (USD) per bucket."),
+    Metric("llm_cost_over_time", "llm", "timeseries", "Cost", USD,
+           _series("llm_cost_over_time", "llm", "Cost", USD, (), "").columns
+           + (_C("unpriced_tokens", "number", COUNT, "Unpriced tokens"),),
+           LLM_FILTERS, "Cost (USD) per bucket, null when the bucket has usage but none of it priced; "
+           "unpriced_tokens: the bucket's tokens it could not price (docs/ingest.md, Cost)."),
     _top("llm_top_users_by_tokens", "llm", "Top users by tokens", _USER, _TOKENS, LLM_FILTERS,
          "Users ranked by tokens; requests counts request events.",
          (_COST, _C("requests", "number", COUNT, "Requests"), *_UNPRICED)),

@@ -154,7 +154,8 @@ class Engine:
     def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True) -> tuple[sql.Composable, list]:
         """LLM Usage rows, each request's tokens counted once: from its event when its session
         sent no metric points (`counted`, decided at ingest), else from the session's metric
-        points; requests always from events. Cost is each event's price (a tier is a property of
+        points; requests always from events (a metric point's are unknown: NULL, so a group of
+        metric points alone has no request count, not 0). Cost is each event's price (a tier is a property of
         one request), and the metric points' only for sessions that sent no events (the points'
         `cost_counted`); `unpriced_tokens`: those of the counted cost that no price table knows.
         (Claude Code sends both views of the same requests; Codex only events; an agent that
@@ -171,7 +172,7 @@ class Engine:
                    0::float8 AS other_tokens, cost::numeric AS cost, unpriced_tokens::float8 AS unpriced_tokens
             FROM ({{ev}}) e
             UNION ALL
-            SELECT time, user_id, agent_id, provider, model, 0::float8,
+            SELECT time, user_id, agent_id, provider, model, NULL::float8,
                    {", ".join(f"coalesce({t}_tokens, 0)::float8" for t in (*TOKEN_TYPES, "other"))},
                    cost::numeric, unpriced_tokens::float8
             FROM ({{mp}}) p"""
@@ -262,13 +263,13 @@ class Engine:
         return Result([row])
 
     def _buckets(self, ds: Dataset, window: Window, q: Query, extra: str, sums: str, column: str,
-                 unit: str) -> dict[datetime, Any]:
+                 unit: str) -> dict[datetime, dict[str, Any]]:
         # Hourly aggregates answer local hours/days exactly only when they are unions of UTC hours.
         use_agg = tr.whole_hour_offsets(q.tz, window)
         rows = self.with_src(self._src(ds, window, q, extra, use_aggregate=use_agg),
                              f"SELECT date_trunc(%s, time, %s) AS b, {sums} FROM src GROUP BY 1", [unit, q.tz.key],
                              shared=True)
-        return {r["b"]: r[column] for r in rows}
+        return {r["b"]: r for r in rows}
 
     def _series(self, q: Query) -> Result:
         ds, extra, sums, column = _SERIES[q.metric.id]
@@ -280,9 +281,15 @@ class Engine:
         old = self._buckets(ds, prev, q, extra, sums, column, unit)
         rows = []
         # The k-th previous bucket is drawn at the k-th current bucket (calendar-aligned, DST-safe).
+        extras = _SERIES_EXTRAS.get(q.metric.id, ())
         for k, start in enumerate(cur_starts):
-            previous = old.get(prev_starts[k], 0) if k < len(prev_starts) else None
-            rows.append({"time": tr.to_ms(start), "current": cur.get(start, 0), "previous": previous})
+            previous = old[prev_starts[k]][column] if k < len(prev_starts) and prev_starts[k] in old else (
+                0 if k < len(prev_starts) else None)
+            bucket = cur.get(start)
+            row = {"time": tr.to_ms(start), "current": bucket[column] if bucket else 0, "previous": previous}
+            for c in extras:
+                row[c] = bucket[c] if bucket else 0
+            rows.append(row)
         return Result(rows, meta={"bucket": unit})
 
     # ---- MCP Usage and Security -----------------------------------------------------------
@@ -721,7 +728,8 @@ _LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
 _LLM_TOTALS = ("SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
                + f", coalesce(sum({_TOKENS}), 0) AS tokens, {_COST_SUM} AS cost,"
                " coalesce(sum(unpriced_tokens), 0) AS unpriced_tokens FROM src")
-_LLM_BUCKET_SUMS = f"sum({_TOKENS}) AS tokens, {_COST_SUM} AS cost"
+_LLM_BUCKET_SUMS = (f"sum({_TOKENS}) AS tokens, {_COST_SUM} AS cost,"
+                    " coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens")
 
 
 def _column(name: str) -> Callable[[list[dict[str, Any]]], Any]:
@@ -756,6 +764,10 @@ _SERIES: dict[str, tuple[Dataset, str, str, str]] = {
     "llm_cost_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS, "cost"),
     "security_blocked_over_time": (TOOL_CALLS, BLOCKED, "sum(calls) AS v", "v"),
 }
+
+# Columns of each bucket a series answers besides its value: a cost bucket's tokens it could
+# not price (a bucket partly priced says so, as the headline does).
+_SERIES_EXTRAS = {"llm_cost_over_time": ("unpriced_tokens",)}
 
 _C = 'COLLATE "C"'
 

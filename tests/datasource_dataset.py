@@ -367,7 +367,7 @@ class Oracle:
             rows.append({**r, "requests": 1, "unpriced_tokens": unpriced})
         for p in points:
             row = {"time": p["time"], "user_id": p["user_id"], "provider": p["provider"], "model": p["model"],
-                   "requests": 0, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, "unpriced_tokens": 0}
+                   "requests": None, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, "unpriced_tokens": 0}
             if p["metric"] == "tokens":
                 row[f"{p['token_type']}_tokens"] = p["value"]
             counted = p["session_id"] not in priced_by_events
@@ -441,7 +441,9 @@ class Oracle:
             for k, v in groups.items():
                 unpriced = float(sum(r["unpriced_tokens"] for r in v))
                 row = {"tokens": float(sum(self.tokens(r) for r in v)), "cost": self.cost_sum(v),
-                       "requests": sum(r["requests"] for r in v), "unpriced_tokens": unpriced,
+                       # Events are requests; metric points alone say nothing of how many.
+                       "requests": sum(r["requests"] for r in v if r["requests"] is not None)
+                       if any(r["requests"] is not None for r in v) else None, "unpriced_tokens": unpriced,
                        "unpriced": unpriced > 0}
                 if by_user:
                     email, disp = d.users.get(k, (None, None))
