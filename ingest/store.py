@@ -27,6 +27,7 @@ from psycopg import sql
 
 from . import pricing, stats
 from .identity import email_of
+from .normalise_claude_code import SOURCE as COST_METRIC_SOURCE  # the one agent sending a cost metric
 from .normalise_gateway import SERVER_SIDE, SERVER_SOURCE
 from .rows import Batch, MetricPoint, content_key, to_datetime
 
@@ -257,8 +258,9 @@ def _add(total: Any, value: Any) -> Any:
 
 
 _TOTALS = ("requests", "points", "tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-           "estimated_cost_usd", "reported_cost_usd")
-_TOTAL_TYPES = ("bigint", "bigint", "float8", "float8", "float8", "float8", "float8", "numeric", "numeric")
+           "estimated_cost_usd", "reported_cost_usd", "estimated_unpriced_tokens", "reported_unpriced_tokens")
+_TOTAL_TYPES = ("bigint", "bigint", "float8", "float8", "float8", "float8", "float8", "numeric", "numeric",
+                "float8", "float8")
 _NULLABLE = {"estimated_cost_usd", "reported_cost_usd"}
 _TOKEN_AT = {"input": 3, "output": 4, "cache_read": 5, "cache_write": 6}  # index in a session's totals
 # What the counted tokens of a session become when its first metric point arrives: from then
@@ -266,7 +268,8 @@ _TOKEN_AT = {"input": 3, "output": 4, "cache_read": 5, "cache_write": 6}  # inde
 RESET_COUNTED = "tokens = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cache_write_tokens = 0"
 # What the cost of a session priced from its metric points becomes when its first event
 # arrives: from then on its events' cost counts, not its points'.
-RESET_COST = "estimated_cost_usd = NULL, reported_cost_usd = NULL"
+RESET_COST = ("estimated_cost_usd = NULL, reported_cost_usd = NULL, estimated_unpriced_tokens = 0,"
+              " reported_unpriced_tokens = 0")
 _ADD_TOTALS = sql.SQL(
     "UPDATE sessions s SET {sets},"
     " ev_user_id = greatest(s.ev_user_id, n.ev_user_id), ev_agent_id = greatest(s.ev_agent_id, n.ev_agent_id),"
@@ -302,7 +305,9 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
     and 0008), in the batch's transaction: the sessions' rows are already locked by `_sessions`.
     Events count tokens only in sessions without metric points (`counted`, as on the rows), and
     always their cost; metric points count their cost only in sessions without events
-    (`cost_counted`)."""
+    (`cost_counted`). The tokens of that cost without a price are kept beside it (migration 0011):
+    an event's without an estimate or a reported cost; a counted token point's without an
+    estimate, or from an agent that reports no cost metric (relations.COST_METRIC_SOURCE)."""
     totals: dict[str, list] = {}
     names: set[tuple[str, bool, str | None, str | None, str]] = set()
     at = _AT["llm_requests"]
@@ -315,7 +320,7 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
             continue
         tot = totals.get(s)
         if tot is None:
-            tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, r[t], r[t]]
+            tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, 0.0, 0.0, r[t], r[t]]
         tot[0] += 1
         if s not in with_metrics:
             tot[2] += r[i_in] + r[i_out] + r[i_cr] + r[i_cw]
@@ -325,12 +330,17 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
             tot[6] += r[i_cw]
         tot[7] = _add(tot[7], _stored(r[i_est]))
         tot[8] = _add(tot[8], _stored(r[i_rep]))
-        tot[9] = min(tot[9], r[t])
-        tot[10] = max(tot[10], r[t])
+        if r[i_est] is None or r[i_rep] is None:
+            n = r[i_in] + r[i_out] + r[i_cr] + r[i_cw]
+            tot[9] += n if r[i_est] is None else 0
+            tot[10] += n if r[i_rep] is None else 0
+        tot[11] = min(tot[11], r[t])
+        tot[12] = max(tot[12], r[t])
         names.add((s, True, r[user], r[agent], r[model]))
     at = _AT["metric_points"]
     sid, t, start, user, agent, model = (at["session_id"], at["time"], at["start_time"], at["user_id"],
                                          at["agent_id"], at["model"])
+    i_source = at["source"]
     i_metric, i_type, i_value, i_est = at["metric"], at["token_type"], at["value"], at["estimated_cost_usd"]
     for p in points:
         s = p[sid]
@@ -339,7 +349,7 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
         first = p[start] or p[t]
         tot = totals.get(s)
         if tot is None:
-            tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, first, p[t]]
+            tot = totals[s] = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, 0.0, 0.0, first, p[t]]
         tot[1] += 1
         value = float(p[i_value])
         priced_here = s not in with_events
@@ -349,11 +359,13 @@ def _session_totals(conn: psycopg.Connection, requests: Sequence[tuple], points:
                 tot[_TOKEN_AT[p[i_type]]] += value
             if priced_here:
                 tot[7] = _add(tot[7], _stored(p[i_est]))
+                tot[9] += value if p[i_est] is None else 0.0
+                tot[10] += value if p[i_source] != COST_METRIC_SOURCE else 0.0
         elif p[i_metric] == "cost" and priced_here:
             # As PostgreSQL turns a float8 into numeric (15 significant digits).
             tot[8] = _add(tot[8], Decimal(format(value, ".15g")))
-        tot[9] = min(tot[9], first)
-        tot[10] = max(tot[10], p[t])
+        tot[11] = min(tot[11], first)
+        tot[12] = max(tot[12], p[t])
         names.add((s, False, p[user], p[agent], p[model]))
     if not totals:
         return

@@ -13,8 +13,9 @@ SELECT changes, from the raw rows that remain (retention may have dropped older 
 to a key, a measure, a width or to `_render`'s layout rebuilds what it touches. The comment
 (`docs`) is no part of that checksum, but releases up to migration 0008 recorded the whole text,
 so the rendered text stays byte for byte theirs (tests/test_rollups_declared.py holds it to
-tests/legacy/aggregates_0008) until every database has been migrated by a release that records
-the SELECT alone.
+tests/legacy/aggregates_0008, but for the aggregates deliberately redefined since, named in
+tests/rollups_support.py) until every database has been migrated by a release that records the
+SELECT alone.
 """
 from __future__ import annotations
 
@@ -300,7 +301,7 @@ LLM_USAGE_PER_USER = Rollup(
      DAY: "Daily (UTC) twin of llm_usage_per_user_hourly: whole days of the window."})
 LLM_SESSIONS = Rollup(
     "llm_sessions", LLM_REQUESTS, (SESSION, SOURCE, USER, AGENT, PROVIDER, MODEL, COUNTED),
-    (*_REQUEST_SUMS, UNPRICED_REQUESTS, *_LATENCY, *_TIMES),
+    (*_REQUEST_SUMS, UNPRICED_REQUESTS, *_UNPRICED_TOKENS, *_LATENCY, *_TIMES),
     {HOUR: "LLM requests per hour and session (the Sessions table, session metrics, the drawer).",
      DAY: "Daily (UTC) twin of llm_sessions_hourly: whole days of the window for the session totals."})
 
@@ -315,15 +316,24 @@ _POINT_COST = (Measure("reported_cost_usd", "sum(value) FILTER (WHERE metric = '
                Measure("estimated_cost_usd", f"sum(estimated_cost_usd) FILTER (WHERE {_TOKENS} AND cost_counted)"))
 _UNPRICED = f"FILTER (WHERE {_TOKENS} AND cost_counted AND estimated_cost_usd IS NULL)"
 _POINT_UNPRICED_TOKENS = Measure("estimated_unpriced_tokens", f"sum(value) {_UNPRICED}\n")
+# The agent whose token points come with a cost metric (Claude Code's cost.usage): under the
+# reported cost, the counted token points of every other agent are unpriced. (The source
+# ingest/normalise_claude_code.py writes; not imported, to keep migrate free of the pricing.)
+COST_METRIC_SOURCE = "claude_code"
+_POINT_UNREPORTED_TOKENS = Measure(
+    "reported_unpriced_tokens",
+    "-- Only Claude Code reports a cost metric (cost.usage) beside its token points.\n"
+    f"sum(value) FILTER (WHERE {_TOKENS} AND cost_counted AND source <> '{COST_METRIC_SOURCE}')\n")
 _UNPRICED_POINTS = Measure("unpriced_points", f"count(*) {_UNPRICED}\n")
 _POINT_SESSION_TOKENS = Measure("tokens", f"sum(value) FILTER (WHERE {_TOKENS})")
 _POINT_TIMES = (Measure("first_time", "min(coalesce(start_time, time))"), Measure("last_time", "max(time)"))
 METRIC_POINTS = Raw("metric_points", (_POINT_SESSION_TOKENS, *_POINT_TOKENS, _OTHER_TOKENS, *_POINT_COST,
-                                      _POINT_UNPRICED_TOKENS, _UNPRICED_POINTS, *_POINT_TIMES), column=74)
+                                      _POINT_UNPRICED_TOKENS, _POINT_UNREPORTED_TOKENS, _UNPRICED_POINTS,
+                                      *_POINT_TIMES), column=74)
 # Points without a session are left out of LLM Usage: GenAI instrumentation reports those
 # requests as spans too.
 IN_SESSION = "session_id IS NOT NULL"
-_METRIC_USAGE = (*_POINT_TOKENS, _OTHER_TOKENS, *_POINT_COST, _POINT_UNPRICED_TOKENS)
+_METRIC_USAGE = (*_POINT_TOKENS, _OTHER_TOKENS, *_POINT_COST, _POINT_UNPRICED_TOKENS, _POINT_UNREPORTED_TOKENS)
 
 LLM_METRIC_USAGE_FULL = Rollup(
     "llm_metric_usage", METRIC_POINTS, (SOURCE, USER, AGENT, PROVIDER, MODEL), _METRIC_USAGE,
@@ -354,7 +364,8 @@ LLM_METRIC_USAGE_PER_USER = Rollup(
     where=IN_SESSION)
 SESSION_METRICS = Rollup(
     "session_metrics", METRIC_POINTS, (SESSION, SOURCE, USER, AGENT, PROVIDER, MODEL),
-    (_POINT_SESSION_TOKENS, *_POINT_TOKENS, *_POINT_COST, _UNPRICED_POINTS, *_POINT_TIMES),
+    (_POINT_SESSION_TOKENS, *_POINT_TOKENS, *_POINT_COST, _UNPRICED_POINTS, _POINT_UNPRICED_TOKENS,
+     _POINT_UNREPORTED_TOKENS, *_POINT_TIMES),
     {HOUR: "Metric points (the session totals agents send as metrics) per hour, session and model, the\n"
            "token types and cost as columns (the Sessions table, session metrics, the drawer).",
      DAY: "Daily (UTC) twin of session_metrics_hourly: whole days of the window for the session totals."})

@@ -115,7 +115,8 @@ class Server:
 
 
 _TOTALS = ("requests", "points", "tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-           "estimated_cost_usd", "reported_cost_usd", "ev_user_id", "ev_agent_id", "mp_user_id", "mp_agent_id",
+           "estimated_cost_usd", "reported_cost_usd", "estimated_unpriced_tokens", "reported_unpriced_tokens",
+           "ev_user_id", "ev_agent_id", "mp_user_id", "mp_agent_id",
            "models", "user_ids", "first_time", "last_time")
 
 

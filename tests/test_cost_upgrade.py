@@ -187,3 +187,34 @@ def test_upgrade_names_claude_code_points_by_their_events_model(fresh_database, 
         assert c.execute("SELECT DISTINCT model FROM llm_metric_usage_hourly WHERE model LIKE 'claude%'"
                          " ORDER BY 1").fetchall() == [("claude-haiku-4-5",), ("claude-sonnet-4-5",)]
         assert_session_totals_match_the_rows(c)
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_upgrade_counts_each_sessions_unpriced_tokens(fresh_database, tsdb):
+    """A database at 0010 with stored sessions: 0011 gives each session the tokens of its events
+    without an estimate or without a reported cost, as counted here from the raw rows."""
+    assert migrate(fresh_database, timescaledb=tsdb, upto=10).applied[-1] == "0010_ingest_stats.sql"
+    tool_calls, llm, points = raw_rows(seed=5)
+    load_raw_rows(fresh_database, (tool_calls, llm, points), refresh=False)
+    want: dict[str, list[float]] = {}
+    for r in llm:  # r[3] session, r[8:12] tokens, r[12] reported, r[13] estimated cost
+        if r[3] is None:
+            continue
+        w = want.setdefault(r[3], [0.0, 0.0])
+        w[0] += sum(r[8:12]) if r[13] is None else 0
+        w[1] += sum(r[8:12]) if r[12] is None else 0
+    tokens = {}
+    for r in llm:
+        tokens[r[3]] = tokens.get(r[3], 0) + sum(r[8:12])
+    assert any(0 < e < tokens[sid] for sid, (e, _) in want.items())  # partly priced sessions
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        # As the receiver decides: the raw rows' sessions all sent events, so their points'
+        # cost does not count.
+        c.execute("UPDATE metric_points SET cost_counted = false WHERE session_id IS NOT NULL")
+        c.execute("SELECT aa_rebuild_session_totals()")
+    report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert report.applied == ["0011_session_unpriced_tokens.sql"]
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        got = {sid: [e, r] for sid, e, r in c.execute(
+            "SELECT id, estimated_unpriced_tokens, reported_unpriced_tokens FROM sessions")}
+    assert got == want

@@ -1,0 +1,16 @@
+"""The aggregates of the previous release (the one with migration 0008), as the tests of upgrading
+from it and of the declarations rendering its SQL read them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+RELEASE = Path(__file__).parent / "legacy" / "aggregates_0008"
+
+# Aggregates whose definition changed since that release: rebuilt on upgrade, deliberately.
+# Migration 0011 (session unpriced tokens): the session and metric-usage aggregates gain each
+# bucket's tokens without an estimated or a reported cost (`estimated_unpriced_tokens`,
+# `reported_unpriced_tokens`), as the sessions' totals do.
+REDEFINED: frozenset[str] = frozenset({
+    "llm_metric_usage_hourly", "llm_metric_usage_by_user_daily",
+    *(f"llm_metric_usage_{k}_{w}" for k in ("by_model", "totals", "per_user") for w in ("hourly", "daily")),
+    "llm_sessions_hourly", "llm_sessions_daily", "session_metrics_hourly", "session_metrics_daily"})
