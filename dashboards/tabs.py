@@ -206,8 +206,9 @@ def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
            .icon("dashboard"))
     lay = Layout(d)
     totals = metric("session_totals")
-    lay.add(P.record_panel(variant, totals, filters, ("cost", "tokens", "duration", "requests", "models", "agent",
-                                                      "user", "totals_source"), h=5, title="Session totals"))
+    lay.add(P.record_panel(variant, totals, filters, ("cost", "unpriced_tokens", "tokens", "duration", "requests",
+                                                      "models", "agent", "user", "totals_source"), h=5,
+                           title="Session totals"))
     lay.newline()
     for p in P.comparison_panels(variant, metric("session_comparison"), filters):
         lay.add(p)

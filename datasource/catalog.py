@@ -174,7 +174,7 @@ METRICS: tuple[Metric, ...] = (
             _C("agent_id", title="Agent id"), _C("agent", title="Agent"), _C("models", title="Models"),
             _C("start", "time", None, "Start"), _C("end", "time", None, "End"),
             _C("duration", "number", SECONDS, "Duration"), _C("requests", "number", COUNT, "Requests"),
-            _TOKENS, _COST,
+            _TOKENS, _COST, *_UNPRICED,
             _C("cost_ratio", "number", RATIO, "Cost vs median"), _C("cost_top_5pct", "boolean", None, "Top 5% cost"),
             _C("tokens_ratio", "number", RATIO, "Tokens vs median"),
             _C("tokens_top_5pct", "boolean", None, "Top 5% tokens"),
@@ -183,7 +183,9 @@ METRICS: tuple[Metric, ...] = (
             _C("requests_ratio", "number", RATIO, "Requests vs median"),
             _C("requests_top_5pct", "boolean", None, "Top 5% requests")),
            LLM_FILTERS, "Sessions ranked by order_by (cost | tokens | recency). Requests are the session's request "
-           "events: null (unknown, not 0) for a session that sent metrics only.", paged=True,
+           "events: null (unknown, not 0) for a session that sent metrics only. Cost is what could be priced; "
+           "unpriced_tokens / unpriced: the session's tokens no price is known for (its cost is then a lower "
+           "bound, null when nothing was priced).", paged=True,
            options=("order_by",)),
     Metric("session_metrics", "sessions", "record", "Session metrics", None,
            (_C("sessions", "number", COUNT, "Sessions"),)
@@ -199,10 +201,11 @@ METRICS: tuple[Metric, ...] = (
             _C("requests", "number", COUNT, "Requests"), _TOKENS,
             _C("input_tokens", "number", COUNT), _C("output_tokens", "number", COUNT),
             _C("cache_read_tokens", "number", COUNT), _C("cache_write_tokens", "number", COUNT), _COST,
-            _C("totals_source", title="Totals from")),
+            *_UNPRICED, _C("totals_source", title="Totals from")),
            SESSION_FILTERS, "One row for the `session` filter; tokens from metrics when the session sent metric "
            "points, else from events (totals_source says which); cost from its events, request by request, "
-           "when it sent any, else from its metric points; requests null (unknown) when it sent metrics only."),
+           "when it sent any, else from its metric points; unpriced_tokens: its tokens no price is known for; "
+           "requests null (unknown) when it sent metrics only."),
     Metric("session_models", "sessions", "table", "Models", COUNT,
            (_C("provider"), _C("model"), _C("requests", "number", COUNT, "Requests"), _TOKENS, _COST,
             _C("avg_latency_ms", "number", MS, "Average latency")),

@@ -408,6 +408,7 @@ class Engine:
         kept AS (
             SELECT id AS session_id, {who} {_KEPT_REQUESTS} AS requests, tokens,
                    {", ".join(f"{t}_tokens" for t in TOKEN_TYPES)}, {self.cost}_cost_usd::float8 AS cost,
+                   {self.cost}_unpriced_tokens::float8 AS unpriced_tokens,
                    CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
                        AS totals_source,
                    first_time AS start_time, last_time AS end_time,
@@ -453,11 +454,11 @@ class Engine:
                    requests::float8, {ev_tokens},
                    CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
                         ELSE 0 END::float8 AS tokens,
-                   cost, first_time, last_time
+                   cost, unpriced_tokens::float8, first_time, last_time
             FROM ({{ev}}) e
             UNION ALL
             SELECT session_id, {who}false, true, NULL, {mp_tokens}, coalesce(tokens, 0)::float8,
-                   cost, first_time, last_time
+                   cost, unpriced_tokens::float8, first_time, last_time
             FROM ({{mp}}) p""").format(ev=ev[0], mp=mp[0]))
             params += [*ev[1], *mp[1]]
         text = f"""
@@ -465,6 +466,7 @@ class Engine:
         {name} AS (SELECT session_id, {details}
                      sum(requests)::float8 AS requests, sum(tokens)::float8 AS tokens,
                      {sums}, sum(cost)::float8 AS cost,
+                     coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens,
                      CASE WHEN bool_or(superseded) THEN 'metrics' ELSE 'events' END AS totals_source,
                      min(first_time) AS start_time, max(last_time) AS end_time,
                      date_part('epoch', max(last_time) - min(first_time)) AS duration,
@@ -532,6 +534,7 @@ class Engine:
             "start": tr.to_ms(r["start_time"]) if r["start_time"] else None,
             "end": tr.to_ms(r["end_time"]) if r["end_time"] else None,
             "duration": r["duration"], "requests": r["requests"], "tokens": r["tokens"], "cost": r["cost"],
+            "unpriced_tokens": r["unpriced_tokens"], "unpriced": r["unpriced_tokens"] > 0,
             **{f"{t}_tokens": r[f"{t}_tokens"] for t in TOKEN_TYPES},
             "totals_source": r["totals_source"],
         }
@@ -551,7 +554,8 @@ class Engine:
         for r in rows:
             full = self._session_out(r)
             row = {c: full[c] for c in ("session_id", "user_id", "user", "agent_id", "agent", "models", "start",
-                                        "end", "duration", "requests", "tokens", "cost")}
+                                        "end", "duration", "requests", "tokens", "cost", "unpriced_tokens",
+                                        "unpriced")}
             for d in COMPARISON_DIMENSIONS:
                 row[f"{d}_ratio"], row[f"{d}_top_5pct"] = self._compare(full[d], stats, d)
             out.append(row)
@@ -787,7 +791,8 @@ _STRADDLERS = (
 _KEPT_FILTERS = frozenset({"user", "group"})
 _KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, tokens,"
                  " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
-                 " reported_cost_usd, first_time, last_time, models")
+                 " reported_cost_usd, estimated_unpriced_tokens, reported_unpriced_tokens, first_time, last_time,"
+                 " models")
 # A session's requests are its request events; one that sent metric points only has an unknown
 # number of requests (NULL: left out of the statistics, its chip hidden), not 0. The grouped
 # sessions say the same: their metric-point parts add NULL requests.

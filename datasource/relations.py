@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from agent_analytics.ingest.normalise_claude_code import SOURCE as CLAUDE_CODE_SOURCE
 from agent_analytics.sql import rollups as r
 
 # Row conditions of the tool-call metrics.
@@ -119,20 +120,24 @@ LLM_USAGE = _dataset(
 # Sessions' metric points without the session, token types and cost as columns: what counts
 # for the sessions that sent them (their cost only where `cost_counted`: sessions without events).
 _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, other_tokens"
-# The reported cost is the cost metric's value: no token of a session priced by it is unpriced.
-_POINT_UNPRICED = "CASE WHEN '{cost}' = 'estimated' THEN estimated_unpriced_tokens ELSE 0 END AS unpriced_tokens"
+# The tokens of counted cost (`cost_counted`) without a price: the estimate's unknown models; for
+# the reported cost, the token points of agents that report no cost metric (only Claude Code
+# sends one, cost.usage, beside its token points; the aggregates say the same).
+COST_METRIC_SOURCE = CLAUDE_CODE_SOURCE
+_POINT_UNPRICED = ("CASE WHEN metric = 'tokens' AND cost_counted AND CASE WHEN '{cost}' = 'reported'"
+                   f" THEN source <> '{COST_METRIC_SOURCE}' ELSE estimated_cost_usd IS NULL END"
+                   " THEN value END AS unpriced_tokens")
 LLM_METRIC_USAGE = _dataset(
     r.LLM_METRIC_USAGE_FULL,
-    f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {_POINT_UNPRICED}",
+    f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost,"
+    " {cost}_unpriced_tokens AS unpriced_tokens",
     "time, user_id, agent_id, provider, model,"
     + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
                 for t in ("input", "output", "cache_read", "cache_write"))
     + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
     # The reported cost is the cost metric's value; the estimate is priced on token points.
     " CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
-    " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
-    " CASE WHEN '{cost}' = 'estimated' AND metric = 'tokens' AND cost_counted AND estimated_cost_usd IS NULL"
-    " THEN value END AS unpriced_tokens",
+    f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}",
     ("user", "group", "provider", "model"),
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
      (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER)))
@@ -142,22 +147,24 @@ _SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "mod
 LLM_SESSIONS = _dataset(
     r.LLM_SESSIONS,
     f"bucket AS time, session_id, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost, latency_ms_sum, latency_count, first_time, last_time",
+    " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens, latency_ms_sum, latency_count,"
+    " first_time, last_time",
     f"time, session_id, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost, latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
+    f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens,"
+    " latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
     " time AS first_time, time AS last_time",
     ("user", "group", "provider", "model", "session"), (r.LLM_SESSIONS,), always=frozenset({"counted"}))
 
 SESSION_METRICS = _dataset(
     r.SESSION_METRICS,
     f"bucket AS time, session_id, user_id, agent_id, provider, model, tokens, {_TOKEN_SUMS},"
-    " {cost}_cost_usd AS cost, first_time, last_time",
+    " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens, first_time, last_time",
     "time, session_id, user_id, agent_id, provider, model,"
     " CASE WHEN metric = 'tokens' THEN value END AS tokens,"
     + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
                 for t in ("input", "output", "cache_read", "cache_write"))
     + ", CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
-    " ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost,"
+    f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED},"
     " coalesce(start_time, time) AS first_time, time AS last_time",
     ("user", "group", "provider", "model", "session"), (r.SESSION_METRICS,))
 

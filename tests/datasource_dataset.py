@@ -377,6 +377,9 @@ class Oracle:
                     row["unpriced_tokens"] = p["value"]
             else:
                 row[self.cost_key] = Decimal(str(p["value"])) if p["metric"] == "cost" and counted else None
+                # Only Claude Code sends a cost metric beside its token points.
+                if counted and p["metric"] == "tokens" and p["source"] != "claude_code":
+                    row["unpriced_tokens"] = p["value"]
             rows.append(row)
         return rows
 
@@ -550,6 +553,13 @@ class Oracle:
             else:
                 cs = [r["value"] for r in m if r["metric"] == "cost"]
             cost = float(sum(cs)) if cs else None
+            # The tokens of that cost without a price: every event's (its cost always counts), and
+            # the token points' of a session without events.
+            unpriced = float(sum(self.tokens(r) for r in e if r[self.cost_key] is None))
+            if sid not in priced_by_events:
+                unpriced += float(sum(r["value"] for r in m if r["metric"] == "tokens" and (
+                    r["estimated_cost_usd"] is None if self.cost_source == "estimated"
+                    else r["source"] != "claude_code")))
             firsts = [r["time"] for r in e] + [r["start_time"] for r in m]
             lasts = [r["time"] for r in e] + [r["time"] for r in m]
             user = max([r["user_id"] for r in e if r["user_id"]] or [None]) or max(
@@ -561,7 +571,8 @@ class Oracle:
                         "start": min(firsts), "end": max(lasts),
                         "duration": (max(lasts) - min(firsts)).total_seconds(),
                         # No request events: the number of requests is unknown, not 0.
-                        "requests": float(len(e)) if e else None, "tokens": tokens, "cost": cost, "totals_source": source,
+                        "requests": float(len(e)) if e else None, "tokens": tokens, "cost": cost,
+                        "unpriced_tokens": unpriced, "unpriced": unpriced > 0, "totals_source": source,
                         **{f"{t}_tokens": v for t, v in types.items()},
                         "events": e}
         return out

@@ -6,8 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from genai_prices import Usage, calc_price
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
 from agent_analytics.sql.migrate import refresh_aggregates
-from tests.ingest_support import post
+from tests.ingest_support import assert_session_totals_match_the_rows, post, set_value
 from tests.test_cost_basis import CACHE, HAIKU_45, _api_requests, _ledger, _list_price, _post_all, _query
 
 UTC = timezone.utc
@@ -57,3 +61,97 @@ def test_a_cost_bucket_partly_unpriced_says_so(client, conn, app):
     assert Decimal(str(third["current"])) == _list_price(HAIKU_45, 50, 5, 0, 0, 0)
     assert third["unpriced_tokens"] == 0
     assert rows[_ms(hour + timedelta(hours=1))]["unpriced_tokens"] == 0
+
+
+def _sessions(q, start: datetime, end: datetime, **params) -> dict[str, dict]:
+    return {r["session_id"]: r for r in _query(q, "sessions_table", start, end, order_by="cost", **params)["rows"]}
+
+
+def test_a_session_partly_unpriced_says_so(client, conn, app):
+    """A session using Haiku and a model no price table knows: its cost is Haiku's, and the table
+    and the drawer say how many of its tokens went unpriced (kept at ingest, and grouped from
+    the rows for a window cutting through it or under a model filter)."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    events = [(hour + timedelta(minutes=5), "s1", "claude-haiku-4-5", 1000, 100),
+              (hour + timedelta(minutes=6), "s1", UNKNOWN, 4000, 300),
+              (hour + timedelta(minutes=7), "s2", "claude-haiku-4-5", 50, 5)]
+    assert post(client, "/v1/logs", _api_requests(events)).status_code == 200
+    refresh_aggregates(conn)
+    assert_session_totals_match_the_rows(conn)
+    q = app.test_client()
+    start, end = hour - timedelta(hours=1), hour + timedelta(hours=4)
+    rows = _sessions(q, start, end)
+    haiku = _list_price(HAIKU_45, 1000, 100, 0, 0, 0)
+    assert Decimal(str(rows["s1"]["cost"])) == haiku
+    assert (rows["s1"]["unpriced_tokens"], rows["s1"]["unpriced"]) == (4300, True)
+    assert (rows["s2"]["unpriced_tokens"], rows["s2"]["unpriced"]) == (0, False)
+    [drawer] = _query(q, "session_totals", start, end, session="s1")["rows"]
+    assert Decimal(str(drawer["cost"])) == haiku and drawer["unpriced_tokens"] == 4300
+    # A window holding only the unknown model's request: nothing priced (null), 4300 unpriced.
+    rows = _sessions(q, hour + timedelta(minutes=5, seconds=30), end)
+    assert rows["s1"]["cost"] is None and rows["s1"]["unpriced_tokens"] == 4300
+    # A model filter groups the rows; the unknown model's part of s1 alone.
+    [row] = _sessions(q, start, end, model=UNKNOWN).values()
+    assert (row["session_id"], row["cost"], row["unpriced_tokens"]) == ("s1", None, 4300)
+    # Claude Code's events here carry no cost_usd: under the reported cost nothing is priced.
+    app.config["AA"] = app.config["AA"].replace(cost_source="reported")
+    rows = _sessions(q, start, end)
+    assert (rows["s1"]["cost"], rows["s1"]["unpriced_tokens"]) == (None, 5400)
+    assert (rows["s2"]["cost"], rows["s2"]["unpriced_tokens"]) == (None, 55)
+
+
+def _genai_token_points(t: datetime, conversation: str, model: str, tokens: dict[str, int]) -> bytes:
+    """OpenTelemetry GenAI semantic conventions' gen_ai.client.token.usage (a histogram per token
+    type), with a conversation id: a session seen through metric points only, with no cost metric."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    set_value(_kv(rm.resource.attributes, "service.name"), "support-bot")
+    m = rm.scope_metrics.add().metrics.add()
+    m.name, m.unit = "gen_ai.client.token.usage", "{token}"
+    m.histogram.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    for token_type, n in tokens.items():
+        dp = m.histogram.data_points.add()
+        dp.time_unix_nano = int(t.timestamp() * 1e9)
+        dp.start_time_unix_nano = dp.time_unix_nano - 60 * 10**9
+        dp.sum, dp.count = n, 1
+        for k, v in (("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
+                     ("gen_ai.request.model", model), ("gen_ai.token.type", token_type),
+                     ("gen_ai.conversation.id", conversation)):
+            set_value(_kv(dp.attributes, k), v)
+    return req.SerializeToString()
+
+
+def _kv(attributes, key: str):
+    kv = attributes.add()
+    kv.key = key
+    return kv.value
+
+
+def test_metrics_without_a_cost_metric_are_unpriced_under_the_reported_cost(client, conn, app):
+    """AA_COST_SOURCE=reported: a GenAI conversation seen only through token points reports no
+    cost, so its cost is unknown (null) and its tokens unpriced, in the headline, the top lists
+    and the sessions table; a Claude Code session's points come with its cost.usage points."""
+    t = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3, minutes=-20)
+    assert post(client, "/v1/metrics", _genai_token_points(t, "conv-1", "gpt-4o",
+                                                           {"input": 500, "output": 50})).status_code == 200
+    _post_all(client, CACHE, ("metrics",))
+    refresh_aggregates(conn)
+    assert_session_totals_match_the_rows(conn)
+    q = app.test_client()
+    # The estimate prices them at gpt-4o's list price.
+    gpt = Decimal(str(calc_price(Usage(input_tokens=500, output_tokens=50), "gpt-4o",
+                                 provider_id="openai").total_price))
+    assert Decimal(str(_sessions(q, *WIDE)["conv-1"]["cost"])) == gpt
+    app.config["AA"] = app.config["AA"].replace(cost_source="reported")
+    [row] = _query(q, "llm_total_cost", *WIDE)["rows"]
+    assert (row["unpriced_tokens"], row["unpriced_models"]) == (550, "gpt-4o")
+    top = {r["model"]: r for r in _query(q, "llm_top_models_by_cost", *WIDE)["rows"]}
+    assert (top["gpt-4o"]["cost"], top["gpt-4o"]["unpriced_tokens"], top["gpt-4o"]["unpriced"]) == (None, 550, True)
+    assert top["claude-sonnet-4-5"]["unpriced"] is False and top["claude-sonnet-4-5"]["cost"] > 0
+    rows = _sessions(q, *WIDE)
+    assert (rows["conv-1"]["cost"], rows["conv-1"]["unpriced_tokens"]) == (None, 550)
+    [cc] = [r for sid, r in rows.items() if sid != "conv-1"]
+    assert cc["cost"] > 0 and cc["unpriced_tokens"] == 0
+    # Grouped from the rows (a model filter): the same.
+    [row] = _sessions(q, *WIDE, model="gpt-4o").values()
+    assert (row["cost"], row["unpriced_tokens"]) == (None, 550)

@@ -26,7 +26,7 @@ def _expected_table(f: dict, order: str) -> list[dict]:
     for s in sessions.values():
         email, disp = DATA.users.get(s["user_id"], (None, None))
         row = {k: s[k] for k in ("session_id", "user_id", "agent_id", "models", "duration", "requests", "tokens",
-                                 "cost")}
+                                 "cost", "unpriced_tokens", "unpriced")}
         row.update(start=ms(s["start"]), end=ms(s["end"]), user=disp or email, agent=DATA.agents[s["agent_id"]])
         for d in DIMS:
             row[f"{d}_ratio"], row[f"{d}_top_5pct"] = ORACLE.compare(s[d], stats, d)
@@ -82,7 +82,7 @@ def test_session_drawer(ds_client):
         want = ORACLE.sessions(W_START, W_END, flt)[sid]
         [tot] = api(ds_client, "session_totals", W_START, W_END, **flt)["rows"]
         for k in ("session_id", "user_id", "agent_id", "models", "duration", "requests", "tokens", "cost",
-                  "totals_source", *[f"{t}_tokens" for t in TOKEN_TYPES]):
+                  "unpriced_tokens", "unpriced", "totals_source", *[f"{t}_tokens" for t in TOKEN_TYPES]):
             assert same(tot[k], want[k]), (kind, k, tot[k], want[k])
         assert tot["totals_source"] == ("events" if kind == "events" else "metrics")
 
