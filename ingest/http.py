@@ -151,7 +151,9 @@ def _record(signal: str, batch: Batch, result: store.StoreResult) -> None:
         m.duplicates.labels(signal).inc(result.duplicates)
     for req in batch.llm_requests:
         if req.estimated_cost_usd is None:
-            m.unpriced.labels("request", req.provider, req.model).inc()
+            # A request whose own figures contradict each other is unpriced for that reason.
+            kind = "inconsistent_request" if req.cost_basis == pricing.INCONSISTENT_SPLIT else "request"
+            m.unpriced.labels(kind, req.provider, req.model).inc()
     for p in batch.metric_points:
         if p.metric == "tokens" and not p.cumulative and not p.priced:
             m.unpriced.labels("point", p.provider, p.model).inc()

@@ -102,8 +102,11 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     write_1h = count(a, "cache_creation_1h_tokens", maximum=MAX_TOKENS)
     if cache_write is None and (write_5m is not None or write_1h is not None):
         cache_write = (write_5m or 0) + (write_1h or 0)
-    if write_1h and write_1h > (cache_write or 0):
-        raise BadValue(f"cache_creation_1h_tokens ({write_1h}) exceed cache_creation_tokens ({cache_write})")
+    # More 1-hour writes than writes: one of the agent's figures is wrong, and which one decides
+    # the price. The request is kept with the total as reported (its session's token metric says
+    # the same), and left unpriced (pricing.INCONSISTENT_SPLIT): counted in every cost figure's
+    # unpriced tokens, where dropping it lost its cost silently.
+    inconsistent = bool(write_1h and write_1h > (cache_write or 0))
     if tokens_in is None and tokens_out is None and cache_read is None and cache_write is None:
         raise BadValue("api_request without token counts")
     cost = number(a, "cost_usd", maximum=MAX_COST_USD)
@@ -115,7 +118,7 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         input_tokens=tokens_in or 0,  # Claude Code's input already excludes cache
         output_tokens=tokens_out or 0, cache_read_tokens=cache_read or 0, cache_write_tokens=cache_write or 0,
         reported_cost_usd=_decimal(cost), latency_ms=latency, attributes=stored(a),
-        cache_write_1h_tokens=write_1h or 0))
+        cache_write_1h_tokens=0 if inconsistent else write_1h or 0, split_inconsistent=inconsistent))
     return True
 
 

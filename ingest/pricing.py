@@ -27,6 +27,8 @@ from .rows import NS_PER_DAY, Batch, LlmRequest, MetricPoint, to_datetime
 _EPOCH = date(1970, 1, 1)
 LIST_PRICE = "list_price"
 UNPRICED = "unpriced"
+# A request whose cache-write split contradicts its total: its price is unknown, never guessed.
+INCONSISTENT_SPLIT = "inconsistent_split"
 # Our provider names (gen_ai.provider.name values) that genai-prices spells differently.
 PROVIDER_IDS = {"gcp.gemini": "google", "gcp.vertex_ai": "google", "aws.bedrock": "aws",
                 "azure.ai.openai": "azure", "x_ai": "x-ai"}
@@ -164,6 +166,9 @@ def base_rate(provider: str, model: str, token_type: str, time_ns: int | None = 
 
 
 def price_request(r: LlmRequest) -> None:
+    if r.split_inconsistent:
+        r.estimated_cost_usd, r.cost_basis = None, INCONSISTENT_SPLIT
+        return
     r.estimated_cost_usd = estimate(r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens,
                                     r.cache_write_tokens, r.time_ns, r.cache_write_1h_tokens)
     r.cost_basis = LIST_PRICE if r.estimated_cost_usd is not None else UNPRICED

@@ -104,6 +104,9 @@ class LlmRequest:
     # Of cache_write_tokens, those written for one hour (priced apart from 5-minute writes). Not
     # a column: the attributes keep the agent's own split, and the content key covers them.
     cache_write_1h_tokens: int = 0
+    # The agent's own figures contradict each other (more 1-hour cache writes than writes): the
+    # request is kept, its tokens as reported, but no list price can be derived (pricing).
+    split_inconsistent: bool = False
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from genai_prices import Usage, calc_price
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
@@ -155,3 +156,54 @@ def test_metrics_without_a_cost_metric_are_unpriced_under_the_reported_cost(clie
     # Grouped from the rows (a model filter): the same.
     [row] = _sessions(q, *WIDE, model="gpt-4o").values()
     assert (row["cost"], row["unpriced_tokens"]) == (None, 550)
+
+
+def _claude_requests(events: list[tuple[datetime, str, dict]]) -> bytes:
+    """Claude Code api_request events: (time, session, attributes beside the event's name)."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    set_value(_kv(rl.resource.attributes, "service.name"), "claude-code")
+    sl = rl.scope_logs.add()
+    sl.scope.name = "com.anthropic.claude_code.events"
+    for i, (t, session, attrs) in enumerate(events):
+        rec = sl.log_records.add()
+        rec.time_unix_nano = int(t.timestamp() * 1e9)
+        rec.body.string_value = "claude_code.api_request"
+        for k, v in {"event.name": "api_request", "session.id": session, "user.email": "ann@example.com",
+                     "event.sequence": i, **attrs}.items():
+            set_value(_kv(rec.attributes, k), v)
+    return req.SerializeToString()
+
+
+def test_a_request_whose_cache_split_contradicts_its_total_is_kept_unpriced(client, conn, app):
+    """More 1-hour cache writes than writes: the request is stored (its tokens as reported, its
+    own cost_usd), its list price unknown: the session's cost is its other request's, and the
+    headline, the session and the cost bucket count its tokens as unpriced."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    base = {"model": "claude-haiku-4-5", "input_tokens": 1000, "output_tokens": 100, "cache_read_tokens": 0}
+    events = [(hour + timedelta(minutes=1), "s1", {**base, "cache_creation_tokens": 2000,
+                                                   "cache_creation_5m_tokens": 500, "cache_creation_1h_tokens": 1500,
+                                                   "cost_usd": 0.5}),
+              (hour + timedelta(minutes=2), "s1", {**base, "cache_creation_tokens": 2000,
+                                                   "cache_creation_5m_tokens": 0, "cache_creation_1h_tokens": 3000,
+                                                   "cost_usd": 0.25})]
+    resp = post(client, "/v1/logs", _claude_requests(events))
+    assert resp.status_code == 200 and "partial_success" not in (resp.get_json() or {}), resp.get_json()
+    refresh_aggregates(conn)
+    assert_session_totals_match_the_rows(conn)
+    assert conn.execute("SELECT count(*), count(estimated_cost_usd) FROM llm_requests").fetchone() == (2, 1)
+    q = app.test_client()
+    priced = _list_price(HAIKU_45, 1000, 100, 0, 500, 1500)
+    start, end = hour - timedelta(hours=1), hour + timedelta(hours=2)
+    [row] = _query(q, "llm_total_cost", start, end)["rows"]
+    assert Decimal(str(row["value"])) == priced
+    assert (row["unpriced_tokens"], row["unpriced_models"]) == (3100, "claude-haiku-4-5")
+    [s1] = _sessions(q, start, end).values()
+    assert Decimal(str(s1["cost"])) == priced and (s1["unpriced_tokens"], s1["requests"]) == (3100, 2)
+    assert s1["tokens"] == 2 * 3100
+    bucket = {r["time"]: r for r in _query(q, "llm_cost_over_time", start, end)["rows"]}[_ms(hour)]
+    assert Decimal(str(bucket["current"])) == priced and bucket["unpriced_tokens"] == 3100
+    # The agent's own figure stays: the reported cost knows both requests.
+    app.config["AA"] = app.config["AA"].replace(cost_source="reported")
+    [row] = _query(q, "llm_total_cost", start, end)["rows"]
+    assert Decimal(str(row["value"])) == Decimal("0.75") and row["unpriced_tokens"] == 0
