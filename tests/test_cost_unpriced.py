@@ -11,7 +11,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from agent_analytics.sql.migrate import refresh_aggregates
+from tests.conftest import LLM_TOKEN
 from tests.ingest_support import assert_session_totals_match_the_rows, post, set_value
 from tests.test_cost_basis import CACHE, HAIKU_45, _api_requests, _ledger, _list_price, _post_all, _query
 
@@ -192,6 +195,11 @@ def test_a_request_whose_cache_split_contradicts_its_total_is_kept_unpriced(clie
     refresh_aggregates(conn)
     assert_session_totals_match_the_rows(conn)
     assert conn.execute("SELECT count(*), count(estimated_cost_usd) FROM llm_requests").fetchone() == (2, 1)
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {LLM_TOKEN}"})
+    assert scraped.status_code == 200
+    assert [(s.labels, s.value) for f in text_string_to_metric_families(scraped.get_data(as_text=True))
+            for s in f.samples if s.name == "aa_ingest_unpriced_total"] == [
+        ({"kind": "inconsistent_request", "provider": "anthropic", "model": "claude-haiku-4-5"}, 1.0)]
     q = app.test_client()
     priced = _list_price(HAIKU_45, 1000, 100, 0, 500, 1500)
     start, end = hour - timedelta(hours=1), hour + timedelta(hours=2)
