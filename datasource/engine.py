@@ -283,8 +283,11 @@ class Engine:
         # The k-th previous bucket is drawn at the k-th current bucket (calendar-aligned, DST-safe).
         extras = _SERIES_EXTRAS.get(q.metric.id, ())
         for k, start in enumerate(cur_starts):
-            previous = old[prev_starts[k]][column] if k < len(prev_starts) and prev_starts[k] in old else (
-                0 if k < len(prev_starts) else None)
+            if k < len(prev_starts):
+                before = old.get(prev_starts[k])
+                previous = before[column] if before else 0
+            else:
+                previous = None
             bucket = cur.get(start)
             row = {"time": tr.to_ms(start), "current": bucket[column] if bucket else 0, "previous": previous}
             for c in extras:
