@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from agent_analytics.ingest.normalise_claude_code import SOURCE as CLAUDE_CODE_SOURCE
 from agent_analytics.sql import rollups as r
 
 # Row conditions of the tool-call metrics.
@@ -123,7 +122,7 @@ _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 # The tokens of counted cost (`cost_counted`) without a price: the estimate's unknown models; for
 # the reported cost, the token points of agents that report no cost metric (only Claude Code
 # sends one, cost.usage, beside its token points; the aggregates say the same).
-COST_METRIC_SOURCE = CLAUDE_CODE_SOURCE
+COST_METRIC_SOURCE = r.COST_METRIC_SOURCE
 _POINT_UNPRICED = ("CASE WHEN metric = 'tokens' AND cost_counted AND CASE WHEN '{cost}' = 'reported'"
                    f" THEN source <> '{COST_METRIC_SOURCE}' ELSE estimated_cost_usd IS NULL END"
                    " THEN value END AS unpriced_tokens")

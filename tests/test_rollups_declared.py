@@ -10,8 +10,10 @@ import re
 
 import pytest
 
+from agent_analytics.datasource import relations
 from agent_analytics.datasource.relations import (LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE, SESSION_METRICS,
                                                   TOOL_CALLS, projection)
+from agent_analytics.ingest import normalise_claude_code
 from agent_analytics.sql import rollups
 from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions
 from tests.rollups_support import REDEFINED, RELEASE
@@ -43,6 +45,12 @@ def test_each_aggregate_renders_as_the_release_defined_it(name):
     assert rendered == released
     # What migrate.py records and compares.
     assert hashlib.sha256(rendered).hexdigest() == hashlib.sha256(released).hexdigest()
+
+
+def test_the_agent_with_a_cost_metric_is_one_source():
+    """The aggregates, the raw-row projections and the session totals at ingest leave out the same
+    agent's token points from the reported cost's unpriced tokens."""
+    assert rollups.COST_METRIC_SOURCE == relations.COST_METRIC_SOURCE == normalise_claude_code.SOURCE
 
 
 def test_every_aggregate_is_declared_once():
