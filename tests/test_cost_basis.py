@@ -5,9 +5,8 @@ published list rates (USD per million tokens) or with genai-prices directly, nev
 under test. Through the real receiver, database (both backends) and query API."""
 from __future__ import annotations
 
-import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,58 +15,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from agent_analytics.ingest import pricing
 from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import LLM_TOKEN
-from tests.ingest_support import (FIXTURES, assert_session_totals_match_the_rows, fixture_bytes, logs_fixture,
-                                  metrics_fixture, post, set_value)
-
-UTC = timezone.utc
-M = Decimal(1_000_000)
-# Anthropic's list prices per million tokens: input, output, cache read, 5-minute write, 1-hour
-# write; Sonnet 4.5 above 200K input tokens in one request (long context) has its own.
-SONNET_45 = (Decimal(3), Decimal(15), Decimal("0.30"), Decimal("3.75"), Decimal(6))
-SONNET_45_LONG = (Decimal(6), Decimal("22.50"), Decimal("0.60"), Decimal("7.50"), Decimal(12))
-HAIKU_45 = (Decimal(1), Decimal(5), Decimal("0.10"), Decimal("1.25"), Decimal(2))
-
-CACHE = "claude-code-2.1.332-long-context-cache-5m-1h"
-ONE_M = "claude-code-2.1.332-long-context-1m-model"
-
-
-def _list_price(rates: tuple[Decimal, ...], inp: int, out: int, read: int, write_5m: int, write_1h: int) -> Decimal:
-    return sum((n * r for n, r in zip((inp, out, read, write_5m, write_1h), rates)), Decimal(0)) / M
-
-
-def _sonnet(inp: int, out: int, read: int, write_5m: int, write_1h: int) -> Decimal:
-    """One Sonnet 4.5 request: the long-context rates when ITS input (cache included) passes 200K."""
-    rates = SONNET_45_LONG if inp + read + write_5m + write_1h > 200_000 else SONNET_45
-    return _list_price(rates, inp, out, read, write_5m, write_1h)
-
-
-def _ledger(name: str) -> list[dict]:
-    return [json.loads(line) for line in (FIXTURES / f"{name}.ledger.jsonl").read_text().splitlines() if line]
-
-
-def _query(client, metric: str, start: datetime, end: datetime, **params) -> dict:
-    resp = client.get(f"/api/v1/query/{metric}", headers={"Authorization": f"Bearer {LLM_TOKEN}"},
-                      query_string={"from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000),
-                                    "tz": "UTC", **params})
-    assert resp.status_code == 200, resp.get_json()
-    return resp.get_json()
-
-
-def _post_all(client, name: str, kinds: tuple[str, ...] = ("logs", "metrics")) -> None:
-    for path in sorted(FIXTURES.glob(f"{name}-*.pb")):
-        kind = "logs" if "-logs-" in path.name else "metrics"
-        if kind in kinds:
-            assert post(client, f"/v1/{kind}", path.read_bytes()).status_code == 200, path.name
-
-
-def _event_times(name: str) -> list[datetime]:
-    out = []
-    for path in sorted(FIXTURES.glob(f"{name}-logs-*.pb")):
-        for rl in logs_fixture(path.name).resource_logs:
-            for sl in rl.scope_logs:
-                out += [datetime.fromtimestamp(r.time_unix_nano / 1e9, UTC) for r in sl.log_records]
-    return out
+from tests.cost_support import (CACHE, HAIKU_45, M, ONE_M, SONNET_45, UTC, api_requests,
+                                event_times, ledger, list_price, post_all, query, sonnet)
+from tests.ingest_support import (FIXTURES, assert_session_totals_match_the_rows, logs_fixture, metrics_fixture,
+                                  post, set_value)
 
 
 # ---- pricing one request --------------------------------------------------------------------
@@ -76,7 +27,7 @@ def _event_times(name: str) -> list[datetime]:
 def test_one_hour_cache_writes_have_their_own_price(model, rates):
     for inp, out, read, w5, w1 in ((1500, 500, 100_000, 4000, 8000), (10, 0, 0, 0, 1_000), (700, 20, 0, 5000, 0)):
         got = pricing.estimate("anthropic", model, inp, out, read, w5 + w1, cache_write_1h_tokens=w1)
-        assert got == _list_price(rates, inp, out, read, w5, w1), (model, inp, out, read, w5, w1)
+        assert got == list_price(rates, inp, out, read, w5, w1), (model, inp, out, read, w5, w1)
     # The same writes all 5-minute cost less: the split matters.
     assert pricing.estimate("anthropic", model, 0, 0, 0, 8000) < pricing.estimate(
         "anthropic", model, 0, 0, 0, 8000, cache_write_1h_tokens=8000)
@@ -86,7 +37,7 @@ def test_a_tier_applies_to_one_request_only():
     """A request past 200K input tokens is priced at the long-context rates, 1-hour writes too;
     its per-token price of the base tier is the base rate, whatever the count."""
     assert pricing.estimate("anthropic", "claude-sonnet-4-5", 1500, 500, 210_000, 12_000,
-                            cache_write_1h_tokens=8000) == _sonnet(1500, 500, 210_000, 4000, 8000)
+                            cache_write_1h_tokens=8000) == sonnet(1500, 500, 210_000, 4000, 8000)
     assert pricing.base_rate("anthropic", "claude-sonnet-4-5", "cache_read") == SONNET_45[2] / M
     assert pricing.base_rate("anthropic", "claude-sonnet-4-5[1m]", "input") == SONNET_45[0] / M
     assert pricing.base_rate("anthropic", "no-such-model-xyz", "input") is None
@@ -98,23 +49,23 @@ def test_fixture_requests_priced_one_by_one_with_their_cache_split(client, conn,
     """The 5m/1h fixture: each api_request costs its list price with 1-hour writes at their own
     rate (the oracle: genai-prices on the ledger's requests, and the published rates), and the
     total cost is their sum, not the metric points' (which would price 448K tokens as one)."""
-    _post_all(client, CACHE)
-    ledger = _ledger(CACHE)
+    post_all(client, CACHE)
+    requests = ledger(CACHE)
     oracle = []
-    for r in ledger:
+    for r in requests:
         usage = Usage(input_tokens=r["input"] + r["cache_read"] + r["cache_write"], cache_read_tokens=r["cache_read"],
                       cache_write_tokens=r["cache_write"], cache_write_1h_tokens=r["cache_write_1h"],
                       output_tokens=r["output"])
         price = Decimal(calc_price(usage, r["model"], provider_id="anthropic").total_price)
-        assert price == _sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
+        assert price == sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
         oracle.append(price)
     stored = conn.execute("SELECT cache_write_tokens, estimated_cost_usd, cost_basis FROM llm_requests"
                           " ORDER BY time").fetchall()
-    assert stored == [(r["cache_write"], p, "list_price") for r, p in zip(ledger, oracle)]
+    assert stored == [(r["cache_write"], p, "list_price") for r, p in zip(requests, oracle)]
     refresh_aggregates(conn)
-    times = _event_times(CACHE)
+    times = event_times(CACHE)
     start, end = min(times) - timedelta(hours=2), max(times) + timedelta(hours=2)
-    [row] = _query(app.test_client(), "llm_total_cost", start, end)["rows"]
+    [row] = query(app.test_client(), "llm_total_cost", start, end)["rows"]
     assert Decimal(str(row["value"])) == sum(oracle)
     assert (row["unpriced_tokens"], row["unpriced_models"]) == (0, "")
     (session_cost,) = conn.execute("SELECT estimated_cost_usd FROM sessions").fetchone()
@@ -127,17 +78,17 @@ def test_the_1m_model_fixture_prices_as_the_same_usage(client, conn, app, order)
     """Events say claude-sonnet-4-5, metrics claude-sonnet-4-5[1m]: the same usage as the
     5m/1h fixture, so the same cost, whichever report arrives first."""
     for kind in order:
-        _post_all(client, ONE_M, (kind,))
-        _post_all(client, CACHE, (kind,))
+        post_all(client, ONE_M, (kind,))
+        post_all(client, CACHE, (kind,))
     refresh_aggregates(conn)
     costs = dict(conn.execute("SELECT id, estimated_cost_usd FROM sessions").fetchall())
     assert len(costs) == 2 and len(set(costs.values())) == 1
-    want = sum(_sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
-               for r in _ledger(ONE_M))
+    want = sum(sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
+               for r in ledger(ONE_M))
     assert set(costs.values()) == {want}
-    times = _event_times(ONE_M) + _event_times(CACHE)
+    times = event_times(ONE_M) + event_times(CACHE)
     start, end = min(times) - timedelta(hours=2), max(times) + timedelta(hours=2)
-    [row] = _query(app.test_client(), "llm_total_cost", start, end)["rows"]
+    [row] = query(app.test_client(), "llm_total_cost", start, end)["rows"]
     assert Decimal(str(row["value"])) == 2 * want and row["unpriced_tokens"] == 0
     assert_session_totals_match_the_rows(conn)
 
@@ -149,24 +100,24 @@ def test_the_1m_model_is_one_model_with_its_tokens_and_its_cost(client, conn, ap
     $0 beside a row of all its cost over 0 tokens. Oracle: the ledger's requests at the published
     rates, and its token counts."""
     for kind in order:
-        _post_all(client, ONE_M, (kind,))
+        post_all(client, ONE_M, (kind,))
     refresh_aggregates(conn)
-    ledger = _ledger(ONE_M)
-    want_cost = sum(_sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
-                    for r in ledger)
-    want_tokens = sum(r["input"] + r["output"] + r["cache_read"] + r["cache_write"] for r in ledger)
-    times = _event_times(ONE_M)
+    requests = ledger(ONE_M)
+    want_cost = sum(sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
+                    for r in requests)
+    want_tokens = sum(r["input"] + r["output"] + r["cache_read"] + r["cache_write"] for r in requests)
+    times = event_times(ONE_M)
     start, end = min(times) - timedelta(hours=2), max(times) + timedelta(hours=2)
     q = app.test_client()
     for metric in ("llm_top_models_by_cost", "llm_top_models_by_tokens"):
-        [row] = _query(q, metric, start, end)["rows"]
-        assert (row["model"], row["tokens"], row["requests"]) == ("claude-sonnet-4-5", want_tokens, len(ledger))
+        [row] = query(q, metric, start, end)["rows"]
+        assert (row["model"], row["tokens"], row["requests"]) == ("claude-sonnet-4-5", want_tokens, len(requests))
         assert Decimal(str(row["cost"])) == want_cost and row["unpriced"] is False
-    [row] = _query(q, "llm_models_used", start, end)["rows"]
+    [row] = query(q, "llm_models_used", start, end)["rows"]
     assert row["value"] == 1
     (session,) = conn.execute("SELECT id FROM sessions").fetchone()
-    [row] = _query(q, "session_models", start, end, session=session)["rows"]
-    assert (row["model"], row["tokens"], row["requests"]) == ("claude-sonnet-4-5", want_tokens, len(ledger))
+    [row] = query(q, "session_models", start, end, session=session)["rows"]
+    assert (row["model"], row["tokens"], row["requests"]) == ("claude-sonnet-4-5", want_tokens, len(requests))
     assert Decimal(str(row["cost"])) == want_cost
     assert conn.execute("SELECT models FROM sessions").fetchall() == [(["claude-sonnet-4-5"],)]
 
@@ -175,71 +126,51 @@ def test_metric_points_alone_are_priced_at_the_base_tier(client, conn, app):
     """Sessions that sent only metrics: each point sums many requests (here 420K cache reads in
     one point), so it is priced at the base rates, never the long-context ones; cache writes at
     the 5-minute rate (points do not split them). The [1m] model is the same model."""
-    _post_all(client, ONE_M, ("metrics",))
-    _post_all(client, CACHE, ("metrics",))
+    post_all(client, ONE_M, ("metrics",))
+    post_all(client, CACHE, ("metrics",))
     refresh_aggregates(conn)
     totals = {}
-    for r in _ledger(ONE_M):
+    for r in ledger(ONE_M):
         for k in ("input", "output", "cache_read", "cache_write"):
             totals[k] = totals.get(k, 0) + r[k]
     assert totals["cache_read"] > 200_000
-    want = _list_price(SONNET_45, totals["input"], totals["output"], totals["cache_read"], totals["cache_write"], 0)
+    want = list_price(SONNET_45, totals["input"], totals["output"], totals["cache_read"], totals["cache_write"], 0)
     costs = conn.execute("SELECT estimated_cost_usd FROM sessions").fetchall()
     assert costs == [(want,), (want,)]
     models = {m for (m,) in conn.execute("SELECT DISTINCT model FROM metric_points")}
     assert models == {"claude-sonnet-4-5"}  # stored under the name the events give it
     start = datetime(2020, 1, 1, tzinfo=UTC)
     end = datetime.now(UTC) + timedelta(days=2)
-    [row] = _query(app.test_client(), "llm_total_cost", start, end)["rows"]
+    [row] = query(app.test_client(), "llm_total_cost", start, end)["rows"]
     assert Decimal(str(row["value"])) == 2 * want and row["unpriced_tokens"] == 0
 
 
 # ---- unknown is not zero ------------------------------------------------------------------------
-
-def _api_requests(events: list[tuple[datetime, str, str, int, int]]) -> bytes:
-    """Claude Code api_request events: (time, session, model, input tokens, output tokens)."""
-    req = ExportLogsServiceRequest()
-    rl = req.resource_logs.add()
-    kv = rl.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "claude-code"
-    sl = rl.scope_logs.add()
-    for i, (t, session, model, inp, out) in enumerate(events):
-        rec = sl.log_records.add()
-        rec.time_unix_nano = int(t.timestamp() * 1e9)
-        rec.body.string_value = "claude_code.api_request"
-        for k, v in (("event.name", "api_request"), ("session.id", session), ("user.email", "ann@example.com"),
-                     ("model", model), ("input_tokens", inp), ("output_tokens", out), ("cache_read_tokens", 0),
-                     ("cache_creation_tokens", 0), ("event.sequence", i)):
-            a = rec.attributes.add()
-            a.key = k
-            set_value(a.value, v)
-    return req.SerializeToString()
-
 
 def test_unpriced_usage_is_named_and_never_zero(client, conn, app):
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
     events = [(hour + timedelta(minutes=5), "s1", "claude-haiku-4-5", 1000, 100),
               (hour + timedelta(minutes=6), "s1", "claude-opus-9-remapped", 4000, 300),
               (hour + timedelta(hours=2, minutes=1), "s2", "claude-opus-9-remapped", 50, 5)]
-    assert post(client, "/v1/logs", _api_requests(events)).status_code == 200
+    assert post(client, "/v1/logs", api_requests(events)).status_code == 200
     refresh_aggregates(conn)
     q = app.test_client()
     start, end = hour - timedelta(hours=1), hour + timedelta(hours=4)
-    priced = _list_price(HAIKU_45, 1000, 100, 0, 0, 0)
-    [row] = _query(q, "llm_total_cost", start, end)["rows"]
+    priced = list_price(HAIKU_45, 1000, 100, 0, 0, 0)
+    [row] = query(q, "llm_total_cost", start, end)["rows"]
     assert Decimal(str(row["value"])) == priced
     assert (row["unpriced_tokens"], row["unpriced_models"]) == (4300 + 55, "claude-opus-9-remapped")
     # Only unpriced usage: unknown (null), with its tokens; no usage at all: 0.
-    [row] = _query(q, "llm_total_cost", hour + timedelta(hours=2), end)["rows"]
+    [row] = query(q, "llm_total_cost", hour + timedelta(hours=2), end)["rows"]
     assert row["value"] is None and row["unpriced_tokens"] == 55
-    [row] = _query(q, "llm_total_cost", end, end + timedelta(hours=1))["rows"]
+    [row] = query(q, "llm_total_cost", end, end + timedelta(hours=1))["rows"]
     assert (row["value"], row["unpriced_tokens"], row["unpriced_models"]) == (0, 0, "")
-    top = {r["model"]: r for r in _query(q, "llm_top_models_by_cost", start, end)["rows"]}
+    top = {r["model"]: r for r in query(q, "llm_top_models_by_cost", start, end)["rows"]}
     assert top["claude-opus-9-remapped"]["cost"] is None and top["claude-opus-9-remapped"]["unpriced"] is True
     assert top["claude-opus-9-remapped"]["unpriced_tokens"] == 4355
     assert top["claude-haiku-4-5"]["unpriced"] is False
     assert Decimal(str(top["claude-haiku-4-5"]["cost"])) == priced
-    series = {r["time"]: r["current"] for r in _query(q, "llm_cost_over_time", start, end)["rows"]}
+    series = {r["time"]: r["current"] for r in query(q, "llm_cost_over_time", start, end)["rows"]}
     ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
     assert Decimal(str(series[ms(hour)])) == priced
     assert series[ms(hour + timedelta(hours=1))] == 0       # no usage
@@ -270,20 +201,20 @@ def test_hours_of_events_counted_by_metric_points_have_their_cost(client, conn, 
     for path in metrics:
         assert post(client, "/v1/metrics", _shifted_metrics(path.name, 2)).status_code == 200
     refresh_aggregates(conn)
-    times = _event_times(CACHE)
+    times = event_times(CACHE)
     hour = min(times).replace(minute=0, second=0, microsecond=0)
     assert max(times) < hour + timedelta(hours=1)
     q = app.test_client()
     start, end = hour, hour + timedelta(hours=4)
-    cost = {r["time"]: r["current"] for r in _query(q, "llm_cost_over_time", start, end)["rows"]}
-    tokens = {r["time"]: r["current"] for r in _query(q, "llm_tokens_over_time", start, end)["rows"]}
+    cost = {r["time"]: r["current"] for r in query(q, "llm_cost_over_time", start, end)["rows"]}
+    tokens = {r["time"]: r["current"] for r in query(q, "llm_tokens_over_time", start, end)["rows"]}
     ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
-    want = sum(_sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
-               for r in _ledger(CACHE))
+    want = sum(sonnet(r["input"], r["output"], r["cache_read"], r["cache_write_5m"], r["cache_write_1h"])
+               for r in ledger(CACHE))
     assert Decimal(str(cost[ms(hour)])) == want and tokens[ms(hour)] == 0
     assert cost[ms(hour + timedelta(hours=2))] == 0
     assert tokens[ms(hour + timedelta(hours=2))] == sum(
-        r["input"] + r["output"] + r["cache_read"] + r["cache_write"] for r in _ledger(CACHE))
+        r["input"] + r["output"] + r["cache_read"] + r["cache_write"] for r in ledger(CACHE))
     assert None not in cost.values()
 
 
@@ -319,8 +250,8 @@ def test_cache_write_split_read_from_the_event():
     assert not b.rejections
     pricing.price(b)
     assert [r.estimated_cost_usd for r in b.llm_requests] == [
-        _list_price(SONNET_45, 10, 1, 0, 4000, 8000), _list_price(SONNET_45, 10, 1, 0, 300, 700),
-        _list_price(SONNET_45, 10, 1, 0, 10, 0), None]
+        list_price(SONNET_45, 10, 1, 0, 4000, 8000), list_price(SONNET_45, 10, 1, 0, 300, 700),
+        list_price(SONNET_45, 10, 1, 0, 10, 0), None]
     assert [r.cost_basis for r in b.llm_requests] == ["list_price"] * 3 + ["inconsistent_split"]
 
 
@@ -343,7 +274,7 @@ def test_every_captured_request_costs_what_claude_code_says_below_the_long_conte
             total_input = r.input_tokens + r.cache_read_tokens + r.cache_write_tokens
             if total_input > 200_000:
                 long += 1
-                assert r.estimated_cost_usd == _sonnet(r.input_tokens, r.output_tokens, r.cache_read_tokens,
+                assert r.estimated_cost_usd == sonnet(r.input_tokens, r.output_tokens, r.cache_read_tokens,
                                                        r.cache_write_tokens - r.cache_write_1h_tokens,
                                                        r.cache_write_1h_tokens), path.name
                 continue

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.conftest import LLM_TOKEN
 from tests.ingest_support import assert_session_totals_match_the_rows, post, set_value
-from tests.test_cost_basis import CACHE, HAIKU_45, _api_requests, _ledger, _list_price, _post_all, _query
+from tests.cost_support import CACHE, HAIKU_45, api_requests, ledger, list_price, post_all, query
 
 UTC = timezone.utc
 UNKNOWN = "claude-opus-9-remapped"  # no price table knows it
@@ -30,22 +30,22 @@ def _ms(t: datetime) -> int:
 def test_top_lists_have_no_request_count_for_metrics_only_usage(client, conn, app):
     """Metric points say nothing of how many requests they sum: a user or model seen only
     through them has requests null (unknown), not 0; once the events arrive, their count."""
-    _post_all(client, CACHE, ("metrics",))
+    post_all(client, CACHE, ("metrics",))
     refresh_aggregates(conn)
     q = app.test_client()
     for metric in ("llm_top_users_by_cost", "llm_top_users_by_tokens", "llm_top_models_by_cost",
                    "llm_top_models_by_tokens"):
-        [row] = _query(q, metric, *WIDE)["rows"]
+        [row] = query(q, metric, *WIDE)["rows"]
         assert row["requests"] is None and row["tokens"] > 0, (metric, row)
 
 
 def test_top_lists_count_the_requests_of_events(client, conn, app):
-    _post_all(client, CACHE)
+    post_all(client, CACHE)
     refresh_aggregates(conn)
     q = app.test_client()
     for metric in ("llm_top_users_by_cost", "llm_top_models_by_tokens"):
-        [row] = _query(q, metric, *WIDE)["rows"]
-        assert row["requests"] == len(_ledger(CACHE)), (metric, row)
+        [row] = query(q, metric, *WIDE)["rows"]
+        assert row["requests"] == len(ledger(CACHE)), (metric, row)
 
 
 def test_a_cost_bucket_partly_unpriced_says_so(client, conn, app):
@@ -55,20 +55,20 @@ def test_a_cost_bucket_partly_unpriced_says_so(client, conn, app):
     events = [(hour + timedelta(minutes=5), "s1", "claude-haiku-4-5", 1000, 100),
               (hour + timedelta(minutes=6), "s1", UNKNOWN, 4000, 300),
               (hour + timedelta(hours=2, minutes=1), "s2", "claude-haiku-4-5", 50, 5)]
-    assert post(client, "/v1/logs", _api_requests(events)).status_code == 200
+    assert post(client, "/v1/logs", api_requests(events)).status_code == 200
     refresh_aggregates(conn)
-    rows = {r["time"]: r for r in _query(app.test_client(), "llm_cost_over_time", hour - timedelta(hours=1),
+    rows = {r["time"]: r for r in query(app.test_client(), "llm_cost_over_time", hour - timedelta(hours=1),
                                          hour + timedelta(hours=4))["rows"]}
     first, third = rows[_ms(hour)], rows[_ms(hour + timedelta(hours=2))]
-    assert Decimal(str(first["current"])) == _list_price(HAIKU_45, 1000, 100, 0, 0, 0)
+    assert Decimal(str(first["current"])) == list_price(HAIKU_45, 1000, 100, 0, 0, 0)
     assert first["unpriced_tokens"] == 4300
-    assert Decimal(str(third["current"])) == _list_price(HAIKU_45, 50, 5, 0, 0, 0)
+    assert Decimal(str(third["current"])) == list_price(HAIKU_45, 50, 5, 0, 0, 0)
     assert third["unpriced_tokens"] == 0
     assert rows[_ms(hour + timedelta(hours=1))]["unpriced_tokens"] == 0
 
 
 def _sessions(q, start: datetime, end: datetime, **params) -> dict[str, dict]:
-    return {r["session_id"]: r for r in _query(q, "sessions_table", start, end, order_by="cost", **params)["rows"]}
+    return {r["session_id"]: r for r in query(q, "sessions_table", start, end, order_by="cost", **params)["rows"]}
 
 
 def test_a_session_partly_unpriced_says_so(client, conn, app):
@@ -79,17 +79,17 @@ def test_a_session_partly_unpriced_says_so(client, conn, app):
     events = [(hour + timedelta(minutes=5), "s1", "claude-haiku-4-5", 1000, 100),
               (hour + timedelta(minutes=6), "s1", UNKNOWN, 4000, 300),
               (hour + timedelta(minutes=7), "s2", "claude-haiku-4-5", 50, 5)]
-    assert post(client, "/v1/logs", _api_requests(events)).status_code == 200
+    assert post(client, "/v1/logs", api_requests(events)).status_code == 200
     refresh_aggregates(conn)
     assert_session_totals_match_the_rows(conn)
     q = app.test_client()
     start, end = hour - timedelta(hours=1), hour + timedelta(hours=4)
     rows = _sessions(q, start, end)
-    haiku = _list_price(HAIKU_45, 1000, 100, 0, 0, 0)
+    haiku = list_price(HAIKU_45, 1000, 100, 0, 0, 0)
     assert Decimal(str(rows["s1"]["cost"])) == haiku
     assert (rows["s1"]["unpriced_tokens"], rows["s1"]["unpriced"]) == (4300, True)
     assert (rows["s2"]["unpriced_tokens"], rows["s2"]["unpriced"]) == (0, False)
-    [drawer] = _query(q, "session_totals", start, end, session="s1")["rows"]
+    [drawer] = query(q, "session_totals", start, end, session="s1")["rows"]
     assert Decimal(str(drawer["cost"])) == haiku and drawer["unpriced_tokens"] == 4300
     # A window holding only the unknown model's request: nothing priced (null), 4300 unpriced.
     rows = _sessions(q, hour + timedelta(minutes=5, seconds=30), end)
@@ -138,7 +138,7 @@ def test_metrics_without_a_cost_metric_are_unpriced_under_the_reported_cost(clie
     t = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3, minutes=-20)
     assert post(client, "/v1/metrics", _genai_token_points(t, "conv-1", "gpt-4o",
                                                            {"input": 500, "output": 50})).status_code == 200
-    _post_all(client, CACHE, ("metrics",))
+    post_all(client, CACHE, ("metrics",))
     refresh_aggregates(conn)
     assert_session_totals_match_the_rows(conn)
     q = app.test_client()
@@ -147,9 +147,9 @@ def test_metrics_without_a_cost_metric_are_unpriced_under_the_reported_cost(clie
                                  provider_id="openai").total_price))
     assert Decimal(str(_sessions(q, *WIDE)["conv-1"]["cost"])) == gpt
     app.config["AA"] = app.config["AA"].replace(cost_source="reported")
-    [row] = _query(q, "llm_total_cost", *WIDE)["rows"]
+    [row] = query(q, "llm_total_cost", *WIDE)["rows"]
     assert (row["unpriced_tokens"], row["unpriced_models"]) == (550, "gpt-4o")
-    top = {r["model"]: r for r in _query(q, "llm_top_models_by_cost", *WIDE)["rows"]}
+    top = {r["model"]: r for r in query(q, "llm_top_models_by_cost", *WIDE)["rows"]}
     assert (top["gpt-4o"]["cost"], top["gpt-4o"]["unpriced_tokens"], top["gpt-4o"]["unpriced"]) == (None, 550, True)
     assert top["claude-sonnet-4-5"]["unpriced"] is False and top["claude-sonnet-4-5"]["cost"] > 0
     rows = _sessions(q, *WIDE)
@@ -201,17 +201,17 @@ def test_a_request_whose_cache_split_contradicts_its_total_is_kept_unpriced(clie
             for s in f.samples if s.name == "aa_ingest_unpriced_total"] == [
         ({"kind": "inconsistent_request", "provider": "anthropic", "model": "claude-haiku-4-5"}, 1.0)]
     q = app.test_client()
-    priced = _list_price(HAIKU_45, 1000, 100, 0, 500, 1500)
+    priced = list_price(HAIKU_45, 1000, 100, 0, 500, 1500)
     start, end = hour - timedelta(hours=1), hour + timedelta(hours=2)
-    [row] = _query(q, "llm_total_cost", start, end)["rows"]
+    [row] = query(q, "llm_total_cost", start, end)["rows"]
     assert Decimal(str(row["value"])) == priced
     assert (row["unpriced_tokens"], row["unpriced_models"]) == (3100, "claude-haiku-4-5")
     [s1] = _sessions(q, start, end).values()
     assert Decimal(str(s1["cost"])) == priced and (s1["unpriced_tokens"], s1["requests"]) == (3100, 2)
     assert s1["tokens"] == 2 * 3100
-    bucket = {r["time"]: r for r in _query(q, "llm_cost_over_time", start, end)["rows"]}[_ms(hour)]
+    bucket = {r["time"]: r for r in query(q, "llm_cost_over_time", start, end)["rows"]}[_ms(hour)]
     assert Decimal(str(bucket["current"])) == priced and bucket["unpriced_tokens"] == 3100
     # The agent's own figure stays: the reported cost knows both requests.
     app.config["AA"] = app.config["AA"].replace(cost_source="reported")
-    [row] = _query(q, "llm_total_cost", start, end)["rows"]
+    [row] = query(q, "llm_total_cost", start, end)["rows"]
     assert Decimal(str(row["value"])) == Decimal("0.75") and row["unpriced_tokens"] == 0
