@@ -7,8 +7,9 @@ per-resource Python then walks for seconds. So, in two steps:
 
 - `prescan`, before parsing: the protobuf wire format's resources, scopes and records (log
   records, metrics, spans) are counted, without building messages, stopping at the first limit
-  passed, and after at most the limits' worth of fields (plus OTHER_FIELDS) whatever the body
-  holds (a JSON body: the same counts on the decoded JSON, before it becomes a message).
+  passed; a body with more fields around them than a request within the limits has (plus
+  OTHER_FIELDS) is refused too (a JSON body: the same counts on the decoded JSON, before it
+  becomes a message).
 - `check`, after parsing: every limit, attributes and metric data points included, from the
   repeated fields' lengths (no record is read), again stopping at the first limit passed.
 """
@@ -43,6 +44,16 @@ class TooMuchWork(Permanent):
                          "split it into smaller requests", 413)
 
 
+class TooManyFields(TooMuchWork):
+    """More fields around the resources and scopes than any request within the limits has."""
+
+    def __init__(self, limit: int) -> None:
+        self.what, self.limit, self.setting = "fields", limit, ""
+        Exception.__init__(self, f"request has more than {limit} protobuf fields in its resources "
+                           "and scopes (more than a request within AA_MAX_RESOURCES, AA_MAX_SCOPES "
+                           "and AA_MAX_RECORDS holds); split it into smaller requests")
+
+
 # The repeated fields of each signal: resources, their scopes, the scopes' records.
 _FIELDS = {"logs": ("resource_logs", "scope_logs", "log_records"),
            "metrics": ("resource_metrics", "scope_metrics", "metrics"),
@@ -51,13 +62,18 @@ _POINTS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 
 
 class _Malformed(Exception):
-    """The prescan met something it does not follow, or took all its steps: the parser decides
-    (and words a 400), and `check` counts after it."""
+    """The prescan met bytes no protobuf parser accepts: the parser words the 400."""
 
 
-# Fields the prescan may step over besides the resources, scopes and records it counts (a
-# resource's attributes, a scope's name...): past them, it leaves the body to the parser, so
-# that a body of millions of fields it does not count costs no more than one it does.
+class _Steps(Exception):
+    """The prescan took all its steps."""
+
+
+# Fields the prescan may step over besides the resources, scopes and records it counts, and
+# each resource's and scope's own three fields (resource or scope, the repeated field, schema
+# URL): unknown fields of a newer OTLP. Past them the request is refused, so that a body of
+# millions of fields it does not count costs no more than one it does, and none of them reaches
+# the parser (which would build a message of each).
 OTHER_FIELDS = 10_000
 
 
@@ -76,17 +92,19 @@ def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
 def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str, steps: list[int],
            on_each: Callable[[int, int], None] | None = None) -> int:
     """How many fields `number` (length-delimited) the message in buf[start:end] holds, calling
-    `on_each(value_start, value_end)` for each; raises _Over(what) past `limit`, and _Malformed
+    `on_each(value_start, value_end)` for each; raises _Over(what) past `limit`, and _Steps
     once `steps[0]` fields in all were stepped over."""
     n = 0
     i = start
     while i < end:
         steps[0] -= 1
         if steps[0] < 0:
-            raise _Malformed()
+            raise _Steps()
         key, i = _varint(buf, i, end)
         wire = key & 7
-        if wire == 2:
+        if wire == 3:
+            i = _skip_group(buf, i, end, key >> 3, steps)
+        elif wire == 2:
             length, i = _varint(buf, i, end)
             if i + length > end:
                 raise _Malformed()
@@ -103,9 +121,42 @@ def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str,
             i += 8
         elif wire == 5:
             i += 4
-        else:   # groups: not in OTLP
+        else:   # an end of group outside one, or no wire type at all
             raise _Malformed()
     return n
+
+
+def _skip_group(buf: bytes, i: int, end: int, number: int, steps: list[int]) -> int:
+    """Where the group `number` that starts at buf[i] ends (unknown fields may be groups, which
+    parsers accept and keep, whatever they hold)."""
+    open_groups = [number]
+    while open_groups:
+        steps[0] -= 1
+        if steps[0] < 0:
+            raise _Steps()
+        if i >= end:
+            raise _Malformed()
+        key, i = _varint(buf, i, end)
+        wire = key & 7
+        if wire == 3:
+            open_groups.append(key >> 3)
+        elif wire == 4:
+            if open_groups.pop() != key >> 3:
+                raise _Malformed()
+        elif wire == 2:
+            length, i = _varint(buf, i, end)
+            i += length
+        elif wire == 0:
+            _, i = _varint(buf, i, end)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise _Malformed()
+        if i > end:
+            raise _Malformed()
+    return i
 
 
 class _Over(Exception):
@@ -116,7 +167,8 @@ def prescan(signal: str, body: bytes, limits: Limits) -> None:
     """Raise TooMuchWork when the protobuf `body` has more resources, scopes or records than
     `limits`, counted on the wire format; a malformed body is left to the parser."""
     totals = {"scopes": 0, "records": 0}
-    steps = [limits.resources + limits.scopes + limits.records + OTHER_FIELDS]
+    budget = 3 * (limits.resources + limits.scopes) + limits.records + OTHER_FIELDS
+    steps = [budget]
 
     def scope(lo: int, hi: int) -> None:
         totals["records"] += _count(body, lo, hi, 2, limits.records - totals["records"], "records", steps)
@@ -129,6 +181,8 @@ def prescan(signal: str, body: bytes, limits: Limits) -> None:
     except _Over as over:
         what = over.args[0]
         raise TooMuchWork(what, getattr(limits, what), _SETTINGS[what]) from None
+    except _Steps:
+        raise TooManyFields(budget) from None
     except _Malformed:
         return
 

@@ -87,6 +87,61 @@ def test_the_wire_format_is_counted_before_the_parser_builds_messages(client, co
         assert client.post("/v1/logs", data=body, headers=headers()).status_code == status
 
 
+def test_unknown_fields_do_not_hand_the_body_to_the_parser_uncounted(client, conn):
+    # Unknown fields are valid protobuf, groups included (parsers keep them): before the
+    # resources, inside a resource, or many of them, they must not stop the count, or 1,001
+    # empty resources and bytes no parser accepts would answer the parser's 400 (16 MiB of them
+    # half a gigabyte of messages).
+    group = _varint(15 << 3 | 3) + _varint(1 << 3 | 0) + b"\x01" + _varint(15 << 3 | 4)
+    nested = _varint(14 << 3 | 3) + group + _varint(14 << 3 | 4)
+    garbage = b"\xff" * 10
+    for body in (group + b"\x0a\x00" * 1_001 + garbage,
+                 nested + b"\x0a\x00" * 1_001 + garbage,
+                 _field(1, group) * 1_001 + garbage):
+        _refused(client.post("/v1/logs", data=body, headers=headers()), "AA_MAX_RESOURCES")
+    # More unknown fields than any request within the limits has: refused, not parsed.
+    good, _ = api_requests("padded", 1, NOW)
+    padding = (_varint(15 << 3 | 0) + b"\x00") * (3 * (1_000 + 10_000) + 50_000 + 10_000)
+    message = _refused(client.post("/v1/logs", data=padding + good, headers=headers()), "AA_MAX_RECORDS")
+    assert "protobuf fields" in message, message
+    assert _count(conn, "llm_requests") == 0
+    # A group where the parser refuses it is still the parser's 400.
+    for bad in (_varint(15 << 3 | 4), group[:-1], _varint(15 << 3 | 3) + _varint(14 << 3 | 4)):
+        assert client.post("/v1/logs", data=bad, headers=headers()).status_code == 400
+
+
+def test_requests_at_the_limits_with_every_field_filled_are_not_refused_by_the_prescan():
+    # Every resource and scope with its own message and schema URL, and unknown fields: the most
+    # fields a request within the default limits has around its records, counted by the message
+    # class itself; and every captured exporter's request.
+    from google.protobuf.message import Message
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from ingest import codec
+    from ingest import limits as limits_module
+    from tests.ingest_support import FIXTURES
+
+    bounds = limits_module.Limits(1_000, 10_000, 50_000, 1_000_000)
+    request = ExportLogsServiceRequest()
+    for r in range(1_000):
+        resource_logs = request.resource_logs.add(schema_url="https://opentelemetry.io/schemas/1.26.0")
+        resource_logs.resource.attributes.add(key="service.name").value.string_value = f"svc-{r}"
+        for s in range(10):
+            scope_logs = resource_logs.scope_logs.add(schema_url="https://opentelemetry.io/schemas/1.26.0")
+            scope_logs.scope.name = f"scope-{s}"
+            for _ in range(5):
+                scope_logs.log_records.add().body.string_value = "x"
+    body = request.SerializeToString() + (_varint(15 << 3 | 0) + b"\x00") * 10_000
+    limits_module.prescan("logs", body, bounds)
+    assert len(ExportLogsServiceRequest.FromString(body).resource_logs) == 1_000
+    checked = 0
+    for path in sorted(FIXTURES.glob("*.pb")):
+        signal = next(s for s in ("logs", "metrics", "traces") if f"-{s}" in path.name)
+        message: Message = codec.decode(signal, path.read_bytes(), codec.PROTOBUF, bounds)
+        assert message.ListFields(), path.name
+        checked += 1
+    assert checked >= 20
+
+
 def test_json_bodies_are_counted_before_they_become_messages(client, conn):
     # The last item is no OTLP at all: counted first, the answer is the limit's 413.
     body = b'{"resourceLogs": [' + b",".join([b"{}"] * 1_000 + [b'{"resource": 5}']) + b"]}"
