@@ -329,9 +329,14 @@ class Service:
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None on another C library."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None
+    # int malloc_trim(size_t pad): without argtypes ctypes passes a 32-bit int, and the upper
+    # half of the register is whatever it held.
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
 
 
 def _mark_dead(pid: int) -> None:

@@ -317,6 +317,23 @@ def test_a_request_trickled_a_byte_at_a_time_is_cut_at_the_deadline(db_url):
             body.close()
 
 
+def test_malloc_trim_is_called_with_its_c_signature():
+    # int malloc_trim(size_t pad): called with a C int, the pad's upper 32 bits would be
+    # whatever the register held (a huge pad trims nothing). Another C library has none.
+    import ctypes
+    import platform
+
+    from agent_analytics.server import _malloc_trim
+
+    trim = _malloc_trim()
+    if platform.libc_ver()[0] != "glibc":
+        assert trim is None
+        return
+    assert trim is not None
+    assert trim.argtypes == [ctypes.c_size_t] and trim.restype is ctypes.c_int
+    assert trim(0) in (0, 1)
+
+
 # -- query amplification -----------------------------------------------------------------------
 
 SERIES = ("mcp_executions_over_time", "llm_tokens_over_time", "llm_cost_over_time", "security_blocked_over_time")
