@@ -127,8 +127,9 @@ _UPSERT = (
     " SELECT date_trunc('hour', now()), k.*, now()"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
     " %s::bigint[]) AS k"
-    # In key order: two receivers updating the same rows wait for each other, never deadlock.
-    " ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+    # In key order, the whole key (reason too: the sort is not stable): two receivers updating
+    # the same rows wait for each other, never deadlock.
+    " ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
     " ON CONFLICT (bucket, source, signal, service, version, agent_instance, user_id, outcome, reason)"
     " DO UPDATE SET records = s.records + excluded.records, last_seen = greatest(s.last_seen, excluded.last_seen)")
 
