@@ -15,23 +15,31 @@ import agent_analytics.server  # noqa: F401 - the service's logging set-up comes
 from agent_analytics.cluster import free_port
 
 
-def _slow_app(environ, start_response):
-    time.sleep(0.3)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
-
-
 def _ordinary_load() -> None:
-    """Four requests at once at a one-thread waitress: three wait in its queue."""
-    server = create_server(_slow_app, host="127.0.0.1", port=free_port(), map={}, threads=1,
+    """Four requests at once at a one-thread waitress: the first is held until the other three
+    wait in its queue (however slowly the machine sends them)."""
+    release = threading.Event()
+
+    def held_app(environ, start_response):
+        release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = create_server(held_app, host="127.0.0.1", port=free_port(), map={}, threads=1,
                            asyncore_use_poll=True)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.effective_port}/"
         with ThreadPoolExecutor(4) as pool:
-            assert [r.status_code for r in pool.map(lambda _: requests.get(url, timeout=10), range(4))] == [200] * 4
+            answers = [pool.submit(requests.get, url, timeout=60) for _ in range(4)]
+            deadline = time.monotonic() + 30
+            while len(server.task_dispatcher.queue) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            release.set()
+            assert [a.result().status_code for a in answers] == [200] * 4
     finally:
+        release.set()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         server.close()
         thread.join(timeout=5)

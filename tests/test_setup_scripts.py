@@ -50,13 +50,15 @@ def checkout() -> Iterator[Path]:
 def test_a_phase_says_when_it_starts_beats_while_it_runs_and_says_how_long_it_took():
     # The heartbeat runs beside the phase: if it outlived it, its open stdout would hold this run
     # until the timeout.
-    proc = _bash('aa_step "waiting" "sleeping 3 s" sleep 3', REPO, timeout=30, AA_HEARTBEAT_S="1")
+    # The durations are bash's $SECONDS, whole seconds of the clock: a 4 s phase that starts
+    # just before a second turns says 5 s. Two beats in 4 s leave a loaded machine 2 s of slack.
+    proc = _bash('aa_step "waiting" "sleeping 4 s" sleep 4', REPO, timeout=60, AA_HEARTBEAT_S="1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert re.fullmatch(r"setup \[\d+ s\] waiting: sleeping 3 s \.\.\.", lines[0])
+    assert re.fullmatch(r"setup \[\d+ s\] waiting: sleeping 4 s \.\.\.", lines[0])
     beats = [line for line in lines if "... still waiting (" in line]
     assert len(beats) >= 2 and beats[0].endswith("still waiting (1 s)"), lines
-    assert re.fullmatch(r"setup \[\d+ s\] waiting: done in 3 s", lines[-1]), lines
+    assert re.fullmatch(r"setup \[\d+ s\] waiting: done in [45] s", lines[-1]), lines
 
 
 def test_a_failing_phase_says_so_and_fails_the_script():
