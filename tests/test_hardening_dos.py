@@ -431,10 +431,14 @@ def test_every_ended_hour_is_materialised_at_the_next_refresh(client, conn, back
     # The live part of an hourly aggregate (raw rows grouped at every query) is the current
     # hour alone: an hour's end offset left up to two hours of rows live, 300,000 under heavy
     # ingest, which every LLM statistic grouped again (2.4 s on plain PostgreSQL).
-    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    if datetime.now(timezone.utc) - hour > timedelta(minutes=58):
-        hour += timedelta(hours=1)   # (not across an hour's end while the test runs)
-        time.sleep((hour - datetime.now(timezone.utc)).total_seconds() + 1)
+    # Not across an hour's end while the test runs, nor in an hour's first minute and a half:
+    # TimescaleDB's policy refreshes up to a minute ago, which then ends in the hour before.
+    now = datetime.now(timezone.utc)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    if now - hour > timedelta(minutes=58):
+        hour += timedelta(hours=1)
+    if now - hour < timedelta(seconds=90):
+        time.sleep((hour + timedelta(seconds=90) - now).total_seconds())
     last_minute = int((hour - timedelta(minutes=1)).timestamp() * 1e9)
     for tag, t0, tokens in (("ended", last_minute, 10), ("current", time.time_ns() - 10**9, 1_000)):
         body, _ = api_requests(tag, 3, t0, first_tokens=tokens)
