@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Functions for scripts/setup.sh (sourced; defines functions only, so tests can call them one by
 # one). Bash; run from the checkout's top directory.
 
@@ -25,6 +26,7 @@ aa_step() {
     # the script's output would wait for it).
     trap '[ -n "$nap" ] && kill "$nap" 2>/dev/null; exit 0' TERM
     while :; do
+      # shellcheck disable=SC2217  # no stdin of the script's held open either
       sleep "$AA_HEARTBEAT_S" </dev/null >/dev/null 2>&1 &
       nap=$!
       wait "$nap" || exit 0
@@ -108,6 +110,7 @@ aa_check_build_files_owned() {
   [ -z "$bad" ] && return 0
   me="$(id -un 2>/dev/null || id -u):$(id -gn 2>/dev/null || id -g)"
   {
+    # shellcheck disable=SC2012  # one name, printed as found
     echo "setup: build files in this checkout belong to another user (e.g. $bad, owned by $(ls -ld "$bad" | awk '{print $3}')),"
     echo "probably left by a run as root; pip cannot update them. Give them back to yourself with:"
     echo "    sudo chown -R $me$(for f in $files; do printf ' %q' "$PWD/$f"; done)"
@@ -144,6 +147,7 @@ aa_build_as_owner() {
   [ "$uid" != 0 ] || return 0
   aa_give_back_build_files
   home=$(getent passwd "$uid" 2>/dev/null | cut -d: -f6)
+  # shellcheck disable=SC2012  # a numeric owner, as in aa_checkout_owner
   if [ -n "$home" ] && [ -d "$home" ] && [ "$(ls -nd "$home" | awk '{print $3}')" = "$uid" ]; then
     AA_AS_OWNER=(env "HOME=$home")
   else  # no home of their own (e.g. nobody): no pip cache rather than one in root's
@@ -176,8 +180,7 @@ aa_need_venv_module() {
     return 0
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    aa_step "Python venv module" "installing it (apt-get install python3-venv)" \
-      env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    aa_step "Python venv module" "installing it (apt-get install python3-venv)" aa_install_venv_module
     return
   fi
   echo "setup: $AA_PYTHON cannot create a virtual environment (no ensurepip). Install its venv module:" >&2
@@ -187,6 +190,11 @@ aa_need_venv_module() {
     echo "    (your system's python3 venv package), or name another interpreter: PYTHON=/path/to/python3.11 $0" >&2
   fi
   return 1
+}
+
+# The package lists first: a fresh image (Debian's docker images) has none.
+aa_install_venv_module() {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 }
 
 aa_make_venv() {
@@ -206,8 +214,11 @@ aa_grafana_js() {
   want=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
   [ "$(cat "$js/node_modules/.installed-lock" 2>/dev/null)" != "$want" ] || return 0
   if aa_step "Grafana's code for the dashboard tests" "npm ci in $js" aa_npm_ci "$js"; then
+    # shellcheck disable=SC2016  # the inner shell expands them
     "${AA_AS_OWNER[@]}" sh -c 'echo "$1" > "$2"' sh "$want" "$js/node_modules/.installed-lock"
   else
+    # A half-installed node_modules (npm stopped midway) would fail those tests instead.
+    rm -rf "$js/node_modules"
     echo "npm ci in $js failed: the tests that run Grafana's own code will be skipped" >&2
   fi
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/run and scripts/test: the PostgreSQL server binaries (apt-get, as root,
 # where they are missing) and the project in .venv with the given extras. Each phase says when
 # it starts and how long it took (functions in scripts/lib.sh).

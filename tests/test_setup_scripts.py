@@ -122,3 +122,23 @@ def test_root_in_another_users_checkout_builds_as_that_user_and_gives_back_what_
     assert "PYTHONDONTWRITEBYTECODE=1" in proc.stdout  # the service run as root writes no bytecode here
     # The owner's next run finds nothing to complain about.
     assert _bash("aa_check_build_files_owned", checkout, as_user=_nobody()).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("npm") is None or shutil.which("node") is None, reason="needs Node.js and npm")
+def test_a_failed_npm_ci_leaves_no_half_installed_packages_for_the_tests_to_trip_on(checkout):
+    # What an npm ci stopped midway leaves (a package's manifest, none of its code), and a lockfile
+    # npm cannot read, so that this run of npm ci fails too: the tests must then skip Grafana's
+    # code (no node_modules), not run it half installed.
+    js = checkout / "tests" / "grafana_js"
+    (js / "node_modules" / "@grafana" / "data").mkdir(parents=True)
+    (js / "node_modules" / "@grafana" / "data" / "package.json").write_text('{"version": "13.2.3"}')
+    (js / "package.json").write_text((REPO / "tests" / "grafana_js" / "package.json").read_text())
+    (js / "package-lock.json").write_text("{ not json")
+    if ROOT:
+        for p in [checkout / "tests", *(checkout / "tests").rglob("*")]:
+            os.chown(p, _nobody().pw_uid, _nobody().pw_gid)
+    proc = _bash("aa_build_as_owner; aa_grafana_js; echo reached", checkout, timeout=120,
+                 npm_config_cache=str(checkout / ".npm-cache"), npm_config_offline="true")
+    assert proc.returncode == 0 and "reached" in proc.stdout, proc.stderr
+    assert "npm ci in tests/grafana_js failed" in proc.stderr, proc.stderr
+    assert not (js / "node_modules").exists()
