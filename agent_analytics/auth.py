@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from enum import Enum
-from typing import Iterable
+from typing import Any, Iterable
 
 from flask import current_app, request
 
@@ -35,13 +35,25 @@ def _matches(token: str, allowed: Iterable[str]) -> bool:
     return found
 
 
-def bearer_token() -> str | None:
-    """The token from `Authorization: Bearer <token>` (Grafana's custom header sends the same)."""
-    header = request.headers.get("Authorization", "")
+def bearer_token_of(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header's value."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
+
+
+def bearer_token() -> str | None:
+    """The request's token (Grafana's custom header sends the same)."""
+    return bearer_token_of(request.headers.get("Authorization", ""))
+
+
+def token_is_known(cfg: Any, token: str | None) -> bool:
+    """Whether `token` grants anything at all (before the request says what it is for)."""
+    if token is None:
+        return bool(cfg.allow_no_auth)
+    return any([_matches(token, tokens) for tokens in
+                (cfg.ingest_tokens, cfg.query_tokens, cfg.llm_query_tokens, cfg.metrics_tokens)])
 
 
 def permissions_for(token: str | None) -> set[Permission]:

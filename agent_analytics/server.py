@@ -18,10 +18,13 @@ from typing import Any, Callable
 import psycopg
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
+from waitress.utilities import Error as HTTPError
 
 from agent_analytics.app import create_app
+from agent_analytics.auth import bearer_token_of, token_is_known
 from agent_analytics.cluster import LocalCluster
 from agent_analytics.config import Config
 
@@ -80,6 +83,36 @@ def shared_listener(host: str, port: int) -> socket.socket:
     sock.bind(info[4])
     sock.listen(1024)
     return sock
+
+
+class _Unauthorized(HTTPError):
+    code = 401
+    reason = "Unauthorized"
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        return (f"{self.code} {self.reason}", [("Content-Type", "text/plain; charset=utf-8"),
+                                               ("WWW-Authenticate", "Bearer")], self.body.encode())
+
+
+class _Parser(HTTPRequestParser):
+    """waitress's request parser, refusing a body sent without a token this service knows as
+    soon as the headers are read: waitress buffers a whole body before the application sees it
+    (in memory up to 512 KiB, then in a temporary file), so without this every client could
+    make each of its connections hold that much."""
+
+    tokens: Any = None   # the service's Config (its tokens), or None to read every body
+
+    def received(self, data: bytes) -> int:
+        had_headers = self.headers_finished
+        consumed = super().received(data)
+        if (self.tokens is not None and not had_headers and self.headers_finished and not self.completed
+                and not token_is_known(self.tokens, bearer_token_of(self.headers.get("AUTHORIZATION", "")))):
+            self.error = _Unauthorized("missing or invalid bearer token")
+            self.body_rcv = None
+            self.expect_continue = False
+            self.completed = True
+            return len(data)   # the body's first bytes too: the connection closes after the 401
+        return consumed
 
 
 class _Channel(HTTPChannel):
@@ -165,6 +198,9 @@ def guarded_server(app: Any, cfg: Config, **kw: Any) -> MultiSocketServer:
         last = _GuardedServer(app, socket_map, True, sock, dispatcher=dispatcher, adj=adj,
                               bind_socket=sock is None, sockinfo=info)
         last.request_timeout = float(cfg.request_timeout_s)
+        if not cfg.allow_no_auth:
+            parser = type("_Parser", (_Parser,), {"tokens": cfg})
+            last.channel_class = type("_Channel", (_Channel,), {"parser_class": parser})
         listening.append((last.effective_host, last.effective_port))
     assert last is not None, "no address to listen on"
     return MultiSocketServer(socket_map, adj, listening, dispatcher, last.log_info)
