@@ -397,6 +397,11 @@ def test_every_gzip_member_is_read_and_trailing_bytes_refused(config, conn):
             bomb = _bomb(64 << 20)
             r = post(_member(first) + bomb)
             assert r.status_code == 413
+            # Many members, each a step of the loop: 1,000 pass, one more is refused.
+            r = post(_member(first) + _member(b"") * 999)
+            assert r.status_code == 200, r.text
+            r = post(_member(first) + _member(b"") * 1_000)
+            assert r.status_code == 400 and "more than 1000 gzip members" in r.text, r.text
     finally:
         app.extensions["aa_db"].close()
     stored = sorted(conn.execute("SELECT attributes->>'request_id', input_tokens FROM llm_requests").fetchall())
