@@ -101,6 +101,13 @@ class _Parser(HTTPRequestParser):
     make each of its connections hold that much."""
 
     tokens: Any = None   # the service's Config (its tokens), or None to read every body
+    # waitress's own attributes, as this class uses them
+    completed: bool
+    headers_finished: bool
+    expect_continue: bool
+    headers: dict[str, str]
+    error: Any
+    body_rcv: Any
 
     def received(self, data: bytes) -> int:
         had_headers = self.headers_finished
@@ -182,6 +189,16 @@ class _GuardedServer(TcpWSGIServer):
                         open_, self.adj.connection_limit, min(excess, len(waiting)))
 
 
+def _channel_refusing_unknown_tokens(cfg: Config) -> type[_Channel]:
+    class Parser(_Parser):
+        tokens = cfg
+
+    class Channel(_Channel):
+        parser_class = Parser
+
+    return Channel
+
+
 def guarded_server(app: Any, cfg: Config, **kw: Any) -> MultiSocketServer:
     """waitress's `create_server`, with `_GuardedServer` listeners and the limits of `cfg`
     (AA_MAX_CONNECTIONS, AA_REQUEST_TIMEOUT_S); `sockets=[...]` or `host`/`port` as there."""
@@ -199,8 +216,7 @@ def guarded_server(app: Any, cfg: Config, **kw: Any) -> MultiSocketServer:
                               bind_socket=sock is None, sockinfo=info)
         last.request_timeout = float(cfg.request_timeout_s)
         if not cfg.allow_no_auth:
-            parser = type("_Parser", (_Parser,), {"tokens": cfg})
-            last.channel_class = type("_Channel", (_Channel,), {"parser_class": parser})
+            last.channel_class = _channel_refusing_unknown_tokens(cfg)
         listening.append((last.effective_host, last.effective_port))
     assert last is not None, "no address to listen on"
     return MultiSocketServer(socket_map, adj, listening, dispatcher, last.log_info)
