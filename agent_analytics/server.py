@@ -35,6 +35,7 @@ RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver pr
 HOUSEKEEPING_INTERVAL_S = 60.0
 INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
 CLEANUP_INTERVAL_S = 1  # how often request deadlines and idle connections are checked
+SHED_GRACE_S = 1.0  # how long a new connection has to send its request before it may be closed at the limit
 TRIM_INTERVAL_S = 10.0  # how often memory freed by finished requests is handed back to the system
 
 
@@ -177,11 +178,16 @@ class _GuardedServer(TcpWSGIServer):
 
     def _shed(self) -> None:
         channels = self._channels()
-        open_ = len(self._map) - sum(1 for c in channels if c.will_close)
+        open_ = len(self._map) - sum(1 for c in channels if c.will_close or c.close_when_flushed)
         excess = open_ - self.adj.connection_limit + max(1, self.adj.connection_limit // 10)
         if excess <= 0:
             return
-        waiting = sorted((since, id(c), c) for c in channels if (since := c.waiting_since()) is not None)
+        # A connection just accepted has not been read yet: when the others are busy (requests
+        # being answered cannot be closed), it would be among the few left to close, and a
+        # legitimate request sent at once would be cut (a reset) before it was read.
+        settled = time.time() - SHED_GRACE_S
+        waiting = sorted((since, id(c), c) for c in channels
+                         if (since := c.waiting_since()) is not None and since < settled)
         for _, _, channel in waiting[:excess]:
             channel.will_close = True
         if waiting:
