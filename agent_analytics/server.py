@@ -154,8 +154,9 @@ class _GuardedServer(TcpWSGIServer):
       connections that send nothing, or a byte at a time, would leave every new client waiting
       in the backlog. Here the connections that have waited longest for their clients are
       closed instead (a tenth of the limit at a time), and accepting goes on: a legitimate
-      request, sent at once, is always the newest. Requests the application is working on are
-      never closed.
+      request, sent at once, is always the newest, and a connection is given a second to send
+      its request before it may be closed. Requests the application is working on are never
+      closed.
     """
 
     channel_class = _Channel
