@@ -6,7 +6,7 @@ runtime parses in a fraction of a second (into half a gigabyte of messages) and 
 per-resource Python then walks for seconds. So, in two steps:
 
 - `prescan`, before parsing: the protobuf wire format's resources, scopes and records (log
-  records, metrics, spans) are counted, without building messages, stopping at the first limit
+  records, spans, metrics and their data points) are counted, without building messages, stopping at the first limit
   passed; a body with more fields around them than a request within the limits has (plus
   OTHER_FIELDS) is refused too (a JSON body: the same counts on the decoded JSON, before it
   becomes a message).
@@ -59,6 +59,9 @@ _FIELDS = {"logs": ("resource_logs", "scope_logs", "log_records"),
            "metrics": ("resource_metrics", "scope_metrics", "metrics"),
            "traces": ("resource_spans", "scope_spans", "spans")}
 _POINTS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+# Metric's data fields (gauge, sum, histogram, exponential_histogram, summary), whose field 1
+# is data_points.
+_METRIC_DATA = (5, 7, 9, 10, 11)
 
 
 class _Malformed(Exception):
@@ -89,9 +92,9 @@ def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
     raise _Malformed()
 
 
-def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str, steps: list[int],
-           on_each: Callable[[int, int], None] | None = None) -> int:
-    """How many fields `number` (length-delimited) the message in buf[start:end] holds, calling
+def _count(buf: bytes, start: int, end: int, numbers: tuple[int, ...], limit: int, what: str,
+           steps: list[int], on_each: Callable[[int, int], None] | None = None) -> int:
+    """How many fields `numbers` (length-delimited) the message in buf[start:end] holds, calling
     `on_each(value_start, value_end)` for each; raises _Over(what) past `limit`, and _Steps
     once `steps[0]` fields in all were stepped over."""
     n = 0
@@ -108,7 +111,7 @@ def _count(buf: bytes, start: int, end: int, number: int, limit: int, what: str,
             length, i = _varint(buf, i, end)
             if i + length > end:
                 raise _Malformed()
-            if key >> 3 == number:
+            if key >> 3 in numbers:
                 n += 1
                 if n > limit:
                     raise _Over(what)
@@ -168,16 +171,29 @@ def prescan(signal: str, body: bytes, limits: Limits) -> None:
     `limits`, counted on the wire format; a malformed body is left to the parser."""
     totals = {"scopes": 0, "records": 0}
     budget = 3 * (limits.resources + limits.scopes) + limits.records + OTHER_FIELDS
+    if signal == "metrics":  # a metric's name, description, unit, its data's own two fields
+        budget += 5 * limits.records
     steps = [budget]
 
+    def points(lo: int, hi: int) -> None:
+        totals["records"] += _count(body, lo, hi, (1,), limits.records - totals["records"], "records", steps)
+
+    def metric(lo: int, hi: int) -> None:
+        _count(body, lo, hi, _METRIC_DATA, len(body), "", steps, points)
+
     def scope(lo: int, hi: int) -> None:
-        totals["records"] += _count(body, lo, hi, 2, limits.records - totals["records"], "records", steps)
+        # metrics count with their data points, as `check` counts them
+        n = _count(body, lo, hi, (2,), limits.records - totals["records"], "records", steps,
+                   metric if signal == "metrics" else None)
+        totals["records"] += n
+        if totals["records"] > limits.records:
+            raise _Over("records")
 
     def resource(lo: int, hi: int) -> None:
-        totals["scopes"] += _count(body, lo, hi, 2, limits.scopes - totals["scopes"], "scopes", steps, scope)
+        totals["scopes"] += _count(body, lo, hi, (2,), limits.scopes - totals["scopes"], "scopes", steps, scope)
 
     try:
-        _count(body, 0, len(body), 1, limits.resources, "resources", steps, resource)
+        _count(body, 0, len(body), (1,), limits.resources, "resources", steps, resource)
     except _Over as over:
         what = over.args[0]
         raise TooMuchWork(what, getattr(limits, what), _SETTINGS[what]) from None
