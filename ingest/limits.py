@@ -49,9 +49,9 @@ class TooManyFields(TooMuchWork):
 
     def __init__(self, limit: int) -> None:
         self.what, self.limit, self.setting = "fields", limit, ""
-        Exception.__init__(self, f"request has more than {limit} protobuf fields in its resources "
+        Permanent.__init__(self, f"request has more than {limit} protobuf fields in its resources "
                            "and scopes (more than a request within AA_MAX_RESOURCES, AA_MAX_SCOPES "
-                           "and AA_MAX_RECORDS holds); split it into smaller requests")
+                           "and AA_MAX_RECORDS holds); split it into smaller requests", 413)
 
 
 # The repeated fields of each signal: resources, their scopes, the scopes' records.
