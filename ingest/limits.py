@@ -171,8 +171,8 @@ def prescan(signal: str, body: bytes, limits: Limits) -> None:
     `limits`, counted on the wire format; a malformed body is left to the parser."""
     totals = {"scopes": 0, "records": 0}
     budget = 3 * (limits.resources + limits.scopes) + limits.records + OTHER_FIELDS
-    if signal == "metrics":  # a metric's name, description, unit, its data's own two fields
-        budget += 5 * limits.records
+    if signal == "metrics":  # a metric's name, description, unit and data, the data's own two fields
+        budget += 6 * limits.records
     steps = [budget]
 
     def points(lo: int, hi: int) -> None:

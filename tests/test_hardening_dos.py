@@ -142,6 +142,13 @@ def test_requests_at_the_limits_with_every_field_filled_are_not_refused_by_the_p
         metric.sum.aggregation_temporality, metric.sum.is_monotonic = 1, True
         metric.sum.data_points.add().as_int = m
     limits_module.prescan("metrics", metrics.SerializeToString(), bounds)
+    # ... and 50,000 metrics with no point at all (each one's own fields filled).
+    for metric in scope_metrics.metrics:
+        del metric.sum.data_points[:]
+    for m in range(25_000):
+        metric = scope_metrics.metrics.add(name=f"n{m}", description="d", unit="1")
+        metric.sum.aggregation_temporality, metric.sum.is_monotonic = 1, True
+    limits_module.prescan("metrics", metrics.SerializeToString(), bounds)
     checked = 0
     for path in sorted(FIXTURES.glob("*.pb")):
         signal = next(s for s in ("logs", "metrics", "traces") if f"-{s}" in path.name)
