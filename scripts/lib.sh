@@ -135,7 +135,8 @@ aa_give_back_build_files() {
 # As root in a checkout that another user owns (`sudo scripts/run` in someone's clone): run the
 # build steps as that user, so nothing root-owned is left behind that would break their next run
 # without sudo; and give back build files an earlier root run left. Sets AA_AS_OWNER (an array:
-# a command prefix, empty when not needed).
+# a command prefix, empty when not needed; expanded as ${AA_AS_OWNER[@]+...} so that bash before
+# 4.4, as macOS ships, does not take an empty array for an unset variable under set -u).
 AA_AS_OWNER=()
 aa_build_as_owner() {
   AA_AS_OWNER=()
@@ -158,7 +159,7 @@ aa_build_as_owner() {
   # they can, or their own runs could not start it.
   local p
   for p in "$AA_PYTHON" /usr/bin/python3; do
-    if "${AA_AS_OWNER[@]}" "$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    if ${AA_AS_OWNER[@]+"${AA_AS_OWNER[@]}"} "$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       AA_PYTHON=$p
       break
     fi
@@ -198,11 +199,11 @@ aa_install_venv_module() {
 }
 
 aa_make_venv() {
-  "${AA_AS_OWNER[@]}" "$AA_PYTHON" -m venv .venv
+  ${AA_AS_OWNER[@]+"${AA_AS_OWNER[@]}"} "$AA_PYTHON" -m venv .venv
 }
 
 aa_install_project() {
-  "${AA_AS_OWNER[@]}" .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$1]"
+  ${AA_AS_OWNER[@]+"${AA_AS_OWNER[@]}"} .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$1]"
 }
 
 # Grafana's own published code for the dashboard tests (tests/grafana_js: the dashboard model and
@@ -215,7 +216,7 @@ aa_grafana_js() {
   [ "$(cat "$js/node_modules/.installed-lock" 2>/dev/null)" != "$want" ] || return 0
   if aa_step "Grafana's code for the dashboard tests" "npm ci in $js" aa_npm_ci "$js"; then
     # shellcheck disable=SC2016  # the inner shell expands them
-    "${AA_AS_OWNER[@]}" sh -c 'echo "$1" > "$2"' sh "$want" "$js/node_modules/.installed-lock"
+    ${AA_AS_OWNER[@]+"${AA_AS_OWNER[@]}"} sh -c 'echo "$1" > "$2"' sh "$want" "$js/node_modules/.installed-lock"
   else
     # A half-installed node_modules (npm stopped midway) would fail those tests instead.
     rm -rf "$js/node_modules"
@@ -224,5 +225,5 @@ aa_grafana_js() {
 }
 
 aa_npm_ci() {
-  (cd "$1" && "${AA_AS_OWNER[@]}" npm ci --no-audit --no-fund --ignore-scripts --prefer-offline --loglevel=error >/dev/null)
+  (cd "$1" && ${AA_AS_OWNER[@]+"${AA_AS_OWNER[@]}"} npm ci --no-audit --no-fund --ignore-scripts --prefer-offline --loglevel=error >/dev/null)
 }
