@@ -1,0 +1,138 @@
+"""The planning stage: which relations a question reads, over which time ranges. Pure (no
+database): given a window, the zone the buckets are drawn in and what the metric needs, it answers
+the ranges to read, each from one relation.
+
+Whole UTC hours inside the window are read from the hourly aggregate (or the smallest rollup that
+holds what the metric needs: relations.choose_aggregate); whole UTC days among them from its daily
+twin when the metric does not look at the time; the partial hours at either edge from the raw
+table (so a range like now-24h is exact). When buckets in the viewer's zone do not fall on UTC
+hours (a half-hour zone such as Asia/Kolkata), or the question needs finer than hourly time (a
+session's activity), everything comes from the raw table. Every relation projects the same
+columns, so one query fits any plan.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+from zoneinfo import ZoneInfo
+
+from agent_analytics.datasource import timerange as tr
+from agent_analytics.datasource.relations import TIME_FREE, Dataset, choose_aggregate
+from agent_analytics.datasource.timerange import Window
+
+EPOCH_ORIGIN = datetime(2000, 1, 3, tzinfo=tr.UTC)  # time_bucket's default origin (a Monday)
+SESSION_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400)  # seconds; the finest with <= 60 buckets
+SESSION_MAX_BUCKETS = 60
+
+
+@dataclass(frozen=True)
+class Read:
+    """One time range read from one relation: an aggregate (by `bucket`) or the raw table (by `time`)."""
+    relation: str
+    column: str
+    lo: datetime
+    hi: datetime
+
+    @property
+    def raw(self) -> bool:
+        return self.column == "time"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ranges to read, in order, and the dataset's column list as the aggregate read projects
+    it (None when only raw rows are read)."""
+    reads: tuple[Read, ...]
+    agg_columns: str | None = None
+
+
+def ceil_hour(t: datetime) -> datetime:
+    f = t.replace(minute=0, second=0, microsecond=0)
+    return f if f == t else f + timedelta(hours=1)
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(t: datetime) -> datetime:
+    """UTC midnight at or before t (the daily rollups bucket by UTC day)."""
+    return t.astimezone(tr.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ceil_day(t: datetime) -> datetime:
+    f = floor_day(t)
+    return f if f == t else f + timedelta(days=1)
+
+
+def hours_align(zone: ZoneInfo, window: Window) -> bool:
+    """Whether hourly aggregates answer buckets drawn in `zone` exactly: local hours and days are
+    unions of UTC hours only when the zone's offset is a whole number of hours throughout."""
+    return tr.whole_hour_offsets(zone, window)
+
+
+def _nonempty(reads: Sequence[Read]) -> list[Read]:
+    # One branch per time range: TimescaleDB excludes chunks cheaply for a single range, where an
+    # OR of ranges costs planning time for every chunk. Empty ranges are left out.
+    return [r for r in reads if r.lo < r.hi]
+
+
+def plan(ds: Dataset, metric_id: str, window: Window, active: Sequence[str], condition: str,
+         aggregates: bool = True) -> Plan:
+    """The reads answering `metric_id` on `ds` over `window` under the `active` filters, for rows
+    meeting `condition` (one of relations' named conditions). `aggregates`: whether the question
+    may read aggregates at all (not when the service reads raw rows only, nor for buckets the
+    aggregates' hours do not make up)."""
+    hs, he = ceil_hour(window.start), floor_hour(window.end)
+    reads: list[Read] = []
+    agg_columns = None
+    if aggregates and hs < he:
+        aggregate, agg_columns, rollup = choose_aggregate(ds, metric_id, active, condition)
+        ds0, ds1 = ceil_day(hs), floor_day(he)
+        if rollup is not None and rollup.daily and metric_id in TIME_FREE and ds0 < ds1:
+            # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
+            reads += [Read(rollup.daily, "bucket", ds0, ds1), Read(aggregate, "bucket", hs, ds0),
+                      Read(aggregate, "bucket", ds1, he)]
+        else:
+            reads.append(Read(aggregate, "bucket", hs, he))
+        reads += [Read(ds.raw, "time", window.start, hs), Read(ds.raw, "time", he, window.end)]
+    else:
+        reads.append(Read(ds.raw, "time", window.start, window.end))
+    kept = _nonempty(reads)
+    if not kept:  # an empty window: no rows, the same columns
+        kept = [Read(ds.raw, "time", window.start, window.end)]
+    return Plan(tuple(kept), agg_columns)
+
+
+def plan_gateway(window: Window, aggregates: bool = True) -> tuple[Read, ...]:
+    """Where to find the MCP servers the gateway reported in the hours `window` touches: whole UTC
+    days from the daily rollup, the other hours hourly (or every hour raw)."""
+    h0, h1 = floor_hour(window.start), window.end
+    d0, d1 = ceil_day(h0), floor_day(h1)
+    if not aggregates:
+        reads = [Read("tool_calls", "time", h0, ceil_hour(h1))]
+    elif d0 < d1:
+        reads = [Read("tool_calls_by_server_daily", "bucket", d0, d1),
+                 Read("tool_calls_by_server_hourly", "bucket", h0, d0),
+                 Read("tool_calls_by_server_hourly", "bucket", d1, h1)]
+    else:
+        reads = [Read("tool_calls_by_server_hourly", "bucket", h0, h1)]
+    return tuple(_nonempty(reads))
+
+
+def session_bins(lo: datetime, hi: datetime) -> tuple[int, list[datetime]]:
+    """A session's activity from its first row at `lo` to its last at `hi`: the finest bucket width
+    (seconds) drawing it in under SESSION_MAX_BUCKETS buckets, and the buckets' starts (aligned on
+    EPOCH_ORIGIN, as date_bin draws them). Widths of whole hours may be read from the hourly
+    aggregates: hour-multiple buckets aligned on the origin are unions of their hours."""
+    seconds = (hi - lo).total_seconds()
+    width = next((w for w in SESSION_BUCKETS if seconds / w < SESSION_MAX_BUCKETS), SESSION_BUCKETS[-1])
+    first = EPOCH_ORIGIN + timedelta(seconds=width * math.floor((lo - EPOCH_ORIGIN).total_seconds() / width))
+    starts = []
+    t = first
+    while t <= hi:
+        starts.append(t)
+        t += timedelta(seconds=width)
+    return width, starts
