@@ -13,7 +13,7 @@ from agent_analytics.sql import rollups as r
 EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
 BLOCKED = r.BLOCKED
 # A question on executions counts a call the gateway reported from the gateway only: it reads the
-# MCP server of the calls not reported by the gateway (engine.py's _GATEWAY_FIRST).
+# MCP server of the calls not reported by the gateway (sqltext.GATEWAY_FIRST).
 GATEWAY_DEDUPE = "gateway_dedupe"
 
 

@@ -1,0 +1,40 @@
+"""SQL text shared by the query builders: our own constant fragments (relation and column names
+from relations.py, values always as placeholders), never anything built from user input."""
+from __future__ import annotations
+
+import re
+
+from agent_analytics.ingest.normalise_gateway import SERVER_SIDE
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+C = 'COLLATE "C"'
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def ident(name: str) -> str:
+    """A relation or column name of our own, quoted as sql.Identifier would."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not one of our identifiers: {name!r}")
+    return f'"{name}"'
+
+
+# `<> ALL` of an empty array is true: with no gateway in the window every agent report counts.
+# The MCP servers' own spans count as the gateway's do (they too see every call to the server).
+SERVER_SIDE_SQL = "source IN (" + ", ".join(f"'{s}'" for s in SERVER_SIDE) + ")"
+GATEWAY_FIRST = f"({SERVER_SIDE_SQL} OR mcp_server_id IS NULL OR mcp_server_id <> ALL(%s))"
+GATEWAY_SERVERS = (f"SELECT DISTINCT mcp_server_id FROM {{relation}} WHERE {SERVER_SIDE_SQL}"
+                    " AND mcp_server_id IS NOT NULL AND {column} >= %s AND {column} < %s")
+TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + other_tokens"
+# The cost of a set of rows: null when some usage but none of it could be priced (unknown is
+# not 0), 0 when there is no usage to price. With some priced, the priced sum; the unpriced
+# tokens go alongside.
+COST_SUM = "coalesce(sum(cost), CASE WHEN sum(unpriced_tokens) > 0 THEN NULL ELSE 0 END)"
+
+
+def literal(text: str) -> str:
+    """One of our own labels as an SQL string literal."""
+    if "'" in text or "\\" in text:
+        raise ValueError(f"not a plain label: {text!r}")
+    return f"'{text}'"
+
