@@ -13,9 +13,8 @@ columns, so one query fits any plan.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import NamedTuple, Sequence
 from zoneinfo import ZoneInfo
 
 from agent_analytics.datasource import timerange as tr
@@ -27,8 +26,7 @@ SESSION_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400)  # seconds; the finest w
 SESSION_MAX_BUCKETS = 60
 
 
-@dataclass(frozen=True)
-class Read:
+class Read(NamedTuple):
     """One time range read from one relation: an aggregate (by `bucket`) or the raw table (by `time`)."""
     relation: str
     column: str
@@ -40,8 +38,7 @@ class Read:
         return self.column == "time"
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The ranges to read, in order, and the dataset's column list as the aggregate read projects
     it (None when only raw rows are read)."""
     reads: tuple[Read, ...]
