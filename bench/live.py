@@ -1,7 +1,7 @@
 """Live rows under sustained ingest: how long a 7-day LLM statistic takes while a sender keeps
-posting, with the rollups materialised as the service used to (up to an hour ago: the last one
-to two hours of raw rows grouped live by every query) and as it does now (every ended hour: the
-current hour's rows alone). Plain PostgreSQL, whose rollups the service refreshes itself.
+posting, with the rollups materialised up to an hour ago (the last one to two hours of raw rows
+grouped live by every query) and, as the service does, every ended hour (the current hour's rows
+alone). Plain PostgreSQL, whose rollups the service refreshes itself.
 Loopback only; bounded in time and count.
 
     python -m bench.live [--rows 300000] [--queries 40] [--senders 2]

@@ -15,7 +15,7 @@ import pytest
 
 JS_DIR = Path(__file__).resolve().parent / "grafana_js"
 PACKAGES = ("@grafana/data", "@grafana/schema", "typescript")
-# What the runs of this session did: script -> "ran" or the reason it did not.
+# What this test run's scripts did: script -> "ran" or the reason it did not.
 RUNS: dict[str, str] = {}
 
 

@@ -1,4 +1,4 @@
-"""Unpriced is never silent, unknown is never 0 (issue 17): per session, per bucket of the cost
+"""Unpriced is never silent, unknown is never 0: per session, per bucket of the cost
 chart, per top-list row, under either cost source. Oracles: Anthropic's published list prices
 (tests/test_cost_basis.py) and the captured fixtures' ledgers, not the code under test."""
 from __future__ import annotations
