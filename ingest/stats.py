@@ -34,6 +34,14 @@ SOURCES: dict[str, str] = {
 OUTCOMES = ("stored", "duplicate", "ignored", "rejected")
 MAX_TEXT = 200  # longest service, version, instance or user kept (they come from the sender)
 REASON_WORDS = 12  # enough for every reason the normalisers give ("span start time is more than a day ...")
+# Senders (service, version, agent instance, user) of records that stored nothing (duplicate,
+# ignored, rejected) kept apart per request; the rest are counted together as OTHER. Such records
+# cost an ingest token nothing else, so without a bound one request of 50,000 records, each naming
+# another user, would add 50,000 rows. A receiver's batch names one service and instance and, from
+# a gateway, at most a few dozen users; 100 keeps every real sender apart and a request's rows few.
+# Senders of stored records are not bounded: each such row comes with the facts it counts.
+MAX_UNSTORED_SENDERS = 100
+OTHER = "(other)"
 
 # (source, signal, service, version, agent_instance, user_id); None where the record names none.
 Key = tuple[str, str, str | None, str | None, str | None, str | None]
@@ -150,7 +158,27 @@ def rows(tally: Mapping[tuple[Key, str, str], int], origins: list[Key], new: set
     for group in (tally, made):
         for (k, outcome, reason), n in group.items():
             counts[(*map(_clean, k), outcome, reason_label(reason, REASON_WORDS) if reason else "")] += n
-    return sorted((*row, n) for row, n in counts.items())
+    return sorted((*row, n) for row, n in _fold(counts).items())
+
+
+def _fold(counts: Counter[tuple[str, ...]]) -> Counter[tuple[str, ...]]:
+    """`counts` with the records that stored nothing of all but MAX_UNSTORED_SENDERS senders
+    under OTHER: as many records, fewer rows. Senders that stored records in the batch keep
+    theirs, then those of the most records."""
+    storing = {row[2:6] for row in counts if row[6] == "stored"}
+    unstored: Counter[tuple[str, ...]] = Counter()
+    for row, n in counts.items():
+        if row[6] != "stored" and row[2:6] not in storing:
+            unstored[row[2:6]] += n
+    if len(unstored) <= MAX_UNSTORED_SENDERS:
+        return counts
+    kept = storing | {s for s, _ in sorted(unstored.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_UNSTORED_SENDERS]}
+    out: Counter[tuple[str, ...]] = Counter()
+    for row, n in counts.items():
+        if row[6] != "stored" and row[2:6] not in kept:
+            row = (*row[:2], OTHER, OTHER, OTHER, OTHER, *row[6:])
+        out[row] += n
+    return out
 
 
 def write(conn: psycopg.Connection, tally: Mapping[tuple[Key, str, str], int], origins: list[Key],

@@ -269,6 +269,80 @@ def test_sender_text_is_cut_and_cleaned(client, conn):
         ("other", 200, "1.0evil", "ignored")]
 
 
+def test_senders_of_records_that_stored_nothing_are_bounded(client, conn):
+    """10,000 rejected records, each naming another user, and 2,000 ignored ones naming 2,000
+    instances: the senders beyond the bound are counted together as "(other)", every record
+    still counted under its outcome and reason."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from agent_analytics.ingest.stats import MAX_UNSTORED_SENDERS
+
+    future = time.time_ns() + 2 * 86_400 * 10**9
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    kv = rl.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "claude-code"
+    records = rl.scope_logs.add().log_records
+    for i in range(10_000):
+        r = records.add()
+        r.time_unix_nano = future
+        r.body.string_value = "claude_code.api_request"
+        for key, value in (("user.email", f"user{i}@example.com"), ("user.id", "install-1")):
+            kv = r.attributes.add()
+            kv.key, kv.value.string_value = key, value
+    other = req.resource_logs.add()
+    kv = other.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "some-app"
+    records = other.scope_logs.add().log_records
+    for i in range(2_000):
+        r = records.add()
+        r.time_unix_nano = time.time_ns()
+        kv = r.attributes.add()
+        kv.key, kv.value.string_value = "service.instance.id", f"pod-{i}"
+    r = post(client, "/v1/logs", req.SerializeToString())
+    assert r.status_code == 200, r.data
+    answer = ExportLogsServiceResponse.FromString(r.data)
+    assert answer.partial_success.rejected_log_records == 10_000
+    assert FUTURE in answer.partial_success.error_message
+    assert conn.execute("SELECT outcome, reason, sum(records) FROM ingest_stats GROUP BY 1, 2 ORDER BY 1").fetchall() \
+        == [("ignored", "", 2_000), ("rejected", FUTURE, 10_000)]
+    assert conn.execute("SELECT count(*) FROM ingest_stats").fetchone()[0] <= MAX_UNSTORED_SENDERS + 2
+    # What is kept apart is the sender's own: the rest is under "(other)", wholly.
+    folded = conn.execute("SELECT service, version, agent_instance, user_id, sum(records) FROM ingest_stats"
+                          " WHERE user_id = '(other)' OR agent_instance = '(other)' GROUP BY 1, 2, 3, 4").fetchall()
+    assert folded == [("(other)", "(other)", "(other)", "(other)", 12_000 - MAX_UNSTORED_SENDERS)]
+    apart = conn.execute("SELECT service, agent_instance, user_id, records FROM ingest_stats"
+                         " WHERE user_id <> '(other)'").fetchall()
+    assert len(apart) == MAX_UNSTORED_SENDERS and all(n == 1 for *_, n in apart)
+    for service, instance, user, _ in apart:
+        assert (service, instance) == ("claude-code", "install-1") and user.startswith("user") \
+            or service == "some-app" and instance.startswith("pod-") and user == ""
+
+
+def test_senders_of_stored_records_are_kept_apart(client, conn):
+    """A sender that stored records keeps its own rows for what it sent that stored nothing,
+    however many other senders the request names, each with more such records than it."""
+    from agent_analytics.ingest.stats import MAX_UNSTORED_SENDERS, OTHER
+
+    body, install = _future_api_request()
+    req = logs_fixture_from(body)
+    records = req.resource_logs[0].scope_logs[0].log_records
+    senders = 3 * MAX_UNSTORED_SENDERS
+    for i in range(2 * senders):
+        r = records.add()
+        r.time_unix_nano = time.time_ns()
+        kv = r.attributes.add()
+        kv.key, kv.value.string_value = "user.email", f"user{i % senders}@example.com"
+    assert post(client, "/v1/logs", req.SerializeToString()).status_code == 200
+    rejected = conn.execute("SELECT agent_instance, records FROM ingest_stats WHERE outcome = 'rejected'").fetchall()
+    assert rejected == [(install, 1)]
+    assert conn.execute("SELECT count(*), sum(records) FROM ingest_stats WHERE outcome = 'ignored'"
+                        " AND user_id LIKE 'user%%@example.com'").fetchone() == (MAX_UNSTORED_SENDERS,
+                                                                             2 * MAX_UNSTORED_SENDERS)
+    assert conn.execute("SELECT outcome, sum(records) FROM ingest_stats WHERE user_id = %s GROUP BY 1",
+                        (OTHER,)).fetchall() == [("ignored", 2 * (senders - MAX_UNSTORED_SENDERS))]
+
+
 # --- agent-analytics status ------------------------------------------------------------------
 
 def _status(monkeypatch, capsys, db_url: str, *args: str) -> str:
