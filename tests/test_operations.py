@@ -138,7 +138,7 @@ def test_retention_removes_only_older_data(fresh_database, tsdb):
         if tsdb == "on":
             jobs = [r[0] for r in c.execute("SELECT job_id FROM timescaledb_information.jobs"
                                             " WHERE proc_name = 'policy_retention'")]
-            assert len(jobs) == 4
+            assert len(jobs) == 5  # the four raw tables and ingest_stats
             for job in jobs:
                 c.execute("CALL run_job(%s)", (job,))
         else:
@@ -165,6 +165,49 @@ def test_retention_removes_only_older_data(fresh_database, tsdb):
             # Plain PostgreSQL's retention recounts the session totals from what remains.
             assert c.execute("SELECT sum(requests) FROM sessions").fetchone()[0] == 3
             assert_session_totals_match_the_rows(c)
+
+
+def _stats_ages(c: psycopg.Connection, now: datetime) -> list[float]:
+    return sorted(round((now - b).total_seconds() / 86400, 1) for (b,) in c.execute("SELECT bucket FROM ingest_stats"))
+
+
+def _run_retention(c: psycopg.Connection, tsdb: str, days: int) -> None:
+    """As the service does: TimescaleDB's retention jobs, or plain PostgreSQL's routine."""
+    if tsdb == "on":
+        for (job,) in c.execute("SELECT job_id FROM timescaledb_information.jobs"
+                                " WHERE proc_name = 'policy_retention'").fetchall():
+            c.execute("CALL run_job(%s)", (job,))
+    else:
+        c.execute("SELECT aa_apply_retention(%s)", (days,))
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+@pytest.mark.parametrize("days", [30, 0])
+def test_retention_removes_older_ingest_stats(fresh_database, tsdb, days):
+    """The receiver's counts go with the raw facts: hours older than AA_RETENTION_DAYS are
+    removed, the others kept; with 0 every hour is kept. The rows are written before the last
+    migrations (the hypertable on TimescaleDB is made over them), so an upgrade keeps them."""
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    ages = [45, 40, 33, 20, 5, 0.5, 0]
+    migrate(fresh_database, timescaledb=tsdb, upto=max(m.version for m in load_migrations()))
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        for i, age in enumerate(ages):
+            c.execute("INSERT INTO ingest_stats VALUES (%s, 'codex', 'logs', 'codex', '1', 'pc', %s, 'rejected',"
+                      " 'bad', 3, %s)", (now - timedelta(days=age), f"user{i}", now - timedelta(days=age)))
+    migrate(fresh_database, timescaledb=tsdb, retention_days=days, compress_after_days=0)
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        if tsdb == "on":
+            assert c.execute("SELECT count(*) FROM timescaledb_information.hypertables"
+                             " WHERE hypertable_name = 'ingest_stats'").fetchone()[0] == 1
+        assert _stats_ages(c, now) == sorted(ages)
+        _run_retention(c, tsdb, days)
+        kept = _stats_ages(c, now)
+        if days == 0:
+            assert kept == sorted(ages)
+        else:
+            # TimescaleDB drops whole one-day chunks, so an hour up to a day past the limit may stay.
+            assert kept == [0, 0.5, 5, 20], kept
+        assert c.execute("SELECT sum(records) FROM ingest_stats").fetchone()[0] == 3 * len(kept)
 
 
 def _pg_tool(name: str) -> str:

@@ -22,6 +22,9 @@ BEGIN
     DELETE FROM llm_requests WHERE time < cutoff;   GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM llm_errors WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM metric_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    -- The receiver's counts (migration 0010) go with the raw facts they count: hours wholly before
+    -- the cutoff, as TimescaleDB drops only whole chunks. Not raw rows: not in the total.
+    DELETE FROM ingest_stats WHERE bucket < date_trunc('hour', cutoff);
     -- Session totals (migration 0005) must match the rows that remain: sessions wholly before the
     -- cutoff go, those crossing it are recounted.
     DELETE FROM sessions WHERE last_seen < cutoff;

@@ -26,12 +26,16 @@ BEGIN
             end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute');
     END LOOP;
 
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points'] LOOP
+    -- The receiver's counts (ingest_stats, migration 0010) are kept as long as the raw facts they
+    -- count. Not compressed: they are few, and the current hour's rows are updated in place.
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'ingest_stats'] LOOP
         PERFORM remove_retention_policy(raw::regclass, if_exists => TRUE);
         IF retention_days > 0 THEN
             PERFORM add_retention_policy(raw::regclass, drop_after => make_interval(days => retention_days));
         END IF;
+    END LOOP;
 
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points'] LOOP
         PERFORM remove_compression_policy(raw::regclass, if_exists => TRUE);
         IF compress_after_days > 0 THEN
             EXECUTE format('ALTER TABLE %I SET (timescaledb.compress, timescaledb.compress_orderby = %L)',
