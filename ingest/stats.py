@@ -12,7 +12,8 @@ the user, read as the normalisers read them. What became of it (its outcome):
 - rejected: unusable, with the reason the sender was told, cut to its words before any quoted or
   numeric detail (`reason_label`), so that the reasons stay few.
 A resent batch's ignored and rejected records are counted again: nothing of them is stored by
-which to recognise them.
+which to recognise them. Records that stored nothing are counted per sender for a bounded number
+of senders per request, the rest under OTHER (`MAX_UNSTORED_SENDERS`).
 """
 from __future__ import annotations
 

@@ -84,13 +84,14 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
         assert not any(rows.values()), "real-time aggregation must be on (materialized_only = false)"
         hypertables = {r[0] for r in c.execute("SELECT hypertable_name FROM timescaledb_information.hypertables"
                                                " WHERE hypertable_schema = 'public'")}
-        assert {"tool_calls", "llm_requests", "llm_errors", "metric_points"} <= hypertables
+        assert {"tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats"} <= hypertables
         jobs = c.execute("SELECT proc_name, hypertable_name FROM timescaledb_information.jobs"
                          " WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_retention',"
                          " 'policy_compression')").fetchall()
         kinds = {p for p, _ in jobs}
         assert kinds == {"policy_refresh_continuous_aggregate", "policy_retention", "policy_compression"}
-        assert sum(1 for p, _ in jobs if p == "policy_retention") == 4
+        assert sorted(h for p, h in jobs if p == "policy_retention") == [
+            "ingest_stats", "llm_errors", "llm_requests", "metric_points", "tool_calls"]
 
 
 def test_concurrent_migrations_apply_once(fresh_database):

@@ -1,7 +1,5 @@
 -- Raw facts as hypertables with one-day chunks; existing rows are moved in (migrate_data).
--- The receiver's counts (migration 0010) too, so that retention drops them with the facts.
 SELECT create_hypertable('tool_calls',    by_range('time', INTERVAL '1 day'), if_not_exists => TRUE, migrate_data => TRUE);
 SELECT create_hypertable('llm_requests',  by_range('time', INTERVAL '1 day'), if_not_exists => TRUE, migrate_data => TRUE);
 SELECT create_hypertable('llm_errors',    by_range('time', INTERVAL '7 days'), if_not_exists => TRUE, migrate_data => TRUE);
 SELECT create_hypertable('metric_points', by_range('time', INTERVAL '1 day'), if_not_exists => TRUE, migrate_data => TRUE);
-SELECT create_hypertable('ingest_stats',  by_range('bucket', INTERVAL '1 day'), if_not_exists => TRUE, migrate_data => TRUE);
