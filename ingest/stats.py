@@ -38,7 +38,7 @@ REASON_WORDS = 12  # enough for every reason the normalisers give ("span start t
 # Senders (service, version, agent instance, user) of records that stored nothing (duplicate,
 # ignored, rejected) kept apart per request; the rest are counted together as OTHER. Such records
 # cost an ingest token nothing else, so without a bound one request of 50,000 records, each naming
-# another user, would add 50,000 rows. A receiver's batch names one service and instance and, from
+# another user, would add 50,000 rows. An exporter's batch names one service and instance and, from
 # a gateway, at most a few dozen users; 100 keeps every real sender apart and a request's rows few.
 # Senders of stored records are not bounded: each such row comes with the facts it counts.
 MAX_UNSTORED_SENDERS = 100
