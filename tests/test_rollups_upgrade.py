@@ -17,7 +17,7 @@ from psycopg import sql
 
 from agent_analytics.sql import migrate as migrate_module
 from agent_analytics.sql.migrate import AGGREGATES, load_migrations, migrate, pending, refresh_aggregates
-from tests.conftest import NO_TSDB, TIMESCALEDB
+from tests.harness_support import NO_TSDB, TIMESCALEDB
 from tests.rawdata import load_raw_rows, raw_rows
 from tests.rollups_support import REDEFINED, RELEASE
 
