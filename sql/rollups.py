@@ -3,7 +3,7 @@
 A `Rollup` names the raw table it groups, the rows it holds, its keys, its measures and the
 bucket widths it is kept at (hourly; daily, by UTC day, for whole days of a window). From it:
 
-- `Aggregate.select` renders the SELECT of one width: migrate.py builds from it a continuous
+- `Aggregate.select` renders the SELECT of one width: aggregates.py builds from it a continuous
   aggregate on TimescaleDB and a rollup on plain PostgreSQL (plain/20_rollups.sql: a table of
   its buckets, `narrowed` to refresh it, a view adding `plain_live`), and records its checksum;
 - datasource/relations.py chooses which aggregate answers a question from the keys each holds.

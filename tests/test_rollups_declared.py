@@ -43,7 +43,7 @@ def test_each_aggregate_renders_as_the_release_defined_it(name):
         assert names and names <= {b"estimated_unpriced_tokens", b"reported_unpriced_tokens"}, added
         return
     assert rendered == released
-    # What migrate.py records and compares.
+    # What aggregates.py records and compares.
     assert hashlib.sha256(rendered).hexdigest() == hashlib.sha256(released).hexdigest()
 
 

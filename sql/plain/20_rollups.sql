@@ -2,7 +2,7 @@
 -- dashboards read rollups, not raw rows. Each aggregate `name` (a SELECT declared in rollups.py) has:
 --   * `name_mat`, a table of its buckets before its watermark, filled by aa_refresh_rollups();
 --   * `name`, the view the queries read: those buckets, and the raw rows from the watermark on
---     grouped live (migrate.py creates both from the aggregate's SELECT);
+--     grouped live (aggregates.py creates both from the aggregate's SELECT);
 --   * a row in aa_rollups: its raw table, bucket width, the SELECT restricted to a time range,
 --     and the watermark.
 -- Rows written or deleted below a watermark (late data, a retry, `counted` turned off, a cleanup)
