@@ -1,6 +1,7 @@
-"""What normalisation produces: one dataclass per fact table, the directory rows first seen in a
-batch, and the per-record rejections. Every fact carries `source_key`, a SHA-256 of its
-normalised content (time included), so a retried batch collides with what is stored."""
+"""What normalisation produces: one dataclass per fact table (and the table's columns, `COLUMNS`),
+the directory rows first seen in a batch, and the per-record rejections. Every fact carries
+`source_key`, a SHA-256 of its normalised content (time included), so a retried batch collides
+with what is stored."""
 from __future__ import annotations
 
 import hashlib
@@ -207,6 +208,21 @@ class MetricPoint:
                 "metric_point", series=self.series_key.hex(), t=self.time_ns,
                 st=None if self.cumulative else self.start_time_ns,
                 v=None if self.cumulative else self.value)
+
+
+# Each fact table's columns as the receiver writes them (ingest/store.py), in the order of its rows.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "llm_requests": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
+                     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted"),
+    "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
+                   "error", "status_code", "duration_ms", "attributes"),
+    "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
+                   "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
+                   "policy_name", "policy_description", "attributes"),
+    "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
+                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted"),
+}
 
 
 @dataclass(frozen=True)
