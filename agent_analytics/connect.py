@@ -4,10 +4,10 @@ agent_analytics/setup_guide.py, the texts `agent-analytics setup` prints."""
 from __future__ import annotations
 
 from agent_analytics.config import Config
-from agent_analytics.setup_guide import TARGETS, TOKEN_PLACEHOLDER, snippets
+from agent_analytics.setup_guide import TARGETS, TITLES, TOKEN_PLACEHOLDER, snippets
 
 # What each set-up target is called on the dashboard.
-TARGET_TITLES = {"claude-code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway"}
+TARGET_TITLES = TITLES
 RECEIVER_HOST = "<receiver host>"
 REFUSED = ("A request refused as a whole (wrong token, unreadable body) has no records to count: the sender's "
            "own log, and the receiver's `aa_ingest_requests_total` counter by status, show those.")
@@ -25,7 +25,7 @@ def markdown(cfg: Config) -> str:
         "**Connect a sender.** Agents and gateways send OpenTelemetry over OTLP/HTTP (`http/protobuf` or "
         f"`http/json`, not gRPC) to this installation's receiver, port **{cfg.ingest_port}**, with an ingest "
         "token (one of `AA_INGEST_TOKENS`). What to set for each is below; on the machine that runs the "
-        "service, `agent-analytics setup claude-code|codex|gateway` prints it with this installation's "
+        f"service, `agent-analytics setup {'|'.join(TARGETS)}` prints it with this installation's "
         f"address and token filled in, and [the OpenTelemetry guide]({cfg.setup_guide_url}) explains it.\n\n"
         "Nothing here after a few minutes? " + REFUSED
         + " `agent-analytics status` prints the Sources table in a terminal.")

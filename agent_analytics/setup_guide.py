@@ -1,4 +1,4 @@
-"""What to set so that Claude Code, Codex or an MCP gateway sends its telemetry here.
+"""What to set so that an agent (Claude Code, Codex) or an MCP gateway sends its telemetry here.
 
 `snippets(endpoint, token)` is the one home of these texts: `agent-analytics setup TARGET` prints
 them, and anything else that shows them (a dashboard panel, docs) takes them from here. Each
@@ -12,9 +12,13 @@ import argparse
 import json
 import shlex
 import sys
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
-TARGETS: tuple[str, ...] = ("claude-code", "codex", "gateway")
+from agent_analytics.ingest import normalise_claude_code as claude_code
+from agent_analytics.ingest import normalise_codex as codex
+from agent_analytics.ingest import normalise_gateway as gateway
+from agent_analytics.ingest.sources import AGENTS, SOURCES
+
 TOKEN_PLACEHOLDER = "<ingest token>"
 
 # Claude Code's managed settings file, per OS (its `env` block applies to every session).
@@ -99,28 +103,46 @@ def _gateway_contract() -> str:
                              "docs/gateway-contract.md."])
 
 
+def _claude_code(endpoint: str, token: str) -> list[Snippet]:
+    env = claude_code_env(endpoint, token)
+    files = "; ".join(f"{os_name}: {path}" for os_name, path in MANAGED_SETTINGS_PATHS)
+    return [
+        Snippet("One machine: add to the shell profile (or the environment of whatever starts `claude`)",
+                "sh", _exports(env)),
+        Snippet(f"Whole organisation: Claude Code's managed settings, which users cannot override ({files})",
+                "json", json.dumps({"env": env}, indent=2)),
+    ]
+
+
+def _codex(endpoint: str, token: str) -> list[Snippet]:
+    return [
+        Snippet("Codex: ~/.codex/config.toml (for everyone: the same block in the file your device "
+                "management installs)", "toml", codex_config(endpoint, token)),
+    ]
+
+
+def _gateway(endpoint: str, token: str) -> list[Snippet]:
+    return [
+        Snippet("The gateway's environment (for a gateway built on an OpenTelemetry SDK, which reads it)",
+                "sh", _exports(gateway_env(endpoint, token))),
+        Snippet("The attributes of each tool call", "markdown", _gateway_contract()),
+    ]
+
+
+# Each target (an agent, by its agent id, or the gateway) and what to set for it, in the order
+# they are shown.
+_SNIPPETS: dict[str, Callable[[str, str], list[Snippet]]] = {
+    claude_code.AGENT.agent_id: _claude_code, codex.AGENT.agent_id: _codex, gateway.SOURCE: _gateway,
+}
+TARGETS: tuple[str, ...] = tuple(_SNIPPETS)
+# What each target is called (the agents' and sources' own names: ingest/sources.py).
+TITLES: dict[str, str] = {t: next((a.name for a in AGENTS if a.agent_id == t), None) or SOURCES[t] for t in TARGETS}
+
+
 def snippets(endpoint: str, token: str) -> dict[str, list[Snippet]]:
     """For each target of TARGETS, what to set so that it sends to `endpoint` (this installation's
     OTLP/HTTP receiver, e.g. http://analytics.example.com:4318) with the ingest token `token`."""
-    env = claude_code_env(endpoint, token)
-    files = "; ".join(f"{os_name}: {path}" for os_name, path in MANAGED_SETTINGS_PATHS)
-    return {
-        "claude-code": [
-            Snippet("One machine: add to the shell profile (or the environment of whatever starts `claude`)",
-                    "sh", _exports(env)),
-            Snippet(f"Whole organisation: Claude Code's managed settings, which users cannot override ({files})",
-                    "json", json.dumps({"env": env}, indent=2)),
-        ],
-        "codex": [
-            Snippet("Codex: ~/.codex/config.toml (for everyone: the same block in the file your device "
-                    "management installs)", "toml", codex_config(endpoint, token)),
-        ],
-        "gateway": [
-            Snippet("The gateway's environment (for a gateway built on an OpenTelemetry SDK, which reads it)",
-                    "sh", _exports(gateway_env(endpoint, token))),
-            Snippet("The attributes of each tool call", "markdown", _gateway_contract()),
-        ],
-    }
+    return {target: made(endpoint, token) for target, made in _SNIPPETS.items()}
 
 
 def render(items: list[Snippet]) -> str:
@@ -151,8 +173,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def register_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser("setup", help="print what to set so that Claude Code, Codex or an MCP gateway sends "
-                                            "its telemetry to this installation")
+    p = subparsers.add_parser("setup", help=f"print what to set so that a sender ({', '.join(TITLES.values())}) "
+                                            "sends its telemetry to this installation")
     p.add_argument("target", choices=TARGETS)
     p.add_argument("--endpoint", help="the receiver's URL as the agents reach it (default: this installation's, "
                                       "from AA_HOST and AA_INGEST_PORT)")

@@ -14,7 +14,8 @@ from psycopg import sql
 
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.query import Query
-from agent_analytics.ingest.stats import OUTCOMES, SOURCES
+from agent_analytics.ingest.sources import SOURCES
+from agent_analytics.ingest.stats import OUTCOMES
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine, Result

@@ -6,11 +6,6 @@ from typing import Any, Mapping
 
 from .values import text
 
-# Known agents: id -> display name. Ids are what dashboards filter on; names are for people.
-CLAUDE_CODE = "claude-code"
-CODEX = "codex"
-AGENT_NAMES = {CLAUDE_CODE: "Claude Code", CODEX: "Codex"}
-
 USER_KEYS = ("user.email", "user.account_uuid", "user.account_id", "user.id")
 
 

@@ -1,7 +1,7 @@
 """OTLP requests in, facts and rejections out (pure: no I/O, no clock but the Context).
 
-Each record goes to the module of the source that sent it (Claude Code, Codex, an MCP gateway,
-any GenAI instrumentation). A record that fails validation is rejected alone, with its index
+Each record goes to the module of the source that sent it (an agent, an MCP gateway, any GenAI
+instrumentation: ingest/sources.py tells which). A record that fails validation is rejected alone, with its index
 and a reason; a record that is simply not about LLM requests or tool calls (a prompt event,
 an unrelated metric) is counted as ignored, never as rejected.
 """
@@ -18,11 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from . import normalise_claude_code as claude_code
-from . import normalise_codex as codex
-from . import normalise_gateway as gateway
-from . import normalise_genai as genai
-from . import stats
+from . import sources, stats
 from .identity import merged
 from .rows import Batch, Context
 from .records import LogEvent, Point, SpanView
@@ -33,41 +29,11 @@ log = logging.getLogger(__name__)
 INTERNAL_ERROR = "could not be normalised (an internal error, logged by the receiver)"
 
 
-def _is_claude(resource: dict[str, Any], scope: str) -> bool:
-    return scope.startswith("com.anthropic.claude_code") or resource.get("service.name") == "claude-code"
-
-
-def _event_name(is_claude: bool, record: dict[str, Any], body: str, rec) -> str:
-    name = text(record, "event.name") or ""
-    if body.startswith("claude_code."):
-        return body
-    if is_claude and name and not name.startswith("claude_code."):
-        return "claude_code." + name
-    if not name:
-        event_name = rec.event_name
-        if event_name and " " not in event_name:
-            return event_name      # the OTLP field, when a sender puts the name there
-    return name
-
-
 def _log_time(rec, attrs: dict[str, Any]) -> int:
     # Codex sends time_unix_nano = 0: its event.timestamp is the real time.
     if rec.time_unix_nano:
         return rec.time_unix_nano
     return iso_to_ns(attrs.get("event.timestamp")) or rec.observed_time_unix_nano
-
-
-LogHandler = Callable[[LogEvent, Batch, Context], bool]
-
-
-def _log_handler(ev: LogEvent) -> LogHandler | None:
-    if ev.name.startswith("claude_code."):
-        return claude_code.EVENTS.get(ev.name)
-    if ev.name.startswith("codex."):
-        return codex.EVENTS.get(ev.name)
-    if gateway.is_gateway_event(ev.name, ev.attrs):
-        return gateway.log_event
-    return None
 
 
 # Identifiers are indexed, and PostgreSQL refuses an index entry past about 2.7 kB.
@@ -188,15 +154,14 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
         sender = stats.service(resource)
         for sl in rl.scope_logs:
             scope = sl.scope.name
-            is_claude = _is_claude(resource, scope)
+            own = sources.owner(resource, scope)
             for rec in sl.log_records:
                 record = attributes(rec.attributes)
                 body = rec.body.string_value  # "" unless the body is a string
-                ev = LogEvent(name=_event_name(is_claude, record, body, rec), resource=resource, record=record,
+                ev = LogEvent(name=sources.event_name(own, record, body, rec), resource=resource, record=record,
                               attrs=merged(resource, record), time_ns=_log_time(rec, record), scope=scope)
-                handler = _log_handler(ev)
-                key = stats.key(stats.log_source(ev.name, is_claude, handler is gateway.log_event, resource),
-                                "logs", sender, ev.attrs)
+                handler = sources.log_handler(ev)
+                key = stats.key(sources.log_source(ev.name, own, handler, resource), "logs", sender, ev.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1
@@ -205,17 +170,6 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
                     _run(batch, index, handler, ev, ctx, key)
                 index += 1
     return batch
-
-
-PointHandler = Callable[[Point, Batch, Context], bool]
-
-
-def _point_handler(metric: str) -> PointHandler | None:
-    if metric in claude_code.METRICS:
-        return claude_code.metric_point
-    if metric == genai.TOKEN_USAGE_METRIC:
-        return genai.metric_point
-    return None
 
 
 def _points(metric) -> tuple[str, list, bool, bool]:
@@ -260,8 +214,8 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 kind, points, cumulative, monotonic = _points(metric)
-                handler = _point_handler(metric.name)
-                source = stats.metric_source(metric.name, resource)
+                handler = sources.point_handler(metric.name)
+                source = sources.metric_source(metric.name, resource)
                 for dp in points:
                     if handler is None:
                         batch.received += 1
@@ -279,17 +233,6 @@ def metrics(req: ExportMetricsServiceRequest, ctx: Context) -> Batch:
     return batch
 
 
-SpanHandler = Callable[[SpanView, Batch, Context], bool]
-
-
-def _span_handler(s: SpanView) -> SpanHandler | None:
-    if gateway.is_gateway_span(s.name, s.attrs):
-        return gateway.span
-    if genai.is_llm_span(s.attrs):
-        return genai.span
-    return None
-
-
 def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
     batch = Batch("traces")
     index = 0
@@ -304,9 +247,9 @@ def traces(req: ExportTraceServiceRequest, ctx: Context) -> Batch:
                                 error=sp.status.code == Status.STATUS_CODE_ERROR,
                                 status_message=sp.status.message, trace_id=sp.trace_id.hex(),
                                 span_id=sp.span_id.hex(), kind=sp.kind)
-                handler = _span_handler(view)
-                key = stats.key(stats.span_source(view.attrs, view.kind, handler is gateway.span,
-                                                  handler is genai.span, resource), "traces", sender, view.attrs)
+                handler = sources.span_handler(view)
+                key = stats.key(sources.span_source(view.attrs, view.kind, handler, resource), "traces", sender,
+                                view.attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1

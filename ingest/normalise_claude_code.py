@@ -15,7 +15,8 @@ import json
 from decimal import Decimal
 from typing import Any, Mapping
 
-from .identity import AGENT_NAMES, CLAUDE_CODE, user_id
+from .agent import Agent
+from .identity import user_id
 from .pricing import priced_model
 from .records import LogEvent, Point
 from .rows import (MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS, Batch, Context, LlmError, LlmRequest,
@@ -23,6 +24,7 @@ from .rows import (MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS, Batch, Context, Ll
 from .values import BadValue, count, flag, number, stored, text
 
 SOURCE = "claude_code"
+CLAUDE_CODE = "claude-code"  # its agent id
 PROVIDER = "anthropic"
 
 # A rejection's `source` and the policy recorded for it. `config` is a deny rule, but equally a
@@ -71,7 +73,7 @@ def mcp_tool(attrs: Mapping[str, Any]) -> tuple[str | None, str] | None:
 
 
 def _common(ev: LogEvent, batch: Batch) -> tuple[str | None, str | None]:
-    batch.agents[CLAUDE_CODE] = AGENT_NAMES[CLAUDE_CODE]
+    batch.agents[CLAUDE_CODE] = AGENT.name
     return user_id(ev.attrs), text(ev.attrs, "session.id")
 
 
@@ -206,7 +208,7 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
         if raw not in TOKEN_TYPES:
             raise BadValue(f"token.usage point with unknown type {raw!r}")
         token_type = TOKEN_TYPES[raw]
-    batch.agents[CLAUDE_CODE] = AGENT_NAMES[CLAUDE_CODE]
+    batch.agents[CLAUDE_CODE] = AGENT.name
     # The model as the session's events name it (`claude-sonnet-4-5[1m]` -> `claude-sonnet-4-5`):
     # the points give a session's tokens and its events its cost, so both must name one model.
     # A series is the metric plus every attribute (resource and point), as OTLP defines it.
@@ -217,3 +219,10 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
         model=priced_model(text(a, "model") or "unknown"), metric=metric, token_type=token_type, value=value or 0.0,
         cumulative=p.cumulative, series_key=series))
     return True
+
+
+# Claude Code's log records come from its own scope and service; each names its event in its body.
+# Its `user.id` hashes one installation: the agent instance.
+AGENT = Agent(source=SOURCE, agent_id=CLAUDE_CODE, name="Claude Code", prefix="claude_code.", events=EVENTS,
+              metrics=frozenset(METRICS), metric_point=metric_point, scopes=("com.anthropic.claude_code",),
+              service="claude-code", body_names=True, instance_keys=("user.id",))

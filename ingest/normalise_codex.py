@@ -8,12 +8,14 @@ Tool events follow Claude Code's rule: `tool_result` of an MCP tool is the call;
 """
 from __future__ import annotations
 
-from .identity import AGENT_NAMES, CODEX, user_id
+from .agent import Agent
+from .identity import user_id
 from .records import LogEvent
 from .rows import MAX_DURATION_MS, MAX_TOKENS, Batch, Context, LlmError, LlmRequest, ToolCall
 from .values import BadValue, count, flag, number, stored, text
 
 SOURCE = "codex"
+CODEX = "codex"  # its agent id
 PROVIDER = "openai"
 TOKEN_KEYS = ("input_token_count", "output_token_count", "cached_token_count", "cache_write_token_count")
 CONFIG_POLICY = ("codex:config", "Codex approval policy",
@@ -21,7 +23,7 @@ CONFIG_POLICY = ("codex:config", "Codex approval policy",
 
 
 def _common(ev: LogEvent, batch: Batch) -> tuple[str | None, str | None]:
-    batch.agents[CODEX] = AGENT_NAMES[CODEX]
+    batch.agents[CODEX] = AGENT.name
     return user_id(ev.attrs), text(ev.attrs, "conversation.id")
 
 
@@ -121,3 +123,6 @@ EVENTS = {
     "codex.tool_result": tool_result,
     "codex.tool_decision": tool_decision,
 }
+
+# Its records name no scope of its own; its service.name starts with `codex` (codex_cli_rs).
+AGENT = Agent(source=SOURCE, agent_id=CODEX, name="Codex", prefix="codex.", events=EVENTS, service_prefix="codex")

@@ -2,9 +2,9 @@
 became of it, in the `ingest_stats` table (migration 0010) and in the transaction that stores
 the batch's facts, so that what a sender was told it delivered is what is counted.
 
-Where a record comes from (its key): the source (which normaliser's records it is, or would be),
-the signal, the sending service's `service.name` and `service.version`, the agent instance and
-the user, read as the normalisers read them. What became of it (its outcome):
+Where a record comes from (its key): the source (which normaliser's records it is, or would be:
+ingest/sources.py), the signal, the sending service's `service.name` and `service.version`, the
+agent instance and the user, read as the normalisers read them. What became of it (its outcome):
 - stored: at least one fact it made was new to the database;
 - duplicate: every fact it made was stored already (a resent batch, a repeated cumulative point);
 - ignored: known to carry nothing the dashboards count (a prompt event, a startup event, an
@@ -22,16 +22,11 @@ from typing import Any, Iterable, Mapping
 
 import psycopg
 
-from . import normalise_gateway as gateway
+from . import sources
 from .identity import user_id
 from .metrics import reason_label
 from .values import text
 
-# Source ids and how people call them (the Telemetry dashboard and `agent-analytics status`).
-SOURCES: dict[str, str] = {
-    "claude_code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway", "mcp_server": "MCP server",
-    "mcp_client": "MCP client", "genai": "GenAI SDK", "other": "Other",
-}
 OUTCOMES = ("stored", "duplicate", "ignored", "rejected")
 MAX_TEXT = 200  # longest service, version, instance or user kept (they come from the sender)
 REASON_WORDS = 12  # enough for every reason the normalisers give ("span start time is more than a day ...")
@@ -48,51 +43,7 @@ OTHER = "(other)"
 Key = tuple[str, str, str | None, str | None, str | None, str | None]
 
 _USER_KEYS = ("user.email", "enduser.id", "user.account_uuid", "user.account_id", "user.id")
-_INSTANCE_KEYS = ("agent.instance.id", "service.instance.id")
-
-
-def _by_service(resource: Mapping[str, Any]) -> str:
-    name = text(resource, "service.name") or ""
-    if name == "claude-code":
-        return "claude_code"
-    if name.startswith("codex"):
-        return "codex"
-    return "other"
-
-
-def log_source(name: str, is_claude: bool, is_gateway: bool, resource: Mapping[str, Any]) -> str:
-    """As normalise dispatches log records (its `_log_handler`)."""
-    if name.startswith("claude_code.") or is_claude:
-        return "claude_code"
-    if name.startswith("codex."):
-        return "codex"
-    if is_gateway:
-        return "gateway"
-    return _by_service(resource)
-
-
-def metric_source(metric: str, resource: Mapping[str, Any]) -> str:
-    if metric.startswith("claude_code."):
-        return "claude_code"
-    if metric.startswith("codex."):
-        return "codex"
-    if metric.startswith("gen_ai."):
-        return "genai"
-    return _by_service(resource)
-
-
-def span_source(attrs: Mapping[str, Any], kind: int, is_gateway: bool, is_llm: bool,
-                resource: Mapping[str, Any]) -> str:
-    """As normalise_gateway tells who reported an MCP span: a gateway when the span names the
-    server it went to (or a gateway decision), else the MCP client (a CLIENT span) or the MCP
-    server itself."""
-    if is_gateway or "mcp.method.name" in attrs:
-        if text(attrs, "mcp.server.name", "mcp.server.id", "mcp.gateway.decision"):
-            return gateway.SOURCE
-        return gateway.CLIENT_SOURCE if kind == gateway.SPAN_KIND_CLIENT else gateway.SERVER_SOURCE
-    if is_llm or "gen_ai.operation.name" in attrs:
-        return "genai"
-    return _by_service(resource)
+_ANY_INSTANCE_KEYS = frozenset(sources.INSTANCE_KEYS).union(*(a.instance_keys for a in sources.AGENTS))
 
 
 def service(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -102,9 +53,9 @@ def service(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 def key(source: str, signal: str, sender: tuple[str | None, str | None], attrs: Mapping[str, Any]) -> Key:
     """Where a record comes from. `sender`: its resource's `service`; `attrs`: its attributes
-    over its resource's (at least those naming the user and the instance). Claude Code's
-    `user.id` hashes one installation: its agent instance, as the normaliser takes it."""
-    instance = text(attrs, "user.id") if source == "claude_code" else text(attrs, *_INSTANCE_KEYS)
+    over its resource's (at least those naming the user and the instance). The instance is read
+    as the source's normaliser reads it (`Agent.instance_keys`)."""
+    instance = text(attrs, *sources.instance_keys(source))
     return (source, signal, sender[0], sender[1], instance, user_id(attrs, "enduser.id"))
 
 
@@ -113,7 +64,7 @@ def identity_attributes(resource: Mapping[str, Any], kvs: Iterable[Any]) -> Mapp
     read without converting the record's other attributes (for records no normaliser reads)."""
     out: dict[str, Any] | None = None
     for kv in kvs:
-        if kv.key in _USER_KEYS or kv.key in _INSTANCE_KEYS:
+        if kv.key in _USER_KEYS or kv.key in _ANY_INSTANCE_KEYS:
             if out is None:
                 out = dict(resource)
             out[kv.key] = kv.value.string_value or None
