@@ -79,7 +79,7 @@ def record(conn: psycopg.Connection, batch: Batch) -> tuple[set[str], set[str]]:
         with_metrics.update(new)
     with_events = {sid for sid, _, _, requests, _ in rows if requests}
     new = sorted({r.session_id for r in batch.llm_requests if r.session_id} - with_events)
-    # Of those, the ones whose stored metric points counted their cost until now.
+    # Of those, the ones whose stored metric points counted their cost before this batch.
     fresh = set(new)
     priced_by_points = [sid for sid, _, _, _, points in rows if points and sid in fresh]
     if priced_by_points:

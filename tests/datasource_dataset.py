@@ -215,8 +215,8 @@ def _copy(conn: psycopg.Connection, table: str, cols: list[str], rows: Iterable[
 
 
 def resolve_counted(conn: psycopg.Connection) -> None:
-    """For rows loaded by COPY: what the receiver decides per session (ingest/store.py
-    `_sessions`): a session that sent metric points has its events' tokens not counted, and one
+    """For rows loaded by COPY: what the receiver decides per session (ingest/sessions.py
+    `record`): a session that sent metric points has its events' tokens not counted, and one
     that sent events its metric points' cost."""
     conn.execute("UPDATE sessions SET has_metrics = true"
                  " WHERE id IN (SELECT session_id FROM metric_points WHERE session_id IS NOT NULL)")

@@ -438,8 +438,8 @@ def test_a_grafana_request_runs_at_most_twenty_targets(ds_client):
 # -- memory ------------------------------------------------------------------------------------
 
 def test_an_idle_service_holds_no_shared_figures(ds_app, ds_client):
-    # Figures shared by a refresh's panels were dropped only by the next request: an idle
-    # service kept up to 256 results (with unbounded series, 20,000 rows each) for good.
+    # Figures shared by a refresh's panels expire on a timer: dropped only by a next request, an
+    # idle service would keep up to 256 results (with unbounded series, 20,000 rows each) for good.
     shared = datasource_service.shared(ds_app.extensions)
     ttl = shared.ttl_s
     shared.ttl_s = 0.2

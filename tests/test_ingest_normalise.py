@@ -204,7 +204,7 @@ def test_every_text_field_of_a_fact_is_checked_not_only_its_attributes(fact, rea
 ])
 def test_claude_code_hidden_mcp_tool_names_must_be_text(params, expected):
     """`tool_parameters` is JSON the agent wrote: a name in it that is not a string is not a name
-    (it used to reach the NUL check as a list and fail the whole batch with a TypeError), nor is
+    (unchecked, it would reach the NUL check as a list and fail the whole batch with a TypeError), nor is
     JSON nested too deep to parse."""
     ev = {"event.name": "tool_result", "tool_name": "mcp_tool", "success": "true", "session.id": "s",
           "tool_parameters": params}
