@@ -1,11 +1,10 @@
 """The query engine: answer a metric's query as plain rows, by stage.
 
 Planning (planner.py: which relations over which time ranges, which rollup), building the SQL
-(each tab's module declares its metrics and their builders: mcp.py, security.py, llm.py,
+(each tab's module declares its metrics with their builders: mcp.py, security.py, llm.py,
 sessions.py, telemetry.py; kinds.py runs the shapes they share), and running it here: the source
 subquery a plan reads, the gateway pre-query that counts a call once, and the fetch, whose answers
-the panels of one refresh may share (shared.py). One registry keyed by metric id, merged from the
-tabs' HANDLERS, dispatches every query.
+the panels of one refresh may share (shared.py). Every query goes to its metric's builder.
 """
 from __future__ import annotations
 
@@ -17,11 +16,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from agent_analytics.datasource import filters as filt
-from agent_analytics.datasource import llm, mcp, planner, security, sessions, telemetry
+from agent_analytics.datasource import catalog, planner
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.kinds import Handler
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import COUNTED, EXECUTED, LLM_METRIC_USAGE, LLM_USAGE, Dataset
+from agent_analytics.datasource.relations import ALL, COUNTED, LLM_METRIC_USAGE, LLM_USAGE, Condition, Dataset
 from agent_analytics.datasource.result import Result
 from agent_analytics.datasource.shared import Shared
 from agent_analytics.datasource.sqltext import GATEWAY_FIRST, GATEWAY_SERVERS, TOKEN_TYPES, ident
@@ -30,19 +29,8 @@ from agent_analytics.datasource.timerange import Window
 __all__ = ["Engine", "HANDLERS", "Result", "TOKEN_TYPES"]
 
 
-def _merge(*tabs: dict[str, Handler]) -> dict[str, Handler]:
-    merged: dict[str, Handler] = {}
-    for handlers in tabs:
-        twice = merged.keys() & handlers.keys()
-        if twice:
-            raise ValueError(f"metrics declared twice: {sorted(twice)}")
-        merged.update(handlers)
-    return merged
-
-
-# Every metric's builder by metric id.
-HANDLERS: dict[str, Handler] = _merge(mcp.HANDLERS, security.HANDLERS, llm.HANDLERS, sessions.HANDLERS,
-                                      telemetry.HANDLERS)
+# Every metric's builder by metric id (declared with the metric: catalog.METRICS).
+HANDLERS: dict[str, Handler] = {m.id: m.build for m in catalog.METRICS}
 
 
 def _num(v: Any) -> Any:
@@ -66,19 +54,20 @@ class Engine:
 
     # ---- choose relation and build the source subquery ------------------------------------
 
-    def source(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
+    def source(self, ds: Dataset, window: Window, q: Query, condition: Condition = ALL,
                use_aggregate: bool = True, drop: Sequence[str] = ()) -> tuple[sql.Composable, list]:
-        """SELECT of the dataset's columns for rows in the window passing the query's filters."""
+        """SELECT of the dataset's columns for rows in the window passing the query's filters and
+        meeting `condition`."""
         applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
         pred, pparams = filt.predicate_text(q.filters, applicable)
-        condition = extra  # what the rows must satisfy, before de-duplication is spelled out
-        if extra == EXECUTED:
+        extra = condition.sql
+        if condition.gateway_first:
             # A call the gateway saw may also be reported by the agent that made it: executions of
             # a server the gateway reports (in the hours the window touches) count from the gateway
             # only. Blocked calls are never deduplicated: an agent-side block never reached the gateway.
             # The servers are looked up once per window and refresh and passed as an array: as a
             # subquery in every branch they cost more planning than the panel's own work.
-            extra = EXECUTED + " AND " + GATEWAY_FIRST
+            extra = extra + " AND " + GATEWAY_FIRST
             pparams = [*pparams, self.gateway_servers(window)]
         # Text, not psycopg's sql objects: every part is our own constant SQL (relation and column
         # names from relations.py, values as placeholders), and composing the objects' trees cost
@@ -87,7 +76,9 @@ class Engine:
         raw_where = f"{where} AND ({ds.raw_condition})"
         raw_cols = ds.raw_columns.format(cost=self.cost)
         active = [f for f in applicable if q.filters.get(f)]
-        plan = planner.plan(ds, q.metric.id, window, active, condition,
+        if q.metric.reads is None:
+            raise TypeError(f"{q.metric.id} reads a dataset but declares no `reads`")
+        plan = planner.plan(ds, q.metric.reads, window, active, condition,
                             aggregates=use_aggregate and self.read_aggregates)
         agg_cols = (plan.agg_columns or "").format(cost=self.cost)
         pieces: list[str] = []
@@ -100,11 +91,11 @@ class Engine:
             params.extend([r.lo, r.hi, *pparams])
         return sql.SQL(" UNION ALL ".join(pieces)), params
 
-    def _src(self, ds: Dataset, window: Window, q: Query, extra: str = "TRUE",
+    def _src(self, ds: Dataset, window: Window, q: Query, condition: Condition = ALL,
              use_aggregate: bool = True) -> tuple[sql.Composable, list]:
         if ds is LLM_USAGE:
             return self._llm_source(window, q, use_aggregate)
-        return self.source(ds, window, q, extra, use_aggregate)
+        return self.source(ds, window, q, condition, use_aggregate)
 
     def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True) -> tuple[sql.Composable, list]:
         """LLM Usage rows, each request's tokens counted once: from its event when its session

@@ -1,16 +1,16 @@
 """The shapes most metrics share, run from a declaration: a stat with its previous period, a
 series with the previous period's buckets alongside, a top list (ranked by the database, or
-grouped once per refresh and ranked here). Each tab's module declares its metrics' specs and binds
-them into its HANDLERS with `stats`, `series_of` and `tops`."""
+grouped once per refresh and ranked here). declare.py builds each metric's builder from its spec
+with `stat_handler`, `series_handler` and `top_handler`."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from agent_analytics.datasource import planner
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import Dataset
+from agent_analytics.datasource.relations import Condition, Dataset
 from agent_analytics.datasource.result import Result, pct_change
 from agent_analytics.datasource.timerange import Window
 
@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Engine", Query], Result]
 # A stat: the dataset, the rows it counts, the body run over `src`, how the value is read.
-StatSpec = tuple[Dataset, str, str, Callable[[list[dict[str, Any]]], Any]]
+StatSpec = tuple[Dataset, Condition, str, Callable[[list[dict[str, Any]]], Any]]
 # A series: the dataset, the rows it counts, the sums per bucket, the column drawn.
-SeriesSpec = tuple[Dataset, str, str, str]
+SeriesSpec = tuple[Dataset, Condition, str, str]
 # A top list: the dataset, the rows it counts, the body run over `src`.
-TopSpec = tuple[Dataset, str, str]
+TopSpec = tuple[Dataset, Condition, str]
 
 
 def stat(e: Engine, q: Query, spec: StatSpec, extras: Sequence[str] = ()) -> Result:
@@ -39,7 +39,7 @@ def stat(e: Engine, q: Query, spec: StatSpec, extras: Sequence[str] = ()) -> Res
     return Result([row])
 
 
-def _buckets(e: Engine, ds: Dataset, window: Window, q: Query, extra: str, sums: str, column: str,
+def _buckets(e: Engine, ds: Dataset, window: Window, q: Query, extra: Condition, sums: str, column: str,
              unit: str) -> dict[datetime, dict[str, Any]]:
     # Hourly aggregates answer local hours/days exactly only when they are unions of UTC hours.
     use_agg = planner.hours_align(q.tz, window)
@@ -104,36 +104,22 @@ def column(name: str) -> Callable[[list[dict[str, Any]]], Any]:
     return lambda rows: rows[0][name] if rows else None
 
 
-def _stat_handler(spec: StatSpec, extras: Sequence[str]) -> Handler:
+def stat_handler(spec: StatSpec, extras: Sequence[str] = ()) -> Handler:
+    """The builder of a stat metric: `stat` over its spec."""
     def handler(e: Engine, q: Query) -> Result:
         return stat(e, q, spec, extras)
     return handler
 
 
-def _series_handler(spec: SeriesSpec, extras: Sequence[str]) -> Handler:
+def series_handler(spec: SeriesSpec, extras: Sequence[str] = ()) -> Handler:
+    """The builder of a series metric: `series` over its spec."""
     def handler(e: Engine, q: Query) -> Result:
         return series(e, q, spec, extras)
     return handler
 
 
-def _top_handler(spec: TopSpec, order: Callable[[dict[str, Any]], tuple] | None) -> Handler:
+def top_handler(spec: TopSpec, order: Callable[[dict[str, Any]], tuple] | None = None) -> Handler:
+    """The builder of a top list: ranked by the database, or here by `order`'s key."""
     def handler(e: Engine, q: Query) -> Result:
         return top(e, q, spec) if order is None else ranked_top(e, q, spec, order)
     return handler
-
-
-def stats(specs: Mapping[str, StatSpec], extras: Mapping[str, Sequence[str]] | None = None) -> dict[str, Handler]:
-    """Handlers for stat metrics keyed by metric id."""
-    return {m: _stat_handler(s, (extras or {}).get(m, ())) for m, s in specs.items()}
-
-
-def series_of(specs: Mapping[str, SeriesSpec],
-              extras: Mapping[str, Sequence[str]] | None = None) -> dict[str, Handler]:
-    """Handlers for series metrics keyed by metric id."""
-    return {m: _series_handler(s, (extras or {}).get(m, ())) for m, s in specs.items()}
-
-
-def tops(specs: Mapping[str, TopSpec],
-         orders: Mapping[str, Callable[[dict[str, Any]], tuple]] | None = None) -> dict[str, Handler]:
-    """Handlers for top lists keyed by metric id: ranked by the database, or here by `orders`' key."""
-    return {m: _top_handler(s, (orders or {}).get(m)) for m, s in specs.items()}

@@ -1,17 +1,19 @@
 """LLM Usage: tokens, cost and requests of the agents' model calls, each request counted once
-(engine.Engine's LLM source). Each metric is declared once here, bound into HANDLERS by metric id."""
+(engine.Engine's LLM source). Each metric is declared once here (METRICS, collected by
+catalog.py) with what it reads and its builder."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
 from agent_analytics.datasource import kinds
-from agent_analytics.datasource.catalog import BY_ID, NO_USER
-from agent_analytics.datasource.kinds import Handler, SeriesSpec, StatSpec, TopSpec
+from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS, NO_USER, REQUESTS_COLUMN,
+                                                TOKENS_COLUMN, UNPRICED_COLUMNS, USD, USER_COLUMNS, Metric, col)
+from agent_analytics.datasource.declare import series, stat, top
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import LLM_USAGE
+from agent_analytics.datasource.relations import ALL, BY_MODEL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result
 from agent_analytics.datasource.sqltext import COST_SUM as _COST_SUM
 from agent_analytics.datasource.sqltext import TOKEN_TYPES
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 def _llm_groups(key: str) -> str:
     """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
-    by-cost panels share it and rank it with _LLM_TOP_ORDERS. Usage without a user is the
+    by-cost panels share it, each ranking it by its own order. Usage without a user is the
     "(no user)" row."""
     where = ""
     if key == "user":
@@ -43,15 +45,6 @@ def _by_cost(r: dict[str, Any]) -> tuple:
     return (r["cost"] is None, -(r["cost"] or 0), -r["tokens"])
 
 
-_LLM_TOP_ORDERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
-    # The row without a user after the others it ties with (NULLS LAST).
-    "llm_top_users_by_tokens": lambda r: (-r["tokens"], r["user_id"] is None, r["user_id"] or ""),
-    "llm_top_users_by_cost": lambda r: (*_by_cost(r), r["user_id"] is None, r["user_id"] or ""),
-    "llm_top_models_by_tokens": lambda r: (-r["tokens"], r["provider"], r["model"]),
-    "llm_top_models_by_cost": lambda r: (*_by_cost(r), r["provider"], r["model"]),
-}
-
-
 # Stats and series: the body run over `src` for the range and the previous one, and how the
 # value is read from its rows. Every query is shared by the panels of a refresh asking it
 # (Engine.fetch): LLM totals, token mix and both LLM series each run one body, for several panels.
@@ -62,41 +55,14 @@ _LLM_BUCKET_SUMS = (f"sum({_TOKENS}) AS tokens, {_COST_SUM} AS cost,"
                     " coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens")
 
 
-STATS: dict[str, StatSpec] = {
-    "llm_total_tokens": (LLM_USAGE, "TRUE", _LLM_TOTALS, kinds.column("tokens")),
-    "llm_total_cost": (LLM_USAGE, "TRUE", _LLM_TOTALS, kinds.column("cost")),
-    # Counted from the groups the top-model lists read.
-    "llm_models_used": (LLM_USAGE, "TRUE", _llm_groups("model"), lambda groups: len({g["model"] for g in groups})),
-}
-
-# Columns of the range's row a stat answers besides its value (what a cost could not price).
-STAT_EXTRAS = {"llm_total_cost": ("unpriced_tokens",)}
-
-SERIES: dict[str, SeriesSpec] = {
-    "llm_tokens_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS, "tokens"),
-    "llm_cost_over_time": (LLM_USAGE, "TRUE", _LLM_BUCKET_SUMS, "cost"),
-}
-
-# Columns of each bucket a series answers besides its value: a cost bucket's tokens it could
-# not price (a bucket partly priced says so, as the headline does).
-SERIES_EXTRAS = {"llm_cost_over_time": ("unpriced_tokens",)}
-
-TOPS: dict[str, TopSpec] = {
-    "llm_top_users_by_tokens": (LLM_USAGE, "TRUE", _llm_groups("user")),
-    "llm_top_users_by_cost": (LLM_USAGE, "TRUE", _llm_groups("user")),
-    "llm_top_models_by_tokens": (LLM_USAGE, "TRUE", _llm_groups("model")),
-    "llm_top_models_by_cost": (LLM_USAGE, "TRUE", _llm_groups("model")),
-}
-
-
 def total_cost(e: Engine, q: Query) -> Result:
     """The total cost (shared with the other totals), the tokens it could not price and, when
     there are any, their models (from the groups the top-model lists read)."""
-    result = kinds.stat(e, q, STATS["llm_total_cost"], STAT_EXTRAS["llm_total_cost"])
+    result = kinds.stat(e, q, (LLM_USAGE, ALL, _LLM_TOTALS, kinds.column("cost")), ("unpriced_tokens",))
     row = result.rows[0]
     row["unpriced_models"] = ""
     if row["unpriced_tokens"]:
-        by_model = replace(q, metric=BY_ID["llm_top_models_by_cost"])
+        by_model = replace(q, metric=TOP_MODELS_BY_COST)
         groups = e.with_src(e._src(LLM_USAGE, q.window, by_model), _llm_groups("model"), shared=True)
         row["unpriced_models"] = ", ".join(sorted({g["model"] for g in groups if g["unpriced"]}))
     return result
@@ -125,9 +91,62 @@ def status(e: Engine, q: Query) -> Result:
     return Result([{"has_data": has, "message": message, "setup_url": e.setup_url}])
 
 
-HANDLERS: dict[str, Handler] = {
-    **kinds.stats(STATS, STAT_EXTRAS), **kinds.series_of(SERIES, SERIES_EXTRAS), **kinds.tops(TOPS, _LLM_TOP_ORDERS),
-    "llm_total_cost": total_cost,
-    "llm_tokens_by_type": tokens_by_type,
-    "llm_status": status,
-}
+_MEASURES = (TOKENS_COLUMN, COST_COLUMN, REQUESTS_COLUMN)
+_MODEL = (col("provider", title="Provider"), col("model", title="Model"))
+
+
+def _others(measure: Column) -> tuple[Column, ...]:
+    """A top list's columns after its measure: the other measures, then what it could not price."""
+    return tuple(c for c in _MEASURES if c != measure) + UNPRICED_COLUMNS
+
+
+TOP_MODELS_BY_COST = top(
+    "llm_top_models_by_cost", "llm", "Top models by cost", _MODEL, COST_COLUMN, LLM_FILTERS,
+    "Models ranked by cost (unpriced last: cost null, unpriced true, never $0).", LLM_USAGE, ALL,
+    needs=BY_MODEL, body=_llm_groups("model"), more=_others(COST_COLUMN),
+    order=lambda r: (*_by_cost(r), r["provider"], r["model"]))
+
+# Per session its metric points when it sent any, else its request events (never both).
+METRICS: tuple[Metric, ...] = (
+    stat("llm_total_tokens", "llm", "Total tokens", COUNT, LLM_FILTERS, "Input + output + cache read + cache write.",
+         LLM_USAGE, ALL, needs=(), body=_LLM_TOTALS, value=kinds.column("tokens")),
+    stat("llm_total_cost", "llm", "Total cost", USD, LLM_FILTERS,
+         "Cost in USD (AA_COST_SOURCE), request by request where the requests are known; "
+         "null when there is usage but none of it priced, 0 when there is none. unpriced_tokens and "
+         "unpriced_models: what it could not price (docs/ingest.md, Cost).", LLM_USAGE, ALL, needs=(),
+         body=_LLM_TOTALS, more=(col("unpriced_tokens", "number", COUNT, "Unpriced tokens"),
+                                 col("unpriced_models", title="Unpriced models")), build=total_cost),
+    # Counted from the groups the top-model lists read.
+    stat("llm_models_used", "llm", "Models used", COUNT, LLM_FILTERS, "Distinct models with at least one request.",
+         LLM_USAGE, ALL, needs=("model",), body=_llm_groups("model"),
+         value=lambda groups: len({g["model"] for g in groups})),
+    Metric("llm_tokens_by_type", "llm", "bars", "Tokens by type", COUNT,
+           (col("type", title="Token type"), TOKENS_COLUMN), LLM_FILTERS,
+           "Four rows: input, output, cache_read, cache_write.",
+           build=tokens_by_type, reads=reads(LLM_USAGE, ALL, (), time=False)),
+    series("llm_tokens_over_time", "llm", "Tokens", COUNT, LLM_FILTERS, "Tokens per bucket.", LLM_USAGE, ALL,
+           needs=(), sums=_LLM_BUCKET_SUMS, column="tokens"),
+    # A cost bucket's tokens it could not price (a bucket partly priced says so, as the headline does).
+    series("llm_cost_over_time", "llm", "Cost", USD, LLM_FILTERS,
+           "Cost (USD) per bucket, null when the bucket has usage but none of it priced; "
+           "unpriced_tokens: the bucket's tokens it could not price (docs/ingest.md, Cost).", LLM_USAGE, ALL,
+           needs=(), sums=_LLM_BUCKET_SUMS, column="cost",
+           more=(col("unpriced_tokens", "number", COUNT, "Unpriced tokens"),)),
+    # The row without a user after the others it ties with (NULLS LAST).
+    top("llm_top_users_by_tokens", "llm", "Top users by tokens", USER_COLUMNS, TOKENS_COLUMN, LLM_FILTERS,
+        "Users ranked by tokens; requests counts request events.", LLM_USAGE, ALL, needs=("user_id",),
+        body=_llm_groups("user"), more=_others(TOKENS_COLUMN),
+        order=lambda r: (-r["tokens"], r["user_id"] is None, r["user_id"] or "")),
+    top("llm_top_users_by_cost", "llm", "Top users by cost", USER_COLUMNS, COST_COLUMN, LLM_FILTERS,
+        "Users ranked by cost (unpriced last).", LLM_USAGE, ALL, needs=("user_id",),
+        body=_llm_groups("user"), more=_others(COST_COLUMN),
+        order=lambda r: (*_by_cost(r), r["user_id"] is None, r["user_id"] or "")),
+    top("llm_top_models_by_tokens", "llm", "Top models by tokens", _MODEL, TOKENS_COLUMN, LLM_FILTERS,
+        "Models ranked by tokens.", LLM_USAGE, ALL, needs=BY_MODEL, body=_llm_groups("model"),
+        more=_others(TOKENS_COLUMN), order=lambda r: (-r["tokens"], r["provider"], r["model"])),
+    TOP_MODELS_BY_COST,
+    Metric("llm_status", "llm", "status", "LLM telemetry status", None,
+           (col("has_data", "boolean"), col("message"), col("setup_url")), (),
+           "Empty state: has_data is false until any LLM telemetry (events or metrics) has arrived.",
+           build=status, reads=None),
+)

@@ -1,15 +1,15 @@
 """MCP Usage: the tool-call metrics on executions (blocked calls never ran). Each metric is
-declared once here, its builder bound into HANDLERS by metric id (engine.Engine.run reads it).
-The top-list builders are shared with Security, which ranks blocked calls the same way."""
+declared once here (METRICS, collected by catalog.py) with what it reads and its builder. The
+top-list bodies are shared with Security, which ranks blocked calls the same way."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent_analytics.datasource import kinds
-from agent_analytics.datasource.catalog import NO_AGENT_INSTANCE, NO_MCP_SERVER, NO_USER
-from agent_analytics.datasource.kinds import Handler, SeriesSpec, StatSpec, TopSpec
+from agent_analytics.datasource.catalog import (COUNT, INSTANCE_COLUMNS, MCP_COLUMNS, MCP_FILTERS, NO_AGENT_INSTANCE,
+                                                NO_MCP_SERVER, NO_USER, USER_COLUMNS, Metric, col)
+from agent_analytics.datasource.declare import series, stat, top
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import EXECUTED, TOOL_CALLS
+from agent_analytics.datasource.relations import EXECUTED, TOOL_CALLS, reads
 from agent_analytics.datasource.result import Result
 from agent_analytics.datasource.sqltext import C as _C
 from agent_analytics.datasource.sqltext import literal as _literal
@@ -53,29 +53,8 @@ def _mcp_top(measure: str) -> str:
             f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id ORDER BY g.n DESC, g.mcp_server_id {_C} NULLS LAST")
 
 
-STATS: dict[str, StatSpec] = {
-    "mcp_tool_executions": (TOOL_CALLS, EXECUTED, "SELECT coalesce(sum(calls), 0) AS v FROM src", kinds.column("v")),
-    # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
-    "mcp_unique_tools": (TOOL_CALLS, EXECUTED,
-                         "SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d",
-                         kinds.column("v")),
-    "mcp_active_agent_instances": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT agent_instance_id"
-                                                         " FROM src WHERE agent_instance_id IS NOT NULL) d",
-                                   kinds.column("v")),
-    "mcp_active_users": (TOOL_CALLS, EXECUTED, "SELECT count(*) AS v FROM (SELECT DISTINCT user_id FROM src"
-                                               " WHERE user_id IS NOT NULL) d", kinds.column("v")),
-}
-
-SERIES: dict[str, SeriesSpec] = {
-    "mcp_executions_over_time": (TOOL_CALLS, EXECUTED, "sum(calls) AS v", "v"),
-}
-
-TOPS: dict[str, TopSpec] = {
-    "mcp_top_tools": (TOOL_CALLS, EXECUTED, _tool_top("executions")),
-    "mcp_top_agent_instances": (TOOL_CALLS, EXECUTED, _instance_top("executions")),
-    "mcp_top_users": (TOOL_CALLS, EXECUTED, _user_top("executions")),
-    "mcp_top_mcps": (TOOL_CALLS, EXECUTED, _mcp_top("executions")),
-}
+TOOL_COLUMNS = (col("tool", title="Tool"),) + MCP_COLUMNS
+_EXECUTIONS = col("executions", "number", COUNT, "Executions")
 
 
 def hourly_distribution(e: Engine, q: Query) -> Result:
@@ -86,7 +65,35 @@ def hourly_distribution(e: Engine, q: Query) -> Result:
     return Result([{"hour": h, "executions": by_hour.get(h, 0)} for h in range(24)])
 
 
-HANDLERS: dict[str, Handler] = {
-    **kinds.stats(STATS), **kinds.series_of(SERIES), **kinds.tops(TOPS),
-    "mcp_hourly_distribution": hourly_distribution,
-}
+# Tool executions are calls with outcome ok or error (EXECUTED).
+METRICS: tuple[Metric, ...] = (
+    stat("mcp_tool_executions", "mcp", "Tool executions", COUNT, MCP_FILTERS, "Tool calls that ran (ok or error).",
+         TOOL_CALLS, EXECUTED, needs=(), body="SELECT coalesce(sum(calls), 0) AS v FROM src"),
+    # A hashed DISTINCT is much faster than count(DISTINCT (a, b)) on a row value.
+    stat("mcp_unique_tools", "mcp", "Unique tools", COUNT, MCP_FILTERS, "Distinct (MCP server, tool) pairs executed.",
+         TOOL_CALLS, EXECUTED, needs=("mcp_server_id", "tool_name"),
+         body="SELECT count(*) AS v FROM (SELECT DISTINCT mcp_server_id, tool_name FROM src) d"),
+    stat("mcp_active_agent_instances", "mcp", "Active agent instances", COUNT, MCP_FILTERS,
+         "Distinct agent instances with at least one execution.", TOOL_CALLS, EXECUTED, needs=("agent_instance_id",),
+         body="SELECT count(*) AS v FROM (SELECT DISTINCT agent_instance_id FROM src"
+              " WHERE agent_instance_id IS NOT NULL) d"),
+    stat("mcp_active_users", "mcp", "Active users", COUNT, MCP_FILTERS, "Distinct users with at least one execution.",
+         TOOL_CALLS, EXECUTED, needs=("user_id",),
+         body="SELECT count(*) AS v FROM (SELECT DISTINCT user_id FROM src WHERE user_id IS NOT NULL) d"),
+    series("mcp_executions_over_time", "mcp", "Tool executions", COUNT, MCP_FILTERS, "Executions per bucket.",
+           TOOL_CALLS, EXECUTED, needs=(), sums="sum(calls) AS v", column="v"),
+    Metric("mcp_hourly_distribution", "mcp", "bars", "Executions by hour of day (UTC)", COUNT,
+           (col("hour", "number", None, "Hour (UTC)"), _EXECUTIONS), MCP_FILTERS,
+           "24 rows, hour 0-23 UTC, executions in the range at that hour of day.",
+           build=hourly_distribution, reads=reads(TOOL_CALLS, EXECUTED, (), time=True)),
+    top("mcp_top_tools", "mcp", "Top tools", TOOL_COLUMNS, _EXECUTIONS, MCP_FILTERS,
+        "Tools by executions, with their MCP server.", TOOL_CALLS, EXECUTED,
+        needs=("mcp_server_id", "tool_name"), body=_tool_top("executions")),
+    top("mcp_top_agent_instances", "mcp", "Top agent instances", INSTANCE_COLUMNS, _EXECUTIONS, MCP_FILTERS,
+        "Agent instances by executions, with their owner (from the directory).", TOOL_CALLS, EXECUTED,
+        needs=("agent_instance_id",), body=_instance_top("executions")),
+    top("mcp_top_users", "mcp", "Top users", USER_COLUMNS, _EXECUTIONS, MCP_FILTERS, "Users by executions.",
+        TOOL_CALLS, EXECUTED, needs=("user_id",), body=_user_top("executions")),
+    top("mcp_top_mcps", "mcp", "Top MCPs", MCP_COLUMNS, _EXECUTIONS, MCP_FILTERS, "MCP servers by executions.",
+        TOOL_CALLS, EXECUTED, needs=("mcp_server_id",), body=_mcp_top("executions")),
+)

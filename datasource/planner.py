@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 from zoneinfo import ZoneInfo
 
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.relations import TIME_FREE, Dataset, choose_aggregate
+from agent_analytics.datasource.relations import Condition, Dataset, Reads, choose_aggregate
 from agent_analytics.datasource.timerange import Window
 
 EPOCH_ORIGIN = datetime(2000, 1, 3, tzinfo=tr.UTC)  # time_bucket's default origin (a Monday)
@@ -76,19 +76,19 @@ def _nonempty(reads: Sequence[Read]) -> list[Read]:
     return [r for r in reads if r.lo < r.hi]
 
 
-def plan(ds: Dataset, metric_id: str, window: Window, active: Sequence[str], condition: str,
+def plan(ds: Dataset, metric: Reads, window: Window, active: Sequence[str], condition: Condition,
          aggregates: bool = True) -> Plan:
-    """The reads answering `metric_id` on `ds` over `window` under the `active` filters, for rows
-    meeting `condition` (one of relations' named conditions). `aggregates`: whether the question
-    may read aggregates at all (not when the service reads raw rows only, nor for buckets the
-    aggregates' hours do not make up)."""
+    """The reads answering a metric (`metric`: what its declaration says it reads) on `ds` over
+    `window` under the `active` filters, for rows meeting `condition` (one of relations' named
+    conditions). `aggregates`: whether the question may read aggregates at all (not when the
+    service reads raw rows only, nor for buckets the aggregates' hours do not make up)."""
     hs, he = ceil_hour(window.start), floor_hour(window.end)
     reads: list[Read] = []
     agg_columns = None
     if aggregates and hs < he:
-        aggregate, agg_columns, rollup = choose_aggregate(ds, metric_id, active, condition)
+        aggregate, agg_columns, rollup = choose_aggregate(ds, metric.needs, active, condition)
         ds0, ds1 = ceil_day(hs), floor_day(he)
-        if rollup is not None and rollup.daily and metric_id in TIME_FREE and ds0 < ds1:
+        if rollup is not None and rollup.daily and not metric.time and ds0 < ds1:
             # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
             reads += [Read(rollup.daily, "bucket", ds0, ds1), Read(aggregate, "bucket", hs, ds0),
                       Read(aggregate, "bucket", ds1, he)]

@@ -5,16 +5,31 @@ choice of the smallest relation that holds every column a metric and its filters
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from agent_analytics.sql import rollups as r
 
-# Row conditions of the tool-call metrics.
-EXECUTED = "outcome IN ('ok', 'error')"  # blocked calls never ran
-BLOCKED = r.BLOCKED
 # A question on executions counts a call the gateway reported from the gateway only: it reads the
 # MCP server of the calls not reported by the gateway (sqltext.GATEWAY_FIRST).
 GATEWAY_DEDUPE = "gateway_dedupe"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The rows a metric counts, by name: its SQL over the dataset's columns and the key columns
+    that SQL reads (a rollup answers the condition only when it holds them). `gateway_first`:
+    a call the gateway reported counts from the gateway only (engine.Engine.source)."""
+    name: str
+    sql: str
+    needs: frozenset[str]
+    gateway_first: bool = False
+
+
+ALL = Condition("all", "TRUE", frozenset())
+EXECUTED = Condition("executed", "outcome IN ('ok', 'error')",  # blocked calls never ran
+                     frozenset({"outcome", "source", GATEWAY_DEDUPE}), gateway_first=True)
+BLOCKED = Condition("blocked", r.BLOCKED, frozenset({"outcome"}))
+IN_SESSION = Condition("in_session", r.IN_SESSION, frozenset({"session_id"}))
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,7 @@ def _dataset(full: r.Rollup, agg_columns: str, raw_columns: str, filterable: tup
                    full.where or "TRUE", frozenset(k.name for k in full.keys), always)
 
 
-_POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
+POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
 TOOL_CALLS = _dataset(
     r.TOOL_CALLS_FULL,
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
@@ -101,8 +116,7 @@ _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 COUNTED = "counted"
 _TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 
-_BY_MODEL = frozenset({"provider", "model"})
-_BY_USER = frozenset({"user_id", "provider", "model"})
+BY_MODEL = frozenset({"provider", "model"})
 
 LLM_USAGE = _dataset(
     r.LLM_USAGE_FULL,
@@ -141,7 +155,8 @@ LLM_METRIC_USAGE = _dataset(
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
      (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER)))
 
-_SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "model"})
+# What a session's totals group by.
+SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "model"})
 
 LLM_SESSIONS = _dataset(
     r.LLM_SESSIONS,
@@ -167,63 +182,43 @@ SESSION_METRICS = _dataset(
     " coalesce(start_time, time) AS first_time, time AS last_time",
     ("user", "group", "provider", "model", "session"), (r.SESSION_METRICS,))
 
-# The session totals: what a session did within the window, whenever within it.
-_SESSION_TOTALS = ("sessions_table", "session_metrics", "session_totals", "session_token_mix",
-                   "session_comparison", "session_models")
+# A metric's `needs` when it reads the full aggregate whatever the filters.
+EVERY_COLUMN = None
 
 
-# The "choose aggregate" stage for datasets with rollups: the columns each metric's body reads beyond
-# its dataset's measures and time. A metric not listed here reads the full aggregate.
-_NEEDS: dict[str, frozenset[str]] = {
-    "mcp_tool_executions": frozenset(), "mcp_executions_over_time": frozenset(),
-    "mcp_hourly_distribution": frozenset(), "security_blocked_calls": frozenset(),
-    "security_blocked_over_time": frozenset(),
-    "mcp_unique_tools": frozenset({"mcp_server_id", "tool_name"}),
-    "mcp_top_tools": frozenset({"mcp_server_id", "tool_name"}),
-    "security_top_blocked_tools": frozenset({"mcp_server_id", "tool_name"}),
-    "mcp_top_mcps": frozenset({"mcp_server_id"}), "security_top_blocked_mcps": frozenset({"mcp_server_id"}),
-    "mcp_active_agent_instances": frozenset({"agent_instance_id"}),
-    "mcp_top_agent_instances": frozenset({"agent_instance_id"}),
-    "security_top_blocked_agent_instances": frozenset({"agent_instance_id"}),
-    "mcp_active_users": frozenset({"user_id"}), "mcp_top_users": frozenset({"user_id"}),
-    "security_top_blocked_users": frozenset({"user_id"}),
-    # LLM Usage (events and metric points alike).
-    "llm_total_tokens": frozenset(), "llm_total_cost": frozenset(), "llm_tokens_by_type": frozenset(),
-    "llm_tokens_over_time": frozenset(), "llm_cost_over_time": frozenset(),
-    "llm_models_used": frozenset({"model"}),
-    "llm_top_users_by_tokens": frozenset({"user_id"}), "llm_top_users_by_cost": frozenset({"user_id"}),
-    "llm_top_models_by_tokens": _BY_MODEL, "llm_top_models_by_cost": _BY_MODEL,
-    **{m: _SESSION_KEYS for m in _SESSION_TOTALS},
-}
-_EXTRA_NEEDS = {EXECUTED: frozenset({"outcome", "source", GATEWAY_DEDUPE}), BLOCKED: frozenset({"outcome"}),
-                "TRUE": frozenset(), r.IN_SESSION: frozenset({"session_id"})}
+class Reads(NamedTuple):
+    """What a metric reads, for the "choose aggregate" stage: its dataset, the rows it counts, the
+    key columns its body reads beyond the dataset's measures and time (EVERY_COLUMN: the full
+    aggregate), and whether its answer depends on when within the window a row falls (if not,
+    whole UTC days may come from a daily rollup). Every field is required: a metric that forgets
+    its needs fails at import instead of silently reading the full aggregate."""
+    dataset: Dataset
+    rows: Condition
+    needs: frozenset[str] | None
+    time: bool
 
 
-# Metrics whose answer does not depend on when within the window a call happened: whole days
-# of the window may come from a daily rollup.
-TIME_FREE = frozenset({
-    "mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
-    "mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps", "security_blocked_calls",
-    "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
-    "security_top_blocked_mcps", "security_top_policies", "llm_total_tokens", "llm_total_cost",
-    "llm_models_used", "llm_tokens_by_type",
-    "llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost",
-    *_SESSION_TOTALS})
+def reads(dataset: Dataset, rows: Condition, needs: Iterable[str] | None, *, time: bool) -> Reads:
+    """A checked Reads: every column it names is one of the dataset's keys."""
+    wanted = None if needs is None else frozenset(needs)
+    unknown = ((wanted or frozenset()) | rows.needs) - dataset.keys - {GATEWAY_DEDUPE}
+    if unknown:
+        raise ValueError(f"{dataset.aggregate} has no key {sorted(unknown)}")
+    return Reads(dataset, rows, wanted, time)
 
 
-def choose_aggregate(ds: Dataset, metric_id: str, filters: Sequence[str],
-                     extra: str) -> tuple[str, str, Rollup | None]:
-    """The smallest relation that answers the metric under these filters, the dataset's column
-    list projected from it (NULL for the columns it does not hold), and the rollup if one."""
-    needs = _NEEDS.get(metric_id, _POLICY_COLUMNS if metric_id == "security_top_policies" else None)
-    extra_needs = _EXTRA_NEEDS.get(extra)
-    if needs is None or extra_needs is None or not ds.rollups:
+def choose_aggregate(ds: Dataset, needs: frozenset[str] | None, filters: Sequence[str],
+                     condition: Condition) -> tuple[str, str, Rollup | None]:
+    """The smallest relation that answers a body reading `needs` (a metric's Reads.needs) over
+    the rows meeting `condition` under these filters, the dataset's column list projected from
+    it (NULL for the columns it does not hold), and the rollup if one."""
+    if needs is None or not ds.rollups:
         return ds.aggregate, ds.agg_columns, None
-    wanted = needs | extra_needs | ds.always
+    wanted = needs | condition.needs | ds.always
     for f in filters:
         wanted |= FILTER_COLUMNS[f]
     for rollup in ds.rollups:
-        if rollup.condition is not None and rollup.condition != extra:
+        if rollup.condition is not None and rollup.condition != condition.sql:
             continue
         if wanted <= rollup.answers:
             return rollup.name, projection(ds, rollup), rollup

@@ -1,58 +1,33 @@
 """Sessions: the Sessions table, the session statistics and the drawer's per-session metrics.
 
 A session's totals within the window come from the totals kept at ingest when the session lies
-wholly inside it (and the filters allow), otherwise grouped from its rows (engine.Engine.source
-plans the relations). Each request's tokens and cost are counted once: from its events or from its
-session's metric points, decided at ingest (`counted`, `cost_counted`).
+wholly inside it (and the filters allow), otherwise grouped from its rows (session_rows.py). Each
+request's tokens and cost are counted once: from its events or from its session's metric points,
+decided at ingest (`counted`, `cost_counted`). Each metric is declared once here (METRICS,
+collected by catalog.py) with what it reads and its builder.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource import planner
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import BY_ID, COMPARISON_DIMENSIONS
-from agent_analytics.datasource.kinds import Handler
+from agent_analytics.datasource.catalog import (COMPARISON_DIMENSIONS, COST_COLUMN, COUNT, LLM_FILTERS, MS, RATIO,
+                                                REQUESTS_COLUMN, SECONDS, SESSION_FILTERS, TOKENS_COLUMN,
+                                                UNPRICED_COLUMNS, USD, Column, Metric, col)
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import COUNTED, LLM_SESSIONS, SESSION_METRICS
+from agent_analytics.datasource.relations import (COUNTED, EVERY_COLUMN, IN_SESSION, LLM_SESSIONS, SESSION_KEYS,
+                                                  SESSION_METRICS, reads)
 from agent_analytics.datasource.result import Result
+from agent_analytics.datasource.session_rows import sessions_cte
 from agent_analytics.datasource.sqltext import TOKEN_TYPES
-from agent_analytics.datasource.timerange import Window
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine
-
-# The sessions crossing the window's start (`before`) or only its end (`after`), and how far into
-# the window their rows can reach. A session's span [first_seen, last_seen] covers all its rows.
-_STRADDLERS = (
-    "SELECT array_agg(id ORDER BY id) FILTER (WHERE first_seen < %s) AS before,"
-    " max(last_seen) FILTER (WHERE first_seen < %s) AS before_until,"
-    " array_agg(id ORDER BY id) FILTER (WHERE first_seen >= %s) AS after,"
-    " min(first_seen) FILTER (WHERE first_seen >= %s) AS after_from"
-    " FROM sessions"
-    " WHERE (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen < %s)"
-    " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
-
-# The filters the kept session totals can answer (a session's rows name one user), and the
-# columns the kept totals read.
-_KEPT_FILTERS = frozenset({"user", "group"})
-_KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, tokens,"
-                 " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
-                 " reported_cost_usd, estimated_unpriced_tokens, reported_unpriced_tokens, first_time, last_time,"
-                 " models")
-# A session's requests are its request events; one that sent metric points only has an unknown
-# number of requests (NULL: left out of the statistics, its chip hidden), not 0. The grouped
-# sessions say the same: their metric-point parts add NULL requests.
-_KEPT_REQUESTS = "(CASE WHEN requests = 0 AND points > 0 THEN NULL ELSE requests END)::float8"
-# Sessions wholly inside the window whose rows name several users (a partial index finds them).
-_MANY_USERS = ("SELECT array_agg(id ORDER BY id) AS ids, min(first_seen) AS since, max(last_seen) AS until"
-               " FROM sessions WHERE cardinality(user_ids) > 1"
-               " AND first_seen >= %s AND first_seen < %s AND last_seen < %s")
 
 # One page of the sessions `s` in `order`, with the total count unless known, and (for the page
 # only) names.
@@ -73,127 +48,11 @@ _SESSION_STATS = ("SELECT " + ", ".join(["sessions"] + [
     + " FROM (SELECT " + ", ".join(COMPARISON_DIMENSIONS) + " FROM s OFFSET 0) s) pct")
 
 
-def _sessions_cte(e: Engine, q: Query, drop: Sequence[str] = (), detail: bool = True,
-                  top: tuple[str, int] | None = None) -> tuple[sql.Composable, list]:
-    """`s`: one row per session with its totals within the window. Unless a provider or model
-    filter applies, the sessions wholly inside the window are their kept whole-life totals
-    (one row each, migration 0005) and only the others are grouped from their rows: those
-    crossing an edge, and under a user or group filter those of several users.
-    `detail`: also the user and agent (the baseline statistics need only the totals). `top`:
-    only the first n kept sessions in this order are needed (an index gives them)."""
-    active = [f for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop and q.filters.get(f)]
-    if e.read_aggregates and set(active) <= _KEPT_FILTERS:
-        return _kept_sessions_cte(e, q, active, detail, top)
-    ev = e.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL", drop=drop)
-    mp = e.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL", drop=drop)
-    return _grouped_sessions([(ev, mp)], detail, "s")
-
-
-def _kept_sessions_cte(e: Engine, q: Query, active: Sequence[str], detail: bool,
-                       top: tuple[str, int] | None = None) -> tuple[sql.Composable, list]:
-    """`s` from the kept session totals (`kept`) and, grouped from the rollups over just the
-    part of the window they can have rows in, the sessions those cannot answer (`crossing`)."""
-    w = q.window
-    e._note("sessions")
-    edge = e.fetch(sql.SQL(_STRADDLERS), [w.start] * 6 + [w.end, w.start, w.end])[0]
-    # Sessions that began before the window: their rows in it lie before their last sight.
-    # Those that began in it and run past its end: their rows in it lie after their first.
-    groups = [(edge["before"], Window(w.start, min(w.end, (edge["before_until"] or w.start)
-                                                       + timedelta(microseconds=1)))),
-              (edge["after"], Window(edge["after_from"] or w.start, w.end))]
-    if active:
-        # A user filter keeps a session's rows all or none only when they name one user.
-        many = e.fetch(sql.SQL(_MANY_USERS), [w.start, w.end, w.end])[0]
-        groups.append((many["ids"], Window(many["since"] or w.start, min(w.end, (many["until"] or w.start)
-                                                                       + timedelta(microseconds=1)))))
-    pairs = []
-    for ids, window in groups:
-        if ids:
-            narrowed = replace(q, metric=BY_ID["session_models"], window=window,
-                               filters={**{f: q.filters[f] for f in active}, "session": tuple(ids)})
-            pairs.append((e.source(LLM_SESSIONS, window, narrowed, "session_id IS NOT NULL"),
-                           e.source(SESSION_METRICS, window, narrowed, "session_id IS NOT NULL")))
-    who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
-           if detail else "")
-    pred, pparams = filt.predicate(q.filters, active)
-    # The filters read `user_id`: here, the one user a session's rows name.
-    kept = sql.SQL(f"""
-    kept AS (
-        SELECT id AS session_id, {who} {_KEPT_REQUESTS} AS requests, tokens,
-               {", ".join(f"{t}_tokens" for t in TOKEN_TYPES)}, {e.cost}_cost_usd::float8 AS cost,
-               {e.cost}_unpriced_tokens::float8 AS unpriced_tokens,
-               CASE WHEN points > 0 OR (has_metrics AND requests > 0) THEN 'metrics' ELSE 'events' END
-                   AS totals_source,
-               first_time AS start_time, last_time AS end_time,
-               date_part('epoch', last_time - first_time) AS duration, models
-        FROM (SELECT {_KEPT_COLUMNS}, user_ids[1] AS user_id FROM sessions
-              WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0)
-              {"AND cardinality(user_ids) = 1" if active else ""}) k
-        WHERE {{pred}})""").format(pred=pred)
-    params = [w.start, w.end, w.end, *pparams]
-    kept_rows = "SELECT * FROM kept"
-    if top is not None:
-        kept_rows = f"({kept_rows} ORDER BY {top[0]} LIMIT %s)"
-        params.append(top[1])
-    if not pairs:
-        return kept + sql.SQL(f", s AS ({kept_rows})"), params
-    grouped, gparams = _grouped_sessions(pairs, detail, "crossing")
-    return (grouped + sql.SQL(", ") + kept + sql.SQL(f", s AS ({kept_rows} UNION ALL SELECT * FROM crossing)"),
-            [*gparams, *params])
-
-
-def _grouped_sessions(pairs: Sequence[tuple[tuple[sql.Composable, list], tuple[sql.Composable, list]]],
-                      detail: bool, name: str) -> tuple[sql.Composable, list]:
-    """`name`: one row per session grouped from its rows in each (events, metric points) pair
-    of sources. A session's tokens come from its counted events or from its metric points, and
-    its cost from its events or (without any) from its points' `cost_counted` rows, never both
-    (decided at ingest), so the two sides simply add up."""
-    # Counts as float8 (exact below 2^53; a numeric sum's state is large, and 75k of them spill
-    # to disk); cost stays numeric so that every relation gives the same sum to the last digit.
-    ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END::float8 AS {t}_tokens"
-                          for t in TOKEN_TYPES)
-    mp_tokens = ", ".join(f"coalesce({t}_tokens, 0)::float8" for t in TOKEN_TYPES)
-    sums = ", ".join(f"sum({t}_tokens)::float8 AS {t}_tokens" for t in TOKEN_TYPES)
-    # Events name the user and agent first. (Models are looked up for the page only: an
-    # array per group costs a memory context each, for every session in the window.)
-    details = ("coalesce(max(user_id) FILTER (WHERE is_event), max(user_id)) AS user_id,"
-               " coalesce(max(agent_id) FILTER (WHERE is_event), max(agent_id)) AS agent_id," if detail else "")
-    who = "user_id, agent_id, " if detail else ""
-    sides = []
-    params: list = []
-    for ev, mp in pairs:
-        sides.append(sql.SQL(f"""
-        SELECT session_id, {who}true AS is_event, NOT {COUNTED} AS superseded,
-               requests::float8, {ev_tokens},
-               CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
-                    ELSE 0 END::float8 AS tokens,
-               cost, unpriced_tokens::float8, first_time, last_time
-        FROM ({{ev}}) e
-        UNION ALL
-        SELECT session_id, {who}false, true, NULL, {mp_tokens}, coalesce(tokens, 0)::float8,
-               cost, unpriced_tokens::float8, first_time, last_time
-        FROM ({{mp}}) p""").format(ev=ev[0], mp=mp[0]))
-        params += [*ev[1], *mp[1]]
-    text = f"""
-    {name}_parts AS ({{parts}}),
-    {name} AS (SELECT session_id, {details}
-                 sum(requests)::float8 AS requests, sum(tokens)::float8 AS tokens,
-                 {sums}, sum(cost)::float8 AS cost,
-                 coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens,
-                 CASE WHEN bool_or(superseded) THEN 'metrics' ELSE 'events' END AS totals_source,
-                 min(first_time) AS start_time, max(last_time) AS end_time,
-                 date_part('epoch', max(last_time) - min(first_time)) AS duration,
-                 NULL::text[] AS models
-          FROM {name}_parts GROUP BY session_id)
-    """
-    return sql.SQL(text).format(parts=sql.SQL(" UNION ALL ").join(sides)), params
-
-
 def _session_stats(e: Engine, q: Query) -> dict[str, Any]:
     """Count and P50 / average / P95 per dimension over the filter set's sessions (not
     `session`): the same for Session metrics and the Sessions table's chips, so computed once
     for the panels of a refresh (see shared.py)."""
-    cte, params = _sessions_cte(e, q, drop=("session",), detail=False)
+    cte, params = sessions_cte(e, q, drop=("session",), detail=False)
     return e.fetch(sql.SQL("WITH ") + cte + sql.SQL(_SESSION_STATS), params, shared=True)[0]
 
 
@@ -211,7 +70,7 @@ def _session_rows(e: Engine, q: Query, order: str, limit: int, offset: int,
     """A page of sessions and how many there are (counted here unless `total` is known: then
     only the page's worth of kept sessions is read, in the order, from an index)."""
     top = None if total is None else (order.replace("s.", ""), limit + offset)
-    cte, params = _sessions_cte(e, q, top=top)
+    cte, params = sessions_cte(e, q, top=top)
     count = "" if total is not None else ", count(*) OVER () AS total"
     query = sql.SQL("WITH ") + cte + sql.SQL(_PAGE.format(order=order, total=count))
     rows = e.fetch(query, [*params, limit, offset])
@@ -229,11 +88,11 @@ def _with_models(e: Engine, q: Query, rows: list[dict[str, Any]]) -> list[dict[s
     if all(r["models"] is not None for r in rows):
         return rows
     # As the drawer's per-session metrics would ask: the query's filters plus these sessions.
-    narrowed = replace(q, metric=BY_ID["session_models"],
+    narrowed = replace(q, metric=MODELS,
                        filters={**q.filters, "session": tuple(r["session_id"] for r in rows
                                                               if r["models"] is None)})
-    ev = e.source(LLM_SESSIONS, q.window, narrowed, "session_id IS NOT NULL")
-    mp = e.source(SESSION_METRICS, q.window, narrowed, "session_id IS NOT NULL")
+    ev = e.source(LLM_SESSIONS, q.window, narrowed, IN_SESSION)
+    mp = e.source(SESSION_METRICS, q.window, narrowed, IN_SESSION)
     found = e.fetch(sql.SQL("SELECT session_id, array_agg(DISTINCT model) AS models FROM"
                             " (SELECT session_id, model FROM ({}) e UNION ALL"
                             " SELECT session_id, model FROM ({}) p) m GROUP BY session_id").format(ev[0], mp[0]),
@@ -324,8 +183,8 @@ def session_comparison(e: Engine, q: Query) -> Result:
 def session_models(e: Engine, q: Query) -> Result:
     if not q.filters.get("session"):
         return Result([])
-    ev = e.source(LLM_SESSIONS, q.window, q, "session_id IS NOT NULL")
-    mp = e.source(SESSION_METRICS, q.window, q, "session_id IS NOT NULL")
+    ev = e.source(LLM_SESSIONS, q.window, q, IN_SESSION)
+    mp = e.source(SESSION_METRICS, q.window, q, IN_SESSION)
     # Tokens from counted events or from metric points, cost from events or (sessions
     # without events) metric points; requests and latency always from events.
     text = f"""
@@ -385,13 +244,67 @@ def session_cumulative_cost(e: Engine, q: Query) -> Result:
     return Result(rows, meta={"bucket_seconds": width})
 
 
-HANDLERS: dict[str, Handler] = {
-    "sessions_table": sessions_table,
-    "session_metrics": session_metrics,
-    "session_totals": session_totals,
-    "session_token_mix": session_token_mix,
-    "session_comparison": session_comparison,
-    "session_models": session_models,
-    "session_tokens_over_time": session_tokens_over_time,
-    "session_cumulative_cost": session_cumulative_cost,
-}
+# A session's totals: what it did within the window, whenever within it (whole days may come
+# from the daily twins). Its activity over time reads the full aggregate, or raw rows.
+_TOTALS = reads(LLM_SESSIONS, IN_SESSION, SESSION_KEYS, time=False)
+_ACTIVITY = reads(LLM_SESSIONS, IN_SESSION, EVERY_COLUMN, time=True)
+_TOKEN_TYPE_COLUMNS = tuple(col(f"{t}_tokens", "number", COUNT) for t in TOKEN_TYPES)
+_IDENTITY = (col("session_id"), col("user_id"), col("user"), col("agent_id"), col("agent"), col("models"))
+_DIMENSIONS = (("cost", USD, "Cost"), ("tokens", COUNT, "Tokens"), ("duration", SECONDS, "Duration"),
+               ("requests", COUNT, "Requests"))
+
+MODELS = Metric(
+    "session_models", "sessions", "table", "Models", COUNT,
+    (col("provider"), col("model"), REQUESTS_COLUMN, TOKENS_COLUMN, COST_COLUMN,
+     col("avg_latency_ms", "number", MS, "Average latency")),
+    SESSION_FILTERS, "Per-model rollup of the session.", build=session_models, reads=_TOTALS)
+
+METRICS: tuple[Metric, ...] = (
+    Metric("sessions_table", "sessions", "table", "Sessions", USD,
+           (col("session_id", title="Session"), col("user_id", title="User id"), col("user", title="User"),
+            col("agent_id", title="Agent id"), col("agent", title="Agent"), col("models", title="Models"),
+            col("start", "time", None, "Start"), col("end", "time", None, "End"),
+            col("duration", "number", SECONDS, "Duration"), REQUESTS_COLUMN, TOKENS_COLUMN, COST_COLUMN,
+            *UNPRICED_COLUMNS)
+           + tuple(c for dim, _, label in _DIMENSIONS
+                   for c in (col(f"{dim}_ratio", "number", RATIO, f"{label} vs median"),
+                             col(f"{dim}_top_5pct", "boolean", None, f"Top 5% {dim}"))),
+           LLM_FILTERS, "Sessions ranked by order_by (cost | tokens | recency). Requests are the session's request "
+           "events: null (unknown, not 0) for a session that sent metrics only. Cost is what could be priced; "
+           "unpriced_tokens / unpriced: the session's tokens no price is known for (its cost is then a lower "
+           "bound, null when nothing was priced).", paged=True, options=("order_by",),
+           build=sessions_table, reads=_TOTALS),
+    Metric("session_metrics", "sessions", "record", "Session metrics", None,
+           (col("sessions", "number", COUNT, "Sessions"),)
+           + tuple(Column(f"{dim}_{cut}", "number", unit, f"{label} {cut_label}") for dim, unit, label in _DIMENSIONS
+                   for cut, cut_label in (("p50", "P50"), ("avg", "average"), ("p95", "P95"))),
+           LLM_FILTERS, "Count and P50 / average / P95 of each dimension over the matching sessions; requests over "
+           "the sessions whose requests are known (a session that sent metrics only is left out, not counted as 0).",
+           build=session_metrics, reads=_TOTALS),
+    Metric("session_totals", "sessions", "record", "Session totals", None,
+           _IDENTITY + (col("start", "time"), col("end", "time"), col("duration", "number", SECONDS, "Duration"),
+                        REQUESTS_COLUMN, TOKENS_COLUMN, *_TOKEN_TYPE_COLUMNS, COST_COLUMN, *UNPRICED_COLUMNS,
+                        col("totals_source", title="Totals from")),
+           SESSION_FILTERS, "One row for the `session` filter; tokens from metrics when the session sent metric "
+           "points, else from events (totals_source says which); cost from its events, request by request, "
+           "when it sent any, else from its metric points; unpriced_tokens: its tokens no price is known for; "
+           "requests null (unknown) when it sent metrics only.", build=session_totals, reads=_TOTALS),
+    MODELS,
+    Metric("session_token_mix", "sessions", "bars", "Token mix", COUNT,
+           (col("type", title="Token type"), TOKENS_COLUMN), SESSION_FILTERS, "The session's tokens by type.",
+           build=session_token_mix, reads=_TOTALS),
+    Metric("session_tokens_over_time", "sessions", "timeseries", "Tokens over time", COUNT,
+           (col("time", "time"), col("current", "number", COUNT, "Tokens")), SESSION_FILTERS,
+           "From events, bucketed over the session's lifespan (1m..1d buckets); no previous period.",
+           build=session_tokens_over_time, reads=_ACTIVITY),
+    Metric("session_cumulative_cost", "sessions", "timeseries", "Cumulative cost", USD,
+           (col("time", "time"), col("current", "number", USD, "Cumulative cost")), SESSION_FILTERS,
+           "From events: running total of cost at the end of each bucket.",
+           build=session_cumulative_cost, reads=_ACTIVITY),
+    Metric("session_comparison", "sessions", "table", "Compared with the median session", None,
+           (col("dimension"), col("value", "number"), col("median", "number"), col("ratio", "number", RATIO),
+            col("p95", "number"), col("top_5pct", "boolean"), col("baseline_sessions", "number", COUNT)),
+           SESSION_FILTERS, "Four rows (cost, tokens, duration, requests); ratio null (chip hidden) when "
+           "fewer than 2 sessions form the baseline, the median is 0/null, or the session's value is unknown "
+           "(requests of a session that sent metrics only).", build=session_comparison, reads=_TOTALS),
+)

@@ -3,7 +3,8 @@ written by the receiver in each batch's transaction: ingest/stats.py).
 
 The table holds hours of arrival: a range takes every hour it touches (its first, partial hour
 whole). Received = stored + duplicate + ignored + rejected. No model or token figure is read,
-so the Telemetry metrics need only the query permission.
+so the Telemetry metrics need only the query permission. Each metric is declared once here
+(METRICS, collected by catalog.py) with its builder; none reads a dataset of relations.py.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from psycopg import sql
 
 from agent_analytics.datasource import timerange as tr
+from agent_analytics.datasource.catalog import COUNT, Metric, col
 from agent_analytics.datasource.query import Query
 from agent_analytics.ingest.sources import SOURCES
 from agent_analytics.ingest.stats import OUTCOMES
@@ -97,9 +99,32 @@ def records_over_time(engine: "Engine", q: Query) -> "Result":
     return Result(out, meta={"bucket": unit})
 
 
-HANDLERS: dict[str, Callable[["Engine", Query], "Result"]] = {
-    "telemetry_sources": _table(_SOURCES, ("last_seen",)),
-    "telemetry_senders": _table(_SENDERS, ("last_seen",)),
-    "telemetry_rejections": _table(_REJECTIONS, ("last_seen",)),
-    "telemetry_records_over_time": records_over_time,
-}
+_RECORDS = tuple(col(name, "number", COUNT, title) for name, title in (
+    ("received", "Received"), ("stored", "Stored"), ("duplicate", "Duplicates"), ("ignored", "Ignored"),
+    ("rejected", "Rejected")))
+_LAST_SEEN = col("last_seen", "time", None, "Last seen")
+
+METRICS: tuple[Metric, ...] = (
+    Metric("telemetry_sources", "telemetry", "table", "Sources", COUNT,
+           (col("source_id", title="Source id"), col("source", title="Source"), col("signals", title="Signals"),
+            col("versions", title="Versions"), _LAST_SEEN) + _RECORDS, (),
+           "Per source (Claude Code, Codex, MCP gateway, MCP server, MCP client, GenAI SDK): the signals and "
+           "versions (service.version) that arrived, when the last record did, and the records received, stored, "
+           "already stored (duplicates), ignored and rejected.", paged=True,
+           build=_table(_SOURCES, ("last_seen",)), reads=None),
+    Metric("telemetry_senders", "telemetry", "table", "Agent instances and users", COUNT,
+           (col("source", title="Source"), col("service", title="Service"), col("versions", title="Versions"),
+            col("agent_instance", title="Agent instance"), col("user_id", title="User id"),
+            col("user", title="User"), _LAST_SEEN) + _RECORDS, (),
+           "Per sending service, agent instance and user, the most recent first.", paged=True,
+           build=_table(_SENDERS, ("last_seen",)), reads=None),
+    Metric("telemetry_records_over_time", "telemetry", "timeseries", "Records by outcome", COUNT,
+           (col("time", "time"),) + _RECORDS[1:], (),
+           "Records per bucket of arrival by what became of them; no previous period.",
+           build=records_over_time, reads=None),
+    Metric("telemetry_rejections", "telemetry", "table", "Rejection reasons", COUNT,
+           (col("source", title="Source"), col("reason", title="Reason"),
+            col("rejected", "number", COUNT, "Rejected"), _LAST_SEEN), (),
+           "Rejected records by source and reason (the reason's words before any quoted or numeric detail).",
+           paged=True, build=_table(_REJECTIONS, ("last_seen",)), reads=None),
+)

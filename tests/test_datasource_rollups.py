@@ -7,11 +7,21 @@ from datetime import timedelta
 
 import pytest
 
+from agent_analytics.datasource import catalog
+from agent_analytics.datasource.relations import ALL
 from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
-from agent_analytics.datasource.relations import (EXECUTED, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
-                                                  SESSION_METRICS, TIME_FREE, TOOL_CALLS, choose_aggregate)
+from agent_analytics.datasource.relations import (EXECUTED, IN_SESSION, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
+                                                  SESSION_METRICS, TOOL_CALLS, Condition, choose_aggregate)
 from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import api, materialised
+
+# The metrics that do not look at the time, from their declarations.
+TIME_FREE = {m.id for m in catalog.METRICS if m.reads is not None and not m.reads.time}
+
+
+def needs(metric: str) -> frozenset[str] | None:
+    return catalog.BY_ID[metric].reads.needs
+
 
 BLOCKED = "tool_calls_blocked_hourly"
 TOTALS = "tool_calls_totals_hourly"
@@ -38,10 +48,11 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
     ("security_top_policies", ["user"], IS_BLOCKED, BLOCKED),
     ("security_top_blocked_tools", ["user", "resource_tag"], IS_BLOCKED, BLOCKED),
     ("security_top_policies", [], EXECUTED, FULL),          # the blocked rollup holds only blocked calls
-    ("mcp_tool_executions", [], "something else", FULL),     # an unknown predicate: play safe
+    # A condition on a column no rollup holds: play safe.
+    ("mcp_tool_executions", [], Condition("other", "something else", frozenset({"something"})), FULL),
 ])
 def test_choice(metric, filters, extra, want):
-    name, columns, _ = choose_aggregate(TOOL_CALLS, metric, filters, extra)
+    name, columns, _ = choose_aggregate(TOOL_CALLS, needs(metric), filters, extra)
     assert name == want
     projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
     full = [c.split(" AS ")[-1].strip() for c in TOOL_CALLS.agg_columns.split(",")]
@@ -61,7 +72,7 @@ def test_choice(metric, filters, extra, want):
 ])
 def test_llm_choice(metric, filters, events, points):
     for ds, want in ((LLM_USAGE, events), (LLM_METRIC_USAGE, points)):
-        name, columns, _ = choose_aggregate(ds, metric, filters, "TRUE")
+        name, columns, _ = choose_aggregate(ds, needs(metric), filters, ALL)
         assert name == want
         projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
         assert projected == [c.split(" AS ")[-1].strip() for c in ds.agg_columns.split(",")]
@@ -73,7 +84,7 @@ def test_session_choice(metric, daily):
     """Session totals may read whole days from the daily twins; activity over time may not."""
     for ds, hourly, twin in ((LLM_SESSIONS, "llm_sessions_hourly", "llm_sessions_daily"),
                              (SESSION_METRICS, "session_metrics_hourly", "session_metrics_daily")):
-        name, _, rollup = choose_aggregate(ds, metric, ["user", "model", "session"], "session_id IS NOT NULL")
+        name, _, rollup = choose_aggregate(ds, needs(metric), ["user", "model", "session"], IN_SESSION)
         assert name == hourly
         assert (rollup is not None and rollup.daily == twin and metric in TIME_FREE) == daily
 

@@ -11,12 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent_analytics.datasource import planner
-from agent_analytics.datasource.relations import (BLOCKED, EXECUTED, LLM_SESSIONS, LLM_USAGE, TIME_FREE, TOOL_CALLS,
-                                                  Dataset)
+from agent_analytics.datasource import catalog, planner
+from agent_analytics.datasource.relations import (ALL, BLOCKED, EXECUTED, IN_SESSION, LLM_SESSIONS, LLM_USAGE,
+                                                  TOOL_CALLS, Condition, Dataset)
 from agent_analytics.datasource.timerange import Window
 
 UTC = timezone.utc
+# The metrics that do not look at the time, from their declarations.
+TIME_FREE = {m.id for m in catalog.METRICS if m.reads is not None and not m.reads.time}
 
 
 def t(day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -47,13 +49,13 @@ PLANS = [
      _days_hours_edges("tool_calls_by_user_tool_daily", "tool_calls_hourly", "tool_calls")),
     ("blocked calls by policy", TOOL_CALLS, "security_top_policies", SPAN, [], BLOCKED, True,
      _days_hours_edges("tool_calls_by_policy_daily", "tool_calls_by_policy_hourly", "tool_calls")),
-    ("LLM totals", LLM_USAGE, "llm_total_tokens", SPAN, [], "TRUE", True,
+    ("LLM totals", LLM_USAGE, "llm_total_tokens", SPAN, [], ALL, True,
      _days_hours_edges("llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_requests")),
-    ("LLM top users", LLM_USAGE, "llm_top_users_by_cost", SPAN, [], "TRUE", True,
+    ("LLM top users", LLM_USAGE, "llm_top_users_by_cost", SPAN, [], ALL, True,
      _days_hours_edges("llm_usage_per_user_daily", "llm_usage_per_user_hourly", "llm_requests")),
-    ("LLM top models under a user filter", LLM_USAGE, "llm_top_models_by_cost", SPAN, ["user"], "TRUE", True,
+    ("LLM top models under a user filter", LLM_USAGE, "llm_top_models_by_cost", SPAN, ["user"], ALL, True,
      _days_hours_edges("llm_usage_by_user_daily", "llm_usage_hourly", "llm_requests")),
-    ("session totals", LLM_SESSIONS, "session_models", SPAN, ["session"], "session_id IS NOT NULL", True,
+    ("session totals", LLM_SESSIONS, "session_models", SPAN, ["session"], IN_SESSION, True,
      _days_hours_edges("llm_sessions_daily", "llm_sessions_hourly", "llm_requests")),
     ("aggregates not allowed: all raw", TOOL_CALLS, "mcp_tool_executions", SPAN, [], EXECUTED, False,
      [("tool_calls", t(2, 10, 30), t(5, 14, 15))]),
@@ -70,9 +72,9 @@ PLANS = [
 
 @pytest.mark.parametrize("case, ds, metric, window, active, condition, aggregates, expected", PLANS,
                          ids=[p[0] for p in PLANS])
-def test_plan(case: str, ds: Dataset, metric: str, window: Window, active: list[str], condition: str,
+def test_plan(case: str, ds: Dataset, metric: str, window: Window, active: list[str], condition: Condition,
               aggregates: bool, expected: list[tuple[str, datetime, datetime]]) -> None:
-    plan = planner.plan(ds, metric, window, active, condition, aggregates)
+    plan = planner.plan(ds, catalog.BY_ID[metric].reads, window, active, condition, aggregates)
     assert [(r.relation, r.lo, r.hi) for r in plan.reads] == expected
     assert all(r.raw == (r.relation == ds.raw) for r in plan.reads)
     assert (plan.agg_columns is None) == all(r.raw for r in plan.reads)
@@ -84,13 +86,13 @@ def test_every_plan_tiles_its_window() -> None:
     metrics that do not look at the time); raw reads only where no whole hour fits."""
     rng = random.Random(19)
     metrics = [(TOOL_CALLS, "mcp_tool_executions", EXECUTED), (TOOL_CALLS, "mcp_executions_over_time", EXECUTED),
-               (TOOL_CALLS, "security_top_policies", BLOCKED), (LLM_USAGE, "llm_top_users_by_tokens", "TRUE"),
-               (LLM_USAGE, "llm_cost_over_time", "TRUE")]
+               (TOOL_CALLS, "security_top_policies", BLOCKED), (LLM_USAGE, "llm_top_users_by_tokens", ALL),
+               (LLM_USAGE, "llm_cost_over_time", ALL)]
     for _ in range(400):
         start = t(1) + timedelta(minutes=rng.randrange(0, 60 * 24 * 20))
         window = Window(start, start + timedelta(minutes=rng.randrange(1, 60 * 24 * 10)))
         ds, metric, condition = rng.choice(metrics)
-        reads = sorted(planner.plan(ds, metric, window, [], condition).reads, key=lambda r: r.lo)
+        reads = sorted(planner.plan(ds, catalog.BY_ID[metric].reads, window, [], condition).reads, key=lambda r: r.lo)
         assert reads[0].lo == window.start and reads[-1].hi == window.end, (metric, window)
         for a, b in zip(reads, reads[1:]):
             assert a.hi == b.lo, (metric, window, reads)
