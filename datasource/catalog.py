@@ -119,10 +119,11 @@ def _collect() -> tuple[tuple[Metric, ...], dict[str, Metric]]:
     from agent_analytics.datasource import llm, mcp, security, sessions, telemetry
 
     metrics = mcp.METRICS + llm.METRICS + sessions.METRICS + security.METRICS + telemetry.METRICS
-    by_id = {m.id: m for m in metrics}
-    if len(by_id) != len(metrics):
-        raise ValueError("duplicate metric id")
-    return metrics, by_id
+    ids = [m.id for m in metrics]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"metrics declared twice: {twice}")
+    return metrics, {m.id: m for m in metrics}
 
 
 def _registry(name: str) -> Any:
