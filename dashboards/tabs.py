@@ -11,7 +11,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 from agent_analytics import connect
 from agent_analytics.config import Config
 from agent_analytics.datasource import catalog
-from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS
+from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS
+from agent_analytics.datasource.filters import FILTERS
 from agent_analytics.datasource.query import MAX_ROWS
 
 from . import panels as P
@@ -25,9 +26,7 @@ SLUGS = {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "sessio
 TITLES = {"mcp": "MCP Usage", "llm": "LLM Usage", "security": "Security", "session": "Session timeline",
           "telemetry": "Telemetry"}
 
-LABELS = {"user": "User", "group": "Group", "agent_instance": "Agent instance", "agent": "Agent", "mcp": "MCP",
-          "agent_tag": "Agent tag", "resource_tag": "Resource tag", "provider": "Provider", "model": "Model",
-          "session": "Session"}
+LABELS = {name: f.label for name, f in FILTERS.items()}
 
 # The seed's date-range picker: rolling windows, then period-to-date.
 QUICK_RANGES = (
@@ -58,13 +57,15 @@ def telemetry_url(variant: Variant) -> str:
     return f"/d/{variant.uid(UIDS['telemetry'])}/{SLUGS['telemetry']}"
 
 
-def _variable(variant: Variant, name: str, multi: bool = True) -> db.QueryVariable:
-    v = (db.QueryVariable(name).label(LABELS[name]).datasource(variant.datasource)
+def _variable(variant: Variant, name: str) -> db.QueryVariable:
+    """The filter's variable, as its declaration (filters.py) says."""
+    f = FILTERS[name]
+    multi = f.multi
+    v = (db.QueryVariable(name).label(f.label).datasource(variant.datasource)
          .query(variant.variable_query(name)).definition(name)
          .multi(multi).include_all(multi)
          .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-         # Sessions in the service's order, newest first; the other lists alphabetically.
-         .sort(dm.VariableSort.DISABLED if name == "session" else dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC))
+         .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC if f.sort_values else dm.VariableSort.DISABLED))
     if multi:
         # allValue "$__all": All means "no filter". Left unset, Grafana would expand All into the
         # list of options, dropping rows without that dimension and previous-period rows of values
@@ -195,12 +196,11 @@ def security(variant: Variant, cfg: Config) -> db.Dashboard:
 
 
 def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
-    filters = ("session",) + LLM_FILTERS
+    # The session the dashboard is about (its single-valued variable) first, then the baseline's filters.
+    filters = tuple(sorted(SESSION_FILTERS, key=lambda name: FILTERS[name].multi))
     d = _base(variant, "session", "One agent session: totals, models, token mix and its activity over time, "
-              "compared with the median session for the same date range and filters.", (), [MARKER_TAG, "aa-drilldown"])
-    d.with_variable(_variable(variant, "session", multi=False))
-    for name in LLM_FILTERS:
-        d.with_variable(_variable(variant, name))
+              "compared with the median session for the same date range and filters.", filters,
+              [MARKER_TAG, "aa-drilldown"])
     d.link(db.DashboardLink("Back to LLM Usage").type(dm.DashboardLinkType.LINK)
            .url(f"/d/{variant.uid(UIDS['llm'])}/{SLUGS['llm']}").keep_time(True).include_vars(True)
            .icon("dashboard"))

@@ -20,18 +20,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection
 
 from agent_analytics.auth import Permission
+from agent_analytics.datasource import filters
 from agent_analytics.datasource.relations import Reads
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.kinds import Handler
 
-# Filters per tab; the same names in Grafana payloads, scopedVars and JSON API parameters.
-COMMON_FILTERS = ("user", "group")
-MCP_FILTERS = COMMON_FILTERS + ("agent_instance", "agent", "mcp", "agent_tag", "resource_tag")
-LLM_FILTERS = COMMON_FILTERS + ("provider", "model")
-SESSION_FILTERS = LLM_FILTERS + ("session",)
-ALL_FILTERS = ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag",
-               "provider", "model", "session")
+# Filters per tab, from their declarations (filters.py); the same names in Grafana payloads,
+# scopedVars and JSON API parameters.
+COMMON_FILTERS = filters.applying_to("mcp", "llm")
+MCP_FILTERS = filters.applying_to("mcp")
+LLM_FILTERS = filters.applying_to("llm")
+SESSION_FILTERS = filters.applying_to("session")
+ALL_FILTERS = tuple(filters.FILTERS)
 
 TABS = ("mcp", "llm", "sessions", "security", "telemetry")
 KINDS = ("stat", "timeseries", "bars", "table", "record", "status")
@@ -138,13 +139,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Variables (POST /grafana/variable target, GET /api/v1/variables/<name>) and who may read them.
-VARIABLES: dict[str, object] = {
-    "user": Permission.QUERY, "group": Permission.QUERY, "agent_instance": Permission.QUERY,
-    "agent": Permission.QUERY, "mcp": Permission.QUERY, "agent_tag": Permission.QUERY,
-    "resource_tag": Permission.QUERY, "provider": Permission.LLM_ANALYTICS,
-    "model": Permission.LLM_ANALYTICS, "session": Permission.LLM_ANALYTICS,
-}
+# Variables (POST /grafana/variable target, GET /api/v1/variables/<name>) and who may read them:
+# one per filter.
+VARIABLES: dict[str, object] = {f.name: f.permission for f in filters.DECLARED}
 
 
 def metrics_for(granted: Collection[object]) -> list[Metric]:

@@ -1,4 +1,7 @@
-"""Filters -> parameterised SQL predicates over a relation's own columns.
+"""The filters: each declared once, here, with everything the rest derives from it: the catalog's
+filter tuples per tab (and so the dashboards' variables), the request schemas' fields, the
+predicates, the variables' values and permissions, the columns the "choose aggregate" stage
+requires of a rollup, and the indexes of plain PostgreSQL's rollups.
 
 Every relation the engine reads exposes the same column names (user_id, agent_id, ...), so one
 predicate fits the aggregate and the raw table alike. Values are always bound parameters.
@@ -6,29 +9,104 @@ Within a filter values are alternatives (OR); filters combine (AND).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from psycopg import sql
 
-ALL_MARKERS = frozenset({"$__all", "All", ""})
+from agent_analytics.auth import Permission
 
-# Directory-resolved filters: a subquery on the directory, evaluated as it stands now.
-_PREDICATES: dict[str, str] = {
-    "user": "user_id = ANY(%s)",
-    # The group's members as of now.
-    "group": "user_id IN (SELECT gm.user_id FROM group_members gm WHERE gm.group_id = ANY(%s))",
-    "agent_instance": "agent_instance_id = ANY(%s)",
-    "agent": "agent_id = ANY(%s)",
-    "mcp": "mcp_server_id = ANY(%s)",
-    "agent_tag": "agent_id IN (SELECT agt.agent_id FROM agent_tags agt WHERE agt.tag = ANY(%s))",
-    # The MCP server carries the tag, or the tool itself does.
-    "resource_tag": ("(mcp_server_id IN (SELECT st.mcp_server_id FROM mcp_server_tags st WHERE st.tag = ANY(%s))"
-                     " OR (mcp_server_id, tool_name) IN (SELECT tt.mcp_server_id, tt.tool_name FROM tool_tags tt"
-                     " WHERE tt.tag = ANY(%s)))"),
-    "provider": "provider = ANY(%s)",
-    "model": "model = ANY(%s)",
-    "session": "session_id = ANY(%s)",
+# What a filter may apply to: the datasets of a tab, as the catalog's filter tuples name them.
+SCOPES = {
+    "mcp": "tool calls (MCP Usage, Security)",
+    "llm": "LLM usage (LLM Usage, its sessions list)",
+    "session": "one session (Session timeline)",
 }
+
+
+@dataclass(frozen=True)
+class Filter:
+    name: str  # the payload field, JSON API parameter, dashboard variable and ad hoc key: never rename
+    label: str  # the dashboard variable's label
+    permission: Permission  # who may list its values
+    # Our own SQL over the dataset's columns, one bound list of the values per %s. Directory-resolved
+    # filters (group, tags) are subqueries on the directory, evaluated as it stands now.
+    predicate: str
+    # The columns the predicate reads: a rollup answers under the filter only if it holds them wholly.
+    columns: frozenset[str]
+    scopes: frozenset[str]  # keys of SCOPES: every metric of those datasets honours the filter
+    # Our own SQL listing the variable's (value, text) pairs: the directory where it knows them, else
+    # the smallest aggregate that names every value. It may read the dashboard's range as
+    # %(start)s and %(end)s (NULL when the request names none).
+    values: str
+    multi: bool = True  # the variable takes several values and All; else one (the dashboard's subject)
+    sort_values: bool = True  # the dashboard sorts the values alphabetically; else in the service's order
+    indexed: bool = False  # plain PostgreSQL's rollups index its columns (TimescaleDB indexes every key)
+
+
+def _f(name: str, label: str, permission: Permission, predicate: str, columns: set[str], scopes: set[str],
+       values: str, **settings: bool) -> Filter:
+    return Filter(name, label, permission, predicate, frozenset(columns), frozenset(scopes), values, **settings)
+
+
+_ALL_TABS = {"mcp", "llm", "session"}
+_MCP = {"mcp"}
+_LLM = {"llm", "session"}
+_Q = Permission.QUERY
+_LLM_DATA = Permission.LLM_ANALYTICS
+
+# In the order the faces list them.
+DECLARED: tuple[Filter, ...] = (
+    _f("user", "User", _Q, "user_id = ANY(%s)", {"user_id"}, _ALL_TABS,
+       "SELECT id, coalesce(display_name, email, id) FROM users ORDER BY 2, 1", indexed=True),
+    # The group's members as of now.
+    _f("group", "Group", _Q, "user_id IN (SELECT gm.user_id FROM group_members gm WHERE gm.group_id = ANY(%s))",
+       {"user_id"}, _ALL_TABS, "SELECT id, name FROM groups ORDER BY 2, 1"),
+    _f("agent_instance", "Agent instance", _Q, "agent_instance_id = ANY(%s)", {"agent_instance_id"}, _MCP,
+       "SELECT id, coalesce(name, id) FROM agent_instances ORDER BY 2, 1"),
+    _f("agent", "Agent", _Q, "agent_id = ANY(%s)", {"agent_id"}, _MCP,
+       "SELECT id, name FROM agents ORDER BY 2, 1", indexed=True),
+    _f("mcp", "MCP", _Q, "mcp_server_id = ANY(%s)", {"mcp_server_id"}, _MCP,
+       "SELECT id, name FROM mcp_servers ORDER BY 2, 1", indexed=True),
+    _f("agent_tag", "Agent tag", _Q,
+       "agent_id IN (SELECT agt.agent_id FROM agent_tags agt WHERE agt.tag = ANY(%s))", {"agent_id"}, _MCP,
+       "SELECT DISTINCT tag, tag FROM agent_tags ORDER BY 1"),
+    # The MCP server carries the tag, or the tool itself does.
+    _f("resource_tag", "Resource tag", _Q,
+       "(mcp_server_id IN (SELECT st.mcp_server_id FROM mcp_server_tags st WHERE st.tag = ANY(%s))"
+       " OR (mcp_server_id, tool_name) IN (SELECT tt.mcp_server_id, tt.tool_name FROM tool_tags tt"
+       " WHERE tt.tag = ANY(%s)))", {"mcp_server_id", "tool_name"}, _MCP,
+       "SELECT tag, tag FROM (SELECT tag FROM mcp_server_tags UNION SELECT tag FROM tool_tags) t ORDER BY 1"),
+    # Values: the smallest rollups that name every provider and model LLM Usage can show.
+    _f("provider", "Provider", _LLM_DATA, "provider = ANY(%s)", {"provider"}, _LLM,
+       "SELECT p, p FROM (SELECT provider AS p FROM llm_usage_by_model_daily UNION"
+       " SELECT provider FROM llm_metric_usage_by_model_daily) t ORDER BY 1", indexed=True),
+    _f("model", "Model", _LLM_DATA, "model = ANY(%s)", {"model"}, _LLM,
+       "SELECT m, m FROM (SELECT model AS m FROM llm_usage_by_model_daily UNION"
+       " SELECT model FROM llm_metric_usage_by_model_daily) t ORDER BY 1", indexed=True),
+    # The most recent sessions overlapping the range (the session table is the directory of sessions).
+    _f("session", "Session", _LLM_DATA, "session_id = ANY(%s)", {"session_id"}, {"session"},
+       "SELECT s.id, s.id || ' (' || coalesce(u.display_name, u.email, s.user_id, '?') || ')'"
+       " FROM sessions s LEFT JOIN users u ON u.id = s.user_id"
+       " WHERE (%(start)s::timestamptz IS NULL OR s.last_seen >= %(start)s)"
+       " AND (%(end)s::timestamptz IS NULL OR s.first_seen < %(end)s)"
+       " ORDER BY s.last_seen DESC, s.id LIMIT 1000", multi=False, sort_values=False),
+)
+FILTERS: dict[str, Filter] = {f.name: f for f in DECLARED}
+assert len(FILTERS) == len(DECLARED), "duplicate filter name"
+assert all(f.scopes <= set(SCOPES) and f.predicate.count("%s") >= 1 for f in DECLARED)
+
+
+def applying_to(*scopes: str) -> tuple[str, ...]:
+    """The names of the filters that apply to every one of these scopes, in declaration order."""
+    return tuple(f.name for f in DECLARED if set(scopes) <= f.scopes)
+
+
+# The columns plain PostgreSQL's rollups index with the bucket, as TimescaleDB indexes a
+# continuous aggregate's grouping columns.
+INDEXED_COLUMNS: frozenset[str] = frozenset().union(*(f.columns for f in DECLARED if f.indexed))
+
+ALL_MARKERS = frozenset({"$__all", "All", ""})
 
 
 def normalise(values: object) -> tuple[str, ...] | None:
@@ -54,7 +132,7 @@ def predicate_text(filters: Mapping[str, Sequence[str]], applicable: Sequence[st
         values = filters.get(name)
         if not values:
             continue
-        text = _PREDICATES[name]
+        text = FILTERS[name].predicate
         parts.append(text)
         params.extend([list(values)] * text.count("%s"))
     return " AND ".join(parts), params

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER, Metric
-from agent_analytics.datasource.filters import normalise
+from agent_analytics.datasource.catalog import SESSION_ORDER, Metric
+from agent_analytics.datasource.filters import FILTERS, normalise
 from agent_analytics.datasource.query import MAX_ROWS, Query
 from agent_analytics.errors import Permanent
 from agent_analytics.text import StorableSchema
@@ -114,10 +114,12 @@ MAX_PAGE = 1_000_000
 
 
 class OptionsSchema(StorableSchema):
-    """The fields shared by a Grafana target payload and the JSON API's query parameters."""
+    """The fields shared by a Grafana target payload and the JSON API's query parameters: the
+    options below, then one field per filter (declared in filters.py)."""
 
     class Meta:
         unknown = EXCLUDE
+        include = {name: FilterValues(load_default=None) for name in FILTERS}
 
     @pre_load
     def _empty_means_default(self, data: Any, **kwargs: Any) -> Any:
@@ -131,20 +133,6 @@ class OptionsSchema(StorableSchema):
     page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_ROWS))
     order_by = fields.String(load_default="cost", validate=validate.OneOf(SESSION_ORDER))
-    # The filters (catalog.ALL_FILTERS).
-    user = FilterValues(load_default=None)
-    group = FilterValues(load_default=None)
-    agent_instance = FilterValues(load_default=None)
-    agent = FilterValues(load_default=None)
-    mcp = FilterValues(load_default=None)
-    agent_tag = FilterValues(load_default=None)
-    resource_tag = FilterValues(load_default=None)
-    provider = FilterValues(load_default=None)
-    model = FilterValues(load_default=None)
-    session = FilterValues(load_default=None)
-
-
-assert set(ALL_FILTERS) <= set(OptionsSchema._declared_fields)
 
 
 class JsonApiSchema(OptionsSchema):

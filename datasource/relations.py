@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
+from agent_analytics.datasource.filters import FILTERS, applying_to
 from agent_analytics.sql import rollups as r
 
 # A question on executions counts a call the gateway reported from the gateway only: it reads the
@@ -93,7 +94,7 @@ TOOL_CALLS = _dataset(
     " policy_id, policy_name, policy_description, calls",
     "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     " policy_id, policy_name, policy_description, 1::bigint AS calls",
-    ("user", "group", "agent_instance", "agent", "mcp", "agent_tag", "resource_tag"),
+    applying_to("mcp"),
     (r.TOOL_CALLS_TOTALS, r.TOOL_CALLS_BY_POLICY, r.TOOL_CALLS_BY_SERVER, r.TOOL_CALLS_BY_TOOL, r.TOOL_CALLS_BY_USER,
      r.TOOL_CALLS_BY_ACTOR,
      # Last: bigger than the others, but it alone answers policies and tool x actor questions.
@@ -101,14 +102,8 @@ TOOL_CALLS = _dataset(
      # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
      (r.TOOL_CALLS_FULL, r.TOOL_CALLS_BY_USER_TOOL)))
 
-# The columns each filter reads (see filters.py).
-FILTER_COLUMNS: dict[str, frozenset[str]] = {
-    "user": frozenset({"user_id"}), "group": frozenset({"user_id"}),
-    "agent_instance": frozenset({"agent_instance_id"}), "agent": frozenset({"agent_id"}),
-    "agent_tag": frozenset({"agent_id"}), "mcp": frozenset({"mcp_server_id"}),
-    "resource_tag": frozenset({"mcp_server_id", "tool_name"}),
-    "provider": frozenset({"provider"}), "model": frozenset({"model"}), "session": frozenset({"session_id"}),
-}
+# The columns each filter reads (declared in filters.py).
+FILTER_COLUMNS: dict[str, frozenset[str]] = {name: f.columns for name, f in FILTERS.items()}
 
 _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
 # Row condition of the LLM request events whose tokens count (their session sent no metric
@@ -124,7 +119,7 @@ LLM_USAGE = _dataset(
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
     f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
-    ("user", "group", "provider", "model"),
+    applying_to("llm"),
     (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_PER_USER,
      # The full hourly aggregate, with a daily twin by user for whole days.
      (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER)),
@@ -151,7 +146,7 @@ LLM_METRIC_USAGE = _dataset(
     # The reported cost is the cost metric's value; the estimate is priced on token points.
     " CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
     f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}",
-    ("user", "group", "provider", "model"),
+    applying_to("llm"),
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
      (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER)))
 
@@ -167,7 +162,7 @@ LLM_SESSIONS = _dataset(
     f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens,"
     " latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
     " time AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"), (r.LLM_SESSIONS,), always=frozenset({"counted"}))
+    applying_to("session"), (r.LLM_SESSIONS,), always=frozenset({"counted"}))
 
 SESSION_METRICS = _dataset(
     r.SESSION_METRICS,
@@ -180,7 +175,7 @@ SESSION_METRICS = _dataset(
     + ", CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
     f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED},"
     " coalesce(start_time, time) AS first_time, time AS last_time",
-    ("user", "group", "provider", "model", "session"), (r.SESSION_METRICS,))
+    applying_to("session"), (r.SESSION_METRICS,))
 
 # A metric's `needs` when it reads the full aggregate whatever the filters.
 EVERY_COLUMN = None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterable
 import psycopg
 from psycopg import sql
 
+from agent_analytics.datasource.filters import INDEXED_COLUMNS
 from agent_analytics.sql import rollups
 
 if TYPE_CHECKING:
@@ -87,7 +88,6 @@ def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
 
 # Plain PostgreSQL's rollups (plain/20_rollups.sql): `name` is a view over `name_mat`.
 MATERIALISED = "_mat"
-_FILTERED = {"user_id", "agent_id", "mcp_server_id", "provider", "model"}
 
 
 def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
@@ -102,9 +102,9 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     columns = _columns(conn, mat)
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (bucket)").format(
         sql.Identifier(name + MATERIALISED + "_bucket"), mat))
-    # As TimescaleDB indexes a continuous aggregate's grouping columns, here those the
-    # dashboards' filters test (datasource/filters.py).
-    for column in set(columns) & _FILTERED:
+    # As TimescaleDB indexes a continuous aggregate's grouping columns, here those of the
+    # filters declared `indexed` (datasource/filters.py).
+    for column in set(columns) & INDEXED_COLUMNS:
         conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, bucket)").format(
             sql.Identifier(f"{name}{MATERIALISED}_{column}"), mat, sql.Identifier(column)))
     conn.execute("INSERT INTO aa_rollups (name, raw, width, fill) VALUES (%s, %s, %s::interval, %s)"
