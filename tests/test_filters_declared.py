@@ -1,0 +1,79 @@
+"""The filter declarations (datasource/filters.py) are coherent with the relations they filter:
+each filter's predicate names the columns it declares, and every dataset a filter applies to has
+those columns under the same name in its aggregate and its raw projections (otherwise the filter
+would fail as SQL on one path, or, with a column missing from FILTER_COLUMNS, read a rollup that
+does not hold it)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agent_analytics.datasource import relations
+from agent_analytics.datasource.filters import DECLARED, FILTERS, SCOPES, applying_to
+from agent_analytics.datasource.params import FilterValues, JsonApiSchema, OptionsSchema
+
+DATASETS = {name: ds for name, ds in vars(relations).items() if isinstance(ds, relations.Dataset)}
+
+
+def _split_top_level(columns: str) -> list[str]:
+    """A SELECT list split at the commas outside parentheses."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(columns):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            items.append(columns[start:i].strip())
+            start = i + 1
+    items.append(columns[start:].strip())
+    return items
+
+
+def output_names(columns: str) -> set[str]:
+    """The names a SELECT list gives its columns: the alias, or the bare column."""
+    names = set()
+    for item in _split_top_level(columns):
+        alias = re.search(r"\sAS\s+(\w+)$", item)
+        names.add(alias.group(1) if alias else item)
+    return names
+
+
+def test_the_column_parser_reads_aliases_and_bare_columns():
+    assert output_names("bucket AS time, user_id, coalesce(start_time, time) AS first_time, "
+                        "CASE WHEN a = 'x' THEN v END AS x_tokens") == {"time", "user_id", "first_time", "x_tokens"}
+
+
+def test_datasets_are_found():
+    assert {"TOOL_CALLS", "LLM_USAGE", "LLM_METRIC_USAGE", "LLM_SESSIONS", "SESSION_METRICS"} <= set(DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_filter_of_a_dataset_reads_columns_it_has(name):
+    ds = DATASETS[name]
+    assert ds.filterable
+    for projection in (ds.agg_columns, ds.raw_columns):
+        have = output_names(projection)
+        for f in ds.filterable:
+            assert FILTERS[f].columns <= have, (name, f, FILTERS[f].columns - have)
+
+
+@pytest.mark.parametrize("f", DECLARED, ids=lambda f: f.name)
+def test_a_predicate_reads_the_columns_it_declares(f):
+    # Placeholders only: values are always bound, never written into the text.
+    assert f.predicate.count("%s") >= 1 and "%(" not in f.predicate
+    for column in f.columns:
+        assert re.search(rf"\b{column}\b", f.predicate), (f.name, column)
+    assert f.scopes and f.scopes <= set(SCOPES)
+
+
+def test_each_filter_is_a_request_field_of_both_faces():
+    for schema in (OptionsSchema, JsonApiSchema):
+        declared = {k for k, v in schema._declared_fields.items() if isinstance(v, FilterValues)}
+        assert declared == set(FILTERS)
+
+
+def test_the_filter_tuples_keep_the_declaration_order():
+    order = list(FILTERS)
+    for scope in SCOPES:
+        names = applying_to(scope)
+        assert names and [order.index(n) for n in names] == sorted(order.index(n) for n in names)
