@@ -20,7 +20,7 @@ from agent_analytics.datasource import catalog, frames, params, service
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource import variables as variables_mod
 from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER
-from agent_analytics.datasource.filters import normalise
+from agent_analytics.datasource.filters import FILTERS, normalise
 
 bp = Blueprint("grafana_face", __name__, url_prefix="/grafana")
 FACE = "grafana"
@@ -55,8 +55,8 @@ def list_metrics():
     for m in catalog.metrics_for(granted):
         payloads = []
         for name in m.payload_fields:
-            if name in ALL_FILTERS:
-                payloads.append({"name": name, "label": name.replace("_", " ").capitalize(),
+            if name in FILTERS:
+                payloads.append({"name": name, "label": FILTERS[name].label,
                                  "type": "multi-select", "placeholder": "All"})
             elif name == "order_by":
                 payloads.append({"name": name, "label": "Order by", "type": "select",

@@ -77,3 +77,22 @@ def test_the_filter_tuples_keep_the_declaration_order():
     for scope in SCOPES:
         names = applying_to(scope)
         assert names and [order.index(n) for n in names] == sorted(order.index(n) for n in names)
+
+
+def test_the_query_editor_labels_filter_fields_as_declared():
+    """POST /grafana/metrics (no database needed): each filter payload field carries its label."""
+    from agent_analytics.app import create_app
+    from agent_analytics.config import Config
+    from tests.harness_support import QUERY_TOKEN
+
+    app = create_app(Config(database_url="postgresql://nobody@127.0.0.1:9/none", query_tokens=(QUERY_TOKEN,),
+                            db_timeout_s=1, db_pool_size=1), role="query")
+    try:
+        metrics = app.test_client().post("/grafana/metrics", json={},
+                                         headers={"Authorization": f"Bearer {QUERY_TOKEN}"}).get_json()
+    finally:
+        app.extensions["aa_db"].close()
+    top_tools = next(m for m in metrics if m["value"] == "mcp_top_tools")
+    labels = {p["name"]: p["label"] for p in top_tools["payloads"] if p["type"] == "multi-select"}
+    assert labels == {"user": "User", "group": "Group", "agent_instance": "Agent instance", "agent": "Agent",
+                      "mcp": "MCP", "agent_tag": "Agent tag", "resource_tag": "Resource tag"}
