@@ -26,6 +26,7 @@ SCOPES = {
 
 @dataclass(frozen=True)
 class Filter:
+    """One filter's declaration (see the module's docstring for what derives from it)."""
     name: str  # the payload field, JSON API parameter, dashboard variable and ad hoc key: never rename
     label: str  # the dashboard variable's label
     permission: Permission  # who may list its values
@@ -37,7 +38,7 @@ class Filter:
     scopes: frozenset[str]  # keys of SCOPES: every metric of those datasets honours the filter
     # Our own SQL listing the variable's (value, text) pairs: the directory where it knows them, else
     # the smallest aggregate that names every value. It may read the dashboard's range as
-    # %(start)s and %(end)s (NULL when the request names none).
+    # %(start)s and %(end)s (NULL when the request names none); a literal % is written %%.
     values: str
     multi: bool = True  # the variable takes several values and All; else one (the dashboard's subject)
     sort_values: bool = True  # the dashboard sorts the values alphabetically; else in the service's order
