@@ -26,8 +26,6 @@ SLUGS = {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "sessio
 TITLES = {"mcp": "MCP Usage", "llm": "LLM Usage", "security": "Security", "session": "Session timeline",
           "telemetry": "Telemetry"}
 
-LABELS = {name: f.label for name, f in FILTERS.items()}
-
 # The seed's date-range picker: rolling windows, then period-to-date.
 QUICK_RANGES = (
     ("Last 1h", "now-1h", "now"), ("Last 24h", "now-24h", "now"), ("Last 7 days", "now-7d", "now"),
