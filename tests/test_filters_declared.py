@@ -94,5 +94,6 @@ def test_the_query_editor_labels_filter_fields_as_declared():
         app.extensions["aa_db"].close()
     top_tools = next(m for m in metrics if m["value"] == "mcp_top_tools")
     labels = {p["name"]: p["label"] for p in top_tools["payloads"] if p["type"] == "multi-select"}
-    assert labels == {"user": "User", "group": "Group", "agent_instance": "Agent instance", "agent": "Agent",
-                      "mcp": "MCP", "agent_tag": "Agent tag", "resource_tag": "Resource tag"}
+    assert set(labels) == set(applying_to("mcp"))
+    assert labels == {name: FILTERS[name].label for name in labels}
+    assert (labels["mcp"], labels["agent_instance"]) == ("MCP", "Agent instance")
