@@ -1,7 +1,12 @@
-"""The OpenAPI 3 document for both faces (GET /api/v1/openapi.json), built with apispec: the
-request bodies and the metric, variable and filter enumerations come from the marshmallow schemas
-and the catalog that validate and answer requests; the paths, query parameters and responses are
-written here, and tests/test_hardening_openapi.py fuzzes the service against them (schemathesis)."""
+"""The OpenAPI 3 document for both faces (GET /api/v1/openapi.json), built with apispec's
+MarshmallowPlugin from the marshmallow schemas that validate requests: the Grafana face's request
+bodies (params.GrafanaQuerySchema, params.OptionsSchema) and the JSON API's query parameters
+(params.JsonApiSchema: names, types, bounds, enumerations, defaults and descriptions), with the
+metric, variable and filter enumerations from the catalog. The paths, the small request bodies of
+the other Grafana routes and the responses are declared here, by hand: the answers are built as
+plain dicts (frames.py), not dumped through a schema, so nothing ties those parts to the code, and
+tests/test_hardening_openapi.py fuzzes the service against the whole document (schemathesis) to
+catch where they differ."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -9,9 +14,9 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow.fields import Field
 
 from agent_analytics.datasource import catalog, params
-from agent_analytics.datasource.catalog import ALL_FILTERS, SESSION_ORDER
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                            "fields": {"type": "object",
@@ -31,36 +36,46 @@ def _responses(ok: dict[str, Any], description: str = "OK") -> dict[str, Any]:
             "503": {"description": "Database unavailable; retry", **err}}
 
 
-def _query_parameters() -> list[dict[str, Any]]:
-    ps: list[dict[str, Any]] = [
-        {"name": "metric_id", "in": "path", "required": True,
-         "schema": {"type": "string", "enum": [m.id for m in catalog.METRICS]}},
-        {"name": "from", "in": "query", "schema": {"type": "string", "default": "now-24h", "pattern": _TIME},
-         "description": "Epoch milliseconds, ISO 8601, or a Grafana relative time (now-7d, now/M). from and to "
-                        "may each be given twice: the window, then the date picker's raw range (what Grafana's "
-                        "${__url_time_range} writes), which decides the previous period."},
-        {"name": "to", "in": "query", "schema": {"type": "string", "default": "now", "pattern": _TIME}},
-        {"name": "tz", "in": "query", "schema": {"type": "string", "default": "UTC"},
-         "description": "IANA time zone: daily buckets start at its midnight; relative times round in it."},
-        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
-        {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                                        "default": 10}},
-        {"name": "order_by", "in": "query", "schema": {"type": "string", "enum": list(SESSION_ORDER),
-                                                       "default": "cost"}},
-    ]
-    for name in ALL_FILTERS:
-        ps.append({"name": name, "in": "query", "description": _FILTER_DOC, "style": "form", "explode": True,
-                   "schema": {"type": "array", "items": {"type": "string"}}})
-    return ps
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_TIME_STRING = {"type": "string", "pattern": _TIME}
+
+
+def _field_properties(self: Any, field: Field, **kwargs: Any) -> dict[str, Any]:
+    """The OpenAPI form of params' own field types in a JSON body (apispec knows marshmallow's
+    built-in ones)."""
+    if isinstance(field, params.FilterValues):
+        return {"anyOf": [{"type": "string"}, _STRINGS], "description": _FILTER_DOC}
+    if isinstance(field, params.TimeExpr):
+        return {"anyOf": [_TIME_STRING, {"type": "integer", "minimum": 0}]}
+    return {}
+
+
+def _query_parameter(self: Any, field: Field, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The same fields as query parameters: every value is a string, repeated for several (user=a&user=b),
+    and a query string cannot carry null (a field whose value defaults to None is just optional)."""
+    if ret.get("in") != "query":
+        return {}
+    schema = {k: v for k, v in ret["schema"].items() if k not in ("nullable", "anyOf")}
+    if schema.get("default", "") is None:
+        del schema["default"]
+    if isinstance(field, params.FilterValues):
+        return {"schema": {**schema, **_STRINGS}, "style": "form", "explode": True}
+    if isinstance(field, params.TimeExpr):
+        return {"schema": {**schema, **_TIME_STRING}}
+    return {"schema": schema}
 
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
+    marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(title="agent-analytics data source", version="1", openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[marshmallow_plugin],
                    info={"description": "One query engine, two faces: Grafana's JSON data source protocol "
                                         "under /grafana and a JSON API under /api/v1 (Infinity, alert rules). "
                                         "Authenticate with `Authorization: Bearer <query token>`."})
+    assert marshmallow_plugin.converter is not None
+    marshmallow_plugin.converter.add_attribute_function(_field_properties)
+    marshmallow_plugin.converter.add_parameter_attribute_function(_query_parameter)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", _ERROR)
     spec.components.schema("GrafanaQueryRequest", schema=params.GrafanaQuerySchema)
@@ -117,7 +132,9 @@ def document() -> dict[str, Any]:
         "responses": _responses({"type": "object", "properties": {"metrics": rows}})}})
     spec.path("/api/v1/query/{metric_id}", operations={"get": {
         "summary": "One metric as rows (Infinity: root_selector `rows`)",
-        "parameters": _query_parameters(),
+        "parameters": [{"name": "metric_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": metric_ids}},
+                       {"in": "query", "schema": params.JsonApiSchema}],
         "responses": _responses({"type": "object", "required": ["metric", "kind", "rows"], "properties": {
             "metric": {"type": "string"}, "kind": {"type": "string", "enum": list(catalog.KINDS)},
             "unit": {"type": "string", "nullable": True}, "rows": rows, "total": {"type": "integer"},

@@ -128,7 +128,9 @@ class OptionsSchema(StorableSchema):
             return {k: v for k, v in data.items() if not (k in _SCALARS and v in ("", None))}
         return data
 
-    tz = ZoneName(load_default=None)
+    tz = ZoneName(load_default=None, metadata={
+        "default": "UTC", "description": "IANA time zone: daily buckets start at its midnight; relative times "
+                                         "round in it."})
     # Bounded so that (page - 1) * page_size stays a valid OFFSET (bigint).
     page = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_ROWS))
@@ -136,7 +138,10 @@ class OptionsSchema(StorableSchema):
 
 
 class JsonApiSchema(OptionsSchema):
-    from_ = TimeExpr(data_key="from", load_default="now-24h")
+    from_ = TimeExpr(data_key="from", load_default="now-24h", metadata={"description": (
+        "Epoch milliseconds, ISO 8601, or a Grafana relative time (now-7d, now/M). from and to may each be "
+        "given twice: the window, then the date picker's raw range (what Grafana's ${__url_time_range} "
+        "writes), which decides the previous period.")})
     to = TimeExpr(load_default="now")
 
 
