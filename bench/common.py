@@ -52,13 +52,27 @@ def fresh_database(c: LocalCluster, name: str, backend: str) -> str:
     return url
 
 
+def _serve_command(role: str, port: int, env: dict[str, str]) -> list[str]:
+    """`agent-analytics serve`, or with AA_BENCH_SERVER=gunicorn the same app under gunicorn
+    (gthread workers: AA_INGEST_PROCESSES processes of AA_INGEST_THREADS threads for the receiver,
+    one of 8 threads for queries, as `serve` runs them), to compare the two servers (bench/README.md)."""
+    if os.environ.get("AA_BENCH_SERVER", "serve") != "gunicorn":
+        return [sys.executable, "-m", "agent_analytics.cli", "serve", "--role", role]
+    if role not in ("ingest", "query"):
+        raise ValueError("AA_BENCH_SERVER=gunicorn serves one role, ingest or query")
+    workers, threads = ((env.get("AA_INGEST_PROCESSES", "1"), env.get("AA_INGEST_THREADS", "2")) if role == "ingest"
+                        else ("1", "8"))
+    return [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", workers, "--threads", threads,
+            "--bind", f"127.0.0.1:{port}", "--backlog", "1024", f"agent_analytics.app:create_app(role={role!r})"]
+
+
 @contextlib.contextmanager
 def service(database_url: str, role: str = "all", extra_env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """`agent-analytics serve` as its own process; yields its base URL."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=database_url, AA_INGEST_TOKENS=TOKEN, AA_LLM_QUERY_TOKENS=TOKEN,
                AA_INGEST_PORT=str(port), AA_QUERY_PORT=str(port), AA_RETENTION_DAYS="0", **(extra_env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "agent_analytics.cli", "serve", "--role", role], env=env,
+    proc = subprocess.Popen(_serve_command(role, port, env), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -67,7 +81,7 @@ def service(database_url: str, role: str = "all", extra_env: dict | None = None)
             try:
                 if requests.get(base + "/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):   # (gunicorn accepts before its workers run)
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the service did not start")
