@@ -64,3 +64,27 @@ def test_invalid_requests_get_a_4xx_that_names_the_field(ds_app, schema):
         _names_its_field(response)
 
     run()
+
+
+def test_the_json_api_parameters_are_what_its_schema_validates():
+    """Every field params.JsonApiSchema loads is a documented query parameter, with the bounds and
+    choices its validators enforce, and no other query parameter is documented."""
+    from marshmallow import validate
+
+    from agent_analytics.datasource import params
+    from agent_analytics.datasource.openapi import document
+
+    operation = document()["paths"]["/api/v1/query/{metric_id}"]["get"]
+    documented = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    loaded = {f.data_key or name: f for name, f in params.JsonApiSchema().fields.items() if not f.dump_only}
+    assert set(documented) == set(loaded)
+    for name, field in loaded.items():
+        schema = documented[name]["schema"]
+        for v in field.validators:
+            if isinstance(v, validate.Range):
+                assert (schema.get("minimum"), schema.get("maximum")) == (v.min, v.max), name
+            if isinstance(v, validate.OneOf):
+                assert schema.get("enum") == list(v.choices), name
+        if isinstance(field, params.FilterValues):
+            assert schema == {"type": "array", "items": {"type": "string"}}, name
+            assert documented[name]["style"] == "form" and documented[name]["explode"] is True, name
