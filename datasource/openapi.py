@@ -2,11 +2,11 @@
 MarshmallowPlugin from the marshmallow schemas that validate requests: the Grafana face's request
 bodies (params.GrafanaQuerySchema, params.OptionsSchema) and the JSON API's query parameters
 (params.JsonApiSchema: names, types, bounds, enumerations, defaults and descriptions), with the
-metric, variable and filter enumerations from the catalog. The paths, the small request bodies of
-the other Grafana routes and the responses are declared here, by hand: the answers are built as
-plain dicts (frames.py), not dumped through a schema, so nothing ties those parts to the code, and
-tests/test_hardening_openapi.py fuzzes the service against the whole document (schemathesis) to
-catch where they differ."""
+metric and variable enumerations from the catalog. The paths, the small request bodies of the
+other Grafana routes and the responses are declared here, by hand: the answers are built as plain
+dicts (frames.py), not dumped through a schema, so nothing ties those parts to the code;
+tests/test_hardening_openapi.py fuzzes the service against the whole document (schemathesis),
+which finds where they differ as far as its generated requests reach."""
 from __future__ import annotations
 
 from functools import lru_cache
