@@ -182,15 +182,18 @@ class Service:
 
     def wait(self) -> None:
         """Block until SIGINT or SIGTERM, then stop."""
-        done = threading.Event()
+        # A plain flag: the handler runs on the main thread between bytecodes, possibly while
+        # that thread holds a lock (an Event's inside its own wait), so it must take none.
+        stopping: list[int] = []
 
         def handle(signum, frame):  # noqa: ARG001 - signal handler signature
-            done.set()
+            stopping.append(signum)
 
         previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
         parent = os.getppid()
         try:
-            while not done.wait(0.5):
+            while not stopping:
+                time.sleep(0.5)
                 if self.worker and os.getppid() != parent:
                     log.warning("the main process is gone: this receiver process stops too")
                     break
