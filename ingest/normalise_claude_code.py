@@ -4,10 +4,11 @@ How tool events become tool calls (documented in docs/ingest.md):
 - only MCP tools (`mcp__<server>__<tool>`) are tool calls; built-in tools (Bash, Read...) are not;
 - a `tool_result` makes the call (ok, or error when `success` is false);
 - a `tool_decision` with decision `reject` from `config`, `hook` or `user_reject` makes a blocked
-  call, with the policy in POLICIES; an `accept` makes nothing (its `tool_result` follows), nor
-  does `user_abort` (an interrupt: nothing was decided about the tool);
+  call, with the policy in POLICIES (a hook's own where known); an `accept` makes no call (its
+  `tool_result` follows), nor does `user_abort` (an interrupt: nothing was decided about the tool);
 - a `tool_result` that carries `decision_type=reject` is skipped: the decision already counted.
-So each MCP tool use is exactly one row.
+So each MCP tool use is exactly one row. Every `tool_decision` (built-in tools too), the hook
+events and `mcp_server_connection` are also enforcement facts (normalise_enforcement.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 from decimal import Decimal
 from typing import Any, Mapping
 
+from . import normalise_enforcement as enforcement
 from .agent import Agent
 from .identity import user_id
 from .pricing import priced_model
@@ -27,18 +29,8 @@ SOURCE = "claude_code"
 CLAUDE_CODE = "claude-code"  # its agent id
 PROVIDER = "anthropic"
 
-# A rejection's `source` and the policy recorded for it. `config` is a deny rule, but equally a
-# tool no allow rule permits where Claude Code cannot ask (`-p`): the event does not tell which.
-POLICIES = {
-    "config": ("claude_code:config", "Claude Code permission rule or not allowed (config)",
-               "Refused by Claude Code's permission settings: a deny rule, or no allow rule for the tool"
-               " where Claude Code could not ask (non-interactive -p)"),
-    "hook": ("claude_code:hook", "Claude Code hook",
-             "Refused by a Claude Code PreToolUse hook"),
-    "user_reject": ("claude_code:user_reject", "Claude Code user rejected",
-                    "Rejected when Claude Code asked: by the user, or by the --permission-prompt-tool answering"
-                    " for them"),
-}
+# A rejection's `source` and the policy recorded for it (a hook's own, where known).
+POLICIES = enforcement.CLAUDE_POLICIES
 
 TOKEN_TYPES = {"input": "input", "output": "output", "cacheRead": "cache_read", "cacheCreation": "cache_write"}
 METRICS = {"claude_code.token.usage": "tokens", "claude_code.cost.usage": "cost"}
@@ -166,22 +158,30 @@ def tool_result(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
 
 
 def tool_decision(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    """Every decision is an enforcement fact; a block of an MCP tool is also its blocked call."""
     a = ev.attrs
     tool = mcp_tool(a)
-    decision = (text(a, "decision") or "").lower()
-    source = (text(a, "source") or "").lower()
-    if tool is None or decision != "reject" or source not in POLICIES:
-        return False
+    who = _who(ev, batch)
+    policy = enforcement.claude_decision(ev, batch, ctx, tool, who)
+    if tool is None or policy is None:
+        return True
     time_ns = ctx.check_time(ev.time_ns)
-    policy_id, name, description = POLICIES[source]
-    batch.policies[policy_id] = (name, description)
-    user, session = _common(ev, batch)
+    policy_id, name, description = policy
     batch.tool_calls.append(ToolCall(
-        time_ns=time_ns, source=SOURCE, user_id=user, agent_id=CLAUDE_CODE, agent_instance_id=_instance(ev, batch, user),
-        session_id=session, mcp_server_id=tool[0], tool_name=tool[1], outcome="blocked", duration_ms=None,
-        error_type=None, policy_id=policy_id, policy_name=name, policy_description=description,
-        attributes=stored(a)))
+        time_ns=time_ns, source=SOURCE, user_id=who.user_id, agent_id=CLAUDE_CODE,
+        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=tool[0],
+        tool_name=tool[1], outcome="blocked", duration_ms=None, error_type=None, policy_id=policy_id,
+        policy_name=name, policy_description=description, attributes=stored(a)))
     return True
+
+
+def _who(ev: LogEvent, batch: Batch) -> enforcement.Who:
+    user, session = _common(ev, batch)
+    return enforcement.Who(SOURCE, CLAUDE_CODE, user, _instance(ev, batch, user), session)
+
+
+def mcp_server_connection(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    return enforcement.mcp_server_connection(ev, batch, ctx, _who(ev, batch))
 
 
 EVENTS = {
@@ -189,6 +189,9 @@ EVENTS = {
     "claude_code.api_error": api_error,
     "claude_code.tool_result": tool_result,
     "claude_code.tool_decision": tool_decision,
+    "claude_code.mcp_server_connection": mcp_server_connection,
+    "claude_code.hook_registered": enforcement.hook_registered,
+    "claude_code.hook_execution_complete": enforcement.hook_execution_complete,
 }
 
 

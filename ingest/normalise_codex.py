@@ -4,10 +4,12 @@
 Codex's `input_token_count` INCLUDES cached tokens, while llm_requests.input_tokens excludes
 them: input_tokens = input - cached (- cache writes, should Codex ever report any).
 Tool events follow Claude Code's rule: `tool_result` of an MCP tool is the call; a
-`tool_decision` denied by `config` is a blocked call with policy `codex:config`.
+`tool_decision` denied by `config` is a blocked call with policy `codex:config`. Every
+`tool_decision` and `sandbox_outcome` is also an enforcement fact (normalise_enforcement.py).
 """
 from __future__ import annotations
 
+from . import normalise_enforcement as enforcement
 from .agent import Agent
 from .identity import user_id
 from .records import LogEvent
@@ -18,8 +20,7 @@ SOURCE = "codex"
 CODEX = "codex"  # its agent id
 PROVIDER = "openai"
 TOKEN_KEYS = ("input_token_count", "output_token_count", "cached_token_count", "cache_write_token_count")
-CONFIG_POLICY = ("codex:config", "Codex approval policy",
-                 "Denied by Codex's configured approval or sandbox policy")
+CONFIG_POLICY = enforcement.CODEX_POLICIES["config"]
 
 
 def _common(ev: LogEvent, batch: Batch) -> tuple[str | None, str | None]:
@@ -101,11 +102,19 @@ def tool_result(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     return True
 
 
+def _who(ev: LogEvent, batch: Batch) -> enforcement.Who:
+    user, session = _common(ev, batch)
+    return enforcement.Who(SOURCE, CODEX, user, None, session)
+
+
 def tool_decision(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    """Every decision is an enforcement fact; a denial of an MCP tool by config is also its
+    blocked call."""
     a = ev.attrs
     tool = _mcp_tool(a)
+    enforcement.codex_decision(ev, batch, ctx, tool, _who(ev, batch))
     if tool is None or (text(a, "decision") or "").lower() != "denied" or (text(a, "source") or "").lower() != "config":
-        return False
+        return True
     time_ns = ctx.check_time(ev.time_ns)
     policy_id, name, description = CONFIG_POLICY
     batch.policies[policy_id] = (name, description)
@@ -117,11 +126,16 @@ def tool_decision(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
     return True
 
 
+def sandbox_outcome(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    return enforcement.codex_sandbox_outcome(ev, batch, ctx, _who(ev, batch))
+
+
 EVENTS = {
     "codex.sse_event": sse_event,
     "codex.api_request": api_request,
     "codex.tool_result": tool_result,
     "codex.tool_decision": tool_decision,
+    "codex.sandbox_outcome": sandbox_outcome,
 }
 
 # Its records name no scope of its own; its service.name starts with `codex` (codex_cli_rs).

@@ -179,6 +179,43 @@ class ToolCall:
 
 
 @dataclass
+class Enforcement:
+    """An agent's own enforcement or health event (migration 0012): a permission decision, a
+    sandbox outcome, an MCP server connection. `blocked`: the agent's enforcement stopped the tool."""
+    time_ns: int
+    source: str
+    kind: str                  # decision | sandbox | mcp_connection
+    user_id: str | None
+    agent_id: str | None
+    agent_instance_id: str | None
+    session_id: str | None
+    mcp_server_id: str | None
+    tool_name: str | None
+    outcome: str               # accept | reject | abort; the sandbox's outcome; connected | failed | disconnected
+    decision_source: str | None
+    permission_mode: str | None
+    error_code: str | None
+    blocked: bool
+    policy_id: str | None
+    policy_name: str | None
+    attributes: dict[str, Any]
+    source_key: bytes = b""
+    attributes_json: str = field(default="", repr=False)
+    origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("decision", "sandbox", "mcp_connection"):
+            raise ValueError(f"bad kind {self.kind!r}")
+        self.attributes_json = self.attributes_json or canonical_json(self.attributes)
+        if not self.source_key:
+            self.source_key = content_key(
+                "enforcement", self.attributes_json, t=self.time_ns, src=self.source, k=self.kind, u=self.user_id,
+                a=self.agent_id, i=self.agent_instance_id, s=self.session_id, srv=self.mcp_server_id,
+                tool=self.tool_name, o=self.outcome, ds=self.decision_source, pm=self.permission_mode,
+                e=self.error_code, b=self.blocked, pol=self.policy_id)
+
+
+@dataclass
 class MetricPoint:
     """One sum data point. Cumulative points are turned into deltas by the store, which knows
     the series' previous value; `series_key` identifies the series for that."""
@@ -222,6 +259,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "policy_name", "policy_description", "attributes"),
     "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
                       "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted"),
+    "agent_enforcement": ("time", "source_key", "source", "kind", "user_id", "agent_id", "agent_instance_id",
+                          "session_id", "mcp_server_id", "tool_name", "outcome", "decision_source",
+                          "permission_mode", "error_code", "blocked", "policy_id", "policy_name", "attributes"),
 }
 
 
@@ -241,6 +281,7 @@ class Batch:
     llm_errors: list[LlmError] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     metric_points: list[MetricPoint] = field(default_factory=list)
+    enforcement: list[Enforcement] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     internal_errors: int = 0  # records our own code failed on (rejected too; counted apart, alerted on)
     # Where the records came from (ingest/stats.py): the ignored and rejected ones counted by
@@ -251,6 +292,9 @@ class Batch:
     agents: dict[str, str] = field(default_factory=dict)                        # id -> name
     agent_instances: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     policies: dict[str, tuple[str, str | None]] = field(default_factory=dict)   # id -> (name, description)
+    # Claude Code's blocking PreToolUse hook runs not yet matched with the rejection they caused:
+    # (session, prompt id) -> hook name (normalise_enforcement.py).
+    blocking_hooks: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
 
     def reject(self, index: int, reason: str, key: Any = None) -> None:
         self.rejections.append(Rejection(index, reason))
@@ -266,13 +310,13 @@ class Batch:
         """Where the facts and directory rows stand now: what `since` and `undo` start from.
         (Handlers only add, and dicts keep insertion order: new directory keys come last.)"""
         return (len(self.llm_requests), len(self.llm_errors), len(self.tool_calls), len(self.metric_points),
-                len(self.agents), len(self.agent_instances), len(self.policies))
+                len(self.agents), len(self.agent_instances), len(self.policies), len(self.enforcement))
 
     def since(self, mark: tuple[int, ...]) -> tuple[list, list]:
         """The facts, and the directory rows as (key, value), added after `mark`."""
         facts: list = []
         for lst, n in ((self.llm_requests, mark[0]), (self.llm_errors, mark[1]), (self.tool_calls, mark[2]),
-                       (self.metric_points, mark[3])):
+                       (self.metric_points, mark[3]), (self.enforcement, mark[7])):
             if len(lst) > n:
                 facts += lst[n:]
         rows: list = []
@@ -286,6 +330,7 @@ class Batch:
         lists: tuple[list[Any], ...] = (self.llm_requests, self.llm_errors, self.tool_calls, self.metric_points)
         for lst, n in zip(lists, mark):
             del lst[n:]
+        del self.enforcement[mark[7]:]
         dicts: tuple[dict[str, Any], ...] = (self.agents, self.agent_instances, self.policies)
         for d, n in zip(dicts, mark[4:]):
             for key in list(d)[n:]:
@@ -293,7 +338,8 @@ class Batch:
 
     @property
     def facts(self) -> int:
-        return len(self.llm_requests) + len(self.llm_errors) + len(self.tool_calls) + len(self.metric_points)
+        return (len(self.llm_requests) + len(self.llm_errors) + len(self.tool_calls) + len(self.metric_points)
+                + len(self.enforcement))
 
 
 def to_datetime(ns: int | None):

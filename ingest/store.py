@@ -141,7 +141,8 @@ def _server_ids(conn: psycopg.Connection, batch: Batch) -> None:
 
 
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
-    facts: list[Any] = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points]
+    facts: list[Any] = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points,
+                        *batch.enforcement]
     users = set(map(_USER_ID, facts)) | {u for _, u in batch.agent_instances.values()}
     users.discard(None)
     users.discard("")
@@ -149,7 +150,7 @@ def _directory(conn: psycopg.Connection, batch: Batch) -> None:
     for a in set(map(_AGENT_ID, facts)) | {a for a, _ in batch.agent_instances.values()}:
         if a:
             agents.setdefault(a, a)
-    servers = {t.mcp_server_id for t in batch.tool_calls if t.mcp_server_id}
+    servers = {t.mcp_server_id for t in (*batch.tool_calls, *batch.enforcement) if t.mcp_server_id}
     tools = {(t.mcp_server_id, t.tool_name) for t in batch.tool_calls if t.mcp_server_id}
     _insert_missing(conn, "users", ("id", "email"), ((u, email_of(u)) for u in users))
     _insert_missing(conn, "agents", ("id", "name"), agents.items())
@@ -228,14 +229,16 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
         points += _difference(conn, [p for p in batch.metric_points if p.cumulative], result)
         new: dict[str, Sequence[tuple]] = {}
         for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
-                            ("tool_calls", batch.tool_calls), ("metric_points", points)):
+                            ("tool_calls", batch.tool_calls), ("metric_points", points),
+                            ("agent_enforcement", batch.enforcement)):
             result.offered[table] = len(objs)
             new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics, with_events) for o in objs])
             result.inserted[table] = len(new[table])
         if result.duplicates or result.stale_points:  # (else every record's facts were new)
             result.new_origins = set()
             for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
-                                ("tool_calls", batch.tool_calls), ("metric_points", points)):
+                                ("tool_calls", batch.tool_calls), ("metric_points", points),
+                                ("agent_enforcement", batch.enforcement)):
                 _note_new(table, objs, new[table], result.new_origins)
         sessions.add_totals(conn, new["llm_requests"], new["metric_points"], with_metrics, with_events)
         stats.write(conn, batch.tally, batch.origins, result.new_origins)

@@ -36,7 +36,38 @@ def raw_rows(seed: int = 7, t0: datetime = datetime(2026, 3, 1, tzinfo=timezone.
     return tool_calls, llm, points
 
 
+def enforcement_rows(tool_calls: list[tuple]) -> list[tuple]:
+    """One agent enforcement fact (migration 0012) at the time of each of raw_rows' tool calls,
+    keyed by the call's key: decisions, sandbox outcomes and MCP server connections across every
+    grouping column, as many and over the same days as the calls."""
+    out = []
+    for call in tool_calls:
+        t, key = call[0], hashlib.sha256(b"ae" + call[1]).digest()
+        rng = random.Random(key)
+        kind = rng.choice(["decision", "decision", "sandbox", "mcp_connection"])
+        source = "codex" if kind == "sandbox" else rng.choice(["claude_code", "codex"])
+        user, instance = rng.choice(["ann@x", "bob@x", None]), rng.choice(["i1", "i2", None])
+        session = f"s{rng.randrange(11)}"
+        if kind == "mcp_connection":
+            outcome = rng.choice(["connected", "failed", "disconnected"])
+            out.append((t, key, source, kind, user, instance, session, rng.choice(["github", "broken"]), None,
+                        outcome, None, None, rng.choice(["ENOENT", "ECONNREFUSED"]) if outcome == "failed" else None,
+                        False, None, None))
+            continue
+        outcome = "denied" if kind == "sandbox" else rng.choice(["accept", "accept", "reject"])
+        dsource = "sandbox" if kind == "sandbox" else rng.choice(["config", "hook", "user_temporary", "user_abort"])
+        blocked = outcome == "denied" or (outcome == "reject" and dsource != "user_abort")
+        pol = f"pol-{dsource}" if blocked else None
+        out.append((t, key, source, kind, user, instance, session, rng.choice([None, "github"]),
+                    rng.choice(["Bash", "Write", "exec_command"]), outcome, dsource,
+                    rng.choice(["default", "acceptEdits", "bypassPermissions", None]), None, blocked, pol,
+                    f"name-{pol}" if pol else None))
+    return out
+
+
 def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
+    """`rows` (raw_rows' three lists, by default raw_rows()), and enforcement_rows of its calls
+    where the schema has the table."""
     tool_calls, llm, points = rows or raw_rows()
     with psycopg.connect(url, autocommit=True) as c:
         with c.cursor().copy("COPY tool_calls (time, source_key, source, user_id, agent_id, agent_instance_id,"
@@ -53,6 +84,12 @@ def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
                              " agent_id, provider, model, metric, value) FROM STDIN") as cp:
             for r in points:
                 cp.write_row(r)
+        if c.execute("SELECT to_regclass('agent_enforcement') IS NOT NULL").fetchone()[0]:  # (migration 0012)
+            with c.cursor().copy("COPY agent_enforcement (time, source_key, source, kind, user_id, agent_instance_id,"
+                                 " session_id, mcp_server_id, tool_name, outcome, decision_source, permission_mode,"
+                                 " error_code, blocked, policy_id, policy_name) FROM STDIN") as cp:
+                for r in enforcement_rows(tool_calls):
+                    cp.write_row(r)
         if refresh:  # the schema is complete: what the receiver would keep, then the aggregates
             c.execute("SELECT aa_rebuild_session_totals()")
             refresh_aggregates(c)

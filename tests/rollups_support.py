@@ -14,3 +14,8 @@ REDEFINED: frozenset[str] = frozenset({
     "llm_metric_usage_hourly", "llm_metric_usage_by_user_daily",
     *(f"llm_metric_usage_{k}_{w}" for k in ("by_model", "totals", "per_user") for w in ("hourly", "daily")),
     "llm_sessions_hourly", "llm_sessions_daily", "session_metrics_hourly", "session_metrics_daily"})
+
+# Aggregates declared since that release: created on upgrade (migration 0012: the agents' own
+# enforcement facts, agent_enforcement).
+ADDED: frozenset[str] = frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly",
+                                   "mcp_connections_hourly"})

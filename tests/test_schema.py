@@ -4,9 +4,9 @@ aggregates with real-time aggregation on TimescaleDB and the same made by hand o
 on both."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import threading
+from collections import Counter
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from agent_analytics.sql.migrate import AGGREGATES, MigrationError, load_migrations, migrate
 
 from tests.harness_support import NO_TSDB, TIMESCALEDB
-from .rawdata import load_raw_rows as _load, raw_rows as _raw_rows
+from .rawdata import enforcement_rows as _enforcement_rows, load_raw_rows as _load, raw_rows as _raw_rows
 
 
 def _catalog(url: str) -> list[tuple]:
@@ -84,14 +84,15 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
         assert not any(rows.values()), "real-time aggregation must be on (materialized_only = false)"
         hypertables = {r[0] for r in c.execute("SELECT hypertable_name FROM timescaledb_information.hypertables"
                                                " WHERE hypertable_schema = 'public'")}
-        assert {"tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats"} <= hypertables
+        assert {"tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats",
+                "agent_enforcement"} <= hypertables
         jobs = c.execute("SELECT proc_name, hypertable_name FROM timescaledb_information.jobs"
                          " WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_retention',"
                          " 'policy_compression')").fetchall()
         kinds = {p for p, _ in jobs}
         assert kinds == {"policy_refresh_continuous_aggregate", "policy_retention", "policy_compression"}
         assert sorted(h for p, h in jobs if p == "policy_retention") == [
-            "ingest_stats", "llm_errors", "llm_requests", "metric_points", "tool_calls"]
+            "agent_enforcement", "ingest_stats", "llm_errors", "llm_requests", "metric_points", "tool_calls"]
 
 
 def test_concurrent_migrations_apply_once(fresh_database):
@@ -188,6 +189,20 @@ def test_aggregates_match_raw_rows(db_url):
         call_totals = [c.execute(f"SELECT sum(calls) FROM {name}").fetchone()[0]
                        for name in ("tool_calls_totals_hourly", "tool_calls_totals_daily",
                                     "tool_calls_by_user_hourly", "tool_calls_by_user_daily")]
+        decisions = dict(c.execute("SELECT (outcome, decision_source, blocked)::text, sum(events)"
+                                   " FROM agent_decisions_hourly GROUP BY 1").fetchall())
+        modes = dict(c.execute("SELECT permission_mode, count(DISTINCT session_id)"
+                               " FROM agent_permission_modes_hourly GROUP BY 1").fetchall())
+        failures = dict(c.execute("SELECT (mcp_server_id, error_code)::text, sum(events) FROM mcp_connections_hourly"
+                                  " WHERE outcome = 'failed' GROUP BY 1").fetchall())
+    enforcement = _enforcement_rows(tool_calls)
+    # (outcome, decision source, blocked) as PostgreSQL writes a row: (accept,config,f)
+    assert decisions == dict(Counter(f"({r[9]},{r[10]},{'t' if r[13] else 'f'})" for r in enforcement
+                                     if r[3] != "mcp_connection"))
+    assert modes == {m: len({r[6] for r in enforcement if r[3] == "decision" and r[11] == m})
+                     for m in {r[11] for r in enforcement if r[3] == "decision" and r[11]}}
+    assert failures == dict(Counter(f"({r[7]},{r[12]})" for r in enforcement
+                                    if r[3] == "mcp_connection" and r[9] == "failed"))
     for outcome in ("ok", "error", "blocked"):
         assert by_outcome[outcome] == sum(1 for r in tool_calls if r[8] == outcome)
     assert tokens == sum(r[8] + r[9] + r[10] + r[11] for r in llm)

@@ -84,7 +84,8 @@ DO $$
 DECLARE
     raw text;
 BEGIN
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points'] LOOP
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement'] LOOP
+        CONTINUE WHEN to_regclass(raw) IS NULL;  -- (schemas from before migration 0012, in the upgrade tests)
         EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_insert AFTER INSERT ON %I'
                        ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
         EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_update AFTER UPDATE ON %I'

@@ -16,12 +16,17 @@ BEGIN
     -- Not an invalidation (20_rollups.sql): the rollups keep these buckets, and refreshes stop there.
     PERFORM set_config('aa.retention', 'on', true);
     INSERT INTO aa_raw_kept (raw, since)
-    SELECT t, cutoff FROM unnest(ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points']) t
+    SELECT t, cutoff FROM unnest(ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement']) t
+    WHERE to_regclass(t) IS NOT NULL
     ON CONFLICT (raw) DO UPDATE SET since = greatest(aa_raw_kept.since, excluded.since);
     DELETE FROM tool_calls WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM llm_requests WHERE time < cutoff;   GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM llm_errors WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     DELETE FROM metric_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    -- (Absent in the schemas from before migration 0012 that the upgrade tests make.)
+    IF to_regclass('agent_enforcement') IS NOT NULL THEN
+        DELETE FROM agent_enforcement WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    END IF;
     -- The receiver's counts (migration 0010) go with the raw facts they count: hours wholly before
     -- the cutoff, as TimescaleDB drops only whole chunks. Not raw rows: not in the total.
     -- (Absent in the schemas from before migration 0010 that the upgrade tests make.)

@@ -29,7 +29,8 @@ BEGIN
     -- The receiver's counts (ingest_stats, migration 0010) are kept as long as the raw facts they
     -- count. Not compressed: they are few, and the current hour's rows are updated in place.
     -- (Absent in the schemas from before it that the upgrade tests make.)
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'ingest_stats'] LOOP
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'ingest_stats',
+                               'agent_enforcement'] LOOP
         CONTINUE WHEN to_regclass(raw) IS NULL;
         PERFORM remove_retention_policy(raw::regclass, if_exists => TRUE);
         IF retention_days > 0 THEN
@@ -37,7 +38,8 @@ BEGIN
         END IF;
     END LOOP;
 
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points'] LOOP
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement'] LOOP
+        CONTINUE WHEN to_regclass(raw) IS NULL;
         PERFORM remove_compression_policy(raw::regclass, if_exists => TRUE);
         IF compress_after_days > 0 THEN
             EXECUTE format('ALTER TABLE %I SET (timescaledb.compress, timescaledb.compress_orderby = %L)',
