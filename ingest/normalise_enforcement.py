@@ -90,13 +90,13 @@ def claude_decision(ev: LogEvent, batch: Batch, ctx: Context, tool: tuple[str | 
     time_ns = ctx.check_time(ev.time_ns)
     policy = claude_policy(ev, batch, source) if decision == "reject" and source else None
     if policy:
-        batch.policies[policy[0]] = (policy[1], policy[2])
+        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
     server, name = tool if tool else (None, text(a, "tool_name"))
     batch.enforcement.append(Enforcement(
         time_ns=time_ns, source=who.source, kind="decision", user_id=who.user_id, agent_id=who.agent_id,
         agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=name,
-        outcome=decision, decision_source=source, permission_mode=(text(a, "permission_mode") or "")[:_SHORT] or None, error_code=None,
-        blocked=policy is not None, policy_id=policy and policy[0], policy_name=policy and policy[1],
+        outcome=decision, decision_source=source, permission_mode=(text(a, "permission_mode") or "")[:_SHORT] or None,
+        error_code=None, blocked=policy is not None, policy_id=policy and policy[0], policy_name=policy and policy[1],
         attributes=stored(a)))
     return policy
 
@@ -150,12 +150,12 @@ def codex_decision(ev: LogEvent, batch: Batch, ctx: Context, tool: tuple[str, st
     time_ns = ctx.check_time(ev.time_ns)
     policy = CODEX_POLICIES["config" if source == "config" else "user"] if decision == "reject" else None
     if policy:
-        batch.policies[policy[0]] = (policy[1], policy[2])
+        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
     server, name = tool if tool else (None, text(a, "tool_name"))
     batch.enforcement.append(Enforcement(
         time_ns=time_ns, source=who.source, kind="decision", user_id=who.user_id, agent_id=who.agent_id,
-        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=name, outcome=decision, decision_source=source,
-        permission_mode=None, error_code=None, blocked=policy is not None, policy_id=policy and policy[0],
+        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=name,
+        outcome=decision, decision_source=source, permission_mode=None, error_code=None, blocked=policy is not None, policy_id=policy and policy[0],
         policy_name=policy and policy[1], attributes=stored(a)))
 
 
@@ -168,10 +168,10 @@ def codex_sandbox_outcome(ev: LogEvent, batch: Batch, ctx: Context, who: Who) ->
     denied = outcome == "denied"
     policy = CODEX_POLICIES["sandbox"] if denied else None
     if policy:
-        batch.policies[policy[0]] = (policy[1], policy[2])
+        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
     batch.enforcement.append(Enforcement(
         time_ns=time_ns, source=who.source, kind="sandbox", user_id=who.user_id, agent_id=who.agent_id,
-        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=text(a, "mcp_server") or None, tool_name=text(a, "tool_name"),
-        outcome=outcome, decision_source="sandbox", permission_mode=None, error_code=None, blocked=denied,
+        agent_instance_id=who.agent_instance_id, session_id=who.session_id,
+        mcp_server_id=text(a, "mcp_server") or None, tool_name=text(a, "tool_name"), outcome=outcome, decision_source="sandbox", permission_mode=None, error_code=None, blocked=denied,
         policy_id=policy and policy[0], policy_name=policy and policy[1], attributes=stored(a)))
     return True

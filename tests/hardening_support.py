@@ -143,6 +143,9 @@ SANITY = {
     "metric_points": "SELECT count(*) FROM metric_points WHERE NOT (value >= 0 AND value <> 'NaN'"
                      " AND time >= '2000-01-01' AND time <= now() + interval '1 day'"
                      " AND metric IN ('tokens', 'cost'))",
+    "agent_enforcement": "SELECT count(*) FROM agent_enforcement WHERE NOT (time >= '2000-01-01'"
+                         " AND time <= now() + interval '1 day' AND outcome <> ''"
+                         " AND (kind = 'mcp_connection' OR tool_name <> '') AND blocked = (policy_id IS NOT NULL))",
 }
 
 

@@ -327,6 +327,10 @@ LOG_SHAPES = [
                                    "success": "true", "duration_ms": "5", **_ID}),
     (_CODEX, "codex.tool_decision", {"event.name": "codex.tool_decision", "tool_name": "wipe", "mcp_server": "crm",
                                      "decision": "denied", "source": "config", **_ID}),
+    (_CLAUDE, "claude_code.mcp_server_connection", {"event.name": "mcp_server_connection", "status": "failed",
+                                                    "server_name": "crm", "error_code": "ENOENT", **_ID}),
+    (_CODEX, "codex.sandbox_outcome", {"event.name": "codex.sandbox_outcome", "tool_name": "exec_command",
+                                       "outcome": "denied", "conversation.id": "c-1", **_ID}),
     (_GATEWAY, "mcp.tool.call", {"event.name": "mcp.tool.call", "gen_ai.tool.name": "wipe", "mcp.server.name": "crm",
                                  "mcp.gateway.decision": "block", "policy.id": "p-1", "policy.name": "No wipes",
                                  "enduser.id": "ann@example.com", "agent.id": "codex"}),
@@ -363,7 +367,9 @@ def _no_internal_errors(batch) -> None:
 def test_the_fuzzed_shapes_are_facts_as_they_are(shape):
     """The tests below start from records each handler stores: their mutations reach them."""
     batch = normalise.logs(_logs_request(shape, [shape[2]]), Context.now())
-    assert (batch.facts, batch.rejections, batch.ignored) == (1, [], 0)
+    # A blocked MCP tool's decision is its blocked call and a permission decision (agent_enforcement).
+    facts = 2 if shape[1].endswith("tool_decision") else 1
+    assert (batch.facts, batch.rejections, batch.ignored) == (facts, [], 0)
 
 
 @pytest.mark.parametrize("shape", LOG_SHAPES, ids=[f"{i}-{s[1]}" for i, s in enumerate(LOG_SHAPES)])
@@ -497,5 +503,6 @@ def test_odd_values_through_the_receiver_into_the_database(client, conn):
     assert insane_rows(conn) == {}
     stored = {sid for (sid,) in conn.execute(
         "SELECT session_id FROM llm_requests UNION SELECT session_id FROM llm_errors"
-        " UNION SELECT session_id FROM tool_calls UNION SELECT session_id FROM metric_points")}
+        " UNION SELECT session_id FROM tool_calls UNION SELECT session_id FROM metric_points"
+        " UNION SELECT session_id FROM agent_enforcement")}
     assert {f"s-untouched-{k}" for k in range(len(shapes))} <= stored, sorted(s for s in stored if s and "untouched" in s)

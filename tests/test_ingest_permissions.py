@@ -1,6 +1,6 @@
 """Claude Code's permission decisions, from the captured 2.1.332 runs: which rejections are
-blocks, and the policy recorded for each says what happened (a rule or a tool not allowed, a
-hook, the user), never "deny list"; an interrupt (`user_abort`) is no block.
+blocks, and the policy recorded for each says what happened (a rule or a tool not allowed, the
+hook that blocked, the user), never "deny list"; an interrupt (`user_abort`) is no block.
 
 The captures' tools are built-in ones (Bash, Write), which are not tool calls: the test renames
 each decision's tool to an MCP tool (`mcp__<server>__<tool>`), keeping everything else as
@@ -17,16 +17,28 @@ from agent_analytics.sql.migrate import migrate, refresh_aggregates
 from tests.harness_support import QUERY_TOKEN
 from tests.ingest_support import PERMISSION_LOGS, as_mcp, fixture_bytes, plain, post, record_attr
 
-def _decisions() -> list[dict]:
+def _events(event: str) -> list[dict]:
     out = []
     for name in PERMISSION_LOGS:
         req = ExportLogsServiceRequest.FromString(fixture_bytes(name))
         for rl in req.resource_logs:
             for sl in rl.scope_logs:
                 for rec in sl.log_records:
-                    if record_attr(rec, "event.name") == "tool_decision":
+                    if record_attr(rec, "event.name") == event:
                         out.append({kv.key: plain(kv.value) for kv in rec.attributes} | {"time": rec.time_unix_nano})
     return out
+
+
+def _decisions() -> list[dict]:
+    return _events("tool_decision")
+
+
+def _policy(source: str) -> str:
+    """The policy of a block from `source`: a hook's own (named by its blocking run), else by source."""
+    if source == "hook":
+        [hook] = {e["hook_name"] for e in _events("hook_execution_complete") if int(e["num_blocking"]) > 0}
+        return f"claude_code:hook:{hook}"
+    return f"claude_code:{source}"
 
 
 def test_each_rejection_is_recorded_with_what_happened(client, conn):
@@ -50,12 +62,12 @@ def test_each_rejection_is_recorded_with_what_happened(client, conn):
     expected = Counter(d["source"] for d in decisions if d["decision"] == "reject" and d["source"] in blocking)
     rows = conn.execute("SELECT policy_id, policy_name, policy_description, tool_name FROM tool_calls"
                         " WHERE outcome = 'blocked'").fetchall()
-    assert Counter(r[0] for r in rows) == Counter({f"claude_code:{s}": n for s, n in expected.items()})
+    assert Counter(r[0] for r in rows) == Counter({_policy(s): n for s, n in expected.items()})
     names = {r[0]: (r[1], r[2]) for r in rows}
     assert "deny list" not in " ".join(f"{n} {d}" for n, d in names.values())
     config_name, config_description = names["claude_code:config"]
     assert "not allowed" in config_name and "deny rule" in config_description and "no allow rule" in config_description
-    assert "hook" in names["claude_code:hook"][0].lower()
+    assert "hook" in names[_policy("hook")][0].lower()
     assert "user rejected" in names["claude_code:user_reject"][0].lower()
     # The tools rejected for having no rule are among the config blocks.
     config_tools = Counter(r[3] for r in rows if r[0] == "claude_code:config")
@@ -71,7 +83,7 @@ def test_each_rejection_is_recorded_with_what_happened(client, conn):
     auth = {"Authorization": f"Bearer {QUERY_TOKEN}"}
     top = client.get("/api/v1/query/security_top_policies", query_string=window, headers=auth).get_json()["rows"]
     assert {(t["policy_id"], t["policy_name"], t["blocked"], t["renamed"]) for t in top} == {
-        (f"claude_code:{s}", names[f"claude_code:{s}"][0], n, False) for s, n in expected.items()}
+        (_policy(s), names[_policy(s)][0], n, False) for s, n in expected.items()}
 
 
 def test_the_first_sight_policy_text_is_replaced_by_the_migration(fresh_database):

@@ -97,8 +97,12 @@ def test_sdk_logs_claude_code_events(app, conn):
     metrics = app.extensions["aa_registry"]
     assert metrics.get_sample_value("aa_ingest_unpriced_total", {"kind": "request", "provider": "anthropic",
                                                                   "model": "claude-imaginary-9-9"}) == 1
-    # user_prompt, the accept, Bash, the rejected tool_result
-    assert metrics.get_sample_value("aa_ingest_records_ignored_total", {"signal": "logs"}) == 4
+    # user_prompt, Bash, the rejected tool_result (the accept is a permission decision: stored)
+    assert metrics.get_sample_value("aa_ingest_records_ignored_total", {"signal": "logs"}) == 3
+    assert conn.execute("SELECT tool_name, outcome, decision_source, blocked FROM agent_enforcement"
+                        " ORDER BY tool_name, decision_source").fetchall() == [
+        ("create_issue", "accept", "config", False), ("delete_repo", "reject", "config", True),
+        ("post", "reject", "hook", True), ("post", "reject", "user_reject", True)]
 
 
 def test_sdk_cumulative_metrics_are_differenced_with_resets(app, conn):
