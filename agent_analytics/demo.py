@@ -7,7 +7,9 @@ OpenTelemetry SDK's own exporters:
   `claude_code.token.usage` / `claude_code.cost.usage` metrics (delta sums);
 - Codex sessions: `codex.conversation_starts` and `codex.sse_event` (response.completed) events;
 - MCP tool calls through a gateway: `tools/call {tool}` spans with the user, agent, agent
-  instance, MCP server and, for blocked calls, the policy.
+  instance, MCP server and, for blocked calls, the policy;
+- the agents' own enforcement: permission decisions, hook blocks, permission modes, Codex's
+  sandbox denials and MCP server connections (demo_enforcement.py).
 
 `plan()` is pure (seeded, anchored on the start of the current hour, so a rerun within the hour
 sends the same records and the receiver deduplicates them); `send()` does the I/O.
@@ -21,6 +23,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 # The plan's names, also read as demo.NAME (tests, bench).
+from agent_analytics import demo_enforcement as enforcement
 from agent_analytics.demo_plan import (AGENTS, GROUPS, MCP_SERVERS, MODELS, NS, POLICIES, PROVIDERS, UTC, Plan,
                                        Request, Session, ToolCall, User, _instance, directory_document, plan)
 
@@ -107,7 +110,8 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
 
     results: dict[str, int] = {}
     # Queues that hold everything: the batch processors drop records when their queue is full.
-    total_records = max(1000, sum(len(s.requests) + len(s.tool_calls) + 1 for s in p.sessions) + 16)
+    total_records = max(1000, sum(len(s.requests) + len(s.tool_calls) + 1 + enforcement.records(s.enforcement)
+                                  for s in p.sessions) + 16)
 
     def log_provider(resource: dict[str, str]) -> LoggerProvider:
         lp = LoggerProvider(resource=Resource.create(resource))
@@ -182,6 +186,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                 cost_points.append(NumberDataPoint({**base, "model": model}, start_ns, end_ns, model_cost))
             if len(token_points) >= 400:
                 flush_metrics()
+            enforcement.emit_claude(s.enforcement, s.start, base, claude_log.emit)
         else:
             base = {"conversation.id": s.id, "user.email": u.id, "user.account_id": u.anon_id[:16],
                     "app.version": "0.169.0", "originator": "codex_cli_rs", "terminal.type": "iterm"}
@@ -197,6 +202,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                     "cached_token_count": r.cache_read_tokens, "output_token_count": r.output_tokens,
                     "reasoning_token_count": r.output_tokens // 3,
                     "tool_token_count": r.input_tokens + r.cache_read_tokens + r.output_tokens})
+            enforcement.emit_codex(s.enforcement, base, codex_log.emit)
         for i, c in enumerate(s.tool_calls):
             attrs = {"mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool",
                      "gen_ai.tool.name": c.tool, "mcp.server.name": c.server, "mcp.session.id": f"mcp-{s.id[:8]}",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
+from agent_analytics import demo_enforcement as enforcement
+
 UTC = timezone.utc
 NS = 1_000_000_000
 
@@ -109,6 +111,8 @@ class Session:
     end: datetime
     requests: list[Request] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
+    # Permission decisions and MCP server connections (demo_enforcement.py).
+    enforcement: enforcement.SessionEnforcement = field(default_factory=enforcement.SessionEnforcement)
 
 
 @dataclass
@@ -123,7 +127,8 @@ class Plan:
         return {"users": len(self.users), "sessions": len(self.sessions),
                 "llm_requests": sum(len(s.requests) for s in self.sessions),
                 "tool_calls": sum(len(s.tool_calls) for s in self.sessions),
-                "blocked_calls": sum(c.outcome == "blocked" for s in self.sessions for c in s.tool_calls)}
+                "blocked_calls": sum(c.outcome == "blocked" for s in self.sessions for c in s.tool_calls),
+                "decisions": sum(len(s.enforcement.decisions or ()) for s in self.sessions)}
 
 
 def _weighted(rng: random.Random, pairs: Sequence[tuple[Any, float]]) -> Any:
@@ -194,6 +199,7 @@ def _session(rng: random.Random, user: User, agent: str, start: datetime, now: d
                                      server, tool, outcome, policy))
     s.requests.sort(key=lambda r: r.time)
     s.tool_calls.sort(key=lambda c: c.start)
+    s.enforcement = enforcement.plan_session(s.id, agent, start, end)
     return s
 
 
@@ -226,6 +232,10 @@ def plan(days: int = 30, users: int = 12, seed: int = 7, now: datetime | None = 
     incident.tool_calls += [ToolCall(start + timedelta(seconds=70 * i), 2, "postgres", "execute", "blocked",
                                      "pol-readonly-prod-db") for i in range(45)]
     incident.tool_calls.sort(key=lambda c: c.start)
+    if agent == "claude-code":  # and its hook refusing the same cleanup command again and again
+        incident.enforcement.decisions = sorted(
+            (incident.enforcement.decisions or []) + enforcement.hook_surge(start + timedelta(minutes=5), 30),
+            key=lambda d: d.time)
     sessions.append(incident)
     sessions.sort(key=lambda s: s.start)
     return Plan(now, people, directory_document(people), sessions, seed)
