@@ -18,8 +18,11 @@ from agent_analytics.sql.migrate import aggregate_definitions, load_migrations, 
 from tests.harness_support import NO_TSDB, TIMESCALEDB
 from tests.ingest_support import assert_session_totals_match_the_rows
 from tests.rawdata import load_raw_rows, raw_rows
+from tests.rollups_support import ADDED
 
 LEGACY = Path(__file__).parent / "legacy" / "aggregates_0007"
+# The aggregates of the schemas these tests start from: none over migration 0012's table.
+RELEASED = sorted(set(aggregate_definitions()) - ADDED)
 BACKEND_CHOICES = ["off", pytest.param("on", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB))]
 
 
@@ -29,7 +32,7 @@ def _previous_release(url: str, tsdb: str, monkeypatch) -> None:
         m.setattr(migrate_module, "load_migrations", lambda: [x for x in load_migrations() if x.version <= 7])
         m.setattr(migrate_module, "aggregate_definitions", lambda: {
             name: (LEGACY / f"{name}.sql").read_text() if (LEGACY / f"{name}.sql").exists() else select
-            for name, select in aggregate_definitions().items()})
+            for name, select in aggregate_definitions().items() if name not in ADDED})
         migrate(url, timescaledb=tsdb, retention_days=0, compress_after_days=0)
 
 
@@ -54,7 +57,7 @@ def test_upgrade_prices_sessions_from_their_events(fresh_database, tsdb, monkeyp
         c.execute("UPDATE sessions SET has_metrics = true")
         c.execute("UPDATE llm_requests SET counted = false WHERE session_id IS NOT NULL")
         c.execute("SELECT aa_rebuild_session_totals()")
-        refresh_aggregates(c)
+        refresh_aggregates(c, RELEASED)  # (the schema's aggregates then)
         old = c.execute("SELECT sum(estimated_cost_usd) FROM llm_usage_hourly WHERE counted").fetchone()[0]
         assert old is None  # the old basis: these sessions' events priced nothing
 
@@ -108,7 +111,7 @@ def test_upgrade_reprices_what_the_previous_release_priced_otherwise(fresh_datab
                   (t, old_request, json.dumps({"cache_creation_tokens": 12000, "cache_creation_5m_tokens": 4000,
                                                "cache_creation_1h_tokens": 8000})))
         c.execute("SELECT aa_rebuild_session_totals()")
-        refresh_aggregates(c)
+        refresh_aggregates(c, RELEASED)  # (the schema's aggregates then)
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
     assert any(n.startswith("repriced: 1 metric point(s)") and "1 request(s)" in n for n in report.notes), report.notes
     with psycopg.connect(fresh_database, autocommit=True) as c:
@@ -213,7 +216,7 @@ def test_upgrade_counts_each_sessions_unpriced_tokens(fresh_database, tsdb):
         c.execute("UPDATE metric_points SET cost_counted = false WHERE session_id IS NOT NULL")
         c.execute("SELECT aa_rebuild_session_totals()")
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
-    assert report.applied == ["0011_session_unpriced_tokens.sql"]
+    assert report.applied == ["0011_session_unpriced_tokens.sql", "0012_agent_enforcement.sql"]
     with psycopg.connect(fresh_database, autocommit=True) as c:
         got = {sid: [e, r] for sid, e, r in c.execute(
             "SELECT id, estimated_unpriced_tokens, reported_unpriced_tokens FROM sessions")}

@@ -138,12 +138,12 @@ def test_retention_removes_only_older_data(fresh_database, tsdb):
         if tsdb == "on":
             jobs = [r[0] for r in c.execute("SELECT job_id FROM timescaledb_information.jobs"
                                             " WHERE proc_name = 'policy_retention'")]
-            assert len(jobs) == 5  # the four raw tables and ingest_stats
+            assert len(jobs) == 6  # the five raw tables and ingest_stats
             for job in jobs:
                 c.execute("CALL run_job(%s)", (job,))
         else:
             c.execute("SELECT aa_apply_retention(30)")
-        for table in FACTS:
+        for table in (*FACTS, "agent_enforcement"):  # (an enforcement fact per call: rawdata.py)
             kept = sorted(round((now - r[0]).total_seconds() / 86400, 1)
                           for r in c.execute(f"SELECT time FROM {table}"))
             # TimescaleDB drops whole one-day chunks, so a row up to a day past the limit may stay.
