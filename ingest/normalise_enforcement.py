@@ -155,7 +155,8 @@ def codex_decision(ev: LogEvent, batch: Batch, ctx: Context, tool: tuple[str, st
     batch.enforcement.append(Enforcement(
         time_ns=time_ns, source=who.source, kind="decision", user_id=who.user_id, agent_id=who.agent_id,
         agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=name,
-        outcome=decision, decision_source=source, permission_mode=None, error_code=None, blocked=policy is not None, policy_id=policy and policy[0],
+        outcome=decision, decision_source=source, permission_mode=None, error_code=None,
+        blocked=policy is not None, policy_id=policy and policy[0],
         policy_name=policy and policy[1], attributes=stored(a)))
 
 
@@ -172,6 +173,7 @@ def codex_sandbox_outcome(ev: LogEvent, batch: Batch, ctx: Context, who: Who) ->
     batch.enforcement.append(Enforcement(
         time_ns=time_ns, source=who.source, kind="sandbox", user_id=who.user_id, agent_id=who.agent_id,
         agent_instance_id=who.agent_instance_id, session_id=who.session_id,
-        mcp_server_id=text(a, "mcp_server") or None, tool_name=text(a, "tool_name"), outcome=outcome, decision_source="sandbox", permission_mode=None, error_code=None, blocked=denied,
+        mcp_server_id=text(a, "mcp_server") or None, tool_name=text(a, "tool_name"), outcome=outcome,
+        decision_source="sandbox", permission_mode=None, error_code=None, blocked=denied,
         policy_id=policy and policy[0], policy_name=policy and policy[1], attributes=stored(a)))
     return True
