@@ -24,6 +24,10 @@ SECURITY_DASHBOARD = Path(__file__).resolve().parent / "infinity" / "security.js
 SURGE_MIN_BLOCKED = 20
 # ...and at least this many times as many as in the hour before.
 SURGE_RATIO = 2
+# The same for the agents' own enforcement: tool uses a PreToolUse hook refused in the last hour,
+# and sessions running with bypassPermissions (every permission check skipped).
+HOOK_SURGE_MIN = 10
+BYPASS_SURGE_MIN = 3
 
 
 def _query_url(metric_id: str) -> str:
@@ -65,22 +69,21 @@ def _link(dashboard: dict[str, Any], metric_id: str) -> dict[str, str]:
     return {"__dashboardUid__": str(dashboard["uid"]), "__panelId__": str(panel_showing(dashboard, metric_id))}
 
 
-def alert_rules(security: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The alerting provisioning document; `security` is the generated Infinity Security
-    dashboard (read from its generated file when not given)."""
-    if security is None:
-        security = json.loads(SECURITY_DASHBOARD.read_text(encoding="utf-8"))
-    surge = {
-        "uid": "aa-blocked-calls-surge",
-        "title": "Blocked tool calls surge",
+def _surge(uid: str, title: str, metric_id: str, minimum: int, summary: str, description: str,
+           dashboard: dict[str, Any]) -> dict[str, Any]:
+    """A rule firing when `metric_id`'s stat reaches `minimum` in the last hour and SURGE_RATIO
+    times its value in the hour before (its previous period)."""
+    return {
+        "uid": uid,
+        "title": title,
         "condition": "F",
         "data": [
-            _infinity_query("A", "security_blocked_calls", "value"),     # blocked calls in the last hour
-            _infinity_query("B", "security_blocked_calls", "previous"),  # blocked calls in the hour before
+            _infinity_query("A", metric_id, "value"),     # the last hour
+            _infinity_query("B", metric_id, "previous"),  # the hour before
             _last("C", "A"),
             _last("D", "B"),
             _expr("E", {"type": "math",
-                        "expression": f"($C >= {SURGE_MIN_BLOCKED}) && ($C >= {SURGE_RATIO} * $D)"}),
+                        "expression": f"($C >= {minimum}) && ($C >= {SURGE_RATIO} * $D)"}),
             _expr("F", {"type": "threshold", "expression": "E",
                         "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}),
         ],
@@ -89,15 +92,39 @@ def alert_rules(security: dict[str, Any] | None = None) -> dict[str, Any]:
         "execErrState": "Error",
         "labels": {"severity": "warning", "service": "agent-analytics"},
         "annotations": {
-            "summary": "Policy blocks surged: at least {} blocked tool calls in the last hour, {}x the hour before"
-                       .format(SURGE_MIN_BLOCKED, SURGE_RATIO),
-            "description": "Blocked calls last hour: {{ $values.C.Value }}; the hour before: {{ $values.D.Value }}. "
-                           "Open the Security dashboard to see which tools, agents, users and policies.",
-            **_link(security, "security_blocked_calls"),
+            "summary": summary,
+            "description": description,
+            **_link(dashboard, metric_id),
             "runbook_url": "docs/dashboards.md#security",
         },
         "isPaused": False,
     }
+
+
+def alert_rules(security: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The alerting provisioning document; `security` is the generated Infinity Security
+    dashboard (read from its generated file when not given)."""
+    if security is None:
+        security = json.loads(SECURITY_DASHBOARD.read_text(encoding="utf-8"))
+    rules = [
+        _surge("aa-blocked-calls-surge", "Blocked tool calls surge", "security_blocked_calls", SURGE_MIN_BLOCKED,
+               "Policy blocks surged: at least {} blocked tool calls in the last hour, {}x the hour before"
+               .format(SURGE_MIN_BLOCKED, SURGE_RATIO),
+               "Blocked calls last hour: {{ $values.C.Value }}; the hour before: {{ $values.D.Value }}. "
+               "Open the Security dashboard to see which tools, agents, users and policies.", security),
+        _surge("aa-hook-blocks-surge", "Hook blocks surge", "security_hook_blocks", HOOK_SURGE_MIN,
+               f"Hook blocks surged: at least {HOOK_SURGE_MIN} tool uses refused by a PreToolUse hook in the last "
+               f"hour, {SURGE_RATIO}x the hour before",
+               "Hook blocks last hour: {{ $values.C.Value }}; the hour before: {{ $values.D.Value }}. "
+               "An agent may be retrying what a hook refuses: open Security, Agent enforcement, for the hook, "
+               "the tools and the users.", security),
+        _surge("aa-bypass-sessions-surge", "Bypass-mode sessions surge", "security_bypass_sessions",
+               BYPASS_SURGE_MIN,
+               f"Sessions skipping every permission check surged: at least {BYPASS_SURGE_MIN} sessions in "
+               f"bypassPermissions mode in the last hour, {SURGE_RATIO}x the hour before",
+               "Bypass-mode sessions last hour: {{ $values.C.Value }}; the hour before: {{ $values.D.Value }}. "
+               "Open Security, Agent enforcement, for whose sessions and which agent instances.", security),
+    ]
     return {"apiVersion": 1,
             "groups": [{"orgId": 1, "name": "agent-analytics-security", "folder": FOLDER, "interval": "1m",
-                        "rules": [surge]}]}
+                        "rules": rules}]}

@@ -177,6 +177,27 @@ SESSION_METRICS = _dataset(
     " coalesce(start_time, time) AS first_time, time AS last_time",
     applying_to("session"), (r.SESSION_METRICS,))
 
+# The agents' own enforcement (migration 0012): each dataset answers the Security tab's filters
+# whose columns it holds. Their facts name no MCP server where the agent did not (built-in
+# tools): an MCP filter narrows decisions to the MCP tools' rows; permission modes name no server
+# or tool, MCP connections no tool, so those filters do not apply to them.
+def _enforcement(full: r.Rollup) -> Dataset:
+    keys = ", ".join(k.name for k in full.keys)
+    held = {k.name for k in full.keys}
+    return _dataset(full, f"bucket AS time, {keys}, events", f"time, {keys}, 1::bigint AS events",
+                    tuple(f for f in applying_to("mcp") if FILTER_COLUMNS[f] <= held), ())
+
+
+AGENT_DECISIONS = _enforcement(r.AGENT_DECISIONS)
+PERMISSION_MODES = _enforcement(r.AGENT_PERMISSION_MODES)
+MCP_CONNECTIONS = _enforcement(r.MCP_CONNECTIONS)
+# The rows each enforcement metric counts.
+AGENT_BLOCKED = Condition("agent_blocked", "blocked", frozenset({"blocked"}))
+HOOK_BLOCKED = Condition("hook_blocked", "blocked AND decision_source = 'hook'",
+                         frozenset({"blocked", "decision_source"}))
+BYPASS = Condition("bypass", "permission_mode = 'bypassPermissions'", frozenset({"permission_mode"}))
+FAILED = Condition("failed", "outcome = 'failed'", frozenset({"outcome"}))
+
 # A metric's `needs` when it reads the full aggregate whatever the filters.
 EVERY_COLUMN = None
 

@@ -21,7 +21,9 @@ pytest.importorskip("opentelemetry.sdk")
 pytest.importorskip("agent_analytics.ingest.http")
 
 from agent_analytics import demo  # noqa: E402
-from agent_analytics.dashboards.alerts import SURGE_MIN_BLOCKED, SURGE_RATIO  # noqa: E402
+from agent_analytics import demo_enforcement as enforcement  # noqa: E402
+from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, HOOK_SURGE_MIN, SURGE_MIN_BLOCKED,  # noqa: E402
+                                               SURGE_RATIO)
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
 from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN  # noqa: E402
 from tests.grafana_alerting import alert_state, evaluate, infinity_numbers, evaluate_math, reduce  # noqa: E402
@@ -57,7 +59,29 @@ SURGE_SCENARIOS = [
     Scenario("no surge: twice the hour before but below the floor", SURGE_MIN_BLOCKED - 1, 0),
     Scenario("no surge: nothing blocked at all", 0, 0, blocked_long_ago=0),
 ]
-SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS}
+HOOK_SURGE, BYPASS_SURGE = "aa-hook-blocks-surge", "aa-bypass-sessions-surge"
+
+
+@dataclass(frozen=True)
+class AgentScenario:
+    """Hook blocks (or bypass-mode sessions) in the last hour and the hour before; besides them,
+    accepted decisions in default-mode sessions, which count for neither rule."""
+    name: str
+    last_hour: int
+    hour_before: int
+
+
+def _agent_scenarios(minimum: int) -> list[AgentScenario]:
+    return [AgentScenario("surge: enough and at least twice the hour before", minimum + 2, 1),
+            AgentScenario("surge: exactly the floor, at least twice the hour before", minimum, minimum // SURGE_RATIO),
+            AgentScenario("no surge: one short of twice the hour before", minimum + 2, (minimum + 2) // 2 + 1),
+            AgentScenario("no surge: twice the hour before but below the floor", minimum - 1, 0),
+            AgentScenario("no surge: nothing at all", 0, 0)]
+
+
+HOOK_SCENARIOS = _agent_scenarios(HOOK_SURGE_MIN)
+BYPASS_SCENARIOS = _agent_scenarios(BYPASS_SURGE_MIN)
+SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS, HOOK_SURGE: HOOK_SCENARIOS, BYPASS_SURGE: BYPASS_SCENARIOS}
 
 
 def _calls(n: int, first: datetime, last: datetime, outcome: str) -> list[demo.ToolCall]:
@@ -119,6 +143,71 @@ def test_blocked_calls_surge_rule_as_grafana_evaluates_it(app, db_url, scenario)
     assert (last_hour, hour_before) == (scenario.blocked_last_hour, scenario.blocked_hour_before)
     assert ev.values["C"] == [float(last_hour)] and ev.values["D"] == [float(hour_before)]
     fires = last_hour >= SURGE_MIN_BLOCKED and last_hour >= SURGE_RATIO * hour_before
+    assert ev.state == ("Alerting" if fires else "Normal")
+    assert alert_state(rule, ev) == ev.state
+    assert fires == scenario.name.startswith("surge")
+
+
+def _agent_session(i: int, start: datetime, end: datetime, mode: str,
+                   decisions: list[enforcement.Decision]) -> demo.Session:
+    sid = f"{i:08d}-0000-4000-9000-{int(start.timestamp()):012d}"
+    s = demo.Session(sid, USER, "claude-code", demo._instance(USER, "claude-code"), start, end,
+                     requests=[demo.Request(start, "claude-sonnet-4-5", input_tokens=100, output_tokens=50,
+                                            cache_read_tokens=0, cache_write_tokens=0, duration_ms=900)])
+    s.enforcement = enforcement.SessionEnforcement(permission_mode=mode, decisions=decisions, connections=[])
+    return s
+
+
+def _agent_plan(rule: str, s: AgentScenario, now: datetime) -> demo.Plan:
+    """Hook blocks spread over one default-mode session per hour window, or bypass-mode sessions
+    of one decision each, well inside each window; and accepted decisions in the last hour."""
+    m = timedelta(minutes=1)
+    windows = [(now - 56 * m, now - 4 * m, s.last_hour), (now - 116 * m, now - 64 * m, s.hour_before)]
+    sessions = [_agent_session(0, now - 50 * m, now - 10 * m, "default",
+                               [enforcement.Decision(now - 30 * m + i * m, "Read", "accept", "config")
+                                for i in range(12)])]
+    for w, (first, last, n) in enumerate(windows):
+        step = (last - first) / max(1, n)
+        if rule == HOOK_SURGE and n:
+            sessions.append(_agent_session(1 + w, first, last, "default", [
+                enforcement.Decision(first + step * i, "Bash", "reject", "hook") for i in range(n)]))
+        elif rule == BYPASS_SURGE:
+            sessions += [_agent_session(10 * (w + 1) + i, first + step * i, first + step * i + m, "bypassPermissions",
+                                        [enforcement.Decision(first + step * i, "Bash", "accept", "config")])
+                         for i in range(n)]
+    return demo.Plan(now, [USER], demo.directory_document([USER]), sorted(sessions, key=lambda x: x.start))
+
+
+def _counted_between(rule: str, p: demo.Plan, start: datetime, end: datetime) -> int:
+    if rule == HOOK_SURGE:
+        return sum(1 for x in p.sessions for d in x.enforcement.decisions or () if d.source == "hook"
+                   and start <= d.time < end)
+    return len({x.id for x in p.sessions if x.enforcement.permission_mode == "bypassPermissions"
+                for d in x.enforcement.decisions or () if start <= d.time < end})
+
+
+@pytest.mark.parametrize("rule_uid, scenario, metric, minimum",
+                         [(HOOK_SURGE, s, "security_hook_blocks", HOOK_SURGE_MIN) for s in HOOK_SCENARIOS]
+                         + [(BYPASS_SURGE, s, "security_bypass_sessions", BYPASS_SURGE_MIN) for s in BYPASS_SCENARIOS],
+                         ids=lambda x: x.name if isinstance(x, AgentScenario) else str(x))
+def test_agent_enforcement_surge_rules_as_grafana_evaluates_them(app, db_url, rule_uid, scenario, metric, minimum):
+    rule = RULES[rule_uid]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    p = _agent_plan(rule_uid, scenario, now)
+    with Server(app) as server:
+        results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+        assert not any(k.endswith("_failed") for k in results), results
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {QUERY_TOKEN}"})
+
+    hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
+    assert ev.requests == [f"{server.url}/api/v1/query/{metric}?from={hour_ago_ms}&to={now_ms}"] * 2
+    last_hour = _counted_between(rule_uid, p, now - timedelta(hours=1), now)
+    hour_before = _counted_between(rule_uid, p, now - timedelta(hours=2), now - timedelta(hours=1))
+    assert (last_hour, hour_before) == (scenario.last_hour, scenario.hour_before)
+    assert ev.values["C"] == [float(last_hour)] and ev.values["D"] == [float(hour_before)]
+    fires = last_hour >= minimum and last_hour >= SURGE_RATIO * hour_before
     assert ev.state == ("Alerting" if fires else "Normal")
     assert alert_state(rule, ev) == ev.state
     assert fires == scenario.name.startswith("surge")
