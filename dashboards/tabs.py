@@ -181,7 +181,7 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
 def security(variant: Variant, cfg: Config) -> db.Dashboard:
     v = MCP_FILTERS
     d = _base(variant, "security", "Tool calls blocked by policy: who hits policy boundaries, and which policies "
-              "enforce the most.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+              "enforce the most; below, what the agents themselves enforce.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
     lay = Layout(d)
     lay.add(P.stat_panel(variant, metric("security_blocked_calls"), v, w=6, h=9))
     lay.add(P.timeseries_panel(variant, metric("security_blocked_over_time"), v, w=18,
@@ -190,6 +190,16 @@ def security(variant: Variant, cfg: Config) -> db.Dashboard:
                 "security_top_blocked_mcps"):
         lay.add(P.table_panel(variant, metric(mid), v))
     lay.add(P.table_panel(variant, metric("security_top_policies"), v, w=24))
+    lay.row("Agent enforcement")
+    for mid in ("security_agent_policy_blocks", "security_hook_blocks", "security_bypass_sessions",
+                "security_mcp_connection_failures"):
+        lay.add(P.stat_panel(variant, metric(mid), v, w=6))
+    lay.add(P.timeseries_panel(variant, metric("security_agent_blocks_over_time"), v, w=24,
+                               title="Agent policy blocks over time"))
+    for mid in ("security_top_agent_policies", "security_decisions_by_source", "security_permission_modes",
+                "security_mcp_connection_failures_top"):
+        lay.add(P.table_panel(variant, metric(mid), v))
+    lay.add(P.table_panel(variant, metric("security_decisions_by_tool_user"), v, w=24))
     return d
 
 
