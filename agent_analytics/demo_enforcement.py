@@ -16,6 +16,9 @@ from typing import Any, Callable
 
 # Claude Code's built-in tools and how often a session uses each.
 CLAUDE_TOOLS = {"Bash": 6, "Read": 8, "Edit": 5, "Write": 2, "WebFetch": 1}
+# MCP tools whose use Claude Code allowed (its refusals of MCP tools would be blocked calls of the
+# gateway's servers too, which the demo's plan of tool calls already holds).
+CLAUDE_MCP_TOOLS = ["mcp__github__search_code", "mcp__jira__search_issues", "mcp__filesystem__read_file"]
 # How Claude Code's decisions are made in a session that asks (default mode): (decision, source).
 CLAUDE_SOURCES = [(("accept", "config"), 0.55), (("accept", "user_temporary"), 0.15),
                   (("accept", "user_permanent"), 0.08), (("reject", "config"), 0.08),
@@ -72,6 +75,8 @@ def plan_session(session_id: str, agent: str, start: datetime, end: datetime) ->
                 decision, source = _weighted(rng, CLAUDE_SOURCES)
                 if source == "hook":
                     tool = HOOK[1]
+            if decision == "accept" and rng.random() < 0.2:
+                tool = rng.choice(CLAUDE_MCP_TOOLS)
             out.decisions.append(Decision(t, tool, decision, source))
         for server, (_, error, p_fail) in MCP_CONNECTIONS.items():
             if server == "legacy-docs" and rng.random() < 0.7:
@@ -131,7 +136,7 @@ def emit_claude(s: SessionEnforcement, start: datetime, base: dict[str, Any], em
                 "num_success": 0, "num_blocking": 1, "hook_source": "merged", "total_duration_ms": 25})
         event("tool_decision", d.time, **{
             "prompt.id": prompt, "decision": d.decision, "source": d.source, "tool_name": d.tool,
-            "tool_source": "builtin", "tool_use_id": f"toolu_{base['session.id'][:8]}{i:04d}",
+            "tool_source": "mcp" if d.tool.startswith("mcp__") else "builtin", "tool_use_id": f"toolu_{base['session.id'][:8]}{i:04d}",
             "permission_mode": s.permission_mode})
 
 
