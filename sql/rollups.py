@@ -162,7 +162,6 @@ def _render(rollup: Rollup, width: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def narrowed(select: str, raw: str, condition: str) -> str:
     """`select` reading only the rows of `raw` that satisfy `condition`: a WITH query of the
     table's name (whose own FROM still names the table) stands in for the table."""
@@ -374,30 +373,23 @@ SESSION_METRICS = Rollup(
 
 EVENTS = Measure("events", "count(*)")
 AGENT_ENFORCEMENT = Raw("agent_enforcement", (EVENTS,), column=0)
-# Permission decisions and sandbox outcomes: what each agent let through or stopped.
-DECISIONS = "kind IN ('decision', 'sandbox')"
-KIND, DECISION_SOURCE, BLOCKED_KEY, PERMISSION_MODE, ERROR_CODE = (
-    Key(n) for n in ("kind", "decision_source", "blocked", "permission_mode", "error_code"))
-ENFORCEMENT_POLICY = tuple(Key(n) for n in ("policy_id", "policy_name"))
-
+KIND, DECISION_SOURCE, BLOCKED_KEY, PERMISSION_MODE, ERROR_CODE, POLICY_ID, POLICY_NAME = (Key(n) for n in (
+    "kind", "decision_source", "blocked", "permission_mode", "error_code", "policy_id", "policy_name"))
 AGENT_DECISIONS = Rollup(
-    "agent_decisions", AGENT_ENFORCEMENT,
-    (SOURCE, KIND, USER, AGENT, AGENT_INSTANCE, MCP_SERVER, TOOL, OUTCOME, DECISION_SOURCE, BLOCKED_KEY,
-     *ENFORCEMENT_POLICY), (EVENTS,),
+    "agent_decisions", AGENT_ENFORCEMENT, (SOURCE, KIND, USER, AGENT, AGENT_INSTANCE, MCP_SERVER, TOOL, OUTCOME,
+                                           DECISION_SOURCE, BLOCKED_KEY, POLICY_ID, POLICY_NAME), (EVENTS,),
     {HOUR: "The agents' permission decisions and sandbox outcomes per hour, built-in and MCP tools alike, by\n"
            "who, the tool, the decision and its source, and for a block the policy as recorded (Security)."},
-    where=DECISIONS)
+    where="kind IN ('decision', 'sandbox')")
 AGENT_PERMISSION_MODES = Rollup(
     "agent_permission_modes", AGENT_ENFORCEMENT, (PERMISSION_MODE, SESSION, SOURCE, USER, AGENT, AGENT_INSTANCE),
-    (EVENTS,),
-    {HOUR: "Decisions per hour by the permission mode the session ran in (Claude Code's permission_mode)\n"
-           "and the session: which sessions ran with bypassPermissions or acceptEdits, whose (Security)."},
+    (EVENTS,), {HOUR: "Decisions per hour by the permission mode the session ran in (Claude Code's permission_mode)\n"
+                      "and the session: which sessions ran with bypassPermissions or acceptEdits, whose (Security)."},
     where="kind = 'decision' AND permission_mode IS NOT NULL")
 MCP_CONNECTIONS = Rollup(
     "mcp_connections", AGENT_ENFORCEMENT, (SOURCE, USER, AGENT, AGENT_INSTANCE, MCP_SERVER, OUTCOME, ERROR_CODE),
-    (EVENTS,),
-    {HOUR: "The agents' connection attempts to MCP servers per hour by server, status and error code, and\n"
-           "who made them (Security: MCP server health)."},
+    (EVENTS,), {HOUR: "The agents' connection attempts to MCP servers per hour by server, status and error code, and\n"
+                      "who made them (Security: MCP server health)."},
     where="kind = 'mcp_connection'")
 
 # Every rollup declared above.

@@ -146,12 +146,7 @@ def test_every_seed_element_is_on_its_tab():
                       "llm_top_models_by_tokens", "llm_top_models_by_cost", "session_metrics", "sessions_table"],
         "security": ["security_blocked_calls", "security_blocked_over_time", "security_top_blocked_tools",
                      "security_top_blocked_agent_instances", "security_top_blocked_users",
-                     "security_top_blocked_mcps", "security_top_policies",
-                     # The agents' own enforcement.
-                     "security_agent_policy_blocks", "security_hook_blocks", "security_bypass_sessions",
-                     "security_mcp_connection_failures", "security_agent_blocks_over_time",
-                     "security_top_agent_policies", "security_decisions_by_source", "security_decisions_by_tool_user",
-                     "security_permission_modes", "security_mcp_connection_failures_top"],
+                     "security_top_blocked_mcps", "security_top_policies"],
         "session-timeline": ["session_totals", "session_comparison", "session_models", "session_token_mix",
                              "session_tokens_over_time", "session_cumulative_cost"],
         "telemetry": ["telemetry_sources", "telemetry_senders", "telemetry_records_over_time",
