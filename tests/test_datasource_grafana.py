@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from agent_analytics.datasource import catalog as declared
 from tests.harness_support import LLM_TOKEN, QUERY_TOKEN
 from tests.datasource_dataset import ANCHOR, DATA, Oracle
 from tests.datasource_support import api, assert_rows, field, grafana, iso, ms, same
@@ -193,9 +194,11 @@ def test_json_api_infinity_forms_catalog_openapi_and_prometheus(ds_app, ds_clien
     assert name == "app" and float(duration) > 0
     f = {"user": ["user1@example.com", "user2@example.com"]}
     assert_rows(body["rows"], ORACLE.top("mcp_top_users", START, ANCHOR, f), "var-user")
-    catalog = ds_client.get("/api/v1/metrics", headers=H()).get_json()
-    ids = [m["id"] for m in catalog["metrics"]]
-    assert len(ids) == len(set(ids)) == 40 and "security_top_policies" in ids and "telemetry_sources" in ids
+    listed = ds_client.get("/api/v1/metrics", headers=H()).get_json()
+    ids = [m["id"] for m in listed["metrics"]]
+    # Every declared metric (the query token may read every tab's).
+    assert len(ids) == len(set(ids)) == len(declared.METRICS) == 50
+    assert "security_top_policies" in ids and "security_hook_blocks" in ids and "telemetry_sources" in ids
     doc = ds_client.get("/api/v1/openapi.json", headers=H()).get_json()
     assert doc["openapi"].startswith("3.") and "/grafana/query" in doc["paths"]
     assert "/api/v1/query/{metric_id}" in doc["paths"]
