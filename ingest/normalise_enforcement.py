@@ -34,6 +34,7 @@ class Who(NamedTuple):
     agent_instance_id: str | None
     session_id: str | None
 
+
 # A Claude Code rejection's `source` and the policy recorded for it. `config` is a deny rule, but
 # equally a tool no allow rule permits where Claude Code cannot ask (`-p`): the event does not tell.
 CLAUDE_POLICIES = {

@@ -125,10 +125,6 @@ def sent(client, conn) -> Expected:
     return expected
 
 
-def _ms(ns: int) -> int:
-    return ns // 1_000_000
-
-
 def _window(e: Expected) -> dict[str, int]:
     """Whole hours around the captures: the aggregates answer them (the edges from raw rows)."""
     start = datetime.fromtimestamp(e.first / 1e9, timezone.utc).replace(minute=0, second=0, microsecond=0)
