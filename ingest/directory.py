@@ -1,10 +1,12 @@
 """The directory: users, groups and their current members, agents, agent instances, MCP servers,
-tools, tags and policies, curated in bulk (API or `agent-analytics directory load FILE`).
+tools, tags, policies and budgets (ingest/budgets.py), curated in bulk (API or `agent-analytics
+directory load FILE`).
 
 Every operation is idempotent: applying a document twice leaves the same rows. Upserts change
 only the fields a document gives; `members` and `tags`, when given, replace the current set.
-Rows that a document refers to but does not define (a member's user, a tool's server) are
-created with their id as their name. No Flask here: the API and the CLI both call these.
+Rows that a document refers to but does not define (a member's user, a tool's server, a
+budget's user or group) are created with their id as their name. A budget is given whole.
+No Flask here: the API and the CLI both call these.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 
 from agent_analytics.errors import Permanent
+from agent_analytics.ingest.budgets import LIST_SQL as BUDGETS_LIST_SQL
+from agent_analytics.ingest.budgets import BudgetSchema
 from agent_analytics.text import StorableSchema, find_flaw
 
 # Field options shared by the schemas (Any: they are spread into fields of several kinds).
@@ -96,6 +100,7 @@ class DocumentSchema(_Strict):
     mcp_servers = fields.List(fields.Nested(McpServerSchema), load_default=list)
     tools = fields.List(fields.Nested(ToolSchema), load_default=list)
     policies = fields.List(fields.Nested(PolicySchema), load_default=list)
+    budgets = fields.List(fields.Nested(BudgetSchema), load_default=list)
 
 
 _IDS = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
@@ -115,6 +120,7 @@ class DeleteSchema(_Strict):
     mcp_servers = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
     tools = fields.List(fields.Nested(ToolKeySchema), load_default=list)
     policies = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    budgets = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
 
 
 # kind -> (table, key columns, editable columns, tag table and its key columns, schema)
@@ -127,10 +133,14 @@ KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, tuple[s
     "tools": ("tools", ("mcp_server_id", "name"), ("description",), ("tool_tags", ("mcp_server_id", "tool_name")),
               ToolSchema),
     "policies": ("policies", ("id",), ("name", "description"), None, PolicySchema),
+    "budgets": ("budgets", ("id",), ("name", "scope", "attribute", "target", "period", "amount_usd", "owner"), None,
+                BudgetSchema),
 }
 # Tables whose NOT NULL name defaults to the id when a document leaves it out.
-NAMED = {"groups", "agents", "mcp_servers", "policies"}
-ORDER = ("users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies")
+NAMED = {"groups", "agents", "mcp_servers", "policies", "budgets"}
+# Tables with an updated_at, set on every change.
+STAMPED = {"users", "policies", "budgets"}
+ORDER = ("users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies", "budgets")
 
 
 def _storable(**path_values: str) -> None:
@@ -168,13 +178,15 @@ def _upsert(conn: psycopg.Connection, kind: str, item: dict) -> None:
             _ensure(conn, "users", (item["user_id"],))
     if kind == "tools":
         _ensure(conn, "mcp_servers", (item["mcp_server_id"],))
+    if kind == "budgets" and item["scope"] in ("user", "group"):
+        _ensure(conn, item["scope"] + "s", (item["target"],))
     given = [c for c in editable if c in item]
     row = {k: item[k] for k in keys}
     row.update({c: item[c] for c in given})
     if kind in NAMED and "name" not in row:
         row["name"] = item["id"]
     cols = list(row)
-    update = [c for c in given] + (["updated_at"] if table in ("users", "policies") else [])
+    update = [c for c in given] + (["updated_at"] if table in STAMPED else [])
     conflict = sql.SQL("DO NOTHING") if not update else sql.SQL("DO UPDATE SET {}").format(
         sql.SQL(", ").join(
             sql.SQL("{} = now()").format(sql.Identifier(c)) if c == "updated_at"
@@ -302,6 +314,7 @@ LIST_SQL = {
              " ON t.mcp_server_id = o.mcp_server_id AND t.tool_name = o.name"
              " GROUP BY o.mcp_server_id, o.name ORDER BY o.mcp_server_id, o.name",
     "policies": "SELECT id, name, description FROM policies ORDER BY id",
+    "budgets": BUDGETS_LIST_SQL,
 }
 
 

@@ -42,9 +42,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def register_commands(subparsers) -> None:
-    p = subparsers.add_parser("directory", help="curate the directory (users, groups, agents, tools, policies)")
+    p = subparsers.add_parser("directory", help="curate the directory (users, groups, agents, tools, policies, budgets)")
     sub = p.add_subparsers(dest="directory_command", required=True)
-    load = sub.add_parser("load", help="upsert users, groups, agents, MCP servers, tools, tags and policies "
+    load = sub.add_parser("load", help="upsert users, groups, agents, MCP servers, tools, tags, policies and budgets "
                                        "from a YAML or JSON file (idempotent)")
     load.add_argument("file")
     load.set_defaults(func=cmd_load)

@@ -144,7 +144,8 @@ def test_export_round_trips(client, conn):
     client.post("/api/v1/directory", json=DOC, headers=AUTH)
     before = _state(conn)
     exported = client.get("/api/v1/directory", headers=AUTH).get_json()
-    assert set(exported) == {"users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies"}
+    assert set(exported) == {"users", "groups", "agents", "agent_instances", "mcp_servers", "tools", "policies",
+                             "budgets"}
     client.post("/api/v1/directory/delete", headers=AUTH, json={
         "users": [u["id"] for u in exported["users"]], "groups": [g["id"] for g in exported["groups"]],
         "agents": ["claude-code"], "mcp_servers": ["github", "jira"], "policies": ["pol-1"],
