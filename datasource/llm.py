@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from agent_analytics.datasource import kinds
+from agent_analytics.datasource.budgets import METRIC as BUDGETS
 from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS, NO_USER, REQUESTS_COLUMN,
                                                 TOKENS_COLUMN, UNPRICED_COLUMNS, USD, USER_COLUMNS, Metric, col)
 from agent_analytics.datasource.declare import series, stat, top
@@ -150,3 +151,5 @@ METRICS: tuple[Metric, ...] = (
            "Empty state: has_data is false until any LLM telemetry (events or metrics) has arrived.",
            build=status, reads=None),
 )
+# Budgets against their spend: declared in budgets.py, shown on LLM Usage.
+METRICS += (BUDGETS,)

@@ -1,0 +1,183 @@
+"""Budgets against their spend, on a synthetic February and March 2026 with known answers: the
+spend to date, the previous period to the same point, the daily rate, the forecast at the
+period's end and the date the amount is forecast to be reached, worked out by hand below (and the
+periods' arithmetic on its own, without a database). Spend is read through the JSON API from the
+aggregates on both backends; rows written with COPY as the receiver stores them."""
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from agent_analytics.datasource import budget_forecast as bf
+from agent_analytics.ingest import directory
+from tests.datasource_support import api, ms
+from tests.rawdata import load_raw_rows
+
+UTC = timezone.utc
+AS_OF = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)  # a Friday
+
+
+def T(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC)
+
+
+# -- the periods, UTC -----------------------------------------------------------------------------
+def test_periods_are_utc_days_iso_weeks_and_calendar_months():
+    assert bf.period_bounds("day", T(3, 20, 12)) == (T(3, 20), T(3, 21))
+    assert bf.period_bounds("week", T(3, 20, 12)) == (T(3, 16), T(3, 23))   # Monday to Monday
+    assert bf.period_bounds("week", T(3, 16)) == (T(3, 16), T(3, 23))
+    assert bf.period_bounds("week", T(3, 15, 23, 59)) == (T(3, 9), T(3, 16))
+    assert bf.period_bounds("month", T(3, 20, 12)) == (T(3, 1), T(4, 1))
+    assert bf.period_bounds("month", datetime(2026, 12, 31, 23, tzinfo=UTC)) == (T(12, 1), datetime(2027, 1, 1, tzinfo=UTC))
+    # Another time zone's instant is placed in its UTC period.
+    assert bf.period_bounds("day", datetime(2026, 3, 21, 1, tzinfo=timezone(timedelta(hours=5)))) == (T(3, 20), T(3, 21))
+    with pytest.raises(ValueError):
+        bf.period_bounds("year", T(3, 1))
+
+
+def test_previous_period_to_the_same_point():
+    assert bf.previous_point("month", T(3, 1), T(3, 20, 12)) == (T(2, 1), T(2, 20, 12))
+    # 30.5 days into March is past February's end: all of February.
+    assert bf.previous_point("month", T(3, 1), T(3, 31, 12)) == (T(2, 1), T(3, 1))
+    assert bf.previous_point("week", T(3, 16), T(3, 20, 12)) == (T(3, 9), T(3, 13, 12))
+    assert bf.previous_point("day", T(3, 20), T(3, 20, 12)) == (T(3, 19), T(3, 19, 12))
+
+
+def test_outlook_on_a_synthetic_month():
+    """$5 a day on 1-12 March, $12 a day on 13-19, $4 on the 20th by noon; a budget of $250."""
+    daily = {date(2026, 3, d): 5.0 for d in range(1, 13)} | {date(2026, 3, d): 12.0 for d in range(13, 20)}
+    daily[date(2026, 3, 20)] = 4.0
+    daily[date(2026, 2, 27)] = 100.0  # before the period and the rate's 7 days: in neither
+    o = bf.outlook(250.0, "month", AS_OF, daily)
+    assert o.spend == 12 * 5 + 7 * 12 + 4 == 148
+    assert o.daily_rate == 12.0                               # 13..19 March
+    assert o.forecast == 148 + 12 * 11.5 == 286.0             # 11.5 days left in March
+    assert o.spend_pct == pytest.approx(59.2) and o.forecast_pct == pytest.approx(114.4)
+    assert o.forecast_date == T(3, 29)                        # (250 - 148) / 12 = 8.5 days on
+    assert o.reached_on is None and o.outlook == "forecast to be reached on 2026-03-29 00:00 UTC"
+    # The rate reaches back before the period: on 2 April, 26 March..1 April (none of it April's).
+    o = bf.outlook(250.0, "month", T(4, 2, 12), daily | {date(2026, 3, d): 7.0 for d in range(26, 32)})
+    assert (o.spend, o.daily_rate, o.forecast) == (0, 6 * 7.0 / 7, 0 + 6.0 * 28.5)
+    # Reached: the day the running total crossed it; no forecast date.
+    o = bf.outlook(100.0, "month", AS_OF, daily)
+    # 60 by the 12th, 72, 84, 96 by the 15th, 108 on the 16th.
+    assert o.reached_on == date(2026, 3, 16) and o.forecast_date is None
+    assert o.outlook == "reached on 2026-03-16"
+    # Not within the period at this rate.
+    o = bf.outlook(1000.0, "month", AS_OF, daily)
+    assert o.forecast_date is None and o.outlook == "not forecast to be reached this period"
+    # A rate of 0: no date, not a made-up one.
+    o = bf.outlook(10.0, "week", T(3, 28, 12), {date(2026, 3, 28): 3.0})  # all of it today
+    assert (o.spend, o.daily_rate, o.forecast, o.forecast_date) == (3.0, 0.0, 3.0, None)
+    assert o.outlook.startswith("no cost in the last 7 complete days")
+    # Usage none of which could be priced: unknown, not 0; partly priced: the priced part.
+    o = bf.outlook(10.0, "day", AS_OF, {date(2026, 3, 20): None})
+    assert (o.spend, o.spend_pct, o.forecast, o.forecast_date) == (None, None, None, None)
+    assert bf.outlook(10.0, "month", AS_OF, {date(2026, 3, 19): None, date(2026, 3, 20): 2.0}).spend == 2.0
+
+
+# -- end to end: the JSON API over the aggregates ------------------------------------------------------
+def _request(i: int, t: datetime, user: str, cost: str | None, tokens: int = 100) -> tuple:
+    c = None if cost is None else Decimal(cost)
+    return (t, hashlib.sha256(f"budget{i}".encode()).digest(), "claude_code", f"s-{user}-{t.date()}", user,
+            "claude-code", "anthropic", "claude-sonnet-4-5", tokens, 0, 0, 0, c, c, 900.0)
+
+
+def _month() -> list[tuple]:
+    rows: list[tuple] = []
+    for d in range(1, 29):                        # February: ann $3 a day at 10:00
+        rows.append((T(2, d, 10), "ann@x", "3"))
+    for d in range(1, 13):                        # March 1-12: ann $5 a day
+        rows.append((T(3, d, 10), "ann@x", "5"))
+    for d in range(13, 20):                       # March 13-19: ann $12 a day
+        rows.append((T(3, d, 10), "ann@x", "12"))
+    rows += [(T(3, 20, 6), "ann@x", "4"),         # today by noon
+             (T(3, 20, 13), "ann@x", "50")]       # after the moment of evaluation: never counted
+    for d in range(1, 20):                        # March 1-19: bob $1 a day at 09:30
+        rows.append((T(3, d, 9, 30), "bob@x", "1"))
+    rows.append((T(3, 15, 11), "bob@x", None))    # unpriced: 1000 tokens of a model without a price
+    return [_request(i, t, u, c, 1000 if c is None else 100) for i, (t, u, c) in enumerate(rows)]
+
+
+BUDGETS = [
+    {"id": "org", "name": "Organisation", "scope": "organisation", "period": "month", "amount_usd": 250,
+     "owner": "finance@x"},
+    {"id": "eng-week", "name": "Engineering weekly", "scope": "group", "target": "eng", "period": "week",
+     "amount_usd": 100, "owner": "lead@x"},
+    {"id": "ann-day", "scope": "user", "target": "ann@x", "period": "day", "amount_usd": 3, "owner": "ann@x"},
+    {"id": "bob-month", "scope": "user", "target": "bob@x", "period": "month", "amount_usd": 10, "owner": "bob@x"},
+    {"id": "carol-month", "scope": "user", "target": "carol@x", "period": "month", "amount_usd": 5,
+     "owner": "carol@x"},
+]
+
+
+def _oracle(rows: list[tuple], users: set[str] | None, start: datetime, end: datetime) -> float:
+    return float(sum(r[13] for r in rows if start <= r[0] < end and r[13] is not None
+                     and (users is None or r[4] in users)))
+
+
+def test_budgets_spend_and_forecast_on_a_known_month(client, conn, db_url):
+    rows = _month()
+    load_raw_rows(db_url, ([], rows, []))
+    directory.apply(conn, {"groups": [{"id": "eng", "name": "Engineering", "members": ["ann@x"]}],
+                           "budgets": BUDGETS})
+    answer = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)
+    got = {r["budget"]: r for r in answer["rows"]}
+    assert answer["total"] == 5 and list(got) == sorted(got)
+    assert answer["meta"]["as_of"] == ms(AS_OF)
+    # Every bound falls on a UTC hour: the aggregates answer it all, no raw row is read.
+    assert not {"llm_requests", "metric_points"} & set(answer["meta"]["relations"])
+    assert "llm_usage_per_user_daily" in answer["meta"]["relations"]
+
+    # The known answers, worked out by hand.
+    org = got["org"]
+    assert (org["spend"], org["daily_rate"], org["forecast"]) == pytest.approx((167.0, 13.0, 167 + 13 * 11.5))
+    assert org["previous_spend"] == pytest.approx(60.0)             # 1-20 Feb by 10:00, $3 a day
+    assert org["unpriced_tokens"] == 1000 and org["unpriced"] is True
+    assert org["forecast_date"] == ms(AS_OF + timedelta(days=(250 - 167) / 13))
+    eng = got["eng-week"]                                             # ann, Monday 16 March on
+    assert (eng["spend"], eng["daily_rate"], eng["forecast"]) == pytest.approx((52.0, 12.0, 82.0))
+    assert eng["previous_spend"] == pytest.approx(32.0)               # 9-12 March, and 13 March by noon
+    assert eng["change_pct"] == pytest.approx(62.5) and eng["forecast_date"] is None
+    assert (eng["period_start"], eng["period_end"]) == (ms(T(3, 16)), ms(T(3, 23)))
+    assert eng["outlook"] == "not forecast to be reached this period" and eng["unpriced"] is False
+    ann = got["ann-day"]
+    assert (ann["spend"], ann["spend_pct"], ann["forecast"]) == pytest.approx((4.0, 400 / 3, 10.0))
+    assert ann["reached_on"] == ms(T(3, 20)) and ann["previous_spend"] == pytest.approx(12.0)
+    bob = got["bob-month"]
+    assert (bob["spend"], bob["reached_on"], bob["unpriced_tokens"]) == (pytest.approx(19.0), ms(T(3, 10)), 1000)
+    assert bob["previous_spend"] == 0 and bob["change_pct"] is None
+    carol = got["carol-month"]                                        # no usage at all
+    assert (carol["spend"], carol["daily_rate"], carol["forecast"], carol["forecast_date"]) == (0, 0, 0, None)
+    assert carol["scope_name"] == "carol@x" and got["eng-week"]["scope_name"] == "Engineering"
+    assert {r["owner"] for r in got.values()} == {"finance@x", "lead@x", "ann@x", "bob@x", "carol@x"}
+    assert all(r["method"] == bf.METHOD for r in got.values())
+
+    # The same figures from the rows, independently of the hand-worked ones.
+    scopes = {"org": None, "eng-week": {"ann@x"}, "ann-day": {"ann@x"}, "bob-month": {"bob@x"},
+              "carol-month": {"carol@x"}}
+    periods = {"org": (T(3, 1), T(2, 1)), "eng-week": (T(3, 16), T(3, 9)), "ann-day": (T(3, 20), T(3, 19)),
+               "bob-month": (T(3, 1), T(2, 1)), "carol-month": (T(3, 1), T(2, 1))}
+    for bid, users in scopes.items():
+        start, prev_start = periods[bid]
+        spend = _oracle(rows, users, start, AS_OF)
+        rate = _oracle(rows, users, T(3, 13), T(3, 20)) / 7
+        amount = next(b["amount_usd"] for b in BUDGETS if b["id"] == bid)
+        r = got[bid]
+        assert r["spend"] == pytest.approx(spend) and r["daily_rate"] == pytest.approx(rate), bid
+        assert r["previous_spend"] == pytest.approx(_oracle(rows, users, prev_start, prev_start + (AS_OF - start)))
+        assert r["spend_pct"] == pytest.approx(spend / amount * 100)
+        end = datetime.fromtimestamp(r["period_end"] / 1000, UTC)
+        assert r["forecast"] == pytest.approx(spend + rate * (end - AS_OF) / timedelta(days=1)), bid
+
+
+def test_budgets_are_llm_analytics(client, conn):
+    from tests.harness_support import QUERY_TOKEN
+    directory.apply(conn, {"budgets": BUDGETS[:1]})
+    resp = client.get("/api/v1/query/llm_budgets", query_string={"from": ms(AS_OF - timedelta(days=1)),
+                                                                 "to": ms(AS_OF)},
+                      headers={"Authorization": f"Bearer {QUERY_TOKEN}"})
+    assert resp.status_code == 403
