@@ -20,6 +20,7 @@ from .queries import INFINITY_TYPE, INFINITY_UID, infinity_model
 # `grafana install` uses this title with the folder uid "agent-analytics".
 FOLDER = "Agent Analytics"
 SECURITY_DASHBOARD = Path(__file__).resolve().parent / "infinity" / "security.json"
+LLM_DASHBOARD = Path(__file__).resolve().parent / "infinity" / "llm-usage.json"
 # A surge: at least this many blocked calls in the last hour...
 SURGE_MIN_BLOCKED = 20
 # ...and at least this many times as many as in the hour before.
@@ -101,11 +102,14 @@ def _surge(uid: str, title: str, metric_id: str, minimum: int, summary: str, des
     }
 
 
-def alert_rules(security: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The alerting provisioning document; `security` is the generated Infinity Security
-    dashboard (read from its generated file when not given)."""
+def alert_rules(security: dict[str, Any] | None = None, llm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The alerting provisioning document; `security` and `llm` are the generated Infinity Security
+    and LLM Usage dashboards (read from their generated files when not given)."""
     if security is None:
         security = json.loads(SECURITY_DASHBOARD.read_text(encoding="utf-8"))
+    if llm is None:
+        llm = json.loads(LLM_DASHBOARD.read_text(encoding="utf-8"))
+    from .budget_alerts import budget_rules  # it builds on this module's queries and expressions
     rules = [
         _surge("aa-blocked-calls-surge", "Blocked tool calls surge", "security_blocked_calls", SURGE_MIN_BLOCKED,
                "Policy blocks surged: at least {} blocked tool calls in the last hour, {}x the hour before"
@@ -127,4 +131,6 @@ def alert_rules(security: dict[str, Any] | None = None) -> dict[str, Any]:
     ]
     return {"apiVersion": 1,
             "groups": [{"orgId": 1, "name": "agent-analytics-security", "folder": FOLDER, "interval": "1m",
-                        "rules": rules}]}
+                        "rules": rules},
+                       {"orgId": 1, "name": "agent-analytics-budgets", "folder": FOLDER, "interval": "5m",
+                        "rules": budget_rules(llm)}]}

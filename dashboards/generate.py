@@ -96,7 +96,7 @@ def render_all() -> dict[Path, str]:
             text = json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False)
             files[Path("dashboards") / variant.key / f"{name}.json"] = text + "\n"
     # The rules link to panels of the dashboards generated in this same run.
-    rules = alert_rules(built["infinity", "security"])
+    rules = alert_rules(built["infinity", "security"], built["infinity", "llm-usage"])
     files[ALERT_RULES] = HEADER + yaml.safe_dump(rules, sort_keys=False, allow_unicode=True, width=120)
     return files
 

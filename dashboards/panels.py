@@ -133,7 +133,8 @@ def bars_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: 
 def table_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w: int = 12,
                 h: int = TABLE_HEIGHT, extras: dict[str, str] | None = None, title: str | None = None,
                 links: list[db.DashboardLink] | None = None, link_column: str | None = None,
-                hidden: set[str] | None = None, description: str | None = None) -> table.Panel:
+                hidden: set[str] | None = None, description: str | None = None,
+                no_value: str = "No data for this range and these filters") -> table.Panel:
     """A ranked table, paginated 10 rows per page; id columns hidden (names shown instead)."""
     # No page parameter: the service answers every ranked row (up to its cap) and Grafana
     # paginates them client-side, 10 per page.
@@ -143,7 +144,7 @@ def table_panel(variant: Variant, metric: Metric, variables: tuple[str, ...], w:
          .with_transformation(organize(metric))
          .span(w).height(h).cell_height(common.TableCellHeight.SM)
          .footer(cb.TableFooterOptions().show(False).reducer([]).enable_pagination(True))
-         .no_value("No data for this range and these filters"))
+         .no_value(no_value))
     _unit_overrides(p, variant, metric.columns)
     for c in metric.columns:
         if c.name.endswith("top_5pct"):

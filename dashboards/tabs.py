@@ -10,7 +10,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from agent_analytics import connect
 from agent_analytics.config import Config
-from agent_analytics.datasource import catalog
+from agent_analytics.datasource import budget_forecast, catalog
 from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS
 from agent_analytics.datasource.filters import FILTERS
 from agent_analytics.datasource.query import MAX_ROWS
@@ -175,7 +175,20 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
                                        f"{MAX_ROWS:,} sessions in this order; Session metrics counts them all. "
                                        "Narrow the date range or the filters to reach the others, or page "
                                        "through the JSON API (page, page_size).")))
+    _budgets(lay, variant)
     return d
+
+
+def _budgets(lay: Layout, variant: Variant) -> None:
+    """The budgets as of the range's end, whatever the filters: a budget names its own scope."""
+    lay.row("Budgets")
+    b = metric("llm_budgets")
+    lay.add(P.table_panel(variant, b, (), w=24, hidden={"budget", "scope", "unpriced", "method"},
+                          no_value="No budgets: set them with the directory API or `agent-analytics directory load`"))
+    lay.add(P.text_panel("How the forecast is made", f"Spend to date and forecast in USD, per UTC period, as of "
+                         f"the end of the time range. **Forecast:** {budget_forecast.METHOD}. A rate of 0 gives "
+                         "no date. Unpriced tokens are usage no price is known for: spend and forecast leave "
+                         "them out. See docs/budgets.md.", h=3))
 
 
 def security(variant: Variant, cfg: Config) -> db.Dashboard:

@@ -9,8 +9,10 @@ For each rule, a dataset that must fire it and datasets that must not; the expec
 the numbers are counted from the dataset here, not taken from the service."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -25,8 +27,11 @@ from agent_analytics import demo_enforcement as enforcement  # noqa: E402
 from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, HOOK_SURGE_MIN, SURGE_MIN_BLOCKED,  # noqa: E402
                                                SURGE_RATIO)
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
-from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN  # noqa: E402
-from tests.grafana_alerting import alert_state, evaluate, infinity_numbers, evaluate_math, reduce  # noqa: E402
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN  # noqa: E402
+from agent_analytics.dashboards import budget_alerts as ba  # noqa: E402
+from agent_analytics.ingest import directory  # noqa: E402
+from tests.grafana_alerting import alert_state, evaluate, infinity_numbers, evaluate_math, reduce, render  # noqa: E402
+from tests.rawdata import load_raw_rows  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +86,10 @@ def _agent_scenarios(minimum: int) -> list[AgentScenario]:
 
 HOOK_SCENARIOS = _agent_scenarios(HOOK_SURGE_MIN)
 BYPASS_SCENARIOS = _agent_scenarios(BYPASS_SURGE_MIN)
-SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS, HOOK_SURGE: HOOK_SCENARIOS, BYPASS_SURGE: BYPASS_SCENARIOS}
+# The budgets' rules share one dataset, evaluated at known moments (below).
+BUDGET_RULES = ("aa-budget-80", "aa-budget-100", "aa-budget-forecast", "aa-budget-surge")
+SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS, HOOK_SURGE: HOOK_SCENARIOS, BYPASS_SURGE: BYPASS_SCENARIOS,
+                     **{uid: "budget moments" for uid in BUDGET_RULES}}
 
 
 def _calls(n: int, first: datetime, last: datetime, outcome: str) -> list[demo.ToolCall]:
@@ -238,3 +246,96 @@ def test_a_null_or_missing_answer_is_no_data_which_the_rule_treats_as_ok():
     assert infinity_numbers(model, {"rows": [{"value": None}]}) == [None]
     assert infinity_numbers(model, {"rows": []}) == []
     assert rule["noDataState"] == "OK"
+
+
+# -- the budgets' rules: one dataset, budgets crossing 80 % and 100 % at known moments ----------------
+def _t(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
+
+
+# (time, user, cost; None: a request no price is known for)
+SPEND = ([(_t(d, 20), "ann@x", 12) for d in range(13, 20)]          # the 7 days before: $12 a day at 20:00
+         + [(_t(19, 8), "ann@x", 6)]                                   # and $6 the day before at 08:00
+         + [(_t(20, 9), "ann@x", 5), (_t(20, 10), "ann@x", 3), (_t(20, 11), "ann@x", 2),
+            (_t(20, 9), "bob@x", None)])
+BUDGETS = [
+    {"id": "ann-day", "name": "Ann daily", "scope": "user", "target": "ann@x", "period": "day", "amount_usd": 10,
+     "owner": "ann@x"},
+    {"id": "org-month", "name": "Organisation", "scope": "organisation", "period": "month", "amount_usd": 1000,
+     "owner": "finance@x"},
+    # Its only usage has no price: its spend is unknown, so no instance of any rule, never "0 %".
+    {"id": "bob-day", "name": "Bob daily", "scope": "user", "target": "bob@x", "period": "day", "amount_usd": 1,
+     "owner": "bob@x"},
+]
+# Worked out by hand: which budgets each rule fires for, at each moment.
+MOMENTS = {
+    _t(20, 9, 59): {"aa-budget-forecast": {"ann-day"}},  # $5 (50 %); 5 + 90/7 x 14h01/24h = $12.51
+    _t(20, 10, 1): {"aa-budget-80": {"ann-day"}, "aa-budget-forecast": {"ann-day"}},   # $8: 80 %
+    _t(20, 11, 1): {"aa-budget-100": {"ann-day"}, "aa-budget-surge": {"ann-day"}},     # $10 >= 1.5 x $6
+}
+
+
+def _oracle(t: datetime) -> dict[str, dict[str, float]]:
+    """Each budget's figures at `t`, from SPEND (day: from midnight; month: from the 1st)."""
+    out = {}
+    for b in BUDGETS:
+        who = {"user": lambda u: u == b.get("target"), "organisation": lambda u: True}[b["scope"]]
+        day0 = t.replace(hour=0, minute=0)
+        start, end, prev = ((day0, day0 + timedelta(days=1), day0 - timedelta(days=1)) if b["period"] == "day"
+                            else (_t(1, 0), datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)))
+        mine = [(at, c) for at, u, c in SPEND if who(u)]
+        if any(c is None for at, c in mine if start <= at < t) and not any(
+                c is not None for at, c in mine if start <= at < t):
+            continue  # nothing priced: unknown
+        spend = sum(c for at, c in mine if start <= at < t and c is not None)
+        rate = sum(c for at, c in mine if day0 - timedelta(days=7) <= at < day0 and c is not None) / 7
+        previous = sum(c for at, c in mine if prev <= at < prev + (t - start) and c is not None)
+        out[b["id"]] = {"spend": spend, "pct": spend / b["amount_usd"] * 100, "previous": previous,
+                        "forecast_pct": (spend + rate * ((end - t) / timedelta(days=1))) / b["amount_usd"] * 100}
+    return out
+
+
+def _fires(uid: str, f: dict[str, float]) -> bool:
+    return {"aa-budget-80": ba.WARN_PCT <= f["pct"] < ba.FULL_PCT, "aa-budget-100": f["pct"] >= ba.FULL_PCT,
+            "aa-budget-forecast": f["forecast_pct"] > ba.FULL_PCT and f["pct"] < ba.FULL_PCT,
+            "aa-budget-surge": f["spend"] >= ba.SURGE_RATIO * f["previous"] and f["pct"] >= ba.SURGE_MIN_PCT}[uid]
+
+
+def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn):
+    load_raw_rows(db_url, ([], [(at, hashlib.sha256(f"b{i}".encode()).digest(), "claude_code", f"s{i}", u,
+                                 "claude-code", "anthropic", "claude-sonnet-4-5", 100, 10, 0, 0,
+                                 None if c is None else Decimal(c), None if c is None else Decimal(c), 900.0)
+                                for i, (at, u, c) in enumerate(SPEND)], []))
+    directory.apply(conn, {"budgets": BUDGETS})
+    names = {b["id"]: b for b in BUDGETS}
+    with Server(app) as server:
+        for moment, expected in MOMENTS.items():
+            figures = _oracle(moment)
+            assert set(figures) == {"ann-day", "org-month"}
+            for uid in BUDGET_RULES:
+                rule = RULES[uid]
+                ev = evaluate(rule, moment, server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
+                budgets = {dict(labels)["budget"]: state for labels, state in ev.instances.items()}
+                # One instance per budget whose spend is known, labelled with its id, name and owner.
+                assert set(budgets) == set(figures), (moment, uid, ev.instances)
+                for labels in ev.instances:
+                    b = names[dict(labels)["budget"]]
+                    assert dict(labels) == {"budget": b["id"], "budget_name": b["name"], "owner": b["owner"]}
+                firing = {b for b, state in budgets.items() if state == "Alerting"}
+                assert firing == expected.get(uid, set()), (moment, uid, figures)
+                assert firing == {b for b, f in figures.items() if _fires(uid, f)}, (moment, uid, figures)
+                assert all(state in ("Alerting", "Normal") for state in budgets.values())
+                for labels, state in ev.instances.items():
+                    spend = figures[dict(labels)["budget"]]["spend"]
+                    assert dict(ev.sets["SPEND"])[labels] == pytest.approx(spend)
+                    summary = render(rule["annotations"]["summary"], labels, ev)
+                    b = names[dict(labels)["budget"]]
+                    assert summary.startswith(f"Budget {b['name']} ({b['id']}), owner {b['owner']}: "
+                                              f"spend to date {spend:.2f} USD"), summary
+
+
+def test_budget_rules_without_budgets_are_no_data_treated_as_ok(app, db_url):
+    with Server(app) as server:
+        for uid in BUDGET_RULES:
+            ev = evaluate(RULES[uid], _t(20, 12), server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
+            assert ev.state == "NoData" and alert_state(RULES[uid], ev) == "Normal"
