@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
+from agent_analytics import demo_budgets
 from agent_analytics import demo_enforcement as enforcement
 
 UTC = timezone.utc
@@ -153,7 +154,8 @@ def _instance(user: User, agent: str) -> str:
 
 def directory_document(users: list[User]) -> dict[str, Any]:
     """Users, groups and members, agents and their tags, agent instances, MCP servers, tools
-    and their resource tags, policies: what a team would curate through the directory API."""
+    and their resource tags, policies: what a team would curate through the directory API
+    (plan() adds the budgets, sized against the plan's spending: demo_budgets.py)."""
     return {
         "users": [{"id": u.id, "email": u.id, "display_name": u.name} for u in users],
         "groups": [{"id": g, "name": name, "members": [u.id for u in users if u.group == g]}
@@ -238,4 +240,6 @@ def plan(days: int = 30, users: int = 12, seed: int = 7, now: datetime | None = 
             key=lambda d: d.time)
     sessions.append(incident)
     sessions.sort(key=lambda s: s.start)
-    return Plan(now, people, directory_document(people), sessions, seed)
+    document = directory_document(people)
+    document["budgets"] = demo_budgets.budgets(people, GROUPS, sessions, now)
+    return Plan(now, people, document, sessions, seed)
