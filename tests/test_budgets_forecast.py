@@ -13,7 +13,7 @@ import pytest
 
 from agent_analytics.datasource import budget_forecast as bf
 from agent_analytics.ingest import directory
-from tests.datasource_support import api, ms
+from tests.datasource_support import api, field, grafana, ms
 from tests.rawdata import load_raw_rows
 
 UTC = timezone.utc
@@ -155,6 +155,11 @@ def test_budgets_spend_and_forecast_on_a_known_month(client, conn, db_url):
     assert carol["scope_name"] == "carol@x" and got["eng-week"]["scope_name"] == "Engineering"
     assert {r["owner"] for r in got.values()} == {"finance@x", "lead@x", "ann@x", "bob@x", "carol@x"}
     assert all(r["method"] == bf.METHOD for r in got.values())
+    # The Grafana JSON face answers the same rows as one frame.
+    [frame] = grafana(client, [{"refId": "A", "target": "llm_budgets", "payload": {}}], AS_OF - timedelta(days=1),
+                      AS_OF)
+    for column in ("budget", "owner", "spend", "forecast", "forecast_date", "reached_on", "outlook"):
+        assert field(frame, column) == [r[column] for r in answer["rows"]], column
 
     # The same figures from the rows, independently of the hand-worked ones.
     scopes = {"org": None, "eng-week": {"ann@x"}, "ann-day": {"ann@x"}, "bob-month": {"bob@x"},
