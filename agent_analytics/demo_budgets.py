@@ -46,13 +46,16 @@ def budgets(people: list[Any], groups: dict[str, str], sessions: list[Any], now:
     out = [{"id": "org-monthly", "name": "Organisation, monthly", "scope": "organisation", "period": "month",
             # Three quarters of what the month is on course to add: forecast above, reached before the end.
             "amount_usd": _cents(spend + 0.75 * rate * left), "owner": f"finance@{DOMAIN}"}]
-    weekly = {g: _figures(costs, lambda u, g=g: u.group == g, "week", now) for g in groups}
+    def member(g: str) -> Callable[[Any], bool]:
+        return lambda u: bool(u.group == g)
+
+    weekly = {g: _figures(costs, member(g), "week", now) for g in groups}
     top = max(weekly, key=lambda g: weekly[g][0])
     for g, name in groups.items():
         spend, rate, left = weekly[g]
         period = "week"
         if g == top and spend == 0:  # Monday's first hour: the month has spend, the week none yet
-            period, (spend, rate, left) = "month", _figures(costs, lambda u, g=g: u.group == g, "month", now)
+            period, (spend, rate, left) = "month", _figures(costs, member(g), "month", now)
         # The top spender's budget is 80 % of its spend so far (reached); the others twice the forecast.
         amount = 0.8 * spend if g == top and spend > 0 else 2 * (spend + rate * left) + 1
         out.append({"id": f"{g}-{period}ly", "name": f"{name}, {period}ly", "scope": "group", "target": g,

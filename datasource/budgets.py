@@ -22,6 +22,7 @@ from agent_analytics.datasource.catalog import PERCENT, UNPRICED_COLUMNS, USD, M
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result, pct_change
+from agent_analytics.ingest.budgets import MEASURED_SCOPES
 from agent_analytics.datasource.sqltext import COST_SUM
 from agent_analytics.datasource.timerange import Window
 
@@ -30,13 +31,15 @@ if TYPE_CHECKING:
 
 # How a scope narrows the LLM usage: the data source's own filters (filters.py), so a group
 # budget counts the group's members as they stand now, as the group filter does. A scope kind
-# whose usage the aggregates can answer is one entry here (and one in ingest/budgets.py
-# MEASURED_SCOPES).
+# whose usage the aggregates can answer is one entry here and one in ingest/budgets.py
+# MEASURED_SCOPES, which the directory accepts.
 SCOPE_FILTERS: dict[str, Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]]] = {
     "organisation": lambda b: {},
     "user": lambda b: {"user": (b["target"],)},
     "group": lambda b: {"group": (b["target"],)},
 }
+if tuple(SCOPE_FILTERS) != MEASURED_SCOPES:
+    raise ValueError("the directory must accept exactly the budget scopes measured here")
 
 _BUDGETS = ("SELECT b.id, b.name, b.scope, b.attribute, b.target, b.period, b.amount_usd::float8 AS amount_usd,"
             " b.owner, CASE b.scope WHEN 'user' THEN coalesce(u.display_name, u.email, b.target)"
@@ -55,7 +58,7 @@ def _cost(e: Engine, q: Query, metric_id: str, window: Window, filters: dict[str
     reads it (which aggregates may answer: a day's sums by hour, a total by day too)."""
     if window.end <= window.start:
         window = Window(window.start, window.start)
-    asked = replace(q, metric=catalog.get(metric_id), window=window, filters=filters)
+    asked = replace(q, metric=catalog.BY_ID[metric_id], window=window, filters=filters)
     return e.with_src(e._src(LLM_USAGE, window, asked), body)
 
 

@@ -42,7 +42,7 @@ class BudgetSchema(StorableSchema):
     @validates_schema
     def _scope_fits(self, data: dict[str, Any], **kwargs: Any) -> None:
         scope = data.get("scope")
-        if scope == "attribute":
+        if scope not in MEASURED_SCOPES:
             raise ValidationError("budgets on a resource attribute need usage attributed by resource "
                                   "attributes, which this installation does not store yet; use organisation, "
                                   "user or group", "scope")
