@@ -22,9 +22,9 @@ from agent_analytics.datasource.catalog import PERCENT, UNPRICED_COLUMNS, USD, M
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result, pct_change
-from agent_analytics.ingest.budgets import MEASURED_SCOPES
 from agent_analytics.datasource.sqltext import COST_SUM
 from agent_analytics.datasource.timerange import Window
+from agent_analytics.ingest.budgets import MEASURED_SCOPES
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine
