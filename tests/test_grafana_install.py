@@ -588,7 +588,7 @@ def test_rules_provisioned_from_files_are_left_to_their_files(grafana, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"folder            'Agent Analytics' uid {folder['uid']}: unchanged" in out
-    assert ("'agent-analytics-security' (1 rule): skipped (provisioned from files in this Grafana; change its "
+    assert ("'agent-analytics-security' (3 rules): skipped (provisioned from files in this Grafana; change its "
             "provisioning/alerting file instead)") in out
     from agent_analytics.dashboards.tabs import DASHBOARDS
 
