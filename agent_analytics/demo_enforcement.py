@@ -10,7 +10,7 @@ generator) is the same with or without them.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -51,8 +51,8 @@ class Connection:
 @dataclass
 class SessionEnforcement:
     permission_mode: str = "default"
-    decisions: list[Decision] | None = None
-    connections: list[Connection] | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    connections: list[Connection] = field(default_factory=list)
 
 
 def _weighted(rng: random.Random, pairs: list[tuple[Any, float]]) -> Any:
@@ -63,7 +63,7 @@ def plan_session(session_id: str, agent: str, start: datetime, end: datetime) ->
     """A session's decisions and connections, drawn from its id."""
     rng = random.Random(f"enforcement:{session_id}")
     span = max(1.0, (end - start).total_seconds())
-    out = SessionEnforcement(decisions=[], connections=[])
+    out = SessionEnforcement()
     at = [start + timedelta(seconds=rng.uniform(0, span)) for _ in range(max(1, int(rng.gauss(8, 4))))]
     if agent == "claude-code":
         out.permission_mode = _weighted(rng, PERMISSION_MODES)

@@ -150,7 +150,8 @@ def _directory(conn: psycopg.Connection, batch: Batch) -> None:
     for a in set(map(_AGENT_ID, facts)) | {a for a, _ in batch.agent_instances.values()}:
         if a:
             agents.setdefault(a, a)
-    servers = {t.mcp_server_id for t in (*batch.tool_calls, *batch.enforcement) if t.mcp_server_id}
+    servers = {s for s in (*(t.mcp_server_id for t in batch.tool_calls),
+                           *(e.mcp_server_id for e in batch.enforcement)) if s}
     tools = {(t.mcp_server_id, t.tool_name) for t in batch.tool_calls if t.mcp_server_id}
     _insert_missing(conn, "users", ("id", "email"), ((u, email_of(u)) for u in users))
     _insert_missing(conn, "agents", ("id", "name"), agents.items())
