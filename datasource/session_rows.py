@@ -32,9 +32,9 @@ _STRADDLERS = (
     " WHERE (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen < %s)"
     " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
 
-# The filters the kept session totals can answer (a session's rows name one user), and the
-# columns the kept totals read.
-_KEPT_FILTERS = frozenset({"user", "group"})
+# The filters the kept session totals can answer: those reading only `user_id` (a session's rows
+# name one user, which the kept totals carry), and the columns the kept totals read.
+_KEPT_FILTERS = frozenset(f.name for f in filt.DECLARED if f.columns <= {"user_id"})
 _KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, tokens,"
                  " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
                  " reported_cost_usd, estimated_unpriced_tokens, reported_unpriced_tokens, first_time, last_time,"
