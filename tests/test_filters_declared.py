@@ -97,3 +97,33 @@ def test_the_query_editor_labels_filter_fields_as_declared():
     assert set(labels) == set(applying_to("mcp"))
     assert labels == {name: FILTERS[name].label for name in labels}
     assert (labels["mcp"], labels["agent_instance"]) == ("MCP", "Agent instance")
+
+
+# The dashboards each scope's filters are on, as the guide names them.
+_TAB_NAMES = {"mcp": {"MCP Usage", "Security"}, "llm": {"LLM Usage"}, "session": {"Session timeline"}}
+
+
+def _documented_filters() -> list[tuple[list[str], str]]:
+    """docs/dashboards.md's filter table: per row, the labels it names and the tabs it says."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "dashboards.md").read_text()
+    table = text.split("**Filters** are the dashboard variables", 1)[1].split("\n\n", 2)[1]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    return [([label.strip() for label in cells[0].split(",")], cells[1].strip()) for cells in rows]
+
+
+def test_the_dashboards_guide_lists_exactly_the_declared_multi_value_filters_with_their_tabs():
+    documented = _documented_filters()
+    labels = [label for row, _ in documented for label in row]
+    assert sorted(labels) == sorted(f.label for f in DECLARED if f.multi)
+    by_label = {f.label: f for f in DECLARED}
+    for row, tabs in documented:
+        scopes = {by_label[label].scopes for label in row}
+        assert len(scopes) == 1, row  # one row, one set of tabs
+        scope = scopes.pop()
+        if scope == frozenset(SCOPES):
+            assert tabs == "all tabs", row
+        else:
+            named = {name for names in _TAB_NAMES.values() for name in names if name in tabs}
+            assert named == set().union(*(_TAB_NAMES[key] for key in scope)), (row, tabs)
