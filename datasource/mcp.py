@@ -58,7 +58,8 @@ _EXECUTIONS = col("executions", "number", COUNT, "Executions")
 
 
 def hourly_distribution(e: Engine, q: Query) -> Result:
-    rows = e.with_src(e.source(TOOL_CALLS, q.window, q, EXECUTED),
+    r = q.metric.reads
+    rows = e.with_src(e.source(r.dataset, q.window, q, r.rows),
                       "SELECT extract(hour FROM time AT TIME ZONE 'UTC')::int AS h, sum(calls) AS n"
                       " FROM src GROUP BY 1")
     by_hour = {r["h"]: r["n"] for r in rows}
