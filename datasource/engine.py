@@ -20,7 +20,8 @@ from agent_analytics.datasource import catalog, planner
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.kinds import Handler
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import ALL, COUNTED, LLM_METRIC_USAGE, LLM_USAGE, Condition, Dataset
+from agent_analytics.datasource.relations import (ALL, LLM_METRIC_USAGE, LLM_USAGE, Condition, Dataset,
+                                                  counted_tokens)
 from agent_analytics.datasource.result import Result
 from agent_analytics.datasource.shared import Shared
 from agent_analytics.datasource.sqltext import GATEWAY_FIRST, GATEWAY_SERVERS, TOKEN_TYPES, ident
@@ -113,7 +114,7 @@ class Engine:
         mp = self.source(LLM_METRIC_USAGE, window, q, use_aggregate=use_aggregate)
         text = f"""
             SELECT time, user_id, agent_id, provider, model, requests::float8 AS requests,
-                   {", ".join(f"(CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END)::float8 AS {t}_tokens"
+                   {", ".join(f"({counted_tokens(f'{t}_tokens')})::float8 AS {t}_tokens"
                               for t in TOKEN_TYPES)},
                    0::float8 AS other_tokens, cost::numeric AS cost, unpriced_tokens::float8 AS unpriced_tokens
             FROM ({{ev}}) e

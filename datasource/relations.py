@@ -111,6 +111,13 @@ _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 COUNTED = "counted"
 _TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 
+
+def counted_tokens(tokens: str = _TOKEN_TOTAL) -> str:
+    """An event row's `tokens` as counted once: 0 when its session's metric points count them
+    instead (ingest/sessions.py decides `counted`). Every reader of event tokens goes through it."""
+    return f"CASE WHEN {COUNTED} THEN {tokens} ELSE 0 END"
+
+
 BY_MODEL = frozenset({"provider", "model"})
 
 LLM_USAGE = _dataset(

@@ -14,7 +14,7 @@ from psycopg import sql
 from agent_analytics.datasource import catalog
 from agent_analytics.datasource import filters as filt
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import COUNTED, IN_SESSION, LLM_SESSIONS, SESSION_METRICS
+from agent_analytics.datasource.relations import COUNTED, LLM_SESSIONS, SESSION_METRICS, counted_tokens
 from agent_analytics.datasource.sqltext import TOKEN_TYPES
 from agent_analytics.datasource.timerange import Window
 
@@ -59,8 +59,8 @@ def sessions_cte(e: Engine, q: Query, drop: Sequence[str] = (), detail: bool = T
     active = [f for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop and q.filters.get(f)]
     if e.read_aggregates and set(active) <= _KEPT_FILTERS:
         return _kept_sessions_cte(e, q, active, detail, top)
-    ev = e.source(LLM_SESSIONS, q.window, q, IN_SESSION, drop=drop)
-    mp = e.source(SESSION_METRICS, q.window, q, IN_SESSION, drop=drop)
+    ev = e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows, drop=drop)
+    mp = e.source(SESSION_METRICS, q.window, q, q.metric.reads.rows, drop=drop)
     return _grouped_sessions([(ev, mp)], detail, "s")
 
 
@@ -86,8 +86,8 @@ def _kept_sessions_cte(e: Engine, q: Query, active: Sequence[str], detail: bool,
         if ids:
             narrowed = replace(q, metric=catalog.BY_ID["session_models"], window=window,
                                filters={**{f: q.filters[f] for f in active}, "session": tuple(ids)})
-            pairs.append((e.source(LLM_SESSIONS, window, narrowed, IN_SESSION),
-                           e.source(SESSION_METRICS, window, narrowed, IN_SESSION)))
+            pairs.append((e.source(narrowed.metric.reads.dataset, window, narrowed, narrowed.metric.reads.rows),
+                           e.source(SESSION_METRICS, window, narrowed, narrowed.metric.reads.rows)))
     who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
            if detail else "")
     pred, pparams = filt.predicate(q.filters, active)
@@ -125,7 +125,7 @@ def _grouped_sessions(pairs: Sequence[tuple[tuple[sql.Composable, list], tuple[s
     (decided at ingest), so the two sides simply add up."""
     # Counts as float8 (exact below 2^53; a numeric sum's state is large, and 75k of them spill
     # to disk); cost stays numeric so that every relation gives the same sum to the last digit.
-    ev_tokens = ", ".join(f"CASE WHEN {COUNTED} THEN {t}_tokens ELSE 0 END::float8 AS {t}_tokens"
+    ev_tokens = ", ".join(f"{counted_tokens(f'{t}_tokens')}::float8 AS {t}_tokens"
                           for t in TOKEN_TYPES)
     mp_tokens = ", ".join(f"coalesce({t}_tokens, 0)::float8" for t in TOKEN_TYPES)
     sums = ", ".join(f"sum({t}_tokens)::float8 AS {t}_tokens" for t in TOKEN_TYPES)
@@ -140,8 +140,7 @@ def _grouped_sessions(pairs: Sequence[tuple[tuple[sql.Composable, list], tuple[s
         sides.append(sql.SQL(f"""
         SELECT session_id, {who}true AS is_event, NOT {COUNTED} AS superseded,
                requests::float8, {ev_tokens},
-               CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
-                    ELSE 0 END::float8 AS tokens,
+               {counted_tokens()}::float8 AS tokens,
                cost, unpriced_tokens::float8, first_time, last_time
         FROM ({{ev}}) e
         UNION ALL

@@ -20,8 +20,8 @@ from agent_analytics.datasource.catalog import (COMPARISON_DIMENSIONS, COST_COLU
                                                 REQUESTS_COLUMN, SECONDS, SESSION_FILTERS, TOKENS_COLUMN,
                                                 UNPRICED_COLUMNS, USD, Column, Metric, col)
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import (COUNTED, EVERY_COLUMN, IN_SESSION, LLM_SESSIONS, SESSION_KEYS,
-                                                  SESSION_METRICS, reads)
+from agent_analytics.datasource.relations import (EVERY_COLUMN, IN_SESSION, LLM_SESSIONS, SESSION_KEYS,
+                                                  SESSION_METRICS, counted_tokens, reads)
 from agent_analytics.datasource.result import Result
 from agent_analytics.datasource.session_rows import sessions_cte
 from agent_analytics.datasource.sqltext import TOKEN_TYPES
@@ -91,8 +91,8 @@ def _with_models(e: Engine, q: Query, rows: list[dict[str, Any]]) -> list[dict[s
     narrowed = replace(q, metric=MODELS,
                        filters={**q.filters, "session": tuple(r["session_id"] for r in rows
                                                               if r["models"] is None)})
-    ev = e.source(LLM_SESSIONS, q.window, narrowed, IN_SESSION)
-    mp = e.source(SESSION_METRICS, q.window, narrowed, IN_SESSION)
+    ev = e.source(narrowed.metric.reads.dataset, q.window, narrowed, narrowed.metric.reads.rows)
+    mp = e.source(SESSION_METRICS, q.window, narrowed, narrowed.metric.reads.rows)
     found = e.fetch(sql.SQL("SELECT session_id, array_agg(DISTINCT model) AS models FROM"
                             " (SELECT session_id, model FROM ({}) e UNION ALL"
                             " SELECT session_id, model FROM ({}) p) m GROUP BY session_id").format(ev[0], mp[0]),
@@ -183,16 +183,15 @@ def session_comparison(e: Engine, q: Query) -> Result:
 def session_models(e: Engine, q: Query) -> Result:
     if not q.filters.get("session"):
         return Result([])
-    ev = e.source(LLM_SESSIONS, q.window, q, IN_SESSION)
-    mp = e.source(SESSION_METRICS, q.window, q, IN_SESSION)
+    ev = e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows)
+    mp = e.source(SESSION_METRICS, q.window, q, q.metric.reads.rows)
     # Tokens from counted events or from metric points, cost from events or (sessions
     # without events) metric points; requests and latency always from events.
     text = f"""
     WITH ev_src AS ({{ev}}), mp_src AS ({{mp}}),
     parts AS (
         SELECT provider, model, requests::float8 AS requests, latency_ms_sum, latency_count::float8 AS latency_count,
-               CASE WHEN {COUNTED} THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
-               ELSE 0 END::float8 AS tokens,
+               {counted_tokens()}::float8 AS tokens,
                cost::float8 AS cost
         FROM ev_src
         UNION ALL
@@ -210,14 +209,14 @@ def session_models(e: Engine, q: Query) -> Result:
 def _session_buckets(e: Engine, q: Query) -> tuple[list[datetime], dict[datetime, dict], int]:
     if not q.filters.get("session"):
         return [], {}, 0
-    span = e.with_src(e.source(LLM_SESSIONS, q.window, q, use_aggregate=False),
+    span = e.with_src(e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows, use_aggregate=False),
                       "SELECT min(time) AS lo, max(time) AS hi FROM src")[0]
     if span["lo"] is None:
         return [], {}, 0
     width, starts = planner.session_bins(span["lo"], span["hi"])
     # Hour-multiple buckets aligned on the origin are unions of the aggregate's hours.
     rows = e.with_src(
-        e.source(LLM_SESSIONS, q.window, q, use_aggregate=width >= 3600),
+        e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows, use_aggregate=width >= 3600),
         "SELECT date_bin(%s, time, %s) AS b,"
         " sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)::float8 AS tokens,"
         " sum(cost)::float8 AS cost FROM src GROUP BY 1",
