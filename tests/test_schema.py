@@ -86,6 +86,13 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
                                                " WHERE hypertable_schema = 'public'")}
         assert {"tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats",
                 "agent_enforcement"} <= hypertables
+        chunks = dict(c.execute("SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions"
+                                " WHERE hypertable_schema = 'public'").fetchall())
+        day = timedelta(days=1)
+        assert {t: chunks[t] for t in ("tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats",
+                                       "agent_enforcement")} == {
+            "tool_calls": day, "llm_requests": day, "llm_errors": 7 * day, "metric_points": day,
+            "ingest_stats": day, "agent_enforcement": day}
         jobs = c.execute("SELECT proc_name, hypertable_name FROM timescaledb_information.jobs"
                          " WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_retention',"
                          " 'policy_compression')").fetchall()
