@@ -83,6 +83,13 @@ class Metric:
         return Permission.LLM_ANALYTICS if self.tab in ("llm", "sessions") else Permission.QUERY
 
     @property
+    def dataset_reads(self) -> Reads:
+        """`reads`, for a builder that reads a dataset: its dataset and rows come from here."""
+        if self.reads is None:
+            raise TypeError(f"{self.id} reads a dataset but declares no `reads`")
+        return self.reads
+
+    @property
     def payload_fields(self) -> tuple[str, ...]:
         extra = ("page", "page_size") if self.paged else ()
         return self.filters + extra + self.options + ("tz",)

@@ -77,9 +77,7 @@ class Engine:
         raw_where = f"{where} AND ({ds.raw_condition})"
         raw_cols = ds.raw_columns.format(cost=self.cost)
         active = [f for f in applicable if q.filters.get(f)]
-        if q.metric.reads is None:
-            raise TypeError(f"{q.metric.id} reads a dataset but declares no `reads`")
-        plan = planner.plan(ds, q.metric.reads, window, active, condition,
+        plan = planner.plan(ds, q.metric.dataset_reads, window, active, condition,
                             aggregates=use_aggregate and self.read_aggregates)
         agg_cols = (plan.agg_columns or "").format(cost=self.cost)
         pieces: list[str] = []

@@ -59,23 +59,22 @@ _LLM_BUCKET_SUMS = (f"sum({_TOKENS}) AS tokens, {_COST_SUM} AS cost,"
 def total_cost(e: Engine, q: Query) -> Result:
     """The total cost (shared with the other totals), the tokens it could not price and, when
     there are any, their models (from the groups the top-model lists read)."""
-    r = q.metric.reads
+    r = q.metric.dataset_reads
     result = kinds.stat(e, q, (r.dataset, r.rows, _LLM_TOTALS, kinds.column("cost")), ("unpriced_tokens",))
     row = result.rows[0]
     row["unpriced_models"] = ""
     if row["unpriced_tokens"]:
-        by_model = replace(q, metric=TOP_MODELS_BY_COST)
-        groups = e.with_src(e._src(by_model.metric.reads.dataset, q.window, by_model, by_model.metric.reads.rows),
-                            _llm_groups("model"), shared=True)
+        by_model, groups_read = replace(q, metric=TOP_MODELS_BY_COST), TOP_MODELS_BY_COST.dataset_reads
+        groups = e.with_src(e._src(groups_read.dataset, q.window, by_model, groups_read.rows), _llm_groups("model"),
+                            shared=True)
         row["unpriced_models"] = ", ".join(sorted({g["model"] for g in groups if g["unpriced"]}))
     return result
 
 
 def tokens_by_type(e: Engine, q: Query) -> Result:
-    r = q.metric.reads
-    rows = e.with_src(e._src(r.dataset, q.window, q, r.rows), _LLM_TOTALS, shared=True)
-    r = rows[0]
-    return Result([{"type": t, "tokens": r[t]} for t in TOKEN_TYPES])
+    read = q.metric.dataset_reads
+    totals = e.with_src(e._src(read.dataset, q.window, q, read.rows), _LLM_TOTALS, shared=True)[0]
+    return Result([{"type": t, "tokens": totals[t]} for t in TOKEN_TYPES])
 
 
 def status(e: Engine, q: Query) -> Result:

@@ -58,7 +58,7 @@ _EXECUTIONS = col("executions", "number", COUNT, "Executions")
 
 
 def hourly_distribution(e: Engine, q: Query) -> Result:
-    r = q.metric.reads
+    r = q.metric.dataset_reads
     rows = e.with_src(e.source(r.dataset, q.window, q, r.rows),
                       "SELECT extract(hour FROM time AT TIME ZONE 'UTC')::int AS h, sum(calls) AS n"
                       " FROM src GROUP BY 1")

@@ -59,8 +59,9 @@ def sessions_cte(e: Engine, q: Query, drop: Sequence[str] = (), detail: bool = T
     active = [f for f in q.metric.filters if f in LLM_SESSIONS.filterable and f not in drop and q.filters.get(f)]
     if e.read_aggregates and set(active) <= _KEPT_FILTERS:
         return _kept_sessions_cte(e, q, active, detail, top)
-    ev = e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows, drop=drop)
-    mp = e.source(SESSION_METRICS, q.window, q, q.metric.reads.rows, drop=drop)
+    read = q.metric.dataset_reads  # the metric points of the same sessions meet the same condition
+    ev = e.source(read.dataset, q.window, q, read.rows, drop=drop)
+    mp = e.source(SESSION_METRICS, q.window, q, read.rows, drop=drop)
     return _grouped_sessions([(ev, mp)], detail, "s")
 
 
@@ -86,8 +87,9 @@ def _kept_sessions_cte(e: Engine, q: Query, active: Sequence[str], detail: bool,
         if ids:
             narrowed = replace(q, metric=catalog.BY_ID["session_models"], window=window,
                                filters={**{f: q.filters[f] for f in active}, "session": tuple(ids)})
-            pairs.append((e.source(narrowed.metric.reads.dataset, window, narrowed, narrowed.metric.reads.rows),
-                           e.source(SESSION_METRICS, window, narrowed, narrowed.metric.reads.rows)))
+            read = narrowed.metric.dataset_reads
+            pairs.append((e.source(read.dataset, window, narrowed, read.rows),
+                          e.source(SESSION_METRICS, window, narrowed, read.rows)))
     who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
            if detail else "")
     pred, pparams = filt.predicate(q.filters, active)

@@ -91,8 +91,9 @@ def _with_models(e: Engine, q: Query, rows: list[dict[str, Any]]) -> list[dict[s
     narrowed = replace(q, metric=MODELS,
                        filters={**q.filters, "session": tuple(r["session_id"] for r in rows
                                                               if r["models"] is None)})
-    ev = e.source(narrowed.metric.reads.dataset, q.window, narrowed, narrowed.metric.reads.rows)
-    mp = e.source(SESSION_METRICS, q.window, narrowed, narrowed.metric.reads.rows)
+    read = narrowed.metric.dataset_reads
+    ev = e.source(read.dataset, q.window, narrowed, read.rows)
+    mp = e.source(SESSION_METRICS, q.window, narrowed, read.rows)
     found = e.fetch(sql.SQL("SELECT session_id, array_agg(DISTINCT model) AS models FROM"
                             " (SELECT session_id, model FROM ({}) e UNION ALL"
                             " SELECT session_id, model FROM ({}) p) m GROUP BY session_id").format(ev[0], mp[0]),
@@ -183,8 +184,9 @@ def session_comparison(e: Engine, q: Query) -> Result:
 def session_models(e: Engine, q: Query) -> Result:
     if not q.filters.get("session"):
         return Result([])
-    ev = e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows)
-    mp = e.source(SESSION_METRICS, q.window, q, q.metric.reads.rows)
+    read = q.metric.dataset_reads
+    ev = e.source(read.dataset, q.window, q, read.rows)
+    mp = e.source(SESSION_METRICS, q.window, q, read.rows)
     # Tokens from counted events or from metric points, cost from events or (sessions
     # without events) metric points; requests and latency always from events.
     text = f"""
@@ -209,14 +211,15 @@ def session_models(e: Engine, q: Query) -> Result:
 def _session_buckets(e: Engine, q: Query) -> tuple[list[datetime], dict[datetime, dict], int]:
     if not q.filters.get("session"):
         return [], {}, 0
-    span = e.with_src(e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows, use_aggregate=False),
+    read = q.metric.dataset_reads
+    span = e.with_src(e.source(read.dataset, q.window, q, read.rows, use_aggregate=False),
                       "SELECT min(time) AS lo, max(time) AS hi FROM src")[0]
     if span["lo"] is None:
         return [], {}, 0
     width, starts = planner.session_bins(span["lo"], span["hi"])
     # Hour-multiple buckets aligned on the origin are unions of the aggregate's hours.
     rows = e.with_src(
-        e.source(q.metric.reads.dataset, q.window, q, q.metric.reads.rows, use_aggregate=width >= 3600),
+        e.source(read.dataset, q.window, q, read.rows, use_aggregate=width >= 3600),
         "SELECT date_bin(%s, time, %s) AS b,"
         " sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)::float8 AS tokens,"
         " sum(cost)::float8 AS cost FROM src GROUP BY 1",
