@@ -59,7 +59,8 @@ def _cost(e: Engine, q: Query, metric_id: str, window: Window, filters: dict[str
     if window.end <= window.start:
         window = Window(window.start, window.start)
     asked = replace(q, metric=catalog.BY_ID[metric_id], window=window, filters=filters)
-    return e.with_src(e._src(LLM_USAGE, window, asked), body)
+    read = asked.metric.dataset_reads
+    return e.with_src(e._src(read.dataset, window, asked, read.rows), body)
 
 
 def measure(e: Engine, q: Query, budget: Mapping[str, Any], as_of: datetime) -> dict[str, Any]:
