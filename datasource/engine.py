@@ -8,6 +8,7 @@ the panels of one refresh may share (shared.py). Every query goes to its metric'
 """
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Sequence
 
@@ -78,7 +79,7 @@ class Engine:
         raw_cols = ds.raw_columns.format(cost=self.cost)
         active = [f for f in applicable if q.filters.get(f)]
         plan = planner.plan(ds, q.metric.dataset_reads, window, active, condition,
-                            aggregates=use_aggregate and self.read_aggregates)
+                            aggregates=use_aggregate and self.read_aggregates, now=datetime.now(tr.UTC))
         agg_cols = (plan.agg_columns or "").format(cost=self.cost)
         pieces: list[str] = []
         params: list = []
@@ -127,7 +128,7 @@ class Engine:
         """The MCP servers the gateway reported in the hours `window` touches, sorted (shared by
         the panels of a refresh): whole UTC days from the daily rollup, the other hours hourly."""
         parts, params = [], []
-        for r in planner.plan_gateway(window, self.read_aggregates):
+        for r in planner.plan_gateway(window, self.read_aggregates, now=datetime.now(tr.UTC)):
             self._note(r.relation)
             parts.append(GATEWAY_SERVERS.format(relation=ident(r.relation), column=ident(r.column)))
             params += [r.lo, r.hi]

@@ -4,8 +4,12 @@ the ranges to read, each from one relation.
 
 Whole UTC hours inside the window are read from the hourly aggregate (or the smallest rollup that
 holds what the metric needs: relations.choose_aggregate); whole UTC days among them from its daily
-twin when the metric does not look at the time; the partial hours at either edge from the raw
-table (so a range like now-24h is exact). When buckets in the viewer's zone do not fall on UTC
+twin when the metric does not look at the time; the whole minutes of the partial hours at either
+edge from its per-minute twin, and the partial minutes from the raw table (so a range like
+now-24h is exact, and reads at most two minutes of raw rows however fast they arrive). Hours
+(and days) that ended less than SETTLE before `now` are read by minute too: the refresh may not
+have materialised them yet, and an aggregate groups the raw rows of what it has not (a whole
+hour's, or day's, at every query). When buckets in the viewer's zone do not fall on UTC
 hours (a half-hour zone such as Asia/Kolkata), or the question needs finer than hourly time (a
 session's activity), everything comes from the raw table. Every relation projects the same
 columns, so one query fits any plan.
@@ -20,10 +24,14 @@ from zoneinfo import ZoneInfo
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.relations import Condition, Dataset, Reads, choose_aggregate
 from agent_analytics.datasource.timerange import Window
+from agent_analytics.sql.rollups import MINUTELY
 
 EPOCH_ORIGIN = datetime(2000, 1, 3, tzinfo=tr.UTC)  # time_bucket's default origin (a Monday)
 SESSION_BUCKETS = (60, 300, 900, 3600, 6 * 3600, 86400)  # seconds; the finest with <= 60 buckets
 SESSION_MAX_BUCKETS = 60
+# How long after its end an hour is surely materialised: the refresh runs every minute
+# (TimescaleDB's policies, the service's job on plain PostgreSQL) and takes seconds.
+SETTLE = timedelta(minutes=5)
 
 
 class Read(NamedTuple):
@@ -43,6 +51,15 @@ class Plan(NamedTuple):
     it (None when only raw rows are read)."""
     reads: tuple[Read, ...]
     agg_columns: str | None = None
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def ceil_minute(t: datetime) -> datetime:
+    f = floor_minute(t)
+    return f if f == t else f + timedelta(minutes=1)
 
 
 def ceil_hour(t: datetime) -> datetime:
@@ -76,25 +93,38 @@ def _nonempty(reads: Sequence[Read]) -> list[Read]:
     return [r for r in reads if r.lo < r.hi]
 
 
+def settled(end: datetime, now: datetime | None) -> datetime:
+    """Where the hours and days read from their aggregates end: at `end`, or SETTLE before `now`
+    when `end` is later (None: long ago)."""
+    return end if now is None else min(end, now - SETTLE)
+
+
 def plan(ds: Dataset, metric: Reads, window: Window, active: Sequence[str], condition: Condition,
-         aggregates: bool = True) -> Plan:
+         aggregates: bool = True, now: datetime | None = None) -> Plan:
     """The reads answering a metric (`metric`: what its declaration says it reads) on `ds` over
     `window` under the `active` filters, for rows meeting `condition` (one of relations' named
     conditions). `aggregates`: whether the question may read aggregates at all (not when the
-    service reads raw rows only, nor for buckets the aggregates' hours do not make up)."""
-    hs, he = ceil_hour(window.start), floor_hour(window.end)
+    service reads raw rows only, nor for buckets the aggregates' hours do not make up); `now`:
+    the time of the question (see SETTLE)."""
+    ms, me = ceil_minute(window.start), floor_minute(window.end)
+    hs, he = ceil_hour(window.start), floor_hour(settled(window.end, now))
     reads: list[Read] = []
     agg_columns = None
-    if aggregates and hs < he:
+    if aggregates and ms < me:
         aggregate, agg_columns, rollup = choose_aggregate(ds, metric.needs, active, condition)
-        ds0, ds1 = ceil_day(hs), floor_day(he)
-        if rollup is not None and rollup.daily and not metric.time and ds0 < ds1:
-            # Whole UTC days from the daily rollup, whole hours around them hourly, edges raw.
-            reads += [Read(rollup.daily, "bucket", ds0, ds1), Read(aggregate, "bucket", hs, ds0),
-                      Read(aggregate, "bucket", ds1, he)]
+        minutely = MINUTELY[aggregate]
+        if hs < he:
+            ds0, ds1 = ceil_day(hs), floor_day(he)
+            if rollup is not None and rollup.daily and not metric.time and ds0 < ds1:
+                # Whole UTC days from the daily rollup, whole hours around them hourly.
+                reads += [Read(rollup.daily, "bucket", ds0, ds1), Read(aggregate, "bucket", hs, ds0),
+                          Read(aggregate, "bucket", ds1, he)]
+            else:
+                reads.append(Read(aggregate, "bucket", hs, he))
+            reads += [Read(minutely, "bucket", ms, hs), Read(minutely, "bucket", he, me)]
         else:
-            reads.append(Read(aggregate, "bucket", hs, he))
-        reads += [Read(ds.raw, "time", window.start, hs), Read(ds.raw, "time", he, window.end)]
+            reads.append(Read(minutely, "bucket", ms, me))
+        reads += [Read(ds.raw, "time", window.start, ms), Read(ds.raw, "time", me, window.end)]
     else:
         reads.append(Read(ds.raw, "time", window.start, window.end))
     kept = _nonempty(reads)
@@ -103,19 +133,22 @@ def plan(ds: Dataset, metric: Reads, window: Window, active: Sequence[str], cond
     return Plan(tuple(kept), agg_columns)
 
 
-def plan_gateway(window: Window, aggregates: bool = True) -> tuple[Read, ...]:
+def plan_gateway(window: Window, aggregates: bool = True, now: datetime | None = None) -> tuple[Read, ...]:
     """Where to find the MCP servers the gateway reported in the hours `window` touches: whole UTC
-    days from the daily rollup, the other hours hourly (or every hour raw)."""
-    h0, h1 = floor_hour(window.start), window.end
-    d0, d1 = ceil_day(h0), floor_day(h1)
+    days from the daily rollup, the other hours hourly, those ended less than SETTLE before `now`
+    (or not yet) by minute; or every hour raw."""
+    h0, h1 = floor_hour(window.start), ceil_hour(window.end)
     if not aggregates:
-        reads = [Read("tool_calls", "time", h0, ceil_hour(h1))]
-    elif d0 < d1:
+        return tuple(_nonempty([Read("tool_calls", "time", h0, h1)]))
+    he = max(h0, h1 if now is None else min(h1, floor_hour(now - SETTLE)))
+    d0, d1 = ceil_day(h0), floor_day(he)
+    if d0 < d1:
         reads = [Read("tool_calls_by_server_daily", "bucket", d0, d1),
                  Read("tool_calls_by_server_hourly", "bucket", h0, d0),
-                 Read("tool_calls_by_server_hourly", "bucket", d1, h1)]
+                 Read("tool_calls_by_server_hourly", "bucket", d1, he)]
     else:
-        reads = [Read("tool_calls_by_server_hourly", "bucket", h0, h1)]
+        reads = [Read("tool_calls_by_server_hourly", "bucket", h0, he)]
+    reads.append(Read(MINUTELY["tool_calls_by_server_hourly"], "bucket", he, h1))
     return tuple(_nonempty(reads))
 
 

@@ -1,7 +1,8 @@
 """The aggregates: rollups of the raw tables into time buckets, each declared once.
 
 A `Rollup` names the raw table it groups, the rows it holds, its keys, its measures and the
-bucket widths it is kept at (hourly; daily, by UTC day, for whole days of a window). From it:
+bucket widths it is kept at (hourly; daily, by UTC day, for whole days of a window; and, for every
+hourly one, a twin by minute for the partial hours at a window's edges). From it:
 
 - `Aggregate.select` renders the SELECT of one width: aggregates.py builds from it a continuous
   aggregate on TimescaleDB and a rollup on plain PostgreSQL (plain/20_rollups.sql: a table of
@@ -24,9 +25,9 @@ from typing import Sequence
 
 from psycopg.sql import quote
 
-HOUR, DAY = "1 hour", "1 day"
-SUFFIX = {HOUR: "hourly", DAY: "daily"}
-SECONDS = {HOUR: 3600, DAY: 86400}
+MINUTE, HOUR, DAY = "1 minute", "1 hour", "1 day"
+SUFFIX = {MINUTE: "minutely", HOUR: "hourly", DAY: "daily"}
+SECONDS = {MINUTE: 60, HOUR: 3600, DAY: 86400}
 
 _INDENT = " " * len("SELECT ")
 _GROUP_INDENT = " " * len("GROUP BY ")
@@ -101,8 +102,8 @@ class Aggregate:
 @dataclass(frozen=True)
 class Rollup:
     """Rows of `raw` (those meeting `where`) grouped by time bucket and `keys`, at each width
-    `docs` describes (the aggregate's comment). The aggregate of a width is named
-    `{name}_hourly` or `{name}_daily`."""
+    `docs` describes (the aggregate's comment), and by minute beside hours. The aggregate of a
+    width is named `{name}_minutely`, `{name}_hourly` or `{name}_daily`."""
     name: str
     raw: Raw
     keys: tuple[Key, ...]
@@ -115,8 +116,20 @@ class Rollup:
         if unknown or not set(self.docs) <= set(SUFFIX):
             raise ValueError(f"rollup {self.name}: measures {unknown} not of {self.raw.table}, or widths {self.docs}")
 
+    @property
+    def widths(self) -> tuple[str, ...]:
+        """The widths it is kept at: those `docs` describes, and minutes beside hours (the
+        partial hours at a window's edges, datasource/planner.py)."""
+        return (*((MINUTE,) if HOUR in self.docs else ()), *self.docs)
+
+    def doc(self, width: str) -> str:
+        if width == MINUTE and HOUR in self.docs:
+            return (f"Per-minute twin of {self.name}_hourly: the whole minutes of a window's partial hours\n"
+                    "(at its edges, and the hours ended too recently to be materialised).")
+        return self.docs[width]
+
     def at(self, width: str) -> Aggregate:
-        if width not in self.docs:
+        if width not in self.widths:
             raise KeyError(f"rollup {self.name} is not kept at {width}")
         return Aggregate(f"{self.name}_{SUFFIX[width]}", self, width)
 
@@ -127,6 +140,10 @@ class Rollup:
     @property
     def daily(self) -> Aggregate | None:
         return self.at(DAY) if DAY in self.docs else None
+
+    @property
+    def minutely(self) -> Aggregate | None:
+        return self.at(MINUTE) if MINUTE in self.widths else None
 
 
 def _wrapped(first: str, items: list[str], indent: str, end: str) -> list[str]:
@@ -145,7 +162,7 @@ def _wrapped(first: str, items: list[str], indent: str, end: str) -> list[str]:
 
 def _render(rollup: Rollup, width: str) -> str:
     """The SELECT of `rollup` at `width`, in the layout its SQL file had (see the module's doc)."""
-    lines = [f"-- {line}".rstrip() for line in rollup.docs[width].split("\n")]
+    lines = [f"-- {line}".rstrip() for line in rollup.doc(width).split("\n")]
     lines.append(f"SELECT time_bucket(INTERVAL '{width}', time) AS bucket,")
     if rollup.keys:
         lines += _wrapped(_INDENT, [k.selected for k in rollup.keys], _INDENT, ",")
@@ -396,4 +413,6 @@ MCP_CONNECTIONS = Rollup(
 ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))
 # Every aggregate, by name.
 AGGREGATES: dict[str, Aggregate] = dict(sorted(
-    (a.name, a) for r in ROLLUPS for a in (r.at(w) for w in r.docs)))
+    (a.name, a) for r in ROLLUPS for a in (r.at(w) for w in r.widths)))
+# The per-minute twin of each hourly aggregate, by the hourly one's name.
+MINUTELY: dict[str, str] = {r.hourly.name: r.minutely.name for r in ROLLUPS if r.minutely is not None}

@@ -56,8 +56,21 @@ def test_the_agent_with_a_cost_metric_is_one_source():
 def test_every_aggregate_is_declared_once():
     assert aggregate_definitions() == {name: a.select for name, a in rollups.AGGREGATES.items()}
     assert set(AGGREGATES) == set(rollups.AGGREGATES) >= {p.stem for p in RELEASE.glob("*.sql")} - REDEFINED
-    names = [a.name for r in rollups.ROLLUPS for a in (r.hourly if rollups.HOUR in r.docs else None, r.daily) if a]
+    names = [a.name for r in rollups.ROLLUPS
+             for a in (r.hourly if rollups.HOUR in r.docs else None, r.daily, r.minutely) if a]
     assert len(names) == len(set(names)) == len(AGGREGATES)
+
+
+def test_a_minutely_twin_groups_as_its_hourly_rollup_by_minute():
+    """Every hourly aggregate has its twin by minute (the planner reads the partial hours from it),
+    grouping the same rows by the same keys."""
+    minutely = [r for r in rollups.ROLLUPS if r.minutely is not None]
+    assert {r.hourly.name for r in minutely} == {r.hourly.name for r in rollups.ROLLUPS if rollups.HOUR in r.docs}
+    assert rollups.MINUTELY == {r.hourly.name: r.name + "_minutely" for r in minutely}
+    for r in minutely:
+        body = lambda text: [line for line in text.splitlines() if not line.startswith("--")]  # noqa: E731
+        assert body(r.minutely.select) == [line.replace("INTERVAL '1 hour'", "INTERVAL '1 minute'")
+                                           for line in body(r.hourly.select)]
 
 
 def test_a_daily_twin_groups_as_its_hourly_rollup_by_day():

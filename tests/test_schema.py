@@ -98,8 +98,14 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
                          " 'policy_compression')").fetchall()
         kinds = {p for p, _ in jobs}
         assert kinds == {"policy_refresh_continuous_aggregate", "policy_retention", "policy_compression"}
-        assert sorted(h for p, h in jobs if p == "policy_retention") == [
-            "agent_enforcement", "ingest_stats", "llm_errors", "llm_requests", "metric_points", "tool_calls"]
+        # The raw rows and, going with them, the per-minute aggregates (the edges of windows).
+        assert sorted(h for p, h in jobs if p == "policy_retention") == sorted([
+            "agent_enforcement", "ingest_stats", "llm_errors", "llm_requests", "metric_points", "tool_calls",
+            *(a for a in AGGREGATES if a.endswith("_minutely"))])
+        offsets = dict(c.execute(
+            "SELECT hypertable_name, config->>'end_offset' FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchall())
+        assert offsets == {a: "00:00:00" if a.endswith("_minutely") else "00:01:00" for a in AGGREGATES}
 
 
 def test_concurrent_migrations_apply_once(fresh_database):

@@ -2,28 +2,39 @@
 -- migrate. Refresh windows reach back as far as raw rows are kept (all time without retention),
 -- so that late data anywhere is picked up: a refresh only rematerialises invalidated buckets, so
 -- this stays cheap. They end a minute ago: a refresh materialises only whole buckets, so every
--- hour is materialised within two minutes of its end and real-time aggregation groups the
--- current hour's raw rows alone (an hour's end offset left up to two hours of them, 300,000
--- rows under heavy ingest, for every query to group again). Never further: refreshing a range whose raw chunks retention dropped would
--- empty the aggregates' buckets there, and they are meant to outlive the raw rows.
+-- hour is materialised within two minutes of its end (the queries read the hours ended less
+-- than five minutes ago by minute: datasource/planner.py's SETTLE). The per-minute twins end
+-- now: each minute is materialised at the first run after it ends, so real-time aggregation
+-- groups the raw rows of the current minute and at most the one before. Never further back:
+-- refreshing a range whose raw chunks retention dropped would empty the aggregates' buckets
+-- there, and the hourly and daily ones are meant to outlive the raw rows. The per-minute ones
+-- go with the raw rows (their retention policy): they serve the edges of windows, the raw rows'
+-- partial hours.
 CREATE OR REPLACE FUNCTION aa_apply_policies(retention_days integer, compress_after_days integer)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    agg   text;
-    daily boolean;
-    raw   text;
+    agg      text;
+    daily    boolean;
+    minutely boolean;
+    raw      text;
 BEGIN
-    FOR agg, daily IN SELECT format('%I.%I', view_schema, view_name), view_name LIKE '%\_daily'
-                      FROM timescaledb_information.continuous_aggregates LOOP
+    FOR agg, daily, minutely IN SELECT format('%I.%I', view_schema, view_name), view_name LIKE '%\_daily',
+                                       view_name LIKE '%\_minutely'
+                                FROM timescaledb_information.continuous_aggregates LOOP
         PERFORM remove_continuous_aggregate_policy(agg::regclass, if_exists => TRUE);
+        PERFORM remove_retention_policy(agg::regclass, if_exists => TRUE);
         -- (A window must span two buckets: a daily aggregate's reaches back 3 days at least, so
         -- with AA_RETENTION_DAYS below 3 its days keep no more than the raw rows do.)
         PERFORM add_continuous_aggregate_policy(agg::regclass,
             start_offset => CASE WHEN retention_days > 0 THEN
                 greatest(make_interval(days => retention_days), CASE WHEN daily THEN INTERVAL '3 days' END) END,
-            end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute');
+            end_offset => CASE WHEN minutely THEN INTERVAL '0 seconds' ELSE INTERVAL '1 minute' END,
+            schedule_interval => INTERVAL '1 minute');
+        IF minutely AND retention_days > 0 THEN
+            PERFORM add_retention_policy(agg::regclass, drop_after => make_interval(days => retention_days));
+        END IF;
     END LOOP;
 
     -- The receiver's counts (ingest_stats, migration 0010) are kept as long as the raw facts they
