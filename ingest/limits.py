@@ -10,8 +10,17 @@ per-resource Python then walks for seconds. So, in two steps:
   passed; a body with more fields around them than a request within the limits has (plus
   OTHER_FIELDS) is refused too (a JSON body: the same counts on the decoded JSON, before it
   becomes a message).
-- `check`, after parsing: every limit, attributes and metric data points included, from the
-  repeated fields' lengths (no record is read), again stopping at the first limit passed.
+- `check`, after parsing: every limit, from the repeated fields' lengths (no value is read),
+  again stopping at the first limit passed. Records there include metric data points and a
+  span's events and links (each a record's worth of work: a time, a name, attributes);
+  attributes those of resources, scopes, records, events and links.
+
+Counted after parsing only: attributes, span events and links, and the values nested in an
+attribute (arrays, maps). Counting them on the wire would walk every attribute of every record
+in Python, several times the parser's own cost; the parser's memory for them is bounded by the
+body's (about 30 times AA_MAX_BODY_BYTES at most), and no Python walks more than the limits
+allow: attributes, events and links are refused here (413), and nested values are converted
+only as far as their stored text goes (values.any_value).
 """
 from __future__ import annotations
 
@@ -252,12 +261,15 @@ def check(signal: str, message: Message, limits: Limits) -> None:
         if scopes > limits.scopes:
             raise TooMuchWork("scopes", limits.scopes, "AA_MAX_SCOPES")
         for scope in scope_list:
+            attrs += len(scope.scope.attributes)
             recs = getattr(scope, rec_field)
             records += len(recs)
             if records > limits.records:
                 raise TooMuchWork("records", limits.records, "AA_MAX_RECORDS")
             if signal == "metrics":
                 records, attrs = _count_points(recs, records, attrs, limits)
+            elif signal == "traces":
+                records, attrs = _count_spans(recs, records, attrs, limits)
             else:
                 for rec in recs:
                     attrs += len(rec.attributes)
@@ -280,4 +292,21 @@ def _count_points(metrics: Iterable[Any], records: int, attrs: int, limits: Limi
             attrs += len(dp.attributes)
         if attrs > limits.attributes:
             raise TooMuchWork("attributes", limits.attributes, "AA_MAX_ATTRIBUTES")
+    return records, attrs
+
+
+def _count_spans(spans: Iterable[Any], records: int, attrs: int, limits: Limits) -> tuple[int, int]:
+    for span in spans:
+        attrs += len(span.attributes)
+        events, links = span.events, span.links
+        if events or links:
+            records += len(events) + len(links)
+            if records > limits.records:
+                raise TooMuchWork("records", limits.records, "AA_MAX_RECORDS")
+            for e in events:
+                attrs += len(e.attributes)
+            for link in links:
+                attrs += len(link.attributes)
+            if attrs > limits.attributes:
+                raise TooMuchWork("attributes", limits.attributes, "AA_MAX_ATTRIBUTES")
     return records, attrs

@@ -18,14 +18,30 @@ class BadValue(ValueError):
     """An attribute is present but unusable; the record is rejected with this message."""
 
 
-def any_value(v: AnyValue) -> Any:
+def any_value(v: AnyValue, budget: list[int] | None = None) -> Any:
+    """`v` as plain Python. Of the values nested in its arrays and maps, the first MAX_STRING
+    (depth first) only: its stored text (`bounded`) is cut there anyway (each prints as three
+    characters at least, with its separator), and a body of a few megabytes holds millions."""
     kind = v.WhichOneof("value")
     if kind is None:
         return None
-    if kind == "array_value":
-        return [any_value(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "array_value" or kind == "kvlist_value":
+        left = [MAX_STRING] if budget is None else budget
+        if kind == "array_value":
+            items = []
+            for x in v.array_value.values:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+                items.append(any_value(x, left))
+            return items
+        kvs = {}
+        for kv in v.kvlist_value.values:
+            if left[0] <= 0:
+                break
+            left[0] -= 1
+            kvs[kv.key] = any_value(kv.value, left)
+        return kvs
     if kind == "bytes_value":
         return v.bytes_value.hex()
     return getattr(v, kind)
