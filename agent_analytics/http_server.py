@@ -4,6 +4,7 @@ others out (`guarded_server`), a listening socket shared by the receiver process
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import time
 from typing import Any
@@ -96,6 +97,7 @@ class _Channel(HTTPChannel):
     byte every few seconds never is."""
 
     request_began: float | None = None   # time.time() of the first byte of a request not yet whole
+    answer_waiting: float | None = None  # since when (maintenance's clock) an answer has waited unsent
 
     def received(self, data: bytes) -> bool:
         began = self.request_began if self.request is not None else time.time()
@@ -117,6 +119,10 @@ class _GuardedServer(TcpWSGIServer):
 
     - A request must arrive whole (headers and body) within `request_timeout` of its first byte,
       and an idle connection is closed after as long (waitress's `channel_timeout`).
+    - An answer must be taken by its client within as long: a connection whose answer has waited
+      unsent that long is closed. (waitress would keep the connection and the answer's buffers
+      of a client that reads nothing for ever, and make a request thread wait while more than
+      `outbuf_high_watermark` bytes of its answer are unsent.)
     - At `connection_limit` open connections waitress stops accepting, so that a few hundred
       connections that send nothing, or a byte at a time, would leave every new client waiting
       in the backlog. Here the connections that have waited longest for their clients are
@@ -138,6 +144,16 @@ class _GuardedServer(TcpWSGIServer):
         for channel in self._channels():
             if channel.request_began is not None and not channel.requests and channel.request_began < cutoff:
                 channel.will_close = True
+            if not channel.total_outbufs_len:
+                channel.answer_waiting = None
+            elif channel.answer_waiting is None:
+                channel.answer_waiting = now
+            elif channel.answer_waiting < cutoff:
+                # Closed by the loop once this pass's sockets are polled (the trigger): waitress's
+                # `will_close` waits for the socket to take more, which a client reading nothing
+                # never lets happen. (Closing also wakes a thread waiting to write.)
+                channel.answer_waiting = math.inf
+                self.trigger.pull_trigger(channel.handle_close)
 
     def readable(self) -> bool:
         if self.accepting and len(self._map) >= self.adj.connection_limit:
