@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent_analytics.sql.rollups import AGGREGATES
+
 RELEASE = Path(__file__).parent / "legacy" / "aggregates_0008"
 
 # Aggregates whose definition changed since that release: rebuilt on upgrade, deliberately.
@@ -16,6 +18,8 @@ REDEFINED: frozenset[str] = frozenset({
     "llm_sessions_hourly", "llm_sessions_daily", "session_metrics_hourly", "session_metrics_daily"})
 
 # Aggregates declared since that release: created on upgrade (migration 0012: the agents' own
-# enforcement facts, agent_enforcement).
+# enforcement facts, agent_enforcement; and the per-minute twin of every hourly aggregate, which
+# the planner reads for the partial hours at a window's edges).
 ADDED: frozenset[str] = frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly",
-                                   "mcp_connections_hourly"})
+                                   "mcp_connections_hourly",
+                                   *(a for a in AGGREGATES if a.endswith("_minutely"))})

@@ -96,19 +96,24 @@ def test_the_service_reads_the_rollups(ds_client):
                  for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies", "llm_total_tokens")}
     assert materialised(ds_client)
     assert relations["llm_total_tokens"] == [
-        "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_requests",
-        "llm_metric_usage_totals_daily", "llm_metric_usage_totals_hourly", "metric_points"]
-    # Whole UTC days daily, the hours around them hourly, the partial hours raw; executions first
-    # look up the servers the gateway reported in those hours, from the rollups as well.
+        "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_usage_totals_minutely", "llm_requests",
+        "llm_metric_usage_totals_daily", "llm_metric_usage_totals_hourly", "llm_metric_usage_totals_minutely",
+        "metric_points"]
+    # Whole UTC days daily, the hours around them hourly, the partial hours' whole minutes by
+    # minute, the partial minutes raw; executions first look up the servers the gateway reported
+    # in those hours, from the rollups as well.
     gateway = ["tool_calls_by_server_daily", "tool_calls_by_server_hourly"]
-    assert relations["mcp_tool_executions"] == [*gateway, "tool_calls_totals_daily", TOTALS, "tool_calls"]
-    assert relations["mcp_top_users"] == [*gateway, "tool_calls_by_user_daily", BY_USER, "tool_calls"]
+    by_minute = lambda hourly: hourly.removesuffix("_hourly") + "_minutely"  # noqa: E731
+    assert relations["mcp_tool_executions"] == [*gateway, "tool_calls_totals_daily", TOTALS, by_minute(TOTALS),
+                                                "tool_calls"]
+    assert relations["mcp_top_users"] == [*gateway, "tool_calls_by_user_daily", BY_USER, by_minute(BY_USER),
+                                          "tool_calls"]
     assert relations["security_top_policies"] == ["tool_calls_by_policy_daily", "tool_calls_by_policy_hourly",
-                                                  "tool_calls"]
+                                                  "tool_calls_by_policy_minutely", "tool_calls"]
     # A user's tools: whole days from the daily rollup by user and tool, the hours around them
     # from the full hourly aggregate.
     tools = api(ds_client, "mcp_top_tools", start, end, user="user2@example.com")["meta"]["relations"]
-    assert tools == [*gateway, "tool_calls_by_user_tool_daily", FULL, "tool_calls"]
+    assert tools == [*gateway, "tool_calls_by_user_tool_daily", FULL, by_minute(FULL), "tool_calls"]
 
 
 
@@ -129,7 +134,7 @@ def test_raw_reads_give_the_same_answers(ds_app):
         ds_app.config["AA"] = kept
     for m in metrics:
         assert raw[m]["rows"] == with_aggregates[m]["rows"], m
-        assert all(not r.endswith(("_hourly", "_daily")) for r in raw[m]["meta"]["relations"]), m
+        assert all(not r.endswith(("_minutely", "_hourly", "_daily")) for r in raw[m]["meta"]["relations"]), m
 
 
 def test_dashboard_sessions_start_no_parallel_workers(ds_app):
