@@ -1,18 +1,16 @@
-"""Live rows under sustained ingest: how long a 7-day LLM statistic takes while a sender keeps
-posting, with the rollups materialised up to an hour ago (the last one to two hours of raw rows
-grouped live by every query) and, as the service does, every ended hour (the current hour's rows
-alone). Plain PostgreSQL, whose rollups the service refreshes itself.
-Loopback only; bounded in time and count.
+"""Live rows under sustained ingest: how long a 7-day LLM statistic takes while senders keep
+posting, with the service's own refreshes running (TimescaleDB's policies, the plain rollup job
+every minute). The queries read the whole minutes of the current hour from the per-minute
+aggregates and only the current minute's raw rows (and those of the minute before, until the
+refresh has materialised it). Loopback only; bounded in time and count.
 
-    python -m bench.live [--rows 300000] [--queries 40] [--senders 2]
+    python -m bench.live [--backend plain] [--rows 300000] [--minutes 30] [--queries 40] [--rate 50]
 
 The rows: Claude Code api_request events through the receiver, spread evenly over the last
-`--hours` hours (3 by default) up to now; meanwhile `--senders` keep posting current ones,
-`--rate` records per second in all. The
-service refreshes the rollups every minute, materialising every ended hour; for the "before"
-figures the watermarks are moved back to an hour's offset, and the live rows are counted at the
-start and the end of each measurement, and before each query of the "before" run (the service's
-refresh would otherwise move them on meanwhile).
+`--minutes` minutes up to now; meanwhile `--senders` keep posting current ones, `--rate`
+records per second in all. Counted at the start and the end of the measurement: the rows of the
+current hour (what a query grouped from the raw table without the per-minute aggregates) and the
+rows past the per-minute aggregate's watermark (what real-time aggregation groups).
 """
 from __future__ import annotations
 
@@ -25,43 +23,58 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import requests
 
+from agent_analytics.sql.migrate import refresh_aggregates
+
 from .common import TOKEN, cluster, fresh_database, machine, pct, service
 from .ingest import claude_code_batch
 
 BATCH = 500
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PB = {**AUTH, "Content-Type": "application/x-protobuf"}
+MINUTELY = "llm_usage_totals_minutely"
 
 
-def _live_rows(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM llm_requests WHERE time >= (SELECT watermark FROM aa_rollups"
-                        " WHERE name = 'llm_usage_hourly')").fetchone()[0]
+def _watermark(conn: psycopg.Connection, backend: str) -> datetime:
+    if backend == "plain":
+        return conn.execute("SELECT watermark FROM aa_rollups WHERE name = %s", (MINUTELY,)).fetchone()[0]
+    return conn.execute(
+        "SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(mat_hypertable_id))"
+        " FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s", (MINUTELY,)).fetchone()[0]
+
+
+def _live(conn: psycopg.Connection, backend: str) -> tuple[int, int]:
+    """Rows of the current hour; rows past the per-minute aggregate's watermark."""
+    hour, = conn.execute("SELECT count(*) FROM llm_requests WHERE time >= date_trunc('hour', now())").fetchone()
+    past, = conn.execute("SELECT count(*) FROM llm_requests WHERE time >= %s", (_watermark(conn, backend),)).fetchone()
+    return hour, past
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=("plain", "timescaledb"), default="plain")
     ap.add_argument("--rows", type=int, default=300_000)
-    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--rate", type=float, default=50.0, help="records per second the senders keep posting")
     a = ap.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; backend: {a.backend}")
     with cluster() as c:
-        url = fresh_database(c, "bench_live", "plain")
+        url = fresh_database(c, "bench_live", a.backend)
         batches = a.rows // BATCH
         now = datetime.now(timezone.utc)
-        spacing_ms = a.hours * 3_600_000 / a.rows
+        spacing_ms = a.minutes * 60_000 / a.rows
         with service(url, role="ingest") as (ingest, _):
             s = requests.Session()
             t0 = time.monotonic()
             for n in range(batches):
                 # claude_code_batch spaces records 37 ms apart: rescale to spread them evenly
-                start = now - timedelta(hours=a.hours) + timedelta(milliseconds=n * BATCH * (spacing_ms - 37))
+                start = now - timedelta(minutes=a.minutes) + timedelta(milliseconds=n * BATCH * (spacing_ms - 37))
                 s.post(ingest + "/v1/logs", data=claude_code_batch(n, BATCH, start), headers=PB,
                        timeout=60).raise_for_status()
-            print(f"loaded {batches * BATCH:,} rows over the last {a.hours:g} h in {time.monotonic() - t0:.0f} s")
+            print(f"loaded {batches * BATCH:,} rows over the last {a.minutes:g} min in {time.monotonic() - t0:.0f} s")
             with service(url, role="query") as (query, _), psycopg.connect(url, autocommit=True) as conn:
+                refresh_aggregates(conn)  # what the refreshes do after a bulk load
                 stop = threading.Event()
                 sent = [0]
                 rejected = [0]
@@ -84,34 +97,27 @@ def main() -> None:
                 for t in senders:
                     t.start()
                 try:
-                    for label, before in (("up to an hour ago (before)", True), ("every ended hour (now)", False)):
-                        conn.execute("SELECT aa_refresh_rollups()")
-                        live = None
-                        times = []
-                        for _ in range(a.queries):
-                            if before:
-                                # The service's own refresh (every minute) materialises every ended
-                                # hour: move the watermarks back to where an hour's offset left them,
-                                # before each query. (The view reads materialised buckets below the
-                                # watermark only.)
-                                conn.execute("UPDATE aa_rollups SET watermark = time_bucket(width, now() - interval"
-                                             " '1 hour') WHERE watermark > time_bucket(width, now() - interval '1 hour')")
-                            live = _live_rows(conn) if live is None else live
-                            t = time.perf_counter()
-                            r = requests.get(query + "/api/v1/query/llm_total_cost", headers=AUTH, timeout=120,
-                                             params={"from": "now-7d", "to": "now", "tz": "UTC"})
-                            r.raise_for_status()
-                            times.append((time.perf_counter() - t) * 1000)
-                        live_after = _live_rows(conn)
-                        print(f"materialised {label}: {live:,} live rows at the start, {live_after:,} at the end; "
-                              f"7-day LLM total cost "
-                              f"median {statistics.median(times):.0f} ms, p95 {pct(times, 95):.0f} ms, "
-                              f"max {max(times):.0f} ms over {a.queries} queries under ingest")
+                    stop.wait(10)  # sustained ingest before the first query
+                    began, t_began = _live(conn, a.backend), time.monotonic()
+                    times = []
+                    for _ in range(a.queries):
+                        t = time.perf_counter()
+                        r = requests.get(query + "/api/v1/query/llm_total_cost", headers=AUTH, timeout=120,
+                                         params={"from": "now-7d", "to": "now", "tz": "UTC"})
+                        r.raise_for_status()
+                        times.append((time.perf_counter() - t) * 1000)
+                    ended, t_ended = _live(conn, a.backend), time.monotonic()
                 finally:
                     stop.set()
                     for t in senders:
                         t.join(timeout=60)
-                print(f"measured at minute {datetime.now(timezone.utc).minute} of the hour; sustained ingest meanwhile: {sent[0]:,} batches of 100 records ({rejected[0]} with rejections)")
+                rate = (ended[0] - began[0]) / (t_ended - t_began)
+                print(f"rows of the current hour {began[0]:,} -> {ended[0]:,}; past the per-minute watermark "
+                      f"{began[1]:,} -> {ended[1]:,}; sustained ingest about {rate:,.0f} records/s")
+                print(f"7-day LLM total cost median {statistics.median(times):.0f} ms, p95 {pct(times, 95):.0f} ms, "
+                      f"max {max(times):.0f} ms over {a.queries} queries; measured at minute "
+                      f"{datetime.now(timezone.utc).minute} of the hour; {sent[0]:,} batches of 100 records "
+                      f"({rejected[0]} with rejections)")
 
 
 if __name__ == "__main__":
