@@ -4,11 +4,13 @@ every minute). The queries read the whole minutes of the current hour from the p
 aggregates and only the current minute's raw rows (and those of the minute before, until the
 refresh has materialised it). Loopback only; bounded in time and count.
 
-    python -m bench.live [--backend plain] [--rows 300000] [--minutes 30] [--queries 40] [--rate 50]
+    python -m bench.live [--backend plain] [--rows 300000] [--minutes 30] [--queries 60] [--pause 1]
+                         [--rate 50]
 
 The rows: Claude Code api_request events through the receiver, spread evenly over the last
 `--minutes` minutes up to now; meanwhile `--senders` keep posting current ones, `--rate`
-records per second in all. Counted at the start and the end of the measurement: the rows of the
+records per second in all, and a query is sent every `--pause` seconds (so that the queries
+span the refreshes' cycle). Counted at the start and the end of the measurement: the rows of the
 current hour (what a query grouped from the raw table without the per-minute aggregates) and the
 rows past the per-minute aggregate's watermark (what real-time aggregation groups).
 """
@@ -54,7 +56,8 @@ def main() -> None:
     ap.add_argument("--backend", choices=("plain", "timescaledb"), default="plain")
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--queries", type=int, default=60)
+    ap.add_argument("--pause", type=float, default=1.0, help="seconds between queries")
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--rate", type=float, default=50.0, help="records per second the senders keep posting")
     a = ap.parse_args()
@@ -106,6 +109,7 @@ def main() -> None:
                                          params={"from": "now-7d", "to": "now", "tz": "UTC"})
                         r.raise_for_status()
                         times.append((time.perf_counter() - t) * 1000)
+                        stop.wait(a.pause)
                     ended, t_ended = _live(conn, a.backend), time.monotonic()
                 finally:
                     stop.set()
