@@ -25,9 +25,18 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DB_NAME = "agent_analytics"
 RESPAWN_INTERVAL_S = 5.0  # the least time between two starts of one receiver process
-HOUSEKEEPING_INTERVAL_S = 60.0
+# Plain PostgreSQL's rollups are refreshed this long after each minute ends: the per-minute ones
+# then hold every ended minute but in the first seconds of a minute (queries group the rest live).
+REFRESH_AFTER_MINUTE_S = 2.0
 INGEST_RECV_BYTES = 256 * 1024  # a typical OTLP batch (500 events, about 240 KiB) in one or two reads
 TRIM_INTERVAL_S = 10.0  # how often memory freed by finished requests is handed back to the system
+
+
+def next_refresh_in(now: float) -> float:
+    """Seconds from `now` (epoch seconds) to REFRESH_AFTER_MINUTE_S past the next minute's start
+    (past the current one's when that is still ahead)."""
+    ahead = REFRESH_AFTER_MINUTE_S - now % 60.0
+    return ahead if ahead > 0 else ahead + 60.0
 
 
 def _say(line: str) -> None:
@@ -140,8 +149,8 @@ class Service:
             trim(0)
 
     def _housekeeping(self) -> None:
-        """Plain PostgreSQL has no background jobs: materialise the rollups every minute (as
-        TimescaleDB's refresh policies do) and apply retention hourly, here."""
+        """Plain PostgreSQL has no background jobs: materialise the rollups every minute, just
+        after it ends (as TimescaleDB's refresh policies do), and apply retention hourly, here."""
         last_retention = float("-inf")
         while not self._stopping.is_set():
             self._on_plain("refresh", "SELECT aa_refresh_rollups()")
@@ -150,7 +159,7 @@ class Service:
                 n = self._on_plain("retention", "SELECT aa_apply_retention(%s)", (self.cfg.retention_days,))
                 if n:
                     log.info("retention: removed %d raw rows older than %d days", n, self.cfg.retention_days)
-            self._stopping.wait(HOUSEKEEPING_INTERVAL_S)
+            self._stopping.wait(next_refresh_in(time.time()))
 
     def _on_plain(self, what: str, query: str, params: tuple = ()) -> Any:
         """One housekeeping statement's value, on plain PostgreSQL only; each step on its own, so

@@ -14,6 +14,7 @@ from agent_analytics.datasource.catalog import BY_ID
 from agent_analytics.datasource.engine import Engine
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.timerange import Window
+from agent_analytics.server import next_refresh_in
 from agent_analytics.sql.migrate import refresh_aggregates
 from tests.hardening_support import api_requests
 from tests.ingest_support import headers
@@ -74,3 +75,10 @@ def test_a_week_long_stat_groups_a_minute_of_raw_rows_at_most(client, conn, back
     # The rows of the end's minute (read from the raw table), nothing else: the 196 rows of the 49
     # minutes before it come from the per-minute aggregates.
     assert engine.raw_rows == rows_in_last_minute == 3
+
+
+def test_plain_rollups_are_refreshed_two_seconds_past_each_minute():
+    """The service's refresh on plain PostgreSQL (TimescaleDB's per-minute policies likewise)."""
+    minute = 1_800_000_000.0  # a minute's start (a multiple of 60)
+    for second, wait in ((0, 2), (1.5, 0.5), (2, 60), (2.5, 59.5), (59, 3)):
+        assert next_refresh_in(minute + second) == wait, second

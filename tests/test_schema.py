@@ -106,6 +106,11 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
             "SELECT hypertable_name, config->>'end_offset' FROM timescaledb_information.jobs"
             " WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchall())
         assert offsets == {a: "00:00:00" if a.endswith("_minutely") else "00:01:00" for a in AGGREGATES}
+        # The per-minute ones run 2 seconds past each minute, on a fixed schedule.
+        starts = c.execute("SELECT hypertable_name, fixed_schedule, extract(second FROM initial_start)"
+                           " FROM timescaledb_information.jobs WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+                           " AND hypertable_name LIKE '%%\\_minutely'").fetchall()
+        assert len(starts) == 18 and all(fixed and second == 2 for _, fixed, second in starts), starts
 
 
 def test_concurrent_migrations_apply_once(fresh_database):

@@ -4,8 +4,9 @@
 -- this stays cheap. They end a minute ago: a refresh materialises only whole buckets, so every
 -- hour is materialised within two minutes of its end (the queries read the hours ended less
 -- than five minutes ago by minute: datasource/planner.py's SETTLE). The per-minute twins end
--- now: each minute is materialised at the first run after it ends, so real-time aggregation
--- groups the raw rows of the current minute and at most the one before. Never further back:
+-- now, run 2 seconds past each minute: each minute is materialised as soon as it ends, so
+-- real-time aggregation groups the raw rows of the current minute (and, in its first seconds,
+-- of the one before). Never further back:
 -- refreshing a range whose raw chunks retention dropped would empty the aggregates' buckets
 -- there, and the hourly and daily ones are meant to outlive the raw rows. The per-minute ones
 -- go with the raw rows (their retention policy): they serve the edges of windows, the raw rows'
@@ -31,7 +32,9 @@ BEGIN
             start_offset => CASE WHEN retention_days > 0 THEN
                 greatest(make_interval(days => retention_days), CASE WHEN daily THEN INTERVAL '3 days' END) END,
             end_offset => CASE WHEN minutely THEN INTERVAL '0 seconds' ELSE INTERVAL '1 minute' END,
-            schedule_interval => INTERVAL '1 minute');
+            schedule_interval => INTERVAL '1 minute',
+            -- (Per-minute ones 2 seconds after each minute ends, as the plain rollup job.)
+            initial_start => CASE WHEN minutely THEN date_trunc('minute', now()) + INTERVAL '62 seconds' END);
         IF minutely AND retention_days > 0 THEN
             PERFORM add_retention_policy(agg::regclass, drop_after => make_interval(days => retention_days));
         END IF;
