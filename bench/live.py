@@ -33,15 +33,17 @@ from .ingest import claude_code_batch
 BATCH = 500
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PB = {**AUTH, "Content-Type": "application/x-protobuf"}
-MINUTELY = "llm_usage_totals_minutely"
+MINUTELY, HOURLY = "llm_usage_totals_minutely", "llm_usage_totals_hourly"
 
 
 def _watermark(conn: psycopg.Connection, backend: str) -> datetime:
+    # (The hourly aggregate's in a tree without the per-minute ones, for comparison.)
+    view = MINUTELY if conn.execute("SELECT to_regclass(%s)", (MINUTELY,)).fetchone()[0] else HOURLY
     if backend == "plain":
-        return conn.execute("SELECT watermark FROM aa_rollups WHERE name = %s", (MINUTELY,)).fetchone()[0]
+        return conn.execute("SELECT watermark FROM aa_rollups WHERE name = %s", (view,)).fetchone()[0]
     return conn.execute(
         "SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(mat_hypertable_id))"
-        " FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s", (MINUTELY,)).fetchone()[0]
+        " FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s", (view,)).fetchone()[0]
 
 
 def _live(conn: psycopg.Connection, backend: str) -> tuple[int, int]:
