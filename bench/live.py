@@ -75,8 +75,10 @@ def main() -> None:
             for n in range(batches):
                 # claude_code_batch spaces records 37 ms apart: rescale to spread them evenly
                 start = now - timedelta(minutes=a.minutes) + timedelta(milliseconds=n * BATCH * (spacing_ms - 37))
-                s.post(ingest + "/v1/logs", data=claude_code_batch(n, BATCH, start), headers=PB,
-                       timeout=60).raise_for_status()
+                body = claude_code_batch(n, BATCH, start)
+                while (r := s.post(ingest + "/v1/logs", data=body, headers=PB, timeout=60)).status_code == 503:
+                    time.sleep(0.5)  # the database busy: resent, as an exporter does
+                r.raise_for_status()
             print(f"loaded {batches * BATCH:,} rows over the last {a.minutes:g} min in {time.monotonic() - t0:.0f} s")
             with service(url, role="query") as (query, _), psycopg.connect(url, autocommit=True) as conn:
                 refresh_aggregates(conn)  # what the refreshes do after a bulk load
