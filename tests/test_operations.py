@@ -14,6 +14,7 @@ from agent_analytics.cluster import find_pg_bindir
 from agent_analytics.sql.migrate import (AGGREGATES, aggregate_definitions, load_migrations, migrate,
                                          refresh_aggregates)
 
+from agent_analytics.sql.rollups import MINUTELY
 from tests.harness_support import NO_TSDB, TIMESCALEDB
 from .ingest_support import assert_session_totals_match_the_rows
 from .rawdata import load_raw_rows, raw_rows
@@ -138,7 +139,8 @@ def test_retention_removes_only_older_data(fresh_database, tsdb):
         if tsdb == "on":
             jobs = [r[0] for r in c.execute("SELECT job_id FROM timescaledb_information.jobs"
                                             " WHERE proc_name = 'policy_retention'")]
-            assert len(jobs) == 6  # the five raw tables and ingest_stats
+            # The five raw tables, ingest_stats and the per-minute aggregates (going with the raw rows).
+            assert len(jobs) == 6 + len(MINUTELY)
             for job in jobs:
                 c.execute("CALL run_job(%s)", (job,))
         else:
