@@ -257,7 +257,8 @@ def _t(day: int, hour: int, minute: int = 0) -> datetime:
 SPEND = ([(_t(d, 20), "ann@x", 12) for d in range(13, 20)]          # the 7 days before: $12 a day at 20:00
          + [(_t(19, 8), "ann@x", 6)]                                   # and $6 the day before at 08:00
          + [(_t(20, 9), "ann@x", 5), (_t(20, 10), "ann@x", 3), (_t(20, 11), "ann@x", 2),
-            (_t(20, 9), "bob@x", None)])
+            (_t(20, 9), "bob@x", None),
+            (_t(20, 9, 30), "carol@x", 4)])                             # carol's first usage ever
 BUDGETS = [
     {"id": "ann-day", "name": "Ann daily", "scope": "user", "target": "ann@x", "period": "day", "amount_usd": 10,
      "owner": "ann@x"},
@@ -266,6 +267,9 @@ BUDGETS = [
     # Its only usage has no price: its spend is unknown, so no instance of any rule, never "0 %".
     {"id": "bob-day", "name": "Bob daily", "scope": "user", "target": "bob@x", "period": "day", "amount_usd": 1,
      "owner": "bob@x"},
+    # 40 % spent on her first day: no previous period to surge against (its 0 is no history), no alert.
+    {"id": "carol-day", "name": "Carol daily", "scope": "user", "target": "carol@x", "period": "day",
+     "amount_usd": 10, "owner": "carol@x"},
 ]
 # Worked out by hand: which budgets each rule fires for, at each moment.
 MOMENTS = {
@@ -298,7 +302,8 @@ def _oracle(t: datetime) -> dict[str, dict[str, float]]:
 def _fires(uid: str, f: dict[str, float]) -> bool:
     return {"aa-budget-80": ba.WARN_PCT <= f["pct"] < ba.FULL_PCT, "aa-budget-100": f["pct"] >= ba.FULL_PCT,
             "aa-budget-forecast": f["forecast_pct"] > ba.FULL_PCT and f["pct"] < ba.FULL_PCT,
-            "aa-budget-surge": f["spend"] >= ba.SURGE_RATIO * f["previous"] and f["pct"] >= ba.SURGE_MIN_PCT}[uid]
+            # A surge needs a previous period that spent something: against nothing, any spend is "a surge".
+            "aa-budget-surge": f["previous"] > 0 and f["spend"] >= 1.5 * f["previous"] and f["pct"] >= 25}[uid]
 
 
 def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn):
@@ -311,7 +316,7 @@ def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn
     with Server(app) as server:
         for moment, expected in MOMENTS.items():
             figures = _oracle(moment)
-            assert set(figures) == {"ann-day", "org-month"}
+            assert set(figures) == {"ann-day", "org-month", "carol-day"}
             for uid in BUDGET_RULES:
                 rule = RULES[uid]
                 ev = evaluate(rule, moment, server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
