@@ -61,6 +61,47 @@ def _positive_int(raw: str) -> int:
 
 
 @dataclass(frozen=True)
+class Dimension:
+    """An attribution dimension: a resource attribute the agents' processes are started with
+    (OTEL_RESOURCE_ATTRIBUTES) that becomes a column of the facts (`name`), a filter, a variable
+    and a top list on LLM Usage and MCP Usage. `attribute`: the attribute it is read from unless
+    AA_ATTRIBUTION names another."""
+    name: str
+    attribute: str
+    title: str
+
+
+# The attribution dimensions, each declared once: the facts' columns (migration 0017), the
+# rollups' keys (sql/rollups.py), the filters, variables and top lists derive from it.
+ATTRIBUTION: tuple[Dimension, ...] = (
+    Dimension("department", "department", "Department"),
+    Dimension("team", "team.id", "Team"),
+    Dimension("cost_center", "cost_center", "Cost centre"),
+)
+ATTRIBUTION_COLUMNS: tuple[str, ...] = tuple(d.name for d in ATTRIBUTION)
+DEFAULT_ATTRIBUTION_TEXT = ",".join(f"{d.name}={d.attribute}" for d in ATTRIBUTION)
+
+
+def attribution(raw: str) -> tuple[tuple[str, str], ...]:
+    """`dimension=attribute` pairs, comma-separated: which resource attribute each dimension is
+    read from (a dimension not named keeps its default attribute; `team=` turns it off)."""
+    names = {d.name: d.attribute for d in ATTRIBUTION}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        name, sep, attr = item.partition("=")
+        name = name.strip()
+        if not sep or name not in names:
+            raise ConfigError(f"{item.strip()!r} is not dimension=attribute with a dimension of "
+                              f"{', '.join(names)}")
+        names[name] = attr.strip()
+    return tuple((name, attr) for name, attr in names.items())
+
+
+DEFAULT_ATTRIBUTION = attribution("")
+
+
+@dataclass(frozen=True)
 class Setting:
     env: str
     attr: str
@@ -130,6 +171,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AA_RETRY_AFTER_S", "retry_after_s", 5, _positive_int,
             "Seconds a 503 (database unreachable, saturated or too slow) asks the sender to wait before "
             "retrying (`Retry-After`), on every listener: the OTLP receiver, the directory API and the data source."),
+    Setting("AA_ATTRIBUTION", "attribution", DEFAULT_ATTRIBUTION_TEXT, attribution,
+            "Which resource attribute (`OTEL_RESOURCE_ATTRIBUTES`) each attribution dimension "
+            f"({', '.join(ATTRIBUTION_COLUMNS)}) is read from, as `dimension=attribute` pairs; a dimension "
+            "not named keeps its default, `dimension=` turns it off. Read at ingest: a change applies to "
+            "the records received after it."),
     Setting("AA_SETUP_GUIDE_URL", "setup_guide_url",
             "https://github.com/agent-analytics/agent-analytics/blob/main/docs/opentelemetry.md", str,
             "Where the LLM Usage empty state links to."),
@@ -166,6 +212,7 @@ class Config:
     db_pool_size: int = 8
     db_timeout_s: int = 10
     retry_after_s: int = 5
+    attribution: tuple[tuple[str, str], ...] = DEFAULT_ATTRIBUTION
     setup_guide_url: str = SETTINGS[-1].default
 
     @classmethod

@@ -16,6 +16,7 @@ import psycopg
 from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 
+from agent_analytics.config import ATTRIBUTION_COLUMNS
 from agent_analytics.errors import Permanent
 from agent_analytics.ingest.budgets import LIST_SQL as BUDGETS_LIST_SQL
 from agent_analytics.ingest.budgets import BudgetSchema
@@ -50,6 +51,10 @@ class GroupSchema(_Strict):
     id = fields.String(**ID)
     name = fields.String(validate=validate.Length(min=1, max=500))
     members = fields.List(fields.String(validate=validate.Length(min=1, max=500)))
+    # The mapping rule: usage attributed to these values (per dimension, config.ATTRIBUTION)
+    # counts under the group's filter beside its members' own. Replaces the current rule when given.
+    attribution = fields.Dict(keys=fields.String(validate=validate.OneOf(ATTRIBUTION_COLUMNS)),
+                              values=fields.List(fields.String(validate=validate.Length(min=1, max=1024))))
 
 
 class MembershipSchema(_Strict):
@@ -213,6 +218,12 @@ def _upsert(conn: psycopg.Connection, kind: str, item: dict) -> None:
         for user in sorted(set(item["members"])):
             conn.execute("INSERT INTO group_members (group_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                          (item["id"], user))
+    if kind == "groups" and "attribution" in item:
+        conn.execute("DELETE FROM attribution_groups WHERE group_id = %s", (item["id"],))
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO attribution_groups (dimension, value, group_id) VALUES (%s, %s, %s)",
+                            [(dim, value, item["id"]) for dim, values in sorted(item["attribution"].items())
+                             for value in sorted(set(values))])
 
 
 def apply(conn: psycopg.Connection, document: Any) -> dict[str, int]:
@@ -301,7 +312,10 @@ LIST_SQL = {
              " FILTER (WHERE m.group_id IS NOT NULL), '{}') AS groups"
              " FROM users u LEFT JOIN group_members m ON m.user_id = u.id GROUP BY u.id ORDER BY u.id",
     "groups": "SELECT g.id, g.name, coalesce(array_agg(m.user_id ORDER BY m.user_id)"
-              " FILTER (WHERE m.user_id IS NOT NULL), '{}') AS members"
+              " FILTER (WHERE m.user_id IS NOT NULL), '{}') AS members,"
+              " (SELECT coalesce(jsonb_object_agg(a.dimension, a.vals), '{}') FROM (SELECT dimension,"
+              " jsonb_agg(value ORDER BY value) AS vals FROM attribution_groups WHERE group_id = g.id"
+              " GROUP BY dimension) a) AS attribution"
               " FROM groups g LEFT JOIN group_members m ON m.group_id = g.id GROUP BY g.id ORDER BY g.id",
     "agents": "SELECT a.id, a.name, coalesce(array_agg(t.tag ORDER BY t.tag) FILTER (WHERE t.tag IS NOT NULL),"
               " '{}') AS tags FROM agents a LEFT JOIN agent_tags t ON t.agent_id = a.id GROUP BY a.id ORDER BY a.id",

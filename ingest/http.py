@@ -185,7 +185,7 @@ def export(signal: str) -> Response:
         bounds = limits.Limits.of(cfg)
         message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt, bounds)
         limits.check(signal, message, bounds)  # before any per-record work
-        batch = normalise.normalise(signal, message, Context.now(cfg.retention_days))
+        batch = normalise.normalise(signal, message, Context.now(cfg.retention_days, cfg.attribution))
         if batch.internal_errors:  # counted now: the store may still fail, and the sender retry
             _internal_errors(signal, batch.internal_errors)
         pricing.price(batch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -109,6 +109,33 @@ def _unstorable(fact: Any) -> str | None:
     return None
 
 
+def attribution(attrs: Mapping[str, Any], ctx: Context) -> tuple[str | None, ...]:
+    """The attribution dimensions' values (config.ATTRIBUTION, in order) of a record: the
+    attribute each is read from (ctx.attribution), of the resource or the record itself (the
+    record wins, as for every attribute). Absent, empty, or a map or an array: unattributed."""
+    values = []
+    for _, key in ctx.attribution:
+        value = text(attrs, key) if key else None
+        if isinstance(value, Flattened):
+            value = None
+        if value is not None:
+            if "\x00" in value:
+                raise BadValue(f"{key} contains a NUL character")
+            if len(value.encode()) > MAX_ID_BYTES:
+                raise BadValue(f"{key} is longer than {MAX_ID_BYTES} bytes")
+        values.append(value)
+    return tuple(values)
+
+
+def _attribute(facts: list, attrs: Mapping[str, Any], ctx: Context) -> None:
+    """Each fact of a table with attribution columns gets its record's values."""
+    values = None
+    for fact in facts:
+        if hasattr(fact, "attribution"):
+            values = values or attribution(attrs, ctx)
+            fact.attribution = values
+
+
 def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool], record: Any, ctx: Context,
          key: stats.Key) -> None:
     """`handler(record, batch, ctx)`, keeping what it adds only if all of it can be stored; the
@@ -121,6 +148,7 @@ def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool
             batch.count(key, "ignored")
             return
         new_facts, new_rows = batch.since(mark)
+        _attribute(new_facts, record.attrs, ctx)
         reason = next(filter(None, map(_unstorable, new_facts)), None) or (
             "a directory name contains a NUL character" if new_rows and _nul(new_rows) else None)
         if reason:

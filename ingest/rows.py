@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from agent_analytics.config import ATTRIBUTION_COLUMNS, DEFAULT_ATTRIBUTION
+
 from .values import BadValue, ns_to_datetime
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -59,16 +61,23 @@ def content_key(kind: str, attributes_json: str = "", raw: bool = False, **conte
     return hashlib.sha256(payload.encode()).digest()
 
 
+# A fact no attribution dimension applies to (every column NULL: shown as unattributed).
+NO_ATTRIBUTION: tuple[str | None, ...] = (None,) * len(ATTRIBUTION_COLUMNS)
+
+
 @dataclass(frozen=True)
 class Context:
-    """What validation needs to know about the world: now, and how far back data may be."""
+    """What validation needs to know about the world: now, how far back data may be, and which
+    attribute each attribution dimension is read from (config.ATTRIBUTION, AA_ATTRIBUTION)."""
     now_ns: int
     retention_days: int = 0  # 0: no lower bound beyond the epoch sanity check
     future_tolerance_ns: int = NS_PER_DAY
+    attribution: tuple[tuple[str, str], ...] = DEFAULT_ATTRIBUTION
 
     @classmethod
-    def now(cls, retention_days: int = 0) -> "Context":
-        return cls(now_ns=_time.time_ns(), retention_days=retention_days)
+    def now(cls, retention_days: int = 0,
+            attribution: tuple[tuple[str, str], ...] = DEFAULT_ATTRIBUTION) -> "Context":
+        return cls(now_ns=_time.time_ns(), retention_days=retention_days, attribution=attribution)
 
     def check_time(self, ns: int, what: str = "timestamp") -> int:
         if ns <= 0:
@@ -108,6 +117,9 @@ class LlmRequest:
     # The agent's own figures contradict each other (more 1-hour cache writes than writes): the
     # request is kept, its tokens as reported, but no list price can be derived (pricing).
     split_inconsistent: bool = False
+    # The attribution dimensions' values (config.ATTRIBUTION_COLUMNS, in order; set by normalise
+    # from the record's attributes): columns, not part of the content key (the attributes are).
+    attribution: tuple[str | None, ...] = NO_ATTRIBUTION
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -165,6 +177,9 @@ class ToolCall:
     attributes: dict[str, Any]
     source_key: bytes = b""
     attributes_json: str = field(default="", repr=False)
+    # The attribution dimensions' values (config.ATTRIBUTION_COLUMNS, in order; set by normalise
+    # from the record's attributes): columns, not part of the content key (the attributes are).
+    attribution: tuple[str | None, ...] = NO_ATTRIBUTION
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -235,6 +250,9 @@ class MetricPoint:
     source_key: bytes = b""
     estimated_cost_usd: Decimal | None = None
     priced: bool = False       # pricing found the model (for token points)
+    # The attribution dimensions' values (config.ATTRIBUTION_COLUMNS, in order; set by normalise
+    # from the record's attributes): columns, not part of the content key (the attributes are).
+    attribution: tuple[str | None, ...] = NO_ATTRIBUTION
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -247,18 +265,21 @@ class MetricPoint:
                 v=None if self.cumulative else self.value)
 
 
-# Each fact table's columns as the receiver writes them (ingest/store.py), in the order of its rows.
+# Each fact table's columns as the receiver writes them (ingest/store.py), in the order of its rows;
+# the attribution columns, where a table has them, last (read from the fact's `attribution`).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "llm_requests": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
                      "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted"),
+                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted",
+                     *ATTRIBUTION_COLUMNS),
     "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
                    "error", "status_code", "duration_ms", "attributes"),
     "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
                    "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
-                   "policy_name", "policy_description", "attributes"),
+                   "policy_name", "policy_description", "attributes", *ATTRIBUTION_COLUMNS),
     "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
-                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted"),
+                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted",
+                      *ATTRIBUTION_COLUMNS),
     "agent_enforcement": ("time", "source_key", "source", "kind", "user_id", "agent_id", "agent_instance_id",
                           "session_id", "mcp_server_id", "tool_name", "outcome", "decision_source",
                           "permission_mode", "error_code", "blocked", "policy_id", "policy_name", "attributes"),

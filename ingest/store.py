@@ -26,7 +26,7 @@ from psycopg import sql
 from . import pricing, sessions, stats
 from .identity import email_of
 from .normalise_gateway import SERVER_SOURCE
-from .rows import COLUMNS, Batch, MetricPoint, content_key, to_datetime
+from .rows import ATTRIBUTION_COLUMNS, COLUMNS, Batch, MetricPoint, content_key, to_datetime
 
 # The fixed placeholder of a series never seen before (last_time is NOT NULL).
 NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -49,8 +49,20 @@ _SPECIAL = {"time": "time_ns", "start_time": "start_time_ns",
             "attributes": "attributes_json",  # canonical JSON text, parsed by the server
             "counted": "session_id",          # the session decides (see _row)
             "cost_counted": "session_id"}
+
+
+def _getter(cols: tuple[str, ...]) -> Any:
+    """One getter of every column's value; the attribution columns (last) from `attribution`."""
+    plain = attrgetter(*(_SPECIAL.get(col, col) for col in cols if col not in ATTRIBUTION_COLUMNS))
+    if not set(ATTRIBUTION_COLUMNS) & set(cols):
+        return plain
+    if cols[-len(ATTRIBUTION_COLUMNS):] != ATTRIBUTION_COLUMNS:
+        raise ValueError(f"the attribution columns must come last, in order: {cols}")
+    return lambda obj: (*plain(obj), *obj.attribution)
+
+
 # Per table, one getter of every column's attribute (this runs for every row).
-_GETTERS = {table: attrgetter(*(_SPECIAL.get(col, col) for col in cols)) for table, cols in COLUMNS.items()}
+_GETTERS = {table: _getter(cols) for table, cols in COLUMNS.items()}
 _TIMES = {table: [i for i, col in enumerate(cols) if col in ("time", "start_time")] for table, cols in COLUMNS.items()}
 _COUNTED = {table: cols.index("counted") if "counted" in cols else None for table, cols in COLUMNS.items()}
 _COST_COUNTED = {table: cols.index("cost_counted") if "cost_counted" in cols else None
@@ -203,7 +215,8 @@ def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: Sto
                 source=p.source, session_id=p.session_id, user_id=p.user_id, agent_id=p.agent_id,
                 provider=p.provider, model=p.model, metric=p.metric, token_type=p.token_type,
                 value=p.value if reset else p.value - last_value, cumulative=False, series_key=key,
-                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns), origin=p.origin)
+                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns), origin=p.origin,
+                attribution=p.attribution)
             pricing.price_point(delta)
             deltas.append(delta)
             start, last_time, last_value, first = p_start, t, p.value, False

@@ -25,9 +25,12 @@ from typing import Sequence
 
 from psycopg.sql import quote
 
+from agent_analytics.config import ATTRIBUTION_COLUMNS
+
 MINUTE, HOUR, DAY = "1 minute", "1 hour", "1 day"
 SUFFIX = {MINUTE: "minutely", HOUR: "hourly", DAY: "daily"}
 SECONDS = {MINUTE: 60, HOUR: 3600, DAY: 86400}
+
 
 _INDENT = " " * len("SELECT ")
 _GROUP_INDENT = " " * len("GROUP BY ")
@@ -408,6 +411,30 @@ MCP_CONNECTIONS = Rollup(
     (EVENTS,), {HOUR: "The agents' connection attempts to MCP servers per hour by server, status and error code, and\n"
                       "who made them (Security: MCP server health)."},
     where="kind = 'mcp_connection'")
+
+# ---- attribution -------------------------------------------------------------------------------
+
+# The attribution dimensions (config.ATTRIBUTION): the keys that the rollups below add to their
+# table's fullest rollup, so that a filter or a top list on them has an aggregate to read.
+ATTRIBUTION = tuple(Key(c) for c in ATTRIBUTION_COLUMNS)
+_ATTRIBUTED = "with the attribution dimensions (department, team, cost centre) as keys"
+
+TOOL_CALLS_ATTRIBUTED = Rollup(
+    "tool_calls_attributed", TOOL_CALLS, (*TOOL_CALLS_FULL.keys, *ATTRIBUTION), TOOL_CALLS_FULL.measures,
+    {HOUR: f"tool_calls_hourly {_ATTRIBUTED}: MCP Usage and Security\n"
+           "under an attribution or group filter, and the top lists by them.",
+     DAY: "Daily (UTC) twin of tool_calls_attributed_hourly: whole days of the window."})
+LLM_USAGE_ATTRIBUTED = Rollup(
+    "llm_usage_attributed", LLM_REQUESTS, (*LLM_USAGE_FULL.keys, *ATTRIBUTION), LLM_USAGE_FULL.measures,
+    {HOUR: f"llm_usage_hourly {_ATTRIBUTED}: LLM Usage\n"
+           "under an attribution or group filter, and the top lists by them.",
+     DAY: "Daily (UTC) twin of llm_usage_attributed_hourly: whole days of the window."})
+LLM_METRIC_USAGE_ATTRIBUTED = Rollup(
+    "llm_metric_usage_attributed", METRIC_POINTS, (*LLM_METRIC_USAGE_FULL.keys, *ATTRIBUTION), _METRIC_USAGE,
+    {HOUR: f"llm_metric_usage_hourly {_ATTRIBUTED}: LLM Usage\n"
+           "under an attribution or group filter, and the top lists by them.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_attributed_hourly: whole days of the window."},
+    where=IN_SESSION)
 
 # Every rollup declared above.
 ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))

@@ -22,4 +22,7 @@ REDEFINED: frozenset[str] = frozenset({
 # the planner reads for the partial hours at a window's edges).
 ADDED: frozenset[str] = frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly",
                                    "mcp_connections_hourly",
-                                   *(a for a in AGGREGATES if a.endswith("_minutely"))})
+                                   *(a for a in AGGREGATES if a.endswith("_minutely")),
+                                   # Migration 0017 (team attribution): the fullest rollup of each raw
+                                   # table LLM Usage and MCP Usage read, with the attribution dimensions.
+                                   *(a for a in AGGREGATES if "_attributed_" in a)})

@@ -81,7 +81,7 @@ def test_single_items_and_memberships(client, conn):
     assert client.put("/api/v1/directory/groups/sec/members/erin@example.com", headers=AUTH).status_code == 200
     assert client.put("/api/v1/directory/groups/sec/members/erin@example.com", headers=AUTH).status_code == 200
     listing = client.get("/api/v1/directory/groups", headers=AUTH).get_json()
-    assert listing == {"groups": [{"id": "sec", "name": "sec", "members": ["erin@example.com"]}]}
+    assert listing == {"groups": [{"id": "sec", "name": "sec", "members": ["erin@example.com"], "attribution": {}}]}
     tools = client.get("/api/v1/directory/tools", headers=AUTH).get_json()["tools"]
     assert tools == [{"mcp_server_id": "github", "name": "delete_repo", "description": None, "tags": ["danger"]}]
     r = client.delete("/api/v1/directory/groups/sec/members/erin@example.com", headers=AUTH)
