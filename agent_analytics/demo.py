@@ -123,9 +123,16 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
 
     claude_logs = log_provider({"service.name": "claude-code", "service.version": "2.1.328", "os.type": "darwin",
                                 "host.arch": "arm64"})
-    codex_logs = log_provider({"service.name": "codex_cli_rs", "service.version": "0.169.0", "env": "prod"})
+    codex_resource = {"service.name": "codex_cli_rs", "service.version": "0.169.0", "env": "prod"}
+    # Codex puts OTEL_RESOURCE_ATTRIBUTES on its resource only: one provider per set of them.
+    codex_providers: dict[tuple, LoggerProvider] = {}
+
+    def codex_log_for(resource: dict[str, str]) -> Any:
+        key = tuple(sorted(resource.items()))
+        if key not in codex_providers:
+            codex_providers[key] = log_provider({**codex_resource, **resource})
+        return codex_providers[key].get_logger("codex_otel")
     claude_log = claude_logs.get_logger("com.anthropic.claude_code.events")
-    codex_log = codex_logs.get_logger("codex_otel")
     tracer_provider = TracerProvider(resource=Resource.create({"service.name": "mcp-gateway",
                                                                "service.version": "1.4.0"}),
                                      id_generator=_seeded_ids(p))
@@ -159,8 +166,9 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
         u = s.user
         provider = PROVIDERS[s.agent]
         if s.agent == "claude-code":
+            # Claude Code copies OTEL_RESOURCE_ATTRIBUTES onto every event and metric point.
             base = {"session.id": s.id, "user.email": u.id, "user.id": u.anon_id, "organization.id": "org-demo",
-                    "terminal.type": "vscode", "app.version": "2.1.328"}
+                    "terminal.type": "vscode", "app.version": "2.1.328", **u.resource}
             per_model: dict[tuple[str, str], float] = {}
             cost_by_model: dict[str, float] = {}
             for i, r in enumerate(s.requests):
@@ -190,6 +198,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
         else:
             base = {"conversation.id": s.id, "user.email": u.id, "user.account_id": u.anon_id[:16],
                     "app.version": "0.169.0", "originator": "codex_cli_rs", "terminal.type": "iterm"}
+            codex_log = codex_log_for(u.resource)
             codex_log.emit(body="codex.conversation_starts", timestamp=_ns(s.start), attributes={
                 **base, "event.name": "codex.conversation_starts", "event.timestamp": _iso(s.start),
                 "model": s.requests[0].model, "approval_policy": "on-request", "sandbox_policy": "workspace-write"})
@@ -210,7 +219,9 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                      "network.transport": "tcp", "server.address": f"{c.server}.mcp.internal",
                      "user.email": u.id, "agent.id": s.agent, "gen_ai.agent.name": AGENTS[s.agent]["name"],
                      "agent.instance.id": s.instance, "session.id": s.id,
-                     "mcp.gateway.decision": "block" if c.outcome == "blocked" else "allow"}
+                     "mcp.gateway.decision": "block" if c.outcome == "blocked" else "allow",
+                     # The gateway passes on the calling process's resource attributes.
+                     **u.resource}
             if c.outcome == "blocked" and c.policy:
                 name, description = POLICIES[c.policy]
                 attrs.update({"policy.id": c.policy, "policy.name": name, "policy.description": description})
@@ -222,10 +233,11 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                 span.set_status(Status(StatusCode.ERROR, "tool reported an error"))
             span.end(end_time=_ns(c.start) + c.duration_ms * 1_000_000)
     flush_metrics()
-    flushed = all([claude_logs.force_flush(timeout_s * 1000), codex_logs.force_flush(timeout_s * 1000),
-                   tracer_provider.force_flush(timeout_s * 1000)])
+    flushed = all([claude_logs.force_flush(timeout_s * 1000), tracer_provider.force_flush(timeout_s * 1000),
+                   *(lp.force_flush(timeout_s * 1000) for lp in codex_providers.values())])
     claude_logs.shutdown()
-    codex_logs.shutdown()
+    for lp in codex_providers.values():
+        lp.shutdown()
     tracer_provider.shutdown()
     metric_exporter.shutdown()
     failed = {k: v for k, v in results.items() if k.endswith("_failed")}

@@ -19,6 +19,12 @@ UTC = timezone.utc
 NS = 1_000_000_000
 
 GROUPS = {"platform": "Platform", "data": "Data", "web": "Web"}
+# What each team's machines set in OTEL_RESOURCE_ATTRIBUTES (department, team.id, cost_center):
+# a user's team is their group's, but every fifth user is in the SRE team (mapped onto the
+# Platform group by the directory's rule) and every seventh sets no attributes (unattributed).
+TEAMS = {"platform": ("engineering", "cc-100"), "data": ("engineering", "cc-200"), "web": ("product", "cc-300"),
+         "sre": ("engineering", "cc-100")}
+TEAM_GROUPS = {"platform": ["platform", "sre"], "data": ["data"], "web": ["web"]}
 FIRST_NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
                "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yolanda"]
 DOMAIN = "example.com"
@@ -79,6 +85,8 @@ class User:
     anon_id: str      # Claude Code's user.id (install hash)
     agents: list[str]
     utc_offset_h: int  # working hours in the user's own day
+    # The resource attributes the user's agents are started with (none: unattributed).
+    resource: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,8 +152,17 @@ def _users(rng: random.Random, n: int) -> list[User]:
         agents = _weighted(rng, [(["claude-code"], 0.5), (["codex"], 0.2), (["claude-code", "codex"], 0.3)])
         users.append(User(id=f"{first}@{DOMAIN}", name=first.capitalize(), group=groups[i % len(groups)],
                           anon_id=f"{rng.getrandbits(128):032x}", agents=agents,
-                          utc_offset_h=rng.choice([-5, 0, 1, 2])))
+                          utc_offset_h=rng.choice([-5, 0, 1, 2]), resource=_resource(i, groups[i % len(groups)])))
     return users
+
+
+def _resource(i: int, group: str) -> dict[str, str]:
+    """User i's OTEL_RESOURCE_ATTRIBUTES (see TEAMS)."""
+    if i % 7 == 6:
+        return {}
+    team = "sre" if i % 5 == 4 else group
+    department, cost_center = TEAMS[team]
+    return {"department": department, "team.id": team, "cost_center": cost_center}
 
 
 def _instance(user: User, agent: str) -> str:
@@ -158,8 +175,8 @@ def directory_document(users: list[User]) -> dict[str, Any]:
     (plan() adds the budgets, sized against the plan's spending: demo_budgets.py)."""
     return {
         "users": [{"id": u.id, "email": u.id, "display_name": u.name} for u in users],
-        "groups": [{"id": g, "name": name, "members": [u.id for u in users if u.group == g]}
-                   for g, name in GROUPS.items()],
+        "groups": [{"id": g, "name": name, "members": [u.id for u in users if u.group == g],
+                    "attribution": {"team": TEAM_GROUPS[g]}} for g, name in GROUPS.items()],
         "agents": [{"id": a, "name": spec["name"], "tags": spec["tags"]} for a, spec in AGENTS.items()],
         "agent_instances": [{"id": _instance(u, a), "agent_id": a, "user_id": u.id,
                              "name": f"{u.name}'s {AGENTS[a]['name']}"} for u in users for a in u.agents],
