@@ -104,6 +104,8 @@ def col(name: str, type_: str = "string", unit: str | None = None, title: str | 
 NO_USER = "(no user)"
 NO_AGENT_INSTANCE = "(no agent instance)"
 NO_MCP_SERVER = "(no MCP server)"
+# Usage whose process set no value of an attribution dimension (config.ATTRIBUTION).
+NO_ATTRIBUTION = "(unattributed)"
 
 # Columns several tabs' metrics share.
 USER_COLUMNS = (col("user_id", title="User id"), col("user", title="User"))
@@ -114,6 +116,14 @@ INSTANCE_COLUMNS = (col("agent_instance_id", title="Agent instance id"),
 TOKENS_COLUMN = col("tokens", "number", COUNT, "Tokens")
 COST_COLUMN = col("cost", "number", USD, "Cost (USD)")
 REQUESTS_COLUMN = col("requests", "number", COUNT, "Requests")
+
+
+def attribution_columns(dimension: str, title: str) -> tuple[Column, ...]:
+    """A top list's key columns by an attribution dimension: its value (NO_ATTRIBUTION for the
+    usage without one) and whether the row is attributed."""
+    return (col(dimension, title=title), col("attributed", "boolean", None, "Attributed"))
+
+
 # What a cost figure could not price (models no price table knows): never shown as $0.
 UNPRICED_COLUMNS = (col("unpriced_tokens", "number", COUNT, "Unpriced tokens"),
                     col("unpriced", "boolean", None, "Unpriced"))

@@ -21,6 +21,7 @@ from agent_analytics.datasource import catalog, planner
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.kinds import Handler
 from agent_analytics.datasource.query import Query
+from agent_analytics.config import ATTRIBUTION_COLUMNS
 from agent_analytics.datasource.relations import (ALL, LLM_METRIC_USAGE, LLM_USAGE, Condition, Dataset,
                                                   counted_tokens)
 from agent_analytics.datasource.result import Result
@@ -30,6 +31,8 @@ from agent_analytics.datasource.timerange import Window
 
 __all__ = ["Engine", "HANDLERS", "Result", "TOKEN_TYPES"]
 
+
+_ATTRIBUTION = ", ".join(ATTRIBUTION_COLUMNS)
 
 # Every metric's builder by metric id (declared with the metric: catalog.METRICS).
 HANDLERS: dict[str, Handler] = {m.id: m.build for m in catalog.METRICS}
@@ -112,13 +115,13 @@ class Engine:
         ev = self.source(LLM_USAGE, window, q, use_aggregate=use_aggregate)
         mp = self.source(LLM_METRIC_USAGE, window, q, use_aggregate=use_aggregate)
         text = f"""
-            SELECT time, user_id, agent_id, provider, model, requests::float8 AS requests,
+            SELECT time, user_id, agent_id, provider, model, {_ATTRIBUTION}, requests::float8 AS requests,
                    {", ".join(f"({counted_tokens(f'{t}_tokens')})::float8 AS {t}_tokens"
                               for t in TOKEN_TYPES)},
                    0::float8 AS other_tokens, cost::numeric AS cost, unpriced_tokens::float8 AS unpriced_tokens
             FROM ({{ev}}) e
             UNION ALL
-            SELECT time, user_id, agent_id, provider, model, NULL::float8,
+            SELECT time, user_id, agent_id, provider, model, {_ATTRIBUTION}, NULL::float8,
                    {", ".join(f"coalesce({t}_tokens, 0)::float8" for t in (*TOKEN_TYPES, "other"))},
                    cost::numeric, unpriced_tokens::float8
             FROM ({{mp}}) p"""

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from agent_analytics.config import ATTRIBUTION
 from agent_analytics.datasource import kinds
 from agent_analytics.datasource.budgets import METRIC as BUDGETS
-from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS, NO_USER, REQUESTS_COLUMN,
-                                                TOKENS_COLUMN, UNPRICED_COLUMNS, USD, USER_COLUMNS, Metric, col)
+from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS, NO_ATTRIBUTION, NO_USER,
+                                                REQUESTS_COLUMN, TOKENS_COLUMN, UNPRICED_COLUMNS, USD, USER_COLUMNS,
+                                                Metric, attribution_columns, col)
 from agent_analytics.datasource.declare import series, stat, top
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, BY_MODEL, LLM_USAGE, reads
@@ -28,17 +30,23 @@ if TYPE_CHECKING:
 def _llm_groups(key: str) -> str:
     """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
     by-cost panels share it, each ranking it by its own order. Usage without a user is the
-    "(no user)" row."""
+    "(no user)" row; without an attribution dimension's value, the "(unattributed)" row."""
     where = ""
     if key == "user":
         keys, inner_keys, join = (f"g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)})"
                                   f" AS \"user\"", "user_id", "LEFT JOIN users u ON u.id = g.user_id")
+    elif key in _DIMENSIONS:
+        keys, inner_keys, join = (f"coalesce(g.{key}, {_literal(NO_ATTRIBUTION)}) AS {key},"
+                                  f" g.{key} IS NOT NULL AS attributed", key, "")
     else:
         keys, inner_keys, join = "g.provider, g.model", "provider, model", ""
     return (f"SELECT {keys}, g.tokens, g.cost, g.requests, g.unpriced_tokens, g.unpriced_tokens > 0 AS unpriced"
             f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, ({_COST_SUM})::float8 AS cost,"
             f" sum(requests) AS requests, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens"
             f" FROM src {where} GROUP BY {inner_keys}) g {join}")
+
+
+_DIMENSIONS = {d.name for d in ATTRIBUTION}
 
 
 def _by_cost(r: dict[str, Any]) -> tuple:
@@ -148,6 +156,14 @@ METRICS: tuple[Metric, ...] = (
         "Models ranked by tokens.", LLM_USAGE, ALL, needs=BY_MODEL, body=_llm_groups("model"),
         more=_others(TOKENS_COLUMN), order=lambda r: (-r["tokens"], r["provider"], r["model"])),
     TOP_MODELS_BY_COST,
+    # One per attribution dimension (config.ATTRIBUTION); the unattributed row after those it ties with.
+    *(top(f"llm_cost_by_{d.name}", "llm", f"Cost by {d.title.lower()}", attribution_columns(d.name, d.title),
+          COST_COLUMN, LLM_FILTERS,
+          f"Cost and tokens by {d.title.lower()} (resource attribute {d.attribute} by default), ranked by cost "
+          "(unpriced last); the usage of processes that set none is the (unattributed) row.", LLM_USAGE, ALL,
+          needs=(d.name,), body=_llm_groups(d.name), more=_others(COST_COLUMN),
+          order=lambda r, k=d.name: (*_by_cost(r), not r["attributed"], r[k]))
+      for d in ATTRIBUTION),
     Metric("llm_status", "llm", "status", "LLM telemetry status", None,
            (col("has_data", "boolean"), col("message"), col("setup_url")), (),
            "Empty state: has_data is false until any LLM telemetry (events or metrics) has arrived.",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent_analytics.config import ATTRIBUTION
 from agent_analytics.datasource.catalog import (COUNT, INSTANCE_COLUMNS, MCP_COLUMNS, MCP_FILTERS, NO_AGENT_INSTANCE,
-                                                NO_MCP_SERVER, NO_USER, USER_COLUMNS, Metric, col)
+                                                NO_ATTRIBUTION, NO_MCP_SERVER, NO_USER, USER_COLUMNS, Metric,
+                                                attribution_columns, col)
 from agent_analytics.datasource.declare import series, stat, top
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import EXECUTED, TOOL_CALLS, reads
@@ -53,6 +55,15 @@ def _mcp_top(measure: str) -> str:
             f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id ORDER BY g.n DESC, g.mcp_server_id {_C} NULLS LAST")
 
 
+def _dimension_top(dimension: str, measure: str) -> str:
+    """By an attribution dimension's value; the calls without one are the (unattributed) row."""
+    return (f"SELECT coalesce(g.{dimension}, {_literal(NO_ATTRIBUTION)}) AS {dimension},"
+            f" g.{dimension} IS NOT NULL AS attributed, g.n AS {measure}, count(*) OVER () AS total"
+            f" FROM (SELECT {dimension}, sum(calls) AS n FROM src GROUP BY 1) g"
+            f" ORDER BY g.n DESC, g.{dimension} {_C} NULLS LAST")
+
+
+TEAM = next(d for d in ATTRIBUTION if d.name == "team")
 TOOL_COLUMNS = (col("tool", title="Tool"),) + MCP_COLUMNS
 _EXECUTIONS = col("executions", "number", COUNT, "Executions")
 
@@ -97,4 +108,9 @@ METRICS: tuple[Metric, ...] = (
         TOOL_CALLS, EXECUTED, needs=("user_id",), body=_user_top("executions")),
     top("mcp_top_mcps", "mcp", "Top MCPs", MCP_COLUMNS, _EXECUTIONS, MCP_FILTERS, "MCP servers by executions.",
         TOOL_CALLS, EXECUTED, needs=("mcp_server_id",), body=_mcp_top("executions")),
+    top("mcp_executions_by_team", "mcp", "Executions by team", attribution_columns(TEAM.name, TEAM.title),
+        _EXECUTIONS, MCP_FILTERS,
+        f"Executions by team (resource attribute {TEAM.attribute} by default); the calls of processes that set "
+        "none are the (unattributed) row.", TOOL_CALLS, EXECUTED, needs=(TEAM.name,),
+        body=_dimension_top(TEAM.name, "executions")),
 )

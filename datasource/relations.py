@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
 from agent_analytics.datasource.filters import FILTERS, applying_to
+from agent_analytics.config import ATTRIBUTION_COLUMNS
 from agent_analytics.sql import rollups as r
 
 # A question on executions counts a call the gateway reported from the gateway only: it reads the
@@ -88,19 +89,26 @@ def _dataset(full: r.Rollup, agg_columns: str, raw_columns: str, filterable: tup
 
 
 POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
+# The attribution dimensions (config.ATTRIBUTION): keys of the datasets that LLM Usage and MCP
+# Usage read, held by their attributed rollups only (the others project them as NULL).
+ATTRIBUTION = frozenset(ATTRIBUTION_COLUMNS)
+_ATTRIBUTION = ", ".join(ATTRIBUTION_COLUMNS)
+# Each dataset's full aggregate is its attributed rollup: a question or filter on a dimension
+# reads it; every other question reads the rollups it did before, the unattributed full
+# aggregate last.
 TOOL_CALLS = _dataset(
-    r.TOOL_CALLS_FULL,
+    r.TOOL_CALLS_ATTRIBUTED,
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
-    " policy_id, policy_name, policy_description, calls",
+    f" policy_id, policy_name, policy_description, {_ATTRIBUTION}, calls",
     "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
-    " policy_id, policy_name, policy_description, 1::bigint AS calls",
+    f" policy_id, policy_name, policy_description, {_ATTRIBUTION}, 1::bigint AS calls",
     applying_to("mcp"),
     (r.TOOL_CALLS_TOTALS, r.TOOL_CALLS_BY_POLICY, r.TOOL_CALLS_BY_SERVER, r.TOOL_CALLS_BY_TOOL, r.TOOL_CALLS_BY_USER,
      r.TOOL_CALLS_BY_ACTOR,
      # Last: bigger than the others, but it alone answers policies and tool x actor questions.
      r.TOOL_CALLS_BLOCKED,
      # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
-     (r.TOOL_CALLS_FULL, r.TOOL_CALLS_BY_USER_TOOL)))
+     (r.TOOL_CALLS_FULL, r.TOOL_CALLS_BY_USER_TOOL), r.TOOL_CALLS_FULL))
 
 # The columns each filter reads (declared in filters.py).
 FILTER_COLUMNS: dict[str, frozenset[str]] = {name: f.columns for name, f in FILTERS.items()}
@@ -121,15 +129,15 @@ def counted_tokens(tokens: str = _TOKEN_TOTAL) -> str:
 BY_MODEL = frozenset({"provider", "model"})
 
 LLM_USAGE = _dataset(
-    r.LLM_USAGE_FULL,
-    f"bucket AS time, user_id, agent_id, provider, model, counted, requests, {_TOKEN_SUMS},"
+    r.LLM_USAGE_ATTRIBUTED,
+    f"bucket AS time, user_id, agent_id, provider, model, counted, {_ATTRIBUTION}, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
-    f"time, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
+    f"time, user_id, agent_id, provider, model, counted, {_ATTRIBUTION}, 1::bigint AS requests, {_TOKEN_SUMS},"
     f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
     applying_to("llm"),
     (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_PER_USER,
      # The full hourly aggregate, with a daily twin by user for whole days.
-     (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER)),
+     (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER), r.LLM_USAGE_FULL),
     always=frozenset({"counted"}))
 
 # Sessions' metric points without the session, token types and cost as columns: what counts
@@ -143,10 +151,10 @@ _POINT_UNPRICED = ("CASE WHEN metric = 'tokens' AND cost_counted AND CASE WHEN '
                    f" THEN source <> '{COST_METRIC_SOURCE}' ELSE estimated_cost_usd IS NULL END"
                    " THEN value END AS unpriced_tokens")
 LLM_METRIC_USAGE = _dataset(
-    r.LLM_METRIC_USAGE_FULL,
-    f"bucket AS time, user_id, agent_id, provider, model, {_POINT_SUMS}, {{cost}}_cost_usd AS cost,"
+    r.LLM_METRIC_USAGE_ATTRIBUTED,
+    f"bucket AS time, user_id, agent_id, provider, model, {_ATTRIBUTION}, {_POINT_SUMS}, {{cost}}_cost_usd AS cost,"
     " {cost}_unpriced_tokens AS unpriced_tokens",
-    "time, user_id, agent_id, provider, model,"
+    f"time, user_id, agent_id, provider, model, {_ATTRIBUTION},"
     + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
                 for t in ("input", "output", "cache_read", "cache_write"))
     + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
@@ -155,7 +163,7 @@ LLM_METRIC_USAGE = _dataset(
     f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}",
     applying_to("llm"),
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
-     (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER)))
+     (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER), r.LLM_METRIC_USAGE_FULL))
 
 # What a session's totals group by.
 SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "model"})

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from agent_analytics.sql.migrate import refresh_aggregates
+from tests import attribution_data as attribution
 from tests.harness_support import disable_refresh_jobs
 
 UTC = timezone.utc
@@ -171,6 +172,7 @@ def generate(seed: int = 20261120) -> Dataset:
                                  "estimated_cost_usd": est})
                 n += 1
     _shared_session(d, random.Random(seed + 1))
+    attribution.attribute(d.tool_calls, d.llm, d.points)
     return d
 
 
@@ -199,12 +201,13 @@ def _shared_session(d: Dataset, rng: random.Random) -> None:
 
 
 _TOOL_COLS = ["time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "mcp_server_id",
-              "tool_name", "outcome", "duration_ms", "policy_id", "policy_name", "policy_description"]
+              "tool_name", "outcome", "duration_ms", "policy_id", "policy_name", "policy_description",
+              *attribution.DIMENSIONS]
 _LLM_COLS = ["time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
              "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reported_cost_usd",
-             "estimated_cost_usd", "latency_ms"]
+             "estimated_cost_usd", "latency_ms", *attribution.DIMENSIONS]
 _MP_COLS = ["time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
-            "metric", "token_type", "value", "estimated_cost_usd"]
+            "metric", "token_type", "value", "estimated_cost_usd", *attribution.DIMENSIONS]
 
 
 def _copy(conn: psycopg.Connection, table: str, cols: list[str], rows: Iterable[Iterable[Any]]) -> None:
@@ -233,6 +236,8 @@ def load(conn: psycopg.Connection, d: Dataset) -> None:
         _copy(conn, "users", ["id", "email", "display_name"], [(k, *v) for k, v in d.users.items()])
         _copy(conn, "groups", ["id", "name"], d.groups.items())
         _copy(conn, "group_members", ["group_id", "user_id"], [(g, u) for g, us in d.members.items() for u in us])
+        _copy(conn, "attribution_groups", ["group_id", "dimension", "value"],
+              [(g, dim, v) for g, rule in attribution.RULES.items() for dim, vs in rule.items() for v in vs])
         _copy(conn, "agents", ["id", "name"], d.agents.items())
         _copy(conn, "agent_tags", ["agent_id", "tag"], [(a, t) for a, ts in d.agent_tags.items() for t in ts])
         _copy(conn, "agent_instances", ["id", "agent_id", "user_id", "name"], [(k, *v) for k, v in d.instances.items()])
@@ -285,7 +290,7 @@ class Oracle:
             return None
         return vals
 
-    def _match(self, r: dict[str, Any], f: dict[str, Any]) -> bool:
+    def _match(self, r: dict[str, Any], f: dict[str, Any], attributed: bool = True) -> bool:
         d = self.d
         for name, vals in f.items():
             vals = self._values(vals)
@@ -293,7 +298,9 @@ class Oracle:
                 continue
             if name == "user" and r.get("user_id") not in vals:
                 return False
-            if name == "group" and not any(r.get("user_id") in d.members[g] for g in vals if g in d.members):
+            if name == "group" and not attribution.in_group(r, vals, d.members, attributed):
+                return False
+            if name in attribution.DIMENSIONS and r.get(name) not in vals:
                 return False
             if name == "agent_instance" and r.get("agent_instance_id") not in vals:
                 return False
@@ -319,7 +326,7 @@ class Oracle:
     def calls(self, start, end, f, blocked: bool) -> list[dict]:
         keep = {"blocked"} if blocked else {"ok", "error"}
         fl = {k: v for k, v in f.items() if k in ("user", "group", "agent_instance", "agent", "mcp",
-                                                   "agent_tag", "resource_tag")}
+                                                   "agent_tag", "resource_tag", *attribution.DIMENSIONS)}
         rows = [r for r in self.d.tool_calls if start <= r["time"] < end and r["outcome"] in keep
                 and self._match(r, fl)]
         if blocked:
@@ -332,15 +339,19 @@ class Oracle:
         return [r for r in rows if r["source"] == "gateway" or r["mcp_server_id"] is None
                 or r["mcp_server_id"] not in gateway]
 
-    def llm(self, start, end, f, session_filter: bool = False) -> list[dict]:
-        names = ("user", "group", "provider", "model") + (("session",) if session_filter else ())
-        fl = {k: v for k, v in f.items() if k in names}
-        return [r for r in self.d.llm if start <= r["time"] < end and self._match(r, fl)]
+    @staticmethod
+    def _llm_names(session_filter: bool, attributed: bool) -> tuple[str, ...]:
+        return (("user", "group", "provider", "model") + (("session",) if session_filter else ())
+                + (attribution.DIMENSIONS if attributed else ()))
 
-    def points(self, start, end, f, session_filter: bool = False) -> list[dict]:
-        names = ("user", "group", "provider", "model") + (("session",) if session_filter else ())
-        fl = {k: v for k, v in f.items() if k in names}
-        return [r for r in self.d.points if start <= r["time"] < end and self._match(r, fl)]
+    def llm(self, start, end, f, session_filter: bool = False, attributed: bool = True) -> list[dict]:
+        """LLM Usage's request rows (`attributed`), or the sessions' (which have no attribution)."""
+        fl = {k: v for k, v in f.items() if k in self._llm_names(session_filter, attributed)}
+        return [r for r in self.d.llm if start <= r["time"] < end and self._match(r, fl, attributed)]
+
+    def points(self, start, end, f, session_filter: bool = False, attributed: bool = True) -> list[dict]:
+        fl = {k: v for k, v in f.items() if k in self._llm_names(session_filter, attributed)}
+        return [r for r in self.d.points if start <= r["time"] < end and self._match(r, fl, attributed)]
 
     @property
     def metric_sessions(self) -> set[str]:
@@ -367,7 +378,7 @@ class Oracle:
             rows.append({**r, "requests": 1, "unpriced_tokens": unpriced})
         for p in points:
             row = {"time": p["time"], "user_id": p["user_id"], "provider": p["provider"], "model": p["model"],
-                   "requests": None, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, "unpriced_tokens": 0}
+                   **{dim: p[dim] for dim in attribution.DIMENSIONS}, "requests": None, **{f"{t}_tokens": 0 for t in TOKEN_TYPES}, "unpriced_tokens": 0}
             if p["metric"] == "tokens":
                 row[f"{p['token_type']}_tokens"] = p["value"]
             counted = p["session_id"] not in priced_by_events
@@ -433,6 +444,15 @@ class Oracle:
 
     def top(self, metric: str, start, end, f) -> list[dict]:
         d = self.d
+        if metric.startswith("llm_cost_by_"):
+            out = attribution.top(self.usage(start, end, f), metric[len("llm_cost_by_"):], self._llm_measures)
+            out.sort(key=lambda x: (x["cost"] is None, -(x["cost"] or 0), -x["tokens"], not x["attributed"],
+                                    x[metric[len("llm_cost_by_"):]]))
+            return out
+        if metric == "mcp_executions_by_team":
+            out = attribution.top(self.calls(start, end, f, False), "team", lambda v: {"executions": len(v)})
+            out.sort(key=lambda x: (-x["executions"], not x["attributed"], x["team"]))
+            return out
         if metric.startswith("llm_"):
             rows = self.usage(start, end, f)
             by_user = "users" in metric
@@ -516,6 +536,13 @@ class Oracle:
             out.sort(key=lambda x: (-x["blocked"], x["policy_id"]))
         return out
 
+    def _llm_measures(self, v: list[dict]) -> dict[str, Any]:
+        unpriced = float(sum(r["unpriced_tokens"] for r in v))
+        return {"tokens": float(sum(self.tokens(r) for r in v)), "cost": self.cost_sum(v),
+                "requests": sum(r["requests"] for r in v if r["requests"] is not None)
+                if any(r["requests"] is not None for r in v) else None, "unpriced_tokens": unpriced,
+                "unpriced": unpriced > 0}
+
     def hourly(self, start, end, f) -> list[int]:
         counts = [0] * 24
         for r in self.calls(start, end, f, False):
@@ -528,8 +555,8 @@ class Oracle:
 
     # ---- sessions ----
     def sessions(self, start, end, f, with_session_filter: bool = True) -> dict[str, dict]:
-        ev = [r for r in self.llm(start, end, f, with_session_filter) if r["session_id"]]
-        mp = [r for r in self.points(start, end, f, with_session_filter) if r["session_id"]]
+        ev = [r for r in self.llm(start, end, f, with_session_filter, attributed=False) if r["session_id"]]
+        mp = [r for r in self.points(start, end, f, with_session_filter, attributed=False) if r["session_id"]]
         ids = {r["session_id"] for r in ev} | {r["session_id"] for r in mp}
         superseded, priced_by_events = self.metric_sessions, self.event_sessions
         out = {}
