@@ -9,7 +9,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as dm
 
 from agent_analytics import connect
-from agent_analytics.config import Config
+from agent_analytics.config import ATTRIBUTION, Config
 from agent_analytics.datasource import budget_forecast, catalog
 from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS
 from agent_analytics.datasource.filters import FILTERS
@@ -133,6 +133,8 @@ def mcp_usage(variant: Variant, cfg: Config) -> db.Dashboard:
                          title=SEED_TITLES["mcp_hourly_distribution"]))
     for mid in ("mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps"):
         lay.add(P.table_panel(variant, metric(mid), v))
+    lay.row("Attribution")
+    lay.add(P.table_panel(variant, metric("mcp_executions_by_team"), v, w=24))
     return d
 
 
@@ -159,6 +161,10 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
     for mid in ("llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens",
                 "llm_top_models_by_cost"):
         lay.add(P.table_panel(variant, metric(mid), v, title=SEED_TITLES.get(mid)))
+    # One table per attribution dimension (config.ATTRIBUTION).
+    lay.row("Attribution")
+    for dim in ATTRIBUTION:
+        lay.add(P.table_panel(variant, metric(f"llm_cost_by_{dim.name}"), v, w=24 // len(ATTRIBUTION)))
     lay.row("Sessions")
     sm = metric("session_metrics")
     lay.add(P.record_panel(variant, sm, v, tuple(c.name for c in sm.columns), h=6,

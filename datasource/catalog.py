@@ -32,6 +32,9 @@ COMMON_FILTERS = filters.applying_to("mcp", "llm")
 MCP_FILTERS = filters.applying_to("mcp")
 LLM_FILTERS = filters.applying_to("llm")
 SESSION_FILTERS = filters.applying_to("session")
+# The LLM Usage filters its sessions list answers: not the attribution dimensions, which the
+# session aggregates do not hold.
+LLM_SESSION_FILTERS = filters.applying_to("llm", "session")
 ALL_FILTERS = tuple(filters.FILTERS)
 
 TABS = ("mcp", "llm", "sessions", "security", "telemetry")

@@ -64,7 +64,7 @@ class Engine:
         """SELECT of the dataset's columns for rows in the window passing the query's filters and
         meeting `condition`."""
         applicable = [f for f in q.metric.filters if f in ds.filterable and f not in drop]
-        pred, pparams = filt.predicate_text(q.filters, applicable)
+        pred, pparams = filt.predicate_text(q.filters, applicable, ds.attributed)
         extra = condition.sql
         if condition.gateway_first:
             # A call the gateway saw may also be reported by the agent that made it: executions of

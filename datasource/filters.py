@@ -10,11 +10,12 @@ Within a filter values are alternatives (OR); filters combine (AND).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from psycopg import sql
 
 from agent_analytics.auth import Permission
+from agent_analytics.config import ATTRIBUTION, ATTRIBUTION_COLUMNS
 
 # What a filter may apply to: the datasets of a tab, as the catalog's filter tuples name them.
 SCOPES = {
@@ -43,11 +44,37 @@ class Filter:
     multi: bool = True  # the variable takes several values and All; else one (the dashboard's subject)
     sort_values: bool = True  # the dashboard sorts the values alphabetically; else in the service's order
     indexed: bool = False  # plain PostgreSQL's rollups index its columns (TimescaleDB indexes every key)
+    # On the datasets that hold the attribution columns (LLM Usage's, MCP Usage's): another
+    # predicate, reading those columns too (the group's mapping rule); None: the same one.
+    attributed: str | None = None
+
+    def predicate_for(self, attributed: bool) -> str:
+        return self.attributed if attributed and self.attributed else self.predicate
+
+    def columns_for(self, attributed: bool) -> frozenset[str]:
+        return self.columns | ATTRIBUTION_SET if attributed and self.attributed else self.columns
 
 
 def _f(name: str, label: str, permission: Permission, predicate: str, columns: set[str], scopes: set[str],
-       values: str, **settings: bool) -> Filter:
+       values: str, **settings: Any) -> Filter:
     return Filter(name, label, permission, predicate, frozenset(columns), frozenset(scopes), values, **settings)
+
+
+ATTRIBUTION_SET = frozenset(ATTRIBUTION_COLUMNS)
+_MEMBERS = "user_id IN (SELECT gm.user_id FROM group_members gm WHERE gm.group_id = ANY(%s))"
+# The group's members, or (where rows are attributed) a dimension's value its rule maps onto it.
+_MEMBERS_OR_MAPPED = "(" + " OR ".join(
+    [_MEMBERS] + [f"{d} IN (SELECT ag.value FROM attribution_groups ag WHERE ag.dimension = '{d}'"
+                  " AND ag.group_id = ANY(%s))" for d in ATTRIBUTION_COLUMNS]) + ")"
+
+
+def _attribution_values(dimension: str) -> str:
+    """Every value of the dimension the attributed aggregates and the groups' rules name."""
+    return (f"SELECT v, v FROM (SELECT {dimension} AS v FROM tool_calls_attributed_daily"
+            f" UNION SELECT {dimension} FROM llm_usage_attributed_daily"
+            f" UNION SELECT {dimension} FROM llm_metric_usage_attributed_daily"
+            f" UNION SELECT value FROM attribution_groups WHERE dimension = '{dimension}') t"
+            " WHERE v IS NOT NULL ORDER BY 1")
 
 
 _ALL_TABS = {"mcp", "llm", "session"}
@@ -60,9 +87,9 @@ _LLM_DATA = Permission.LLM_ANALYTICS
 DECLARED: tuple[Filter, ...] = (
     _f("user", "User", _Q, "user_id = ANY(%s)", {"user_id"}, _ALL_TABS,
        "SELECT id, coalesce(display_name, email, id) FROM users ORDER BY 2, 1", indexed=True),
-    # The group's members as of now.
-    _f("group", "Group", _Q, "user_id IN (SELECT gm.user_id FROM group_members gm WHERE gm.group_id = ANY(%s))",
-       {"user_id"}, _ALL_TABS, "SELECT id, name FROM groups ORDER BY 2, 1"),
+    # The group's members as of now; on LLM Usage and MCP Usage also the usage its rule maps.
+    _f("group", "Group", _Q, _MEMBERS, {"user_id"}, _ALL_TABS, "SELECT id, name FROM groups ORDER BY 2, 1",
+       attributed=_MEMBERS_OR_MAPPED),
     _f("agent_instance", "Agent instance", _Q, "agent_instance_id = ANY(%s)", {"agent_instance_id"}, _MCP,
        "SELECT id, coalesce(name, id) FROM agent_instances ORDER BY 2, 1"),
     _f("agent", "Agent", _Q, "agent_id = ANY(%s)", {"agent_id"}, _MCP,
@@ -85,6 +112,9 @@ DECLARED: tuple[Filter, ...] = (
     _f("model", "Model", _LLM_DATA, "model = ANY(%s)", {"model"}, _LLM,
        "SELECT m, m FROM (SELECT model AS m FROM llm_usage_by_model_daily UNION"
        " SELECT model FROM llm_metric_usage_by_model_daily) t ORDER BY 1", indexed=True),
+    # The attribution dimensions (config.ATTRIBUTION): LLM Usage's and MCP Usage's rows hold them.
+    *(_f(d.name, d.title, _Q, f"{d.name} = ANY(%s)", {d.name}, {"mcp", "llm"}, _attribution_values(d.name))
+      for d in ATTRIBUTION),
     # The most recent sessions overlapping the range (the session table is the directory of sessions).
     _f("session", "Session", _LLM_DATA, "session_id = ANY(%s)", {"session_id"}, {"session"},
        "SELECT s.id, s.id || ' (' || coalesce(u.display_name, u.email, s.user_id, '?') || ')'"
@@ -124,22 +154,24 @@ def normalise(values: object) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(items))
 
 
-def predicate_text(filters: Mapping[str, Sequence[str]], applicable: Sequence[str]) -> tuple[str, list]:
+def predicate_text(filters: Mapping[str, Sequence[str]], applicable: Sequence[str],
+                   attributed: bool = False) -> tuple[str, list]:
     """`TRUE AND ...` for the filters that apply (our own constant SQL, values as placeholders);
-    the list of parameters in order."""
+    the list of parameters in order. `attributed`: the relation holds the attribution columns."""
     parts = ["TRUE"]
     params: list = []
     for name in applicable:
         values = filters.get(name)
         if not values:
             continue
-        text = FILTERS[name].predicate
+        text = FILTERS[name].predicate_for(attributed)
         parts.append(text)
         params.extend([list(values)] * text.count("%s"))
     return " AND ".join(parts), params
 
 
-def predicate(filters: Mapping[str, Sequence[str]], applicable: Sequence[str]) -> tuple[sql.Composable, list]:
+def predicate(filters: Mapping[str, Sequence[str]], applicable: Sequence[str],
+              attributed: bool = False) -> tuple[sql.Composable, list]:
     """predicate_text as SQL."""
-    text, params = predicate_text(filters, applicable)
+    text, params = predicate_text(filters, applicable, attributed)
     return sql.SQL(text), params

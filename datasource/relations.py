@@ -62,6 +62,11 @@ class Dataset:
     keys: frozenset[str] = frozenset()  # the aggregate's keys: the columns a rollup may lack
     always: frozenset[str] = frozenset()  # columns every question on it reads
 
+    @property
+    def attributed(self) -> bool:
+        """Its rows hold the attribution dimensions (a filter may read them: filters.Filter.attributed)."""
+        return ATTRIBUTION <= self.keys
+
 
 def _rollup(full: r.Rollup, hourly: r.Rollup, daily: r.Rollup | None = None) -> Rollup:
     """What `hourly`'s hourly aggregate holds, read with the daily aggregate of `daily` (by
@@ -247,7 +252,7 @@ def choose_aggregate(ds: Dataset, needs: frozenset[str] | None, filters: Sequenc
         return ds.aggregate, ds.agg_columns, None
     wanted = needs | condition.needs | ds.always
     for f in filters:
-        wanted |= FILTER_COLUMNS[f]
+        wanted |= FILTERS[f].columns_for(ds.attributed)
     for rollup in ds.rollups:
         if rollup.condition is not None and rollup.condition != condition.sql:
             continue

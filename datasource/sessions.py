@@ -16,7 +16,8 @@ from psycopg import sql
 
 from agent_analytics.datasource import planner
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import (COMPARISON_DIMENSIONS, COST_COLUMN, COUNT, LLM_FILTERS, MS, RATIO,
+from agent_analytics.datasource.catalog import (COMPARISON_DIMENSIONS, COST_COLUMN, COUNT, LLM_SESSION_FILTERS, MS,
+                                                RATIO,
                                                 REQUESTS_COLUMN, SECONDS, SESSION_FILTERS, TOKENS_COLUMN,
                                                 UNPRICED_COLUMNS, USD, Column, Metric, col)
 from agent_analytics.datasource.query import Query
@@ -271,17 +272,18 @@ METRICS: tuple[Metric, ...] = (
            + tuple(c for dim, _, label in _DIMENSIONS
                    for c in (col(f"{dim}_ratio", "number", RATIO, f"{label} vs median"),
                              col(f"{dim}_top_5pct", "boolean", None, f"Top 5% {dim}"))),
-           LLM_FILTERS, "Sessions ranked by order_by (cost | tokens | recency). Requests are the session's request "
+           LLM_SESSION_FILTERS, "Sessions ranked by order_by (cost | tokens | recency). Requests are the session's request "
            "events: null (unknown, not 0) for a session that sent metrics only. Cost is what could be priced; "
            "unpriced_tokens / unpriced: the session's tokens no price is known for (its cost is then a lower "
-           "bound, null when nothing was priced).", paged=True, options=("order_by",),
+           "bound, null when nothing was priced). The attribution filters do not narrow it.", paged=True, options=("order_by",),
            build=sessions_table, reads=_TOTALS),
     Metric("session_metrics", "sessions", "record", "Session metrics", None,
            (col("sessions", "number", COUNT, "Sessions"),)
            + tuple(Column(f"{dim}_{cut}", "number", unit, f"{label} {cut_label}") for dim, unit, label in _DIMENSIONS
                    for cut, cut_label in (("p50", "P50"), ("avg", "average"), ("p95", "P95"))),
-           LLM_FILTERS, "Count and P50 / average / P95 of each dimension over the matching sessions; requests over "
-           "the sessions whose requests are known (a session that sent metrics only is left out, not counted as 0).",
+           LLM_SESSION_FILTERS, "Count and P50 / average / P95 of each dimension over the matching sessions; requests "
+           "over the sessions whose requests are known (a session that sent metrics only is left out, not counted as "
+           "0). The attribution filters do not narrow it.",
            build=session_metrics, reads=_TOTALS),
     Metric("session_totals", "sessions", "record", "Session totals", None,
            _IDENTITY + (col("start", "time"), col("end", "time"), col("duration", "number", SECONDS, "Duration"),

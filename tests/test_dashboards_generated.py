@@ -12,6 +12,7 @@ import yaml
 
 pytest.importorskip("grafana_foundation_sdk")
 
+from agent_analytics.config import ATTRIBUTION_COLUMNS  # noqa: E402
 from agent_analytics.dashboards import generate  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, QUICK_RANGES, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
@@ -22,7 +23,7 @@ ROOT = generate.REPO_ROOT
 SEED_PRESETS = ["Last 1h", "Last 24h", "Last 7 days", "Last 30 days", "Last 90 days",
                 "Today", "This week", "This month", "This quarter", "This year"]
 TAB_FILTERS = {"mcp-usage": catalog.MCP_FILTERS, "security": catalog.MCP_FILTERS, "llm-usage": catalog.LLM_FILTERS,
-               "session-timeline": ("session",) + catalog.LLM_FILTERS, "telemetry": ()}
+               "session-timeline": ("session",) + catalog.LLM_SESSION_FILTERS, "telemetry": ()}
 
 
 def all_dashboards() -> list[tuple[str, str, dict]]:
@@ -322,8 +323,9 @@ def test_every_data_link_points_at_an_existing_dashboard_and_variable():
                 if key.startswith("var-"):
                     assert key[4:] in _variables(target), (url, key)
             if "${__all_variables}" in url:
-                # Carried variables must exist on the target (the sessions' extra order_by aside).
-                assert _variables(d) - {"order_by"} <= _variables(target)
+                # Carried variables must exist on the target (the sessions' extra order_by aside, and
+                # the attribution filters, which a session's own rows do not answer).
+                assert _variables(d) - {"order_by"} - set(ATTRIBUTION_COLUMNS) <= _variables(target)
             if panel is not None and "__data.fields" in url:
                 field = re.search(r'__data\.fields\["([^"]+)"\]', url).group(1)
                 m = catalog.BY_ID[metric_of(variant_key, panel["targets"][0])]

@@ -28,6 +28,10 @@ MCP_FILTER_SETS: list[dict[str, Any]] = [
     {"resource_tag": ["internal", "tickets"]},
     {"agent_tag": "cli", "mcp": "github", "group": "g-ops"},
     {"user": "$__all", "group": ["$__all"], "resource_tag": "internal"},
+    # Attribution: the dimensions, and a group with a rule mapping their values (tests/attribution_data.py).
+    {"team": "t-red"},
+    {"department": ["ops"], "mcp": "github"},
+    {"cost_center": "cc-2", "group": "g-eng"},
 ]
 LLM_FILTER_SETS: list[dict[str, Any]] = [
     {},
@@ -37,14 +41,18 @@ LLM_FILTER_SETS: list[dict[str, Any]] = [
     {"model": ["gpt-5", "llama-unpriced"]},
     {"provider": "openai", "group": ["g-eng", "g-ops"]},
     {"model": "All", "user": ["user1@example.com", "user5@example.com", "user6@example.com"]},
+    {"team": ["t-red", "t-green"]},
+    {"department": "eng", "provider": "anthropic"},
+    {"cost_center": "cc-1", "group": "g-ops"},
 ]
 
 MCP_STATS = ["mcp_tool_executions", "mcp_unique_tools", "mcp_active_agent_instances", "mcp_active_users",
              "security_blocked_calls"]
 MCP_TOPS = ["mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_top_mcps",
             "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
-            "security_top_blocked_mcps", "security_top_policies"]
-LLM_TOPS = ["llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost"]
+            "security_top_blocked_mcps", "security_top_policies", "mcp_executions_by_team"]
+LLM_TOPS = ["llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost",
+            "llm_cost_by_department", "llm_cost_by_team", "llm_cost_by_cost_center"]
 
 
 def test_mcp_and_security_metrics_match_the_raw_rows(ds_client):

@@ -28,6 +28,9 @@ TOTALS = "tool_calls_totals_hourly"
 BY_USER = "tool_calls_by_user_hourly"
 BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls_by_tool_hourly",
                                       "tool_calls_by_actor_hourly", "tool_calls_hourly")
+# The full aggregate with the attribution dimensions: under their filters, their top lists and the
+# group filter (whose rule maps dimension values), and when nothing smaller answers.
+ATTRIBUTED = "tool_calls_attributed_hourly"
 
 
 @pytest.mark.parametrize("metric,filters,extra,want", [
@@ -39,7 +42,11 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
     ("mcp_top_tools", [], EXECUTED, BY_TOOL),
     ("mcp_tool_executions", ["user"], EXECUTED, BY_USER),
     ("mcp_active_users", [], EXECUTED, BY_USER),
-    ("mcp_top_users", ["group", "agent_tag"], EXECUTED, BY_ACTOR),
+    ("mcp_top_users", ["user", "agent_tag"], EXECUTED, BY_ACTOR),
+    ("mcp_top_users", ["group", "agent_tag"], EXECUTED, ATTRIBUTED),
+    ("mcp_tool_executions", ["team"], EXECUTED, ATTRIBUTED),
+    ("mcp_executions_by_team", [], EXECUTED, ATTRIBUTED),
+    ("security_top_policies", ["cost_center"], IS_BLOCKED, ATTRIBUTED),
     ("mcp_active_agent_instances", [], EXECUTED, BY_ACTOR),
     ("mcp_active_users", ["mcp"], EXECUTED, FULL),          # needs user and the server together
     ("mcp_top_tools", ["user"], EXECUTED, FULL),
@@ -49,7 +56,7 @@ BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls
     ("security_top_blocked_tools", ["user", "resource_tag"], IS_BLOCKED, BLOCKED),
     ("security_top_policies", [], EXECUTED, FULL),          # the blocked rollup holds only blocked calls
     # A condition on a column no rollup holds: play safe.
-    ("mcp_tool_executions", [], Condition("other", "something else", frozenset({"something"})), FULL),
+    ("mcp_tool_executions", [], Condition("other", "something else", frozenset({"something"})), ATTRIBUTED),
 ])
 def test_choice(metric, filters, extra, want):
     name, columns, _ = choose_aggregate(TOOL_CALLS, needs(metric), filters, extra)
@@ -66,8 +73,10 @@ def test_choice(metric, filters, extra, want):
     ("llm_top_models_by_cost", [], "llm_usage_by_model_hourly", "llm_metric_usage_by_model_hourly"),
     ("llm_total_cost", ["user"], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
     ("llm_top_users_by_tokens", [], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
-    ("llm_top_users_by_cost", ["group"], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
-    ("llm_models_used", ["group"], "llm_usage_hourly", "llm_metric_usage_hourly"),
+    ("llm_top_users_by_cost", ["group"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    ("llm_models_used", ["user"], "llm_usage_hourly", "llm_metric_usage_hourly"),
+    ("llm_total_cost", ["department"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    ("llm_cost_by_team", [], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
     ("llm_total_tokens", ["user", "model"], "llm_usage_hourly", "llm_metric_usage_hourly"),
 ])
 def test_llm_choice(metric, filters, events, points):
@@ -93,7 +102,8 @@ def test_the_service_reads_the_rollups(ds_client):
     """On both backends: continuous aggregates on TimescaleDB, rollups on plain PostgreSQL."""
     start, end = ANCHOR - timedelta(days=7, minutes=17), ANCHOR
     relations = {m: api(ds_client, m, start, end)["meta"]["relations"]
-                 for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies", "llm_total_tokens")}
+                 for m in ("mcp_tool_executions", "mcp_top_users", "security_top_policies", "llm_total_tokens",
+                           "llm_cost_by_team", "mcp_executions_by_team")}
     assert materialised(ds_client)
     assert relations["llm_total_tokens"] == [
         "llm_usage_totals_daily", "llm_usage_totals_hourly", "llm_usage_totals_minutely", "llm_requests",
@@ -110,6 +120,12 @@ def test_the_service_reads_the_rollups(ds_client):
                                           "tool_calls"]
     assert relations["security_top_policies"] == ["tool_calls_by_policy_daily", "tool_calls_by_policy_hourly",
                                                   "tool_calls_by_policy_minutely", "tool_calls"]
+    assert relations["llm_cost_by_team"] == [
+        "llm_usage_attributed_daily", "llm_usage_attributed_hourly", "llm_usage_attributed_minutely", "llm_requests",
+        "llm_metric_usage_attributed_daily", "llm_metric_usage_attributed_hourly",
+        "llm_metric_usage_attributed_minutely", "metric_points"]
+    assert relations["mcp_executions_by_team"] == [*gateway, "tool_calls_attributed_daily", ATTRIBUTED,
+                                                   by_minute(ATTRIBUTED), "tool_calls"]
     # A user's tools: whole days from the daily rollup by user and tool, the hours around them
     # from the full hourly aggregate.
     tools = api(ds_client, "mcp_top_tools", start, end, user="user2@example.com")["meta"]["relations"]
@@ -125,7 +141,7 @@ def test_raw_reads_give_the_same_answers(ds_app):
     raw_app_config = ds_app.config["AA"].replace(read_aggregates=False)
     client = ds_app.test_client()
     metrics = ("mcp_tool_executions", "mcp_active_users", "mcp_top_tools", "security_top_policies",
-               "llm_total_tokens", "sessions_table")
+               "llm_total_tokens", "sessions_table", "llm_cost_by_team", "mcp_executions_by_team")
     with_aggregates = {m: api(client, m, start, end, token=LLM_TOKEN) for m in metrics}
     ds_app.config["AA"], kept = raw_app_config, ds_app.config["AA"]
     try:
