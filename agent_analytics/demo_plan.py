@@ -21,7 +21,7 @@ NS = 1_000_000_000
 GROUPS = {"platform": "Platform", "data": "Data", "web": "Web"}
 # What each team's machines set in OTEL_RESOURCE_ATTRIBUTES (department, team.id, cost_center):
 # a user's team is their group's, but every fifth user is in the SRE team (mapped onto the
-# Platform group by the directory's rule) and every seventh sets no attributes (unattributed).
+# Platform group by the directory's rule) and every sixth sets no attributes (unattributed).
 TEAMS = {"platform": ("engineering", "cc-100"), "data": ("engineering", "cc-200"), "web": ("product", "cc-300"),
          "sre": ("engineering", "cc-100")}
 TEAM_GROUPS = {"platform": ["platform", "sre"], "data": ["data"], "web": ["web"]}
@@ -158,7 +158,7 @@ def _users(rng: random.Random, n: int) -> list[User]:
 
 def _resource(i: int, group: str) -> dict[str, str]:
     """User i's OTEL_RESOURCE_ATTRIBUTES (see TEAMS)."""
-    if i % 7 == 6:
+    if i % 6 == 5:
         return {}
     team = "sre" if i % 5 == 4 else group
     department, cost_center = TEAMS[team]

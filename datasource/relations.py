@@ -98,9 +98,9 @@ POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
 # Usage read, held by their attributed rollups only (the others project them as NULL).
 ATTRIBUTION = frozenset(ATTRIBUTION_COLUMNS)
 _ATTRIBUTION = ", ".join(ATTRIBUTION_COLUMNS)
-# Each dataset's full aggregate is its attributed rollup: a question or filter on a dimension
-# reads it; every other question reads the rollups it did before, the unattributed full
-# aggregate last.
+# Each dataset's full aggregate is its attributed rollup (with its daily twin, tried last): a
+# question or filter on a dimension reads it; every other question reads the rollups it did
+# before, the unattributed full aggregate after them.
 TOOL_CALLS = _dataset(
     r.TOOL_CALLS_ATTRIBUTED,
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
@@ -113,7 +113,8 @@ TOOL_CALLS = _dataset(
      # Last: bigger than the others, but it alone answers policies and tool x actor questions.
      r.TOOL_CALLS_BLOCKED,
      # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
-     (r.TOOL_CALLS_FULL, r.TOOL_CALLS_BY_USER_TOOL), r.TOOL_CALLS_FULL))
+     (r.TOOL_CALLS_FULL, r.TOOL_CALLS_BY_USER_TOOL), r.TOOL_CALLS_FULL,
+     r.TOOL_CALLS_ATTRIBUTED))
 
 # The columns each filter reads (declared in filters.py).
 FILTER_COLUMNS: dict[str, frozenset[str]] = {name: f.columns for name, f in FILTERS.items()}
@@ -142,7 +143,7 @@ LLM_USAGE = _dataset(
     applying_to("llm"),
     (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_PER_USER,
      # The full hourly aggregate, with a daily twin by user for whole days.
-     (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER), r.LLM_USAGE_FULL),
+     (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER), r.LLM_USAGE_FULL, r.LLM_USAGE_ATTRIBUTED),
     always=frozenset({"counted"}))
 
 # Sessions' metric points without the session, token types and cost as columns: what counts
@@ -168,7 +169,8 @@ LLM_METRIC_USAGE = _dataset(
     f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}",
     applying_to("llm"),
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
-     (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER), r.LLM_METRIC_USAGE_FULL))
+     (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER), r.LLM_METRIC_USAGE_FULL,
+     r.LLM_METRIC_USAGE_ATTRIBUTED))
 
 # What a session's totals group by.
 SESSION_KEYS = frozenset({"session_id", "user_id", "agent_id", "provider", "model"})

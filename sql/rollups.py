@@ -414,27 +414,22 @@ MCP_CONNECTIONS = Rollup(
 
 # ---- attribution -------------------------------------------------------------------------------
 
-# The attribution dimensions (config.ATTRIBUTION): the keys that the rollups below add to their
-# table's fullest rollup, so that a filter or a top list on them has an aggregate to read.
+# The attribution dimensions (config.ATTRIBUTION): keys the rollups below add to their table's
+# fullest rollup, so that a filter or a top list on them has an aggregate to read.
 ATTRIBUTION = tuple(Key(c) for c in ATTRIBUTION_COLUMNS)
-_ATTRIBUTED = "with the attribution dimensions (department, team, cost centre) as keys"
 
-TOOL_CALLS_ATTRIBUTED = Rollup(
-    "tool_calls_attributed", TOOL_CALLS, (*TOOL_CALLS_FULL.keys, *ATTRIBUTION), TOOL_CALLS_FULL.measures,
-    {HOUR: f"tool_calls_hourly {_ATTRIBUTED}: MCP Usage and Security\n"
-           "under an attribution or group filter, and the top lists by them.",
-     DAY: "Daily (UTC) twin of tool_calls_attributed_hourly: whole days of the window."})
-LLM_USAGE_ATTRIBUTED = Rollup(
-    "llm_usage_attributed", LLM_REQUESTS, (*LLM_USAGE_FULL.keys, *ATTRIBUTION), LLM_USAGE_FULL.measures,
-    {HOUR: f"llm_usage_hourly {_ATTRIBUTED}: LLM Usage\n"
-           "under an attribution or group filter, and the top lists by them.",
-     DAY: "Daily (UTC) twin of llm_usage_attributed_hourly: whole days of the window."})
-LLM_METRIC_USAGE_ATTRIBUTED = Rollup(
-    "llm_metric_usage_attributed", METRIC_POINTS, (*LLM_METRIC_USAGE_FULL.keys, *ATTRIBUTION), _METRIC_USAGE,
-    {HOUR: f"llm_metric_usage_hourly {_ATTRIBUTED}: LLM Usage\n"
-           "under an attribution or group filter, and the top lists by them.",
-     DAY: "Daily (UTC) twin of llm_metric_usage_attributed_hourly: whole days of the window."},
-    where=IN_SESSION)
+
+def _attributed(full: Rollup) -> Rollup:
+    name = f"{full.name}_attributed"
+    return Rollup(name, full.raw, (*full.keys, *ATTRIBUTION), full.measures,
+                  {HOUR: f"{full.hourly.name} with the attribution dimensions (department, team, cost centre)\n"
+                         "as keys: under an attribution or group filter, and the top lists by them.",
+                   DAY: f"Daily (UTC) twin of {name}_hourly: whole days of the window."}, where=full.where)
+
+
+TOOL_CALLS_ATTRIBUTED = _attributed(TOOL_CALLS_FULL)
+LLM_USAGE_ATTRIBUTED = _attributed(LLM_USAGE_FULL)
+LLM_METRIC_USAGE_ATTRIBUTED = _attributed(LLM_METRIC_USAGE_FULL)
 
 # Every rollup declared above.
 ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))

@@ -593,6 +593,49 @@ def test_headline_figures_equal_the_demo_plan(demo_service):
             assert got == want, (variant.key, metric_id, got, want)
 
 
+def _panel_rows(server, name: str, metric_id: str, variant, start: datetime, end: datetime,
+                overrides: dict[str, str]) -> list[dict]:
+    """The rows a dashboard's panel of `metric_id` answers, through its own query."""
+    d = load(variant.key, name)
+    panel = next(x for x in d["panels"] if metric_id in json.dumps(x.get("targets")))
+    frm, to = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    if variant is INFINITY:
+        r = requests.get(server.url + render_infinity_url(panel["targets"][0]["url"], d, frm, to, overrides),
+                         headers=AUTH, timeout=30)
+        return r.json()["rows"]
+    r = requests.post(f"{server.url}/grafana/query", headers=AUTH, timeout=30,
+                      json=render_json_request(panel, d, start, end, overrides,
+                                               raw={"from": iso_z(start), "to": iso_z(end)}))
+    fields = r.json()[0]["fields"]
+    return [dict(zip((f["name"] for f in fields), row)) for row in zip(*(f["values"] for f in fields))]
+
+
+def test_the_attribution_tables_add_up_to_the_demo_plan(demo_service):
+    """Executions and tokens by team (the demo's users send team.id on events, metric points and
+    gateway spans; some send none), and under the group whose rule maps a second team."""
+    server, p = demo_service
+    start, end = p.now - timedelta(days=32), datetime.now(timezone.utc) + timedelta(minutes=5)
+    team = {u.id: u.resource.get("team.id", "(unattributed)") for u in p.users}
+    assert "(unattributed)" in team.values() and len(set(team.values())) >= 3
+    executions: dict[str, int] = {}
+    tokens: dict[str, float] = {}
+    for s in p.sessions:
+        t = team[s.user.id]
+        executions[t] = executions.get(t, 0) + sum(c.outcome != "blocked" for c in s.tool_calls)
+        tokens[t] = tokens.get(t, 0) + sum(r.input_tokens + r.output_tokens + r.cache_read_tokens
+                                           + r.cache_write_tokens for r in s.requests)
+    rule = next(g for g in p.directory["groups"] if g["id"] == "platform")
+    in_group = [s for s in p.sessions if s.user.group == "platform" or team[s.user.id] in rule["attribution"]["team"]]
+    assert len(in_group) > sum(s.user.group == "platform" for s in p.sessions)  # the rule adds usage
+    for variant in VARIANTS:
+        rows = _panel_rows(server, "mcp-usage", "mcp_executions_by_team", variant, start, end, {})
+        assert {r["team"]: r["executions"] for r in rows} == {k: v for k, v in executions.items() if v}, variant.key
+        rows = _panel_rows(server, "llm-usage", "llm_cost_by_team", variant, start, end, {})
+        assert {r["team"]: r["tokens"] for r in rows} == {k: v for k, v in tokens.items() if v}, variant.key
+        rows = _panel_rows(server, "mcp-usage", "mcp_tool_executions", variant, start, end, {"group": "platform"})
+        assert rows[0]["value"] == sum(c.outcome != "blocked" for s in in_group for c in s.tool_calls), variant.key
+
+
 def test_every_quick_range_of_the_picker_answers(demo_service):
     for zone in (BROWSER_ZONE, "America/New_York", "utc"):
         _check_quick_ranges(demo_service, zone)
