@@ -4,7 +4,7 @@ catalog.py) with what it reads and its builder."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from psycopg import sql
 
@@ -47,6 +47,11 @@ def _llm_groups(key: str) -> str:
 
 
 _DIMENSIONS = {d.name for d in ATTRIBUTION}
+
+
+def _by_cost_then(dimension: str) -> Callable[[dict[str, Any]], tuple]:
+    """By cost, then the attributed rows before the unattributed one, then by value."""
+    return lambda r: (*_by_cost(r), not r["attributed"], r[dimension])
 
 
 def _by_cost(r: dict[str, Any]) -> tuple:
@@ -162,7 +167,7 @@ METRICS: tuple[Metric, ...] = (
           f"Cost and tokens by {d.title.lower()} (resource attribute {d.attribute} by default), ranked by cost "
           "(unpriced last); the usage of processes that set none is the (unattributed) row.", LLM_USAGE, ALL,
           needs=(d.name,), body=_llm_groups(d.name), more=_others(COST_COLUMN),
-          order=lambda r, k=d.name: (*_by_cost(r), not r["attributed"], r[k]))
+          order=_by_cost_then(d.name))
       for d in ATTRIBUTION),
     Metric("llm_status", "llm", "status", "LLM telemetry status", None,
            (col("has_data", "boolean"), col("message"), col("setup_url")), (),
