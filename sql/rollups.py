@@ -6,7 +6,8 @@ hourly one, a twin by minute for the partial hours at a window's edges). From it
 
 - `Aggregate.select` renders the SELECT of one width: aggregates.py builds from it a continuous
   aggregate on TimescaleDB and a rollup on plain PostgreSQL (plain/20_rollups.sql: a table of
-  its buckets, `narrowed` to refresh it, a view adding `plain_live`), and records its checksum;
+  its buckets, `narrowed` to refresh it, a view adding `plain_live`, both in aggregates.py), and
+  records its checksum;
 - datasource/relations.py chooses which aggregate answers a question from the keys each holds.
 
 A database records the checksum of each aggregate's SELECT and rebuilds an aggregate whose
@@ -21,9 +22,6 @@ SELECT alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
-
-from psycopg.sql import quote
 
 from agent_analytics.config import ATTRIBUTION_COLUMNS
 
@@ -181,35 +179,6 @@ def _render(rollup: Rollup, width: str) -> str:
                       _GROUP_INDENT, "")
     return "\n".join(lines) + "\n"
 
-
-def narrowed(select: str, raw: str, condition: str) -> str:
-    """`select` reading only the rows of `raw` that satisfy `condition`: a WITH query of the
-    table's name (whose own FROM still names the table) stands in for the table."""
-    return f"WITH {raw} AS (SELECT * FROM {raw} WHERE {condition}) {select}"
-
-
-def plain_live(name: str, select: str, raw: str, seconds: int, columns: Sequence[str]) -> str:
-    """What plain PostgreSQL's rollup `name` (plain/20_rollups.sql) groups live: the raw rows
-    from its watermark on, by `select` (whose `columns` its table holds).
-
-    Those of the watermark's own bucket and of the next one (the refresh materialises every ended
-    bucket: the rows there are at most two buckets' worth) are grouped, then given their bucket as
-    a value with no column in it, so PostgreSQL tests a query's bound on `bucket` once and skips
-    the part when the query ends before it. (It cannot see that `time_bucket(width, time) < X`
-    rules out rows past X, as TimescaleDB does, and would otherwise read every raw row past the
-    watermark: a day of them for a daily rollup.) Later buckets (rows from the future, or all
-    while the watermark is -infinity) are grouped as usual. Widths in seconds: '1 day' added to a
-    timestamptz is a calendar day in the session's zone, 23 or 25 hours across a DST change."""
-    watermark = f"aa_watermark({quote(name)})"
-
-    def bucket(k: int) -> str:
-        return f"({watermark} + INTERVAL '{k * seconds} seconds')" if k else watermark
-
-    others = ", ".join(f'q."{c}"' for c in columns if c != "bucket")
-    parts = [f"SELECT {bucket(k)} AS bucket, {others} FROM ("
-             f"{narrowed(select, raw, f'time >= {bucket(k)} AND time < {bucket(k + 1)}')}) q" for k in (0, 1)]
-    parts.append(f"({narrowed(select, raw, f'time >= {bucket(2)}')})")
-    return " UNION ALL ".join(parts)
 
 # ---- tool calls --------------------------------------------------------------------------------
 
