@@ -18,7 +18,7 @@ from agent_analytics.config import ATTRIBUTION, Config, ConfigError, attribution
 from agent_analytics.ingest import normalise
 from agent_analytics.ingest.rows import Context
 from agent_analytics.sql import migrate as migrate_module
-from agent_analytics.sql.migrate import aggregate_definitions, load_migrations, migrate, refresh_aggregates
+from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, load_migrations, migrate, refresh_aggregates
 from agent_analytics.sql.rollups import ATTRIBUTION as ATTRIBUTION_KEYS
 from agent_analytics.sql.rollups import ROLLUPS
 from tests.harness_support import NO_TSDB, TIMESCALEDB
@@ -111,7 +111,9 @@ def test_odd_values_are_unattributed_and_unstorable_ones_rejected_alone():
 # ---- upgrade ---------------------------------------------------------------------------------
 
 BACKEND_CHOICES = ["off", pytest.param("on", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB))]
-_NEW = {a.name for r in ROLLUPS if set(ATTRIBUTION_KEYS) <= set(r.keys) for a in (r.at(w) for w in r.docs)}
+# The attributed rollups' aggregates, every width (the per-minute twins included).
+_ATTRIBUTED = {r.name for r in ROLLUPS if set(ATTRIBUTION_KEYS) <= set(r.keys)}
+_NEW = {a for a in AGGREGATES if any(a.startswith(f"{name}_") for name in _ATTRIBUTED)}
 _VERSION = next(m.version for m in load_migrations() if m.name.endswith("_attribution.sql"))
 
 
