@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from . import normalise_enforcement as enforcement
+from . import normalise_productivity as productivity
 from .agent import Agent
 from .identity import user_id
 from .pricing import priced_model
@@ -224,8 +225,17 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
     return True
 
 
+def any_metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
+    """Token and cost points (metric_point), or what the session bought (normalise_productivity)."""
+    if p.metric in productivity.METRICS:
+        batch.agents[CLAUDE_CODE] = AGENT.name
+        return productivity.metric_point(p, batch, ctx, SOURCE, CLAUDE_CODE)
+    return metric_point(p, batch, ctx)
+
+
 # Claude Code's log records come from its own scope and service; each names its event in its body.
 # Its `user.id` hashes one installation: the agent instance.
 AGENT = Agent(source=SOURCE, agent_id=CLAUDE_CODE, name="Claude Code", prefix="claude_code.", events=EVENTS,
-              metrics=frozenset(METRICS), metric_point=metric_point, scopes=("com.anthropic.claude_code",),
+              metrics=frozenset(METRICS) | frozenset(productivity.METRICS), metric_point=any_metric_point,
+              scopes=("com.anthropic.claude_code",),
               service="claude-code", body_names=True, instance_keys=("user.id",))

@@ -227,7 +227,7 @@ class MetricPoint:
     agent_id: str | None
     provider: str
     model: str
-    metric: str                # tokens | cost
+    metric: str                # tokens | cost; a productivity point's: lines_added, commits, ... (migration 0015)
     token_type: str            # '' | input | output | cache_read | cache_write
     value: float
     cumulative: bool
@@ -235,6 +235,12 @@ class MetricPoint:
     source_key: bytes = b""
     estimated_cost_usd: Decimal | None = None
     priced: bool = False       # pricing found the model (for token points)
+    # A productivity point's attributes (Batch.productivity_points; '' where its metric has none):
+    # an edit decision's language, tool and who decided, active time's kind (cli | user).
+    language: str = ""
+    tool_name: str = ""
+    decided_by: str = ""
+    activity: str = ""
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -262,6 +268,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "agent_enforcement": ("time", "source_key", "source", "kind", "user_id", "agent_id", "agent_instance_id",
                           "session_id", "mcp_server_id", "tool_name", "outcome", "decision_source",
                           "permission_mode", "error_code", "blocked", "policy_id", "policy_name", "attributes"),
+    "productivity_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id", "model",
+                            "metric", "language", "tool_name", "decided_by", "activity", "value"),
 }
 
 
@@ -282,6 +290,9 @@ class Batch:
     tool_calls: list[ToolCall] = field(default_factory=list)
     metric_points: list[MetricPoint] = field(default_factory=list)
     enforcement: list[Enforcement] = field(default_factory=list)
+    # Lines of code, commits, pull requests, edit decisions, active time: stored apart from the
+    # token and cost points, whose presence decides which of a session's figures count.
+    productivity_points: list[MetricPoint] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     internal_errors: int = 0  # records our own code failed on (rejected too; counted apart, alerted on)
     # Where the records came from (ingest/stats.py): the ignored and rejected ones counted by
@@ -310,13 +321,15 @@ class Batch:
         """Where the facts and directory rows stand now: what `since` and `undo` start from.
         (Handlers only add, and dicts keep insertion order: new directory keys come last.)"""
         return (len(self.llm_requests), len(self.llm_errors), len(self.tool_calls), len(self.metric_points),
-                len(self.agents), len(self.agent_instances), len(self.policies), len(self.enforcement))
+                len(self.agents), len(self.agent_instances), len(self.policies), len(self.enforcement),
+                len(self.productivity_points))
 
     def since(self, mark: tuple[int, ...]) -> tuple[list, list]:
         """The facts, and the directory rows as (key, value), added after `mark`."""
         facts: list = []
         for lst, n in ((self.llm_requests, mark[0]), (self.llm_errors, mark[1]), (self.tool_calls, mark[2]),
-                       (self.metric_points, mark[3]), (self.enforcement, mark[7])):
+                       (self.metric_points, mark[3]), (self.enforcement, mark[7]),
+                       (self.productivity_points, mark[8])):
             if len(lst) > n:
                 facts += lst[n:]
         rows: list = []
@@ -331,15 +344,16 @@ class Batch:
         for lst, n in zip(lists, mark):
             del lst[n:]
         del self.enforcement[mark[7]:]
+        del self.productivity_points[mark[8]:]
         dicts: tuple[dict[str, Any], ...] = (self.agents, self.agent_instances, self.policies)
-        for d, n in zip(dicts, mark[4:]):
+        for d, n in zip(dicts, mark[4:7]):
             for key in list(d)[n:]:
                 del d[key]
 
     @property
     def facts(self) -> int:
         return (len(self.llm_requests) + len(self.llm_errors) + len(self.tool_calls) + len(self.metric_points)
-                + len(self.enforcement))
+                + len(self.enforcement) + len(self.productivity_points))
 
 
 def to_datetime(ns: int | None):

@@ -409,6 +409,27 @@ MCP_CONNECTIONS = Rollup(
                       "who made them (Security: MCP server health)."},
     where="kind = 'mcp_connection'")
 
+# ---- productivity points (migration 0015) -----------------------------------------------------
+
+# What productivity points count (the table's CHECK names the same), each a measure of its own.
+PRODUCTIVITY_METRICS = ("lines_added", "lines_removed", "commits", "pull_requests", "edits_accepted",
+                        "edits_rejected", "active_seconds")
+PRODUCTIVITY = Raw("productivity_points", tuple(Measure(m, f"sum(value) FILTER (WHERE metric = '{m}')")
+                                                for m in PRODUCTIVITY_METRICS), column=51)
+PRODUCTIVITY_FULL = Rollup(
+    "productivity", PRODUCTIVITY, (SOURCE, USER, AGENT, MODEL, *(Key(n) for n in ("language", "tool_name", "decided_by"))),
+    PRODUCTIVITY.measures,
+    {HOUR: "What the spend bought, per hour: lines, commits, pull requests, edit decisions and active time\n"
+           "by user, agent, model (lines only name one) and an edit decision's language, tool and decider."})
+PRODUCTIVITY_PER_USER = Rollup(
+    "productivity_per_user", PRODUCTIVITY, (USER, MODEL), PRODUCTIVITY.measures,
+    {HOUR: "productivity_hourly by user and model only: the Value figures per user, group and model.",
+     DAY: "Daily (UTC) twin of productivity_per_user_hourly: whole days of the window."})
+PRODUCTIVITY_TOTALS = Rollup(
+    "productivity_totals", PRODUCTIVITY, (), PRODUCTIVITY.measures,
+    {HOUR: "productivity_hourly without keys: the Value totals and series without a filter.",
+     DAY: "Daily (UTC) twin of productivity_totals_hourly: whole days of the window for totals."})
+
 # Every rollup declared above.
 ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))
 # Every aggregate, by name.

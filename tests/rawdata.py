@@ -65,9 +65,30 @@ def enforcement_rows(tool_calls: list[tuple]) -> list[tuple]:
     return out
 
 
+PRODUCTIVITY_METRICS = ("lines_added", "lines_removed", "commits", "pull_requests", "edits_accepted",
+                        "edits_rejected", "active_seconds")
+
+
+def productivity_rows(llm: list[tuple]) -> list[tuple]:
+    """One productivity point (migration 0015) at the time of each of raw_rows' LLM requests, in
+    its session and of its user, keyed by the request's key: every metric, with the attributes its
+    kind carries (lines a model, edit decisions a language, tool and decider)."""
+    out = []
+    for r in llm:
+        key = hashlib.sha256(b"pp" + r[1]).digest()
+        rng = random.Random(key)
+        metric = rng.choice(PRODUCTIVITY_METRICS)
+        lines, edit = metric.startswith("lines"), metric.startswith("edits")
+        out.append((r[0], r[0] - timedelta(minutes=1), key, "claude_code", r[3], rng.choice([r[4], None]), r[5],
+                    r[7] if lines else "unknown", metric, rng.choice(["Python", "TypeScript"]) if edit else "",
+                    rng.choice(["Edit", "Write"]) if edit else "", rng.choice(["config", "user_reject"]) if edit else "",
+                    "cli" if metric == "active_seconds" else "", float(rng.randrange(1, 200))))
+    return out
+
+
 def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
-    """`rows` (raw_rows' three lists, by default raw_rows()), and enforcement_rows of its calls
-    where the schema has the table."""
+    """`rows` (raw_rows' three lists, by default raw_rows()), and enforcement_rows of its calls and
+    productivity_rows of its requests where the schema has their tables."""
     tool_calls, llm, points = rows or raw_rows()
     with psycopg.connect(url, autocommit=True) as c:
         with c.cursor().copy("COPY tool_calls (time, source_key, source, user_id, agent_id, agent_instance_id,"
@@ -89,6 +110,12 @@ def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
                                  " session_id, mcp_server_id, tool_name, outcome, decision_source, permission_mode,"
                                  " error_code, blocked, policy_id, policy_name) FROM STDIN") as cp:
                 for r in enforcement_rows(tool_calls):
+                    cp.write_row(r)
+        if c.execute("SELECT to_regclass('productivity_points') IS NOT NULL").fetchone()[0]:  # (migration 0015)
+            with c.cursor().copy("COPY productivity_points (time, start_time, source_key, source, session_id,"
+                                 " user_id, agent_id, model, metric, language, tool_name, decided_by, activity,"
+                                 " value) FROM STDIN") as cp:
+                for r in productivity_rows(llm):
                     cp.write_row(r)
         if refresh:  # the schema is complete: what the receiver would keep, then the aggregates
             c.execute("SELECT aa_rebuild_session_totals()")

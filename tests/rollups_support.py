@@ -22,4 +22,8 @@ REDEFINED: frozenset[str] = frozenset({
 # the planner reads for the partial hours at a window's edges).
 ADDED: frozenset[str] = frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly",
                                    "mcp_connections_hourly",
+                                   # Migration 0015 (productivity points): what the spend bought.
+                                   "productivity_hourly", "productivity_per_user_hourly",
+                                   "productivity_per_user_daily", "productivity_totals_hourly",
+                                   "productivity_totals_daily",
                                    *(a for a in AGGREGATES if a.endswith("_minutely"))})

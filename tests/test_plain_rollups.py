@@ -64,7 +64,7 @@ def test_rollups_answer_as_the_raw_rows_with_late_rows_and_counted_turned_off(fr
         # Late rows below the watermark: recorded, then re-materialised by the refresh.
         load_raw_rows(fresh_database, raw_rows(seed=4), refresh=False)
         # (tool_calls, llm_requests, metric_points and agent_enforcement; no llm_errors)
-        assert c.execute("SELECT count(DISTINCT raw) FROM aa_invalidations").fetchone()[0] == 4
+        assert c.execute("SELECT count(DISTINCT raw) FROM aa_invalidations").fetchone()[0] == 5
         # As on TimescaleDB, the late rows below the watermark show from the next refresh on.
         assert 400 <= _calls_in(c, "tool_calls_hourly") < 450
         refresh_aggregates(c)
@@ -95,7 +95,7 @@ def test_retention_keeps_the_materialised_buckets(fresh_database):
         cost = c.execute(f"SELECT sum(estimated_cost_usd) FROM llm_usage_totals_daily {march}").fetchone()[0]
         assert len(before) > 10 and isinstance(cost, Decimal)
         # Every March row: 400 of each raw_rows list, and an enforcement fact per call.
-        assert c.execute("SELECT aa_apply_retention(30)").fetchone()[0] == 1600
+        assert c.execute("SELECT aa_apply_retention(30)").fetchone()[0] == 2000
         refresh_aggregates(c)
         assert _rows(c, f"SELECT * FROM tool_calls_by_tool_daily {march}") == before
         assert c.execute(f"SELECT sum(estimated_cost_usd) FROM llm_usage_totals_daily {march}").fetchone()[0] == cost
