@@ -205,6 +205,17 @@ HOOK_BLOCKED = Condition("hook_blocked", "blocked AND decision_source = 'hook'",
 BYPASS = Condition("bypass", "permission_mode = 'bypassPermissions'", frozenset({"permission_mode"}))
 FAILED = Condition("failed", "outcome = 'failed'", frozenset({"outcome"}))
 
+# What the spend bought (productivity points, migration 0015): a column per count.
+_PRODUCTIVITY_KEYS = "source, user_id, agent_id, model, language, tool_name, decided_by"
+PRODUCTIVITY = _dataset(
+    r.PRODUCTIVITY_FULL, f"bucket AS time, {_PRODUCTIVITY_KEYS}, " + ", ".join(r.PRODUCTIVITY_METRICS),
+    f"time, {_PRODUCTIVITY_KEYS}, " + ", ".join(f"CASE WHEN metric = '{m}' THEN value END AS {m}"
+                                                 for m in r.PRODUCTIVITY_METRICS),
+    ("user", "group"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_PER_USER))
+# The agents that send productivity metrics (ingest/normalise_productivity.py): the spend the
+# Value figures divide is theirs alone, never another agent's that reports no commits.
+PRODUCTIVITY_AGENTS = ("claude-code",)
+
 # A metric's `needs` when it reads the full aggregate whatever the filters.
 EVERY_COLUMN = None
 
