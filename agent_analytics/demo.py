@@ -4,7 +4,9 @@ The data (agent_analytics/demo_plan.py) travels the real path: the directory (gr
 policies) through the directory API, and the telemetry as OTLP/HTTP protobuf made by the
 OpenTelemetry SDK's own exporters:
 - Claude Code sessions: `claude_code.api_request` events (logs) and the session's
-  `claude_code.token.usage` / `claude_code.cost.usage` metrics (delta sums);
+  `claude_code.token.usage` / `claude_code.cost.usage` metrics (delta sums), and what each
+  session bought (lines of code, commits, pull requests, edit decisions, active time:
+  demo_productivity.py);
 - Codex sessions: `codex.conversation_starts` and `codex.sse_event` (response.completed) events;
 - MCP tool calls through a gateway: `tools/call {tool}` spans with the user, agent, agent
   instance, MCP server and, for blocked calls, the policy;
@@ -21,6 +23,8 @@ import random
 import sys
 from datetime import datetime
 from typing import Any, Callable
+
+from agent_analytics import demo_productivity
 
 # The plan's names, also read as demo.NAME (tests, bench).
 from agent_analytics import demo_enforcement as enforcement
@@ -140,6 +144,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
     scope = InstrumentationScope("com.anthropic.claude_code", "2.1.328")
     token_points: list[NumberDataPoint] = []
     cost_points: list[NumberDataPoint] = []
+    value_points: dict[str, list[NumberDataPoint]] = {name: [] for name in demo_productivity.METRICS}
 
     def flush_metrics() -> None:
         if not token_points:
@@ -148,12 +153,16 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
         data = MetricsData([ResourceMetrics(claude_resource, [ScopeMetrics(scope, [
             Metric("claude_code.token.usage", "Number of tokens used", "tokens", Sum(list(token_points), delta, True)),
             Metric("claude_code.cost.usage", "Cost of the session", "USD", Sum(list(cost_points), delta, True)),
+            *(Metric(name, description, unit, Sum(list(value_points[name]), delta, True))
+              for name, (unit, description) in demo_productivity.METRICS.items() if value_points[name]),
         ], "")], "")])
         result = metric_exporter.export(data)
         key = "metrics_ok" if result == MetricExportResult.SUCCESS else "metrics_failed"
         results[key] = results.get(key, 0) + 1
         token_points.clear()
         cost_points.clear()
+        for points in value_points.values():
+            points.clear()
 
     for s in p.sessions:
         u = s.user
@@ -184,6 +193,9 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                 token_points.append(NumberDataPoint({**base, "model": model, "type": kind}, start_ns, end_ns, tokens))
             for model, model_cost in cost_by_model.items():
                 cost_points.append(NumberDataPoint({**base, "model": model}, start_ns, end_ns, model_cost))
+            for name, points in demo_productivity.points(demo_productivity.work(p.seed, s), base, start_ns, end_ns,
+                                                         NumberDataPoint).items():
+                value_points[name] += points
             if len(token_points) >= 400:
                 flush_metrics()
             enforcement.emit_claude(s.enforcement, s.start, base, claude_log.emit)

@@ -273,6 +273,7 @@ def _count(m: str, title: str, unit: str, description: str) -> Metric:
                 body=f"SELECT coalesce(sum({m}), 0)::float8 AS v FROM src")
 
 
+_SPEND_TITLE = "Spend of agents reporting productivity"
 _ALL_SPEND = ("All of the agents' spend in the window (of the users the filters select) counts, whatever it "
               "bought: it is attributed to the {what}. ")
 METRICS: tuple[Metric, ...] = (
@@ -284,8 +285,8 @@ METRICS: tuple[Metric, ...] = (
             _ALL_SPEND.format(what="lines added and removed") + "Null when none changed."),
     _figure("acceptance_pct", col("edits", "number", COUNT, "Edit decisions"),
             "Accepted edit decisions (Edit, Write, NotebookEdit) of all decided, in percent; null when none."),
-    Metric("value_spend", "value", "stat", "Spend of agents reporting productivity", USD,
-           (col("value", "number", USD, "Spend"), col("previous", "number", USD, "Previous period"),
+    Metric("value_spend", "value", "stat", _SPEND_TITLE, USD,
+           (col("value", "number", USD, _SPEND_TITLE), col("previous", "number", USD, "Previous period"),
             col("change_pct", "number", PERCENT, "Change"), _UNPRICED), VALUE_FILTERS,
            "The cost (AA_COST_SOURCE) of the agents that send productivity metrics (Claude Code); null when "
            "none of it could be priced.", build=spend, reads=reads(LLM_USAGE, ALL, ("agent_id",), time=False)),

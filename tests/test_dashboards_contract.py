@@ -31,7 +31,7 @@ pytest.importorskip("agent_analytics.datasource.json_api")
 pytest.importorskip("agent_analytics.datasource.grafana_face")
 pytest.importorskip("agent_analytics.ingest.http")
 
-from agent_analytics import demo  # noqa: E402
+from agent_analytics import demo, demo_productivity  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
@@ -209,6 +209,12 @@ def _panel_field_refs(panel: dict) -> set[str]:
     return refs
 
 
+def _may_be_null(column: str) -> bool:
+    """Columns that are null in every row of a filled demo: the previous period's (the demo's 30
+    days have no 30 days before them) and a policy's description."""
+    return column in ("previous", "change_pct", "policy_description") or column.startswith("previous_")
+
+
 def check_infinity_answer(where: str, panel: dict, target: dict, body: dict, problems: list[str]) -> None:
     m = catalog.BY_ID[metric_of("infinity", target)]
     rows = body.get("rows")
@@ -219,7 +225,7 @@ def check_infinity_answer(where: str, panel: dict, target: dict, body: dict, pro
     for col in target["columns"]:
         names.add(col["text"])
         values = [r.get(col["selector"]) for r in rows]
-        if all(v is None for v in values) and col["selector"] not in ("previous", "change_pct", "policy_description"):
+        if all(v is None for v in values) and not _may_be_null(col["selector"]):
             problems.append(f"{where}: column {col['selector']} is null in every row")
         bad = [v for v in values if v is not None and not isinstance(v, _INFINITY_PY[col["type"]])]
         if bad:
@@ -258,7 +264,7 @@ def check_json_answer(where: str, panel: dict, body: list, problems: list[str]) 
             bad = [v for v in f["values"] if v is not None and not isinstance(v, _PY_TYPES[c.type])]
             if bad:
                 problems.append(f"{where}: field {c.name} ({c.type}) has {bad[:3]}")
-            if all(v is None for v in f["values"]) and c.name not in ("previous", "change_pct", "policy_description"):
+            if all(v is None for v in f["values"]) and not _may_be_null(c.name):
                 problems.append(f"{where}: field {c.name} is null in every row")
         if m.kind == "timeseries":
             if m.columns[-1].name == "previous" and fields["previous"]["config"].get("displayName") != "Previous period":
@@ -325,6 +331,15 @@ def test_demo_data_arrives_through_the_real_path(demo_service, conn):
         "production", "destructive", "external"}
     policies = dict(conn.execute("SELECT id, name FROM policies WHERE id LIKE 'pol-%'").fetchall())
     assert policies == {k: v[0] for k, v in demo.POLICIES.items()}
+    # What each Claude Code session bought, as the plan says (demo_productivity.work).
+    work = [demo_productivity.work(p.seed, s) for s in p.sessions if s.agent == "claude-code"]
+    stored = dict(conn.execute("SELECT metric, sum(value) FROM productivity_points GROUP BY 1").fetchall())
+    assert stored == pytest.approx({
+        "lines_added": sum(w.lines_added for w in work), "lines_removed": sum(w.lines_removed for w in work),
+        "commits": sum(w.commits for w in work), "pull_requests": sum(w.pull_requests for w in work),
+        "edits_accepted": sum(n for w in work for (d, *_), n in w.edits.items() if d == "accept"),
+        "edits_rejected": sum(n for w in work for (d, *_), n in w.edits.items() if d == "reject"),
+        "active_seconds": sum(w.active_seconds for w in work)})
     by_agent = dict(conn.execute("SELECT agent_id, count(*) FROM llm_requests GROUP BY 1").fetchall())
     assert by_agent == {a: sum(len(s.requests) for s in p.sessions if s.agent == a)
                         for a in {s.agent for s in p.sessions}}
