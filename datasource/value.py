@@ -248,14 +248,14 @@ _FIGURE_COLUMNS = tuple(c for name, (_, unit) in FIGURES.items()
                         for c in (col(name, "number", unit, _TITLES[name]),
                                   col("previous_" + name, "number", unit, f"{_TITLES[name]}, previous period")))
 _SPEND = (col("cost", "number", USD, "Spend (USD)"), _UNPRICED)
-_BOTH = frozenset({"user_id", "model"})
 
 
 def _table(id_: str, title: str, keys: tuple[Column, ...], columns: tuple[Column, ...], description: str,
-           build: Callable[[Engine, Query], Result], dataset: Any = PRODUCTIVITY,
-           needs: Iterable[str] = _BOTH) -> Metric:
+           build: Callable[[Engine, Query], Result], needs: Iterable[str]) -> Metric:
+    """A paged table. Its builder reads the productivity points needing `needs` (and the spend
+    beside them, needing the agent too: _groups)."""
     return Metric(id_, "value", "table", title, USD, keys + columns, VALUE_FILTERS, description, paged=True,
-                  build=build, reads=reads(dataset, ALL, needs, time=False))
+                  build=build, reads=reads(PRODUCTIVITY, ALL, needs, time=False))
 
 
 def _figure(name: str, count: Column, description: str) -> Metric:
@@ -300,15 +300,16 @@ METRICS: tuple[Metric, ...] = (
            sums="coalesce(sum(lines_added), 0) + coalesce(sum(lines_removed), 0) AS lines", column="lines"),
     _table("value_by_user", "Value by user", (col("user_id", title="User id"), col("user", title="User")),
            _SPEND + _COUNT_COLUMNS + _FIGURE_COLUMNS,
-           "Per user: spend, what it bought and the figures, with the previous period's.", by_user),
+           "Per user: spend, what it bought and the figures, with the previous period's.", by_user,
+           needs=("user_id",)),
     _table("value_by_group", "Value by group", (col("group_id", title="Group id"), col("group", title="Group")),
            _SPEND + _COUNT_COLUMNS + _FIGURE_COLUMNS,
            "Per directory group (its members as of now; a user in two groups counts in both; users in none "
-           "under (no group)).", by_group),
+           "under (no group)).", by_group, needs=("user_id",)),
     _table("value_by_model", "Value by model", (col("model", title="Model"),),
            _SPEND + _COUNT_COLUMNS[2:4] + _FIGURE_COLUMNS[4:6],
            "Per model: spend, lines changed and cost per 1,000 lines. Commits, pull requests and edit decisions "
-           "name no model in the telemetry: no per-model figure for them.", by_model),
+           "name no model in the telemetry: no per-model figure for them.", by_model, needs=("model",)),
     _table("value_edits_by_language", "Edit decisions by language",
            (col("language", title="Language"), col("tool_name", title="Tool")),
            _COUNT_COLUMNS[4:6] + _FIGURE_COLUMNS[6:8],
