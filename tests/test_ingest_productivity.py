@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import pytest
+
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
@@ -171,23 +173,31 @@ def test_cumulative_active_time_is_differenced(client, conn):
     assert abs(total - (sum(p[5] for p in active) + len(active) * (2.5 + 1.25))) < 1e-9
 
 
-def test_unknown_type_is_rejected_alone(client, conn):
-    """A lines point whose type names nothing it counts is rejected with its reason; the rest of
-    the request is stored."""
+@pytest.mark.parametrize("change,reason", [
+    ({"type": "modified"}, "unknown type 'modified'"),
+    ({"value": -3.0}, "is negative"),
+    ({"value": float("nan")}, "is not finite"),
+    ({"value": 1e12}, "implausibly large"),
+])
+def test_a_bad_point_is_rejected_alone(client, conn, change, reason):
+    """A lines point whose type names nothing it counts, or whose value no count can be, is
+    rejected with its reason (the sender is told, 200 with partial success); the rest of the
+    request is stored."""
     req = metrics_fixture(f"{EDITS}-metrics-1.pb")
-    total = 0
     for rm in req.resource_metrics:
         for sm in rm.scope_metrics:
             for m in sm.metrics:
-                total += len(m.sum.data_points)
                 if m.name == LINES:
-                    for kv in m.sum.data_points[0].attributes:
-                        if kv.key == "type":
-                            kv.value.string_value = "modified"
+                    dp = m.sum.data_points[0]  # the lines added
+                    for kv in dp.attributes:
+                        if kv.key == "type" and "type" in change:
+                            kv.value.string_value = change["type"]
+                    if "value" in change:
+                        dp.as_double = change["value"]
     r = post(client, "/v1/metrics", req.SerializeToString())
     assert r.status_code == 200
     answer = ExportMetricsServiceResponse.FromString(r.data)
     assert answer.partial_success.rejected_data_points == 1
-    assert "unknown type 'modified'" in answer.partial_success.error_message
+    assert reason in answer.partial_success.error_message
     stored = conn.execute("SELECT metric, sum(value) FROM productivity_points GROUP BY 1 ORDER BY 1").fetchall()
     assert stored == [("commits", 1.0), ("edits_accepted", 2.0), ("lines_removed", 1.0), ("pull_requests", 1.0)]

@@ -250,3 +250,21 @@ def test_edit_decisions_by_language(client, oracle):
         old = oracle.languages.get((1, r["language"], r["tool_name"]))
         assert _close(r["previous_acceptance_pct"], 100 * old["accepted"] / (old["accepted"] + old["rejected"])
                       if old else None)
+
+
+def test_the_estimated_spend_is_claude_codes_requests(client, conn, app, oracle):
+    """Under the estimated cost (list prices), the spend divided is the estimate of Claude Code's
+    requests in the window, read here from the raw rows; Codex's requests, priced too, are not."""
+    app.config["AA"] = app.config["AA"].replace(cost_source="estimated")
+    want, codex = conn.execute(
+        "SELECT sum(estimated_cost_usd) FILTER (WHERE agent_id = 'claude-code'),"
+        " sum(estimated_cost_usd) FILTER (WHERE agent_id <> 'claude-code') FROM llm_requests"
+        " WHERE time >= %s AND time < %s", WINDOW).fetchone()
+    # Every Claude Code session sent events: no metric point's cost counts.
+    assert conn.execute("SELECT count(*) FROM metric_points WHERE cost_counted AND session_id IS NOT NULL"
+                        " AND agent_id = 'claude-code'").fetchone() == (0,)
+    assert want and codex
+    spend = _stat(client, "value_spend")
+    assert _close(spend["value"], float(want)) and spend["unpriced_tokens"] == 0
+    row = _stat(client, "value_cost_per_pull_request")
+    assert _close(row["value"], float(want) / oracle.keys[(0, "total", None)]["pull_requests"])
