@@ -11,9 +11,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 from agent_analytics import connect
 from agent_analytics.config import Config
 from agent_analytics.datasource import budget_forecast, catalog
-from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS
+from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS, VALUE_FILTERS
 from agent_analytics.datasource.filters import FILTERS
-from agent_analytics.datasource.value import VALUE_FILTERS
 from agent_analytics.datasource.query import MAX_ROWS
 
 from . import panels as P

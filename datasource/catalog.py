@@ -32,6 +32,7 @@ COMMON_FILTERS = filters.applying_to("mcp", "llm")
 MCP_FILTERS = filters.applying_to("mcp")
 LLM_FILTERS = filters.applying_to("llm")
 SESSION_FILTERS = filters.applying_to("session")
+VALUE_FILTERS = filters.applying_to("value")
 ALL_FILTERS = tuple(filters.FILTERS)
 
 TABS = ("mcp", "llm", "sessions", "security", "telemetry", "value")

@@ -21,6 +21,7 @@ SCOPES = {
     "mcp": "tool calls (MCP Usage, Security)",
     "llm": "LLM usage (LLM Usage, its sessions list)",
     "session": "one session (Session timeline)",
+    "value": "what the spend bought (Value)",
 }
 
 
@@ -50,7 +51,7 @@ def _f(name: str, label: str, permission: Permission, predicate: str, columns: s
     return Filter(name, label, permission, predicate, frozenset(columns), frozenset(scopes), values, **settings)
 
 
-_ALL_TABS = {"mcp", "llm", "session"}
+_ALL_TABS = {"mcp", "llm", "session", "value"}
 _MCP = {"mcp"}
 _LLM = {"llm", "session"}
 _Q = Permission.QUERY

@@ -211,7 +211,7 @@ PRODUCTIVITY = _dataset(
     r.PRODUCTIVITY_FULL, f"bucket AS time, {_PRODUCTIVITY_KEYS}, " + ", ".join(r.PRODUCTIVITY_METRICS),
     f"time, {_PRODUCTIVITY_KEYS}, " + ", ".join(f"CASE WHEN metric = '{m}' THEN value END AS {m}"
                                                  for m in r.PRODUCTIVITY_METRICS),
-    ("user", "group"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_PER_USER))
+    applying_to("value"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_PER_USER))
 # The agents that send productivity metrics (ingest/normalise_productivity.py): the spend the
 # Value figures divide is theirs alone, never another agent's that reports no commits.
 PRODUCTIVITY_AGENTS = ("claude-code",)

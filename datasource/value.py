@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from psycopg import sql
 
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import (COMMON_FILTERS, COUNT, NO_USER, PERCENT, SECONDS, USD, Column, Metric,
+from agent_analytics.datasource.catalog import (COUNT, NO_USER, PERCENT, SECONDS, USD, VALUE_FILTERS, Column, Metric,
                                                 col)
 from agent_analytics.datasource.declare import series, stat
 from agent_analytics.datasource.query import Query
@@ -30,7 +30,6 @@ from agent_analytics.sql.rollups import PRODUCTIVITY_METRICS
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine
 
-VALUE_FILTERS = COMMON_FILTERS
 NO_GROUP = "(no group)"
 Row = dict[str, Any]
 

@@ -16,14 +16,13 @@ from agent_analytics.dashboards import generate  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, QUICK_RANGES, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
-from agent_analytics.datasource.value import VALUE_FILTERS
 from tests.dashboards_support import load, metric_of  # noqa: E402
 
 ROOT = generate.REPO_ROOT
 SEED_PRESETS = ["Last 1h", "Last 24h", "Last 7 days", "Last 30 days", "Last 90 days",
                 "Today", "This week", "This month", "This quarter", "This year"]
 TAB_FILTERS = {"mcp-usage": catalog.MCP_FILTERS, "security": catalog.MCP_FILTERS, "llm-usage": catalog.LLM_FILTERS,
-               "session-timeline": ("session",) + catalog.LLM_FILTERS, "telemetry": (), "value": VALUE_FILTERS}
+               "session-timeline": ("session",) + catalog.LLM_FILTERS, "telemetry": (), "value": catalog.VALUE_FILTERS}
 
 
 def all_dashboards() -> list[tuple[str, str, dict]]:
