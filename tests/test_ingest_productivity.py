@@ -201,3 +201,19 @@ def test_a_bad_point_is_rejected_alone(client, conn, change, reason):
     assert reason in answer.partial_success.error_message
     stored = conn.execute("SELECT metric, sum(value) FROM productivity_points GROUP BY 1 ORDER BY 1").fetchall()
     assert stored == [("commits", 1.0), ("edits_accepted", 2.0), ("lines_removed", 1.0), ("pull_requests", 1.0)]
+
+
+def test_what_the_normaliser_writes_is_what_the_table_and_rollups_count():
+    """One list of productivity metrics (sql/rollups.py): the normaliser writes exactly those, and
+    the table's CHECK admits exactly those."""
+    import re
+    from pathlib import Path
+
+    from agent_analytics.ingest.normalise_productivity import METRICS
+    from agent_analytics.sql.rollups import PRODUCTIVITY_METRICS
+
+    written = {m for _, names in METRICS.values() for m in names.values()}
+    assert written == set(PRODUCTIVITY_METRICS)
+    migration = (Path(__file__).parents[1] / "sql" / "migrations" / "0015_productivity_points.sql").read_text()
+    check = re.search(r"metric\s+text NOT NULL CHECK \(metric IN \(([^)]*)\)\)", migration)
+    assert check and set(re.findall(r"'(\w+)'", check.group(1))) == set(PRODUCTIVITY_METRICS)
