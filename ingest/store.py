@@ -142,7 +142,7 @@ def _server_ids(conn: psycopg.Connection, batch: Batch) -> None:
 
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
     facts: list[Any] = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points,
-                        *batch.enforcement]
+                        *batch.enforcement, *batch.productivity_points]
     users = set(map(_USER_ID, facts)) | {u for _, u in batch.agent_instances.values()}
     users.discard(None)
     users.discard("")

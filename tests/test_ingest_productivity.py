@@ -203,6 +203,23 @@ def test_a_bad_point_is_rejected_alone(client, conn, change, reason):
     assert stored == [("commits", 1.0), ("edits_accepted", 2.0), ("lines_removed", 1.0), ("pull_requests", 1.0)]
 
 
+def test_a_user_known_only_by_productivity_points_is_in_the_directory(client, conn):
+    """The capture's commit point alone (its token and cost points left out): its user and agent
+    are recorded, as for any other fact."""
+    req = metrics_fixture(f"{EDITS}-metrics-1.pb")
+    for rm in req.resource_metrics:
+        for sm in rm.scope_metrics:
+            keep = [m for m in sm.metrics if m.name == COMMITS]
+            del sm.metrics[:]
+            sm.metrics.extend(keep)
+    user = next(plain(kv.value) for rm in req.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                for dp in m.sum.data_points for kv in dp.attributes if kv.key == "user.id")
+    assert post(client, "/v1/metrics", req.SerializeToString()).status_code == 200
+    assert conn.execute("SELECT metric, user_id FROM productivity_points").fetchall() == [("commits", user)]
+    assert conn.execute("SELECT id FROM users").fetchall() == [(user,)]
+    assert conn.execute("SELECT id FROM agents").fetchall() == [("claude-code",)]
+
+
 def test_what_the_normaliser_writes_is_what_the_table_and_rollups_count():
     """One list of productivity metrics (sql/rollups.py): the normaliser writes exactly those, and
     the table's CHECK admits exactly those."""
