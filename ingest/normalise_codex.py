@@ -54,7 +54,8 @@ def sse_event(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
 
 
 def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
-    """Successful API requests are counted by their sse_event; failed ones become errors."""
+    """Successful API requests are counted by their sse_event; failed ones become errors. Codex
+    sends one per attempt, the retried ones too, and nothing when it gives up retrying."""
     a = ev.attrs
     status = number(a, "http.response.status_code", maximum=999)
     error = text(a, "error.message", "error")
@@ -66,8 +67,14 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CODEX, provider=PROVIDER,
         model=text(a, "model") or "unknown", error=(error or "")[:500] or None,
         status_code=None if status is None else int(status),
-        duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS), attributes=stored(a)))
+        duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS), attributes=stored(a),
+        attempt=_attempt(number(a, "attempt", maximum=1_000_000))))
     return True
+
+
+def _attempt(value: float | None) -> int | None:
+    """Codex counts attempts from 0 (its first try); stored as Claude Code counts them, from 1."""
+    return None if value is None or value < 0 else int(value) + 1
 
 
 def _mcp_tool(a) -> tuple[str, str] | None:

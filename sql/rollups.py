@@ -409,6 +409,76 @@ MCP_CONNECTIONS = Rollup(
                       "who made them (Security: MCP server health)."},
     where="kind = 'mcp_connection'")
 
+# ---- LLM health and where the money goes -------------------------------------------------------
+
+# Who made a request (query_source: 'main' or 'subagent'; agent_name: the subagent) and how
+# (effort, speed), where the agent says (migration 0013).
+QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED = (Key(n) for n in ("query_source", "agent_name", "effort", "speed"))
+
+LLM_USAGE_BY_ORIGIN = Rollup(
+    "llm_usage_by_origin", LLM_REQUESTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED, COUNTED),
+    _USAGE,
+    {HOUR: "LLM requests per hour by who made them (main thread or subagent, and which) and how (effort,\n"
+           "speed), with the LLM filters' columns: where the tokens and the money go (LLM Usage).",
+     DAY: "Daily (UTC) twin of llm_usage_by_origin_hourly: whole days of the window."})
+LLM_METRIC_USAGE_BY_ORIGIN = Rollup(
+    "llm_metric_usage_by_origin", METRIC_POINTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT),
+    _METRIC_USAGE,
+    {HOUR: "Metric points of sessions per hour by main thread or subagent, subagent and effort (Claude\n"
+           "Code's token.usage and cost.usage carry them): what counts instead of those sessions' events.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_by_origin_hourly: whole days of the window."},
+    where=IN_SESSION)
+LLM_SESSION_AGENTS = Rollup(
+    "llm_session_agents", LLM_REQUESTS, (SESSION, USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, COUNTED), _USAGE,
+    {HOUR: "LLM requests per hour, session, main thread or subagent: a session's subagents (the drawer).",
+     DAY: "Daily (UTC) twin of llm_session_agents_hourly: whole days of the window."})
+SESSION_METRIC_AGENTS = Rollup(
+    "session_metric_agents", METRIC_POINTS, (SESSION, USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME),
+    _METRIC_USAGE,
+    {HOUR: "Metric points per hour, session, main thread or subagent: a session's subagents (the drawer).",
+     DAY: "Daily (UTC) twin of session_metric_agents_hourly: whole days of the window."})
+
+# Request durations and times to first token, exact to the millisecond: how many requests took
+# each whole millisecond (both agents send whole milliseconds; other sources are rounded), so a
+# percentile read from a rollup is the one the raw rows give.
+LATENCY_MS, TTFT_MS = Key("latency_ms", "round(latency_ms)"), Key("ttft_ms", "round(ttft_ms)")
+REQUESTS = _REQUEST_SUMS[0]
+LLM_LATENCY = Rollup(
+    "llm_latency", LLM_REQUESTS, (USER, PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
+    {HOUR: "Requests per hour, user, model and duration (whole milliseconds): exact duration percentiles.",
+     DAY: "Daily (UTC) twin of llm_latency_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL")
+LLM_LATENCY_BY_MODEL = Rollup(
+    "llm_latency_by_model", LLM_REQUESTS, (PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
+    {HOUR: "llm_latency_hourly without users: duration percentiles without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_latency_by_model_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL")
+LLM_TTFT = Rollup(
+    "llm_ttft", LLM_REQUESTS, (USER, PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
+    {HOUR: "Requests per hour, user, model and time to first token (whole milliseconds), where sent.",
+     DAY: "Daily (UTC) twin of llm_ttft_hourly: whole days of the window."},
+    where="ttft_ms IS NOT NULL")
+LLM_TTFT_BY_MODEL = Rollup(
+    "llm_ttft_by_model", LLM_REQUESTS, (PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
+    {HOUR: "llm_ttft_hourly without users: time-to-first-token percentiles without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_ttft_by_model_hourly: whole days of the window."},
+    where="ttft_ms IS NOT NULL")
+
+# API errors: failed requests ('error') and retries given up ('retries_exhausted'), by status.
+ERRORS = Measure("errors", "count(*)")
+LLM_ERRORS = Raw("llm_errors", (ERRORS,), column=0)
+STATUS = Key("status_code")  # (KIND: the agents' enforcement's, above)
+LLM_ERRORS_FULL = Rollup(
+    "llm_errors", LLM_ERRORS, (SOURCE, USER, AGENT, PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
+    {HOUR: "API errors per hour by user, agent, model, kind (error, retries_exhausted) and HTTP status."})
+LLM_ERRORS_BY_USER = Rollup(
+    "llm_errors_by_user", LLM_ERRORS, (USER, PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
+    {DAY: "Daily (UTC) twin of llm_errors_hourly by user, model, kind and status: whole days of the window."})
+LLM_ERRORS_BY_MODEL = Rollup(
+    "llm_errors_by_model", LLM_ERRORS, (PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
+    {HOUR: "llm_errors_hourly without users or agents: API errors without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_errors_by_model_hourly."})
+
 # Every rollup declared above.
 ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))
 # Every aggregate, by name.

@@ -17,9 +17,14 @@ REDEFINED: frozenset[str] = frozenset({
     *(f"llm_metric_usage_{k}_{w}" for k in ("by_model", "totals", "per_user") for w in ("hourly", "daily")),
     "llm_sessions_hourly", "llm_sessions_daily", "session_metrics_hourly", "session_metrics_daily"})
 
-# Aggregates declared since that release: created on upgrade (migration 0012: the agents' own
-# enforcement facts, agent_enforcement; and the per-minute twin of every hourly aggregate, which
-# the planner reads for the partial hours at a window's edges).
-ADDED: frozenset[str] = frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly",
-                                   "mcp_connections_hourly",
-                                   *(a for a in AGGREGATES if a.endswith("_minutely"))})
+# Aggregates declared since that release: created on upgrade. Migration 0012: the agents' own
+# enforcement facts, agent_enforcement; the per-minute twin of every hourly aggregate, which the
+# planner reads for the partial hours at a window's edges. Migration 0013 (LLM health): who made
+# the requests and how, their durations and times to first token, and the API errors.
+ADDED: frozenset[str] = frozenset({
+    "agent_decisions_hourly", "agent_permission_modes_hourly", "mcp_connections_hourly",
+    *(a for a in AGGREGATES if a.endswith("_minutely")),
+    *(f"{r}_{w}" for r in ("llm_usage_by_origin", "llm_metric_usage_by_origin", "llm_session_agents",
+                           "session_metric_agents", "llm_latency", "llm_latency_by_model", "llm_ttft",
+                           "llm_ttft_by_model", "llm_errors_by_model") for w in ("hourly", "daily")),
+    "llm_errors_hourly", "llm_errors_by_user_daily"})
