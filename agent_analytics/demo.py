@@ -29,7 +29,7 @@ from typing import Any, Callable
 # The plan's names, also read as demo.NAME (tests, bench).
 from agent_analytics import demo_enforcement as enforcement
 from agent_analytics import demo_health
-from agent_analytics.demo_plan import (AGENTS, GROUPS, MCP_SERVERS, MODELS, NS, POLICIES, PROVIDERS, UTC, Plan,
+from agent_analytics.demo_plan import (AGENTS, ApiError, GROUPS, MCP_SERVERS, MODELS, NS, POLICIES, PROVIDERS, UTC, Plan,
                                        Request, Session, ToolCall, User, _instance, directory_document, plan)
 
 

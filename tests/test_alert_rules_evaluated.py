@@ -24,8 +24,9 @@ pytest.importorskip("agent_analytics.ingest.http")
 
 from agent_analytics import demo  # noqa: E402
 from agent_analytics import demo_enforcement as enforcement  # noqa: E402
-from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, HOOK_SURGE_MIN, SURGE_MIN_BLOCKED,  # noqa: E402
-                                               SURGE_RATIO)
+from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, ERROR_SURGE_MIN_ERRORS,  # noqa: E402
+                                               ERROR_SURGE_MIN_RATE, ERROR_SURGE_RATIO, HOOK_SURGE_MIN,
+                                               SURGE_MIN_BLOCKED, SURGE_RATIO)
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
 from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN  # noqa: E402
 from agent_analytics.dashboards import budget_alerts as ba  # noqa: E402
@@ -39,6 +40,7 @@ UTC = timezone.utc
 RULES = {r["uid"]: r for g in yaml.safe_load((ROOT / "provisioning/alerting/agent-analytics.yaml").read_text())["groups"]
          for r in g["rules"]}
 SURGE = "aa-blocked-calls-surge"
+ERROR_SURGE = "aa-api-error-rate-surge"
 USER = demo.User(id="alice@example.com", name="Alice", group="platform", anon_id="a1" * 16, agents=["claude-code"],
                  utc_offset_h=0)
 
@@ -86,10 +88,33 @@ def _agent_scenarios(minimum: int) -> list[AgentScenario]:
 
 HOOK_SCENARIOS = _agent_scenarios(HOOK_SURGE_MIN)
 BYPASS_SCENARIOS = _agent_scenarios(BYPASS_SURGE_MIN)
+
+
+@dataclass(frozen=True)
+class ErrorScenario:
+    name: str
+    errors_last_hour: int
+    requests_last_hour: int
+    errors_hour_before: int = 0
+    requests_hour_before: int = 0
+    exhausted: bool = True      # Claude Code gave up retrying: an api_retries_exhausted each, never an error
+    errors_long_ago: int = 30   # three hours back: in neither window
+
+
+ERROR_SCENARIOS = [
+    ErrorScenario("surge: 12 errors in 100, none the hour before", 12, 88, 0, 100),
+    ErrorScenario("surge: exactly the floor and the rate, over an idle hour", ERROR_SURGE_MIN_ERRORS,
+                  ERROR_SURGE_MIN_ERRORS * (100 // ERROR_SURGE_MIN_RATE - 1)),
+    ErrorScenario("surge: exactly twice the hour before's rate", 20, 80, 10, 90),
+    ErrorScenario("no surge: one error short of the floor", ERROR_SURGE_MIN_ERRORS - 1, 1),
+    ErrorScenario("no surge: enough errors, a rate just below the floor", 10, 241),
+    ErrorScenario("no surge: the hour before was nearly as bad", 20, 80, 11, 89),
+    ErrorScenario("no surge: nothing ended at all", 0, 0, errors_long_ago=0),
+]
 # The budgets' rules share one dataset, evaluated at known moments (below).
 BUDGET_RULES = ("aa-budget-80", "aa-budget-100", "aa-budget-forecast", "aa-budget-surge")
 SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS, HOOK_SURGE: HOOK_SCENARIOS, BYPASS_SURGE: BYPASS_SCENARIOS,
-                     **{uid: "budget moments" for uid in BUDGET_RULES}}
+                     ERROR_SURGE: ERROR_SCENARIOS, **{uid: "budget moments" for uid in BUDGET_RULES}}
 
 
 def _calls(n: int, first: datetime, last: datetime, outcome: str) -> list[demo.ToolCall]:
@@ -218,6 +243,61 @@ def test_agent_enforcement_surge_rules_as_grafana_evaluates_them(app, db_url, ru
     fires = last_hour >= minimum and last_hour >= SURGE_RATIO * hour_before
     assert ev.state == ("Alerting" if fires else "Normal")
     assert alert_state(rule, ev) == ev.state
+
+
+def _error_plan(s: ErrorScenario, now: datetime) -> demo.Plan:
+    """Claude Code sessions, one per window, their requests and API errors well inside it."""
+    m = timedelta(minutes=1)
+    windows = [(now - 56 * m, now - 4 * m, s.requests_last_hour, s.errors_last_hour),
+               (now - 116 * m, now - 64 * m, s.requests_hour_before, s.errors_hour_before),
+               (now - 200 * m, now - 170 * m, 0, s.errors_long_ago)]
+    sessions = []
+    for i, (start, end, n_requests, n_errors) in enumerate(windows):
+        if not n_requests and not n_errors:
+            continue
+        sid = f"{i + 1:08d}-0000-4000-8000-{int(now.timestamp()):012d}"
+        step = (end - start) / max(1, n_requests + n_errors)
+        requests = [demo.Request(start + step * k, "claude-sonnet-4-5", input_tokens=100, output_tokens=50,
+                                 cache_read_tokens=0, cache_write_tokens=0, duration_ms=900)
+                    for k in range(n_requests)]
+        errors = [demo.ApiError(start + step * (n_requests + k), "claude-sonnet-4-5", 529, 4, s.exhausted)
+                  for k in range(n_errors)]
+        sessions.append(demo.Session(sid, USER, "claude-code", demo._instance(USER, "claude-code"), start, end,
+                                     requests=requests, errors=errors))
+    return demo.Plan(now, [USER], demo.directory_document([USER]), sessions)
+
+
+def _rate(errors: int, requests: int) -> float | None:
+    return None if errors + requests == 0 else 100 * errors / (errors + requests)
+
+
+@pytest.mark.parametrize("scenario", ERROR_SCENARIOS, ids=lambda s: s.name)
+def test_api_error_rate_surge_rule_as_grafana_evaluates_it(app, db_url, scenario):
+    rule = RULES[ERROR_SURGE]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    p = _error_plan(scenario, now)
+    with Server(app) as server:
+        if p.sessions:
+            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+            assert not any(k.endswith("_failed") for k in results), results
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        # The provisioned data source's token has the llm-analytics permission (AA_GRAFANA_QUERY_TOKEN).
+        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
+
+    hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
+    assert ev.requests == [f"{server.url}/api/v1/query/llm_error_rate?from={hour_ago_ms}&to={now_ms}"] * 3
+    # The numbers, counted from the dataset: errors against requests that ended, per hour.
+    hour, before = (now - timedelta(hours=1), now), (now - timedelta(hours=2), now - timedelta(hours=1))
+    counted = [(sum(1 for x in p.sessions for e in x.errors if lo <= e.time < hi),
+                sum(1 for x in p.sessions for r in x.requests if lo <= r.time < hi)) for lo, hi in (hour, before)]
+    rate, previous = (_rate(*c) for c in counted)
+    assert ev.values["F"] == [float(counted[0][0])]
+    assert ev.values["D"] == ([pytest.approx(rate, rel=1e-12)] if rate is not None else [])
+    assert ev.values["E"] == [pytest.approx(previous or 0.0, rel=1e-12)]
+    fires = (rate is not None and counted[0][0] >= ERROR_SURGE_MIN_ERRORS and rate >= ERROR_SURGE_MIN_RATE
+             and rate >= ERROR_SURGE_RATIO * (previous or 0))
+    assert alert_state(rule, ev) == ("Alerting" if fires else "Normal")
     assert fires == scenario.name.startswith("surge")
 
 
