@@ -140,3 +140,30 @@ def test_health_metrics_match_the_payloads_and_ledgers(client, conn, reported):
             own[source, name or "(main thread)"] += tokens
         assert drawer == own and len(own) == 4
         assert q("session_subagents")["rows"] == []  # nothing until a session is chosen
+
+
+@pytest.mark.parametrize("metric_id,filters,want", [
+    ("llm_api_errors", [], "llm_errors_by_model_hourly"),
+    ("llm_api_errors", ["model"], "llm_errors_by_model_hourly"),
+    ("llm_api_errors", ["group"], "llm_errors_hourly"),
+    ("llm_errors_by_status", [], "llm_errors_by_model_hourly"),
+    ("llm_latency_p95", [], "llm_latency_by_model_hourly"),
+    ("llm_latency_by_model", ["provider"], "llm_latency_by_model_hourly"),
+    ("llm_latency_by_model", ["user"], "llm_latency_hourly"),
+    ("llm_cost_by_subagent", ["user", "model"], "llm_usage_by_origin_hourly"),
+    ("session_subagents", ["session"], "llm_session_agents_hourly"),
+])
+def test_each_health_metric_reads_the_smallest_rollup_and_its_daily_twin(metric_id, filters, want):
+    from agent_analytics.datasource import catalog, planner
+    from agent_analytics.datasource.relations import choose_aggregate
+    from agent_analytics.datasource.timerange import Window
+
+    m = catalog.BY_ID[metric_id]
+    name, _, rollup = choose_aggregate(m.reads.dataset, m.reads.needs, filters, m.reads.rows)
+    assert name == want
+    # Over whole days, a metric that does not look at the time reads them from the daily twin.
+    start = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
+    p = planner.plan(m.reads.dataset, m.reads, Window(start, start + timedelta(days=3)), filters, m.reads.rows)
+    relations = [r.relation for r in p.reads]
+    assert relations[0] == (rollup.daily if not m.reads.time else want)
+    assert relations[-1] == m.reads.dataset.raw  # the partial hour at the end, from the raw rows
