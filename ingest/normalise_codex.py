@@ -9,6 +9,8 @@ Tool events follow Claude Code's rule: `tool_result` of an MCP tool is the call;
 """
 from __future__ import annotations
 
+from typing import Any
+
 from . import normalise_enforcement as enforcement
 from .agent import Agent
 from .identity import user_id
@@ -68,13 +70,18 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         model=text(a, "model") or "unknown", error=(error or "")[:500] or None,
         status_code=None if status is None else int(status),
         duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS), attributes=stored(a),
-        attempt=_attempt(number(a, "attempt", maximum=1_000_000))))
+        attempt=_attempt(a.get("attempt"))))
     return True
 
 
-def _attempt(value: float | None) -> int | None:
-    """Codex counts attempts from 0 (its first try); stored as Claude Code counts them, from 1."""
-    return None if value is None or value < 0 else int(value) + 1
+def _attempt(value: Any) -> int | None:
+    """Codex counts attempts from 0 (its first try); stored as Claude Code counts them, from 1.
+    Not a count (absent, negative, huge, not a number): unknown, the error still stored."""
+    try:
+        attempt = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return attempt + 1 if 0 <= attempt < 1_000_000 else None
 
 
 def _mcp_tool(a) -> tuple[str, str] | None:

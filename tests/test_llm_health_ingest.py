@@ -150,3 +150,25 @@ def test_cost_by_origin_is_the_reported_cost(client, conn):
     total = conn.execute("SELECT sum(reported_cost_usd) FROM llm_usage_by_origin_daily"
                          " WHERE provider = 'anthropic'").fetchone()[0]
     assert total == sum((v[1] for v in want.by_origin.values()), Decimal(0))
+
+
+def test_an_attempt_that_is_no_count_leaves_the_error_stored_with_its_attempt_unknown():
+    """Bad input loses nothing else: a failed request whose `attempt` is no count is still an error."""
+    from agent_analytics.ingest import normalise
+    from agent_analytics.ingest.rows import Context
+    from tests.ingest_support import log_events, logs_fixture, set_value
+
+    want = []
+    for name, bad in ((CODEX + "retries-exhausted-logs-1.pb", "lots"),
+                      (CLAUDE + "api-always-529-logs-2.pb", 1e300)):
+        req = logs_fixture(name)
+        records = [rec for _, rec in log_events(req)]
+        for rec in records:
+            for kv in rec.attributes:
+                if kv.key in ("attempt", "total_attempts"):
+                    set_value(kv.value, bad)
+        batch = normalise.logs(req, Context.now())
+        assert not batch.rejections
+        assert batch.llm_errors and all(e.attempt is None for e in batch.llm_errors), name
+        want.append(len(batch.llm_errors))
+    assert want[0] == 2 and want[1] == 2  # two failed attempts; an api_error and its api_retries_exhausted

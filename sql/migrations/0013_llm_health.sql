@@ -34,7 +34,8 @@ ALTER TABLE metric_points
 UPDATE llm_requests SET
     ttft_ms = CASE WHEN attributes->>'ttft_ms' ~ '^[0-9]+(\.[0-9]+)?$'
                    THEN (attributes->>'ttft_ms')::double precision END,
-    query_source = CASE WHEN attributes->>'query_source' LIKE 'agent:%' THEN 'subagent'
+    query_source = CASE WHEN attributes->>'query_source' LIKE 'agent:%'
+                          OR attributes->>'query_source' = 'subagent' THEN 'subagent'
                         WHEN attributes->>'query_source' <> '' THEN 'main' END,
     agent_name = nullif(left(attributes->>'agent.name', 200), ''),
     effort = nullif(left(attributes->>'effort', 50), ''),
@@ -47,7 +48,8 @@ UPDATE llm_errors SET
     attempt = CASE WHEN attributes->>'attempt' ~ '^[0-9]{1,6}$'
                    THEN (attributes->>'attempt')::integer + CASE WHEN source = 'codex' THEN 1 ELSE 0 END END,
     query_source = CASE WHEN source <> 'claude_code' THEN NULL
-                        WHEN attributes->>'query_source' LIKE 'agent:%' THEN 'subagent'
+                        WHEN attributes->>'query_source' LIKE 'agent:%'
+                          OR attributes->>'query_source' = 'subagent' THEN 'subagent'
                         WHEN attributes->>'query_source' <> '' THEN 'main' END,
     agent_name = nullif(left(attributes->>'agent.name', 200), '')
 WHERE attributes ?| ARRAY['attempt', 'query_source', 'agent.name'];
