@@ -66,7 +66,8 @@ def test_stored_requests_and_errors_gain_the_new_columns(fresh_database, tsdb, m
                                        f" FROM show_chunks('{table}') ch").fetchone()[0]
                 assert compressed >= 1, table
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=7)
-    assert report.applied == ["0013_llm_health.sql"]
+    assert report.applied == [m.name for m in load_migrations() if m.version >= 13]
+    assert report.applied[0] == "0013_llm_health.sql"
     assert NEW <= set(report.created_aggregates)
     want = expected()
     with psycopg.connect(fresh_database, autocommit=True) as c:
