@@ -166,4 +166,5 @@ def test_each_health_metric_reads_the_smallest_rollup_and_its_daily_twin(metric_
     p = planner.plan(m.reads.dataset, m.reads, Window(start, start + timedelta(days=3)), filters, m.reads.rows)
     relations = [r.relation for r in p.reads]
     assert relations[0] == (rollup.daily if not m.reads.time else want)
-    assert relations[-1] == m.reads.dataset.raw  # the partial hour at the end, from the raw rows
+    # The partial hours at the edges, by whole minutes, from the per-minute twin.
+    assert relations[-1] == want.replace("_hourly", "_minutely")
