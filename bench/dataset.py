@@ -109,9 +109,11 @@ def _llm_rows(args) -> int:
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         points: list[str] = []
         sessions: list[str] = []
+        errors: list[str] = []
         with cur.copy("COPY llm_requests (time, source_key, source, session_id, user_id, agent_id, provider, model,"
                       " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reported_cost_usd,"
-                      " estimated_cost_usd, cost_basis, latency_ms, counted) FROM STDIN") as cp:
+                      " estimated_cost_usd, cost_basis, latency_ms, counted, ttft_ms, query_source, agent_name,"
+                      " effort, speed) FROM STDIN") as cp:
             while n < count:
                 # A session: one user, one agent, 5-40 requests within a couple of hours.
                 u = rng.randrange(N_USERS)
@@ -120,7 +122,8 @@ def _llm_rows(args) -> int:
                 session = f"sess-{seed}-{part}-{n}"
                 t0 = start + rng.random() * (span - 7200)
                 first = t0
-                minutes: dict[int, list[float]] = {}  # minute -> input, output, cache read, cache write, cost
+                # (minute, thread, subagent, effort) -> input, output, cache read, cache write, cost
+                minutes: dict[tuple, list[float]] = {}
                 for _ in range(min(rng.randint(5, 40), count - n)):
                     t0 += rng.expovariate(1 / 120)
                     inp, out = rng.randint(10, 5000), rng.randint(10, 3000)
@@ -131,39 +134,81 @@ def _llm_rows(args) -> int:
                     else:
                         est, basis = f"{cost:.12f}", "list-price"
                     key = hashlib.sha256(f"{seed}:{part}:llm:{n}".encode()).hexdigest()
+                    latency = rng.uniform(300, 20000)
+                    origin = _origin(agent, bytes.fromhex(key[:12]))
+                    when = datetime.fromtimestamp(t0, timezone.utc).isoformat()
                     cp.write("\t".join((
-                        datetime.fromtimestamp(t0, timezone.utc).isoformat(), "\\\\x" + key,
+                        when, "\\\\x" + key,
                         agent.replace("-", "_"), session, us[u], agent, provider, model, str(inp), str(out),
                         str(cr), str(cw), est if agent == "claude-code" else "\\N", est, basis,
-                        f"{rng.uniform(300, 20000):.1f}", "f" if agent == "claude-code" else "t")) + "\n")
+                        f"{latency:.1f}", "f" if agent == "claude-code" else "t",
+                        *_health(origin, latency))) + "\n")
+                    if int(key[12:16], 16) % 33 == 0:  # about 3% of requests meet an API error
+                        errors.append(_error(key, when, agent, session, us[u], provider, model, origin))
                     if agent == "claude-code":
-                        m = minutes.setdefault(int(t0 // 60), [0, 0, 0, 0, 0.0])
+                        m = minutes.setdefault((int(t0 // 60), *origin[1:4]), [0, 0, 0, 0, 0.0])
                         for i, v in enumerate((inp, out, cr, cw, cost or 0.0)):
                             m[i] += v
                     n += 1
                 sessions.append("\t".join((session, agent, us[u], datetime.fromtimestamp(first, timezone.utc).isoformat(),
                                            datetime.fromtimestamp(t0, timezone.utc).isoformat(),
                                            "t" if minutes else "f")) + "\n")
-                for minute, sums in minutes.items():
+                for (minute, *labels), sums in minutes.items():
                     t_end = datetime.fromtimestamp((minute + 1) * 60, timezone.utc).isoformat()
                     t_start = datetime.fromtimestamp(minute * 60, timezone.utc).isoformat()
                     for metric, token_type, value, est in (
                             ("tokens", "input", sums[0], sums[0] * pin), ("tokens", "output", sums[1], sums[1] * pout),
                             ("tokens", "cache_read", sums[2], sums[2] * pin / 10),
                             ("tokens", "cache_write", sums[3], sums[3] * pin), ("cost", "", sums[4], None)):
-                        key = hashlib.sha256(f"{session}:{minute}:{metric}:{token_type}".encode()).hexdigest()
+                        key = hashlib.sha256(f"{session}:{minute}:{metric}:{token_type}:{labels}".encode()).hexdigest()
                         points.append("\t".join((
                             t_end, t_start, "\\\\x" + key, "claude_code", session, us[u], agent, provider, model,
-                            metric, token_type, f"{value}", "\\N" if est is None else f"{est:.12f}")) + "\n")
+                            metric, token_type, f"{value}", "\\N" if est is None else f"{est:.12f}",
+                            *(v or "\\N" for v in labels))) + "\n")
         with cur.copy("COPY metric_points (time, start_time, source_key, source, session_id, user_id, agent_id,"
-                      " provider, model, metric, token_type, value, estimated_cost_usd) FROM STDIN") as cp:
+                      " provider, model, metric, token_type, value, estimated_cost_usd, query_source, agent_name,"
+                      " effort) FROM STDIN") as cp:
             for line in points:
+                cp.write(line)
+        with cur.copy("COPY llm_errors (time, source_key, source, session_id, user_id, agent_id, provider, model,"
+                      " error, status_code, kind, attempt, query_source, agent_name) FROM STDIN") as cp:
+            for line in errors:
                 cp.write(line)
         with cur.copy("COPY sessions (id, agent_id, user_id, first_seen, last_seen, has_metrics) FROM STDIN") as cp:
             for line in sessions:
                 cp.write(line)
         conn.commit()
     return n
+
+
+SUBAGENTS = ("Explore", "general-purpose", "reviewer")
+
+
+def _origin(agent: str, h: bytes) -> tuple:
+    """(claude, thread, subagent, effort, speed) of a request, from bytes of its key (so the
+    seeded sequence of everything else stays as it was): Claude Code says, Codex does not."""
+    if agent != "claude-code":
+        return (False, None, None, None, None)
+    sub = SUBAGENTS[h[2] % 3] if h[1] % 10 < 3 else None
+    return (True, "subagent" if sub else "main", sub, (None, "low", "medium", "high")[h[3] % 4],
+            "fast" if h[4] % 4 == 0 else "normal")
+
+
+def _health(origin: tuple, latency: float) -> tuple[str, ...]:
+    """ttft_ms, query_source, agent_name, effort, speed columns (COPY text)."""
+    claude, thread, sub, effort, speed = origin
+    ttft = f"{round(latency * 0.15)}" if claude else "\\N"
+    return (ttft, *(v or "\\N" for v in (thread, sub, effort, speed)))
+
+
+def _error(key: str, when: str, agent: str, session: str, user: str, provider: str, model: str,
+           origin: tuple) -> str:
+    """An API error of the request's session, at its time (COPY text)."""
+    status = (529, 500, 429)[int(key[16:18], 16) % 3]
+    kind = "retries_exhausted" if int(key[18:20], 16) % 4 == 0 else "error"
+    return "\t".join((when, "\\\\x" + hashlib.sha256(f"err:{key}".encode()).hexdigest(), agent.replace("-", "_"),
+                      session, user, agent, provider, model, "Overloaded", str(status), kind, "4",
+                      origin[1] or "\\N", origin[2] or "\\N")) + "\n"
 
 
 def generate(url: str, tool_calls: int, llm_requests: int, days: int, seed: int = 42,

@@ -78,7 +78,8 @@ def budget_rules(llm: dict[str, Any]) -> list[dict[str, Any]]:
               "period ends. Open LLM Usage, Budgets, for the date.", llm, "15m"),
         _rule("aa-budget-surge", "Budget cost surge",
               {"SPEND": "spend", "PREVIOUS": "previous_spend", "PCT": "spend_pct"},
-              f"$SPEND >= {SURGE_RATIO} * $PREVIOUS && $PCT >= {SURGE_MIN_PCT}", "warning",
+              # A previous period with no spend is no baseline (a new budget, user or installation).
+              f"$PREVIOUS > 0 && $SPEND >= {SURGE_RATIO} * $PREVIOUS && $PCT >= {SURGE_MIN_PCT}", "warning",
               f"{_WHO}, at least {SURGE_RATIO}x the previous period's "
               "{{ printf \"%.2f\" $values.PREVIOUS.Value }} USD at the same point.",
               f"Spend surged against the previous period (and is at least {SURGE_MIN_PCT} % of the budget). "

@@ -166,6 +166,7 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
     for mid in ("llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens",
                 "llm_top_models_by_cost"):
         lay.add(P.table_panel(variant, metric(mid), v, title=SEED_TITLES.get(mid)))
+    _llm_health(lay, variant, v)
     lay.row("Sessions")
     sm = metric("session_metrics")
     lay.add(P.record_panel(variant, sm, v, tuple(c.name for c in sm.columns), h=6,
@@ -196,6 +197,26 @@ def _budgets(lay: Layout, variant: Variant) -> None:
                          f"the end of the time range. **Forecast:** {budget_forecast.METHOD}. A rate of 0 gives "
                          "no date. Unpriced tokens are usage no price is known for: spend and forecast leave "
                          "them out. See docs/budgets.md.", h=3))
+
+
+def _llm_health(lay: Layout, variant: Variant, v: tuple[str, ...]) -> None:
+    """LLM Usage's health (API errors, durations, cache) and where the money goes."""
+    lay.row("Health: API errors and latency")
+    for mid, no_value in (("llm_api_errors", "0"), ("llm_error_rate", "No requests"),
+                          ("llm_retries_exhausted", "0"), ("llm_latency_p95", "No durations")):
+        lay.add(P.stat_panel(variant, metric(mid), v, no_value=no_value))
+    lay.add(P.timeseries_panel(variant, metric("llm_errors_over_time"), v, title="API errors over time"))
+    lay.add(P.table_panel(variant, metric("llm_errors_by_status"), v))
+    lay.add(P.table_panel(variant, metric("llm_latency_by_model"), v, w=24))
+    lay.row("Cache")
+    lay.add(P.stat_panel(variant, metric("llm_cache_hit_ratio"), v, h=9, no_value="No input"))
+    lay.add(P.timeseries_panel(variant, metric("llm_cache_hit_ratio_over_time"), v, w=9,
+                               title="Cache hit ratio over time"))
+    lay.add(P.table_panel(variant, metric("llm_cache_hit_ratio_by_user"), v, w=9))
+    lay.row("Where the money goes: subagents, effort, speed")
+    lay.add(P.table_panel(variant, metric("llm_cost_by_subagent"), v))
+    lay.add(P.table_panel(variant, metric("llm_cost_by_effort"), v, w=6))
+    lay.add(P.table_panel(variant, metric("llm_cost_by_speed"), v, w=6))
 
 
 def security(variant: Variant, cfg: Config) -> db.Dashboard:
@@ -243,6 +264,7 @@ def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.newline()
     lay.add(P.table_panel(variant, metric("session_models"), filters, w=16, h=8, title="Models"))
     lay.add(P.bars_panel(variant, metric("session_token_mix"), filters, w=8, h=8))
+    lay.add(P.table_panel(variant, metric("session_subagents"), filters, w=24, h=8, title="Subagents"))
     # Bars over the session's own buckets: a time series panel would stretch a half-hour session
     # across the whole date range, which stays the comparison baseline's range.
     lay.add(P.bars_panel(variant, metric("session_tokens_over_time"), filters, title="Tokens over time"))

@@ -108,6 +108,13 @@ class LlmRequest:
     # The agent's own figures contradict each other (more 1-hour cache writes than writes): the
     # request is kept, its tokens as reported, but no list price can be derived (pricing).
     split_inconsistent: bool = False
+    # What the agent says of the request beyond its usage (none is in the content key: the
+    # attributes it is read from are). query_source: 'main' or 'subagent'; None: not sent.
+    ttft_ms: float | None = None
+    query_source: str | None = None
+    agent_name: str | None = None
+    effort: str | None = None
+    speed: str | None = None
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -135,13 +142,22 @@ class LlmError:
     attributes: dict[str, Any]
     source_key: bytes = b""
     attributes_json: str = field(default="", repr=False)
+    # 'error': a failed request (the last attempt, for Claude Code); 'retries_exhausted': the
+    # agent gave up retrying (Claude Code's api_retries_exhausted, after that attempt's error).
+    kind: str = "error"
+    attempt: int | None = None
+    query_source: str | None = None
+    agent_name: str | None = None
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
+        if self.kind not in ("error", "retries_exhausted"):
+            raise ValueError(f"bad error kind {self.kind!r}")
         self.attributes_json = self.attributes_json or canonical_json(self.attributes)
         if not self.source_key:
+            # An error's key as it always was; giving up is a fact of its own kind.
             self.source_key = content_key(
-                "llm_error", self.attributes_json, t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
+                "llm_error" if self.kind == "error" else "llm_retries_exhausted", self.attributes_json, t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
                 a=self.agent_id, p=self.provider, m=self.model, e=self.error, sc=self.status_code,
                 d=self.duration_ms)
 
@@ -241,6 +257,10 @@ class MetricPoint:
     tool_name: str = ""
     decided_by: str = ""
     activity: str = ""
+    # Breakdowns the point's attributes carry (part of its series, hence of its key already).
+    query_source: str | None = None
+    agent_name: str | None = None
+    effort: str | None = None
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -257,14 +277,16 @@ class MetricPoint:
 COLUMNS: dict[str, tuple[str, ...]] = {
     "llm_requests": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
                      "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted"),
+                     "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted",
+                     "ttft_ms", "query_source", "agent_name", "effort", "speed"),
     "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
-                   "error", "status_code", "duration_ms", "attributes"),
+                   "error", "status_code", "duration_ms", "attributes", "kind", "attempt", "query_source", "agent_name"),
     "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
                    "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
                    "policy_name", "policy_description", "attributes"),
     "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
-                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted"),
+                      "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted",
+                      "query_source", "agent_name", "effort"),
     "agent_enforcement": ("time", "source_key", "source", "kind", "user_id", "agent_id", "agent_instance_id",
                           "session_id", "mcp_server_id", "tool_name", "outcome", "decision_source",
                           "permission_mode", "error_code", "blocked", "policy_id", "policy_name", "attributes"),

@@ -86,9 +86,10 @@ def productivity_rows(llm: list[tuple]) -> list[tuple]:
     return out
 
 
-def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
+def load_raw_rows(url: str, rows=None, refresh: bool = True, health: bool = False) -> None:
     """`rows` (raw_rows' three lists, by default raw_rows()), and enforcement_rows of its calls and
-    productivity_rows of its requests where the schema has their tables."""
+    productivity_rows of its requests where the schema has their tables; `health`: API errors and
+    the requests' health columns too (_health_rows)."""
     tool_calls, llm, points = rows or raw_rows()
     with psycopg.connect(url, autocommit=True) as c:
         with c.cursor().copy("COPY tool_calls (time, source_key, source, user_id, agent_id, agent_instance_id,"
@@ -117,6 +118,36 @@ def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
                                  " value) FROM STDIN") as cp:
                 for r in productivity_rows(llm):
                     cp.write_row(r)
+        if health:
+            _health_rows(c)
         if refresh:  # the schema is complete: what the receiver would keep, then the aggregates
             c.execute("SELECT aa_rebuild_session_totals()")
             refresh_aggregates(c)
+
+
+def _health_rows(c) -> None:
+    """API errors, and the requests' time to first token, main thread or subagent, effort and
+    speed (migration 0013), derived from each row's key so that both backends hold the same;
+    left out on a schema from before 0013 (the upgrade tests)."""
+    if not c.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'llm_requests'"
+                     " AND column_name = 'ttft_ms'").fetchone():
+        return
+    c.execute("""UPDATE llm_requests SET
+        ttft_ms = CASE WHEN get_byte(source_key, 1) % 4 <> 0 THEN 10 + get_byte(source_key, 2) END,
+        query_source = CASE WHEN get_byte(source_key, 3) % 3 = 0 THEN 'subagent' ELSE 'main' END,
+        agent_name = CASE WHEN get_byte(source_key, 3) % 3 = 0
+                          THEN (ARRAY['Explore', 'reviewer'])[get_byte(source_key, 4) % 2 + 1] END,
+        effort = (ARRAY['high', 'medium', NULL])[get_byte(source_key, 5) % 3 + 1],
+        speed = (ARRAY['normal', 'fast'])[get_byte(source_key, 6) % 2 + 1]""")
+    c.execute("""UPDATE metric_points SET
+        query_source = CASE WHEN get_byte(source_key, 3) % 3 = 0 THEN 'subagent' ELSE 'main' END,
+        agent_name = CASE WHEN get_byte(source_key, 3) % 3 = 0 THEN 'Explore' END,
+        effort = (ARRAY['high', NULL])[get_byte(source_key, 5) % 2 + 1]""")
+    c.execute("""INSERT INTO llm_errors (time, source_key, source, session_id, user_id, agent_id, provider, model,
+                                         error, status_code, kind, attempt)
+        SELECT time, sha256(source_key), source, session_id, user_id, agent_id, provider, model, 'Overloaded',
+               (ARRAY[529, 500, 429])[get_byte(source_key, 7) % 3 + 1],
+               CASE WHEN get_byte(source_key, 8) % 4 = 0 THEN 'retries_exhausted' ELSE 'error' END,
+               1 + get_byte(source_key, 9) % 4
+        FROM llm_requests WHERE get_byte(source_key, 10) % 3 = 0
+        ON CONFLICT DO NOTHING""")

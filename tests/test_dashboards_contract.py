@@ -209,10 +209,24 @@ def _panel_field_refs(panel: dict) -> set[str]:
     return refs
 
 
-def _may_be_null(column: str) -> bool:
-    """Columns that are null in every row of a filled demo: the previous period's (the demo's 30
-    days have no 30 days before them) and a policy's description."""
-    return column in ("previous", "change_pct", "policy_description") or column.startswith("previous_")
+def _may_be_null(column: str, may_be_null: set[str]) -> bool:
+    """A Value figure's previous period (previous_*) is null in every row of the demo: its 30 days
+    have no 30 days before them."""
+    return column in may_be_null or column.startswith("previous_")
+
+
+def rightly_null(where: str, metric_id: str, rows: list[dict], problems: list[str]) -> set[str]:
+    """The columns that may be null in every row of an answer: no previous spend, no description
+    recorded, no budget reached (none can be in the first hour of a Monday the 1st, when no period
+    has spend yet). A budget's reached_on is checked against its spend and amount row by row."""
+    out = {"previous", "change_pct", "policy_description"}
+    if metric_id == "llm_budgets":
+        reached = [r["spend"] is not None and r["spend"] >= r["amount"] for r in rows]
+        if [r["reached_on"] is not None for r in rows] != reached:
+            problems.append(f"{where}: reached_on is set where spend < amount or missing where spend >= amount")
+        if not any(reached):
+            out.add("reached_on")
+    return out
 
 
 def check_infinity_answer(where: str, panel: dict, target: dict, body: dict, problems: list[str]) -> None:
@@ -222,10 +236,11 @@ def check_infinity_answer(where: str, panel: dict, target: dict, body: dict, pro
         problems.append(f"{where}: no rows")
         return
     names = set()
+    may_be_null = rightly_null(where, m.id, rows, problems)
     for col in target["columns"]:
         names.add(col["text"])
         values = [r.get(col["selector"]) for r in rows]
-        if all(v is None for v in values) and not _may_be_null(col["selector"]):
+        if all(v is None for v in values) and not _may_be_null(col["selector"], may_be_null):
             problems.append(f"{where}: column {col['selector']} is null in every row")
         bad = [v for v in values if v is not None and not isinstance(v, _INFINITY_PY[col["type"]])]
         if bad:
@@ -256,6 +271,9 @@ def check_json_answer(where: str, panel: dict, body: list, problems: list[str]) 
         if len(lengths) != 1 or lengths == {0}:
             problems.append(f"{where}: empty or ragged frame ({lengths})")
             continue
+        may_be_null = rightly_null(where, m.id, [dict(zip(fields, values))
+                                                 for values in zip(*(f["values"] for f in fields.values()))],
+                                   problems)
         for c in m.columns:
             f = fields[c.name]
             names |= {c.name, f.get("config", {}).get("displayName", c.name)}
@@ -264,7 +282,7 @@ def check_json_answer(where: str, panel: dict, body: list, problems: list[str]) 
             bad = [v for v in f["values"] if v is not None and not isinstance(v, _PY_TYPES[c.type])]
             if bad:
                 problems.append(f"{where}: field {c.name} ({c.type}) has {bad[:3]}")
-            if all(v is None for v in f["values"]) and not _may_be_null(c.name):
+            if all(v is None for v in f["values"]) and not _may_be_null(c.name, may_be_null):
                 problems.append(f"{where}: field {c.name} is null in every row")
         if m.kind == "timeseries":
             if m.columns[-1].name == "previous" and fields["previous"]["config"].get("displayName") != "Previous period":
@@ -306,6 +324,44 @@ def demo_service(app, db_url):
         with psycopg.connect(db_url, autocommit=True) as c:
             refresh_aggregates(c)
         yield server, p
+
+
+def test_the_budgets_panel_answers_in_the_first_hour_of_a_monday_the_first(app, db_url):
+    """No period has spend yet at 00:30 UTC on Monday 1 June 2026: no budget is reached, and the
+    Budgets panel (both variants) is still a valid answer, not a dashboard failing on a date."""
+    now = datetime(2026, 6, 1, 0, 30, tzinfo=timezone.utc)
+    with Server(app) as server:
+        p = demo.plan(days=8, users=6, seed=3, now=now)
+        assert not any(k.endswith("_failed") for k in demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None))
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        start = now - timedelta(days=30)
+        frm, to = int(start.timestamp() * 1000), int(now.timestamp() * 1000)
+        problems: list[str] = []
+        checked = 0
+        for variant in VARIANTS:
+            d = load(variant.key, "llm-usage")
+            for panel in d["panels"]:
+                if panel["type"] in ("row", "text") or "llm_budgets" not in json.dumps(panel.get("targets")):
+                    continue
+                where = f"{variant.key}/llm-usage/{panel['title']}"
+                if variant is INFINITY:
+                    for t in panel["targets"]:
+                        r = requests.get(server.url + render_infinity_url(t["url"], d, frm, to, {}), headers=AUTH,
+                                         timeout=60)
+                        assert r.status_code == 200, r.text
+                        rows = r.json()["rows"]
+                        assert rows and all(row["reached_on"] is None and row["spend"] == 0 for row in rows)
+                        check_infinity_answer(where, panel, t, r.json(), problems)
+                else:
+                    r = requests.post(f"{server.url}/grafana/query", json=render_json_request(panel, d, start, now, {}),
+                                      headers=AUTH, timeout=60)
+                    assert r.status_code == 200, r.text
+                    check_json_answer(where, panel, r.json(), problems)
+                checked += 1
+        assert checked == 2 and not problems, problems
 
 
 def test_demo_data_arrives_through_the_real_path(demo_service, conn):

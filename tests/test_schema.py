@@ -173,7 +173,7 @@ def test_same_rows_give_same_aggregates_on_both_backends(pg_cluster):
     urls = {b: migrated_database(pg_cluster, b) for b in ("plain", "timescaledb")}
     for url in urls.values():
         reset_database(url)
-        _load(url)
+        _load(url, health=True)
     plain, tsdb = (_aggregate_contents(urls[b]) for b in ("plain", "timescaledb"))
     for name in AGGREGATES:
         assert plain[name][0] == tsdb[name][0], f"{name}: columns differ"
