@@ -30,7 +30,7 @@ ADDED_BY: dict[str, frozenset[str]] = {
                        "llm_errors_minutely", "llm_errors_hourly", "llm_errors_by_user_daily"}),
 }
 # Migration 0015 (productivity points): what the spend bought.
-ADDED_BY["0015"] = frozenset({"productivity_hourly", "productivity_per_user_hourly", "productivity_per_user_daily",
-                              "productivity_totals_hourly", "productivity_totals_daily"})
-ADDED_BY["per-minute"] = frozenset(a for a in AGGREGATES if a.endswith("_minutely")) - ADDED_BY["0013"]
+ADDED_BY["0015"] = frozenset(a for a in AGGREGATES if a.startswith("productivity_"))
+ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
+                          - ADDED_BY["0013"] - ADDED_BY["0015"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())
