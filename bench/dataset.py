@@ -335,8 +335,8 @@ def generate(url: str, tool_calls: int, llm_requests: int, days: int, seed: int 
     t = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         if "llm_requests" not in only:
-            conn.execute("ANALYZE")
             timings["refresh_s"] = _refresh(conn, only)
+            conn.execute("ANALYZE")
             return timings
         # What the receiver keeps per session (migration 0005), for rows loaded by COPY; then
         # in the order a receiver would have written them, as sessions appeared (the workers
