@@ -9,7 +9,8 @@ tools and tags, policies) is created to match, so every filter has something to 
     python -m bench.dataset --database-url URL --only agent_enforcement   # one table's rows only
 
 `--only` writes the named raw tables' rows (and refreshes the aggregates over them) into a database
-generated before those tables existed, after `agent-analytics migrate` added them.
+generated before those tables existed, after `agent-analytics migrate` added them; the directory
+(budgets included) is written each time, missing entries only.
 """
 from __future__ import annotations
 
@@ -65,6 +66,15 @@ def directory(conn: psycopg.Connection, seed: int) -> None:
                                  (f"mcp-{m:02d}", f"tool_{t}", "writes"))
         conn.cursor().executemany("INSERT INTO policies (id, name, description) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                                   [(f"pol-{p}", f"Policy {p}", f"Blocks category {p}") for p in range(N_POLICIES)])
+        # Budgets (migration 0016): the organisation's month, each group's week, 20 users' days
+        # and months; each is measured against its scope's LLM usage at query time.
+        conn.cursor().executemany(
+            "INSERT INTO budgets (id, name, scope, target, period, amount_usd, owner)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [("org-month", "Organisation", "organisation", None, "month", 200_000, us[0])]
+            + [(f"team-{g}-week", f"Team {g}", "group", f"team-{g}", "week", 5_000, us[g]) for g in range(N_GROUPS)]
+            + [(f"user-{i:03d}-{period}", f"User {i}", "user", us[i], period, amount, us[0])
+               for i in range(0, N_USERS, 10) for period, amount in (("day", 40), ("month", 800))])
 
 
 def _when(rng: random.Random, start: float, span: float) -> str:
@@ -369,11 +379,12 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--enforcement-events", type=int, default=2_000_000)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--only", action="append", choices=RAW_TABLES,
-                    help="write only this raw table's rows (repeat for several); default: all")
+    ap.add_argument("--only", action="append", choices=(*RAW_TABLES, "directory"),
+                    help="write only this raw table's rows (repeat for several; 'directory': none, the directory"
+                         " is always written); default: all")
     a = ap.parse_args()
     for k, v in generate(a.database_url, a.tool_calls, a.llm_requests, a.days, a.seed,
-                         enforcement=a.enforcement_events, only=tuple(a.only or RAW_TABLES)).items():
+                         enforcement=a.enforcement_events, only=tuple(t for t in a.only or RAW_TABLES if t != "directory")).items():
         print(f"{k}: {v:,.1f}" if isinstance(v, float) else f"{k}: {v:,}")
 
 
