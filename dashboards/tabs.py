@@ -195,7 +195,7 @@ def _budgets(lay: Layout, variant: Variant) -> None:
                           no_value="No budgets: set them with the directory API or `agent-analytics directory load`"))
     lay.add(P.text_panel("How the forecast is made", f"Spend to date and forecast in USD, per UTC period, as of "
                          f"the end of the time range. **Forecast:** {budget_forecast.METHOD}. A rate of 0 gives "
-                         "no date. Unpriced tokens are usage no price is known for: spend and forecast leave "
+                         "no date; before a complete day of usage there is no rate and no forecast. Unpriced tokens are usage no price is known for: spend and forecast leave "
                          "them out. See docs/budgets.md.", h=3))
 
 

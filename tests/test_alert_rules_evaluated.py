@@ -339,6 +339,9 @@ SPEND = ([(_t(d, 20), "ann@x", 12) for d in range(13, 20)]          # the 7 days
          + [(_t(20, 9), "ann@x", 5), (_t(20, 10), "ann@x", 3), (_t(20, 11), "ann@x", 2),
             (_t(20, 9), "bob@x", None),
             (_t(20, 9, 30), "carol@x", 4)])                             # carol's first usage ever
+# A rule's columns, by the figure _oracle names them: a budget with one of them unknown has no instance.
+RULE_FIGURES = {"aa-budget-80": ("pct", "spend"), "aa-budget-100": ("pct", "spend"),
+                "aa-budget-forecast": ("forecast_pct", "pct", "spend"), "aa-budget-surge": ("spend", "previous", "pct")}
 BUDGETS = [
     {"id": "ann-day", "name": "Ann daily", "scope": "user", "target": "ann@x", "period": "day", "amount_usd": 10,
      "owner": "ann@x"},
@@ -347,7 +350,8 @@ BUDGETS = [
     # Its only usage has no price: its spend is unknown, so no instance of any rule, never "0 %".
     {"id": "bob-day", "name": "Bob daily", "scope": "user", "target": "bob@x", "period": "day", "amount_usd": 1,
      "owner": "bob@x"},
-    # 40 % spent on her first day: no previous period to surge against (its 0 is no history), no alert.
+    # 40 % spent on her first day: no previous period to surge against (its 0 is no history), no alert;
+    # no complete day of usage, so no rate and no forecast: no instance of the forecast rule.
     {"id": "carol-day", "name": "Carol daily", "scope": "user", "target": "carol@x", "period": "day",
      "amount_usd": 10, "owner": "carol@x"},
 ]
@@ -372,18 +376,28 @@ def _oracle(t: datetime) -> dict[str, dict[str, float]]:
                 c is not None for at, c in mine if start <= at < t):
             continue  # nothing priced: unknown
         spend = sum(c for at, c in mine if start <= at < t and c is not None)
-        rate = sum(c for at, c in mine if day0 - timedelta(days=7) <= at < day0 and c is not None) / 7
-        previous = sum(c for at, c in mine if prev <= at < prev + (t - start) and c is not None)
+        # The rate: the complete days since the scope's first usage, at most 7; none complete: unknown.
+        days = min(7, (day0 - min(at for at, _ in mine).replace(hour=0, minute=0)).days)
+        rate = (sum(c for at, c in mine if day0 - timedelta(days=days) <= at < day0 and c is not None) / days
+                if days > 0 else None)
+        # The data begins 13 March: a previous period starting before it is unknown (February).
+        previous = (sum(c for at, c in mine if prev <= at < prev + (t - start) and c is not None)
+                    if min(at for at, _, _ in SPEND).date() <= prev.date() else None)
         out[b["id"]] = {"spend": spend, "pct": spend / b["amount_usd"] * 100, "previous": previous,
-                        "forecast_pct": (spend + rate * ((end - t) / timedelta(days=1))) / b["amount_usd"] * 100}
+                        "forecast_pct": None if rate is None else
+                        (spend + rate * ((end - t) / timedelta(days=1))) / b["amount_usd"] * 100}
     return out
 
 
 def _fires(uid: str, f: dict[str, float]) -> bool:
-    return {"aa-budget-80": ba.WARN_PCT <= f["pct"] < ba.FULL_PCT, "aa-budget-100": f["pct"] >= ba.FULL_PCT,
-            "aa-budget-forecast": f["forecast_pct"] > ba.FULL_PCT and f["pct"] < ba.FULL_PCT,
+    if any(f[k] is None for k in RULE_FIGURES[uid]):
+        return False
+    return {"aa-budget-80": lambda: ba.WARN_PCT <= f["pct"] < ba.FULL_PCT,
+            "aa-budget-100": lambda: f["pct"] >= ba.FULL_PCT,
+            "aa-budget-forecast": lambda: f["forecast_pct"] > ba.FULL_PCT and f["pct"] < ba.FULL_PCT,
             # A surge needs a previous period that spent something: against nothing, any spend is "a surge".
-            "aa-budget-surge": f["previous"] > 0 and f["spend"] >= 1.5 * f["previous"] and f["pct"] >= 25}[uid]
+            "aa-budget-surge": lambda: f["previous"] > 0 and f["spend"] >= 1.5 * f["previous"] and f["pct"] >= 25,
+            }[uid]()
 
 
 def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn):
@@ -397,12 +411,15 @@ def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn
         for moment, expected in MOMENTS.items():
             figures = _oracle(moment)
             assert set(figures) == {"ann-day", "org-month", "carol-day"}
+            assert figures["carol-day"]["forecast_pct"] is None and figures["org-month"]["previous"] is None
             for uid in BUDGET_RULES:
                 rule = RULES[uid]
                 ev = evaluate(rule, moment, server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
                 budgets = {dict(labels)["budget"]: state for labels, state in ev.instances.items()}
-                # One instance per budget whose spend is known, labelled with its id, name and owner.
-                assert set(budgets) == set(figures), (moment, uid, ev.instances)
+                # One instance per budget whose figures the rule reads are known, labelled with its
+                # id, name and owner.
+                known = {b for b, f in figures.items() if all(f[k] is not None for k in RULE_FIGURES[uid])}
+                assert set(budgets) == known, (moment, uid, ev.instances)
                 for labels in ev.instances:
                     b = names[dict(labels)["budget"]]
                     assert dict(labels) == {"budget": b["id"], "budget_name": b["name"], "owner": b["owner"]}
