@@ -39,6 +39,8 @@ def _pick(rng: random.Random, pairs: tuple[tuple[str, float], ...]) -> str:
 def work(seed: int, session: Any) -> Work:
     """What a Claude Code session of the plan bought: an edit decision every few requests, most
     accepted; a commit in half the sessions, a pull request after some commits."""
+    if not session.requests:  # a session that made no request wrote nothing
+        return Work(model="", lines_added=0, lines_removed=0, commits=0, pull_requests=0, active_seconds=0.0)
     rng = random.Random(f"{seed}:{session.id}")
     models = Counter(r.model for r in session.requests)
     w = Work(model=models.most_common(1)[0][0], lines_added=0, lines_removed=0, commits=0, pull_requests=0,
@@ -71,5 +73,6 @@ def points(w: Work, base: dict[str, Any], start_ns: int, end_ns: int,
         out["claude_code.code_edit_tool.decision"].append(point(
             {**base, "decision": decision, "source": "config" if decision == "accept" else "user_reject",
              "tool_name": tool, "language": language}, start_ns, end_ns, n))
-    out["claude_code.active_time.total"].append(point({**base, "type": "cli"}, start_ns, end_ns, w.active_seconds))
+    if w.active_seconds:
+        out["claude_code.active_time.total"].append(point({**base, "type": "cli"}, start_ns, end_ns, w.active_seconds))
     return out
