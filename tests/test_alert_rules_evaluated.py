@@ -150,6 +150,18 @@ def _plan(s: Scenario, now: datetime) -> demo.Plan:
     return demo.Plan(now, [USER], demo.directory_document([USER]), sessions)
 
 
+def _sent_and_evaluated(app, db_url: str, p: demo.Plan, rule: dict, now: datetime, token: str):
+    """The plan sent through the OTLP path, the aggregates refreshed, and the rule evaluated at
+    `now` with `token`, as Grafana would: (the evaluation, the service's URL)."""
+    with Server(app) as server:
+        if p.sessions:
+            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+            assert not any(k.endswith("_failed") for k in results), results
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        return evaluate(rule, now, server.url, {"Authorization": f"Bearer {token}"}), server.url
+
+
 def _blocked_between(p: demo.Plan, start: datetime, end: datetime) -> int:
     return sum(1 for s in p.sessions for c in s.tool_calls if c.outcome == "blocked" and start <= c.start < end)
 
@@ -159,17 +171,11 @@ def test_blocked_calls_surge_rule_as_grafana_evaluates_it(app, db_url, scenario)
     rule = RULES[SURGE]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     p = _plan(scenario, now)
-    with Server(app) as server:
-        if p.sessions:
-            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
-            assert not any(k.endswith("_failed") for k in results), results
-        with psycopg.connect(db_url, autocommit=True) as c:
-            refresh_aggregates(c)
-        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {QUERY_TOKEN}"})
+    ev, url = _sent_and_evaluated(app, db_url, p, rule, now, QUERY_TOKEN)
 
     # The queries Grafana sends: the last hour, absolute, in epoch milliseconds.
     hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
-    assert ev.requests == [f"{server.url}/api/v1/query/security_blocked_calls?from={hour_ago_ms}&to={now_ms}"] * 2
+    assert ev.requests == [f"{url}/api/v1/query/security_blocked_calls?from={hour_ago_ms}&to={now_ms}"] * 2
     # The numbers, counted from the dataset.
     last_hour = _blocked_between(p, now - timedelta(hours=1), now)
     hour_before = _blocked_between(p, now - timedelta(hours=2), now - timedelta(hours=1))
@@ -227,15 +233,10 @@ def test_agent_enforcement_surge_rules_as_grafana_evaluates_them(app, db_url, ru
     rule = RULES[rule_uid]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     p = _agent_plan(rule_uid, scenario, now)
-    with Server(app) as server:
-        results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
-        assert not any(k.endswith("_failed") for k in results), results
-        with psycopg.connect(db_url, autocommit=True) as c:
-            refresh_aggregates(c)
-        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {QUERY_TOKEN}"})
+    ev, url = _sent_and_evaluated(app, db_url, p, rule, now, QUERY_TOKEN)
 
     hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
-    assert ev.requests == [f"{server.url}/api/v1/query/{metric}?from={hour_ago_ms}&to={now_ms}"] * 2
+    assert ev.requests == [f"{url}/api/v1/query/{metric}?from={hour_ago_ms}&to={now_ms}"] * 2
     last_hour = _counted_between(rule_uid, p, now - timedelta(hours=1), now)
     hour_before = _counted_between(rule_uid, p, now - timedelta(hours=2), now - timedelta(hours=1))
     assert (last_hour, hour_before) == (scenario.last_hour, scenario.hour_before)
@@ -276,17 +277,11 @@ def test_api_error_rate_surge_rule_as_grafana_evaluates_it(app, db_url, scenario
     rule = RULES[ERROR_SURGE]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     p = _error_plan(scenario, now)
-    with Server(app) as server:
-        if p.sessions:
-            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
-            assert not any(k.endswith("_failed") for k in results), results
-        with psycopg.connect(db_url, autocommit=True) as c:
-            refresh_aggregates(c)
-        # The provisioned data source's token has the llm-analytics permission (AA_GRAFANA_QUERY_TOKEN).
-        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
+    # The provisioned data source's token has the llm-analytics permission (AA_GRAFANA_QUERY_TOKEN).
+    ev, url = _sent_and_evaluated(app, db_url, p, rule, now, LLM_TOKEN)
 
     hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
-    assert ev.requests == [f"{server.url}/api/v1/query/llm_error_rate?from={hour_ago_ms}&to={now_ms}"] * 3
+    assert ev.requests == [f"{url}/api/v1/query/llm_error_rate?from={hour_ago_ms}&to={now_ms}"] * 3
     # The numbers, counted from the dataset: errors against requests that ended, per hour.
     hour, before = (now - timedelta(hours=1), now), (now - timedelta(hours=2), now - timedelta(hours=1))
     counted = [(sum(1 for x in p.sessions for e in x.errors if lo <= e.time < hi),
