@@ -130,7 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AA_QUERY_TOKENS", "query_tokens", (), _tokens,
             "Comma-separated bearer tokens for queries without the llm-analytics permission."),
     Setting("AA_LLM_QUERY_TOKENS", "llm_query_tokens", (), _tokens,
-            "Comma-separated query tokens that also carry the llm-analytics permission (LLM Usage, sessions)."),
+            "Comma-separated query tokens that also carry the llm-analytics permission (LLM Usage, sessions, Value)."),
     Setting("AA_METRICS_TOKENS", "metrics_tokens", (), _tokens,
             "Comma-separated tokens for scraping the service's own Prometheus `/metrics` (query tokens work too)."),
     Setting("AA_ALLOW_NO_AUTH", "allow_no_auth", False, _bool,

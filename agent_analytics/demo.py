@@ -4,8 +4,14 @@ The data (agent_analytics/demo_plan.py) travels the real path: the directory (gr
 policies) through the directory API, and the telemetry as OTLP/HTTP protobuf made by the
 OpenTelemetry SDK's own exporters:
 - Claude Code sessions: `claude_code.api_request` events (logs) and the session's
-  `claude_code.token.usage` / `claude_code.cost.usage` metrics (delta sums);
-- Codex sessions: `codex.conversation_starts` and `codex.sse_event` (response.completed) events;
+  `claude_code.token.usage` / `claude_code.cost.usage` metrics (delta sums), and what each
+  session bought (lines of code, commits, pull requests, edit decisions, active time:
+  demo_productivity.py);
+- Claude Code's API errors (`claude_code.api_error`, `claude_code.api_retries_exhausted`), who made
+  each request (main thread or subagent), its effort, speed and time to first token
+  (agent_analytics/demo_health.py);
+- Codex sessions: `codex.conversation_starts` and `codex.sse_event` (response.completed) events,
+  and a `codex.api_request` per failed attempt;
 - MCP tool calls through a gateway: `tools/call {tool}` spans with the user, agent, agent
   instance, MCP server and, for blocked calls, the policy;
 - the agents' own enforcement: permission decisions, hook blocks, permission modes, Codex's
@@ -22,9 +28,12 @@ import sys
 from datetime import datetime
 from typing import Any, Callable
 
+from agent_analytics import demo_productivity
+
 # The plan's names, also read as demo.NAME (tests, bench).
 from agent_analytics import demo_enforcement as enforcement
-from agent_analytics.demo_plan import (AGENTS, GROUPS, MCP_SERVERS, MODELS, NS, POLICIES, PROVIDERS, UTC, Plan,
+from agent_analytics import demo_health
+from agent_analytics.demo_plan import (AGENTS, ApiError, GROUPS, MCP_SERVERS, MODELS, NS, POLICIES, PROVIDERS, UTC, Plan,
                                        Request, Session, ToolCall, User, _instance, directory_document, plan)
 
 
@@ -111,6 +120,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
     results: dict[str, int] = {}
     # Queues that hold everything: the batch processors drop records when their queue is full.
     total_records = max(1000, sum(len(s.requests) + len(s.tool_calls) + 1 + enforcement.records(s.enforcement)
+                                  + 5 * len(s.errors)
                                   for s in p.sessions) + 16)
 
     def log_provider(resource: dict[str, str]) -> LoggerProvider:
@@ -147,6 +157,7 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
     scope = InstrumentationScope("com.anthropic.claude_code", "2.1.328")
     token_points: list[NumberDataPoint] = []
     cost_points: list[NumberDataPoint] = []
+    value_points: dict[str, list[NumberDataPoint]] = {name: [] for name in demo_productivity.METRICS}
 
     def flush_metrics() -> None:
         if not token_points:
@@ -155,12 +166,16 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
         data = MetricsData([ResourceMetrics(claude_resource, [ScopeMetrics(scope, [
             Metric("claude_code.token.usage", "Number of tokens used", "tokens", Sum(list(token_points), delta, True)),
             Metric("claude_code.cost.usage", "Cost of the session", "USD", Sum(list(cost_points), delta, True)),
+            *(Metric(name, description, unit, Sum(list(value_points[name]), delta, True))
+              for name, (unit, description) in demo_productivity.METRICS.items() if value_points[name]),
         ], "")], "")])
         result = metric_exporter.export(data)
         key = "metrics_ok" if result == MetricExportResult.SUCCESS else "metrics_failed"
         results[key] = results.get(key, 0) + 1
         token_points.clear()
         cost_points.clear()
+        for points in value_points.values():
+            points.clear()
 
     for s in p.sessions:
         u = s.user
@@ -169,29 +184,38 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
             # Claude Code copies OTEL_RESOURCE_ATTRIBUTES onto every event and metric point.
             base = {"session.id": s.id, "user.email": u.id, "user.id": u.anon_id, "organization.id": "org-demo",
                     "terminal.type": "vscode", "app.version": "2.1.328", **u.resource}
-            per_model: dict[tuple[str, str], float] = {}
-            cost_by_model: dict[str, float] = {}
+            per_model: dict[tuple[str, str, tuple], float] = {}
+            cost_by_model: dict[tuple[str, tuple], float] = {}
             for i, r in enumerate(s.requests):
                 cost = _price(r.model, provider, r)
                 attrs: dict[str, Any] = {
                     **base, "event.name": "api_request", "event.timestamp": _iso(r.time), "event.sequence": i,
                     "model": r.model, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
                     "cache_read_tokens": r.cache_read_tokens, "cache_creation_tokens": r.cache_write_tokens,
-                    "duration_ms": r.duration_ms, "ttft_ms": min(r.duration_ms, 900),
-                    "request_id": f"req_{s.id[:8]}_{i}", "query_source": "repl_main_thread"}
+                    "duration_ms": r.duration_ms, "request_id": f"req_{s.id[:8]}_{i}",
+                    **demo_health.request_attributes(r)}
+                labels = demo_health.metric_labels(r)
                 if cost is not None:
                     attrs["cost_usd"] = cost
-                    cost_by_model[r.model] = cost_by_model.get(r.model, 0.0) + cost
+                    cost_by_model[(r.model, labels)] = cost_by_model.get((r.model, labels), 0.0) + cost
                 claude_log.emit(body="claude_code.api_request", attributes=attrs, timestamp=_ns(r.time))
                 for kind, n in (("input", r.input_tokens), ("output", r.output_tokens),
                                 ("cacheRead", r.cache_read_tokens), ("cacheCreation", r.cache_write_tokens)):
-                    per_model[(r.model, kind)] = per_model.get((r.model, kind), 0) + n
-            # The session's metrics: one delta point per model and token type over the session.
+                    per_model[(r.model, kind, labels)] = per_model.get((r.model, kind, labels), 0) + n
+            # The session's metrics: one delta point per model, token type, thread and effort over
+            # the session.
             start_ns, end_ns = _ns(s.start), _ns(s.end)
-            for (model, kind), tokens in per_model.items():
-                token_points.append(NumberDataPoint({**base, "model": model, "type": kind}, start_ns, end_ns, tokens))
-            for model, model_cost in cost_by_model.items():
-                cost_points.append(NumberDataPoint({**base, "model": model}, start_ns, end_ns, model_cost))
+            for (model, kind, labels), tokens in per_model.items():
+                token_points.append(NumberDataPoint({**base, "model": model, "type": kind, **dict(labels)},
+                                                    start_ns, end_ns, tokens))
+            for (model, labels), model_cost in cost_by_model.items():
+                cost_points.append(NumberDataPoint({**base, "model": model, **dict(labels)}, start_ns, end_ns,
+                                                   model_cost))
+            demo_health.emit_errors(s, base, lambda name, a, t: claude_log.emit(body=name, attributes=a, timestamp=t),
+                                    _iso, _ns)
+            for name, points in demo_productivity.points(demo_productivity.work(p.seed, s), base, start_ns, end_ns,
+                                                         NumberDataPoint).items():
+                value_points[name] += points
             if len(token_points) >= 400:
                 flush_metrics()
             enforcement.emit_claude(s.enforcement, s.start, base, claude_log.emit)
@@ -212,6 +236,8 @@ def send(p: Plan, endpoint: str, token: str, say: Callable[[str], None] = print,
                     "reasoning_token_count": r.output_tokens // 3,
                     "tool_token_count": r.input_tokens + r.cache_read_tokens + r.output_tokens})
             enforcement.emit_codex(s.enforcement, base, codex_log.emit)
+            demo_health.emit_errors(s, base, lambda name, a, t: codex_log.emit(body=name, attributes=a, timestamp=t),
+                                    _iso, _ns)
         for i, c in enumerate(s.tool_calls):
             attrs = {"mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool",
                      "gen_ai.tool.name": c.tool, "mcp.server.name": c.server, "mcp.session.id": f"mcp-{s.id[:8]}",

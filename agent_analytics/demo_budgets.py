@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
-from agent_analytics.datasource.budget_forecast import DAY, RATE_DAYS, period_bounds, rate_window
+from agent_analytics.datasource.budget_forecast import DAY, UTC, period_bounds, rate_window
 from agent_analytics.ingest import pricing
 
 DOMAIN = "example.com"
@@ -30,9 +30,11 @@ def _figures(costs: list[tuple[datetime, Any, float]], who: Callable[[Any], bool
              now: datetime) -> tuple[float, float, float]:
     """Spend to date, daily rate and days left, as the service computes them (budget_forecast)."""
     start, end = period_bounds(period, now)
-    r0, r1 = rate_window(now)
+    first = min((t.astimezone(UTC).date() for t, u, c in costs if who(u)), default=None)
+    r0, r1 = rate_window(now, first)
     spend = sum(c for t, u, c in costs if who(u) and start <= t < now)
-    rate = sum(c for t, u, c in costs if who(u) and r0 <= t < r1) / RATE_DAYS
+    # No complete day of usage: the service shows no rate; the amounts are then sized on spend alone.
+    rate = sum(c for t, u, c in costs if who(u) and r0 <= t < r1) / (r1 - r0).days if r1 > r0 else 0.0
     return spend, rate, (end - now) / DAY
 
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from agent_analytics import demo_budgets
 from agent_analytics import demo_enforcement as enforcement
+from agent_analytics import demo_health
 
 UTC = timezone.utc
 NS = 1_000_000_000
@@ -98,6 +99,23 @@ class Request:
     cache_read_tokens: int
     cache_write_tokens: int
     duration_ms: int
+    # Who made it and how (Claude Code says; demo_health.py plans them): a subagent's name (None:
+    # the main thread), the effort asked for, the speed, the time to first token.
+    subagent: str | None = None
+    effort: str | None = None
+    speed: str | None = None
+    ttft_ms: int | None = None
+
+
+@dataclass
+class ApiError:
+    """A model API request that failed for good (after `attempt` attempts); `exhausted`: the
+    agent gave up retrying it (Claude Code's api_retries_exhausted)."""
+    time: datetime
+    model: str
+    status: int
+    attempt: int
+    exhausted: bool = False
 
 
 @dataclass
@@ -122,6 +140,7 @@ class Session:
     tool_calls: list[ToolCall] = field(default_factory=list)
     # Permission decisions and MCP server connections (demo_enforcement.py).
     enforcement: enforcement.SessionEnforcement = field(default_factory=enforcement.SessionEnforcement)
+    errors: list[ApiError] = field(default_factory=list)
 
 
 @dataclass
@@ -137,7 +156,8 @@ class Plan:
                 "llm_requests": sum(len(s.requests) for s in self.sessions),
                 "tool_calls": sum(len(s.tool_calls) for s in self.sessions),
                 "blocked_calls": sum(c.outcome == "blocked" for s in self.sessions for c in s.tool_calls),
-                "decisions": sum(len(s.enforcement.decisions or ()) for s in self.sessions)}
+                "decisions": sum(len(s.enforcement.decisions or ()) for s in self.sessions),
+                "api_errors": sum(len(s.errors) for s in self.sessions)}
 
 
 def _weighted(rng: random.Random, pairs: Sequence[tuple[Any, float]]) -> Any:
@@ -257,6 +277,9 @@ def plan(days: int = 30, users: int = 12, seed: int = 7, now: datetime | None = 
             key=lambda d: d.time)
     sessions.append(incident)
     sessions.sort(key=lambda s: s.start)
+    for s in sessions:
+        demo_health.plan_session(s)
+    demo_health.overload(incident)
     document = directory_document(people)
     document["budgets"] = demo_budgets.budgets(people, GROUPS, sessions, now)
     return Plan(now, people, document, sessions, seed)

@@ -78,8 +78,9 @@ def metric_of(url: str) -> str:
     return url.split("/api/v1/query/", 1)[1].split("?", 1)[0]
 
 
-def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: int) -> dict[str, float]:
-    """Median server time of each panel query (last 30 days, unfiltered), the panels of each
+def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: int,
+                  user: str | None = None) -> dict[str, float]:
+    """Median server time of each panel query (last 30 days, unfiltered or one user's), the panels of each
     repetition sent as one refresh: one range for all, a new one for the next (as Grafana does;
     the service shares figures between the panels of a refresh, see datasource/shared.py)."""
     times: dict[str, list[float]] = {metric_of(u): [] for u in urls}
@@ -87,7 +88,7 @@ def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: i
         end = int(time.time() * 1000)
         start = end - 30 * 86400 * 1000
         for u in urls:
-            r = session.get(base + render(u, start, end, None), timeout=600)
+            r = session.get(base + render(u, start, end, user), timeout=600)
             r.raise_for_status()
             times[metric_of(u)].append(server_seconds(r))
     return {m: statistics.median(v) for m, v in times.items()}
@@ -112,6 +113,7 @@ def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: li
                     [tab_seconds(base, s, urls, days, None)[0] for _ in range(max(1, reps // 2))]), None, None)
             if per_panel:
                 out[(tab, "panels")] = panel_seconds(base, s, urls, reps)
+                out[(tab, "user panels")] = panel_seconds(base, s, urls, reps, user)
         out["peak_rss_mib"] = peak_rss_mib(proc.pid)
     return out
 
@@ -124,7 +126,8 @@ def main() -> None:
     ap.add_argument("--raw-reps", type=int, default=2)
     ap.add_argument("--user", default="user007@example.com")
     ap.add_argument("--skip-raw", action="store_true")
-    ap.add_argument("--panels", action="store_true", help="also print each panel's median (30 days, unfiltered)")
+    ap.add_argument("--panels", action="store_true",
+                    help="also print each panel's median (30 days, unfiltered and with the user filter)")
     a = ap.parse_args()
     print(f"machine: {machine()}")
     for url in a.database_url:
@@ -150,8 +153,9 @@ def main() -> None:
             for tab in TABS))
         if a.panels:
             for tab in TABS:
-                print(f"{tab} panels (server time, median ms): " + ", ".join(
-                    f"{m} {v * 1000:.0f}" for m, v in agg[(tab, "panels")].items()))
+                for key, label in (("panels", "unfiltered"), ("user panels", "user filter")):
+                    print(f"{tab} panels, {label} (server time, median ms): " + ", ".join(
+                        f"{m} {v * 1000:.0f}" for m, v in agg[(tab, key)].items()))
         print(f"service peak RSS: {agg['peak_rss_mib']:.0f} MiB with aggregates"
               + (f", {raw['peak_rss_mib']:.0f} MiB raw" if raw else ""))
 

@@ -29,6 +29,12 @@ SURGE_RATIO = 2
 # and sessions running with bypassPermissions (every permission check skipped).
 HOOK_SURGE_MIN = 10
 BYPASS_SURGE_MIN = 3
+# An API error-rate surge: at least this many API errors in the last hour...
+ERROR_SURGE_MIN_ERRORS = 10
+# ...an error rate of at least this many errors per 100 requests that ended...
+ERROR_SURGE_MIN_RATE = 5
+# ...and at least this many times the hour before's rate (an hour with no requests counts as 0).
+ERROR_SURGE_RATIO = 2
 
 
 def _query_url(metric_id: str) -> str:
@@ -50,9 +56,11 @@ def _expr(ref_id: str, model: dict[str, Any]) -> dict[str, Any]:
             "model": model}
 
 
-def _last(ref_id: str, of: str) -> dict[str, Any]:
-    # A value that is not a number is dropped: no number is no data (noDataState), never a zero.
-    return _expr(ref_id, {"type": "reduce", "expression": of, "reducer": "last", "settings": {"mode": "dropNN"}})
+def _last(ref_id: str, of: str, unknown_is_zero: bool = False) -> dict[str, Any]:
+    # A value that is not a number is dropped: no number is no data (noDataState), never a zero;
+    # unless `unknown_is_zero` (a previous hour without requests had no errors to compare with).
+    settings = {"mode": "replaceNN", "replaceWithValue": 0} if unknown_is_zero else {"mode": "dropNN"}
+    return _expr(ref_id, {"type": "reduce", "expression": of, "reducer": "last", "settings": settings})
 
 
 def panel_showing(dashboard: dict[str, Any], metric_id: str) -> int:
@@ -102,6 +110,43 @@ def _surge(uid: str, title: str, metric_id: str, minimum: int, summary: str, des
     }
 
 
+def _error_rate_surge(llm: dict[str, Any]) -> dict[str, Any]:
+    """API errors surged: enough of them, a high rate, and a multiple of the hour before's."""
+    return {
+        "uid": "aa-api-error-rate-surge",
+        "title": "API error rate surge",
+        "condition": "H",
+        "data": [
+            _infinity_query("A", "llm_error_rate", "value"),     # the error rate in the last hour
+            _infinity_query("B", "llm_error_rate", "previous"),  # in the hour before
+            _infinity_query("C", "llm_error_rate", "errors"),    # API errors in the last hour
+            _last("D", "A"),
+            _last("E", "B", unknown_is_zero=True),
+            _last("F", "C"),
+            _expr("G", {"type": "math",
+                        "expression": f"($F >= {ERROR_SURGE_MIN_ERRORS}) && ($D >= {ERROR_SURGE_MIN_RATE})"
+                                      f" && ($D >= {ERROR_SURGE_RATIO} * $E)"}),
+            _expr("H", {"type": "threshold", "expression": "G",
+                        "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}),
+        ],
+        "for": "5m",
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "labels": {"severity": "warning", "service": "agent-analytics"},
+        "annotations": {
+            "summary": "Model API errors surged: at least {} API errors in the last hour, at least {}% of requests, "
+                       "{}x the hour before's rate".format(ERROR_SURGE_MIN_ERRORS, ERROR_SURGE_MIN_RATE,
+                                                           ERROR_SURGE_RATIO),
+            "description": "API error rate last hour: {{ $values.D.Value }}% ({{ $values.F.Value }} errors); "
+                           "the hour before: {{ $values.E.Value }}%. Open LLM Usage to see which models and "
+                           "statuses. Retried failures that then succeed send no event: they are not counted.",
+            **_link(llm, "llm_error_rate"),
+            "runbook_url": "docs/dashboards.md#alert-rule-api-error-rate-surge",
+        },
+        "isPaused": False,
+    }
+
+
 def alert_rules(security: dict[str, Any] | None = None, llm: dict[str, Any] | None = None) -> dict[str, Any]:
     """The alerting provisioning document; `security` and `llm` are the generated Infinity Security
     and LLM Usage dashboards (read from their generated files when not given)."""
@@ -133,4 +178,6 @@ def alert_rules(security: dict[str, Any] | None = None, llm: dict[str, Any] | No
             "groups": [{"orgId": 1, "name": "agent-analytics-security", "folder": FOLDER, "interval": "1m",
                         "rules": rules},
                        {"orgId": 1, "name": "agent-analytics-budgets", "folder": FOLDER, "interval": "5m",
-                        "rules": budget_rules(llm)}]}
+                        "rules": budget_rules(llm)},
+                       {"orgId": 1, "name": "agent-analytics-llm", "folder": FOLDER, "interval": "1m",
+                        "rules": [_error_rate_surge(llm)]}]}

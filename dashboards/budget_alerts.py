@@ -74,8 +74,9 @@ def budget_rules(llm: dict[str, Any]) -> list[dict[str, Any]]:
               f"$FORECAST > {FULL_PCT} && $PCT < {FULL_PCT}", "warning",
               f"{_WHO}; forecast at the period's end {{{{ printf \"%.0f\" $values.FORECAST.Value }}}} % "
               "of the budget.",
-              "At the mean daily cost of the last 7 complete UTC days the budget will be exceeded before the "
-              "period ends. Open LLM Usage, Budgets, for the date.", llm, "15m"),
+              "At the mean daily cost of the last 7 complete UTC days (fewer for a scope whose usage began "
+              "less than 7 days ago) the budget will be exceeded before the period ends. Open LLM Usage, "
+              "Budgets, for the date.", llm, "15m"),
         _rule("aa-budget-surge", "Budget cost surge",
               {"SPEND": "spend", "PREVIOUS": "previous_spend", "PCT": "spend_pct"},
               # A previous period with no spend is no baseline (a new budget, user or installation).

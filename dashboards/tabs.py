@@ -11,7 +11,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from agent_analytics import connect
 from agent_analytics.config import ATTRIBUTION, Config
 from agent_analytics.datasource import budget_forecast, catalog
-from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS
+from agent_analytics.datasource.catalog import LLM_FILTERS, MCP_FILTERS, SESSION_FILTERS, VALUE_FILTERS
 from agent_analytics.datasource.filters import FILTERS
 from agent_analytics.datasource.query import MAX_ROWS
 
@@ -20,11 +20,11 @@ from .variants import MARKER_TAG, Variant
 
 # Fixed uids keep every URL (and the data links between dashboards) stable.
 UIDS = {"mcp": "aa-mcp-usage", "llm": "aa-llm-usage", "security": "aa-security", "session": "aa-session-timeline",
-        "telemetry": "aa-telemetry"}
+        "telemetry": "aa-telemetry", "value": "aa-value"}
 SLUGS = {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "session": "session-timeline",
-         "telemetry": "telemetry"}
+         "telemetry": "telemetry", "value": "value"}
 TITLES = {"mcp": "MCP Usage", "llm": "LLM Usage", "security": "Security", "session": "Session timeline",
-          "telemetry": "Telemetry"}
+          "telemetry": "Telemetry", "value": "Value"}
 
 # The seed's date-range picker: rolling windows, then period-to-date.
 QUICK_RANGES = (
@@ -49,6 +49,10 @@ SEED_TITLES = {
 
 def session_url(variant: Variant) -> str:
     return f"/d/{variant.uid(UIDS['session'])}/{SLUGS['session']}"
+
+
+def value_url(variant: Variant) -> str:
+    return f"/d/{variant.uid(UIDS['value'])}/{SLUGS['value']}"
 
 
 def telemetry_url(variant: Variant) -> str:
@@ -142,6 +146,9 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
     v = LLM_FILTERS
     d = _base(variant, "llm", "Token consumption and cost across your coding agents, from the OpenTelemetry "
               "they send. Needs a token with the llm-analytics permission.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+    # The time range only: the Value figures honour the user and group filters, not provider or model.
+    d.link(db.DashboardLink("What the spend bought (Value)").type(dm.DashboardLinkType.LINK).url(value_url(variant))
+           .keep_time(True).include_vars(False).icon("dashboard"))
     d.with_variable(db.CustomVariable(SESSION_ORDER_VARIABLE).label("Rank sessions by")
                     .values(",".join(catalog.SESSION_ORDER)).multi(False).include_all(False)
                     .current(dm.VariableOption(selected=True, text="cost", value="cost"))
@@ -161,6 +168,7 @@ def llm_usage(variant: Variant, cfg: Config) -> db.Dashboard:
     for mid in ("llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens",
                 "llm_top_models_by_cost"):
         lay.add(P.table_panel(variant, metric(mid), v, title=SEED_TITLES.get(mid)))
+    _llm_health(lay, variant, v)
     # One table per attribution dimension (config.ATTRIBUTION).
     lay.row("Attribution")
     for dim in ATTRIBUTION:
@@ -193,8 +201,28 @@ def _budgets(lay: Layout, variant: Variant) -> None:
                           no_value="No budgets: set them with the directory API or `agent-analytics directory load`"))
     lay.add(P.text_panel("How the forecast is made", f"Spend to date and forecast in USD, per UTC period, as of "
                          f"the end of the time range. **Forecast:** {budget_forecast.METHOD}. A rate of 0 gives "
-                         "no date. Unpriced tokens are usage no price is known for: spend and forecast leave "
+                         "no date; before a complete day of usage there is no rate and no forecast. Unpriced tokens are usage no price is known for: spend and forecast leave "
                          "them out. See docs/budgets.md.", h=3))
+
+
+def _llm_health(lay: Layout, variant: Variant, v: tuple[str, ...]) -> None:
+    """LLM Usage's health (API errors, durations, cache) and where the money goes."""
+    lay.row("Health: API errors and latency")
+    for mid, no_value in (("llm_api_errors", "0"), ("llm_error_rate", "No requests"),
+                          ("llm_retries_exhausted", "0"), ("llm_latency_p95", "No durations")):
+        lay.add(P.stat_panel(variant, metric(mid), v, no_value=no_value))
+    lay.add(P.timeseries_panel(variant, metric("llm_errors_over_time"), v, title="API errors over time"))
+    lay.add(P.table_panel(variant, metric("llm_errors_by_status"), v))
+    lay.add(P.table_panel(variant, metric("llm_latency_by_model"), v, w=24))
+    lay.row("Cache")
+    lay.add(P.stat_panel(variant, metric("llm_cache_hit_ratio"), v, h=9, no_value="No input"))
+    lay.add(P.timeseries_panel(variant, metric("llm_cache_hit_ratio_over_time"), v, w=9,
+                               title="Cache hit ratio over time"))
+    lay.add(P.table_panel(variant, metric("llm_cache_hit_ratio_by_user"), v, w=9))
+    lay.row("Where the money goes: subagents, effort, speed")
+    lay.add(P.table_panel(variant, metric("llm_cost_by_subagent"), v))
+    lay.add(P.table_panel(variant, metric("llm_cost_by_effort"), v, w=6))
+    lay.add(P.table_panel(variant, metric("llm_cost_by_speed"), v, w=6))
 
 
 def security(variant: Variant, cfg: Config) -> db.Dashboard:
@@ -242,6 +270,7 @@ def session_timeline(variant: Variant, cfg: Config) -> db.Dashboard:
     lay.newline()
     lay.add(P.table_panel(variant, metric("session_models"), filters, w=16, h=8, title="Models"))
     lay.add(P.bars_panel(variant, metric("session_token_mix"), filters, w=8, h=8))
+    lay.add(P.table_panel(variant, metric("session_subagents"), filters, w=24, h=8, title="Subagents"))
     # Bars over the session's own buckets: a time series panel would stretch a half-hour session
     # across the whole date range, which stays the comparison baseline's range.
     lay.add(P.bars_panel(variant, metric("session_tokens_over_time"), filters, title="Tokens over time"))
@@ -271,11 +300,38 @@ def telemetry(variant: Variant, cfg: Config) -> db.Dashboard:
     return d
 
 
+def value(variant: Variant, cfg: Config) -> db.Dashboard:
+    v = VALUE_FILTERS
+    d = _base(variant, "value", "What the spend bought: the spend of the agents that report their work (Claude Code) "
+              "against the lines, commits, pull requests and edit decisions they report. Needs a token with the "
+              "llm-analytics permission.", v, [MARKER_TAG, variant.tab_tag]).link(_tab_links(variant))
+    lay = Layout(d)
+    for mid in ("value_cost_per_pull_request", "value_cost_per_commit", "value_cost_per_kloc", "value_acceptance_pct"):
+        # Null is unknown (nothing to divide by, or spend none of it priced), never 0.
+        lay.add(P.stat_panel(variant, metric(mid), v, no_value="Unknown"))
+    lay.newline()
+    for mid in ("value_spend", "value_pull_requests", "value_commits", "value_lines_added", "value_lines_removed",
+                "value_active_seconds"):
+        lay.add(P.stat_panel(variant, metric(mid), v, w=4, no_value="Unpriced" if mid == "value_spend" else "0"))
+    lay.add(P.timeseries_panel(variant, metric("value_lines_over_time"), v, w=24, title="Lines changed over time"))
+    for mid in ("value_by_user", "value_by_group"):
+        lay.add(P.table_panel(variant, metric(mid), v, w=24))
+    lay.add(P.table_panel(variant, metric("value_by_model"), v))
+    lay.add(P.table_panel(variant, metric("value_edits_by_language"), v))
+    lay.add(P.text_panel("About these figures", (
+        "Each figure attributes **all** of Claude Code's spend in the window (of the users the filters select) to "
+        "what it counts: cost per pull request is the spend divided by the pull requests, whatever the spend was "
+        "for. Codex sends no such counts: its spend is left out. Commits, pull requests and edit decisions name no "
+        "model, so per model only lines of code are shown. Empty means unknown (nothing to divide by, or spend "
+        "none of which has a price), never zero; see docs/dashboards.md, Value."), h=4))
+    return d
+
+
 def _col(metric_id: str, name: str) -> catalog.Column:
     return next(c for c in metric(metric_id).columns if c.name == name)
 
 
 DASHBOARDS: dict[str, Callable[[Variant, Config], db.Dashboard]] = {
     "mcp-usage": mcp_usage, "llm-usage": llm_usage, "security": security, "session-timeline": session_timeline,
-    "telemetry": telemetry,
+    "telemetry": telemetry, "value": value,
 }

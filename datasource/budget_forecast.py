@@ -4,12 +4,14 @@ Monday 00:00 UTC, a calendar month from the 1st 00:00 UTC. One time zone for eve
 the aggregates' daily buckets are UTC days and a budget shared by people in several time zones
 has no local midnight of its own.
 
-The forecast: the daily rate is the mean cost of the last RATE_DAYS complete UTC days before the
-moment of evaluation (days without usage count as 0, days before the period began count too), and
-the spend forecast at the period's end is the spend to date + rate x the days (fractional) left in
-the period. The date the budget is forecast to be reached is when spend to date + rate x elapsed
-days reaches the amount, if that is before the period ends; with a rate of 0 there is no such
-date (null, never a made-up one).
+The forecast: the daily rate is the mean cost of the complete UTC days before the moment of
+evaluation since the scope's first day with usage, at most the last RATE_DAYS (days without usage
+among them count as 0, days before the period began count too; days before the scope's first usage
+are no history, not $0). Before the scope has one complete day of usage the rate is unknown, and so
+are the forecast and its date. The spend forecast at the period's end is the spend to date + rate x
+the days (fractional) left in the period. The date the budget is forecast to be reached is when
+spend to date + rate x elapsed days reaches the amount, if that is before the period ends; with a
+rate of 0 there is no such date (null, never a made-up one).
 """
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from typing import Mapping
 UTC = timezone.utc
 DAY = timedelta(days=1)
 RATE_DAYS = 7
-METHOD = (f"rate = mean daily cost of the last {RATE_DAYS} complete UTC days; forecast = spend to date + "
+METHOD = (f"rate = mean daily cost of the last {RATE_DAYS} complete UTC days, or of fewer: those since the "
+          "scope's first day with usage (none complete yet: no rate, no forecast); forecast = spend to date + "
           "rate x days left in the period")
+NO_RATE = "no complete UTC day of usage yet: no daily rate, no forecast"
 
 
 def _midnight(t: datetime) -> datetime:
@@ -50,34 +54,44 @@ def previous_point(period: str, start: datetime, as_of: datetime) -> tuple[datet
     return prev_start, min(prev_start + (as_of - start), prev_end)
 
 
-def rate_window(as_of: datetime) -> tuple[datetime, datetime]:
-    """The complete UTC days the daily rate is the mean of: [start, end)."""
+def rate_window(as_of: datetime, first_day: date | None) -> tuple[datetime, datetime]:
+    """The complete UTC days the daily rate is the mean of: [start, end), the last RATE_DAYS
+    before `as_of`'s day, none before `first_day` (the scope's first day with usage; None: it has
+    none). Empty (start == end) when no complete day of usage precedes `as_of`."""
     end = _midnight(as_of)
-    return end - RATE_DAYS * DAY, end
+    start = end - RATE_DAYS * DAY
+    if first_day is None:
+        return end, end
+    first = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    return min(max(start, first), end), end
 
 
 @dataclass(frozen=True)
 class Outlook:
     spend: float | None           # cost in the period to date; None: usage, none of it priced
     spend_pct: float | None
-    daily_rate: float             # USD per day
-    forecast: float | None        # spend forecast at the period's end
+    daily_rate: float | None      # USD per day; None: no complete day of usage yet
+    forecast: float | None        # spend forecast at the period's end; None: spend or rate unknown
     forecast_pct: float | None
     reached_on: date | None       # the UTC day the spend to date crossed the amount
     forecast_date: datetime | None  # when the amount is forecast to be reached, within the period
     outlook: str                  # the same in words
 
 
-def outlook(amount: float, period: str, as_of: datetime, daily: Mapping[date, float | None]) -> Outlook:
+def outlook(amount: float, period: str, as_of: datetime, daily: Mapping[date, float | None],
+            first_day: date | None) -> Outlook:
     """The outlook of a budget of `amount` USD per `period` at `as_of`, from the cost of each UTC
     day (`daily`: the day's cost, None when it had usage but none priced; days absent had no usage),
-    the day of `as_of` counted up to `as_of`."""
+    the day of `as_of` counted up to `as_of`, and the scope's first day with usage (`first_day`,
+    None when it has none)."""
     start, end = period_bounds(period, as_of)
     in_period = [(d, c) for d, c in sorted(daily.items()) if start.date() <= d <= as_of.date()]
     priced = [c for _, c in in_period if c is not None]
     spend = sum(priced) if priced or all(c is not None for _, c in in_period) else None
-    r0, r1 = rate_window(as_of)
-    rate = sum(c or 0.0 for d, c in daily.items() if r0.date() <= d < r1.date()) / RATE_DAYS
+    r0, r1 = rate_window(as_of, first_day)
+    rate_days = (r1 - r0).days
+    rate = (sum(c or 0.0 for d, c in daily.items() if r0.date() <= d < r1.date()) / rate_days
+            if rate_days else None)
     left_days = (end - as_of) / DAY
     reached_on = None
     running = 0.0
@@ -89,12 +103,14 @@ def outlook(amount: float, period: str, as_of: datetime, daily: Mapping[date, fl
     if spend is None:
         return Outlook(None, None, rate, None, None, None, None,
                        "unknown: the period's usage has no known price")
-    forecast = spend + rate * left_days
+    forecast = None if rate is None else spend + rate * left_days
     forecast_date = None
     if reached_on is not None:
         words = f"reached on {reached_on.isoformat()}"
+    elif rate is None:
+        words = NO_RATE
     elif rate <= 0:
-        words = f"no cost in the last {RATE_DAYS} complete days: no date forecast"
+        words = f"no cost in the last {rate_days} complete day{'s' if rate_days > 1 else ''}: no date forecast"
     else:
         at = as_of + (amount - spend) / rate * DAY
         if at < end:
@@ -102,5 +118,5 @@ def outlook(amount: float, period: str, as_of: datetime, daily: Mapping[date, fl
             words = f"forecast to be reached on {at.strftime('%Y-%m-%d %H:%M')} UTC"
         else:
             words = "not forecast to be reached this period"
-    return Outlook(spend, spend / amount * 100.0, rate, forecast, forecast / amount * 100.0, reached_on,
-                   forecast_date, words)
+    return Outlook(spend, spend / amount * 100.0, rate, forecast,
+                   None if forecast is None else forecast / amount * 100.0, reached_on, forecast_date, words)

@@ -50,6 +50,9 @@ _BUDGETS = ("SELECT b.id, b.name, b.scope, b.attribute, b.target, b.period, b.am
 _DAILY = (f"SELECT (date_trunc('day', time, 'UTC') AT TIME ZONE 'UTC')::date AS day, {COST_SUM}::float8 AS cost,"
           " coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens FROM src GROUP BY 1")
 _TOTAL = f"SELECT {COST_SUM}::float8 AS cost FROM src"
+_FIRST = "SELECT (min(time) AT TIME ZONE 'UTC')::date AS day FROM src"
+# Where the search for the first day with usage begins: before any agent sent telemetry.
+_HISTORY = datetime(2000, 1, 3, tzinfo=bf.UTC)
 
 
 def _cost(e: Engine, q: Query, metric_id: str, window: Window, filters: dict[str, tuple[str, ...]],
@@ -63,17 +66,30 @@ def _cost(e: Engine, q: Query, metric_id: str, window: Window, filters: dict[str
     return e.with_src(e._src(read.dataset, window, asked, read.rows), body)
 
 
-def measure(e: Engine, q: Query, budget: Mapping[str, Any], as_of: datetime) -> dict[str, Any]:
-    """One budget's row: its spend to date, the previous period's to the same point, the forecast."""
+def first_day(e: Engine, q: Query, filters: dict[str, tuple[str, ...]], as_of: datetime) -> date | None:
+    """The first UTC day before `as_of`'s with LLM usage under `filters` (priced or not), or None;
+    read as Total cost reads it, whole days from the daily aggregate."""
+    return _cost(e, q, "llm_total_cost", Window(_HISTORY, bf.rate_window(as_of, None)[1]), filters,
+                 _FIRST)[0]["day"]
+
+
+def measure(e: Engine, q: Query, budget: Mapping[str, Any], as_of: datetime,
+            data_since: date | None) -> dict[str, Any]:
+    """One budget's row: its spend to date, the previous period's to the same point, the forecast.
+    `data_since`: the installation's first day with usage (None: none before `as_of`'s day); a
+    previous period that began before it is unknown (None), not $0."""
     filters = SCOPE_FILTERS[budget["scope"]](budget)
     start, end = bf.period_bounds(budget["period"], as_of)
     prev_start, prev_point = bf.previous_point(budget["period"], start, as_of)
-    rate_start, _ = bf.rate_window(as_of)
+    first = first_day(e, q, filters, as_of)
+    rate_start, _ = bf.rate_window(as_of, first)
     days = _cost(e, q, "llm_cost_over_time", Window(min(start, rate_start), as_of), filters, _DAILY)
     daily: dict[date, float | None] = {r["day"]: r["cost"] for r in days}
     unpriced = sum(r["unpriced_tokens"] for r in days if r["day"] >= start.date())
-    previous = _cost(e, q, "llm_total_cost", Window(prev_start, prev_point), filters, _TOTAL)[0]["cost"]
-    o = bf.outlook(budget["amount_usd"], budget["period"], as_of, daily)
+    previous = None
+    if data_since is not None and data_since <= prev_start.date():
+        previous = _cost(e, q, "llm_total_cost", Window(prev_start, prev_point), filters, _TOTAL)[0]["cost"]
+    o = bf.outlook(budget["amount_usd"], budget["period"], as_of, daily, first)
     return {
         "budget": budget["id"], "name": budget["name"], "scope": budget["scope"], "scope_name": budget["scope_name"],
         "owner": budget["owner"], "period": budget["period"], "period_start": tr.to_ms(start),
@@ -92,7 +108,8 @@ def budgets(e: Engine, q: Query) -> Result:
     as_of = min(q.window.end, datetime.now(bf.UTC))
     e._note("budgets")
     rows = e.fetch(sql.SQL(_BUDGETS), [])
-    measured = [measure(e, q, b, as_of) for b in rows if b["scope"] in SCOPE_FILTERS]
+    data_since = first_day(e, q, {}, as_of)
+    measured = [measure(e, q, b, as_of, data_since) for b in rows if b["scope"] in SCOPE_FILTERS]
     return Result(measured[q.offset:q.offset + q.limit], total=len(measured), meta={"as_of": tr.to_ms(as_of)})
 
 
@@ -110,8 +127,10 @@ METRIC = Metric(
      col("outlook", title="Outlook"), col("method", title="Forecast method")), (),
     "Every budget (directory) with its scope's LLM cost in its current UTC period as of the end of the range "
     "(at the latest now): spend to date (null when none of it could be priced; unpriced_tokens: what it could "
-    "not price), the previous period's spend to the same point, the daily rate (mean of the last 7 complete "
-    "UTC days), the forecast at the period's end (spend + rate x days left) and the date the amount is "
-    "forecast to be reached (null when the rate is 0 or it falls after the period). docs/budgets.md.",
+    "not price), the previous period's spend to the same point (null when the installation's data begins "
+    "after that period's start), the daily rate (mean of the last 7 complete UTC days, or of those since the "
+    "scope's first day with usage; null before one), the forecast at the period's end (spend + rate x days "
+    "left; null when spend or rate is) and the date the amount is forecast to be reached (null when the rate "
+    "is 0 or unknown or it falls after the period). docs/budgets.md.",
     # Each budget is read as Cost over time reads it (by day) and as Total cost (the previous period).
     build=budgets, reads=reads(LLM_USAGE, ALL, ("user_id",), time=True))

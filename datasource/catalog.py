@@ -1,6 +1,6 @@
 """The metric registry: every metric either face can answer, with its tab, kind, title, unit,
 the filters it honours, the columns of its rows, what it reads and its query builder. Each metric
-is declared once, in its tab's module (mcp.py, llm.py, sessions.py, security.py, telemetry.py;
+is declared once, in its tab's module (mcp.py, llm.py, sessions.py, security.py, telemetry.py, value.py;
 declare.py shapes the common kinds); METRICS collects them. Ids are a contract with the
 dashboards and alert rules: never rename one, only add.
 
@@ -35,9 +35,10 @@ SESSION_FILTERS = filters.applying_to("session")
 # The LLM Usage filters its sessions list answers: not the attribution dimensions, which the
 # session aggregates do not hold.
 LLM_SESSION_FILTERS = filters.applying_to("llm", "session")
+VALUE_FILTERS = filters.applying_to("value")
 ALL_FILTERS = tuple(filters.FILTERS)
 
-TABS = ("mcp", "llm", "sessions", "security", "telemetry")
+TABS = ("mcp", "llm", "sessions", "security", "telemetry", "value")
 KINDS = ("stat", "timeseries", "bars", "table", "record", "status")
 SESSION_ORDER = ("cost", "tokens", "recency")
 COMPARISON_DIMENSIONS = ("cost", "tokens", "duration", "requests")
@@ -83,7 +84,7 @@ class Metric:
 
     @property
     def permission(self) -> Permission:
-        return Permission.LLM_ANALYTICS if self.tab in ("llm", "sessions") else Permission.QUERY
+        return Permission.LLM_ANALYTICS if self.tab in ("llm", "sessions", "value") else Permission.QUERY
 
     @property
     def dataset_reads(self) -> Reads:
@@ -137,9 +138,9 @@ BY_ID: dict[str, Metric]
 
 def _collect() -> tuple[tuple[Metric, ...], dict[str, Metric]]:
     # The tab modules import this module's vocabulary, so they are collected on first use.
-    from agent_analytics.datasource import llm, mcp, security, sessions, telemetry
+    from agent_analytics.datasource import llm, mcp, security, sessions, telemetry, value
 
-    metrics = mcp.METRICS + llm.METRICS + sessions.METRICS + security.METRICS + telemetry.METRICS
+    metrics = mcp.METRICS + llm.METRICS + sessions.METRICS + security.METRICS + telemetry.METRICS + value.METRICS
     ids = [m.id for m in metrics]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:

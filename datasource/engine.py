@@ -17,13 +17,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from agent_analytics.datasource import filters as filt
+from agent_analytics.config import ATTRIBUTION_COLUMNS
 from agent_analytics.datasource import catalog, planner
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.kinds import Handler
 from agent_analytics.datasource.query import Query
-from agent_analytics.config import ATTRIBUTION_COLUMNS
-from agent_analytics.datasource.relations import (ALL, LLM_METRIC_USAGE, LLM_USAGE, Condition, Dataset,
-                                                  counted_tokens)
+from agent_analytics.datasource.relations import (ALL, LLM_METRIC_ORIGIN, LLM_METRIC_USAGE, LLM_ORIGIN, LLM_USAGE,
+                                                  ORIGIN_KEYS, SESSION_AGENTS, SESSION_METRIC_AGENTS, Condition,
+                                                  Dataset, counted_tokens)
 from agent_analytics.datasource.result import Result
 from agent_analytics.datasource.shared import Shared
 from agent_analytics.datasource.sqltext import GATEWAY_FIRST, GATEWAY_SERVERS, TOKEN_TYPES, ident
@@ -36,6 +37,13 @@ _ATTRIBUTION = ", ".join(ATTRIBUTION_COLUMNS)
 
 # Every metric's builder by metric id (declared with the metric: catalog.METRICS).
 HANDLERS: dict[str, Handler] = {m.id: m.build for m in catalog.METRICS}
+
+
+# The LLM sources read as events and metric points together, each request's tokens counted once
+# (Engine._llm_source): the events' dataset, its metric points' twin, the keys both project.
+_COMBINED = ((LLM_USAGE, LLM_METRIC_USAGE, "user_id, agent_id, provider, model, " + _ATTRIBUTION),
+             (LLM_ORIGIN, LLM_METRIC_ORIGIN, "user_id, provider, model, " + ", ".join(ORIGIN_KEYS)),
+             (SESSION_AGENTS, SESSION_METRIC_AGENTS, "session_id, user_id, provider, model, query_source, agent_name"))
 
 
 def _num(v: Any) -> Any:
@@ -96,11 +104,14 @@ class Engine:
 
     def _src(self, ds: Dataset, window: Window, q: Query, condition: Condition = ALL,
              use_aggregate: bool = True) -> tuple[sql.Composable, list]:
-        if ds is LLM_USAGE:
-            return self._llm_source(window, q, use_aggregate)
+        for events, points, keys in _COMBINED:
+            if ds is events:
+                return self._llm_source(window, q, use_aggregate, events, points, keys)
         return self.source(ds, window, q, condition, use_aggregate)
 
-    def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True) -> tuple[sql.Composable, list]:
+    def _llm_source(self, window: Window, q: Query, use_aggregate: bool = True, events: Dataset = LLM_USAGE,
+                    points: Dataset = LLM_METRIC_USAGE,
+                    keys: str = "user_id, agent_id, provider, model") -> tuple[sql.Composable, list]:
         """LLM Usage rows, each request's tokens counted once: from its event when its session
         sent no metric points (`counted`, decided at ingest), else from the session's metric
         points; requests always from events (a metric point's are unknown: NULL, so a group of
@@ -111,17 +122,18 @@ class Engine:
         exports only metrics still appears.) Neither side groups by session, so rollups answer it.
 
         Counts as float8: exact below 2^53, and summed several times faster than numeric; cost
-        stays numeric, so every relation gives the same sum to the last digit."""
-        ev = self.source(LLM_USAGE, window, q, use_aggregate=use_aggregate)
-        mp = self.source(LLM_METRIC_USAGE, window, q, use_aggregate=use_aggregate)
+        stays numeric, so every relation gives the same sum to the last digit. `events` and
+        `points`: the pair of datasets read (_COMBINED), `keys` the columns both project."""
+        ev = self.source(events, window, q, use_aggregate=use_aggregate)
+        mp = self.source(points, window, q, use_aggregate=use_aggregate)
         text = f"""
-            SELECT time, user_id, agent_id, provider, model, {_ATTRIBUTION}, requests::float8 AS requests,
+            SELECT time, {keys}, requests::float8 AS requests,
                    {", ".join(f"({counted_tokens(f'{t}_tokens')})::float8 AS {t}_tokens"
                               for t in TOKEN_TYPES)},
                    0::float8 AS other_tokens, cost::numeric AS cost, unpriced_tokens::float8 AS unpriced_tokens
             FROM ({{ev}}) e
             UNION ALL
-            SELECT time, user_id, agent_id, provider, model, {_ATTRIBUTION}, NULL::float8,
+            SELECT time, {keys}, NULL::float8,
                    {", ".join(f"coalesce({t}_tokens, 0)::float8" for t in (*TOKEN_TYPES, "other"))},
                    cost::numeric, unpriced_tokens::float8
             FROM ({{mp}}) p"""

@@ -22,6 +22,7 @@ SCOPES = {
     "mcp": "tool calls (MCP Usage, Security)",
     "llm": "LLM usage (LLM Usage, its sessions list)",
     "session": "one session (Session timeline)",
+    "value": "what the spend bought (Value)",
 }
 
 
@@ -77,7 +78,7 @@ def _attribution_values(dimension: str) -> str:
             " WHERE v IS NOT NULL ORDER BY 1")
 
 
-_ALL_TABS = {"mcp", "llm", "session"}
+_ALL_TABS = {"mcp", "llm", "session", "value"}
 _MCP = {"mcp"}
 _LLM = {"llm", "session"}
 _Q = Permission.QUERY

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from psycopg import sql
 
 from agent_analytics.config import ATTRIBUTION
-from agent_analytics.datasource import kinds
+from agent_analytics.datasource import kinds, llm_health
 from agent_analytics.datasource.budgets import METRIC as BUDGETS
 from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS, NO_ATTRIBUTION, NO_USER,
                                                 REQUESTS_COLUMN, TOKENS_COLUMN, UNPRICED_COLUMNS, USD, USER_COLUMNS,
@@ -173,6 +173,8 @@ METRICS: tuple[Metric, ...] = (
            (col("has_data", "boolean"), col("message"), col("setup_url")), (),
            "Empty state: has_data is false until any LLM telemetry (events or metrics) has arrived.",
            build=status, reads=None),
+    # Health and where the money goes.
+    *llm_health.METRICS,
 )
 # Budgets against their spend: declared in budgets.py, shown on LLM Usage.
 METRICS += (BUDGETS,)

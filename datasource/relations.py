@@ -220,6 +220,76 @@ HOOK_BLOCKED = Condition("hook_blocked", "blocked AND decision_source = 'hook'",
 BYPASS = Condition("bypass", "permission_mode = 'bypassPermissions'", frozenset({"permission_mode"}))
 FAILED = Condition("failed", "outcome = 'failed'", frozenset({"outcome"}))
 
+# What the spend bought (productivity points, migration 0015): a column per count.
+_PRODUCTIVITY_KEYS = "source, user_id, agent_id, model, language, tool_name, decided_by"
+PRODUCTIVITY = _dataset(
+    r.PRODUCTIVITY_FULL, f"bucket AS time, {_PRODUCTIVITY_KEYS}, " + ", ".join(r.PRODUCTIVITY_METRICS),
+    f"time, {_PRODUCTIVITY_KEYS}, " + ", ".join(f"CASE WHEN metric = '{m}' THEN value END AS {m}"
+                                                 for m in r.PRODUCTIVITY_METRICS),
+    applying_to("value"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_PER_USER))
+# The agents that send productivity metrics (ingest/normalise_productivity.py): the spend the
+# Value figures divide is theirs alone, never another agent's that reports no commits.
+PRODUCTIVITY_AGENTS = ("claude-code",)
+# ---- LLM health and where the money goes (rollups of migration 0013) ----------------------------
+
+# Who made the requests (main thread or subagent, which subagent) and how (effort, speed): the
+# events' side and the metric points' side, combined as LLM_USAGE's are (engine.Engine._llm_source).
+ORIGIN_KEYS = ("query_source", "agent_name", "effort", "speed")
+_ORIGIN = ", ".join(ORIGIN_KEYS)
+LLM_ORIGIN = _dataset(
+    r.LLM_USAGE_BY_ORIGIN,
+    f"bucket AS time, user_id, provider, model, {_ORIGIN}, counted, requests, {_TOKEN_SUMS},"
+    " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
+    f"time, user_id, provider, model, {_ORIGIN}, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
+    f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
+    applying_to("llm"), (r.LLM_USAGE_BY_ORIGIN,), always=frozenset({"counted"}))
+_POINT_COLUMNS = (", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
+                            for t in ("input", "output", "cache_read", "cache_write"))
+                  + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
+                  " CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported'"
+                  " THEN CASE WHEN metric = 'cost' THEN value::numeric END"
+                  f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}")
+# Metric points carry no speed: NULL, as for a request that did not say.
+LLM_METRIC_ORIGIN = _dataset(
+    r.LLM_METRIC_USAGE_BY_ORIGIN,
+    "bucket AS time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed,"
+    f" {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {{cost}}_unpriced_tokens AS unpriced_tokens",
+    "time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed," + _POINT_COLUMNS,
+    applying_to("llm"), (r.LLM_METRIC_USAGE_BY_ORIGIN,))
+# A session's requests by main thread or subagent (the drawer's subagents).
+SESSION_AGENTS = _dataset(
+    r.LLM_SESSION_AGENTS,
+    f"bucket AS time, session_id, user_id, provider, model, query_source, agent_name, counted, requests,"
+    f" {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost, {{cost}}_unpriced_tokens AS unpriced_tokens",
+    f"time, session_id, user_id, provider, model, query_source, agent_name, counted, 1::bigint AS requests,"
+    f" {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost,"
+    f" CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
+    applying_to("session"), (r.LLM_SESSION_AGENTS,), always=frozenset({"counted"}))
+SESSION_METRIC_AGENTS = _dataset(
+    r.SESSION_METRIC_AGENTS,
+    f"bucket AS time, session_id, user_id, provider, model, query_source, agent_name, {_POINT_SUMS},"
+    " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
+    "time, session_id, user_id, provider, model, query_source, agent_name," + _POINT_COLUMNS,
+    applying_to("session"), (r.SESSION_METRIC_AGENTS,))
+
+# Requests per whole millisecond of duration (time to first token): exact percentiles. The
+# millisecond is a column of every relation, never a filter: no rollup `answers` it.
+LLM_LATENCY = _dataset(
+    r.LLM_LATENCY, "bucket AS time, user_id, provider, model, latency_ms, requests",
+    "time, user_id, provider, model, round(latency_ms) AS latency_ms, 1::bigint AS requests",
+    applying_to("llm"), (r.LLM_LATENCY_BY_MODEL, r.LLM_LATENCY))
+LLM_TTFT = _dataset(
+    r.LLM_TTFT, "bucket AS time, user_id, provider, model, ttft_ms, requests",
+    "time, user_id, provider, model, round(ttft_ms) AS ttft_ms, 1::bigint AS requests",
+    applying_to("llm"), (r.LLM_TTFT_BY_MODEL, r.LLM_TTFT))
+
+# API errors ('error') and retries given up ('retries_exhausted'), by model and HTTP status.
+LLM_ERRORS = _dataset(
+    r.LLM_ERRORS_FULL, "bucket AS time, source, user_id, agent_id, provider, model, kind, status_code, errors",
+    "time, source, user_id, agent_id, provider, model, kind, status_code, 1::bigint AS errors",
+    applying_to("llm"),
+    (r.LLM_ERRORS_BY_MODEL, (r.LLM_ERRORS_FULL, r.LLM_ERRORS_BY_USER)))
+
 # A metric's `needs` when it reads the full aggregate whatever the filters.
 EVERY_COLUMN = None
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from agent_analytics.datasource import planner
+from agent_analytics.datasource import llm_health, planner
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import (COMPARISON_DIMENSIONS, COST_COLUMN, COUNT, LLM_SESSION_FILTERS, MS,
                                                 RATIO,
@@ -311,4 +311,5 @@ METRICS: tuple[Metric, ...] = (
            SESSION_FILTERS, "Four rows (cost, tokens, duration, requests); ratio null (chip hidden) when "
            "fewer than 2 sessions form the baseline, the median is 0/null, or the session's value is unknown "
            "(requests of a session that sent metrics only).", build=session_comparison, reads=_TOTALS),
+    llm_health.SESSION_SUBAGENTS,
 )

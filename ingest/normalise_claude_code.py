@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from . import normalise_enforcement as enforcement
+from . import normalise_productivity as productivity
 from .agent import Agent
 from .identity import user_id
 from .pricing import priced_model
@@ -77,6 +78,25 @@ def _instance(ev: LogEvent, batch: Batch, user: str | None) -> str | None:
     return install
 
 
+# Claude Code's `query_source` on events names the thread ('sdk', 'repl_main_thread', ...) or, for
+# a subagent, starts with "agent:" ('agent:builtin:Explore', 'agent:custom'); its metric points say
+# 'main' or 'subagent'. Both are stored as 'main' or 'subagent' (migration 0013 says the same).
+SUBAGENT_PREFIX = "agent:"
+MAX_LABEL = 200
+
+
+def query_source(attrs: Mapping[str, Any]) -> str | None:
+    raw = text(attrs, "query_source")
+    if not raw:
+        return None
+    return "subagent" if raw.startswith(SUBAGENT_PREFIX) or raw == "subagent" else "main"
+
+
+def _label(attrs: Mapping[str, Any], key: str) -> str | None:
+    value = text(attrs, key)
+    return value[:MAX_LABEL] if value else None
+
+
 def _decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(value))
 
@@ -105,6 +125,7 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         raise BadValue("api_request without token counts")
     cost = number(a, "cost_usd", maximum=MAX_COST_USD)
     latency = number(a, "duration_ms", maximum=MAX_DURATION_MS)
+    ttft = number(a, "ttft_ms", maximum=MAX_DURATION_MS)
     user, session = _common(ev, batch)
     batch.llm_requests.append(LlmRequest(
         time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CLAUDE_CODE,
@@ -112,7 +133,9 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         input_tokens=tokens_in or 0,  # Claude Code's input already excludes cache
         output_tokens=tokens_out or 0, cache_read_tokens=cache_read or 0, cache_write_tokens=cache_write or 0,
         reported_cost_usd=_decimal(cost), latency_ms=latency, attributes=stored(a),
-        cache_write_1h_tokens=0 if inconsistent else write_1h or 0, split_inconsistent=inconsistent))
+        cache_write_1h_tokens=0 if inconsistent else write_1h or 0, split_inconsistent=inconsistent,
+        ttft_ms=ttft, query_source=query_source(a), agent_name=_label(a, "agent.name"), effort=_label(a, "effort"),
+        speed=_label(a, "speed")))
     return True
 
 
@@ -126,7 +149,15 @@ def _http_status(value: Any) -> int | None:
     return status if 100 <= status <= 999 else None
 
 
-def api_error(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+def _attempt(value: Any) -> int | None:
+    try:
+        attempt = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return attempt if 0 <= attempt <= 1_000_000 else None
+
+
+def _failure(ev: LogEvent, batch: Batch, ctx: Context, kind: str, attempt_key: str, duration_key: str) -> bool:
     a = ev.attrs
     time_ns = ctx.check_time(ev.time_ns)
     user, session = _common(ev, batch)
@@ -134,9 +165,21 @@ def api_error(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CLAUDE_CODE,
         provider=PROVIDER, model=text(a, "model") or "unknown", error=(text(a, "error") or "")[:500] or None,
         status_code=_http_status(a.get("status_code")),
-        duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS),
-        attributes=stored(a)))
+        duration_ms=number(a, duration_key, maximum=MAX_DURATION_MS),
+        attributes=stored(a), kind=kind, attempt=_attempt(a.get(attempt_key)), query_source=query_source(a),
+        agent_name=_label(a, "agent.name")))
     return True
+
+
+def api_error(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    """A request that failed for good: retried failures that then succeed send no event."""
+    return _failure(ev, batch, ctx, "error", "attempt", "duration_ms")
+
+
+def api_retries_exhausted(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
+    """Claude Code gave up retrying (after the last attempt's api_error): `total_attempts`, and
+    the time spent retrying as its duration."""
+    return _failure(ev, batch, ctx, "retries_exhausted", "total_attempts", "total_retry_duration_ms")
 
 
 def tool_result(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
@@ -187,6 +230,7 @@ def mcp_server_connection(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
 EVENTS = {
     "claude_code.api_request": api_request,
     "claude_code.api_error": api_error,
+    "claude_code.api_retries_exhausted": api_retries_exhausted,
     "claude_code.tool_result": tool_result,
     "claude_code.tool_decision": tool_decision,
     "claude_code.mcp_server_connection": mcp_server_connection,
@@ -220,12 +264,22 @@ def metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
         time_ns=time_ns, start_time_ns=p.start_time_ns or None, source=SOURCE,
         session_id=text(a, "session.id"), user_id=user_id(a), agent_id=CLAUDE_CODE, provider=PROVIDER,
         model=priced_model(text(a, "model") or "unknown"), metric=metric, token_type=token_type, value=value or 0.0,
-        cumulative=p.cumulative, series_key=series))
+        cumulative=p.cumulative, series_key=series, query_source=query_source(a), agent_name=_label(a, "agent.name"),
+        effort=_label(a, "effort")))
     return True
+
+
+def any_metric_point(p: Point, batch: Batch, ctx: Context) -> bool:
+    """Token and cost points (metric_point), or what the session bought (normalise_productivity)."""
+    if p.metric in productivity.METRICS:
+        batch.agents[CLAUDE_CODE] = AGENT.name
+        return productivity.metric_point(p, batch, ctx, SOURCE, CLAUDE_CODE)
+    return metric_point(p, batch, ctx)
 
 
 # Claude Code's log records come from its own scope and service; each names its event in its body.
 # Its `user.id` hashes one installation: the agent instance.
 AGENT = Agent(source=SOURCE, agent_id=CLAUDE_CODE, name="Claude Code", prefix="claude_code.", events=EVENTS,
-              metrics=frozenset(METRICS), metric_point=metric_point, scopes=("com.anthropic.claude_code",),
+              metrics=frozenset(METRICS) | frozenset(productivity.METRICS), metric_point=any_metric_point,
+              scopes=("com.anthropic.claude_code",),
               service="claude-code", body_names=True, instance_keys=("user.id",))

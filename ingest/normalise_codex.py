@@ -9,6 +9,8 @@ Tool events follow Claude Code's rule: `tool_result` of an MCP tool is the call;
 """
 from __future__ import annotations
 
+from typing import Any
+
 from . import normalise_enforcement as enforcement
 from .agent import Agent
 from .identity import user_id
@@ -54,7 +56,8 @@ def sse_event(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
 
 
 def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
-    """Successful API requests are counted by their sse_event; failed ones become errors."""
+    """Successful API requests are counted by their sse_event; failed ones become errors. Codex
+    sends one per attempt, the retried ones too, and nothing when it gives up retrying."""
     a = ev.attrs
     status = number(a, "http.response.status_code", maximum=999)
     error = text(a, "error.message", "error")
@@ -66,8 +69,19 @@ def api_request(ev: LogEvent, batch: Batch, ctx: Context) -> bool:
         time_ns=time_ns, source=SOURCE, session_id=session, user_id=user, agent_id=CODEX, provider=PROVIDER,
         model=text(a, "model") or "unknown", error=(error or "")[:500] or None,
         status_code=None if status is None else int(status),
-        duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS), attributes=stored(a)))
+        duration_ms=number(a, "duration_ms", maximum=MAX_DURATION_MS), attributes=stored(a),
+        attempt=_attempt(a.get("attempt"))))
     return True
+
+
+def _attempt(value: Any) -> int | None:
+    """Codex counts attempts from 0 (its first try); stored as Claude Code counts them, from 1.
+    Not a count (absent, negative, huge, not a number): unknown, the error still stored."""
+    try:
+        attempt = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return attempt + 1 if 0 <= attempt < 1_000_000 else None
 
 
 def _mcp_tool(a) -> tuple[str, str] | None:

@@ -117,6 +117,13 @@ class LlmRequest:
     # The agent's own figures contradict each other (more 1-hour cache writes than writes): the
     # request is kept, its tokens as reported, but no list price can be derived (pricing).
     split_inconsistent: bool = False
+    # What the agent says of the request beyond its usage (none is in the content key: the
+    # attributes it is read from are). query_source: 'main' or 'subagent'; None: not sent.
+    ttft_ms: float | None = None
+    query_source: str | None = None
+    agent_name: str | None = None
+    effort: str | None = None
+    speed: str | None = None
     # The attribution dimensions' values (config.ATTRIBUTION_COLUMNS, in order; set by normalise
     # from the record's attributes): columns, not part of the content key (the attributes are).
     attribution: tuple[str | None, ...] = NO_ATTRIBUTION
@@ -147,13 +154,22 @@ class LlmError:
     attributes: dict[str, Any]
     source_key: bytes = b""
     attributes_json: str = field(default="", repr=False)
+    # 'error': a failed request (the last attempt, for Claude Code); 'retries_exhausted': the
+    # agent gave up retrying (Claude Code's api_retries_exhausted, after that attempt's error).
+    kind: str = "error"
+    attempt: int | None = None
+    query_source: str | None = None
+    agent_name: str | None = None
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
+        if self.kind not in ("error", "retries_exhausted"):
+            raise ValueError(f"bad error kind {self.kind!r}")
         self.attributes_json = self.attributes_json or canonical_json(self.attributes)
         if not self.source_key:
+            # An error's key as it always was; giving up is a fact of its own kind.
             self.source_key = content_key(
-                "llm_error", self.attributes_json, t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
+                "llm_error" if self.kind == "error" else "llm_retries_exhausted", self.attributes_json, t=self.time_ns, src=self.source, s=self.session_id, u=self.user_id,
                 a=self.agent_id, p=self.provider, m=self.model, e=self.error, sc=self.status_code,
                 d=self.duration_ms)
 
@@ -242,7 +258,7 @@ class MetricPoint:
     agent_id: str | None
     provider: str
     model: str
-    metric: str                # tokens | cost
+    metric: str                # tokens | cost; a productivity point's: lines_added, commits, ... (migration 0015)
     token_type: str            # '' | input | output | cache_read | cache_write
     value: float
     cumulative: bool
@@ -250,6 +266,16 @@ class MetricPoint:
     source_key: bytes = b""
     estimated_cost_usd: Decimal | None = None
     priced: bool = False       # pricing found the model (for token points)
+    # A productivity point's attributes (Batch.productivity_points; '' where its metric has none):
+    # an edit decision's language, tool and who decided, active time's kind (cli | user).
+    language: str = ""
+    tool_name: str = ""
+    decided_by: str = ""
+    activity: str = ""
+    # Breakdowns the point's attributes carry (part of its series, hence of its key already).
+    query_source: str | None = None
+    agent_name: str | None = None
+    effort: str | None = None
     # The attribution dimensions' values (config.ATTRIBUTION_COLUMNS, in order; set by normalise
     # from the record's attributes): columns, not part of the content key (the attributes are).
     attribution: tuple[str | None, ...] = NO_ATTRIBUTION
@@ -271,18 +297,22 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "llm_requests": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
                      "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
                      "reported_cost_usd", "estimated_cost_usd", "cost_basis", "latency_ms", "attributes", "counted",
+                     "ttft_ms", "query_source", "agent_name", "effort", "speed",
                      *ATTRIBUTION_COLUMNS),
     "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
-                   "error", "status_code", "duration_ms", "attributes"),
+                   "error", "status_code", "duration_ms", "attributes", "kind", "attempt", "query_source", "agent_name"),
     "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
                    "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
                    "policy_name", "policy_description", "attributes", *ATTRIBUTION_COLUMNS),
     "metric_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id",
                       "provider", "model", "metric", "token_type", "value", "estimated_cost_usd", "cost_counted",
+                      "query_source", "agent_name", "effort",
                       *ATTRIBUTION_COLUMNS),
     "agent_enforcement": ("time", "source_key", "source", "kind", "user_id", "agent_id", "agent_instance_id",
                           "session_id", "mcp_server_id", "tool_name", "outcome", "decision_source",
                           "permission_mode", "error_code", "blocked", "policy_id", "policy_name", "attributes"),
+    "productivity_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id", "model",
+                            "metric", "language", "tool_name", "decided_by", "activity", "value"),
 }
 
 
@@ -303,6 +333,9 @@ class Batch:
     tool_calls: list[ToolCall] = field(default_factory=list)
     metric_points: list[MetricPoint] = field(default_factory=list)
     enforcement: list[Enforcement] = field(default_factory=list)
+    # Lines of code, commits, pull requests, edit decisions, active time: stored apart from the
+    # token and cost points, whose presence decides which of a session's figures count.
+    productivity_points: list[MetricPoint] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     internal_errors: int = 0  # records our own code failed on (rejected too; counted apart, alerted on)
     # Where the records came from (ingest/stats.py): the ignored and rejected ones counted by
@@ -331,13 +364,15 @@ class Batch:
         """Where the facts and directory rows stand now: what `since` and `undo` start from.
         (Handlers only add, and dicts keep insertion order: new directory keys come last.)"""
         return (len(self.llm_requests), len(self.llm_errors), len(self.tool_calls), len(self.metric_points),
-                len(self.agents), len(self.agent_instances), len(self.policies), len(self.enforcement))
+                len(self.agents), len(self.agent_instances), len(self.policies), len(self.enforcement),
+                len(self.productivity_points))
 
     def since(self, mark: tuple[int, ...]) -> tuple[list, list]:
         """The facts, and the directory rows as (key, value), added after `mark`."""
         facts: list = []
         for lst, n in ((self.llm_requests, mark[0]), (self.llm_errors, mark[1]), (self.tool_calls, mark[2]),
-                       (self.metric_points, mark[3]), (self.enforcement, mark[7])):
+                       (self.metric_points, mark[3]), (self.enforcement, mark[7]),
+                       (self.productivity_points, mark[8])):
             if len(lst) > n:
                 facts += lst[n:]
         rows: list = []
@@ -352,15 +387,16 @@ class Batch:
         for lst, n in zip(lists, mark):
             del lst[n:]
         del self.enforcement[mark[7]:]
+        del self.productivity_points[mark[8]:]
         dicts: tuple[dict[str, Any], ...] = (self.agents, self.agent_instances, self.policies)
-        for d, n in zip(dicts, mark[4:]):
+        for d, n in zip(dicts, mark[4:7]):
             for key in list(d)[n:]:
                 del d[key]
 
     @property
     def facts(self) -> int:
         return (len(self.llm_requests) + len(self.llm_errors) + len(self.tool_calls) + len(self.metric_points)
-                + len(self.enforcement))
+                + len(self.enforcement) + len(self.productivity_points))
 
 
 def to_datetime(ns: int | None):

@@ -15,7 +15,7 @@ random keys would scatter.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter, itemgetter
 from datetime import datetime, timezone
 from typing import AbstractSet, Any, Iterable, Sequence
@@ -154,7 +154,7 @@ def _server_ids(conn: psycopg.Connection, batch: Batch) -> None:
 
 def _directory(conn: psycopg.Connection, batch: Batch) -> None:
     facts: list[Any] = [*batch.llm_requests, *batch.llm_errors, *batch.tool_calls, *batch.metric_points,
-                        *batch.enforcement]
+                        *batch.enforcement, *batch.productivity_points]
     users = set(map(_USER_ID, facts)) | {u for _, u in batch.agent_instances.values()}
     users.discard(None)
     users.discard("")
@@ -209,14 +209,10 @@ def _difference(conn: psycopg.Connection, points: list[MetricPoint], result: Sto
                 continue
             reset = first or p.value < last_value or (
                 start is not None and p_start is not None and p_start != start)
-            delta = MetricPoint(
-                time_ns=p.time_ns,
-                start_time_ns=p.start_time_ns if reset else _ns(last_time),
-                source=p.source, session_id=p.session_id, user_id=p.user_id, agent_id=p.agent_id,
-                provider=p.provider, model=p.model, metric=p.metric, token_type=p.token_type,
+            delta = replace(
+                p, start_time_ns=p.start_time_ns if reset else _ns(last_time),
                 value=p.value if reset else p.value - last_value, cumulative=False, series_key=key,
-                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns), origin=p.origin,
-                attribution=p.attribution)
+                source_key=content_key("cumulative_point", series=key.hex(), t=p.time_ns))
             pricing.price_point(delta)
             deltas.append(delta)
             start, last_time, last_value, first = p_start, t, p.value, False
@@ -241,18 +237,19 @@ def store(conn: psycopg.Connection, batch: Batch) -> StoreResult:
         with_metrics, with_events = sessions.record(conn, batch)
         points = [p for p in batch.metric_points if not p.cumulative]
         points += _difference(conn, [p for p in batch.metric_points if p.cumulative], result)
+        productivity = [p for p in batch.productivity_points if not p.cumulative]
+        productivity += _difference(conn, [p for p in batch.productivity_points if p.cumulative], result)
         new: dict[str, Sequence[tuple]] = {}
-        for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
-                            ("tool_calls", batch.tool_calls), ("metric_points", points),
-                            ("agent_enforcement", batch.enforcement)):
+        facts = (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
+                 ("tool_calls", batch.tool_calls), ("metric_points", points),
+                 ("agent_enforcement", batch.enforcement), ("productivity_points", productivity))
+        for table, objs in facts:
             result.offered[table] = len(objs)
             new[table] = _copy_insert(conn, table, [_row(table, o, with_metrics, with_events) for o in objs])
             result.inserted[table] = len(new[table])
         if result.duplicates or result.stale_points:  # (else every record's facts were new)
             result.new_origins = set()
-            for table, objs in (("llm_requests", batch.llm_requests), ("llm_errors", batch.llm_errors),
-                                ("tool_calls", batch.tool_calls), ("metric_points", points),
-                                ("agent_enforcement", batch.enforcement)):
+            for table, objs in facts:
                 _note_new(table, objs, new[table], result.new_origins)
         sessions.add_totals(conn, new["llm_requests"], new["metric_points"], with_metrics, with_events)
         stats.write(conn, batch.tally, batch.origins, result.new_origins)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable
 
 import psycopg
 from psycopg import sql
-from psycopg.sql import quote
 
 from agent_analytics.datasource.filters import INDEXED_COLUMNS
 from agent_analytics.sql import rollups
@@ -87,36 +86,6 @@ def _drop_aggregate(conn: psycopg.Connection, name: str, backend: str) -> None:
     conn.execute("DELETE FROM aa_rollups WHERE name = %s", (name,))
 
 
-def narrowed(select: str, raw: str, condition: str) -> str:
-    """`select` reading only the rows of `raw` that satisfy `condition`: a WITH query of the
-    table's name (whose own FROM still names the table) stands in for the table."""
-    return f"WITH {raw} AS (SELECT * FROM {raw} WHERE {condition}) {select}"
-
-
-def plain_live(name: str, select: str, raw: str, seconds: int, columns: Sequence[str]) -> str:
-    """What plain PostgreSQL's rollup `name` (plain/20_rollups.sql) groups live: the raw rows
-    from its watermark on, by `select` (whose `columns` its table holds).
-
-    Those of the watermark's own bucket and of the next one (the refresh materialises every ended
-    bucket: the rows there are at most two buckets' worth) are grouped, then given their bucket as
-    a value with no column in it, so PostgreSQL tests a query's bound on `bucket` once and skips
-    the part when the query ends before it. (It cannot see that `time_bucket(width, time) < X`
-    rules out rows past X, as TimescaleDB does, and would otherwise read every raw row past the
-    watermark: a day of them for a daily rollup.) Later buckets (rows from the future, or all
-    while the watermark is -infinity) are grouped as usual. Widths in seconds: '1 day' added to a
-    timestamptz is a calendar day in the session's zone, 23 or 25 hours across a DST change."""
-    watermark = f"aa_watermark({quote(name)})"
-
-    def bucket(k: int) -> str:
-        return f"({watermark} + INTERVAL '{k * seconds} seconds')" if k else watermark
-
-    others = ", ".join(f'q."{c}"' for c in columns if c != "bucket")
-    parts = [f"SELECT {bucket(k)} AS bucket, {others} FROM ("
-             f"{narrowed(select, raw, f'time >= {bucket(k)} AND time < {bucket(k + 1)}')}) q" for k in (0, 1)]
-    parts.append(f"({narrowed(select, raw, f'time >= {bucket(2)}')})")
-    return " UNION ALL ".join(parts)
-
-
 # Plain PostgreSQL's rollups (plain/20_rollups.sql): `name` is a view over `name_mat`.
 MATERIALISED = "_mat"
 
@@ -140,8 +109,8 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
             sql.Identifier(f"{name}{MATERIALISED}_{column}"), mat, sql.Identifier(column)))
     conn.execute("INSERT INTO aa_rollups (name, raw, width, fill) VALUES (%s, %s, %s::interval, %s)"
                  " ON CONFLICT (name) DO UPDATE SET raw = excluded.raw, width = excluded.width, fill = excluded.fill",
-                 (name, raw, width, narrowed(select, raw, "time >= $1 AND time < $2")))
-    live = plain_live(name, select, raw, declared.seconds, columns)
+                 (name, raw, width, rollups.narrowed(select, raw, "time >= $1 AND time < $2")))
+    live = rollups.plain_live(name, select, raw, declared.seconds, columns)
     conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {} WHERE bucket < aa_watermark({})"
                          " UNION ALL {}").format(sql.Identifier(name), mat, sql.Literal(name), sql.SQL(live)))
     return created

@@ -12,7 +12,7 @@ hourly one, a twin by minute for the partial hours at a window's edges). From it
 
 A database records the checksum of each aggregate's SELECT and rebuilds an aggregate whose
 SELECT changes, from the raw rows that remain (retention may have dropped older ones): a change
-to a key, a measure, a width or to `_render`'s layout rebuilds what it touches. The comment
+to a key, a measure, a width or to `_render`'s layout (rollup_shapes.py) rebuilds what it touches. The comment
 (`docs`) is no part of that checksum, but releases up to migration 0008 recorded the whole text,
 so the rendered text stays byte for byte theirs (tests/test_rollups_declared.py holds it to
 tests/legacy/aggregates_0008, but for the aggregates deliberately redefined since, named in
@@ -21,164 +21,12 @@ SELECT alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from agent_analytics.config import ATTRIBUTION_COLUMNS
+from agent_analytics.sql.rollup_shapes import (DAY, HOUR, MINUTE, SECONDS, SUFFIX, Aggregate, Key, Measure, Raw,
+                                               Rollup, narrowed, plain_live)
 
-MINUTE, HOUR, DAY = "1 minute", "1 hour", "1 day"
-SUFFIX = {MINUTE: "minutely", HOUR: "hourly", DAY: "daily"}
-SECONDS = {MINUTE: 60, HOUR: 3600, DAY: 86400}
-
-
-_INDENT = " " * len("SELECT ")
-_GROUP_INDENT = " " * len("GROUP BY ")
-_WIDTH = 97  # keys and GROUP BY wrap to lines of at most this many characters
-
-
-@dataclass(frozen=True)
-class Key:
-    """A grouping column. `expr`: what it groups by when not the raw column itself; such a key
-    holds the column only in part (the filters and questions on it need the raw column)."""
-    name: str
-    expr: str | None = None
-
-    @property
-    def whole(self) -> bool:
-        return self.expr is None
-
-    @property
-    def grouped(self) -> str:
-        return self.expr or self.name
-
-    @property
-    def selected(self) -> str:
-        return f"{self.expr} AS {self.name}" if self.expr else self.name
-
-
-@dataclass(frozen=True)
-class Measure:
-    """An aggregated column; `expr` may span lines (continuation lines indented from SELECT's
-    columns, the last one ending where the name is written)."""
-    name: str
-    expr: str
-
-
-@dataclass(frozen=True)
-class Raw:
-    """A raw table and every measure its rollups may hold. `column`: where the measures' names
-    are written, when a rollup holds more than one (past it after a longer expression)."""
-    table: str
-    measures: tuple[Measure, ...]
-    column: int
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """One rollup at one bucket width: a relation the queries read."""
-    name: str
-    rollup: Rollup
-    width: str
-
-    @property
-    def raw(self) -> str:
-        return self.rollup.raw.table
-
-    @property
-    def keys(self) -> tuple[Key, ...]:
-        return self.rollup.keys
-
-    @property
-    def where(self) -> str | None:
-        return self.rollup.where
-
-    @property
-    def seconds(self) -> int:
-        return SECONDS[self.width]
-
-    @property
-    def select(self) -> str:
-        return _render(self.rollup, self.width)
-
-
-@dataclass(frozen=True)
-class Rollup:
-    """Rows of `raw` (those meeting `where`) grouped by time bucket and `keys`, at each width
-    `docs` describes (the aggregate's comment), and by minute beside hours. The aggregate of a
-    width is named `{name}_minutely`, `{name}_hourly` or `{name}_daily`."""
-    name: str
-    raw: Raw
-    keys: tuple[Key, ...]
-    measures: tuple[Measure, ...]
-    docs: dict[str, str] = field(hash=False)
-    where: str | None = None
-
-    def __post_init__(self) -> None:
-        unknown = [m.name for m in self.measures if m not in self.raw.measures]
-        if unknown or not set(self.docs) <= set(SUFFIX):
-            raise ValueError(f"rollup {self.name}: measures {unknown} not of {self.raw.table}, or widths {self.docs}")
-
-    @property
-    def widths(self) -> tuple[str, ...]:
-        """The widths it is kept at: those `docs` describes, and minutes beside hours (the
-        partial hours at a window's edges, datasource/planner.py)."""
-        return (*((MINUTE,) if HOUR in self.docs else ()), *self.docs)
-
-    def doc(self, width: str) -> str:
-        if width == MINUTE and HOUR in self.docs:
-            return (f"Per-minute twin of {self.name}_hourly: the whole minutes of a window's partial hours\n"
-                    "(at its edges, and the hours ended too recently to be materialised).")
-        return self.docs[width]
-
-    def at(self, width: str) -> Aggregate:
-        if width not in self.widths:
-            raise KeyError(f"rollup {self.name} is not kept at {width}")
-        return Aggregate(f"{self.name}_{SUFFIX[width]}", self, width)
-
-    @property
-    def hourly(self) -> Aggregate:
-        return self.at(HOUR)
-
-    @property
-    def daily(self) -> Aggregate | None:
-        return self.at(DAY) if DAY in self.docs else None
-
-    @property
-    def minutely(self) -> Aggregate | None:
-        return self.at(MINUTE) if MINUTE in self.widths else None
-
-
-def _wrapped(first: str, items: list[str], indent: str, end: str) -> list[str]:
-    """`items` joined by ", " after `first`, a new line (at `indent`) before one that would
-    pass _WIDTH; `end` after the last."""
-    lines, line = [], first
-    for i, item in enumerate(items):
-        piece = item + ("," if i < len(items) - 1 else end)
-        if line.strip() and len(line) + 1 + len(piece) > _WIDTH:
-            lines.append(line)
-            line = indent + piece
-        else:
-            line = f"{line} {piece}" if line.strip() else line + piece
-    return [*lines, line]
-
-
-def _render(rollup: Rollup, width: str) -> str:
-    """The SELECT of `rollup` at `width`, in the layout its SQL file had (see the module's doc)."""
-    lines = [f"-- {line}".rstrip() for line in rollup.doc(width).split("\n")]
-    lines.append(f"SELECT time_bucket(INTERVAL '{width}', time) AS bucket,")
-    if rollup.keys:
-        lines += _wrapped(_INDENT, [k.selected for k in rollup.keys], _INDENT, ",")
-    column = rollup.raw.column if len(rollup.measures) > 1 else 0
-    for i, m in enumerate(rollup.measures):
-        *head, last = m.expr.split("\n")
-        lines += [_INDENT + h for h in head]
-        lines.append(f"{_INDENT}{last:<{column}} AS {m.name}" + ("," if i < len(rollup.measures) - 1 else ""))
-    lines.append(f"FROM {rollup.raw.table}")
-    if rollup.where:
-        lines.append(f"WHERE {rollup.where}")
-    lines += _wrapped("GROUP BY", ["bucket", *(k.grouped for k in rollup.keys)],
-                      _GROUP_INDENT, "")
-    return "\n".join(lines) + "\n"
-
+__all__ = ["DAY", "HOUR", "MINUTE", "SECONDS", "SUFFIX", "Aggregate", "Key", "Measure", "Raw", "Rollup", "narrowed",
+           "plain_live", "ROLLUPS", "AGGREGATES"]
 
 # ---- tool calls --------------------------------------------------------------------------------
 
@@ -380,6 +228,96 @@ MCP_CONNECTIONS = Rollup(
     (EVENTS,), {HOUR: "The agents' connection attempts to MCP servers per hour by server, status and error code, and\n"
                       "who made them (Security: MCP server health)."},
     where="kind = 'mcp_connection'")
+
+# ---- productivity points (migration 0015) -----------------------------------------------------
+
+# What productivity points count (the table's CHECK names the same), each a measure of its own.
+PRODUCTIVITY_METRICS = ("lines_added", "lines_removed", "commits", "pull_requests", "edits_accepted",
+                        "edits_rejected", "active_seconds")
+PRODUCTIVITY = Raw("productivity_points", tuple(Measure(m, f"sum(value) FILTER (WHERE metric = '{m}')")
+                                                for m in PRODUCTIVITY_METRICS), column=51)
+PRODUCTIVITY_FULL = Rollup(
+    "productivity", PRODUCTIVITY, (SOURCE, USER, AGENT, MODEL, *(Key(n) for n in ("language", "tool_name", "decided_by"))),
+    PRODUCTIVITY.measures,
+    {HOUR: "What the spend bought, per hour: lines, commits, pull requests, edit decisions and active time\n"
+           "by user, agent, model (lines only name one) and an edit decision's language, tool and decider."})
+PRODUCTIVITY_PER_USER = Rollup(
+    "productivity_per_user", PRODUCTIVITY, (USER, MODEL), PRODUCTIVITY.measures,
+    {HOUR: "productivity_hourly by user and model only: the Value figures per user, group and model.",
+     DAY: "Daily (UTC) twin of productivity_per_user_hourly: whole days of the window."})
+PRODUCTIVITY_TOTALS = Rollup(
+    "productivity_totals", PRODUCTIVITY, (), PRODUCTIVITY.measures,
+    {HOUR: "productivity_hourly without keys: the Value totals and series without a filter.",
+     DAY: "Daily (UTC) twin of productivity_totals_hourly: whole days of the window for totals."})
+# ---- LLM health and where the money goes -------------------------------------------------------
+
+# Who made a request (query_source: 'main' or 'subagent'; agent_name: the subagent) and how
+# (effort, speed), where the agent says (migration 0013).
+QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED = (Key(n) for n in ("query_source", "agent_name", "effort", "speed"))
+
+LLM_USAGE_BY_ORIGIN = Rollup(
+    "llm_usage_by_origin", LLM_REQUESTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED, COUNTED),
+    _USAGE,
+    {HOUR: "LLM requests per hour by who made them (main thread or subagent, and which) and how (effort,\n"
+           "speed), with the LLM filters' columns: where the tokens and the money go (LLM Usage).",
+     DAY: "Daily (UTC) twin of llm_usage_by_origin_hourly: whole days of the window."})
+LLM_METRIC_USAGE_BY_ORIGIN = Rollup(
+    "llm_metric_usage_by_origin", METRIC_POINTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT),
+    _METRIC_USAGE,
+    {HOUR: "Metric points of sessions per hour by main thread or subagent, subagent and effort (Claude\n"
+           "Code's token.usage and cost.usage carry them): what counts instead of those sessions' events.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_by_origin_hourly: whole days of the window."},
+    where=IN_SESSION)
+LLM_SESSION_AGENTS = Rollup(
+    "llm_session_agents", LLM_REQUESTS, (SESSION, USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, COUNTED), _USAGE,
+    {HOUR: "LLM requests per hour, session, main thread or subagent: a session's subagents (the drawer).",
+     DAY: "Daily (UTC) twin of llm_session_agents_hourly: whole days of the window."})
+SESSION_METRIC_AGENTS = Rollup(
+    "session_metric_agents", METRIC_POINTS, (SESSION, USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME),
+    _METRIC_USAGE,
+    {HOUR: "Metric points per hour, session, main thread or subagent: a session's subagents (the drawer).",
+     DAY: "Daily (UTC) twin of session_metric_agents_hourly: whole days of the window."})
+
+# Request durations and times to first token, exact to the millisecond: how many requests took
+# each whole millisecond (both agents send whole milliseconds; other sources are rounded), so a
+# percentile read from a rollup is the one the raw rows give.
+LATENCY_MS, TTFT_MS = Key("latency_ms", "round(latency_ms)"), Key("ttft_ms", "round(ttft_ms)")
+REQUESTS = _REQUEST_SUMS[0]
+LLM_LATENCY = Rollup(
+    "llm_latency", LLM_REQUESTS, (USER, PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
+    {HOUR: "Requests per hour, user, model and duration (whole milliseconds): exact duration percentiles.",
+     DAY: "Daily (UTC) twin of llm_latency_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL")
+LLM_LATENCY_BY_MODEL = Rollup(
+    "llm_latency_by_model", LLM_REQUESTS, (PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
+    {HOUR: "llm_latency_hourly without users: duration percentiles without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_latency_by_model_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL")
+LLM_TTFT = Rollup(
+    "llm_ttft", LLM_REQUESTS, (USER, PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
+    {HOUR: "Requests per hour, user, model and time to first token (whole milliseconds), where sent.",
+     DAY: "Daily (UTC) twin of llm_ttft_hourly: whole days of the window."},
+    where="ttft_ms IS NOT NULL")
+LLM_TTFT_BY_MODEL = Rollup(
+    "llm_ttft_by_model", LLM_REQUESTS, (PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
+    {HOUR: "llm_ttft_hourly without users: time-to-first-token percentiles without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_ttft_by_model_hourly: whole days of the window."},
+    where="ttft_ms IS NOT NULL")
+
+# API errors: failed requests ('error') and retries given up ('retries_exhausted'), by status.
+ERRORS = Measure("errors", "count(*)")
+LLM_ERRORS = Raw("llm_errors", (ERRORS,), column=0)
+STATUS = Key("status_code")  # (KIND: the agents' enforcement's, above)
+LLM_ERRORS_FULL = Rollup(
+    "llm_errors", LLM_ERRORS, (SOURCE, USER, AGENT, PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
+    {HOUR: "API errors per hour by user, agent, model, kind (error, retries_exhausted) and HTTP status."})
+LLM_ERRORS_BY_USER = Rollup(
+    "llm_errors_by_user", LLM_ERRORS, (USER, PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
+    {DAY: "Daily (UTC) twin of llm_errors_hourly by user, model, kind and status: whole days of the window."})
+LLM_ERRORS_BY_MODEL = Rollup(
+    "llm_errors_by_model", LLM_ERRORS, (PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
+    {HOUR: "llm_errors_hourly without users or agents: API errors without a user or group filter.",
+     DAY: "Daily (UTC) twin of llm_errors_by_model_hourly."})
 
 # ---- attribution -------------------------------------------------------------------------------
 

@@ -65,9 +65,31 @@ def enforcement_rows(tool_calls: list[tuple]) -> list[tuple]:
     return out
 
 
-def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
-    """`rows` (raw_rows' three lists, by default raw_rows()), and enforcement_rows of its calls
-    where the schema has the table."""
+PRODUCTIVITY_METRICS = ("lines_added", "lines_removed", "commits", "pull_requests", "edits_accepted",
+                        "edits_rejected", "active_seconds")
+
+
+def productivity_rows(llm: list[tuple]) -> list[tuple]:
+    """One productivity point (migration 0015) at the time of each of raw_rows' LLM requests, in
+    its session and of its user, keyed by the request's key: every metric, with the attributes its
+    kind carries (lines a model, edit decisions a language, tool and decider)."""
+    out = []
+    for r in llm:
+        key = hashlib.sha256(b"pp" + r[1]).digest()
+        rng = random.Random(key)
+        metric = rng.choice(PRODUCTIVITY_METRICS)
+        lines, edit = metric.startswith("lines"), metric.startswith("edits")
+        out.append((r[0], r[0] - timedelta(minutes=1), key, "claude_code", r[3], rng.choice([r[4], None]), r[5],
+                    r[7] if lines else "unknown", metric, rng.choice(["Python", "TypeScript"]) if edit else "",
+                    rng.choice(["Edit", "Write"]) if edit else "", rng.choice(["config", "user_reject"]) if edit else "",
+                    "cli" if metric == "active_seconds" else "", float(rng.randrange(1, 200))))
+    return out
+
+
+def load_raw_rows(url: str, rows=None, refresh: bool = True, health: bool = False) -> None:
+    """`rows` (raw_rows' three lists, by default raw_rows()), and enforcement_rows of its calls and
+    productivity_rows of its requests where the schema has their tables; `health`: API errors and
+    the requests' health columns too (_health_rows)."""
     tool_calls, llm, points = rows or raw_rows()
     with psycopg.connect(url, autocommit=True) as c:
         with c.cursor().copy("COPY tool_calls (time, source_key, source, user_id, agent_id, agent_instance_id,"
@@ -90,6 +112,42 @@ def load_raw_rows(url: str, rows=None, refresh: bool = True) -> None:
                                  " error_code, blocked, policy_id, policy_name) FROM STDIN") as cp:
                 for r in enforcement_rows(tool_calls):
                     cp.write_row(r)
+        if c.execute("SELECT to_regclass('productivity_points') IS NOT NULL").fetchone()[0]:  # (migration 0015)
+            with c.cursor().copy("COPY productivity_points (time, start_time, source_key, source, session_id,"
+                                 " user_id, agent_id, model, metric, language, tool_name, decided_by, activity,"
+                                 " value) FROM STDIN") as cp:
+                for r in productivity_rows(llm):
+                    cp.write_row(r)
+        if health:
+            _health_rows(c)
         if refresh:  # the schema is complete: what the receiver would keep, then the aggregates
             c.execute("SELECT aa_rebuild_session_totals()")
             refresh_aggregates(c)
+
+
+def _health_rows(c) -> None:
+    """API errors, and the requests' time to first token, main thread or subagent, effort and
+    speed (migration 0013), derived from each row's key so that both backends hold the same;
+    left out on a schema from before 0013 (the upgrade tests)."""
+    if not c.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'llm_requests'"
+                     " AND column_name = 'ttft_ms'").fetchone():
+        return
+    c.execute("""UPDATE llm_requests SET
+        ttft_ms = CASE WHEN get_byte(source_key, 1) % 4 <> 0 THEN 10 + get_byte(source_key, 2) END,
+        query_source = CASE WHEN get_byte(source_key, 3) % 3 = 0 THEN 'subagent' ELSE 'main' END,
+        agent_name = CASE WHEN get_byte(source_key, 3) % 3 = 0
+                          THEN (ARRAY['Explore', 'reviewer'])[get_byte(source_key, 4) % 2 + 1] END,
+        effort = (ARRAY['high', 'medium', NULL])[get_byte(source_key, 5) % 3 + 1],
+        speed = (ARRAY['normal', 'fast'])[get_byte(source_key, 6) % 2 + 1]""")
+    c.execute("""UPDATE metric_points SET
+        query_source = CASE WHEN get_byte(source_key, 3) % 3 = 0 THEN 'subagent' ELSE 'main' END,
+        agent_name = CASE WHEN get_byte(source_key, 3) % 3 = 0 THEN 'Explore' END,
+        effort = (ARRAY['high', NULL])[get_byte(source_key, 5) % 2 + 1]""")
+    c.execute("""INSERT INTO llm_errors (time, source_key, source, session_id, user_id, agent_id, provider, model,
+                                         error, status_code, kind, attempt)
+        SELECT time, sha256(source_key), source, session_id, user_id, agent_id, provider, model, 'Overloaded',
+               (ARRAY[529, 500, 429])[get_byte(source_key, 7) % 3 + 1],
+               CASE WHEN get_byte(source_key, 8) % 4 = 0 THEN 'retries_exhausted' ELSE 'error' END,
+               1 + get_byte(source_key, 9) % 4
+        FROM llm_requests WHERE get_byte(source_key, 10) % 3 = 0
+        ON CONFLICT DO NOTHING""")

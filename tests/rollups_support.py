@@ -17,12 +17,23 @@ REDEFINED: frozenset[str] = frozenset({
     *(f"llm_metric_usage_{k}_{w}" for k in ("by_model", "totals", "per_user") for w in ("hourly", "daily")),
     "llm_sessions_hourly", "llm_sessions_daily", "session_metrics_hourly", "session_metrics_daily"})
 
-# Aggregates declared since that release: created on upgrade (migration 0012: the agents' own
-# enforcement facts, agent_enforcement; and the per-minute twin of every hourly aggregate, which
-# the planner reads for the partial hours at a window's edges).
-ADDED: frozenset[str] = frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly",
-                                   "mcp_connections_hourly",
-                                   *(a for a in AGGREGATES if a.endswith("_minutely")),
-                                   # Migration 0017 (team attribution): the fullest rollup of each raw
-                                   # table LLM Usage and MCP Usage read, with the attribution dimensions.
-                                   *(a for a in AGGREGATES if "_attributed_" in a)})
+# Aggregates declared since that release, by what brought them: created on upgrade. Migration
+# 0012: the agents' own enforcement facts, agent_enforcement. The per-minute twin of every hourly
+# aggregate, which the planner reads for the partial hours at a window's edges. Migration 0013
+# (LLM health): who made the requests and how, their durations and times to first token, and the
+# API errors (with their per-minute twins, over the same new columns).
+_LLM_HEALTH = ("llm_usage_by_origin", "llm_metric_usage_by_origin", "llm_session_agents", "session_metric_agents",
+               "llm_latency", "llm_latency_by_model", "llm_ttft", "llm_ttft_by_model", "llm_errors_by_model")
+ADDED_BY: dict[str, frozenset[str]] = {
+    "0012": frozenset({"agent_decisions_hourly", "agent_permission_modes_hourly", "mcp_connections_hourly"}),
+    "0013": frozenset({*(f"{r}_{w}" for r in _LLM_HEALTH for w in ("minutely", "hourly", "daily")),
+                       "llm_errors_minutely", "llm_errors_hourly", "llm_errors_by_user_daily"}),
+}
+# Migration 0015 (productivity points): what the spend bought.
+ADDED_BY["0015"] = frozenset(a for a in AGGREGATES if a.startswith("productivity_"))
+# Migration 0017 (team attribution): the fullest rollup of each raw table LLM Usage and MCP Usage
+# read, with the attribution dimensions.
+ADDED_BY["0017"] = frozenset(a for a in AGGREGATES if "_attributed_" in a)
+ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
+                          - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"])
+ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

@@ -24,8 +24,9 @@ pytest.importorskip("agent_analytics.ingest.http")
 
 from agent_analytics import demo  # noqa: E402
 from agent_analytics import demo_enforcement as enforcement  # noqa: E402
-from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, HOOK_SURGE_MIN, SURGE_MIN_BLOCKED,  # noqa: E402
-                                               SURGE_RATIO)
+from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, ERROR_SURGE_MIN_ERRORS,  # noqa: E402
+                                               ERROR_SURGE_MIN_RATE, ERROR_SURGE_RATIO, HOOK_SURGE_MIN,
+                                               SURGE_MIN_BLOCKED, SURGE_RATIO)
 from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
 from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN  # noqa: E402
 from agent_analytics.dashboards import budget_alerts as ba  # noqa: E402
@@ -39,6 +40,7 @@ UTC = timezone.utc
 RULES = {r["uid"]: r for g in yaml.safe_load((ROOT / "provisioning/alerting/agent-analytics.yaml").read_text())["groups"]
          for r in g["rules"]}
 SURGE = "aa-blocked-calls-surge"
+ERROR_SURGE = "aa-api-error-rate-surge"
 USER = demo.User(id="alice@example.com", name="Alice", group="platform", anon_id="a1" * 16, agents=["claude-code"],
                  utc_offset_h=0)
 
@@ -86,10 +88,33 @@ def _agent_scenarios(minimum: int) -> list[AgentScenario]:
 
 HOOK_SCENARIOS = _agent_scenarios(HOOK_SURGE_MIN)
 BYPASS_SCENARIOS = _agent_scenarios(BYPASS_SURGE_MIN)
+
+
+@dataclass(frozen=True)
+class ErrorScenario:
+    name: str
+    errors_last_hour: int
+    requests_last_hour: int
+    errors_hour_before: int = 0
+    requests_hour_before: int = 0
+    exhausted: bool = True      # Claude Code gave up retrying: an api_retries_exhausted each, never an error
+    errors_long_ago: int = 30   # three hours back: in neither window
+
+
+ERROR_SCENARIOS = [
+    ErrorScenario("surge: 12 errors in 100, none the hour before", 12, 88, 0, 100),
+    ErrorScenario("surge: exactly the floor and the rate, over an idle hour", ERROR_SURGE_MIN_ERRORS,
+                  ERROR_SURGE_MIN_ERRORS * (100 // ERROR_SURGE_MIN_RATE - 1)),
+    ErrorScenario("surge: exactly twice the hour before's rate", 20, 80, 10, 90),
+    ErrorScenario("no surge: one error short of the floor", ERROR_SURGE_MIN_ERRORS - 1, 1),
+    ErrorScenario("no surge: enough errors, a rate just below the floor", 10, 241),
+    ErrorScenario("no surge: the hour before was nearly as bad", 20, 80, 11, 89),
+    ErrorScenario("no surge: nothing ended at all", 0, 0, errors_long_ago=0),
+]
 # The budgets' rules share one dataset, evaluated at known moments (below).
 BUDGET_RULES = ("aa-budget-80", "aa-budget-100", "aa-budget-forecast", "aa-budget-surge")
 SCENARIOS_BY_RULE = {SURGE: SURGE_SCENARIOS, HOOK_SURGE: HOOK_SCENARIOS, BYPASS_SURGE: BYPASS_SCENARIOS,
-                     **{uid: "budget moments" for uid in BUDGET_RULES}}
+                     ERROR_SURGE: ERROR_SCENARIOS, **{uid: "budget moments" for uid in BUDGET_RULES}}
 
 
 def _calls(n: int, first: datetime, last: datetime, outcome: str) -> list[demo.ToolCall]:
@@ -125,6 +150,18 @@ def _plan(s: Scenario, now: datetime) -> demo.Plan:
     return demo.Plan(now, [USER], demo.directory_document([USER]), sessions)
 
 
+def _sent_and_evaluated(app, db_url: str, p: demo.Plan, rule: dict, now: datetime, token: str):
+    """The plan sent through the OTLP path, the aggregates refreshed, and the rule evaluated at
+    `now` with `token`, as Grafana would: (the evaluation, the service's URL)."""
+    with Server(app) as server:
+        if p.sessions:
+            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+            assert not any(k.endswith("_failed") for k in results), results
+        with psycopg.connect(db_url, autocommit=True) as c:
+            refresh_aggregates(c)
+        return evaluate(rule, now, server.url, {"Authorization": f"Bearer {token}"}), server.url
+
+
 def _blocked_between(p: demo.Plan, start: datetime, end: datetime) -> int:
     return sum(1 for s in p.sessions for c in s.tool_calls if c.outcome == "blocked" and start <= c.start < end)
 
@@ -134,17 +171,11 @@ def test_blocked_calls_surge_rule_as_grafana_evaluates_it(app, db_url, scenario)
     rule = RULES[SURGE]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     p = _plan(scenario, now)
-    with Server(app) as server:
-        if p.sessions:
-            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
-            assert not any(k.endswith("_failed") for k in results), results
-        with psycopg.connect(db_url, autocommit=True) as c:
-            refresh_aggregates(c)
-        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {QUERY_TOKEN}"})
+    ev, url = _sent_and_evaluated(app, db_url, p, rule, now, QUERY_TOKEN)
 
     # The queries Grafana sends: the last hour, absolute, in epoch milliseconds.
     hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
-    assert ev.requests == [f"{server.url}/api/v1/query/security_blocked_calls?from={hour_ago_ms}&to={now_ms}"] * 2
+    assert ev.requests == [f"{url}/api/v1/query/security_blocked_calls?from={hour_ago_ms}&to={now_ms}"] * 2
     # The numbers, counted from the dataset.
     last_hour = _blocked_between(p, now - timedelta(hours=1), now)
     hour_before = _blocked_between(p, now - timedelta(hours=2), now - timedelta(hours=1))
@@ -202,15 +233,10 @@ def test_agent_enforcement_surge_rules_as_grafana_evaluates_them(app, db_url, ru
     rule = RULES[rule_uid]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     p = _agent_plan(rule_uid, scenario, now)
-    with Server(app) as server:
-        results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
-        assert not any(k.endswith("_failed") for k in results), results
-        with psycopg.connect(db_url, autocommit=True) as c:
-            refresh_aggregates(c)
-        ev = evaluate(rule, now, server.url, {"Authorization": f"Bearer {QUERY_TOKEN}"})
+    ev, url = _sent_and_evaluated(app, db_url, p, rule, now, QUERY_TOKEN)
 
     hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
-    assert ev.requests == [f"{server.url}/api/v1/query/{metric}?from={hour_ago_ms}&to={now_ms}"] * 2
+    assert ev.requests == [f"{url}/api/v1/query/{metric}?from={hour_ago_ms}&to={now_ms}"] * 2
     last_hour = _counted_between(rule_uid, p, now - timedelta(hours=1), now)
     hour_before = _counted_between(rule_uid, p, now - timedelta(hours=2), now - timedelta(hours=1))
     assert (last_hour, hour_before) == (scenario.last_hour, scenario.hour_before)
@@ -218,6 +244,55 @@ def test_agent_enforcement_surge_rules_as_grafana_evaluates_them(app, db_url, ru
     fires = last_hour >= minimum and last_hour >= SURGE_RATIO * hour_before
     assert ev.state == ("Alerting" if fires else "Normal")
     assert alert_state(rule, ev) == ev.state
+
+
+def _error_plan(s: ErrorScenario, now: datetime) -> demo.Plan:
+    """Claude Code sessions, one per window, their requests and API errors well inside it."""
+    m = timedelta(minutes=1)
+    windows = [(now - 56 * m, now - 4 * m, s.requests_last_hour, s.errors_last_hour),
+               (now - 116 * m, now - 64 * m, s.requests_hour_before, s.errors_hour_before),
+               (now - 200 * m, now - 170 * m, 0, s.errors_long_ago)]
+    sessions = []
+    for i, (start, end, n_requests, n_errors) in enumerate(windows):
+        if not n_requests and not n_errors:
+            continue
+        sid = f"{i + 1:08d}-0000-4000-8000-{int(now.timestamp()):012d}"
+        step = (end - start) / max(1, n_requests + n_errors)
+        requests = [demo.Request(start + step * k, "claude-sonnet-4-5", input_tokens=100, output_tokens=50,
+                                 cache_read_tokens=0, cache_write_tokens=0, duration_ms=900)
+                    for k in range(n_requests)]
+        errors = [demo.ApiError(start + step * (n_requests + k), "claude-sonnet-4-5", 529, 4, s.exhausted)
+                  for k in range(n_errors)]
+        sessions.append(demo.Session(sid, USER, "claude-code", demo._instance(USER, "claude-code"), start, end,
+                                     requests=requests, errors=errors))
+    return demo.Plan(now, [USER], demo.directory_document([USER]), sessions)
+
+
+def _rate(errors: int, requests: int) -> float | None:
+    return None if errors + requests == 0 else 100 * errors / (errors + requests)
+
+
+@pytest.mark.parametrize("scenario", ERROR_SCENARIOS, ids=lambda s: s.name)
+def test_api_error_rate_surge_rule_as_grafana_evaluates_it(app, db_url, scenario):
+    rule = RULES[ERROR_SURGE]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    p = _error_plan(scenario, now)
+    # The provisioned data source's token has the llm-analytics permission (AA_GRAFANA_QUERY_TOKEN).
+    ev, url = _sent_and_evaluated(app, db_url, p, rule, now, LLM_TOKEN)
+
+    hour_ago_ms, now_ms = int((now - timedelta(hours=1)).timestamp() * 1000), int(now.timestamp() * 1000)
+    assert ev.requests == [f"{url}/api/v1/query/llm_error_rate?from={hour_ago_ms}&to={now_ms}"] * 3
+    # The numbers, counted from the dataset: errors against requests that ended, per hour.
+    hour, before = (now - timedelta(hours=1), now), (now - timedelta(hours=2), now - timedelta(hours=1))
+    counted = [(sum(1 for x in p.sessions for e in x.errors if lo <= e.time < hi),
+                sum(1 for x in p.sessions for r in x.requests if lo <= r.time < hi)) for lo, hi in (hour, before)]
+    rate, previous = (_rate(*c) for c in counted)
+    assert ev.values["F"] == [float(counted[0][0])]
+    assert ev.values["D"] == ([pytest.approx(rate, rel=1e-12)] if rate is not None else [])
+    assert ev.values["E"] == [pytest.approx(previous or 0.0, rel=1e-12)]
+    fires = (rate is not None and counted[0][0] >= ERROR_SURGE_MIN_ERRORS and rate >= ERROR_SURGE_MIN_RATE
+             and rate >= ERROR_SURGE_RATIO * (previous or 0))
+    assert alert_state(rule, ev) == ("Alerting" if fires else "Normal")
     assert fires == scenario.name.startswith("surge")
 
 
@@ -259,6 +334,9 @@ SPEND = ([(_t(d, 20), "ann@x", 12) for d in range(13, 20)]          # the 7 days
          + [(_t(20, 9), "ann@x", 5), (_t(20, 10), "ann@x", 3), (_t(20, 11), "ann@x", 2),
             (_t(20, 9), "bob@x", None),
             (_t(20, 9, 30), "carol@x", 4)])                             # carol's first usage ever
+# A rule's columns, by the figure _oracle names them: a budget with one of them unknown has no instance.
+RULE_FIGURES = {"aa-budget-80": ("pct", "spend"), "aa-budget-100": ("pct", "spend"),
+                "aa-budget-forecast": ("forecast_pct", "pct", "spend"), "aa-budget-surge": ("spend", "previous", "pct")}
 BUDGETS = [
     {"id": "ann-day", "name": "Ann daily", "scope": "user", "target": "ann@x", "period": "day", "amount_usd": 10,
      "owner": "ann@x"},
@@ -267,7 +345,8 @@ BUDGETS = [
     # Its only usage has no price: its spend is unknown, so no instance of any rule, never "0 %".
     {"id": "bob-day", "name": "Bob daily", "scope": "user", "target": "bob@x", "period": "day", "amount_usd": 1,
      "owner": "bob@x"},
-    # 40 % spent on her first day: no previous period to surge against (its 0 is no history), no alert.
+    # 40 % spent on her first day: no previous period to surge against (its 0 is no history), no alert;
+    # no complete day of usage, so no rate and no forecast: no instance of the forecast rule.
     {"id": "carol-day", "name": "Carol daily", "scope": "user", "target": "carol@x", "period": "day",
      "amount_usd": 10, "owner": "carol@x"},
 ]
@@ -292,18 +371,28 @@ def _oracle(t: datetime) -> dict[str, dict[str, float]]:
                 c is not None for at, c in mine if start <= at < t):
             continue  # nothing priced: unknown
         spend = sum(c for at, c in mine if start <= at < t and c is not None)
-        rate = sum(c for at, c in mine if day0 - timedelta(days=7) <= at < day0 and c is not None) / 7
-        previous = sum(c for at, c in mine if prev <= at < prev + (t - start) and c is not None)
+        # The rate: the complete days since the scope's first usage, at most 7; none complete: unknown.
+        days = min(7, (day0 - min(at for at, _ in mine).replace(hour=0, minute=0)).days)
+        rate = (sum(c for at, c in mine if day0 - timedelta(days=days) <= at < day0 and c is not None) / days
+                if days > 0 else None)
+        # The data begins 13 March: a previous period starting before it is unknown (February).
+        previous = (sum(c for at, c in mine if prev <= at < prev + (t - start) and c is not None)
+                    if min(at for at, _, _ in SPEND).date() <= prev.date() else None)
         out[b["id"]] = {"spend": spend, "pct": spend / b["amount_usd"] * 100, "previous": previous,
-                        "forecast_pct": (spend + rate * ((end - t) / timedelta(days=1))) / b["amount_usd"] * 100}
+                        "forecast_pct": None if rate is None else
+                        (spend + rate * ((end - t) / timedelta(days=1))) / b["amount_usd"] * 100}
     return out
 
 
 def _fires(uid: str, f: dict[str, float]) -> bool:
-    return {"aa-budget-80": ba.WARN_PCT <= f["pct"] < ba.FULL_PCT, "aa-budget-100": f["pct"] >= ba.FULL_PCT,
-            "aa-budget-forecast": f["forecast_pct"] > ba.FULL_PCT and f["pct"] < ba.FULL_PCT,
+    if any(f[k] is None for k in RULE_FIGURES[uid]):
+        return False
+    return {"aa-budget-80": lambda: ba.WARN_PCT <= f["pct"] < ba.FULL_PCT,
+            "aa-budget-100": lambda: f["pct"] >= ba.FULL_PCT,
+            "aa-budget-forecast": lambda: f["forecast_pct"] > ba.FULL_PCT and f["pct"] < ba.FULL_PCT,
             # A surge needs a previous period that spent something: against nothing, any spend is "a surge".
-            "aa-budget-surge": f["previous"] > 0 and f["spend"] >= 1.5 * f["previous"] and f["pct"] >= 25}[uid]
+            "aa-budget-surge": lambda: f["previous"] > 0 and f["spend"] >= 1.5 * f["previous"] and f["pct"] >= 25,
+            }[uid]()
 
 
 def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn):
@@ -317,12 +406,15 @@ def test_budget_rules_fire_when_budgets_cross_at_known_moments(app, db_url, conn
         for moment, expected in MOMENTS.items():
             figures = _oracle(moment)
             assert set(figures) == {"ann-day", "org-month", "carol-day"}
+            assert figures["carol-day"]["forecast_pct"] is None and figures["org-month"]["previous"] is None
             for uid in BUDGET_RULES:
                 rule = RULES[uid]
                 ev = evaluate(rule, moment, server.url, {"Authorization": f"Bearer {LLM_TOKEN}"})
                 budgets = {dict(labels)["budget"]: state for labels, state in ev.instances.items()}
-                # One instance per budget whose spend is known, labelled with its id, name and owner.
-                assert set(budgets) == set(figures), (moment, uid, ev.instances)
+                # One instance per budget whose figures the rule reads are known, labelled with its
+                # id, name and owner.
+                known = {b for b, f in figures.items() if all(f[k] is not None for k in RULE_FIGURES[uid])}
+                assert set(budgets) == known, (moment, uid, ev.instances)
                 for labels in ev.instances:
                     b = names[dict(labels)["budget"]]
                     assert dict(labels) == {"budget": b["id"], "budget_name": b["name"], "owner": b["owner"]}

@@ -51,7 +51,8 @@ def test_outlook_on_a_synthetic_month():
     daily = {date(2026, 3, d): 5.0 for d in range(1, 13)} | {date(2026, 3, d): 12.0 for d in range(13, 20)}
     daily[date(2026, 3, 20)] = 4.0
     daily[date(2026, 2, 27)] = 100.0  # before the period and the rate's 7 days: in neither
-    o = bf.outlook(250.0, "month", AS_OF, daily)
+    first = date(2026, 2, 27)
+    o = bf.outlook(250.0, "month", AS_OF, daily, first)
     assert o.spend == 12 * 5 + 7 * 12 + 4 == 148
     assert o.daily_rate == 12.0                               # 13..19 March
     assert o.forecast == 148 + 12 * 11.5 == 286.0             # 11.5 days left in March
@@ -59,24 +60,50 @@ def test_outlook_on_a_synthetic_month():
     assert o.forecast_date == T(3, 29)                        # (250 - 148) / 12 = 8.5 days on
     assert o.reached_on is None and o.outlook == "forecast to be reached on 2026-03-29 00:00 UTC"
     # The rate reaches back before the period: on 2 April, 26 March..1 April (none of it April's).
-    o = bf.outlook(250.0, "month", T(4, 2, 12), daily | {date(2026, 3, d): 7.0 for d in range(26, 32)})
+    o = bf.outlook(250.0, "month", T(4, 2, 12), daily | {date(2026, 3, d): 7.0 for d in range(26, 32)}, first)
     assert (o.spend, o.daily_rate, o.forecast) == (0, 6 * 7.0 / 7, 0 + 6.0 * 28.5)
     # Reached: the day the running total crossed it; no forecast date.
-    o = bf.outlook(100.0, "month", AS_OF, daily)
+    o = bf.outlook(100.0, "month", AS_OF, daily, first)
     # 60 by the 12th, 72, 84, 96 by the 15th, 108 on the 16th.
     assert o.reached_on == date(2026, 3, 16) and o.forecast_date is None
     assert o.outlook == "reached on 2026-03-16"
     # Not within the period at this rate.
-    o = bf.outlook(1000.0, "month", AS_OF, daily)
+    o = bf.outlook(1000.0, "month", AS_OF, daily, first)
     assert o.forecast_date is None and o.outlook == "not forecast to be reached this period"
     # A rate of 0: no date, not a made-up one.
-    o = bf.outlook(10.0, "week", T(3, 28, 12), {date(2026, 3, 28): 3.0})  # all of it today
+    o = bf.outlook(10.0, "week", T(3, 28, 12), {date(2026, 3, 28): 3.0}, date(2026, 3, 2))  # all of it today
     assert (o.spend, o.daily_rate, o.forecast, o.forecast_date) == (3.0, 0.0, 3.0, None)
     assert o.outlook.startswith("no cost in the last 7 complete days")
     # Usage none of which could be priced: unknown, not 0; partly priced: the priced part.
-    o = bf.outlook(10.0, "day", AS_OF, {date(2026, 3, 20): None})
+    o = bf.outlook(10.0, "day", AS_OF, {date(2026, 3, 20): None}, date(2026, 3, 1))
     assert (o.spend, o.spend_pct, o.forecast, o.forecast_date) == (None, None, None, None)
-    assert bf.outlook(10.0, "month", AS_OF, {date(2026, 3, 19): None, date(2026, 3, 20): 2.0}).spend == 2.0
+    assert bf.outlook(10.0, "month", AS_OF, {date(2026, 3, 19): None, date(2026, 3, 20): 2.0},
+                      date(2026, 3, 19)).spend == 2.0
+
+
+def test_the_rate_is_the_mean_of_the_complete_days_since_the_first_usage():
+    """A scope whose usage began 3 days ago: the rate is the mean of those 3 days, not 3/7 of it."""
+    daily = {date(2026, 3, 17): 2.0, date(2026, 3, 18): 4.0, date(2026, 3, 19): 6.0, date(2026, 3, 20): 1.0}
+    o = bf.outlook(50.0, "month", AS_OF, daily, date(2026, 3, 17))
+    assert o.daily_rate == (2 + 4 + 6) / 3 == 4.0
+    assert o.spend == 13.0 and o.forecast == 13 + 4 * 11.5 == 59.0 and o.forecast_pct == pytest.approx(118.0)
+    assert o.forecast_date == T(3, 29, 18)                     # (50 - 13) / 4 = 9.25 days on
+    # A day without usage after the first one counts as $0: 17 March with usage, 18 and 19 without.
+    o = bf.outlook(50.0, "month", AS_OF, {date(2026, 3, 17): 6.0, date(2026, 3, 20): 1.0}, date(2026, 3, 17))
+    assert o.daily_rate == 6.0 / 3
+    # Usage that began more than 7 complete days ago: the last 7, older days not in it.
+    o = bf.outlook(50.0, "month", AS_OF, daily | {date(2026, 3, 2): 70.0}, date(2026, 3, 2))
+    assert o.daily_rate == 12.0 / 7
+    # First usage today, or none at all: no complete day, so no rate, no forecast and no date.
+    for first in (date(2026, 3, 20), None):
+        o = bf.outlook(50.0, "month", AS_OF, {date(2026, 3, 20): 1.0} if first else {}, first)
+        assert (o.daily_rate, o.forecast, o.forecast_pct, o.forecast_date) == (None, None, None, None)
+        assert o.spend == (1.0 if first else 0) and o.outlook == bf.NO_RATE
+    # Reached on its first day: the day is known, the forecast is not.
+    o = bf.outlook(0.5, "month", AS_OF, {date(2026, 3, 20): 1.0}, date(2026, 3, 20))
+    assert (o.reached_on, o.forecast) == (date(2026, 3, 20), None) and o.outlook == "reached on 2026-03-20"
+    assert bf.rate_window(AS_OF, date(2026, 3, 17)) == (T(3, 17), T(3, 20))
+    assert bf.rate_window(AS_OF, date(2026, 1, 1)) == (T(3, 13), T(3, 20))
 
 
 # -- end to end: the JSON API over the aggregates ------------------------------------------------------
@@ -150,8 +177,10 @@ def test_budgets_spend_and_forecast_on_a_known_month(client, conn, db_url):
     bob = got["bob-month"]
     assert (bob["spend"], bob["reached_on"], bob["unpriced_tokens"]) == (pytest.approx(19.0), ms(T(3, 10)), 1000)
     assert bob["previous_spend"] == 0 and bob["change_pct"] is None
-    carol = got["carol-month"]                                        # no usage at all
-    assert (carol["spend"], carol["daily_rate"], carol["forecast"], carol["forecast_date"]) == (0, 0, 0, None)
+    carol = got["carol-month"]                                        # no usage at all: no rate, no forecast
+    assert (carol["spend"], carol["daily_rate"], carol["forecast"], carol["forecast_date"]) == (0, None, None, None)
+    assert carol["forecast_pct"] is None and carol["outlook"] == bf.NO_RATE
+    assert carol["previous_spend"] == 0                              # the data began 1 February: a known $0
     assert carol["scope_name"] == "carol@x" and got["eng-week"]["scope_name"] == "Engineering"
     assert {r["owner"] for r in got.values()} == {"finance@x", "lead@x", "ann@x", "bob@x", "carol@x"}
     assert all(r["method"] == bf.METHOD for r in got.values())
@@ -169,7 +198,9 @@ def test_budgets_spend_and_forecast_on_a_known_month(client, conn, db_url):
     for bid, users in scopes.items():
         start, prev_start = periods[bid]
         spend = _oracle(rows, users, start, AS_OF)
-        rate = _oracle(rows, users, T(3, 13), T(3, 20)) / 7
+        if bid == "carol-month":
+            continue                                                   # no usage: above
+        rate = _oracle(rows, users, T(3, 13), T(3, 20)) / 7            # every other scope began in February
         amount = next(b["amount_usd"] for b in BUDGETS if b["id"] == bid)
         r = got[bid]
         assert r["spend"] == pytest.approx(spend) and r["daily_rate"] == pytest.approx(rate), bid
@@ -177,6 +208,38 @@ def test_budgets_spend_and_forecast_on_a_known_month(client, conn, db_url):
         assert r["spend_pct"] == pytest.approx(spend / amount * 100)
         end = datetime.fromtimestamp(r["period_end"] / 1000, UTC)
         assert r["forecast"] == pytest.approx(spend + rate * (end - AS_OF) / timedelta(days=1)), bid
+
+
+def test_a_young_installation_rates_from_its_first_day_and_has_no_previous_month(client, conn, db_url):
+    """The data begins 17 March: dan $2, $4, $6 on 17-19 March at 10:00 and $1 today at 06:00;
+    erin $3 today at 08:00, her first usage."""
+    rows = [_request(100 + i, t, u, c) for i, (t, u, c) in enumerate(
+        [(T(3, 17, 10), "dan@x", "2"), (T(3, 18, 10), "dan@x", "4"), (T(3, 19, 10), "dan@x", "6"),
+         (T(3, 20, 6), "dan@x", "1"), (T(3, 20, 8), "erin@x", "3")])]
+    load_raw_rows(db_url, ([], rows, []))
+    directory.apply(conn, {"budgets": [
+        {"id": "dan-day", "scope": "user", "target": "dan@x", "period": "day", "amount_usd": 10, "owner": "dan@x"},
+        {"id": "dan-month", "scope": "user", "target": "dan@x", "period": "month", "amount_usd": 50,
+         "owner": "dan@x"},
+        {"id": "erin-week", "scope": "user", "target": "erin@x", "period": "week", "amount_usd": 20,
+         "owner": "erin@x"}]})
+    answer = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)
+    got = {r["budget"]: r for r in answer["rows"]}
+    assert not {"llm_requests", "metric_points"} & set(answer["meta"]["relations"])
+    dan = got["dan-month"]
+    # 3 complete days since 17 March: (2 + 4 + 6) / 3 = 4 a day, not 12 / 7; 13 + 4 x 11.5 = 59.
+    assert (dan["spend"], dan["daily_rate"], dan["forecast"], dan["forecast_pct"]) == pytest.approx(
+        (13.0, 4.0, 59.0, 118.0))
+    assert dan["forecast_date"] == ms(T(3, 29, 18))                  # (50 - 13) / 4 = 9.25 days on
+    # February began before the data: unknown, not $0, and no change against it.
+    assert (dan["previous_spend"], dan["change_pct"]) == (None, None)
+    day = got["dan-day"]                                              # 19 March to noon: its $6 at 10:00
+    assert day["previous_spend"] == pytest.approx(6.0) and day["change_pct"] == pytest.approx((1 - 6) / 6 * 100)
+    assert (day["daily_rate"], day["forecast"]) == pytest.approx((4.0, 1 + 4 * 0.5))
+    erin = got["erin-week"]                                           # usage only today
+    assert erin["spend"] == pytest.approx(3.0)
+    assert (erin["daily_rate"], erin["forecast"], erin["forecast_pct"], erin["forecast_date"]) == (None,) * 4
+    assert erin["outlook"] == bf.NO_RATE and erin["previous_spend"] is None   # the week of 9 March: before the data
 
 
 def test_budgets_are_llm_analytics(client, conn):

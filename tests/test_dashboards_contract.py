@@ -31,7 +31,7 @@ pytest.importorskip("agent_analytics.datasource.json_api")
 pytest.importorskip("agent_analytics.datasource.grafana_face")
 pytest.importorskip("agent_analytics.ingest.http")
 
-from agent_analytics import demo  # noqa: E402
+from agent_analytics import demo, demo_productivity  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
@@ -209,6 +209,12 @@ def _panel_field_refs(panel: dict) -> set[str]:
     return refs
 
 
+def _may_be_null(column: str, may_be_null: set[str]) -> bool:
+    """A Value figure's previous period (previous_*) is null in every row of the demo: its 30 days
+    have no 30 days before them."""
+    return column in may_be_null or column.startswith("previous_")
+
+
 def rightly_null(where: str, metric_id: str, rows: list[dict], problems: list[str]) -> set[str]:
     """The columns that may be null in every row of an answer: no previous spend, no description
     recorded, no budget reached (none can be in the first hour of a Monday the 1st, when no period
@@ -234,7 +240,7 @@ def check_infinity_answer(where: str, panel: dict, target: dict, body: dict, pro
     for col in target["columns"]:
         names.add(col["text"])
         values = [r.get(col["selector"]) for r in rows]
-        if all(v is None for v in values) and col["selector"] not in may_be_null:
+        if all(v is None for v in values) and not _may_be_null(col["selector"], may_be_null):
             problems.append(f"{where}: column {col['selector']} is null in every row")
         bad = [v for v in values if v is not None and not isinstance(v, _INFINITY_PY[col["type"]])]
         if bad:
@@ -276,7 +282,7 @@ def check_json_answer(where: str, panel: dict, body: list, problems: list[str]) 
             bad = [v for v in f["values"] if v is not None and not isinstance(v, _PY_TYPES[c.type])]
             if bad:
                 problems.append(f"{where}: field {c.name} ({c.type}) has {bad[:3]}")
-            if all(v is None for v in f["values"]) and c.name not in may_be_null:
+            if all(v is None for v in f["values"]) and not _may_be_null(c.name, may_be_null):
                 problems.append(f"{where}: field {c.name} is null in every row")
         if m.kind == "timeseries":
             if m.columns[-1].name == "previous" and fields["previous"]["config"].get("displayName") != "Previous period":
@@ -381,6 +387,15 @@ def test_demo_data_arrives_through_the_real_path(demo_service, conn):
         "production", "destructive", "external"}
     policies = dict(conn.execute("SELECT id, name FROM policies WHERE id LIKE 'pol-%'").fetchall())
     assert policies == {k: v[0] for k, v in demo.POLICIES.items()}
+    # What each Claude Code session bought, as the plan says (demo_productivity.work).
+    work = [demo_productivity.work(p.seed, s) for s in p.sessions if s.agent == "claude-code"]
+    stored = dict(conn.execute("SELECT metric, sum(value) FROM productivity_points GROUP BY 1").fetchall())
+    assert stored == pytest.approx({
+        "lines_added": sum(w.lines_added for w in work), "lines_removed": sum(w.lines_removed for w in work),
+        "commits": sum(w.commits for w in work), "pull_requests": sum(w.pull_requests for w in work),
+        "edits_accepted": sum(n for w in work for (d, *_), n in w.edits.items() if d == "accept"),
+        "edits_rejected": sum(n for w in work for (d, *_), n in w.edits.items() if d == "reject"),
+        "active_seconds": sum(w.active_seconds for w in work)})
     by_agent = dict(conn.execute("SELECT agent_id, count(*) FROM llm_requests GROUP BY 1").fetchall())
     assert by_agent == {a: sum(len(s.requests) for s in p.sessions if s.agent == a)
                         for a in {s.agent for s in p.sessions}}

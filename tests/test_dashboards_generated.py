@@ -23,7 +23,7 @@ ROOT = generate.REPO_ROOT
 SEED_PRESETS = ["Last 1h", "Last 24h", "Last 7 days", "Last 30 days", "Last 90 days",
                 "Today", "This week", "This month", "This quarter", "This year"]
 TAB_FILTERS = {"mcp-usage": catalog.MCP_FILTERS, "security": catalog.MCP_FILTERS, "llm-usage": catalog.LLM_FILTERS,
-               "session-timeline": ("session",) + catalog.LLM_SESSION_FILTERS, "telemetry": ()}
+               "session-timeline": ("session",) + catalog.LLM_SESSION_FILTERS, "telemetry": (), "value": catalog.VALUE_FILTERS}
 
 
 def all_dashboards() -> list[tuple[str, str, dict]]:
@@ -59,7 +59,7 @@ def test_the_cli_exposes_the_generator():
 def test_dashboard_basics(variant_key, name, d):
     variant = INFINITY if variant_key == "infinity" else JSON
     key = {"mcp-usage": "mcp", "llm-usage": "llm", "security": "security", "session-timeline": "session",
-           "telemetry": "telemetry"}[name]
+           "telemetry": "telemetry", "value": "value"}[name]
     assert d["uid"] == variant.uid(UIDS[key])
     assert d["timezone"] == "browser"
     assert d["time"] == {"from": "now-7d", "to": "now"}
@@ -133,7 +133,8 @@ def _home(m: catalog.Metric) -> str:
     `session` filter) on the Session timeline, the other Sessions metrics on LLM Usage."""
     if m.tab == "sessions":
         return "session-timeline" if "session" in m.filters else "llm-usage"
-    return {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "telemetry": "telemetry"}[m.tab]
+    return {"mcp": "mcp-usage", "llm": "llm-usage", "security": "security", "telemetry": "telemetry",
+            "value": "value"}[m.tab]
 
 
 def test_every_seed_element_is_on_its_tab():
@@ -305,7 +306,7 @@ def test_every_data_link_points_at_an_existing_dashboard_and_variable():
             if link.get("type") == "dashboards":
                 # Tab links: every dashboard with the tag exists and shares the time range and variables.
                 tagged = [x for x in by_uid.values() if set(link["tags"]) <= set(x["tags"])]
-                assert len(tagged) == 4 and link["keepTime"] and link["includeVars"]
+                assert len(tagged) == 5 and link["keepTime"] and link["includeVars"]
                 assert all(x["uid"].endswith("-json") == (variant_key == "json") for x in tagged)
                 checked += 1
                 continue

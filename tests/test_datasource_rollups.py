@@ -11,7 +11,8 @@ from agent_analytics.datasource import catalog
 from agent_analytics.datasource.relations import ALL
 from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
 from agent_analytics.datasource.relations import (EXECUTED, IN_SESSION, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
-                                                  SESSION_METRICS, TOOL_CALLS, Condition, choose_aggregate)
+                                                  PRODUCTIVITY, SESSION_METRICS, TOOL_CALLS, Condition,
+                                                  choose_aggregate)
 from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import api, materialised
 
@@ -168,3 +169,19 @@ def test_dashboard_sessions_start_no_parallel_workers(ds_app):
                 c.execute("SELECT boot_val FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'").fetchone()[0]
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize("metric,filters,want", [
+    ("value_pull_requests", [], "productivity_totals_hourly"),
+    ("value_lines_over_time", [], "productivity_totals_hourly"),
+    ("value_commits", ["user"], "productivity_per_user_hourly"),
+    ("value_cost_per_pull_request", ["group"], "productivity_per_user_hourly"),
+    ("value_by_user", [], "productivity_per_user_hourly"),
+    ("value_by_model", ["user"], "productivity_per_user_hourly"),
+    ("value_edits_by_language", [], "productivity_hourly"),  # language and tool: the full aggregate
+])
+def test_value_choice(metric, filters, want):
+    name, columns, rollup = choose_aggregate(PRODUCTIVITY, needs(metric), filters, ALL)
+    assert name == want
+    if rollup is not None and metric in TIME_FREE:  # whole days from the daily twin
+        assert rollup.daily == want.replace("_hourly", "_daily")

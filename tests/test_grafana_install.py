@@ -588,8 +588,13 @@ def test_rules_provisioned_from_files_are_left_to_their_files(grafana, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"folder            'Agent Analytics' uid {folder['uid']}: unchanged" in out
-    assert ("'agent-analytics-security' (3 rules): skipped (provisioned from files in this Grafana; change its "
-            "provisioning/alerting file instead)") in out
+    # Every rule group of the files, with its rules counted (security's three, the budgets' four, LLM Usage's one).
+    groups = {g.name: len(g.rules) for g in sources.load_alert_groups(PROVISIONING / "alerting")[0]}
+    assert groups == {"agent-analytics-security": 3, "agent-analytics-budgets": 4,
+                      "agent-analytics-llm": 1}
+    for name, n in groups.items():
+        assert (f"'{name}' ({n} rule{'s' if n > 1 else ''}): skipped (provisioned from files in this Grafana; change "
+                "its provisioning/alerting file instead)") in out
     from agent_analytics.dashboards.tabs import DASHBOARDS
 
     # Every dashboard (of the provisioned variant).

@@ -150,7 +150,7 @@ def test_claude_metric_rejections(kind, value, reason):
 
 
 def test_irrelevant_metrics_are_ignored_not_rejected():
-    b = normalise.metrics(_metrics("claude_code.lines_of_code.count", "sum", [({}, 3.0), ({}, 4.0)]), CTX)
+    b = normalise.metrics(_metrics("claude_code.session.count", "sum", [({}, 3.0), ({}, 4.0)]), CTX)
     assert (b.received, b.ignored, b.rejections, b.facts) == (2, 2, [], 0)
 
 

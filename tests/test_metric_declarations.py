@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_analytics.datasource import catalog, declare, engine, llm, mcp, security, sessions, telemetry
+from agent_analytics.datasource import catalog, declare, engine, llm, mcp, security, sessions, telemetry, value
 from agent_analytics.datasource.catalog import COUNT, MCP_FILTERS, Metric
 from agent_analytics.datasource.relations import (EXECUTED, GATEWAY_DEDUPE, LLM_USAGE, TOOL_CALLS, Reads,
                                                   choose_aggregate, reads)
@@ -14,8 +14,9 @@ BODY = "SELECT coalesce(sum(calls), 0) AS v FROM src"
 
 
 def test_the_catalog_is_the_tab_modules_declarations():
-    modules = {"mcp": mcp, "llm": llm, "sessions": sessions, "security": security, "telemetry": telemetry}
-    collected = [m for tab in ("mcp", "llm", "sessions", "security", "telemetry") for m in modules[tab].METRICS]
+    modules = {"mcp": mcp, "llm": llm, "sessions": sessions, "security": security, "telemetry": telemetry,
+               "value": value}
+    collected = [m for tab in ("mcp", "llm", "sessions", "security", "telemetry", "value") for m in modules[tab].METRICS]
     assert list(catalog.METRICS) == collected
     for tab, module in modules.items():
         assert {m.tab for m in module.METRICS} == {tab}, module.__name__

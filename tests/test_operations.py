@@ -139,8 +139,8 @@ def test_retention_removes_only_older_data(fresh_database, tsdb):
         if tsdb == "on":
             jobs = [r[0] for r in c.execute("SELECT job_id FROM timescaledb_information.jobs"
                                             " WHERE proc_name = 'policy_retention'")]
-            # The five raw tables, ingest_stats and the per-minute aggregates (going with the raw rows).
-            assert len(jobs) == 6 + len(MINUTELY)
+            # The six raw tables, ingest_stats and the per-minute aggregates (going with the raw rows).
+            assert len(jobs) == 7 + len(MINUTELY)
             for job in jobs:
                 c.execute("CALL run_job(%s)", (job,))
         else:

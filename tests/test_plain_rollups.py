@@ -53,7 +53,7 @@ def test_rollups_answer_as_the_raw_rows_with_late_rows_and_counted_turned_off(fr
         refresh_aggregates(c)
         # No raw rows yet: nothing materialised, so history loaded next is seen at once.
         assert c.execute("SELECT bool_and(watermark = '-infinity') FROM aa_rollups").fetchone()[0]
-    load_raw_rows(fresh_database, raw_rows(seed=3))  # three days of March 2026, then a refresh
+    load_raw_rows(fresh_database, raw_rows(seed=3), health=True)  # three days of March 2026, then a refresh
     with psycopg.connect(fresh_database, autocommit=True) as c:
         # Materialised through the latest row's bucket (more than an hour ago), nothing past it.
         assert {n for (n,) in c.execute("SELECT name FROM aa_rollups WHERE watermark BETWEEN '2026-03-03'"
@@ -62,9 +62,9 @@ def test_rollups_answer_as_the_raw_rows_with_late_rows_and_counted_turned_off(fr
         assert_every_rollup_is_the_raw_grouping(c)
 
         # Late rows below the watermark: recorded, then re-materialised by the refresh.
-        load_raw_rows(fresh_database, raw_rows(seed=4), refresh=False)
-        # (tool_calls, llm_requests, metric_points and agent_enforcement; no llm_errors)
-        assert c.execute("SELECT count(DISTINCT raw) FROM aa_invalidations").fetchone()[0] == 4
+        load_raw_rows(fresh_database, raw_rows(seed=4), refresh=False, health=True)
+        # (tool_calls, llm_requests, metric_points, agent_enforcement, productivity_points and llm_errors)
+        assert c.execute("SELECT count(DISTINCT raw) FROM aa_invalidations").fetchone()[0] == 6
         # As on TimescaleDB, the late rows below the watermark show from the next refresh on.
         assert 400 <= _calls_in(c, "tool_calls_hourly") < 450
         refresh_aggregates(c)
@@ -95,7 +95,7 @@ def test_retention_keeps_the_materialised_buckets(fresh_database):
         cost = c.execute(f"SELECT sum(estimated_cost_usd) FROM llm_usage_totals_daily {march}").fetchone()[0]
         assert len(before) > 10 and isinstance(cost, Decimal)
         # Every March row: 400 of each raw_rows list, and an enforcement fact per call.
-        assert c.execute("SELECT aa_apply_retention(30)").fetchone()[0] == 1600
+        assert c.execute("SELECT aa_apply_retention(30)").fetchone()[0] == 2000
         refresh_aggregates(c)
         assert _rows(c, f"SELECT * FROM tool_calls_by_tool_daily {march}") == before
         assert c.execute(f"SELECT sum(estimated_cost_usd) FROM llm_usage_totals_daily {march}").fetchone()[0] == cost
@@ -202,7 +202,7 @@ def test_buckets_stay_utc_across_a_dst_change_in_the_session_zone(fresh_database
     # Rows until 1 November 23:59 UTC; refreshed to midday, then as far as they go (the bucket
     # after the latest row's: 1 November + 1 day, 25 hours later in New York).
     rows = raw_rows(seed=6, t0=datetime(2026, 10, 31, tzinfo=timezone.utc), days=2)
-    load_raw_rows(fresh_database, rows, refresh=False)
+    load_raw_rows(fresh_database, rows, refresh=False, health=True)
     with psycopg.connect(fresh_database, autocommit=True, options="-c TimeZone=America/New_York") as c:
         for up_to in ("2026-11-01 12:30+00", None):
             c.execute("SELECT aa_refresh_rollups(%s::timestamptz)", (up_to,))

@@ -130,7 +130,7 @@ def test_upgrade_keeps_every_aggregate_and_its_history(fresh_database, tsdb, mon
     assert sorted(n for n in report.notes if "aggregate" in n) == sorted(
         f"aggregate {name} rebuilt: its definition changed" for name in REDEFINED), report.summary()
     assert pending(fresh_database) == []
-    load_raw_rows(fresh_database, raw_rows(seed=14, t0=NEW_DATA, days=2), refresh=False)
+    load_raw_rows(fresh_database, raw_rows(seed=14, t0=NEW_DATA, days=2), refresh=False, health=True)
     with psycopg.connect(fresh_database, autocommit=True) as c:
         after = _objects(c, tsdb)
         assert set(after) == set(objects) | ADDED

@@ -15,7 +15,8 @@ from agent_analytics.sql.migrate import AGGREGATES, MigrationError, load_migrati
 from agent_analytics.sql.rollups import MINUTELY
 
 from tests.harness_support import NO_TSDB, TIMESCALEDB
-from .rawdata import enforcement_rows as _enforcement_rows, load_raw_rows as _load, raw_rows as _raw_rows
+from .rawdata import enforcement_rows as _enforcement_rows, load_raw_rows as _load, productivity_rows
+from .rawdata import raw_rows as _raw_rows
 
 
 def _catalog(url: str) -> list[tuple]:
@@ -86,14 +87,14 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
         hypertables = {r[0] for r in c.execute("SELECT hypertable_name FROM timescaledb_information.hypertables"
                                                " WHERE hypertable_schema = 'public'")}
         assert {"tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats",
-                "agent_enforcement"} <= hypertables
+                "agent_enforcement", "productivity_points"} <= hypertables
         chunks = dict(c.execute("SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions"
                                 " WHERE hypertable_schema = 'public'").fetchall())
         day = timedelta(days=1)
         assert {t: chunks[t] for t in ("tool_calls", "llm_requests", "llm_errors", "metric_points", "ingest_stats",
-                                       "agent_enforcement")} == {
+                                       "agent_enforcement", "productivity_points")} == {
             "tool_calls": day, "llm_requests": day, "llm_errors": 7 * day, "metric_points": day,
-            "ingest_stats": day, "agent_enforcement": day}
+            "ingest_stats": day, "agent_enforcement": day, "productivity_points": 7 * day}
         jobs = c.execute("SELECT proc_name, hypertable_name FROM timescaledb_information.jobs"
                          " WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_retention',"
                          " 'policy_compression')").fetchall()
@@ -101,8 +102,10 @@ def test_timescaledb_aggregates_are_realtime_continuous_aggregates(fresh_databas
         assert kinds == {"policy_refresh_continuous_aggregate", "policy_retention", "policy_compression"}
         # The raw rows and, going with them, the per-minute aggregates (the edges of windows).
         assert sorted(h for p, h in jobs if p == "policy_retention") == sorted([
-            "agent_enforcement", "ingest_stats", "llm_errors", "llm_requests", "metric_points", "tool_calls",
-            *(a for a in AGGREGATES if a.endswith("_minutely"))])
+            "agent_enforcement", "ingest_stats", "llm_errors", "llm_requests", "metric_points", "productivity_points",
+            "tool_calls", *(a for a in AGGREGATES if a.endswith("_minutely"))])
+        assert sorted(h for p, h in jobs if p == "policy_compression") == [
+            "agent_enforcement", "llm_errors", "llm_requests", "metric_points", "productivity_points", "tool_calls"]
         offsets = dict(c.execute(
             "SELECT hypertable_name, config->>'end_offset' FROM timescaledb_information.jobs"
             " WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchall())
@@ -170,7 +173,7 @@ def test_same_rows_give_same_aggregates_on_both_backends(pg_cluster):
     urls = {b: migrated_database(pg_cluster, b) for b in ("plain", "timescaledb")}
     for url in urls.values():
         reset_database(url)
-        _load(url)
+        _load(url, health=True)
     plain, tsdb = (_aggregate_contents(urls[b]) for b in ("plain", "timescaledb"))
     for name in AGGREGATES:
         assert plain[name][0] == tsdb[name][0], f"{name}: columns differ"
@@ -232,6 +235,27 @@ def test_aggregates_match_raw_rows(db_url):
     assert rollup_tokens == [tokens] * 8
     assert rollup_points == [mp] * 8 and daily_points == mp
     assert call_totals == [len(tool_calls)] * 4
+
+
+PRODUCTIVITY = ("lines_added", "lines_removed", "commits", "pull_requests", "edits_accepted", "edits_rejected",
+                "active_seconds")
+
+
+def test_productivity_aggregates_match_raw_rows(db_url):
+    """Each productivity rollup holds, per metric, the sum of the raw points (computed here)."""
+    _load(db_url)
+    rows = productivity_rows(_raw_rows()[1])
+    want = [sum(r[13] for r in rows if r[8] == m) for m in PRODUCTIVITY]
+    assert all(want)
+    with psycopg.connect(db_url) as c:
+        for name in ("productivity_hourly", "productivity_per_user_hourly", "productivity_per_user_daily",
+                     "productivity_totals_hourly", "productivity_totals_daily"):
+            got = c.execute(f"SELECT {', '.join(f'sum({m})' for m in PRODUCTIVITY)} FROM {name}").fetchone()
+            assert list(got) == want, name
+        by_model = dict(c.execute("SELECT model, sum(lines_added) FROM productivity_per_user_daily"
+                                  " WHERE lines_added IS NOT NULL GROUP BY 1").fetchall())
+        assert by_model == {m: sum(r[13] for r in rows if r[8] == "lines_added" and r[7] == m)
+                            for m in {r[7] for r in rows if r[8] == "lines_added"}}
 
 
 def test_serve_refuses_a_schema_that_is_behind(fresh_database):

@@ -29,7 +29,8 @@ from tests.ingest_support import Server, fixture_bytes, logs_fixture, plain, pos
 QUERY = {"Authorization": f"Bearer {QUERY_TOKEN}"}
 NAMES = {"claude_code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway", "mcp_server": "MCP server",
          "mcp_client": "MCP client", "genai": "GenAI SDK"}
-FACT_TABLES = ("llm_requests", "llm_errors", "tool_calls", "metric_points", "agent_enforcement")
+FACT_TABLES = ("llm_requests", "llm_errors", "tool_calls", "metric_points", "agent_enforcement",
+               "productivity_points")
 
 # Captured payloads and the source the test knows each comes from.
 CAPTURED = [

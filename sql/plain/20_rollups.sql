@@ -84,8 +84,10 @@ DO $$
 DECLARE
     raw text;
 BEGIN
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement'] LOOP
-        CONTINUE WHEN to_regclass(raw) IS NULL;  -- (schemas from before migration 0012, in the upgrade tests)
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement',
+                               'productivity_points'] LOOP
+        -- (schemas from before migrations 0012 and 0015, in the upgrade tests)
+        CONTINUE WHEN to_regclass(raw) IS NULL;
         EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_insert AFTER INSERT ON %I'
                        ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
         EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_update AFTER UPDATE ON %I'

@@ -19,7 +19,8 @@ BEGIN
     -- Not an invalidation (20_rollups.sql): the rollups keep these buckets, and refreshes stop there.
     PERFORM set_config('aa.retention', 'on', true);
     INSERT INTO aa_raw_kept (raw, since)
-    SELECT t, cutoff FROM unnest(ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement']) t
+    SELECT t, cutoff FROM unnest(ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement',
+                                       'productivity_points']) t
     WHERE to_regclass(t) IS NOT NULL
     ON CONFLICT (raw) DO UPDATE SET since = greatest(aa_raw_kept.since, excluded.since);
     DELETE FROM tool_calls WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
@@ -29,6 +30,10 @@ BEGIN
     -- (Absent in the schemas from before migration 0012 that the upgrade tests make.)
     IF to_regclass('agent_enforcement') IS NOT NULL THEN
         DELETE FROM agent_enforcement WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
+    END IF;
+    -- (Absent in the schemas from before migration 0015 that the upgrade tests make.)
+    IF to_regclass('productivity_points') IS NOT NULL THEN
+        DELETE FROM productivity_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
     END IF;
     -- (Not raw rows: not in the total.)
     -- (Whole buckets before the cutoff's: the refresh does not reach back to recount the rest.)

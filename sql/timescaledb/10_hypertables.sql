@@ -13,7 +13,9 @@ BEGIN
         ('llm_errors',        'time',   INTERVAL '7 days'),
         ('metric_points',     'time',   INTERVAL '1 day'),
         ('ingest_stats',      'bucket', INTERVAL '1 day'),   -- migration 0010
-        ('agent_enforcement', 'time',   INTERVAL '1 day')    -- migration 0012
+        ('agent_enforcement', 'time',   INTERVAL '1 day'),   -- migration 0012
+        -- migration 0015: a few points per session and minute
+        ('productivity_points', 'time', INTERVAL '7 days')
     ) AS raw (name, time_column, chunk) WHERE to_regclass(raw.name) IS NOT NULL LOOP
         PERFORM create_hypertable(t.name::regclass, by_range(t.time_column::name, t.chunk), if_not_exists => TRUE,
                                   migrate_data => TRUE);

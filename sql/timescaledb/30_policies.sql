@@ -42,9 +42,10 @@ BEGIN
 
     -- The receiver's counts (ingest_stats, migration 0010) are kept as long as the raw facts they
     -- count. Not compressed: they are few, and the current hour's rows are updated in place.
-    -- (Absent in the schemas from before it that the upgrade tests make.)
+    -- (Absent in the schemas from before it that the upgrade tests make, as agent_enforcement and
+    -- productivity_points from before migrations 0012 and 0015.)
     FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'ingest_stats',
-                               'agent_enforcement'] LOOP
+                               'agent_enforcement', 'productivity_points'] LOOP
         CONTINUE WHEN to_regclass(raw) IS NULL;
         PERFORM remove_retention_policy(raw::regclass, if_exists => TRUE);
         IF retention_days > 0 THEN
@@ -52,7 +53,8 @@ BEGIN
         END IF;
     END LOOP;
 
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement'] LOOP
+    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement',
+                               'productivity_points'] LOOP
         CONTINUE WHEN to_regclass(raw) IS NULL;
         PERFORM remove_compression_policy(raw::regclass, if_exists => TRUE);
         IF compress_after_days > 0 THEN

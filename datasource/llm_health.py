@@ -1,0 +1,239 @@
+"""LLM Usage: the agents' health and where the money goes. API errors against requests, request
+durations and times to first token (exact percentiles, from rollups of whole milliseconds), the
+cache hit ratio, and tokens and cost by main thread or subagent, by subagent, by effort and by
+speed. Declared once each here; llm.py's METRICS lists them after its own (the drawer's
+subagents, SESSION_SUBAGENTS, is the Sessions tab's: sessions.py lists it)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from agent_analytics.datasource import kinds
+from agent_analytics.datasource import timerange as tr
+from agent_analytics.datasource.catalog import (COST_COLUMN, COUNT, LLM_FILTERS, MS, NO_USER, PERCENT,
+                                                REQUESTS_COLUMN, SESSION_FILTERS, TOKENS_COLUMN, UNPRICED_COLUMNS,
+                                                USER_COLUMNS, Metric, col)
+from agent_analytics.datasource.declare import series, stat, top
+from agent_analytics.datasource.query import Query
+from agent_analytics.datasource.relations import (ALL, BY_MODEL, IN_SESSION, LLM_ERRORS, LLM_LATENCY, LLM_ORIGIN,
+                                                  LLM_TTFT, LLM_USAGE, SESSION_AGENTS, reads)
+from agent_analytics.datasource.result import Result, pct_change
+from agent_analytics.datasource.sqltext import COST_SUM, TOKENS
+from agent_analytics.datasource.sqltext import literal as _literal
+
+if TYPE_CHECKING:
+    from agent_analytics.datasource.engine import Engine
+
+# ---- errors -------------------------------------------------------------------------------------
+
+# Claude Code sends api_error for a request that failed for good (its retried failures that then
+# succeed send nothing) and api_retries_exhausted when it gives up; Codex sends every failed
+# attempt. So errors are failures the agents reported, not every failed HTTP attempt.
+_ERROR_SUMS = ("coalesce(sum(errors) FILTER (WHERE kind = 'error'), 0) AS errors,"
+               " coalesce(sum(errors) FILTER (WHERE kind = 'retries_exhausted'), 0) AS exhausted")
+_ERROR_TOTALS = f"SELECT {_ERROR_SUMS} FROM src"
+_REQUESTS = "SELECT coalesce(sum(requests), 0) AS requests FROM src"
+_ERRORS_NOTE = (" Retried failures that then succeed send no event (Claude Code); Codex reports each failed"
+                " attempt.")
+
+API_ERRORS = stat(
+    "llm_api_errors", "llm", "API errors", COUNT, LLM_FILTERS,
+    "Failed model API requests the agents reported (Claude Code api_error, Codex api_request with an error "
+    "status)." + _ERRORS_NOTE, LLM_ERRORS, ALL, needs=("kind",), body=_ERROR_TOTALS, value=kinds.column("errors"))
+
+
+def _rate(errors: float, requests: float) -> float | None:
+    """Errors per 100 requests that ended (errors and successful requests); none ended: unknown."""
+    return None if errors + requests == 0 else 100.0 * errors / (errors + requests)
+
+
+def error_rate(e: Engine, q: Query) -> Result:
+    """API errors against requests, for the range and the previous one."""
+    prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
+    errors_q = replace(q, metric=API_ERRORS)
+    out = []
+    for window in (q.window, prev):
+        errors = e.with_src(e._src(LLM_ERRORS, window, errors_q), _ERROR_TOTALS, shared=True)[0]["errors"]
+        requests = e.with_src(e._src(LLM_USAGE, window, q), _REQUESTS, shared=True)[0]["requests"]
+        out.append((_rate(errors, requests), errors, requests))
+    (value, errors, requests), (previous, _, _) = out
+    return Result([{"value": value, "previous": previous, "change_pct": pct_change(value, previous),
+                    "errors": errors, "requests": requests}])
+
+
+_BY_STATUS = (f"SELECT provider, model, status_code, {_ERROR_SUMS}, count(*) OVER () AS total FROM src"
+              " GROUP BY provider, model, status_code"
+              " ORDER BY errors DESC, exhausted DESC, provider COLLATE \"C\", model COLLATE \"C\", status_code")
+
+# ---- durations and time to first token ------------------------------------------------------------
+
+
+def _percentiles(column: str, by: str = "") -> str:
+    """P50 and P95 of `column` (requests per whole millisecond in `src`), as percentile_disc
+    gives them over the requests themselves: the smallest duration with at least that share of
+    the requests at or below it. Exact: every request's millisecond is in the rollups."""
+    part = f"PARTITION BY {by}" if by else ""
+    keys = f"{by}, " if by else ""
+    return (f"SELECT {keys}sum(n)::float8 AS requests,"
+            f" min({column}) FILTER (WHERE cum >= 0.5 * total)::float8 AS p50,"
+            f" min({column}) FILTER (WHERE cum >= 0.95 * total)::float8 AS p95"
+            f" FROM (SELECT {keys}{column}, n, sum(n) OVER ({part} ORDER BY {column}) AS cum,"
+            f" sum(n) OVER ({part}) AS total"
+            f" FROM (SELECT {keys}{column}, sum(requests) AS n FROM src GROUP BY {keys}{column}) g) c"
+            + (f" GROUP BY {by}" if by else ""))
+
+
+def latency_by_model(e: Engine, q: Query) -> Result:
+    """Per model: requests, P50 and P95 duration; requests with a time to first token, its P50 and P95."""
+    durations = e.with_src(e._src(LLM_LATENCY, q.window, q), _percentiles("latency_ms", "provider, model"))
+    ttft = {(r["provider"], r["model"]): r for r in
+            e.with_src(e._src(LLM_TTFT, q.window, q), _percentiles("ttft_ms", "provider, model"))}
+    rows = []
+    for r in durations:
+        t = ttft.pop((r["provider"], r["model"]), {})
+        rows.append({"provider": r["provider"], "model": r["model"], "requests": r["requests"], "p50_ms": r["p50"],
+                     "p95_ms": r["p95"], "ttft_requests": t.get("requests", 0), "ttft_p50_ms": t.get("p50"),
+                     "ttft_p95_ms": t.get("p95")})
+    for (provider, model), t in ttft.items():  # a time to first token without a duration
+        rows.append({"provider": provider, "model": model, "requests": 0, "p50_ms": None, "p95_ms": None,
+                     "ttft_requests": t["requests"], "ttft_p50_ms": t["p50"], "ttft_p95_ms": t["p95"]})
+    rows.sort(key=lambda r: (-r["requests"], -r["ttft_requests"], r["provider"], r["model"]))
+    return Result(rows, total=len(rows))
+
+
+# ---- cache hit ratio -------------------------------------------------------------------------------
+
+_ALL_INPUT = "input_tokens + cache_read_tokens + cache_write_tokens"
+# Cache reads against all input (input, cache reads, cache writes), in percent; no input: unknown.
+_RATIO = f"(100 * sum(cache_read_tokens) / nullif(sum({_ALL_INPUT}), 0))::float8"
+
+
+def cache_ratio_over_time(e: Engine, q: Query) -> Result:
+    """The ratio per bucket; a bucket without input has no ratio (null, never 0), nor has a
+    previous bucket without input."""
+    prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
+    unit = tr.bucket_unit(q.window)
+    sums = f"{_RATIO} AS ratio"
+    cur = kinds._buckets(e, LLM_USAGE, q.window, q, ALL, sums, "ratio", unit)
+    old = kinds._buckets(e, LLM_USAGE, prev, q, ALL, sums, "ratio", unit)
+    prev_starts = tr.bucket_starts(prev, unit, q.tz)
+    rows = []
+    for k, start in enumerate(tr.bucket_starts(q.window, unit, q.tz)):
+        before = old.get(prev_starts[k]) if k < len(prev_starts) else None
+        now = cur.get(start)
+        rows.append({"time": tr.to_ms(start), "current": now["ratio"] if now else None,
+                     "previous": before["ratio"] if before else None})
+    return Result(rows, meta={"bucket": unit})
+
+
+_CACHE_BY_USER = (
+    f"SELECT g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)}) AS \"user\","
+    " g.ratio, g.input_tokens, g.cache_read_tokens, count(*) OVER () AS total"
+    f" FROM (SELECT user_id, {_RATIO} AS ratio, sum({_ALL_INPUT})::float8 AS input_tokens,"
+    " sum(cache_read_tokens)::float8 AS cache_read_tokens FROM src GROUP BY user_id) g"
+    " LEFT JOIN users u ON u.id = g.user_id"
+    " ORDER BY g.input_tokens DESC, g.user_id COLLATE \"C\" NULLS LAST")
+
+# ---- where the money goes ------------------------------------------------------------------------
+
+NOT_SENT = "(not sent)"
+MAIN_THREAD = "(main thread)"
+
+
+def _money_by(label_sql: str, keys: str) -> str:
+    """Tokens, cost and requests per group of `label_sql`, whose columns are `keys`."""
+    names = ", ".join(f'g.{k} COLLATE "C"' for k in keys.split(", "))
+    return (f"SELECT g.*, g.unpriced_tokens > 0 AS unpriced, count(*) OVER () AS total"
+            f" FROM (SELECT {label_sql}, sum({TOKENS})::float8 AS tokens, ({COST_SUM})::float8 AS cost,"
+            f" sum(requests) AS requests, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens"
+            f" FROM src GROUP BY {keys}) g ORDER BY g.cost DESC NULLS LAST, g.tokens DESC, {names}")
+
+
+_THREAD = (f"coalesce(query_source, {_literal(NOT_SENT)}) AS thread,"
+           f" coalesce(agent_name, CASE WHEN query_source = 'main' THEN {_literal(MAIN_THREAD)}"
+           f" ELSE {_literal(NOT_SENT)} END) AS subagent")
+_MONEY = (TOKENS_COLUMN, COST_COLUMN, REQUESTS_COLUMN, *UNPRICED_COLUMNS)
+
+
+def _money_top(id_: str, title: str, keys: tuple, description: str, label_sql: str, order: str,
+               needs: tuple[str, ...]) -> Metric:
+    return top(id_, "llm", title, keys, COST_COLUMN, LLM_FILTERS, description, LLM_ORIGIN, ALL, needs=needs,
+               body=_money_by(label_sql, order), more=tuple(c for c in _MONEY if c != COST_COLUMN))
+
+
+def session_subagents(e: Engine, q: Query) -> Result:
+    """The chosen session's requests, tokens and cost by main thread and subagent."""
+    if not q.filters.get("session"):
+        return Result([])  # the drawer shows nothing until a session is chosen
+    rows = e.with_src(e._src(SESSION_AGENTS, q.window, q, IN_SESSION), _money_by(_THREAD, "thread, subagent"))
+    for r in rows:
+        r.pop("total", None)
+    return Result(rows, total=len(rows))
+
+
+SESSION_SUBAGENTS = Metric(
+    "session_subagents", "sessions", "table", "Subagents", COUNT,
+    (col("thread", title="Thread"), col("subagent", title="Subagent"), *_MONEY), SESSION_FILTERS,
+    "The session's requests, tokens and cost by main thread or subagent (Claude Code's query_source and "
+    "agent.name, from its events and metric points, each token counted once).",
+    build=session_subagents,
+    reads=reads(SESSION_AGENTS, IN_SESSION, ("session_id", "query_source", "agent_name"), time=False))
+
+_MODEL = (col("provider", title="Provider"), col("model", title="Model"))
+
+METRICS: tuple[Metric, ...] = (
+    API_ERRORS,
+    Metric("llm_error_rate", "llm", "stat", "API error rate", PERCENT,
+           (col("value", "number", PERCENT, "API error rate"), col("previous", "number", PERCENT, "Previous period"),
+            col("change_pct", "number", PERCENT, "Change"), col("errors", "number", COUNT, "API errors"),
+            col("requests", "number", COUNT, "Requests")), LLM_FILTERS,
+           "API errors per 100 requests that ended (errors + successful request events); null without either."
+           + _ERRORS_NOTE, build=error_rate, reads=reads(LLM_USAGE, ALL, (), time=False)),
+    stat("llm_retries_exhausted", "llm", "Retries given up", COUNT, LLM_FILTERS,
+         "Claude Code's api_retries_exhausted: requests it stopped retrying (each after its last attempt's "
+         "api_error). Codex sends no such event.", LLM_ERRORS, ALL, needs=("kind",), body=_ERROR_TOTALS,
+         value=kinds.column("exhausted")),
+    stat("llm_latency_p95", "llm", "Request duration P95", MS, LLM_FILTERS,
+         "95th percentile of request durations (api_request duration_ms), exact to the millisecond.",
+         LLM_LATENCY, ALL, needs=(), body=_percentiles("latency_ms"), value=kinds.column("p95")),
+    series("llm_errors_over_time", "llm", "API errors", COUNT, LLM_FILTERS, "API errors per bucket." + _ERRORS_NOTE,
+           LLM_ERRORS, ALL, needs=("kind",), sums=_ERROR_SUMS, column="errors"),
+    top("llm_errors_by_status", "llm", "API errors by status and model", (*_MODEL, col("status_code", "number",
+        None, "HTTP status")), col("errors", "number", COUNT, "Errors"), LLM_FILTERS,
+        "API errors and retries given up per model and HTTP status (status null: the request got no answer).",
+        LLM_ERRORS, ALL, needs=("provider", "model", "kind", "status_code"), body=_BY_STATUS,
+        more=(col("exhausted", "number", COUNT, "Retries given up"),)),
+    Metric("llm_latency_by_model", "llm", "table", "Request duration by model", MS,
+           (*_MODEL, REQUESTS_COLUMN, col("p50_ms", "number", MS, "P50"), col("p95_ms", "number", MS, "P95"),
+            col("ttft_requests", "number", COUNT, "With time to first token"),
+            col("ttft_p50_ms", "number", MS, "TTFT P50"), col("ttft_p95_ms", "number", MS, "TTFT P95")),
+           LLM_FILTERS, "Per model: P50 and P95 of request durations, and of the time to first token where the agent "
+           "sends it (Claude Code's ttft_ms); exact to the millisecond.", build=latency_by_model,
+           reads=reads(LLM_LATENCY, ALL, BY_MODEL, time=False)),
+    stat("llm_cache_hit_ratio", "llm", "Cache hit ratio", PERCENT, LLM_FILTERS,
+         "Cache reads against all input (input + cache reads + cache writes), each token counted once; null "
+         "without input.", LLM_USAGE, ALL, needs=(), body=f"SELECT {_RATIO} AS v FROM src"),
+    Metric("llm_cache_hit_ratio_over_time", "llm", "timeseries", "Cache hit ratio", PERCENT,
+           (col("time", "time"), col("current", "number", PERCENT, "Cache hit ratio"),
+            col("previous", "number", PERCENT, "Previous period")), LLM_FILTERS,
+           "Cache reads against all input per bucket; null where a bucket has no input.",
+           build=cache_ratio_over_time, reads=reads(LLM_USAGE, ALL, (), time=True)),
+    top("llm_cache_hit_ratio_by_user", "llm", "Cache hit ratio by user", USER_COLUMNS,
+        col("ratio", "number", PERCENT, "Cache hit ratio"), LLM_FILTERS,
+        "Users ranked by all input tokens, with their cache hit ratio.", LLM_USAGE, ALL, needs=("user_id",),
+        body=_CACHE_BY_USER, more=(col("input_tokens", "number", COUNT, "All input tokens"),
+                                   col("cache_read_tokens", "number", COUNT, "Cache reads"))),
+    _money_top("llm_cost_by_subagent", "Cost by main thread and subagent",
+               (col("thread", title="Thread"), col("subagent", title="Subagent")),
+               "Tokens and cost by who made the requests: the main thread or a subagent (Claude Code's query_source "
+               "and agent.name, from events and metric points, each token counted once).", _THREAD,
+               "thread, subagent", ("query_source", "agent_name")),
+    _money_top("llm_cost_by_effort", "Cost by effort", (col("effort", title="Effort"),),
+               "Tokens and cost by the effort the agent asked for, where it says (Claude Code's effort).",
+               f"coalesce(effort, {_literal(NOT_SENT)}) AS effort", "effort", ("effort",)),
+    _money_top("llm_cost_by_speed", "Cost by speed", (col("speed", title="Speed"),),
+               "Tokens and cost by the speed the request ran at, where the agent says (Claude Code's api_request "
+               "speed; its metric points carry none).", f"coalesce(speed, {_literal(NOT_SENT)}) AS speed", "speed",
+               ("speed",)),
+)
+
