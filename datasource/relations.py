@@ -238,9 +238,9 @@ ORIGIN_KEYS = ("query_source", "agent_name", "effort", "speed")
 _ORIGIN = ", ".join(ORIGIN_KEYS)
 LLM_ORIGIN = _dataset(
     r.LLM_USAGE_BY_ORIGIN,
-    f"bucket AS time, user_id, provider, model, {_ORIGIN}, counted, requests, {_TOKEN_SUMS},"
+    f"bucket AS time, user_id, provider, model, {_ORIGIN}, counted, {_ATTRIBUTION}, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
-    f"time, user_id, provider, model, {_ORIGIN}, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
+    f"time, user_id, provider, model, {_ORIGIN}, counted, {_ATTRIBUTION}, 1::bigint AS requests, {_TOKEN_SUMS},"
     f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
     applying_to("llm"), (r.LLM_USAGE_BY_ORIGIN,), always=frozenset({"counted"}))
 _POINT_COLUMNS = (", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
@@ -252,9 +252,10 @@ _POINT_COLUMNS = (", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}
 # Metric points carry no speed: NULL, as for a request that did not say.
 LLM_METRIC_ORIGIN = _dataset(
     r.LLM_METRIC_USAGE_BY_ORIGIN,
-    "bucket AS time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed,"
+    f"bucket AS time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed, {_ATTRIBUTION},"
     f" {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {{cost}}_unpriced_tokens AS unpriced_tokens",
-    "time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed," + _POINT_COLUMNS,
+    f"time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed, {_ATTRIBUTION},"
+    + _POINT_COLUMNS,
     applying_to("llm"), (r.LLM_METRIC_USAGE_BY_ORIGIN,))
 # A session's requests by main thread or subagent (the drawer's subagents).
 SESSION_AGENTS = _dataset(
@@ -275,18 +276,19 @@ SESSION_METRIC_AGENTS = _dataset(
 # Requests per whole millisecond of duration (time to first token): exact percentiles. The
 # millisecond is a column of every relation, never a filter: no rollup `answers` it.
 LLM_LATENCY = _dataset(
-    r.LLM_LATENCY, "bucket AS time, user_id, provider, model, latency_ms, requests",
-    "time, user_id, provider, model, round(latency_ms) AS latency_ms, 1::bigint AS requests",
+    r.LLM_LATENCY, f"bucket AS time, user_id, provider, model, {_ATTRIBUTION}, latency_ms, requests",
+    f"time, user_id, provider, model, {_ATTRIBUTION}, round(latency_ms) AS latency_ms, 1::bigint AS requests",
     applying_to("llm"), (r.LLM_LATENCY_BY_MODEL, r.LLM_LATENCY))
 LLM_TTFT = _dataset(
-    r.LLM_TTFT, "bucket AS time, user_id, provider, model, ttft_ms, requests",
-    "time, user_id, provider, model, round(ttft_ms) AS ttft_ms, 1::bigint AS requests",
+    r.LLM_TTFT, f"bucket AS time, user_id, provider, model, {_ATTRIBUTION}, ttft_ms, requests",
+    f"time, user_id, provider, model, {_ATTRIBUTION}, round(ttft_ms) AS ttft_ms, 1::bigint AS requests",
     applying_to("llm"), (r.LLM_TTFT_BY_MODEL, r.LLM_TTFT))
 
 # API errors ('error') and retries given up ('retries_exhausted'), by model and HTTP status.
 LLM_ERRORS = _dataset(
-    r.LLM_ERRORS_FULL, "bucket AS time, source, user_id, agent_id, provider, model, kind, status_code, errors",
-    "time, source, user_id, agent_id, provider, model, kind, status_code, 1::bigint AS errors",
+    r.LLM_ERRORS_FULL,
+    f"bucket AS time, source, user_id, agent_id, provider, model, kind, status_code, {_ATTRIBUTION}, errors",
+    f"time, source, user_id, agent_id, provider, model, kind, status_code, {_ATTRIBUTION}, 1::bigint AS errors",
     applying_to("llm"),
     (r.LLM_ERRORS_BY_MODEL, (r.LLM_ERRORS_FULL, r.LLM_ERRORS_BY_USER)))
 

@@ -160,6 +160,9 @@ class LlmError:
     attempt: int | None = None
     query_source: str | None = None
     agent_name: str | None = None
+    # The attribution dimensions' values (config.ATTRIBUTION_COLUMNS, in order; set by normalise
+    # from the record's attributes): columns, not part of the content key (the attributes are).
+    attribution: tuple[str | None, ...] = NO_ATTRIBUTION
     origin: int = field(default=-1, repr=False, compare=False)  # the record that made it (Batch.origins)
 
     def __post_init__(self) -> None:
@@ -300,7 +303,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                      "ttft_ms", "query_source", "agent_name", "effort", "speed",
                      *ATTRIBUTION_COLUMNS),
     "llm_errors": ("time", "source_key", "source", "session_id", "user_id", "agent_id", "provider", "model",
-                   "error", "status_code", "duration_ms", "attributes", "kind", "attempt", "query_source", "agent_name"),
+                   "error", "status_code", "duration_ms", "attributes", "kind", "attempt", "query_source", "agent_name",
+                   *ATTRIBUTION_COLUMNS),
     "tool_calls": ("time", "source_key", "source", "user_id", "agent_id", "agent_instance_id", "session_id",
                    "mcp_server_id", "tool_name", "outcome", "duration_ms", "error_type", "policy_id",
                    "policy_name", "policy_description", "attributes", *ATTRIBUTION_COLUMNS),

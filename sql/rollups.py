@@ -254,18 +254,24 @@ PRODUCTIVITY_TOTALS = Rollup(
 # Who made a request (query_source: 'main' or 'subagent'; agent_name: the subagent) and how
 # (effort, speed), where the agent says (migration 0013).
 QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED = (Key(n) for n in ("query_source", "agent_name", "effort", "speed"))
+# The attribution dimensions (config.ATTRIBUTION): keys of every user-keyed LLM Usage rollup, so
+# that LLM Usage's attribution filters narrow each of its panels (a process's attributes are the
+# same for all its requests: the rows barely multiply).
+ATTRIBUTION = tuple(Key(c) for c in ATTRIBUTION_COLUMNS)
 
 LLM_USAGE_BY_ORIGIN = Rollup(
-    "llm_usage_by_origin", LLM_REQUESTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED, COUNTED),
+    "llm_usage_by_origin", LLM_REQUESTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED, COUNTED,
+                                             *ATTRIBUTION),
     _USAGE,
     {HOUR: "LLM requests per hour by who made them (main thread or subagent, and which) and how (effort,\n"
-           "speed), with the LLM filters' columns: where the tokens and the money go (LLM Usage).",
+           "speed), with the LLM filters' columns (attribution too): where the tokens and the money go.",
      DAY: "Daily (UTC) twin of llm_usage_by_origin_hourly: whole days of the window."})
 LLM_METRIC_USAGE_BY_ORIGIN = Rollup(
-    "llm_metric_usage_by_origin", METRIC_POINTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT),
+    "llm_metric_usage_by_origin", METRIC_POINTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT,
+                                                   *ATTRIBUTION),
     _METRIC_USAGE,
     {HOUR: "Metric points of sessions per hour by main thread or subagent, subagent and effort (Claude\n"
-           "Code's token.usage and cost.usage carry them): what counts instead of those sessions' events.",
+           "Code's token.usage and cost.usage carry them), and attribution: what counts instead of events.",
      DAY: "Daily (UTC) twin of llm_metric_usage_by_origin_hourly: whole days of the window."},
     where=IN_SESSION)
 LLM_SESSION_AGENTS = Rollup(
@@ -284,8 +290,8 @@ SESSION_METRIC_AGENTS = Rollup(
 LATENCY_MS, TTFT_MS = Key("latency_ms", "round(latency_ms)"), Key("ttft_ms", "round(ttft_ms)")
 REQUESTS = _REQUEST_SUMS[0]
 LLM_LATENCY = Rollup(
-    "llm_latency", LLM_REQUESTS, (USER, PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
-    {HOUR: "Requests per hour, user, model and duration (whole milliseconds): exact duration percentiles.",
+    "llm_latency", LLM_REQUESTS, (USER, PROVIDER, MODEL, LATENCY_MS, *ATTRIBUTION), (REQUESTS,),
+    {HOUR: "Requests per hour, user, attribution, model and duration (whole milliseconds): exact percentiles.",
      DAY: "Daily (UTC) twin of llm_latency_hourly: whole days of the window."},
     where="latency_ms IS NOT NULL")
 LLM_LATENCY_BY_MODEL = Rollup(
@@ -294,8 +300,8 @@ LLM_LATENCY_BY_MODEL = Rollup(
      DAY: "Daily (UTC) twin of llm_latency_by_model_hourly: whole days of the window."},
     where="latency_ms IS NOT NULL")
 LLM_TTFT = Rollup(
-    "llm_ttft", LLM_REQUESTS, (USER, PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
-    {HOUR: "Requests per hour, user, model and time to first token (whole milliseconds), where sent.",
+    "llm_ttft", LLM_REQUESTS, (USER, PROVIDER, MODEL, TTFT_MS, *ATTRIBUTION), (REQUESTS,),
+    {HOUR: "Requests per hour, user, attribution, model and time to first token (whole milliseconds).",
      DAY: "Daily (UTC) twin of llm_ttft_hourly: whole days of the window."},
     where="ttft_ms IS NOT NULL")
 LLM_TTFT_BY_MODEL = Rollup(
@@ -309,11 +315,11 @@ ERRORS = Measure("errors", "count(*)")
 LLM_ERRORS = Raw("llm_errors", (ERRORS,), column=0)
 STATUS = Key("status_code")  # (KIND: the agents' enforcement's, above)
 LLM_ERRORS_FULL = Rollup(
-    "llm_errors", LLM_ERRORS, (SOURCE, USER, AGENT, PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
-    {HOUR: "API errors per hour by user, agent, model, kind (error, retries_exhausted) and HTTP status."})
+    "llm_errors", LLM_ERRORS, (SOURCE, USER, AGENT, PROVIDER, MODEL, KIND, STATUS, *ATTRIBUTION), (ERRORS,),
+    {HOUR: "API errors per hour by user, agent, attribution, model, kind (error, retries_exhausted) and status."})
 LLM_ERRORS_BY_USER = Rollup(
-    "llm_errors_by_user", LLM_ERRORS, (USER, PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
-    {DAY: "Daily (UTC) twin of llm_errors_hourly by user, model, kind and status: whole days of the window."})
+    "llm_errors_by_user", LLM_ERRORS, (USER, PROVIDER, MODEL, KIND, STATUS, *ATTRIBUTION), (ERRORS,),
+    {DAY: "Daily (UTC) twin of llm_errors_hourly by user, attribution, model, kind and status: whole days."})
 LLM_ERRORS_BY_MODEL = Rollup(
     "llm_errors_by_model", LLM_ERRORS, (PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
     {HOUR: "llm_errors_hourly without users or agents: API errors without a user or group filter.",
@@ -321,9 +327,8 @@ LLM_ERRORS_BY_MODEL = Rollup(
 
 # ---- attribution -------------------------------------------------------------------------------
 
-# The attribution dimensions (config.ATTRIBUTION): keys the rollups below add to their table's
-# fullest rollup, so that a filter or a top list on them has an aggregate to read.
-ATTRIBUTION = tuple(Key(c) for c in ATTRIBUTION_COLUMNS)
+# The attribution dimensions (config.ATTRIBUTION, keys above): the rollups below add them to
+# their table's fullest rollup, so that a filter or a top list on them has an aggregate to read.
 
 
 def _attributed(full: Rollup) -> Rollup:

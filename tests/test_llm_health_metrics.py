@@ -142,6 +142,32 @@ def test_health_metrics_match_the_payloads_and_ledgers(client, conn, reported):
         assert q("session_subagents")["rows"] == []  # nothing until a session is chosen
 
 
+def test_the_attribution_filters_narrow_the_health_metrics(client, conn):
+    """One model's requests and errors attributed to a team (as if its process said so): under the
+    team filter, the health figures are that model's alone; under another team, none."""
+    post_scenarios(client)
+    want = expected()
+    model = max(want.durations, key=lambda m: len(want.durations[m]))
+    for table in ("llm_requests", "llm_errors"):
+        conn.execute(f"UPDATE {table} SET team = 'payments' WHERE model = %s", (model,))
+    refresh_aggregates(conn)
+    start, end = _window()
+    q = lambda metric, **kw: api(client, metric, start, end, team="payments", **kw)  # noqa: E731
+    [latency] = q("llm_latency_by_model")["rows"]
+    values, ttfts = want.durations[model], want.ttfts[model]
+    assert (latency["model"], latency["requests"], latency["p50_ms"], latency["ttft_p95_ms"]) == (
+        model, len(values), percentile(values, 0.5), percentile(ttfts, 0.95) if ttfts else None)
+    errors = sum(n for (_, m, kind, _), n in want.errors.items() if m == model and kind == "error")
+    assert q("llm_api_errors")["rows"][0]["value"] == errors
+    rate = q("llm_error_rate")["rows"][0]
+    assert (rate["errors"], rate["requests"]) == (errors, sum(n for (_, m), n in want.requests.items() if m == model))
+    assert {r["model"] for r in q("llm_errors_by_status", page_size=100)["rows"]} <= {model}
+    for metric in ("llm_cost_by_subagent", "llm_cost_by_effort", "llm_cost_by_speed"):
+        assert q(metric, page_size=100)["meta"]["relations"], metric  # answered, from a relation
+    other = lambda metric: api(client, metric, start, end, team="search")["rows"]  # noqa: E731
+    assert other("llm_latency_by_model") == [] and other("llm_errors_by_status") == []
+
+
 @pytest.mark.parametrize("metric_id,filters,want", [
     ("llm_api_errors", [], "llm_errors_by_model_hourly"),
     ("llm_api_errors", ["model"], "llm_errors_by_model_hourly"),

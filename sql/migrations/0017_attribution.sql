@@ -11,6 +11,11 @@ ALTER TABLE tool_calls
     ADD COLUMN department  text,
     ADD COLUMN team        text,
     ADD COLUMN cost_center text;
+-- API errors: LLM Usage's error rate is read against the requests under the same filters.
+ALTER TABLE llm_errors
+    ADD COLUMN department  text,
+    ADD COLUMN team        text,
+    ADD COLUMN cost_center text;
 -- Metric points kept no attributes: those stored before this migration stay unattributed.
 ALTER TABLE metric_points
     ADD COLUMN department  text,
@@ -34,6 +39,12 @@ SET department = aa_attribution_value(attributes, 'department'),
     cost_center = aa_attribution_value(attributes, 'cost_center')
 WHERE attributes ?| ARRAY['department', 'team.id', 'cost_center'];
 UPDATE tool_calls
+SET department = aa_attribution_value(attributes, 'department'),
+    team = aa_attribution_value(attributes, 'team.id'),
+    cost_center = aa_attribution_value(attributes, 'cost_center')
+WHERE attributes ?| ARRAY['department', 'team.id', 'cost_center'];
+
+UPDATE llm_errors
 SET department = aa_attribution_value(attributes, 'department'),
     team = aa_attribution_value(attributes, 'team.id'),
     cost_center = aa_attribution_value(attributes, 'cost_center')
