@@ -24,21 +24,22 @@ from agent_analytics.datasource.relations import ALL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result, pct_change
 from agent_analytics.datasource.sqltext import COST_SUM
 from agent_analytics.datasource.timerange import Window
-from agent_analytics.ingest.budgets import MEASURED_SCOPES
+from agent_analytics.ingest.budgets import SCOPES
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine
 
 # How a scope narrows the LLM usage: the data source's own filters (filters.py), so a group
 # budget counts the group's members as they stand now, as the group filter does. A scope kind
-# whose usage the aggregates can answer is one entry here and one in ingest/budgets.py
-# MEASURED_SCOPES, which the directory accepts.
+# is one entry here and one in ingest/budgets.py SCOPES, which the directory accepts.
 SCOPE_FILTERS: dict[str, Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]]]] = {
     "organisation": lambda b: {},
     "user": lambda b: {"user": (b["target"],)},
     "group": lambda b: {"group": (b["target"],)},
+    # An attribution dimension's own filter (filters.py declares one per dimension).
+    "attribute": lambda b: {b["attribute"]: (b["target"],)},
 }
-if tuple(SCOPE_FILTERS) != MEASURED_SCOPES:
+if tuple(SCOPE_FILTERS) != SCOPES:
     raise ValueError("the directory must accept exactly the budget scopes measured here")
 
 _BUDGETS = ("SELECT b.id, b.name, b.scope, b.attribute, b.target, b.period, b.amount_usd::float8 AS amount_usd,"

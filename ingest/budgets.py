@@ -4,11 +4,9 @@ stores, lists, exports and deletes them like its other kinds; this module says w
 document may hold. What a budget has spent and is forecast to spend: datasource/budgets.py.
 
 Scopes: `organisation` (all LLM usage), `user` (one user id, `target`), `group` (the usage of the
-group's members as they stand now, `target`), and `attribute` (usage carrying a resource
-attribute's value: `attribute` names it, e.g. team.id, `target` is the value). The attribute
-scope is declared in the schema (sql/migrations/0016_budgets.sql) and refused here until the
-usage aggregates carry resource attributes: a budget whose spend cannot be measured would show
-a spend of 0, which is not true.
+group's members as they stand now, `target`), and `attribute` (usage attributed to one value of
+an attribution dimension, agent_analytics/config.py's ATTRIBUTION: `attribute` names the
+dimension, e.g. team, `target` is the value, e.g. payments).
 """
 from __future__ import annotations
 
@@ -16,14 +14,15 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from agent_analytics.config import ATTRIBUTION
 from agent_analytics.text import StorableSchema
 
 PERIODS = ("day", "week", "month")
+# Each measured by its filters in datasource/budgets.py (SCOPE_FILTERS).
 SCOPES = ("organisation", "user", "group", "attribute")
-# The scopes whose spend this installation can measure (datasource/budgets.py SCOPE_FILTERS).
-MEASURED_SCOPES = ("organisation", "user", "group")
 # Larger than any LLM bill, small enough for numeric(18, 6).
 MAX_AMOUNT_USD = 1e12
+_DIMENSIONS = {d.name for d in ATTRIBUTION}
 
 _KEY = validate.Length(min=1, max=500)
 
@@ -42,10 +41,6 @@ class BudgetSchema(StorableSchema):
     @validates_schema
     def _scope_fits(self, data: dict[str, Any], **kwargs: Any) -> None:
         scope = data.get("scope")
-        if scope not in MEASURED_SCOPES:
-            raise ValidationError("budgets on a resource attribute need usage attributed by resource "
-                                  "attributes, which this installation does not store yet; use organisation, "
-                                  "user or group", "scope")
         if scope == "organisation":
             for name in ("target", "attribute"):
                 if data.get(name) is not None:
@@ -55,6 +50,13 @@ class BudgetSchema(StorableSchema):
                 raise ValidationError(f"a {scope} budget names its {scope} id as target", "target")
             if data.get("attribute") is not None:
                 raise ValidationError(f"a {scope} budget names no attribute", "attribute")
+        elif scope == "attribute":
+            if data.get("attribute") not in _DIMENSIONS:
+                raise ValidationError("an attribute budget names its attribution dimension as attribute, one of "
+                                      + ", ".join(sorted(_DIMENSIONS)),
+                                      "attribute")
+            if not data.get("target"):
+                raise ValidationError("an attribute budget names the dimension's value as target", "target")
 
     @post_load
     def _whole(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

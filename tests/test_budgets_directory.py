@@ -81,12 +81,23 @@ def test_invalid_budgets_are_refused_naming_the_field_and_store_nothing(client, 
     assert "target" in _refused(client, {k: v for k, v in base.items() if k != "target"})
     assert "target" in _refused(client, {**base, "scope": "organisation"})
     assert "attribute" in _refused(client, {**base, "attribute": "team.id"})
-    # The attribute scope is known, and refused until usage carries resource attributes.
+    # An attribute budget names an attribution dimension (not the attribute it is read from) and a value.
     details = _refused(client, {**base, "scope": "attribute", "attribute": "team.id", "target": "payments"})
-    assert "does not store yet" in details["scope"][0]
+    assert "cost_center, department, team" in details["attribute"][0]
+    assert "target" in _refused(client, {**base, "scope": "attribute", "attribute": "team", "target": None})
     r = client.post("/api/v1/directory", headers=AUTH, json={"budgets": [{**base, "owner": "nul\x00"}]})
     assert r.status_code == 400 and "budgets.0.owner" in r.get_json()["details"]
     assert conn.execute("SELECT (SELECT count(*) FROM budgets) + (SELECT count(*) FROM users)").fetchone()[0] == 0
+
+
+def test_an_attribute_budget_is_stored_and_listed(client, conn):
+    budget = {"id": "payments", "scope": "attribute", "attribute": "team", "target": "payments",
+              "period": "month", "amount_usd": 300, "owner": "payments-lead@x"}
+    assert client.post("/api/v1/directory", json={"budgets": [budget]}, headers=AUTH).status_code == 200
+    assert client.get("/api/v1/directory/budgets", headers=AUTH).get_json() == {
+        "budgets": [{**budget, "name": "payments", "amount_usd": 300.0}]}
+    # No user or group is made of its target.
+    assert conn.execute("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM groups)").fetchone()[0] == 0
 
 
 def test_directory_load_yaml_sets_budgets(db_url, conn, tmp_path):

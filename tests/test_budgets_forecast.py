@@ -14,6 +14,7 @@ import pytest
 from agent_analytics.datasource import budget_forecast as bf
 from agent_analytics.ingest import directory
 from tests.datasource_support import api, field, grafana, ms
+from agent_analytics.sql.migrate import refresh_aggregates
 from tests.rawdata import load_raw_rows
 
 UTC = timezone.utc
@@ -240,6 +241,48 @@ def test_a_young_installation_rates_from_its_first_day_and_has_no_previous_month
     assert erin["spend"] == pytest.approx(3.0)
     assert (erin["daily_rate"], erin["forecast"], erin["forecast_pct"], erin["forecast_date"]) == (None,) * 4
     assert erin["outlook"] == bf.NO_RATE and erin["previous_spend"] is None   # the week of 9 March: before the data
+
+
+def _payments(r: tuple) -> bool:
+    """Whose usage the processes started with team.id=payments made: ann's from 13 March and on
+    10-20 February, bob's on even days of March and his unpriced request."""
+    t, user, cost = r[0], r[4], r[13]
+    if user == "ann@x":
+        return t >= T(3, 13) or T(2, 10) <= t < T(2, 21)
+    return t.month == 3 and (t.day % 2 == 0 or cost is None)
+
+
+def test_an_attribute_budget_counts_the_usage_attributed_to_its_value(client, conn, db_url):
+    rows = _month()
+    load_raw_rows(db_url, ([], rows, []), refresh=False)
+    conn.execute("UPDATE llm_requests SET team = 'payments' WHERE source_key = ANY(%s)",
+                 ([r[1] for r in rows if _payments(r)],))
+    conn.execute("UPDATE llm_requests SET department = 'eng' WHERE team IS NULL")  # another dimension: not counted
+    conn.execute("SELECT aa_rebuild_session_totals()")
+    refresh_aggregates(conn)
+    directory.apply(conn, {"budgets": [
+        {"id": "payments", "scope": "attribute", "attribute": "team", "target": "payments", "period": "month",
+         "amount_usd": 200, "owner": "payments-lead@x"},
+        {"id": "search", "scope": "attribute", "attribute": "team", "target": "search", "period": "week",
+         "amount_usd": 50, "owner": "search-lead@x"}]})
+    answer = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)
+    got = {r["budget"]: r for r in answer["rows"]}
+    assert not {"llm_requests", "metric_points"} & set(answer["meta"]["relations"])
+    p = got["payments"]
+    assert p["scope_name"] == "team=payments" and p["owner"] == "payments-lead@x"
+    # By hand: ann 7 x $12 + $4 today, bob $1 on 9 even days; the rate over 13-19 March: 84 + 3.
+    assert (p["spend"], p["daily_rate"]) == pytest.approx((97.0, 87 / 7))
+    assert p["forecast"] == pytest.approx(97 + 87 / 7 * 11.5)
+    assert p["previous_spend"] == pytest.approx(33.0)                    # ann's $3 on 10-20 February
+    assert (p["unpriced_tokens"], p["unpriced"]) == (1000, True)         # bob's unpriced request
+    # From the rows, independently of the hand-worked figures.
+    mine = [r for r in rows if _payments(r)]
+    assert p["spend"] == pytest.approx(_oracle(mine, None, T(3, 1), AS_OF))
+    assert p["daily_rate"] == pytest.approx(_oracle(mine, None, T(3, 13), T(3, 20)) / 7)
+    assert p["previous_spend"] == pytest.approx(_oracle(mine, None, T(2, 1), T(2, 20, 12)))
+    # A value no usage carries: nothing spent, no rate, and the previous week a known $0.
+    s = got["search"]
+    assert (s["spend"], s["daily_rate"], s["forecast"], s["previous_spend"]) == (0, None, None, 0)
 
 
 def test_budgets_are_llm_analytics(client, conn):
