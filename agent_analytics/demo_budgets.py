@@ -1,8 +1,8 @@
 """The demo's budgets, sized against the demo's own spending (each request at its list price, as
 the receiver prices it: ingest/pricing.py) as of the plan's hour, so that the Budgets panel shows
 each state whatever the day: the organisation's month forecast above its budget with a date to
-reach it, the group that spent most this week past its budget, the others with room, and one
-person's day. At the very start of a period nothing is spent yet, and nothing can be reached."""
+reach it, the group that spent most this week past its budget, the others with room, a team's
+month (an attribute budget), and one person's day. At the very start of a period nothing is spent yet, and nothing can be reached."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -13,6 +13,8 @@ from agent_analytics.ingest import pricing
 
 DOMAIN = "example.com"
 PROVIDERS = {"claude-code": "anthropic", "codex": "openai"}
+# The team of the demo's attribute budget (demo_plan: every fifth user's machines say team.id=sre).
+ATTRIBUTED_TEAM = "sre"
 
 
 def _costs(sessions: Iterable[Any]) -> list[tuple[datetime, Any, float]]:
@@ -62,6 +64,11 @@ def budgets(people: list[Any], groups: dict[str, str], sessions: list[Any], now:
         amount = 0.8 * spend if g == top and spend > 0 else 2 * (spend + rate * left) + 1
         out.append({"id": f"{g}-{period}ly", "name": f"{name}, {period}ly", "scope": "group", "target": g,
                     "period": period, "amount_usd": _cents(amount), "owner": f"{g}-lead@{DOMAIN}"})
+    # A team's month, by the team.id its machines send (an attribute budget), with room.
+    spend, rate, left = _figures(costs, lambda u: u.resource.get("team.id") == ATTRIBUTED_TEAM, "month", now)
+    out.append({"id": f"team-{ATTRIBUTED_TEAM}-monthly", "name": f"Team {ATTRIBUTED_TEAM}, monthly",
+                "scope": "attribute", "attribute": "team", "target": ATTRIBUTED_TEAM, "period": "month",
+                "amount_usd": _cents(2 * (spend + rate * left) + 1), "owner": f"{ATTRIBUTED_TEAM}-lead@{DOMAIN}"})
     first = people[0]
     spend, rate, left = _figures(costs, lambda u: u.id == first.id, "day", now)
     out.append({"id": f"{first.id.split('@')[0]}-daily", "name": f"{first.name}, daily", "scope": "user",

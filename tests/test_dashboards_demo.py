@@ -43,6 +43,10 @@ def test_directory_document_is_valid_for_the_directory_api():
     assert any(t["tags"] for t in loaded["tools"])
     instances = {i["id"] for i in loaded["agent_instances"]}
     assert {s.instance for s in demo.plan(now=NOW).sessions} <= instances
+    # A budget of every scope, the attribute one on a team some users' machines send.
+    assert {b["scope"] for b in loaded["budgets"]} == {"organisation", "group", "user", "attribute"}
+    [team] = [b for b in loaded["budgets"] if b["scope"] == "attribute"]
+    assert any(s.user.resource.get("team.id") == team["target"] for s in demo.plan(now=NOW).sessions)
 
 
 def test_cli_sends_the_demo_and_refuses_a_wrong_token(app, conn, capsys):
