@@ -13,9 +13,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from agent_analytics.sql.migrate import refresh_aggregates
 from tests import attribution_data as attribution
-from tests.harness_support import disable_refresh_jobs
+from tests.harness_support import disable_refresh_jobs, refresh_aggregates
 
 UTC = timezone.utc
 ANCHOR = datetime(2026, 11, 20, 14, 37, 25, tzinfo=UTC)   # "now" of the dataset

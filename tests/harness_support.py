@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Iterable
 
 import psycopg
 import pytest
 
 from agent_analytics.cluster import LocalCluster, free_port, timescaledb_installed
-from agent_analytics.sql.migrate import AGGREGATES, migrate, refresh_aggregates
+from agent_analytics.sql import aggregates
+from agent_analytics.sql.migrate import AGGREGATES, migrate
 
 TIMESCALEDB = timescaledb_installed()
 NO_TSDB = "TimescaleDB extension not installed on this machine: TimescaleDB path not tested"
@@ -42,6 +44,13 @@ def start_cluster() -> LocalCluster:
     # Durability is irrelevant for a throwaway cluster; speed is not.
     cluster.start("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
     return cluster
+
+
+def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGATES) -> None:
+    """The service's refresh (sql/aggregates.py), each aggregate's window in one batch: the tests'
+    few rows spread over days would otherwise cost TimescaleDB a transaction per 10 buckets,
+    most of them empty (seconds per test, most of the suite's time)."""
+    aggregates.refresh_aggregates(conn, names, one_batch=True)
 
 
 def disable_refresh_jobs(conn: psycopg.Connection) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import psycopg
 
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 
 
 def raw_rows(seed: int = 7, t0: datetime = datetime(2026, 3, 1, tzinfo=timezone.utc), days: int = 3):

@@ -27,8 +27,7 @@ from agent_analytics import demo_enforcement as enforcement  # noqa: E402
 from agent_analytics.dashboards.alerts import (BYPASS_SURGE_MIN, ERROR_SURGE_MIN_ERRORS,  # noqa: E402
                                                ERROR_SURGE_MIN_RATE, ERROR_SURGE_RATIO, HOOK_SURGE_MIN,
                                                SURGE_MIN_BLOCKED, SURGE_RATIO)
-from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN  # noqa: E402
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN, refresh_aggregates  # noqa: E402
 from agent_analytics.dashboards import budget_alerts as ba  # noqa: E402
 from agent_analytics.ingest import directory  # noqa: E402
 from tests.grafana_alerting import alert_state, evaluate, infinity_numbers, evaluate_math, reduce, render  # noqa: E402

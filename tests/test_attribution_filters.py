@@ -11,11 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import yaml
 
-from agent_analytics.sql.migrate import refresh_aggregates
 from tests.attribution_data import DIMENSIONS, RULES
 from tests.datasource_dataset import ANCHOR, DATA, Oracle
 from tests.datasource_support import api, assert_rows, field, grafana, iso, same
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, refresh_aggregates
 from tests.ingest_support import CLAUDE_LOGS, fixture_bytes, log_events, logs_fixture, metrics_fixture, plain, post
 
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}

@@ -18,10 +18,10 @@ from agent_analytics.config import ATTRIBUTION, Config, ConfigError, attribution
 from agent_analytics.ingest import normalise
 from agent_analytics.ingest.rows import Context
 from agent_analytics.sql import migrate as migrate_module
-from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, load_migrations, migrate, refresh_aggregates
+from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, load_migrations, migrate
 from agent_analytics.sql.rollups import ATTRIBUTION as ATTRIBUTION_KEYS
 from agent_analytics.sql.rollups import ROLLUPS
-from tests.harness_support import NO_TSDB, TIMESCALEDB
+from tests.harness_support import NO_TSDB, TIMESCALEDB, refresh_aggregates
 from tests.ingest_support import (CLAUDE_LOGS, fixture_bytes, logs_fixture, metrics_fixture, plain, post,
                                   set_value)
 

@@ -14,7 +14,7 @@ import pytest
 from agent_analytics.datasource import budget_forecast as bf
 from agent_analytics.ingest import directory
 from tests.datasource_support import api, field, grafana, ms
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 from tests.rawdata import load_raw_rows
 
 UTC = timezone.utc

@@ -14,7 +14,7 @@ from genai_prices import Usage, calc_price
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from agent_analytics.ingest import pricing
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 from tests.cost_support import (CACHE, HAIKU_45, M, ONE_M, SONNET_45, UTC, api_requests,
                                 event_times, ledger, list_price, post_all, query, sonnet)
 from tests.ingest_support import (FIXTURES, assert_session_totals_match_the_rows, logs_fixture, metrics_fixture,

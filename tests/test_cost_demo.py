@@ -13,8 +13,7 @@ pytest.importorskip("opentelemetry.sdk")
 from genai_prices import Usage, calc_price  # noqa: E402
 
 from agent_analytics import demo  # noqa: E402
-from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN  # noqa: E402
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, refresh_aggregates  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 
 

@@ -13,8 +13,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import LLM_TOKEN
+from tests.harness_support import LLM_TOKEN, refresh_aggregates
 from tests.ingest_support import assert_session_totals_match_the_rows, post, set_value
 from tests.cost_support import CACHE, HAIKU_45, api_requests, ledger, list_price, post_all, query
 

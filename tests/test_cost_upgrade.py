@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from agent_analytics.sql import migrate as migrate_module
-from agent_analytics.sql.migrate import aggregate_definitions, load_migrations, migrate, refresh_aggregates
-from tests.harness_support import NO_TSDB, TIMESCALEDB
+from agent_analytics.sql.migrate import aggregate_definitions, load_migrations, migrate
+from tests.harness_support import NO_TSDB, TIMESCALEDB, refresh_aggregates
 from tests.ingest_support import assert_session_totals_match_the_rows
 from tests.rawdata import load_raw_rows, raw_rows
 from tests.rollups_support import ADDED

@@ -35,10 +35,9 @@ from agent_analytics import demo, demo_productivity  # noqa: E402
 from agent_analytics.dashboards.tabs import DASHBOARDS, UIDS  # noqa: E402
 from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa: E402
 from agent_analytics.datasource import catalog  # noqa: E402
-from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
 from tests import grafana_js_support as js  # noqa: E402
 from tests import grafana_model  # noqa: E402
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN  # noqa: E402
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, refresh_aggregates  # noqa: E402
 from tests.dashboards_support import load, metric_of  # noqa: E402
 
 BROWSER_ZONE = "Europe/Paris"  # what ${__timezone} gives for a dashboard in browser time

@@ -14,7 +14,8 @@ from decimal import Decimal
 import psycopg
 
 from agent_analytics.datasource import service
-from agent_analytics.sql.migrate import aggregate_definitions, refresh_aggregates
+from agent_analytics.sql.migrate import aggregate_definitions
+from tests.harness_support import refresh_aggregates
 from tests.cost_support import CACHE, UTC, event_times, ledger, post_all, query, sonnet
 
 

@@ -13,8 +13,7 @@ import requests
 
 from agent_analytics.app import create_app
 from agent_analytics.datasource import catalog
-from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, refresh_aggregates
 from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import iso, ms
 from tests.ingest_support import Server

@@ -15,7 +15,7 @@ from agent_analytics.datasource.engine import Engine
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.timerange import Window
 from agent_analytics.server import next_refresh_in
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 from tests.hardening_support import api_requests
 from tests.ingest_support import headers
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent_analytics.sql.migrate import AGGREGATES, refresh_aggregates
-from tests.harness_support import reset_database
+from agent_analytics.sql.migrate import AGGREGATES
+from tests.harness_support import refresh_aggregates, reset_database
 from tests.rawdata import load_raw_rows, raw_rows
 
 ROOT = Path(__file__).resolve().parent.parent

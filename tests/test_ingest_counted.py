@@ -9,8 +9,7 @@ import threading
 import requests
 
 from agent_analytics.app import create_app
-from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import LLM_TOKEN
+from tests.harness_support import LLM_TOKEN, refresh_aggregates
 from tests.ingest_support import (CLAUDE_LOGS, Server, assert_session_totals_match_the_rows, fixture_bytes, headers,
                                   log_events, logs_fixture, many_api_requests, post)
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 from tests.ingest_support import FIXTURES, fixture_bytes, plain, post
 
 CLAUDE_LOGS = sorted(p.name for p in FIXTURES.glob("claude-code-2.1.332-*-logs-*.pb"))

@@ -12,8 +12,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agent_analytics.ingest import normalise
 from agent_analytics.ingest.rows import Context
-from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, QUERY_TOKEN, refresh_aggregates
 from tests.ingest_support import (CLAUDE_MCP_LOGS, SDK_SERVER_TRACES, claude_mcp_results, fixture_bytes, post,
                                   span_attrs, tool_call_spans, trace_spans)
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from agent_analytics.sql.migrate import migrate, refresh_aggregates
-from tests.harness_support import QUERY_TOKEN
+from agent_analytics.sql.migrate import migrate
+from tests.harness_support import QUERY_TOKEN, refresh_aggregates
 from tests.ingest_support import PERMISSION_LOGS, as_mcp, fixture_bytes, plain, post, record_attr
 
 def _events(event: str) -> list[dict]:

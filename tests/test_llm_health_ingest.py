@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from tests.llm_health_support import CLAUDE, CODEX, expected, ledger, post_scenarios
 
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 
 
 def _rollup(conn, relation: str, keys: str, measures: str) -> list[tuple]:

@@ -13,7 +13,7 @@ import pytest
 from tests.datasource_support import api
 from tests.llm_health_support import CLAUDE, SCENARIOS, expected, ledger, percentile, post_scenarios
 
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 
 UTC = timezone.utc
 

@@ -11,11 +11,10 @@ import psycopg
 import pytest
 
 from agent_analytics.cluster import find_pg_bindir
-from agent_analytics.sql.migrate import (AGGREGATES, aggregate_definitions, load_migrations, migrate,
-                                         refresh_aggregates)
+from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, load_migrations, migrate
 
 from agent_analytics.sql.rollups import MINUTELY
-from tests.harness_support import NO_TSDB, TIMESCALEDB
+from tests.harness_support import NO_TSDB, TIMESCALEDB, refresh_aggregates
 from .ingest_support import assert_session_totals_match_the_rows
 from .rawdata import load_raw_rows, raw_rows
 

@@ -13,7 +13,8 @@ import pytest
 
 from agent_analytics.cluster import free_port
 from agent_analytics.config import Config
-from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, migrate, refresh_aggregates
+from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, migrate
+from tests.harness_support import refresh_aggregates
 from tests.rawdata import load_raw_rows, raw_rows
 
 pytestmark = pytest.mark.usefixtures("plain_backend")

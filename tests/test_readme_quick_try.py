@@ -17,7 +17,7 @@ from agent_analytics import demo  # noqa: E402
 from agent_analytics.cli import main  # noqa: E402
 from agent_analytics.config import Config  # noqa: E402
 from agent_analytics.datasource.catalog import METRICS  # noqa: E402
-from agent_analytics.sql.migrate import refresh_aggregates  # noqa: E402
+from tests.harness_support import refresh_aggregates  # noqa: E402
 from tests.ingest_support import Server  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"

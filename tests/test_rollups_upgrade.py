@@ -16,8 +16,8 @@ import pytest
 from psycopg import sql
 
 from agent_analytics.sql import migrate as migrate_module
-from agent_analytics.sql.migrate import AGGREGATES, load_migrations, migrate, pending, refresh_aggregates
-from tests.harness_support import NO_TSDB, TIMESCALEDB
+from agent_analytics.sql.migrate import AGGREGATES, load_migrations, migrate, pending
+from tests.harness_support import NO_TSDB, TIMESCALEDB, refresh_aggregates
 from tests.rawdata import load_raw_rows, raw_rows
 from tests.rollups_support import ADDED, REDEFINED, RELEASE
 

@@ -11,8 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import QUERY_TOKEN
+from tests.harness_support import QUERY_TOKEN, refresh_aggregates
 from tests.ingest_support import FIXTURES, fixture_bytes, plain, post
 
 CLAUDE_LOGS = sorted(p.name for p in FIXTURES.glob("claude-code-2.1.332-*-logs-*.pb"))

@@ -14,8 +14,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from agent_analytics.config import Config
-from agent_analytics.sql.migrate import refresh_aggregates
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN, refresh_aggregates
 from tests.ingest_support import (CLAUDE_MCP_LOGS, PERMISSION_LOGS, SDK_SERVER_TRACES, as_mcp, claude_mcp_results,
                                   fixture_bytes, log_events, logs_fixture, metrics_fixture, plain, post,
                                   tool_call_spans, trace_spans)

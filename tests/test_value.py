@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from tests.datasource_support import api
 from tests.ingest_support import FIXTURES, JSON, fixture_bytes, plain, post
 
-from agent_analytics.sql.migrate import refresh_aggregates
+from tests.harness_support import refresh_aggregates
 
 UTC = timezone.utc
 EDITS = "claude-code-2.1.332-edits-commit-pr"
