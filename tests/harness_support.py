@@ -13,7 +13,7 @@ import pytest
 
 from agent_analytics.cluster import LocalCluster, free_port, timescaledb_installed
 from agent_analytics.sql import aggregates
-from agent_analytics.sql.migrate import AGGREGATES, migrate
+from agent_analytics.sql.migrate import AGGREGATES, MATERIALISED, migrate
 
 TIMESCALEDB = timescaledb_installed()
 NO_TSDB = "TimescaleDB extension not installed on this machine: TimescaleDB path not tested"
@@ -78,6 +78,9 @@ class _Shape:
     tables: tuple[str, ...]                            # the public tables a reset empties (quoted, qualified)
     aggregates: tuple[tuple[str, str, str], ...]       # TimescaleDB: (aggregate, its source, its materialisation)
     plain_rollups: bool
+    # Plain: each rollup's table of buckets -> its raw table, whose TRUNCATE empties it
+    # (aa_forget_rollups, plain/20_rollups.sql).
+    raw_of_rollup: dict[str, str]
 
 
 _shapes: dict[tuple[str, int, int], _Shape] = {}
@@ -99,7 +102,9 @@ def _shape(conn: psycopg.Connection, url: str) -> _Shape:
             # In AGGREGATES' order, which refreshes an aggregate's sources before it.
             aggregates = tuple((name, *found[name]) for name in AGGREGATES if name in found)
         plain = conn.execute("SELECT to_regclass('aa_rollups') IS NOT NULL").fetchone()[0]
-        _shapes[key] = _Shape(tables, aggregates, plain)
+        raw_of_rollup = {f'"public"."{name}{MATERIALISED}"': f'"public"."{raw}"'
+                         for name, raw in conn.execute("SELECT name, raw FROM aa_rollups")} if plain else {}
+        _shapes[key] = _Shape(tables, aggregates, plain, raw_of_rollup)
     return _shapes[key]
 
 
@@ -112,15 +117,17 @@ def reset_database(url: str) -> None:
     """Empty every table (facts and directory) and the aggregates' materialisations.
 
     Only what holds rows is emptied: a TRUNCATE replaces the files of each table and index it
-    names, and refreshing TimescaleDB's 35 aggregates costs as much again even over empty
-    tables, while most tests write to a few tables. An aggregate is refreshed when its source
-    or its materialisation held rows; the others are already empty."""
+    names, and refreshing TimescaleDB's aggregates costs as much again even over empty tables,
+    while most tests write to a few tables. An aggregate is refreshed when its source or its
+    materialisation held rows; the others are already empty. A plain rollup's table is left to
+    its raw table's TRUNCATE, which deletes its few rows (84 tables truncated: 0.10 s; their 6
+    raw tables alone: 0.015 s)."""
     with psycopg.connect(url, autocommit=True) as conn:
         shape = _shape(conn, url)
         probed = list(shape.tables) + [mat for _, _, mat in shape.aggregates]
         held = {r[0] for r in conn.execute(
             " UNION ALL ".join(f"(SELECT %s::text FROM {rel} LIMIT 1)" for rel in probed), probed)}
-        tables = [t for t in shape.tables if t in held]
+        tables = [t for t in shape.tables if t in held and shape.raw_of_rollup.get(t) not in held]
         if tables:
             conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
         if shape.plain_rollups:  # plain: materialised nothing yet
