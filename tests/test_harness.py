@@ -1,16 +1,19 @@
 """The test harness itself: `-m "not db"` leaves out every test that reaches the database without
-anyone marking it and starts no cluster, and a reset database is empty in its tables and its
-aggregates however the previous test left them."""
+anyone marking it and starts no cluster, a reset database is empty in its tables and its
+aggregates however the previous test left them, and the tests' refresh materialises what the
+service's does."""
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from agent_analytics.sql.migrate import AGGREGATES
+from agent_analytics.sql import aggregates
+from agent_analytics.sql.migrate import AGGREGATES, MATERIALISED
 from tests.harness_support import refresh_aggregates, reset_database
 from tests.rawdata import load_raw_rows, raw_rows
 
@@ -69,3 +72,34 @@ def test_reset_after_rows_of_one_table(db_url, conn, table):
     load_raw_rows(db_url, rows)
     assert conn.execute("SELECT sum(calls) FROM tool_calls_totals_daily").fetchone()[0] == len(rows[0])
     assert conn.execute("SELECT sum(requests) FROM llm_usage_totals_hourly").fetchone()[0] == len(rows[1])
+
+
+def _materialised(conn: psycopg.Connection) -> dict[str, list[tuple]]:
+    """Every aggregate's materialised rows (not the views, which add the raw rows not yet
+    materialised), sorted; sums of floats to 6 decimals, as their order of addition varies
+    from one grouping of the same rows to the next."""
+    tables = {name: f'"{name}{MATERIALISED}"' for name in AGGREGATES}
+    if conn.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb')").fetchone()[0]:
+        tables = {view: f'"{schema}"."{table}"' for view, schema, table in conn.execute(
+            "SELECT view_name, materialization_hypertable_schema, materialization_hypertable_name"
+            " FROM timescaledb_information.continuous_aggregates")}
+    return {name: sorted((tuple(round(v, 6) if isinstance(v, float) else v for v in r)
+                          for r in conn.execute(f"SELECT * FROM {table}")), key=repr)
+            for name, table in tables.items()}
+
+
+def test_the_tests_refresh_materialises_what_the_services_does(db_url, conn):
+    """harness_support.refresh_aggregates is the service's refresh with each TimescaleDB window in
+    one batch, not TimescaleDB's batches of 10 buckets: every aggregate materialises the same rows."""
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    # Three hours of rows: the service's batches stay few (18 for a per-minute aggregate).
+    rows = tuple([r for r in table if r[0] < t0 + timedelta(hours=3)] for table in raw_rows(t0=t0, days=1))
+    load_raw_rows(db_url, rows, refresh=False, health=True)
+    aggregates.refresh_aggregates(conn)
+    by_the_service = _materialised(conn)
+    assert set(by_the_service) == set(AGGREGATES)
+    assert [name for name, held in by_the_service.items() if not held] == []
+    reset_database(db_url)
+    load_raw_rows(db_url, rows, refresh=False, health=True)
+    refresh_aggregates(conn)
+    assert _materialised(conn) == by_the_service
