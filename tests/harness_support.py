@@ -59,18 +59,20 @@ def disable_refresh_jobs(conn: psycopg.Connection) -> None:
                  " WHERE proc_name = 'policy_refresh_continuous_aggregate'")
 
 
-def migrated_database(cluster: LocalCluster, backend: str) -> str:
-    """The run's database of that backend (created and migrated on first use)."""
-    if backend not in databases:
-        url = cluster.create_database(f"aa_test_{backend}")
+def migrated_database(cluster: LocalCluster, backend: str, prefix: str = "aa_test") -> str:
+    """The run's database of that backend (created and migrated on first use); another `prefix`
+    names another one (a module's own, loaded once and only read)."""
+    key = backend if prefix == "aa_test" else f"{prefix}_{backend}"
+    if key not in databases:
+        url = cluster.create_database(f"{prefix}_{backend}")
         # No retention or compression jobs: they would race the tests' own data.
         migrate(url, timescaledb="on" if backend == "timescaledb" else "off",
                 retention_days=0, compress_after_days=0)
         if backend == "timescaledb":
             with psycopg.connect(url, autocommit=True) as c:
                 disable_refresh_jobs(c)
-        databases[backend] = url
-    return databases[backend]
+        databases[key] = url
+    return databases[key]
 
 
 @dataclass(frozen=True)

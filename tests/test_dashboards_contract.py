@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import quote
 
+import psycopg
 import pytest
 import requests
 
@@ -37,7 +40,9 @@ from agent_analytics.dashboards.variants import INFINITY, JSON, VARIANTS  # noqa
 from agent_analytics.datasource import catalog  # noqa: E402
 from tests import grafana_js_support as js  # noqa: E402
 from tests import grafana_model  # noqa: E402
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, refresh_aggregates  # noqa: E402
+from agent_analytics.config import Config  # noqa: E402
+from tests.harness_support import (BACKENDS, INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN, backends_ran,  # noqa: E402
+                                   migrated_database, refresh_aggregates)
 from tests.dashboards_support import load, metric_of  # noqa: E402
 
 BROWSER_ZONE = "Europe/Paris"  # what ${__timezone} gives for a dashboard in browser time
@@ -310,19 +315,49 @@ def _send_a_rejected_record(url: str) -> None:
     assert r.status_code == 200 and "policy.id" in r.text
 
 
-@pytest.fixture
-def demo_service(app, db_url):
-    """The service on a real port, filled by the demo command's code path."""
-    with Server(app) as server:
-        p = demo.plan(days=30, users=6, seed=3)
-        results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
-        assert not any(k.endswith("_failed") for k in results)
-        _send_a_rejected_record(server.url)
-        import psycopg
+@dataclass(frozen=True)
+class _Demo:
+    server: Server
+    plan: demo.Plan
+    url: str      # its database, of its own (never reset)
+    app: Any
 
-        with psycopg.connect(db_url, autocommit=True) as c:
-            refresh_aggregates(c)
-        yield server, p
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def _demo(request, pg_cluster):
+    """The service on a real port, filled by the demo command's code path: once per backend for
+    this module's tests, which only read it (30 days of the demo took 4-6 s to send each time),
+    in a database of its own that no reset touches."""
+    from agent_analytics.app import create_app
+
+    backends_ran.add(request.param)
+    url = migrated_database(pg_cluster, request.param, prefix="aa_dashboards_demo")
+    application = create_app(Config(database_url=url, ingest_tokens=(INGEST_TOKEN,), query_tokens=(QUERY_TOKEN,),
+                                    llm_query_tokens=(LLM_TOKEN,), db_timeout_s=5, db_pool_size=4,
+                                    retention_days=0, compress_after_days=0), role="all")
+    try:
+        with Server(application) as server:
+            p = demo.plan(days=30, users=6, seed=3)
+            results = demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None)
+            assert not any(k.endswith("_failed") for k in results)
+            _send_a_rejected_record(server.url)
+            with psycopg.connect(url, autocommit=True) as c:
+                refresh_aggregates(c)
+            yield _Demo(server, p, url, application)
+    finally:
+        application.extensions["aa_db"].close()
+
+
+@pytest.fixture(scope="module")
+def demo_service(_demo):
+    return _demo.server, _demo.plan
+
+
+@pytest.fixture
+def demo_conn(_demo):
+    """An autocommit connection to the demo's database."""
+    with psycopg.connect(_demo.url, autocommit=True) as c:
+        yield c
 
 
 def test_the_budgets_panel_answers_in_the_first_hour_of_a_monday_the_first(app, db_url):
@@ -332,8 +367,6 @@ def test_the_budgets_panel_answers_in_the_first_hour_of_a_monday_the_first(app, 
     with Server(app) as server:
         p = demo.plan(days=8, users=6, seed=3, now=now)
         assert not any(k.endswith("_failed") for k in demo.send(p, server.url, INGEST_TOKEN, say=lambda s: None))
-        import psycopg
-
         with psycopg.connect(db_url, autocommit=True) as c:
             refresh_aggregates(c)
         start = now - timedelta(days=30)
@@ -363,9 +396,10 @@ def test_the_budgets_panel_answers_in_the_first_hour_of_a_monday_the_first(app, 
         assert checked == 2 and not problems, problems
 
 
-def test_demo_data_arrives_through_the_real_path(demo_service, conn):
+def test_demo_data_arrives_through_the_real_path(demo_service, demo_conn):
     """The demo's numbers, counted independently from its plan, are what the database holds."""
     _, p = demo_service
+    conn = demo_conn
     counts = p.counts()
     assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] == counts["llm_requests"]
     assert conn.execute("SELECT count(*) FROM tool_calls").fetchone()[0] == counts["tool_calls"]
@@ -535,8 +569,9 @@ def test_the_alert_rule_query_answers_on_the_backend_macros(demo_service):
     assert a >= 45 and a >= 2 * b
 
 
-def test_the_example_prometheus_rules_use_the_service_counters(demo_service, app):
+def test_the_example_prometheus_rules_use_the_service_counters(demo_service, _demo):
     """Every series and label the example rules select exists on the service's /metrics."""
+    app = _demo.app
     import yaml
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -883,7 +918,7 @@ def _grafana_ranges(cases: list[dict]) -> list[dict]:
     return model
 
 
-def test_both_variants_give_every_preset_the_same_previous_period(demo_service, conn):
+def test_both_variants_give_every_preset_the_same_previous_period(demo_service, demo_conn):
     """Every date preset, a whole past month, an absolute range and panels with their own time
     shift or relative time, in three zones: the dashboards' own queries, rendered with what Grafana
     makes of each macro (Scenes: ${__from}/${__to}, ${__timezone}, ${__url_time_range}; the JSON
@@ -935,8 +970,8 @@ def test_both_variants_give_every_preset_the_same_previous_period(demo_service, 
                     assert r.status_code == 200, (where, r.text)
                     got[variant.key] = next(f for f in r.json()[0]["fields"] if f["name"] == "previous")["values"][0]
             prev_start, prev_end = _previous_window(rng["raw"]["from"], rng["raw"]["to"], start, end, zone)
-            want = conn.execute("SELECT count(*) FROM tool_calls WHERE outcome <> 'blocked' AND time >= %s "
-                                "AND time < %s", (prev_start, prev_end)).fetchone()[0]
+            want = demo_conn.execute("SELECT count(*) FROM tool_calls WHERE outcome <> 'blocked' AND time >= %s "
+                                     "AND time < %s", (prev_start, prev_end)).fetchone()[0]
             if got["infinity"] != got["json"] or got["json"] != want:
                 problems.append(f"{where}: Infinity {got['infinity']}, JSON {got['json']}, expected {want} "
                                 f"({prev_start:%Y-%m-%d %H:%M} .. {prev_end:%Y-%m-%d %H:%M} UTC)")
