@@ -10,6 +10,7 @@ again: a continuous aggregate cannot be altered.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import TYPE_CHECKING, Iterable
 
@@ -158,8 +159,15 @@ def _takes_options(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def _day_of_buckets(name: str) -> str | None:
+    """Batches of a UTC day's buckets, never fewer than TimescaleDB's 10 (its own for an
+    aggregate not declared here)."""
+    declared = rollups.AGGREGATES.get(name)
+    return json.dumps({"buckets_per_batch": max(10, 86400 // declared.seconds)}) if declared else None
+
+
 def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGATES, *,
-                       one_batch: bool = False) -> None:
+                       one_batch: bool = False, by_day: bool = False) -> None:
     """Materialise the aggregates now: on TimescaleDB the named continuous aggregates, wholly; on
     plain PostgreSQL every rollup, up to the current bucket (as the service does every minute).
 
@@ -167,7 +175,9 @@ def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGAT
     millisecond however few rows it holds: a day of a per-minute aggregate is 144 of them.
     `one_batch` refreshes each window in one transaction instead (the same rows materialised),
     for small data over long windows (the tests'); the batches bound a big refresh's locks and
-    memory.
+    memory. `by_day`: batches of a UTC day's buckets (1,440 for a per-minute aggregate), which
+    `migrate` fills the aggregates it creates with: a year of history is then 365 batches, not
+    52,560.
 
     Needs an autocommit connection: TimescaleDB refuses to refresh inside a transaction.
     """
@@ -176,8 +186,9 @@ def refresh_aggregates(conn: psycopg.Connection, names: Iterable[str] = AGGREGAT
         conn.execute("SELECT aa_refresh_rollups()")
     if backend != "timescaledb":
         return
-    options = _ONE_BATCH if one_batch and _takes_options(conn) else None
+    takes = (one_batch or by_day) and _takes_options(conn)
     for name in names:
+        options = (_ONE_BATCH if one_batch else _day_of_buckets(name)) if takes else None
         for attempt in range(50):
             try:
                 if options:

@@ -220,7 +220,7 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
                 return report
             materialise = _apply_idempotent(conn, report.backend, retention_days, compress_after_days, report)
             if report.created_aggregates or materialise:
-                refresh_aggregates(conn, report.created_aggregates)
+                refresh_aggregates(conn, report.created_aggregates, by_day=True)
                 aggregates.analyze(conn, report.backend, report.created_aggregates if not materialise else AGGREGATES)
             if _reprice_pending(conn):
                 _reprice(conn, report)

@@ -90,7 +90,8 @@ def _materialised(conn: psycopg.Connection) -> dict[str, list[tuple]]:
 
 def test_the_tests_refresh_materialises_what_the_services_does(db_url, conn):
     """harness_support.refresh_aggregates is the service's refresh with each TimescaleDB window in
-    one batch, not TimescaleDB's batches of 10 buckets: every aggregate materialises the same rows."""
+    one batch, not TimescaleDB's batches of 10 buckets, and migrate's fill batches a day of
+    buckets: every aggregate materialises the same rows."""
     t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
     # Three hours of rows: the service's batches stay few (18 for a per-minute aggregate).
     rows = tuple([r for r in table if r[0] < t0 + timedelta(hours=3)] for table in raw_rows(t0=t0, days=1))
@@ -102,4 +103,9 @@ def test_the_tests_refresh_materialises_what_the_services_does(db_url, conn):
     reset_database(db_url)
     load_raw_rows(db_url, rows, refresh=False, health=True)
     refresh_aggregates(conn)
+    assert _materialised(conn) == by_the_service
+    # And migrate's fill of the aggregates it creates, in batches of a day's buckets.
+    reset_database(db_url)
+    load_raw_rows(db_url, rows, refresh=False, health=True)
+    aggregates.refresh_aggregates(conn, by_day=True)
     assert _materialised(conn) == by_the_service
