@@ -112,12 +112,25 @@ def _count(buf: bytes, start: int, end: int, numbers: tuple[int, ...], limit: in
         steps[0] -= 1
         if steps[0] < 0:
             raise _Steps()
-        key, i = _varint(buf, i, end)
+        # This runs for every record: keys of one byte and lengths of one or two (up to 16 KiB)
+        # are read inline, the rest by _varint.
+        key = buf[i]
+        if key < 0x80:
+            i += 1
+        else:
+            key, i = _varint(buf, i, end)
         wire = key & 7
         if wire == 3:
             i = _skip_group(buf, i, end, key >> 3, steps)
         elif wire == 2:
-            length, i = _varint(buf, i, end)
+            length = buf[i] if i < end else 0x80
+            if length < 0x80:
+                i += 1
+            elif i + 1 < end and buf[i + 1] < 0x80:
+                length = (length & 0x7F) | buf[i + 1] << 7
+                i += 2
+            else:
+                length, i = _varint(buf, i, end)
             if i + length > end:
                 raise _Malformed()
             if key >> 3 in numbers:
