@@ -183,8 +183,10 @@ def export(signal: str) -> Response:
                                    "(application/x-protobuf or application/json)")
         cfg = current_app.config["AA"]
         bounds = limits.Limits.of(cfg)
-        message = codec.decode(signal, read_body(cfg.max_body_bytes), body_fmt, bounds)
-        limits.check(signal, message, bounds)  # before any per-record work
+        body = read_body(cfg.max_body_bytes)
+        message = codec.decode(signal, body, body_fmt, bounds)
+        limits.check(signal, message, bounds, len(body))  # before any per-record work
+        del body  # (not kept while the batch is worked on)
         batch = normalise.normalise(signal, message, Context.now(cfg.retention_days, cfg.attribution))
         if batch.internal_errors:  # counted now: the store may still fail, and the sender retry
             _internal_errors(signal, batch.internal_errors)

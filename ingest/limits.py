@@ -259,10 +259,14 @@ _SETTINGS = {"resources": "AA_MAX_RESOURCES", "scopes": "AA_MAX_SCOPES", "record
              "attributes": "AA_MAX_ATTRIBUTES"}
 
 
-def check(signal: str, message: Message, limits: Limits) -> None:
+def check(signal: str, message: Message, limits: Limits, body_bytes: int | None = None) -> None:
     """Raise TooMuchWork when `message` has more resources, scopes, records (metrics count with
-    their data points) or attributes (of resources and records) than `limits`."""
+    their data points) or attributes (of resources and records) than `limits`. With `body_bytes`,
+    the size of the body it was decoded from, log records' attributes are counted only when the
+    body could hold more than the limit: each takes two bytes of it at least (a field key and a
+    length on the wire, `{}` in JSON)."""
     res_field, scope_field, rec_field = _FIELDS[signal]
+    per_record = body_bytes is None or body_bytes // 2 > limits.attributes
     resources = getattr(message, res_field)
     if len(resources) > limits.resources:
         raise TooMuchWork("resources", limits.resources, "AA_MAX_RESOURCES")
@@ -283,7 +287,7 @@ def check(signal: str, message: Message, limits: Limits) -> None:
                 records, attrs = _count_points(recs, records, attrs, limits)
             elif signal == "traces":
                 records, attrs = _count_spans(recs, records, attrs, limits)
-            else:
+            elif per_record:
                 for rec in recs:
                     attrs += len(rec.attributes)
             if attrs > limits.attributes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any, Callable, Mapping
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -57,6 +58,13 @@ def _nul(value: Any) -> bool:
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def _reader(names: tuple[str, ...]) -> Callable[[Any], tuple]:
+    """One call reading the attributes `names` of an object, as a tuple."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    return (lambda obj: (getattr(obj, names[0]),)) if names else (lambda obj: ())
+
+
 @dataclass(frozen=True)
 class _Checks:
     """What `_unstorable` reads of one kind of fact, worked out once from its fields' types
@@ -64,6 +72,8 @@ class _Checks:
     texts: tuple[str, ...]          # str fields
     ids: tuple[str, ...]            # indexed identifiers among them
     others: tuple[str, ...]         # fields that may hold containers, other than `attributes`
+    read_texts: Callable[[Any], tuple]
+    read_ids: Callable[[Any], tuple]
 
     @classmethod
     def of(cls, fact_type: type) -> "_Checks":
@@ -73,23 +83,26 @@ class _Checks:
         # (The JSON text of the attributes is searched apart: NUL is escaped there.)
         texts = tuple(n for n, t in kinds.items() if t.startswith("str") and not n.endswith("_json"))
         others = tuple(n for n, t in kinds.items() if n != "attributes" and t.startswith(("dict", "list", "tuple", "Any")))
-        return cls(texts, tuple(n for n in texts if n in _ID_FIELDS), others)
+        ids = tuple(n for n in texts if n in _ID_FIELDS)
+        return cls(texts, ids, others, _reader(texts), _reader(ids))
 
 
 _CHECKS: dict[type, _Checks] = {}
+_PLAIN_IDS = frozenset({str, type(None)})  # identifiers' usual types: none of them Flattened
 
 
 def _unstorable(fact: Any) -> str | None:
     """Why a normalised fact cannot be stored as it is, or None."""
     checks = _CHECKS.get(type(fact)) or _CHECKS.setdefault(type(fact), _Checks.of(type(fact)))
-    values = [getattr(fact, name) for name in checks.texts]
+    values = checks.read_texts(fact)
     joined = "".join(filter(None, values))
     if "\x00" in joined:
         return next(f"{name} contains a NUL character" for name, v in zip(checks.texts, values) if v and "\x00" in v)
-    for name in checks.ids:
-        value = getattr(fact, name)
-        if isinstance(value, Flattened):  # its repr would be stored as the name
-            return f"{name} is {value.kind}, not a string"
+    ids = checks.read_ids(fact)
+    if not _PLAIN_IDS.issuperset(map(type, ids)):
+        for name, value in zip(checks.ids, ids):
+            if isinstance(value, Flattened):  # its repr would be stored as the name
+                return f"{name} is {value.kind}, not a string"
     attributes_json = getattr(fact, "attributes_json", None)
     if attributes_json is not None:
         # Searched once as the JSON text it is stored as (cheaper than walking the dict).
@@ -102,8 +115,7 @@ def _unstorable(fact: Any) -> str | None:
             return f"{name} contains a NUL character"
     if len(joined) * 4 <= MAX_ID_BYTES:  # (at most 4 bytes a character) no identifier can be too long
         return None
-    for name in checks.ids:
-        value = getattr(fact, name)
+    for name, value in zip(checks.ids, ids):
         if value and len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
             return f"{name} is longer than {MAX_ID_BYTES} bytes"
     return None
@@ -186,10 +198,12 @@ def logs(req: ExportLogsServiceRequest, ctx: Context) -> Batch:
             for rec in sl.log_records:
                 record = attributes(rec.attributes)
                 body = rec.body.string_value  # "" unless the body is a string
-                ev = LogEvent(name=sources.event_name(own, record, body, rec), resource=resource, record=record,
-                              attrs=merged(resource, record), time_ns=_log_time(rec, record), scope=scope)
-                handler = sources.log_handler(ev)
-                key = stats.key(sources.log_source(ev.name, own, handler, resource), "logs", sender, ev.attrs)
+                name = sources.event_name(own, record, body, rec)
+                attrs = merged(resource, record)
+                handler, source = sources.log_route(name, attrs, own, resource)
+                ev = LogEvent(name=name, resource=resource, record=record, attrs=attrs,
+                              time_ns=_log_time(rec, record), scope=scope)
+                key = stats.key(source, "logs", sender, attrs)
                 if handler is None:
                     batch.received += 1
                     batch.ignored += 1

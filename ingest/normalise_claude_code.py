@@ -86,6 +86,8 @@ MAX_LABEL = 200
 
 
 def query_source(attrs: Mapping[str, Any]) -> str | None:
+    if "query_source" not in attrs:  # (the common case, read without text())
+        return None
     raw = text(attrs, "query_source")
     if not raw:
         return None
@@ -93,6 +95,8 @@ def query_source(attrs: Mapping[str, Any]) -> str | None:
 
 
 def _label(attrs: Mapping[str, Any], key: str) -> str | None:
+    if key not in attrs:  # (the common case, read without text())
+        return None
     value = text(attrs, key)
     return value[:MAX_LABEL] if value else None
 

@@ -39,7 +39,7 @@ _OPTION_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
 
 def priced_model(model: str) -> str:
     """The name the price tables know a model under, and Claude Code's events name it by."""
-    return _OPTION_SUFFIX.sub("", model)
+    return _OPTION_SUFFIX.sub("", model) if model.endswith("]") else model
 
 
 @lru_cache(maxsize=1024)

@@ -39,26 +39,34 @@ _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PA
 _ONE_DIGIT_EXPONENT = re.compile(rb"e-[0-9](?![0-9])")
 
 
-def canonical_json(value: Any, finite: bool = True) -> str:
-    """`value` as json.dumps(value, sort_keys=True, separators=(",", ":"), default=str) writes it,
-    for values whose floats are all finite (`finite`; otherwise json itself writes it). This runs
-    twice per record: orjson writes it when its text is json's, as seen in the output."""
+def _canonical_bytes(value: Any, finite: bool = True) -> bytes:
+    """`canonical_json`'s text, UTF-8 encoded."""
     if finite:
         try:
             out = orjson.dumps(value, default=str, option=_ORJSON)
         except TypeError:
-            return _CANONICAL.encode(value)
+            return _CANONICAL.encode(value).encode()
         if out.isascii() and b"\x7f" not in out and b"0.0000" not in out and not _ONE_DIGIT_EXPONENT.search(out):
-            return out.decode()
-    return _CANONICAL.encode(value)
+            return out
+    return _CANONICAL.encode(value).encode()
+
+
+def canonical_json(value: Any, finite: bool = True) -> str:
+    """`value` as json.dumps(value, sort_keys=True, separators=(",", ":"), default=str) writes it,
+    for values whose floats are all finite (`finite`; otherwise json itself writes it). This runs
+    twice per record: orjson writes it when its text is json's, as seen in the output."""
+    return _canonical_bytes(value, finite).decode()
 
 
 def content_key(kind: str, attributes_json: str = "", raw: bool = False, **content: Any) -> bytes:
     """SHA-256 of the canonical JSON of a fact's content: equal content, equal key. The
     attributes arrive already serialised (the same text is stored in the jsonb column).
     `raw`: the content holds attribute values as received, which may be NaN or infinite."""
-    payload = canonical_json([kind, content], finite=not raw) + "\n" + attributes_json
-    return hashlib.sha256(payload.encode()).digest()
+    digest = hashlib.sha256(_canonical_bytes([kind, content], finite=not raw))
+    digest.update(b"\n")
+    if attributes_json:
+        digest.update(attributes_json.encode())
+    return digest.digest()
 
 
 # A fact no attribution dimension applies to (every column NULL: shown as unattributed).
@@ -368,32 +376,42 @@ class Batch:
         """Where the facts and directory rows stand now: what `since` and `undo` start from.
         (Handlers only add, and dicts keep insertion order: new directory keys come last.)"""
         return (len(self.llm_requests), len(self.llm_errors), len(self.tool_calls), len(self.metric_points),
-                len(self.agents), len(self.agent_instances), len(self.policies), len(self.enforcement),
-                len(self.productivity_points))
+                len(self.enforcement), len(self.productivity_points), len(self.agents), len(self.agent_instances),
+                len(self.policies))
 
     def since(self, mark: tuple[int, ...]) -> tuple[list, list]:
         """The facts, and the directory rows as (key, value), added after `mark`."""
+        # (This runs for every record, which adds a fact or two: each list is looked at once.)
         facts: list = []
-        for lst, n in ((self.llm_requests, mark[0]), (self.llm_errors, mark[1]), (self.tool_calls, mark[2]),
-                       (self.metric_points, mark[3]), (self.enforcement, mark[7]),
-                       (self.productivity_points, mark[8])):
-            if len(lst) > n:
-                facts += lst[n:]
+        if len(self.llm_requests) > mark[0]:
+            facts += self.llm_requests[mark[0]:]
+        if len(self.llm_errors) > mark[1]:
+            facts += self.llm_errors[mark[1]:]
+        if len(self.tool_calls) > mark[2]:
+            facts += self.tool_calls[mark[2]:]
+        if len(self.metric_points) > mark[3]:
+            facts += self.metric_points[mark[3]:]
+        if len(self.enforcement) > mark[4]:
+            facts += self.enforcement[mark[4]:]
+        if len(self.productivity_points) > mark[5]:
+            facts += self.productivity_points[mark[5]:]
         rows: list = []
-        for d, n in ((self.agents, mark[4]), (self.agent_instances, mark[5]), (self.policies, mark[6])):
-            if len(d) > n:
-                rows += list(d.items())[n:]
+        if len(self.agents) > mark[6]:
+            rows += list(self.agents.items())[mark[6]:]
+        if len(self.agent_instances) > mark[7]:
+            rows += list(self.agent_instances.items())[mark[7]:]
+        if len(self.policies) > mark[8]:
+            rows += list(self.policies.items())[mark[8]:]
         return facts, rows
 
     def undo(self, mark: tuple[int, ...]) -> None:
         """Take back whatever was added after `mark`."""
-        lists: tuple[list[Any], ...] = (self.llm_requests, self.llm_errors, self.tool_calls, self.metric_points)
+        lists: tuple[list[Any], ...] = (self.llm_requests, self.llm_errors, self.tool_calls, self.metric_points,
+                                        self.enforcement, self.productivity_points)
         for lst, n in zip(lists, mark):
             del lst[n:]
-        del self.enforcement[mark[7]:]
-        del self.productivity_points[mark[8]:]
         dicts: tuple[dict[str, Any], ...] = (self.agents, self.agent_instances, self.policies)
-        for d, n in zip(dicts, mark[4:7]):
+        for d, n in zip(dicts, mark[6:]):
             for key in list(d)[n:]:
                 del d[key]
 

@@ -64,10 +64,9 @@ def owner(resource: Mapping[str, Any], scope: str) -> Agent | None:
 def event_name(own: Agent | None, record: Mapping[str, Any], body: str, rec: Any) -> str:
     """A log record's event name: its body, for an agent that names events there; else
     `event.name`, completed with the prefix of the agent it is from; else the OTLP field."""
+    if body and body.startswith(_BODY_PREFIXES):
+        return body
     name = text(record, "event.name") or ""
-    for a in AGENTS:
-        if a.body_names and body.startswith(a.prefix):
-            return body
     if own is not None and name and not name.startswith(own.prefix):
         return own.prefix + name
     if not name:
@@ -77,11 +76,22 @@ def event_name(own: Agent | None, record: Mapping[str, Any], body: str, rec: Any
     return name
 
 
-def log_handler(ev: LogEvent) -> LogHandler | None:
+def log_route(name: str, attrs: Mapping[str, Any], own: Agent | None,
+              resource: Mapping[str, Any]) -> tuple[LogHandler | None, str]:
+    """A log record's normaliser function (None: no normaliser takes it) and its source, as
+    `log_handler` and `log_source` tell them; an agent's event is looked up in one table."""
+    hit = _AGENT_EVENTS.get(name)
+    if hit is not None:
+        return hit[0], own.source if own is not None else hit[1]
+    handler = log_handler(name, attrs)
+    return handler, log_source(name, own, handler, resource)
+
+
+def log_handler(name: str, attrs: Mapping[str, Any]) -> LogHandler | None:
     for a in AGENTS:
-        if ev.name.startswith(a.prefix):
-            return a.events.get(ev.name)
-    if gateway.is_gateway_event(ev.name, ev.attrs):
+        if name.startswith(a.prefix):
+            return a.events.get(name)
+    if gateway.is_gateway_event(name, attrs):
         return gateway.log_event
     return None
 
@@ -96,6 +106,16 @@ def log_source(name: str, own: Agent | None, handler: LogHandler | None, resourc
     if handler is gateway.log_event:
         return gateway.SOURCE
     return _by_service(resource)
+
+
+# Each log record runs these, so what depends only on the declarations is worked out once: the
+# prefixes of agents naming events in the body, and every agent's events by full name with the
+# handler and source `log_handler` and `log_source` give them (an event under another agent's
+# earlier prefix would never reach its own agent, so it is left to them).
+_BODY_PREFIXES = tuple(a.prefix for a in AGENTS if a.body_names)
+_AGENT_EVENTS: dict[str, tuple[LogHandler, str]] = {
+    name: (handler, a.source) for a in AGENTS for name, handler in a.events.items()
+    if next((b for b in AGENTS if name.startswith(b.prefix)), None) is a}
 
 
 # --- metrics --------------------------------------------------------------------------------

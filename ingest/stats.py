@@ -56,7 +56,10 @@ def key(source: str, signal: str, sender: tuple[str | None, str | None], attrs: 
     over its resource's (at least those naming the user and the instance). The instance is read
     as the source's normaliser reads it (`Agent.instance_keys`)."""
     instance = text(attrs, *sources.instance_keys(source))
-    return (source, signal, sender[0], sender[1], instance, user_id(attrs, "enduser.id"))
+    # (This runs for every record: an e-mail, the usual user, is read here as user_id reads it.)
+    email = attrs.get("user.email")
+    user = email.strip() if type(email) is str and email else user_id(attrs, "enduser.id")
+    return (source, signal, sender[0], sender[1], instance, user)
 
 
 def identity_attributes(resource: Mapping[str, Any], kvs: Iterable[Any]) -> Mapping[str, Any]:

@@ -165,8 +165,10 @@ def number(attrs: Mapping[str, Any], key: str, *, maximum: float | None = None) 
 def count(attrs: Mapping[str, Any], key: str, *, maximum: float) -> int | None:
     """A token count: a non-negative whole number below `maximum`."""
     value = attrs.get(key)
-    if type(value) is int and 0 <= value <= maximum:  # the common case
+    if type(value) is int and 0 <= value <= maximum:  # the common cases: an int, or none
         return value
+    if value is None:
+        return None
     value = number(attrs, key, maximum=maximum)
     if value is None:
         return None
