@@ -47,7 +47,10 @@ def record(conn: psycopg.Connection, batch: Batch) -> tuple[set[str], set[str]]:
               *(t for t in batch.tool_calls if t.source not in SERVER_SIDE)]:
         if not f.session_id:
             continue
-        s = seen.setdefault(f.session_id, [f.agent_id, f.user_id, f.time_ns, f.time_ns])
+        s = seen.get(f.session_id)
+        if s is None:
+            seen[f.session_id] = [f.agent_id, f.user_id, f.time_ns, f.time_ns]
+            continue
         s[0] = s[0] or f.agent_id
         s[1] = s[1] or f.user_id
         s[2] = min(s[2], f.time_ns)
@@ -98,7 +101,9 @@ _NUMERIC_SCALE = Decimal("1e-12")  # the cost columns are numeric(24, 12)
 
 def _stored(cost: Decimal | None) -> Decimal | None:
     """A cost as its numeric(24, 12) column holds it (PostgreSQL rounds half away from zero)."""
-    return None if cost is None else Decimal(cost).quantize(_NUMERIC_SCALE, rounding=ROUND_HALF_UP)
+    if cost is None:
+        return None
+    return (cost if type(cost) is Decimal else Decimal(cost)).quantize(_NUMERIC_SCALE, rounding=ROUND_HALF_UP)
 
 
 def _add(total: Any, value: Any) -> Any:

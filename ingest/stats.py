@@ -55,8 +55,12 @@ def key(source: str, signal: str, sender: tuple[str | None, str | None], attrs: 
     """Where a record comes from. `sender`: its resource's `service`; `attrs`: its attributes
     over its resource's (at least those naming the user and the instance). The instance is read
     as the source's normaliser reads it (`Agent.instance_keys`)."""
-    instance = text(attrs, *sources.instance_keys(source))
-    # (This runs for every record: an e-mail, the usual user, is read here as user_id reads it.)
+    # This runs for every record: the usual cases (the first instance attribute, an e-mail) are
+    # read here as `text` and `user_id` read them.
+    keys = sources.instance_keys(source)
+    instance = attrs.get(keys[0]) if keys else None
+    if type(instance) is not str or not instance:
+        instance = text(attrs, *keys)
     email = attrs.get("user.email")
     user = email.strip() if type(email) is str and email else user_id(attrs, "enduser.id")
     return (source, signal, sender[0], sender[1], instance, user)
