@@ -50,6 +50,8 @@ def _nul(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_nul(k) or _nul(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
+        if value.count(None) == len(value):  # (the usual attribution: nothing there)
+            return False
         return any(_nul(v) for v in value)
     return False
 
@@ -125,6 +127,9 @@ def attribution(attrs: Mapping[str, Any], ctx: Context) -> tuple[str | None, ...
     """The attribution dimensions' values (config.ATTRIBUTION, in order) of a record: the
     attribute each is read from (ctx.attribution), of the resource or the record itself (the
     record wins, as for every attribute). Absent, empty, or a map or an array: unattributed."""
+    keys, unattributed = _ATTRIBUTION_KEYS.get(ctx.attribution) or _attribution_keys(ctx.attribution)
+    if not any(map(attrs.__contains__, keys)):  # (the usual record: worked out without reading any)
+        return unattributed
     values = []
     for _, key in ctx.attribution:
         value = text(attrs, key) if key else None
@@ -137,6 +142,17 @@ def attribution(attrs: Mapping[str, Any], ctx: Context) -> tuple[str | None, ...
                 raise BadValue(f"{key} is longer than {MAX_ID_BYTES} bytes")
         values.append(value)
     return tuple(values)
+
+
+# Per ctx.attribution: the attributes it reads, and a record's values when it names none of them.
+_ATTRIBUTION_KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, ...], tuple[None, ...]]] = {}
+
+
+def _attribution_keys(dimensions: tuple[tuple[str, str], ...]) -> tuple[tuple[str, ...], tuple[None, ...]]:
+    found = (tuple(key for _, key in dimensions if key), (None,) * len(dimensions))
+    if len(_ATTRIBUTION_KEYS) < 16:  # (one setting per receiver; tests use a few)
+        _ATTRIBUTION_KEYS[dimensions] = found
+    return found
 
 
 def _attribute(facts: list, attrs: Mapping[str, Any], ctx: Context) -> None:
