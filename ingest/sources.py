@@ -80,9 +80,9 @@ def log_route(name: str, attrs: Mapping[str, Any], own: Agent | None,
               resource: Mapping[str, Any]) -> tuple[LogHandler | None, str]:
     """A log record's normaliser function (None: no normaliser takes it) and its source, as
     `log_handler` and `log_source` tell them; an agent's event is looked up in one table."""
-    hit = _AGENT_EVENTS.get(name)
-    if hit is not None:
-        return hit[0], own.source if own is not None else hit[1]
+    agent = _EVENT_AGENTS.get(name)
+    if agent is not None:
+        return agent.events.get(name), own.source if own is not None else agent.source
     handler = log_handler(name, attrs)
     return handler, log_source(name, own, handler, resource)
 
@@ -109,13 +109,12 @@ def log_source(name: str, own: Agent | None, handler: LogHandler | None, resourc
 
 
 # Each log record runs these, so what depends only on the declarations is worked out once: the
-# prefixes of agents naming events in the body, and every agent's events by full name with the
-# handler and source `log_handler` and `log_source` give them (an event under another agent's
-# earlier prefix would never reach its own agent, so it is left to them).
+# prefixes of agents naming events in the body, and the agent `log_handler` and `log_source` give
+# each agent's event (an event under another agent's earlier prefix would never reach its own
+# agent, so it is left to them). The handler itself is read from the agent's events at each call.
 _BODY_PREFIXES = tuple(a.prefix for a in AGENTS if a.body_names)
-_AGENT_EVENTS: dict[str, tuple[LogHandler, str]] = {
-    name: (handler, a.source) for a in AGENTS for name, handler in a.events.items()
-    if next((b for b in AGENTS if name.startswith(b.prefix)), None) is a}
+_EVENT_AGENTS: dict[str, Agent] = {
+    name: a for a in AGENTS for name in a.events if next((b for b in AGENTS if name.startswith(b.prefix)), None) is a}
 
 
 # --- metrics --------------------------------------------------------------------------------
