@@ -324,7 +324,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                           "session_id", "mcp_server_id", "tool_name", "outcome", "decision_source",
                           "permission_mode", "error_code", "blocked", "policy_id", "policy_name", "attributes"),
     "productivity_points": ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id", "model",
-                            "metric", "language", "tool_name", "decided_by", "activity", "value"),
+                            "metric", "language", "tool_name", "decided_by", "activity", "value",
+                            *ATTRIBUTION_COLUMNS),
 }
 
 

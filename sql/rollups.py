@@ -28,6 +28,12 @@ from agent_analytics.sql.rollup_shapes import (DAY, HOUR, MINUTE, SECONDS, SUFFI
 __all__ = ["DAY", "HOUR", "MINUTE", "SECONDS", "SUFFIX", "Aggregate", "Key", "Measure", "Raw", "Rollup", "narrowed",
            "plain_live", "ROLLUPS", "AGGREGATES"]
 
+# The attribution dimensions (config.ATTRIBUTION): keys of every user-keyed LLM Usage rollup, so
+# that LLM Usage's attribution filters narrow each of its panels, and of the productivity rollups
+# the Value figures per team read (a process's attributes are the same for all its requests and
+# points: the rows barely multiply).
+ATTRIBUTION = tuple(Key(c) for c in ATTRIBUTION_COLUMNS)
+
 # ---- tool calls --------------------------------------------------------------------------------
 
 CALLS = Measure("calls", "count(*)")
@@ -237,13 +243,16 @@ PRODUCTIVITY_METRICS = ("lines_added", "lines_removed", "commits", "pull_request
 PRODUCTIVITY = Raw("productivity_points", tuple(Measure(m, f"sum(value) FILTER (WHERE metric = '{m}')")
                                                 for m in PRODUCTIVITY_METRICS), column=51)
 PRODUCTIVITY_FULL = Rollup(
-    "productivity", PRODUCTIVITY, (SOURCE, USER, AGENT, MODEL, *(Key(n) for n in ("language", "tool_name", "decided_by"))),
+    "productivity", PRODUCTIVITY, (SOURCE, USER, AGENT, MODEL, *(Key(n) for n in ("language", "tool_name", "decided_by")),
+                                   *ATTRIBUTION),
     PRODUCTIVITY.measures,
     {HOUR: "What the spend bought, per hour: lines, commits, pull requests, edit decisions and active time\n"
-           "by user, agent, model (lines only name one) and an edit decision's language, tool and decider."})
+           "by user, agent, model (lines only name one), an edit decision's language, tool and decider,\n"
+           "and attribution (migration 0022)."})
 PRODUCTIVITY_PER_USER = Rollup(
-    "productivity_per_user", PRODUCTIVITY, (USER, MODEL), PRODUCTIVITY.measures,
-    {HOUR: "productivity_hourly by user and model only: the Value figures per user, group and model.",
+    "productivity_per_user", PRODUCTIVITY, (USER, MODEL, *ATTRIBUTION), PRODUCTIVITY.measures,
+    {HOUR: "productivity_hourly by user, model and attribution only: the Value figures per user, group,\n"
+           "model and team (department, cost centre), and under the group filter's mapping rule.",
      DAY: "Daily (UTC) twin of productivity_per_user_hourly: whole days of the window."})
 PRODUCTIVITY_TOTALS = Rollup(
     "productivity_totals", PRODUCTIVITY, (), PRODUCTIVITY.measures,
@@ -254,10 +263,6 @@ PRODUCTIVITY_TOTALS = Rollup(
 # Who made a request (query_source: 'main' or 'subagent'; agent_name: the subagent) and how
 # (effort, speed), where the agent says (migration 0013).
 QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED = (Key(n) for n in ("query_source", "agent_name", "effort", "speed"))
-# The attribution dimensions (config.ATTRIBUTION): keys of every user-keyed LLM Usage rollup, so
-# that LLM Usage's attribution filters narrow each of its panels (a process's attributes are the
-# same for all its requests: the rows barely multiply).
-ATTRIBUTION = tuple(Key(c) for c in ATTRIBUTION_COLUMNS)
 
 LLM_USAGE_BY_ORIGIN = Rollup(
     "llm_usage_by_origin", LLM_REQUESTS, (USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED, COUNTED,
