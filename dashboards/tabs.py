@@ -324,6 +324,10 @@ def value(variant: Variant, cfg: Config) -> db.Dashboard:
         "for. Codex sends no such counts: its spend is left out. Commits, pull requests and edit decisions name no "
         "model, so per model only lines of code are shown. Empty means unknown (nothing to divide by, or spend "
         "none of which has a price), never zero; see docs/dashboards.md, Value."), h=4))
+    # One table per attribution dimension (config.ATTRIBUTION), team first: the one asked for.
+    lay.row("Attribution")
+    for dim in sorted(ATTRIBUTION, key=lambda d: d.name != "team"):
+        lay.add(P.table_panel(variant, metric(f"value_by_{dim.name}"), v, w=24))
     return d
 
 

@@ -2,7 +2,8 @@
 (relations.PRODUCTIVITY_AGENTS: Claude Code) beside what they report it bought: lines changed,
 commits, pull requests, edit decisions and active time (productivity points, migration 0015),
 and the figures dividing one by the other, each with the previous period. Per user, per
-directory group and per model; docs/dashboards.md says what each figure can and cannot mean.
+directory group, per model and per attribution dimension (team, department, cost centre:
+config.ATTRIBUTION); docs/dashboards.md says what each figure can and cannot mean.
 
 Unknown is never 0: a figure whose count is 0 (no pull requests: cost per pull request) or whose
 spend none of it could be priced is null; `unpriced_tokens` says how much of the spend had no
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from psycopg import sql
 
+from agent_analytics.config import ATTRIBUTION
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import (COUNT, NO_USER, PERCENT, SECONDS, USD, VALUE_FILTERS, Column, Metric,
-                                                col)
+from agent_analytics.datasource.catalog import (COUNT, NO_ATTRIBUTION, NO_USER, PERCENT, SECONDS, USD, VALUE_FILTERS,
+                                                Column, Metric, attribution_columns, col)
 from agent_analytics.datasource.declare import series, stat
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, LLM_USAGE, PRODUCTIVITY, PRODUCTIVITY_AGENTS, reads
@@ -56,8 +58,11 @@ def _reading(q: Query, dataset: Any, needs: Iterable[str]) -> Query:
 
 
 _COUNTS = ", ".join(f"coalesce(sum({m}), 0)::float8 AS {m}" for m in PRODUCTIVITY_METRICS)
-# Keys the figures group by: the SQL of the key and what the datasets need for it.
-_KEYS = {"total": ("", ()), "user": ("user_id", ("user_id",)), "model": ("model", ("model",))}
+# Keys the figures group by: the SQL of the key and what the datasets need for it. Both
+# datasets hold the attribution dimensions (the spend's events and metric points, the
+# productivity points: migrations 0017, 0022), each from the same process's attributes.
+_KEYS = {"total": ("", ()), "user": ("user_id", ("user_id",)), "model": ("model", ("model",)),
+         **{d.name: (d.name, (d.name,)) for d in ATTRIBUTION}}
 
 
 def _empty() -> Row:
@@ -66,8 +71,9 @@ def _empty() -> Row:
 
 
 def _groups(e: Engine, q: Query, window: Window, by: str) -> dict[Any, Row]:
-    """The window's spend (of the productivity agents) and counts per key of `by` (total, user
-    or model): every key with either. A key the agents spent nothing on has spend None."""
+    """The window's spend (of the productivity agents) and counts per key of `by` (total, user,
+    model or an attribution dimension): every key with either. A key the agents spent nothing on
+    has spend None."""
     key, needs = _KEYS[by]
     select, group = (f"{key} AS k, ", " GROUP BY 1") if key else ("NULL::text AS k, ", "")
     spend = e.with_src(
@@ -215,6 +221,19 @@ def by_model(e: Engine, q: Query) -> Result:
     return _ranked(rows, q, lambda r: (r["model"],))
 
 
+def by_dimension(dimension: str) -> Callable[[Engine, Query], Result]:
+    """Per value of an attribution dimension; what processes that set none spent and bought is
+    the (unattributed) row, ranked after the attributed ones it ties with."""
+    def build(e: Engine, q: Query) -> Result:
+        prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
+        rows = _with_previous(_groups(e, q, q.window, dimension), _groups(e, q, prev, dimension), FIGURES)
+        for r in rows:
+            value = r.pop("key")
+            r[dimension], r["attributed"] = (value, True) if value is not None else (NO_ATTRIBUTION, False)
+        return _ranked(rows, q, lambda r: (not r["attributed"], r[dimension]))
+    return build
+
+
 _EDITS = ("SELECT language, tool_name, coalesce(sum(edits_accepted), 0)::float8 AS accepted,"
           " coalesce(sum(edits_rejected), 0)::float8 AS rejected FROM src"
           " WHERE edits_accepted IS NOT NULL OR edits_rejected IS NOT NULL GROUP BY 1, 2")
@@ -314,4 +333,12 @@ METRICS: tuple[Metric, ...] = (
            _COUNT_COLUMNS[4:6] + _FIGURE_COLUMNS[6:8],
            "Edit decisions per file language and tool, accepted of all decided, with the previous period's.",
            edits_by_language, needs=("language", "tool_name")),
+    *(_table(f"value_by_{d.name}", f"Value by {d.title.lower()}", attribution_columns(d.name, d.title),
+             _SPEND + _COUNT_COLUMNS + _FIGURE_COLUMNS,
+             f"Per {d.title.lower()} (resource attribute {d.attribute} by default, as the agent's process sent it "
+             "with its requests and its productivity metrics): spend, what it bought and the figures, with the "
+             "previous period's. What processes that set none spent and bought is the (unattributed) row; "
+             "productivity points stored before migration 0022 are unattributed.", by_dimension(d.name),
+             needs=(d.name,))
+      for d in ATTRIBUTION),
 )

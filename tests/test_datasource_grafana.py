@@ -197,7 +197,7 @@ def test_json_api_infinity_forms_catalog_openapi_and_prometheus(ds_app, ds_clien
     listed = ds_client.get("/api/v1/metrics", headers=H()).get_json()
     ids = [m["id"] for m in listed["metrics"]]
     # Every declared metric (the query token may read every tab's).
-    assert len(ids) == len(set(ids)) == len(declared.METRICS) == 84
+    assert len(ids) == len(set(ids)) == len(declared.METRICS) == 87
     assert "security_top_policies" in ids and "security_hook_blocks" in ids and "telemetry_sources" in ids
     assert "llm_budgets" in ids and "value_cost_per_pull_request" in ids
     assert "llm_error_rate" in ids and "session_subagents" in ids
