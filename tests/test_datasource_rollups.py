@@ -178,6 +178,8 @@ def test_dashboard_sessions_start_no_parallel_workers(ds_app):
     ("value_cost_per_pull_request", ["group"], "productivity_per_user_hourly"),
     ("value_by_user", [], "productivity_per_user_hourly"),
     ("value_by_model", ["user"], "productivity_per_user_hourly"),
+    ("value_by_team", [], "productivity_per_user_hourly"),  # attributed: a process's attributes, one per process
+    ("value_by_cost_center", ["group"], "productivity_per_user_hourly"),
     ("value_edits_by_language", [], "productivity_hourly"),  # language and tool: the full aggregate
 ])
 def test_value_choice(metric, filters, want):

@@ -4,7 +4,9 @@ runs (edits, no commits) and a Codex run (spend of an agent that reports no prod
 out), plus a copy of the protobuf run six hours earlier, in the previous period. The spend is the
 agent's own `cost_usd` (AA_COST_SOURCE=reported), read out of the events here; the counts are
 read out of the metric points; the ledger (the stand-in API's record of every answered request)
-checks that the events are every request. Both backends."""
+checks that the events are every request. Every run was started with the same team attributes:
+one permissions run is sent as another team's, the other as a process that set none, so the
+figures per team (department, cost centre) have three rows. Both backends."""
 from __future__ import annotations
 
 import json
@@ -38,6 +40,13 @@ RUNS = {  # scenario -> (its files, JSON or protobuf)
 COUNTED = {"claude_code.pull_request.count": "pull_requests", "claude_code.commit.count": "commits",
            "claude_code.lines_of_code.count": "lines", "claude_code.code_edit_tool.decision": "edits"}
 WINDOW = (datetime(2026, 12, 6, tzinfo=UTC), datetime(2026, 12, 6, 6, tzinfo=UTC))
+# The attribution dimensions and the resource attributes Claude Code copies them from.
+DIMENSIONS = {"department": "department", "team": "team.id", "cost_center": "cost_center"}
+# Scenario -> the attributes its process is sent with instead of the captured ones (eng,
+# platform, cc-42); {}: none at all (unattributed).
+RELABELLED = {"claude-code-2.1.332-permissions-acceptedits-cliarg": {"department": "fin", "team.id": "payments",
+                                                                     "cost_center": "cc-7"},
+              "claude-code-2.1.332-permissions-rules": {}}
 SHIFT = int((WINDOW[1] - WINDOW[0]).total_seconds())  # into the previous period, six hours earlier
 
 
@@ -47,36 +56,72 @@ def _attrs(kvs, is_json: bool) -> dict:
     return {kv.key: plain(kv.value) for kv in kvs}
 
 
-def _records(name: str, is_json: bool, shift: int):
-    """(kind, time in s, attributes, value) of the api_request events and counted metric points."""
+def _records(name: str, is_json: bool, shift: int, body: bytes | None = None):
+    """(kind, time in s, attributes, value) of the api_request events and counted metric points;
+    a record's attributes over its resource's (the record's win). `body`: the request as sent."""
     if is_json:
         doc = json.loads((FIXTURES / name).read_text())
         for rl in doc.get("resourceLogs", []):
             for sl in rl["scopeLogs"]:
                 for rec in sl["logRecords"]:
                     if rec.get("body", {}).get("stringValue") == "claude_code.api_request":
-                        yield "request", int(rec["timeUnixNano"]) / 1e9 - shift, _attrs(rec["attributes"], True), None
+                        yield ("request", int(rec["timeUnixNano"]) / 1e9 - shift,
+                               {**_attrs(rl["resource"]["attributes"], True), **_attrs(rec["attributes"], True)},
+                               None)
         for rm in doc.get("resourceMetrics", []):
             for sm in rm["scopeMetrics"]:
                 for m in sm["metrics"]:
                     for dp in m.get("sum", {}).get("dataPoints", []) if m["name"] in COUNTED else ():
-                        yield (m["name"], int(dp["timeUnixNano"]) / 1e9 - shift, _attrs(dp["attributes"], True),
+                        yield (m["name"], int(dp["timeUnixNano"]) / 1e9 - shift,
+                               {**_attrs(rm["resource"]["attributes"], True), **_attrs(dp["attributes"], True)},
                                float(dp.get("asDouble", dp.get("asInt", 0))))
         return
-    body = fixture_bytes(name)
+    body = fixture_bytes(name) if body is None else body
     if "-logs-" in name:
         for rl in ExportLogsServiceRequest.FromString(body).resource_logs:
+            resource = _attrs(rl.resource.attributes, False)
             for sl in rl.scope_logs:
                 for rec in sl.log_records:
                     if rec.body.string_value == "claude_code.api_request":
-                        yield "request", rec.time_unix_nano / 1e9 - shift, _attrs(rec.attributes, False), None
+                        yield ("request", rec.time_unix_nano / 1e9 - shift,
+                               {**resource, **_attrs(rec.attributes, False)}, None)
     else:
         for rm in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+            resource = _attrs(rm.resource.attributes, False)
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     if m.name in COUNTED:
                         for dp in m.sum.data_points:
-                            yield m.name, dp.time_unix_nano / 1e9 - shift, _attrs(dp.attributes, False), dp.as_double
+                            yield (m.name, dp.time_unix_nano / 1e9 - shift, {**resource, **_attrs(dp.attributes, False)},
+                                   dp.as_double)
+
+
+def _relabelled(name: str, attrs: dict[str, str]) -> bytes:
+    """A protobuf capture as if its process had been started with `attrs` instead of the
+    attribution attributes it was: on the resource and on every record and point, as Claude Code
+    copies them."""
+    is_logs = "-logs-" in name
+    req = (ExportLogsServiceRequest if is_logs else ExportMetricsServiceRequest).FromString(fixture_bytes(name))
+
+    def relabel(kvs) -> None:
+        kept = [kv for kv in kvs if kv.key not in DIMENSIONS.values()]
+        del kvs[:]
+        kvs.extend(kept)
+        for key, value in attrs.items():
+            kv = kvs.add()
+            kv.key, kv.value.string_value = key, value
+
+    for res in (req.resource_logs if is_logs else req.resource_metrics):
+        relabel(res.resource.attributes)
+        for scope in (res.scope_logs if is_logs else res.scope_metrics):
+            if is_logs:
+                for rec in scope.log_records:
+                    relabel(rec.attributes)
+            else:
+                for m in scope.metrics:
+                    for dp in m.sum.data_points:
+                        relabel(dp.attributes)
+    return req.SerializeToString()
 
 
 def _shifted(name: str, seconds: int) -> bytes:
@@ -122,7 +167,9 @@ class Oracle:
         assert start - SHIFT <= t < end
         user = a["user.id"]
         model = a.get("model", "unknown").removesuffix("[1m]")
-        for key in ((period, "total", None), (period, "user", user), (period, "model", model)):
+        keys = ((period, "total", None), (period, "user", user), (period, "model", model),
+                *((period, dim, a.get(attribute)) for dim, attribute in DIMENSIONS.items()))
+        for key in keys:
             g = self.keys[key]
             if kind == "request":
                 g["cost"] = (g["cost"] or 0.0) + float(a["cost_usd"])
@@ -154,11 +201,12 @@ def oracle(client, app, conn) -> Oracle:
     for scenario, (files, is_json) in RUNS.items():
         for name in files:
             signal = "logs" if "-logs-" in name else "metrics"
-            r = post(client, f"/v1/{signal}", fixture_bytes(name), content_type=JSON) if is_json else \
-                post(client, f"/v1/{signal}", fixture_bytes(name))
+            body = _relabelled(name, RELABELLED[scenario]) if scenario in RELABELLED else fixture_bytes(name)
+            r = post(client, f"/v1/{signal}", body, content_type=JSON) if is_json else \
+                post(client, f"/v1/{signal}", body)
             assert r.status_code == 200, (name, r.data)
             if scenario.startswith("claude-code"):
-                for rec in _records(name, is_json, 0):
+                for rec in _records(name, is_json, 0, body):
                     o.add(*rec)
     for name in RUNS[EDITS][0]:  # the previous period: the same run six hours earlier
         signal = "logs" if "-logs-" in name else "metrics"
@@ -273,3 +321,49 @@ def test_the_estimated_spend_is_claude_codes_requests(client, conn, app, oracle)
     assert _close(spend["value"], float(want)) and spend["unpriced_tokens"] == 0
     row = _stat(client, "value_cost_per_pull_request")
     assert _close(row["value"], float(want) / oracle.keys[(0, "total", None)]["pull_requests"])
+
+
+def test_figures_per_team_department_and_cost_centre(client, oracle):
+    """Spend and counts per value of each attribution dimension as the processes sent it (on
+    events and metric points alike), what processes that set none did under (unattributed)."""
+    total = oracle.keys[(0, "total", None)]
+    for dim in DIMENSIONS:
+        rows = api(client, f"value_by_{dim}", *WINDOW)["rows"]
+        want = {k: g for (p, by, k), g in oracle.keys.items() if by == dim and p == 0}
+        assert len(want) == 3 and None in want, want.keys()  # the captured value, another, none
+        assert {r[dim] if r["attributed"] else None for r in rows} == set(want), rows
+        assert all(r[dim] == "(unattributed)" for r in rows if not r["attributed"])
+        for r in rows:
+            key = r[dim] if r["attributed"] else None
+            g = want[key]
+            assert _close(r["cost"], g["cost"]) and r["unpriced_tokens"] == 0, (dim, r)
+            assert (r["pull_requests"], r["commits"], r["lines_added"] + r["lines_removed"],
+                    r["edits_accepted"], r["edits_rejected"]) == \
+                (g["pull_requests"], g["commits"], g["lines"], g["accepted"], g["rejected"]), (dim, r)
+            now, was = oracle.figures(0, dim, key), oracle.figures(1, dim, key)
+            for name in now:
+                assert _close(r[name], now[name]) and _close(r["previous_" + name], was[name]), (dim, r, name)
+        # The rows add up to the totals; by spend, highest first.
+        assert _close(sum(r["cost"] for r in rows), total["cost"])
+        assert sum(r["pull_requests"] for r in rows) == total["pull_requests"]
+        assert [r["cost"] for r in rows] == sorted((r["cost"] for r in rows), reverse=True)
+    # Only the captured team worked in the previous period: the others' previous figures are unknown.
+    teams = {r["team"]: r for r in api(client, "value_by_team", *WINDOW)["rows"]}
+    assert teams["platform"]["previous_cost_per_pull_request"] is not None
+    assert teams["payments"]["previous_acceptance_pct"] is None and teams["payments"]["commits"] == 0
+    assert teams["payments"]["cost_per_commit"] is None  # no commits: unknown, never $0
+
+
+def test_a_groups_rule_counts_the_teams_work_as_its_spend(client, conn, oracle):
+    """A group without members whose rule maps a team: under its filter the Value figures are
+    that team's, the counts as well as the spend (both datasets are attributed)."""
+    conn.execute("INSERT INTO groups (id, name) VALUES ('pay', 'Payments')")
+    conn.execute("INSERT INTO attribution_groups (dimension, value, group_id) VALUES ('team', 'payments', 'pay')")
+    g = oracle.keys[(0, "team", "payments")]
+    assert g["lines"] and g["accepted"] + g["rejected"]
+    spend = api(client, "value_spend", *WINDOW, group="pay")["rows"][0]
+    assert _close(spend["value"], g["cost"])
+    kloc = api(client, "value_cost_per_kloc", *WINDOW, group="pay")["rows"][0]
+    assert kloc["lines"] == g["lines"] and _close(kloc["value"], oracle.figures(0, "team", "payments")["cost_per_kloc"])
+    rate = api(client, "value_acceptance_pct", *WINDOW, group="pay")["rows"][0]
+    assert _close(rate["value"], oracle.figures(0, "team", "payments")["acceptance_pct"])
