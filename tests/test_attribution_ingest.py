@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -17,10 +18,11 @@ import pytest
 from agent_analytics.config import ATTRIBUTION, Config, ConfigError, attribution
 from agent_analytics.ingest import normalise
 from agent_analytics.ingest.rows import Context
+from agent_analytics.ingest.store import store
 from agent_analytics.sql import migrate as migrate_module
 from agent_analytics.sql.migrate import AGGREGATES, aggregate_definitions, load_migrations, migrate
 from agent_analytics.sql.rollups import ATTRIBUTION as ATTRIBUTION_KEYS
-from agent_analytics.sql.rollups import ROLLUPS
+from agent_analytics.sql.rollups import PRODUCTIVITY_FULL, PRODUCTIVITY_METRICS, PRODUCTIVITY_PER_USER, ROLLUPS
 from tests.harness_support import NO_TSDB, TIMESCALEDB, refresh_aggregates
 from tests.ingest_support import (CLAUDE_LOGS, fixture_bytes, logs_fixture, metrics_fixture, plain, post,
                                   set_value)
@@ -58,6 +60,9 @@ def test_events_and_metric_points_carry_the_resource_attributes(client, conn):
     assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] > 0
     assert conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] > 0
     assert _rows(conn, "llm_requests") == {want}
+    # What the spend bought too (migration 0022): Claude Code's productivity points.
+    assert conn.execute("SELECT count(*) FROM productivity_points").fetchone()[0] > 0
+    assert _rows(conn, "productivity_points") == {want}
     assert _rows(conn, "metric_points") == {want}
 
 
@@ -160,3 +165,57 @@ def test_upgrade_attributes_the_stored_facts_from_their_attributes(fresh_databas
         by_team = dict(c.execute("SELECT team, sum(input_tokens) FROM llm_usage_attributed_hourly"
                                  " GROUP BY team").fetchall())
         assert by_team == {"platform": 10, "7": 20, None: 30 + 40}
+
+
+# The productivity rollups as migration 0022 found them: without the attribution keys.
+_PRODUCTIVITY_BEFORE = [replace(r, keys=tuple(k for k in r.keys if k not in ATTRIBUTION_KEYS))
+                        for r in (PRODUCTIVITY_FULL, PRODUCTIVITY_PER_USER)]
+_PRODUCTIVITY_VERSION = next(m.version for m in load_migrations() if m.name.endswith("_productivity_attribution.sql"))
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_upgrade_keeps_the_stored_productivity_points_unattributed(fresh_database, tsdb, monkeypatch):
+    """Productivity points stored before migration 0022 kept no attributes: they stay, NULL in
+    every dimension, and the rollups rebuilt with the dimensions as keys hold the same sums;
+    points received afterwards are attributed."""
+    before = {a.name: a.select for r in _PRODUCTIVITY_BEFORE for a in (r.at(w) for w in r.widths)}
+    assert set(before) == {a for a in AGGREGATES if a.startswith(("productivity_hourly", "productivity_minutely",
+                                                                    "productivity_per_user_"))}
+    with monkeypatch.context() as m:
+        m.setattr(migrate_module, "load_migrations",
+                  lambda: [x for x in load_migrations() if x.version < _PRODUCTIVITY_VERSION])
+        m.setattr(migrate_module, "aggregate_definitions", lambda: {**aggregate_definitions(), **before})
+        migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    ctx = Context(now_ns=time.time_ns())
+    stored, later = (normalise.normalise("metrics", metrics_fixture(n), ctx).productivity_points for n in METRICS)
+    assert stored and later and all(p.attribution == ("eng", "platform", "cc-42") for p in stored + later)
+    old_columns = ("time", "start_time", "source_key", "source", "session_id", "user_id", "agent_id", "model", "metric",
+                   "language", "tool_name", "decided_by", "activity", "value")
+    sums = "SELECT user_id, model, sum(lines_added), sum(commits), sum(edits_accepted) FROM {} GROUP BY 1, 2 ORDER BY 1, 2"
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        with c.cursor().copy(f"COPY productivity_points ({', '.join(old_columns)}) FROM STDIN") as cp:
+            for p in stored:
+                cp.write_row((datetime.fromtimestamp(p.time_ns / 1e9, timezone.utc),
+                              p.start_time_ns and datetime.fromtimestamp(p.start_time_ns / 1e9, timezone.utc),
+                              p.source_key, p.source, p.session_id, p.user_id, p.agent_id, p.model, p.metric,
+                              p.language, p.tool_name, p.decided_by, p.activity, p.value))
+        refresh_aggregates(c, list(aggregate_definitions()))
+        kept = {a: c.execute(sums.format(a)).fetchall() for a in ("productivity_hourly", "productivity_per_user_daily")}
+        assert all(kept.values()), kept
+
+    report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
+    assert report.applied == ["0022_productivity_attribution.sql"] + [
+        m.name for m in load_migrations() if m.version > _PRODUCTIVITY_VERSION]
+    assert set(before) <= set(report.created_aggregates)  # rebuilt: their definition changed
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        refresh_aggregates(c)
+        assert c.execute(f"SELECT DISTINCT {COLUMNS} FROM productivity_points").fetchall() == [(None, None, None)]
+        for name, rows in kept.items():  # nothing lost: the same sums, from the same rows, unattributed
+            assert c.execute(sums.format(name)).fetchall() == rows, name
+            assert c.execute(f"SELECT DISTINCT {COLUMNS} FROM {name}").fetchall() == [(None, None, None)], name
+        batch = normalise.normalise("metrics", metrics_fixture(METRICS[1]), ctx)
+        store(c, batch)
+        refresh_aggregates(c)
+        every = " + ".join(f"coalesce(sum({m}), 0)" for m in PRODUCTIVITY_METRICS)
+        got = dict(c.execute(f"SELECT team, {every} FROM productivity_per_user_daily GROUP BY 1").fetchall())
+        assert got == {None: sum(p.value for p in stored), "platform": sum(p.value for p in later)}
