@@ -660,8 +660,9 @@ def _panel_rows(server, name: str, metric_id: str, variant, start: datetime, end
 
 
 def test_the_attribution_tables_add_up_to_the_demo_plan(demo_service):
-    """Executions and tokens by team (the demo's users send team.id on events, metric points and
-    gateway spans; some send none), and under the group whose rule maps a second team."""
+    """Executions, tokens and what Claude Code bought by team (the demo's users send team.id on
+    events, metric points and gateway spans; some send none), and under the group whose rule maps
+    a second team."""
     server, p = demo_service
     start, end = p.now - timedelta(days=32), datetime.now(timezone.utc) + timedelta(minutes=5)
     team = {u.id: u.resource.get("team.id", "(unattributed)") for u in p.users}
@@ -676,6 +677,13 @@ def test_the_attribution_tables_add_up_to_the_demo_plan(demo_service):
     rule = next(g for g in p.directory["groups"] if g["id"] == "platform")
     in_group = [s for s in p.sessions if s.user.group == "platform" or team[s.user.id] in rule["attribution"]["team"]]
     assert len(in_group) > sum(s.user.group == "platform" for s in p.sessions)  # the rule adds usage
+    bought: dict[str, tuple[float, float]] = {}
+    for s in p.sessions:
+        if s.agent == "claude-code" and s.requests:
+            w, t = demo_productivity.work(p.seed, s), team[s.user.id]
+            commits, lines = bought.get(t, (0.0, 0.0))
+            bought[t] = (commits + w.commits, lines + w.lines_added)
+    assert len(bought) >= 3
     for variant in VARIANTS:
         rows = _panel_rows(server, "mcp-usage", "mcp_executions_by_team", variant, start, end, {})
         assert {r["team"]: r["executions"] for r in rows} == {k: v for k, v in executions.items() if v}, variant.key
@@ -683,6 +691,9 @@ def test_the_attribution_tables_add_up_to_the_demo_plan(demo_service):
         assert {r["team"]: r["tokens"] for r in rows} == {k: v for k, v in tokens.items() if v}, variant.key
         rows = _panel_rows(server, "mcp-usage", "mcp_tool_executions", variant, start, end, {"group": "platform"})
         assert rows[0]["value"] == sum(c.outcome != "blocked" for s in in_group for c in s.tool_calls), variant.key
+        # What Claude Code's sessions bought, by the team their points were sent with (Value).
+        rows = _panel_rows(server, "value", "value_by_team", variant, start, end, {})
+        assert {r["team"]: (r["commits"], r["lines_added"]) for r in rows} == bought, variant.key
 
 
 def test_every_quick_range_of_the_picker_answers(demo_service):
