@@ -203,14 +203,14 @@ SESSION_METRICS = _dataset(
 # whose columns it holds. Their facts name no MCP server where the agent did not (built-in
 # tools): an MCP filter narrows decisions to the MCP tools' rows; permission modes name no server
 # or tool, MCP connections no tool, so those filters do not apply to them.
-def _enforcement(full: r.Rollup) -> Dataset:
+def _enforcement(full: r.Rollup, rollups: Sequence[r.Rollup] = ()) -> Dataset:
     keys = ", ".join(k.name for k in full.keys)
     held = {k.name for k in full.keys}
     return _dataset(full, f"bucket AS time, {keys}, events", f"time, {keys}, 1::bigint AS events",
-                    tuple(f for f in applying_to("mcp") if FILTER_COLUMNS[f] <= held), ())
+                    tuple(f for f in applying_to("mcp") if FILTER_COLUMNS[f] <= held), rollups)
 
 
-AGENT_DECISIONS = _enforcement(r.AGENT_DECISIONS)
+AGENT_DECISIONS = _enforcement(r.AGENT_DECISIONS, (r.AGENT_DECISIONS_BY_SOURCE, r.AGENT_DECISIONS_BY_TOOL_USER))
 PERMISSION_MODES = _enforcement(r.AGENT_PERMISSION_MODES)
 MCP_CONNECTIONS = _enforcement(r.MCP_CONNECTIONS)
 # The rows each enforcement metric counts.

@@ -224,6 +224,20 @@ AGENT_DECISIONS = Rollup(
     {HOUR: "The agents' permission decisions and sandbox outcomes per hour, built-in and MCP tools alike, by\n"
            "who, the tool, the decision and its source, and for a block the policy as recorded (Security)."},
     where="kind IN ('decision', 'sandbox')")
+# The decisions' two narrow rollups: the wide one's rows are nearly as many as the raw events.
+AGENT_DECISIONS_BY_SOURCE = Rollup(
+    "agent_decisions_by_source", AGENT_ENFORCEMENT, (AGENT, OUTCOME, DECISION_SOURCE, BLOCKED_KEY, POLICY_ID,
+                                                     POLICY_NAME), (EVENTS,),
+    {HOUR: "agent_decisions_hourly by agent, decision, its source and the policy of a block only: the blocks,\n"
+           "their series, the agents' policies and the decisions by source without a filter on who or what.",
+     DAY: "Daily (UTC) twin of agent_decisions_by_source_hourly: whole days of the window."},
+    where=AGENT_DECISIONS.where)
+AGENT_DECISIONS_BY_TOOL_USER = Rollup(
+    "agent_decisions_by_tool_user", AGENT_ENFORCEMENT, (USER, MCP_SERVER, TOOL, OUTCOME, DECISION_SOURCE), (EVENTS,),
+    {HOUR: "agent_decisions_hourly by user, tool (and its MCP server), decision and its source: the decisions\n"
+           "by tool and user.",
+     DAY: "Daily (UTC) twin of agent_decisions_by_tool_user_hourly: whole days of the window."},
+    where=AGENT_DECISIONS.where)
 AGENT_PERMISSION_MODES = Rollup(
     "agent_permission_modes", AGENT_ENFORCEMENT, (PERMISSION_MODE, SESSION, SOURCE, USER, AGENT, AGENT_INSTANCE),
     (EVENTS,), {HOUR: "Decisions per hour by the permission mode the session ran in (Claude Code's permission_mode)\n"

@@ -34,6 +34,10 @@ ADDED_BY["0015"] = frozenset(a for a in AGGREGATES if a.startswith("productivity
 # Migration 0017 (team attribution): the fullest rollup of each raw table LLM Usage and MCP Usage
 # read, with the attribution dimensions.
 ADDED_BY["0017"] = frozenset(a for a in AGGREGATES if "_attributed_" in a)
+# The agents' decisions by source and by tool and user: Security's enforcement row without the
+# wide rollup of every key (over 0012's table; no migration of their own).
+ADDED_BY["decisions-narrow"] = frozenset(
+    f"agent_decisions_{r}_{w}" for r in ("by_source", "by_tool_user") for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
-                          - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"])
+                          - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

@@ -10,9 +10,9 @@ import pytest
 from agent_analytics.datasource import catalog
 from agent_analytics.datasource.relations import ALL
 from agent_analytics.datasource.relations import BLOCKED as IS_BLOCKED
-from agent_analytics.datasource.relations import (EXECUTED, IN_SESSION, LLM_METRIC_USAGE, LLM_SESSIONS, LLM_USAGE,
-                                                  PRODUCTIVITY, SESSION_METRICS, TOOL_CALLS, Condition,
-                                                  choose_aggregate)
+from agent_analytics.datasource.relations import (AGENT_DECISIONS, EXECUTED, IN_SESSION, LLM_METRIC_USAGE,
+                                                  LLM_SESSIONS, LLM_USAGE, PRODUCTIVITY, SESSION_METRICS, TOOL_CALLS,
+                                                  Condition, choose_aggregate)
 from tests.datasource_dataset import ANCHOR
 from tests.datasource_support import api, materialised
 
@@ -65,6 +65,34 @@ def test_choice(metric, filters, extra, want):
     projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
     full = [c.split(" AS ")[-1].strip() for c in TOOL_CALLS.agg_columns.split(",")]
     assert projected == full, "every relation projects the dataset's columns in the same order"
+
+
+DECISIONS_BY_SOURCE, DECISIONS_BY_TOOL_USER = "agent_decisions_by_source_hourly", "agent_decisions_by_tool_user_hourly"
+
+
+@pytest.mark.parametrize("metric,filters,want", [
+    ("security_agent_policy_blocks", [], DECISIONS_BY_SOURCE),
+    ("security_hook_blocks", ["agent"], DECISIONS_BY_SOURCE),
+    ("security_agent_blocks_over_time", ["agent_tag"], DECISIONS_BY_SOURCE),
+    ("security_top_agent_policies", [], DECISIONS_BY_SOURCE),
+    ("security_decisions_by_source", [], DECISIONS_BY_SOURCE),
+    ("security_decisions_by_tool_user", [], DECISIONS_BY_TOOL_USER),
+    ("security_decisions_by_tool_user", ["user", "mcp", "resource_tag"], DECISIONS_BY_TOOL_USER),
+    # Who and what together with the blocks, or an agent instance: only the wide aggregate holds them.
+    ("security_agent_policy_blocks", ["user"], "agent_decisions_hourly"),
+    ("security_decisions_by_source", ["mcp"], "agent_decisions_hourly"),
+    ("security_decisions_by_tool_user", ["agent_instance"], "agent_decisions_hourly"),
+])
+def test_decisions_choice(metric, filters, want):
+    """Security's agent enforcement row reads the narrow rollups of the decisions (each with its
+    daily twin) where they hold every column, the wide aggregate otherwise."""
+    reads = catalog.BY_ID[metric].reads
+    name, columns, rollup = choose_aggregate(AGENT_DECISIONS, reads.needs, filters, reads.rows)
+    assert name == want
+    assert (rollup.daily if rollup else None) == (None if want == "agent_decisions_hourly"
+                                                  else want.replace("_hourly", "_daily"))
+    projected = [c.split(" AS ")[-1].strip() for c in columns.split(",")]
+    assert projected == [c.split(" AS ")[-1].strip() for c in AGENT_DECISIONS.agg_columns.split(",")]
 
 
 @pytest.mark.parametrize("metric,filters,events,points", [

@@ -20,9 +20,21 @@ AUTH = {"Authorization": f"Bearer {QUERY_TOKEN}"}
 BLOCKING = {"config", "hook", "user_reject"}
 
 
-def _records(names: list[str], aborts: bool) -> tuple[list[bytes], list[dict]]:
+def _shift(rec, days: int) -> None:
+    """Move a log record `days` whole days earlier: its time, observed time and event.timestamp."""
+    ns = days * 86_400 * 10**9
+    rec.time_unix_nano -= ns if rec.time_unix_nano else 0
+    rec.observed_time_unix_nano -= ns if rec.observed_time_unix_nano else 0
+    for kv in rec.attributes:
+        if kv.key == "event.timestamp":
+            day = datetime.fromisoformat(kv.value.string_value[:10]) - timedelta(days=days)
+            kv.value.string_value = day.date().isoformat() + kv.value.string_value[10:]
+
+
+def _records(names: list[str], aborts: bool, days_earlier: int = 0) -> tuple[list[bytes], list[dict]]:
     """The payloads to send and every log record's attributes over its resource's (each
-    Claude Code rejection also copied as an interrupt when `aborts`), with its time in ns."""
+    Claude Code rejection also copied as an interrupt when `aborts`), with its time in ns;
+    every record moved `days_earlier` whole days back."""
     bodies, events = [], []
     for name in names:
         req = ExportLogsServiceRequest.FromString(fixture_bytes(name))
@@ -30,6 +42,8 @@ def _records(names: list[str], aborts: bool) -> tuple[list[bytes], list[dict]]:
             resource = {kv.key: plain(kv.value) for kv in rl.resource.attributes}
             for sl in rl.scope_logs:
                 for rec in list(sl.log_records):
+                    if days_earlier:
+                        _shift(rec, days_earlier)
                     attrs = {kv.key: plain(kv.value) for kv in rec.attributes}
                     stamp = attrs.get("event.timestamp")  # Codex: its records' time is 0
                     t = rec.time_unix_nano or (int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
@@ -108,10 +122,9 @@ class Expected:
         self.first, self.last = min(times), max(times)
 
 
-@pytest.fixture
-def sent(client, conn) -> Expected:
-    claude, claude_events = _records(CLAUDE_LOGS, aborts=True)
-    codex, codex_events = _records(CODEX_LOGS, aborts=False)
+def _send(client, conn, days_earlier: int = 0) -> Expected:
+    claude, claude_events = _records(CLAUDE_LOGS, aborts=True, days_earlier=days_earlier)
+    codex, codex_events = _records(CODEX_LOGS, aborts=False, days_earlier=days_earlier)
     for body in claude + codex:
         r = post(client, "/v1/logs", body)
         assert r.status_code == 200 and not r.data, r.data
@@ -122,6 +135,11 @@ def sent(client, conn) -> Expected:
     assert ("claude-code", "reject", "user_abort") in expected.by_source
     assert ("codex", "denied", "sandbox") in expected.blocks_by_source
     return expected
+
+
+@pytest.fixture
+def sent(client, conn) -> Expected:
+    return _send(client, conn)
 
 
 def _window(e: Expected) -> dict[str, int]:
@@ -188,6 +206,24 @@ def test_a_user_filter_narrows_every_panel(client, sent):
     assert failures == []
 
 
+def _answers(client, metrics: tuple[str, ...], window: dict[str, int]) -> dict[str, dict]:
+    out = {}
+    for m in metrics:
+        r = client.get(f"/api/v1/query/{m}", headers=AUTH, query_string={**window, "page_size": 500})
+        assert r.status_code == 200, r.data
+        out[m] = r.get_json()
+    return out
+
+
+def _raw_answers(app, client, metrics: tuple[str, ...], window: dict[str, int]) -> dict[str, dict]:
+    kept = app.config["AA"]
+    app.config["AA"] = kept.replace(read_aggregates=False)
+    try:
+        return _answers(client, metrics, window)
+    finally:
+        app.config["AA"] = kept
+
+
 def test_the_aggregates_answer_as_the_raw_rows(app, client, sent):
     """The same questions with AA_READ_AGGREGATES=0 (every figure from the raw rows); with it on,
     the rollups answer."""
@@ -197,22 +233,39 @@ def test_the_aggregates_answer_as_the_raw_rows(app, client, sent):
                "security_decisions_by_source", "security_decisions_by_tool_user", "security_permission_modes",
                "security_mcp_connection_failures_top")
 
-    def answers() -> dict[str, dict]:
-        out = {}
-        for m in metrics:
-            r = client.get(f"/api/v1/query/{m}", headers=AUTH, query_string={**window, "page_size": 500})
-            assert r.status_code == 200, r.data
-            out[m] = r.get_json()
-        return out
-
-    with_aggregates = answers()
-    kept = app.config["AA"]
-    app.config["AA"] = kept.replace(read_aggregates=False)
-    try:
-        raw = answers()
-    finally:
-        app.config["AA"] = kept
+    with_aggregates = _answers(client, metrics, window)
+    raw = _raw_answers(app, client, metrics, window)
     for m in metrics:
         assert raw[m]["rows"] == with_aggregates[m]["rows"], m
         assert all(not r.endswith("_hourly") for r in raw[m]["meta"]["relations"]), m
         assert any(r.endswith("_hourly") for r in with_aggregates[m]["meta"]["relations"]), m
+
+
+def test_whole_days_come_from_the_narrow_daily_rollups(app, client, conn):
+    """The captures sent three days back, asked over four days and some hours: the blocks, the
+    agents' policies and the decisions come from the decisions' narrow rollups, whole UTC days
+    from their daily twins, and every figure is the payloads' and the raw rows'."""
+    sent = _send(client, conn, days_earlier=3)
+    day = datetime.fromtimestamp(sent.first / 1e9, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = day - timedelta(days=1, hours=2, minutes=17), day + timedelta(days=2, hours=1, minutes=23)
+    window = {"from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000)}
+    metrics = ("security_agent_policy_blocks", "security_hook_blocks", "security_top_agent_policies",
+               "security_decisions_by_source", "security_decisions_by_tool_user")
+    answers = _answers(client, metrics, window)
+    raw = _raw_answers(app, client, metrics, window)
+    for m in metrics:
+        assert answers[m]["rows"] == raw[m]["rows"], m
+    rows = {m: answers[m]["rows"] for m in metrics}
+    assert rows["security_agent_policy_blocks"][0]["value"] == sent.blocks
+    assert rows["security_hook_blocks"][0]["value"] == sent.hook_blocks
+    assert {r["policy_id"]: r["blocked"] for r in rows["security_top_agent_policies"]} == dict(sent.policies)
+    assert {(r["agent_id"], r["decision"], r["decision_source"]): (r["decisions"], r["blocked"])
+            for r in rows["security_decisions_by_source"]} \
+        == {k: (n, sent.blocks_by_source[k]) for k, n in sent.by_source.items()}
+    assert {(r["tool"], r["mcp_server_id"], r["user_id"], r["decision"], r["decision_source"]): r["decisions"]
+            for r in rows["security_decisions_by_tool_user"]} == dict(sent.by_tool_user)
+    for m in metrics[:4]:
+        assert answers[m]["meta"]["relations"][:2] == ["agent_decisions_by_source_daily",
+                                                       "agent_decisions_by_source_hourly"], m
+    assert answers["security_decisions_by_tool_user"]["meta"]["relations"][:2] == [
+        "agent_decisions_by_tool_user_daily", "agent_decisions_by_tool_user_hourly"]
