@@ -122,6 +122,15 @@ def _choose_backend(conn: psycopg.Connection, wanted: str, report: MigrateReport
     return backend
 
 
+def _unbound_decompression(conn: psycopg.Connection) -> None:
+    """A migration that fills a new column of stored rows (0013's UPDATE) decompresses every
+    compressed chunk it touches, far past TimescaleDB's default bound on the rows one transaction
+    may decompress (100,000; a refusal after which nothing is applied): no bound for migrate's
+    own session. (Versions without the setting have no bound.)"""
+    conn.execute("SELECT set_config(name, '0', false) FROM pg_settings"
+                 " WHERE name = 'timescaledb.max_tuples_decompressed_per_dml_transaction'")
+
+
 def _apply_migrations(conn: psycopg.Connection, report: MigrateReport, upto: int | None = None) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -215,6 +224,8 @@ def migrate(database_url: str, timescaledb: str = "auto", retention_days: int = 
         try:
             report = MigrateReport(backend="")
             report.backend = _choose_backend(conn, timescaledb, report)
+            if report.backend == "timescaledb":
+                _unbound_decompression(conn)
             _apply_migrations(conn, report, upto)
             if upto is not None:
                 return report

@@ -36,10 +36,9 @@ def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
-@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
-def test_stored_requests_and_errors_gain_the_new_columns(fresh_database, tsdb, monkeypatch):
-    assert len(NEW) == 30 and NEW <= set(aggregate_definitions())
-    _previous_release(fresh_database, tsdb, monkeypatch)
+def _stored(fresh_database: str, tsdb: str) -> tuple[list, list]:
+    """The captured scenarios' requests and errors as the previous release stored them (its
+    chunks compressed, on TimescaleDB)."""
     ctx = Context.now()
     requests, errors = [], []
     for scenario in SCENARIOS:
@@ -66,6 +65,14 @@ def test_stored_requests_and_errors_gain_the_new_columns(fresh_database, tsdb, m
                 compressed = c.execute(f"SELECT count(compress_chunk(ch, if_not_compressed => true))"
                                        f" FROM show_chunks('{table}') ch").fetchone()[0]
                 assert compressed >= 1, table
+    return requests, errors
+
+
+@pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
+def test_stored_requests_and_errors_gain_the_new_columns(fresh_database, tsdb, monkeypatch):
+    assert len(NEW) == 30 and NEW <= set(aggregate_definitions())
+    _previous_release(fresh_database, tsdb, monkeypatch)
+    requests, errors = _stored(fresh_database, tsdb)
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=7)
     assert report.applied == [m.name for m in load_migrations() if m.version >= 13]
     assert report.applied[0] == "0013_llm_health.sql"
@@ -84,3 +91,20 @@ def test_stored_requests_and_errors_gain_the_new_columns(fresh_database, tsdb, m
         assert attempts == Counter((s, a) for s, xs in want.attempts.items() for a in xs)
         assert c.execute("SELECT DISTINCT kind FROM llm_errors").fetchall() == [("error",)]
 
+
+
+@pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB)
+def test_compressed_rows_past_timescaledbs_decompression_bound_upgrade(fresh_database, monkeypatch):
+    """TimescaleDB bounds the rows one transaction may decompress (100,000 by default; a real
+    installation holds millions of compressed requests): set to 1 here for the few captured rows,
+    migration 0013 still fills the stored rows' new columns, in place."""
+    _previous_release(fresh_database, "on", monkeypatch)
+    requests, _ = _stored(fresh_database, "on")
+    name = psycopg.conninfo.conninfo_to_dict(fresh_database)["dbname"]
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        c.execute(f'ALTER DATABASE "{name}" SET timescaledb.max_tuples_decompressed_per_dml_transaction = 1')
+    report = migrate(fresh_database, timescaledb="on", retention_days=0, compress_after_days=7)
+    assert report.applied[0] == "0013_llm_health.sql"
+    with psycopg.connect(fresh_database, autocommit=True) as c:
+        filled = c.execute("SELECT count(*) FROM llm_requests WHERE query_source IS NOT NULL").fetchone()[0]
+    assert filled == sum(1 for r in requests if r.source == "claude_code" and r.query_source) > 0
