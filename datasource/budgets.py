@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime, time
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 from psycopg import sql
 
@@ -42,76 +42,140 @@ SCOPE_FILTERS: dict[str, Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]
 if tuple(SCOPE_FILTERS) != SCOPES:
     raise ValueError("the directory must accept exactly the budget scopes measured here")
 
+# The budgets of a scope kind are measured together, a few statements for them all, where a
+# column of the usage names each row's target: for one target, the scope's filter keeps exactly
+# the rows whose column holds it. None: the organisation is one scope; a group's filter also
+# counts the usage its attribution rule maps to it (filters.py), so a group is measured alone.
+TARGET_COLUMNS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "organisation": lambda b: None,
+    "user": lambda b: "user_id",
+    "group": lambda b: None,
+    "attribute": lambda b: b["attribute"],  # the dimension's column, as its filter's
+}
+if set(TARGET_COLUMNS) != set(SCOPE_FILTERS):
+    raise ValueError("every budget scope says whether its budgets are measured together")
+
 _BUDGETS = ("SELECT b.id, b.name, b.scope, b.attribute, b.target, b.period, b.amount_usd::float8 AS amount_usd,"
             " b.owner, CASE b.scope WHEN 'user' THEN coalesce(u.display_name, u.email, b.target)"
             " WHEN 'group' THEN coalesce(g.name, b.target) WHEN 'organisation' THEN 'Organisation'"
             " ELSE b.attribute || '=' || b.target END AS scope_name"
             " FROM budgets b LEFT JOIN users u ON b.scope = 'user' AND u.id = b.target"
             " LEFT JOIN groups g ON b.scope = 'group' AND g.id = b.target ORDER BY b.id")
-_DAILY = (f"SELECT (date_trunc('day', time, 'UTC') AT TIME ZONE 'UTC')::date AS day, {COST_SUM}::float8 AS cost,"
-          " coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens FROM src GROUP BY 1")
-_TOTAL = f"SELECT {COST_SUM}::float8 AS cost FROM src"
-_FIRST = "SELECT (min(time) AT TIME ZONE 'UTC')::date AS day FROM src"
+_DAILY = (f"SELECT {{target}} AS target, (date_trunc('day', time, 'UTC') AT TIME ZONE 'UTC')::date AS day,"
+          f" {COST_SUM}::float8 AS cost, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens"
+          " FROM src GROUP BY 1, 2")
+_TOTAL = f"SELECT {{target}} AS target, {COST_SUM}::float8 AS cost FROM src GROUP BY 1"
+_FIRST = "SELECT {target} AS target, (min(time) AT TIME ZONE 'UTC')::date AS day FROM src GROUP BY 1"
 # Where the search for the first day with usage begins: before any agent sent telemetry.
 _HISTORY = datetime(2000, 1, 3, tzinfo=bf.UTC)
 
 
-def _cost(e: Engine, q: Query, metric_id: str, window: Window, filters: dict[str, tuple[str, ...]],
-          body: str) -> list[dict[str, Any]]:
-    """`body` over the LLM usage of `window` under `filters`, read as the metric `metric_id`
-    reads it (which aggregates may answer: a day's sums by hour, a total by day too)."""
+class Batch(NamedTuple):
+    """Budgets measured together: the filters that keep all their targets' usage, the expression
+    naming a row's target (`src.<column>`, or NULL for a single target) and each budget's target
+    as that expression names it."""
+    filters: dict[str, tuple[str, ...]]
+    target: str
+    budgets: list[Mapping[str, Any]]
+
+    def key(self, budget: Mapping[str, Any]) -> str | None:
+        return None if self.target == "NULL::text" else budget["target"]
+
+
+def batches(budgets: Sequence[Mapping[str, Any]]) -> list[Batch]:
+    """The budgets in batches measured together (TARGET_COLUMNS), in the order first met."""
+    found: dict[tuple[str, str | None], Batch] = {}
+    for b in budgets:
+        column = TARGET_COLUMNS[b["scope"]](b)
+        key = (b["scope"], column) if column else (b["scope"], b["target"])
+        if key not in found:
+            found[key] = Batch(SCOPE_FILTERS[b["scope"]](b), f"src.{column}" if column else "NULL::text", [])
+        found[key].budgets.append(b)
+    out = []
+    for batch in found.values():
+        if batch.target != "NULL::text":  # one filter, every target of the batch
+            targets = tuple(sorted({b["target"] for b in batch.budgets}))
+            batch = batch._replace(filters={name: targets for name in batch.filters})
+        out.append(batch)
+    return out
+
+
+def _cost(e: Engine, q: Query, metric_id: str, window: Window, batch: Batch, body: str) -> list[dict[str, Any]]:
+    """`body` over the LLM usage of `window` under the batch's filters (its `{target}` the batch's),
+    read as the metric `metric_id` reads it (which aggregates may answer: a day's sums by hour, a
+    total by day too)."""
     if window.end <= window.start:
         window = Window(window.start, window.start)
-    asked = replace(q, metric=catalog.BY_ID[metric_id], window=window, filters=filters)
+    asked = replace(q, metric=catalog.BY_ID[metric_id], window=window, filters=batch.filters)
     read = asked.metric.dataset_reads
-    return e.with_src(e._src(read.dataset, window, asked, read.rows), body)
+    return e.with_src(e._src(read.dataset, window, asked, read.rows), body.format(target=batch.target))
 
 
-def first_day(e: Engine, q: Query, filters: dict[str, tuple[str, ...]], as_of: datetime) -> date | None:
-    """The first UTC day before `as_of`'s with LLM usage under `filters` (priced or not), or None;
-    read as Total cost reads it, whole days from the daily aggregate."""
-    return _cost(e, q, "llm_total_cost", Window(_HISTORY, bf.rate_window(as_of, None)[1]), filters,
-                 _FIRST)[0]["day"]
+def first_days(e: Engine, q: Query, batch: Batch, as_of: datetime) -> dict[str | None, date]:
+    """The first UTC day before `as_of`'s with LLM usage (priced or not) of each target of the
+    batch that has one; read as Total cost reads it, whole days from the daily aggregate."""
+    rows = _cost(e, q, "llm_total_cost", Window(_HISTORY, bf.rate_window(as_of, None)[1]), batch, _FIRST)
+    return {r["target"]: r["day"] for r in rows if r["day"] is not None}
 
 
-def measure(e: Engine, q: Query, budget: Mapping[str, Any], as_of: datetime,
-            data_since: date | None) -> dict[str, Any]:
-    """One budget's row: its spend to date, the previous period's to the same point, the forecast.
-    `data_since`: the installation's first day with usage (None: none before `as_of`'s day); a
-    previous period that began before it is unknown (None), not $0."""
-    filters = SCOPE_FILTERS[budget["scope"]](budget)
-    start, end = bf.period_bounds(budget["period"], as_of)
-    prev_start, prev_point = bf.previous_point(budget["period"], start, as_of)
-    first = first_day(e, q, filters, as_of)
-    rate_start, _ = bf.rate_window(as_of, first)
-    days = _cost(e, q, "llm_cost_over_time", Window(min(start, rate_start), as_of), filters, _DAILY)
-    daily: dict[date, float | None] = {r["day"]: r["cost"] for r in days}
-    unpriced = sum(r["unpriced_tokens"] for r in days if r["day"] >= start.date())
-    previous = None
-    if data_since is not None and data_since <= prev_start.date():
-        previous = _cost(e, q, "llm_total_cost", Window(prev_start, prev_point), filters, _TOTAL)[0]["cost"]
-    o = bf.outlook(budget["amount_usd"], budget["period"], as_of, daily, first)
-    return {
-        "budget": budget["id"], "name": budget["name"], "scope": budget["scope"], "scope_name": budget["scope_name"],
-        "owner": budget["owner"], "period": budget["period"], "period_start": tr.to_ms(start),
-        "period_end": tr.to_ms(end), "amount": budget["amount_usd"], "spend": o.spend, "spend_pct": o.spend_pct,
-        "unpriced_tokens": unpriced, "unpriced": unpriced > 0, "previous_spend": previous,
-        "change_pct": pct_change(o.spend, previous), "daily_rate": o.daily_rate, "forecast": o.forecast,
-        "forecast_pct": o.forecast_pct,
-        "reached_on": None if o.reached_on is None else tr.to_ms(datetime.combine(o.reached_on, time(), bf.UTC)),
-        "forecast_date": None if o.forecast_date is None else tr.to_ms(o.forecast_date),
-        "outlook": o.outlook, "method": bf.METHOD,
-    }
+def measure(e: Engine, q: Query, batch: Batch, as_of: datetime, data_since: date | None) -> dict[str, dict[str, Any]]:
+    """The rows of the batch's budgets by budget id: each one's spend to date, the previous
+    period's to the same point, the forecast. `data_since`: the installation's first day with
+    usage (None: none before `as_of`'s day); a previous period that began before it is unknown
+    (None), not $0. A few statements for them all: the first days, every day's cost since the
+    earliest day any of them reads (each keeps its own), the previous periods' totals by period."""
+    key = batch.key
+    firsts: dict[str | None, date] = (({None: data_since} if data_since else {}) if not batch.filters
+                                      else first_days(e, q, batch, as_of))
+    since: dict[str, datetime] = {}  # each budget's first day read: its period's, or its rate window's
+    for b in batch.budgets:
+        start, _ = bf.period_bounds(b["period"], as_of)
+        since[b["id"]] = min(start, bf.rate_window(as_of, firsts.get(key(b)))[0])
+    days: dict[str | None, list[dict[str, Any]]] = {}
+    for r in _cost(e, q, "llm_cost_over_time", Window(min(since.values()), as_of), batch, _DAILY):
+        days.setdefault(r["target"], []).append(r)
+    previous: dict[str, dict[str | None, float | None]] = {}
+    for period in sorted({b["period"] for b in batch.budgets}):
+        start, _ = bf.period_bounds(period, as_of)
+        prev_start, prev_point = bf.previous_point(period, start, as_of)
+        if data_since is not None and data_since <= prev_start.date():
+            # A target without usage in that window cost $0, as the sum over no rows says.
+            got = {r["target"]: r["cost"]
+                   for r in _cost(e, q, "llm_total_cost", Window(prev_start, prev_point), batch, _TOTAL)}
+            previous[period] = {key(b): got.get(key(b), 0.0) for b in batch.budgets if b["period"] == period}
+    out = {}
+    for b in batch.budgets:
+        start, end = bf.period_bounds(b["period"], as_of)
+        mine = [r for r in days.get(key(b), []) if r["day"] >= since[b["id"]].date()]
+        daily: dict[date, float | None] = {r["day"]: r["cost"] for r in mine}
+        unpriced = sum(r["unpriced_tokens"] for r in mine if r["day"] >= start.date())
+        prev = previous[b["period"]][key(b)] if b["period"] in previous else None
+        o = bf.outlook(b["amount_usd"], b["period"], as_of, daily, firsts.get(key(b)))
+        out[b["id"]] = {
+            "budget": b["id"], "name": b["name"], "scope": b["scope"], "scope_name": b["scope_name"],
+            "owner": b["owner"], "period": b["period"], "period_start": tr.to_ms(start),
+            "period_end": tr.to_ms(end), "amount": b["amount_usd"], "spend": o.spend, "spend_pct": o.spend_pct,
+            "unpriced_tokens": unpriced, "unpriced": unpriced > 0, "previous_spend": prev,
+            "change_pct": pct_change(o.spend, prev), "daily_rate": o.daily_rate, "forecast": o.forecast,
+            "forecast_pct": o.forecast_pct,
+            "reached_on": None if o.reached_on is None else tr.to_ms(datetime.combine(o.reached_on, time(), bf.UTC)),
+            "forecast_date": None if o.forecast_date is None else tr.to_ms(o.forecast_date),
+            "outlook": o.outlook, "method": bf.METHOD,
+        }
+    return out
 
 
 def budgets(e: Engine, q: Query) -> Result:
     """Every budget, as of the end of the query's range (at the latest now)."""
     as_of = min(q.window.end, datetime.now(bf.UTC))
     e._note("budgets")
-    rows = e.fetch(sql.SQL(_BUDGETS), [])
-    data_since = first_day(e, q, {}, as_of)
-    measured = [measure(e, q, b, as_of, data_since) for b in rows if b["scope"] in SCOPE_FILTERS]
-    return Result(measured[q.offset:q.offset + q.limit], total=len(measured), meta={"as_of": tr.to_ms(as_of)})
+    rows = [b for b in e.fetch(sql.SQL(_BUDGETS), []) if b["scope"] in SCOPE_FILTERS]
+    data_since = first_days(e, q, Batch({}, "NULL::text", []), as_of).get(None)
+    measured: dict[str, dict[str, Any]] = {}
+    for batch in batches(rows):
+        measured |= measure(e, q, batch, as_of, data_since)
+    ordered = [measured[b["id"]] for b in rows]
+    return Result(ordered[q.offset:q.offset + q.limit], total=len(ordered), meta={"as_of": tr.to_ms(as_of)})
 
 
 METRIC = Metric(

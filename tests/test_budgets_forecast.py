@@ -211,6 +211,34 @@ def test_budgets_spend_and_forecast_on_a_known_month(client, conn, db_url):
         assert r["forecast"] == pytest.approx(spend + rate * (end - AS_OF) / timedelta(days=1)), bid
 
 
+def test_budgets_of_one_kind_measured_together_keep_each_scope_apart(client, conn, db_url):
+    """Groups sharing a member and users with budgets of several periods, measured a few
+    statements per scope kind: each budget's spend, rate and previous period are its own
+    members' alone, as counted from the rows."""
+    rows = _month()
+    load_raw_rows(db_url, ([], rows, []))
+    groups = {"eng": {"ann@x"}, "all": {"ann@x", "bob@x"}, "ops": {"bob@x"}}
+    budgets = [{"id": f"{g}-{p}", "scope": "group", "target": g, "period": p, "amount_usd": 100, "owner": "x@x"}
+               for g in groups for p in ("week", "month")]
+    budgets += [{"id": f"{u}-{p}", "scope": "user", "target": f"{u}@x", "period": p, "amount_usd": 10,
+                 "owner": "x@x"} for u in ("ann", "bob") for p in ("day", "week", "month")]
+    directory.apply(conn, {"groups": [{"id": g, "name": g, "members": sorted(m)} for g, m in groups.items()],
+                           "budgets": budgets})
+    got = {r["budget"]: r for r in api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]}
+    assert sorted(got) == sorted(b["id"] for b in budgets)
+    starts = {"day": (T(3, 20), T(3, 19)), "week": (T(3, 16), T(3, 9)), "month": (T(3, 1), T(2, 1))}
+    for b in budgets:
+        users = groups[b["target"]] if b["scope"] == "group" else {b["target"]}
+        start, prev_start = starts[b["period"]]
+        r = got[b["id"]]
+        assert r["spend"] == pytest.approx(_oracle(rows, users, start, AS_OF)), b["id"]
+        assert r["daily_rate"] == pytest.approx(_oracle(rows, users, T(3, 13), T(3, 20)) / 7), b["id"]
+        assert r["previous_spend"] == pytest.approx(
+            _oracle(rows, users, prev_start, prev_start + (AS_OF - start))), b["id"]
+        # bob's unpriced request of Sunday 15 March: in this month, not in this week.
+        assert r["unpriced_tokens"] == (1000 if "bob@x" in users and b["period"] == "month" else 0), b["id"]
+
+
 def test_a_young_installation_rates_from_its_first_day_and_has_no_previous_month(client, conn, db_url):
     """The data begins 17 March: dan $2, $4, $6 on 17-19 March at 10:00 and $1 today at 06:00;
     erin $3 today at 08:00, her first usage."""
