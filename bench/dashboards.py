@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import time
@@ -22,7 +23,8 @@ import requests
 from .common import TOKEN, machine, pct, peak_rss_mib, service
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards" / "infinity"
-TABS = {"MCP Usage": "mcp-usage.json", "LLM Usage": "llm-usage.json", "Security": "security.json"}
+TABS = {"MCP Usage": "mcp-usage.json", "LLM Usage": "llm-usage.json", "Security": "security.json",
+        "Value": "value.json"}
 TZ = "America/New_York"
 
 
@@ -94,15 +96,20 @@ def panel_seconds(base: str, session: requests.Session, urls: list[str], reps: i
     return {m: statistics.median(v) for m, v in times.items()}
 
 
+def load() -> str:
+    """The load average (1, 5, 15 minutes): the machine is shared, and the figures move with it."""
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def measure(url: str, read_aggregates: bool, reps: int, user: str, days_list: list[float],
-            per_panel: bool = False) -> dict:
+            per_panel: bool = False, tabs: tuple[str, ...] = tuple(TABS)) -> dict:
     env = {"AA_READ_AGGREGATES": "1" if read_aggregates else "0", "AA_DB_TIMEOUT_S": "600"}
     out: dict = {}
     with service(url, role="query", extra_env=env) as (base, proc):
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {TOKEN}"
-        for tab, file in TABS.items():
-            urls = panel_urls(file)
+        for tab in tabs:
+            urls = panel_urls(TABS[tab])
             tab_seconds(base, s, urls, 30, None)  # warm the caches once
             for label, who in (("unfiltered", None), ("user filter", user)):
                 runs = [tab_seconds(base, s, urls, 30, who) for _ in range(reps)]
@@ -126,9 +133,13 @@ def main() -> None:
     ap.add_argument("--raw-reps", type=int, default=2)
     ap.add_argument("--user", default="user007@example.com")
     ap.add_argument("--skip-raw", action="store_true")
+    ap.add_argument("--tabs", default=",".join(TABS), help=f"the tabs measured, comma-separated (of {', '.join(TABS)})")
     ap.add_argument("--panels", action="store_true",
                     help="also print each panel's median (30 days, unfiltered and with the user filter)")
     a = ap.parse_args()
+    tabs = tuple(t.strip() for t in a.tabs.split(","))
+    if not set(tabs) <= set(TABS):
+        ap.error(f"--tabs: not a tab: {', '.join(sorted(set(tabs) - set(TABS)))}")
     print(f"machine: {machine()}")
     for url in a.database_url:
         with psycopg.connect(url) as conn:
@@ -136,13 +147,17 @@ def main() -> None:
             calls = conn.execute("SELECT count(*) FROM tool_calls").fetchone()[0]
             llm = conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0]
         print(f"\n[{backend}] {calls:,} tool calls, {llm:,} LLM requests; zone {TZ}; times are whole tabs (ms)")
-        agg = measure(url, True, a.reps, a.user, [1, 7, 30, 90], per_panel=a.panels)
-        raw = None if a.skip_raw else measure(url, False, a.raw_reps, a.user, [])
+        print(f"load average before: {load()}", flush=True)
+        agg = measure(url, True, a.reps, a.user, [1, 7, 30, 90], per_panel=a.panels, tabs=tabs)
+        print(f"load average after the aggregates' runs: {load()}", flush=True)
+        raw = None if a.skip_raw else measure(url, False, a.raw_reps, a.user, [], tabs=tabs)
+        if raw:
+            print(f"load average after the raw runs: {load()}", flush=True)
         print("server time (the service's Server-Timing, summed over the tab's panels) and round trip"
               " (the client's, panels one after the other)")
         print(f"{'tab':10s} {'filter':12s} {'panels':>6s} {'median':>9s} {'p95':>9s} {'raw median':>11s}"
               f" {'raw/agg':>8s} {'round trip':>11s} {'raw trip':>9s} {'raw/agg':>8s}")
-        for tab in TABS:
+        for tab in tabs:
             for label in ("unfiltered", "user filter"):
                 n, med, p95, trip = agg[(tab, label)]
                 rmed, rtrip = raw[(tab, label)][1::2] if raw else (float("nan"), float("nan"))
@@ -150,9 +165,9 @@ def main() -> None:
                       f" {rmed / med:8.1f} {trip * 1000:11.0f} {rtrip * 1000:9.0f} {rtrip / trip:8.1f}")
         print("growth (aggregates, unfiltered, server time, median ms): " + "; ".join(
             f"{tab}: " + ", ".join(f"{d}d {agg[(tab, f'{d} days')][1] * 1000:.0f}" for d in (1, 7, 30, 90))
-            for tab in TABS))
+            for tab in tabs))
         if a.panels:
-            for tab in TABS:
+            for tab in tabs:
                 for key, label in (("panels", "unfiltered"), ("user panels", "user filter")):
                     print(f"{tab} panels, {label} (server time, median ms): " + ", ".join(
                         f"{m} {v * 1000:.0f}" for m, v in agg[(tab, key)].items()))
