@@ -233,9 +233,10 @@ AGENT_DECISIONS_BY_SOURCE = Rollup(
      DAY: "Daily (UTC) twin of agent_decisions_by_source_hourly: whole days of the window."},
     where=AGENT_DECISIONS.where)
 AGENT_DECISIONS_BY_TOOL_USER = Rollup(
-    "agent_decisions_by_tool_user", AGENT_ENFORCEMENT, (USER, MCP_SERVER, TOOL, OUTCOME, DECISION_SOURCE), (EVENTS,),
-    {HOUR: "agent_decisions_hourly by user, tool (and its MCP server), decision and its source: the decisions\n"
-           "by tool and user.",
+    "agent_decisions_by_tool_user", AGENT_ENFORCEMENT, (USER, MCP_SERVER, TOOL, OUTCOME, DECISION_SOURCE, BLOCKED_KEY),
+    (EVENTS,),
+    {HOUR: "agent_decisions_hourly by user, tool (and its MCP server), decision, its source and whether it blocked:\n"
+           "the decisions by tool and user, and the blocks under a user or tool filter.",
      DAY: "Daily (UTC) twin of agent_decisions_by_tool_user_hourly: whole days of the window."},
     where=AGENT_DECISIONS.where)
 AGENT_PERMISSION_MODES = Rollup(

@@ -78,8 +78,9 @@ DECISIONS_BY_SOURCE, DECISIONS_BY_TOOL_USER = "agent_decisions_by_source_hourly"
     ("security_decisions_by_source", [], DECISIONS_BY_SOURCE),
     ("security_decisions_by_tool_user", [], DECISIONS_BY_TOOL_USER),
     ("security_decisions_by_tool_user", ["user", "mcp", "resource_tag"], DECISIONS_BY_TOOL_USER),
-    # Who and what together with the blocks, or an agent instance: only the wide aggregate holds them.
-    ("security_agent_policy_blocks", ["user"], "agent_decisions_hourly"),
+    # A policy with a user, a server with the decisions by source, an agent instance: only the wide aggregate.
+    ("security_agent_policy_blocks", ["user"], DECISIONS_BY_TOOL_USER),
+    ("security_top_agent_policies", ["user"], "agent_decisions_hourly"),
     ("security_decisions_by_source", ["mcp"], "agent_decisions_hourly"),
     ("security_decisions_by_tool_user", ["agent_instance"], "agent_decisions_hourly"),
 ])

@@ -247,7 +247,9 @@ def test_whole_days_come_from_the_narrow_daily_rollups(app, client, conn):
     from their daily twins, and every figure is the payloads' and the raw rows'."""
     sent = _send(client, conn, days_earlier=3)
     day = datetime.fromtimestamp(sent.first / 1e9, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, end = day - timedelta(days=1, hours=2, minutes=17), day + timedelta(days=2, hours=1, minutes=23)
+    # Seconds past the minute: the partial minutes at the edges come from the raw rows.
+    start = day - timedelta(days=1, hours=2, minutes=17, seconds=5)
+    end = day + timedelta(days=2, hours=1, minutes=23, seconds=7)
     window = {"from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000)}
     metrics = ("security_agent_policy_blocks", "security_hook_blocks", "security_top_agent_policies",
                "security_decisions_by_source", "security_decisions_by_tool_user")
