@@ -78,73 +78,62 @@ def _link(dashboard: dict[str, Any], metric_id: str) -> dict[str, str]:
     return {"__dashboardUid__": str(dashboard["uid"]), "__panelId__": str(panel_showing(dashboard, metric_id))}
 
 
+def rule(uid: str, title: str, inputs: list[dict[str, Any]], fires: tuple[str, str], alert: str, *,
+         severity: str, pending: str, summary: str, description: str, dashboard: dict[str, Any], metric_id: str,
+         runbook: str) -> dict[str, Any]:
+    """A Grafana alert rule: its `inputs` (queries and their last values), the math `fires`
+    (refId, expression) over them, and the threshold `alert` (refId) firing where it holds; its
+    annotations link the panel showing `metric_id` on `dashboard`. No data (nothing to compare,
+    or an unknown figure) is no alert."""
+    math, expression = fires
+    return {
+        "uid": uid,
+        "title": title,
+        "condition": alert,
+        "data": [*inputs, _expr(math, {"type": "math", "expression": expression}),
+                 _expr(alert, {"type": "threshold", "expression": math,
+                               "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]})],
+        "for": pending,
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "labels": {"severity": severity, "service": "agent-analytics"},
+        "annotations": {"summary": summary, "description": description, **_link(dashboard, metric_id),
+                        "runbook_url": runbook},
+        "isPaused": False,
+    }
+
+
 def _surge(uid: str, title: str, metric_id: str, minimum: int, summary: str, description: str,
            dashboard: dict[str, Any]) -> dict[str, Any]:
     """A rule firing when `metric_id`'s stat reaches `minimum` in the last hour and SURGE_RATIO
     times its value in the hour before (its previous period)."""
-    return {
-        "uid": uid,
-        "title": title,
-        "condition": "F",
-        "data": [
-            _infinity_query("A", metric_id, "value"),     # the last hour
-            _infinity_query("B", metric_id, "previous"),  # the hour before
-            _last("C", "A"),
-            _last("D", "B"),
-            _expr("E", {"type": "math",
-                        "expression": f"($C >= {minimum}) && ($C >= {SURGE_RATIO} * $D)"}),
-            _expr("F", {"type": "threshold", "expression": "E",
-                        "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}),
-        ],
-        "for": "5m",
-        "noDataState": "OK",
-        "execErrState": "Error",
-        "labels": {"severity": "warning", "service": "agent-analytics"},
-        "annotations": {
-            "summary": summary,
-            "description": description,
-            **_link(dashboard, metric_id),
-            "runbook_url": "docs/dashboards.md#security",
-        },
-        "isPaused": False,
-    }
+    return rule(uid, title, [
+        _infinity_query("A", metric_id, "value"),     # the last hour
+        _infinity_query("B", metric_id, "previous"),  # the hour before
+        _last("C", "A"),
+        _last("D", "B"),
+    ], ("E", f"($C >= {minimum}) && ($C >= {SURGE_RATIO} * $D)"), "F", severity="warning", pending="5m",
+        summary=summary, description=description, dashboard=dashboard, metric_id=metric_id,
+        runbook="docs/dashboards.md#security")
 
 
 def _error_rate_surge(llm: dict[str, Any]) -> dict[str, Any]:
     """API errors surged: enough of them, a high rate, and a multiple of the hour before's."""
-    return {
-        "uid": "aa-api-error-rate-surge",
-        "title": "API error rate surge",
-        "condition": "H",
-        "data": [
-            _infinity_query("A", "llm_error_rate", "value"),     # the error rate in the last hour
-            _infinity_query("B", "llm_error_rate", "previous"),  # in the hour before
-            _infinity_query("C", "llm_error_rate", "errors"),    # API errors in the last hour
-            _last("D", "A"),
-            _last("E", "B", unknown_is_zero=True),
-            _last("F", "C"),
-            _expr("G", {"type": "math",
-                        "expression": f"($F >= {ERROR_SURGE_MIN_ERRORS}) && ($D >= {ERROR_SURGE_MIN_RATE})"
-                                      f" && ($D >= {ERROR_SURGE_RATIO} * $E)"}),
-            _expr("H", {"type": "threshold", "expression": "G",
-                        "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}),
-        ],
-        "for": "5m",
-        "noDataState": "OK",
-        "execErrState": "Error",
-        "labels": {"severity": "warning", "service": "agent-analytics"},
-        "annotations": {
-            "summary": "Model API errors surged: at least {} API errors in the last hour, at least {}% of requests, "
-                       "{}x the hour before's rate".format(ERROR_SURGE_MIN_ERRORS, ERROR_SURGE_MIN_RATE,
-                                                           ERROR_SURGE_RATIO),
-            "description": "API error rate last hour: {{ $values.D.Value }}% ({{ $values.F.Value }} errors); "
-                           "the hour before: {{ $values.E.Value }}%. Open LLM Usage to see which models and "
-                           "statuses. Retried failures that then succeed send no event: they are not counted.",
-            **_link(llm, "llm_error_rate"),
-            "runbook_url": "docs/dashboards.md#alert-rule-api-error-rate-surge",
-        },
-        "isPaused": False,
-    }
+    return rule("aa-api-error-rate-surge", "API error rate surge", [
+        _infinity_query("A", "llm_error_rate", "value"),     # the error rate in the last hour
+        _infinity_query("B", "llm_error_rate", "previous"),  # in the hour before
+        _infinity_query("C", "llm_error_rate", "errors"),    # API errors in the last hour
+        _last("D", "A"),
+        _last("E", "B", unknown_is_zero=True),
+        _last("F", "C"),
+    ], ("G", f"($F >= {ERROR_SURGE_MIN_ERRORS}) && ($D >= {ERROR_SURGE_MIN_RATE})"
+             f" && ($D >= {ERROR_SURGE_RATIO} * $E)"), "H", severity="warning", pending="5m",
+        summary="Model API errors surged: at least {} API errors in the last hour, at least {}% of requests, "
+                "{}x the hour before's rate".format(ERROR_SURGE_MIN_ERRORS, ERROR_SURGE_MIN_RATE, ERROR_SURGE_RATIO),
+        description="API error rate last hour: {{ $values.D.Value }}% ({{ $values.F.Value }} errors); "
+                    "the hour before: {{ $values.E.Value }}%. Open LLM Usage to see which models and "
+                    "statuses. Retried failures that then succeed send no event: they are not counted.",
+        dashboard=llm, metric_id="llm_error_rate", runbook="docs/dashboards.md#alert-rule-api-error-rate-surge")
 
 
 def alert_rules(security: dict[str, Any] | None = None, llm: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent_analytics.datasource import catalog
 
-from .alerts import INFINITY_TYPE, INFINITY_UID, _expr, _last, _link, _query_url, infinity_model
+from .alerts import INFINITY_TYPE, INFINITY_UID, _last, _query_url, infinity_model, rule
 
 METRIC = "llm_budgets"
 WARN_PCT = 80       # "80 % reached": from this share of the amount up to, not including, 100 %
@@ -36,21 +36,13 @@ def _budget_query(ref_id: str, column: str) -> dict[str, Any]:
 def _rule(uid: str, title: str, figures: dict[str, str], condition: str, severity: str, summary: str,
           description: str, llm: dict[str, Any], pending: str) -> dict[str, Any]:
     """A rule over `figures` (refId of its last value -> column; each queried as refId + "_q"),
-    firing where the math `condition` over them holds."""
-    data = [_budget_query(f"{ref}_q", column) for ref, column in figures.items()]
-    data += [_last(ref, f"{ref}_q") for ref in figures]
-    data += [_expr("FIRES", {"type": "math", "expression": condition}),
-             _expr("ALERT", {"type": "threshold", "expression": "FIRES",
-                             "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]})]
-    return {
-        "uid": uid, "title": title, "condition": "ALERT", "data": data, "for": pending,
-        # No budget, or one whose spend is unknown (nothing priced): no instance, not an alert.
-        "noDataState": "OK", "execErrState": "Error",
-        "labels": {"severity": severity, "service": "agent-analytics"},
-        "annotations": {"summary": summary, "description": description, **_link(llm, METRIC),
-                        "runbook_url": "docs/budgets.md#alerts"},
-        "isPaused": False,
-    }
+    firing where the math `condition` over them holds. No budget, or one whose spend is unknown
+    (nothing priced): no instance, not an alert."""
+    inputs = [_budget_query(f"{ref}_q", column) for ref, column in figures.items()]
+    inputs += [_last(ref, f"{ref}_q") for ref in figures]
+    return rule(uid, title, inputs, ("FIRES", condition), "ALERT", severity=severity, pending=pending,
+                summary=summary, description=description, dashboard=llm, metric_id=METRIC,
+                runbook="docs/budgets.md#alerts")
 
 
 _WHO = ('Budget {{ $labels.budget_name }} ({{ $labels.budget }}), owner {{ $labels.owner }}: '
