@@ -19,7 +19,7 @@ request than the decision is recorded under the generic hook policy.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .records import LogEvent
 from .rows import Batch, Context, Enforcement
@@ -69,6 +69,21 @@ def _hook_policy(hook_name: str) -> tuple[str, str, str]:
             f"Refused by a Claude Code {event or 'PreToolUse'} hook" + (f" matching {matcher}" if matcher else ""))
 
 
+def _record(batch: Batch, who: Who, kind: str, time_ns: int, attrs: Any, *, server: str | None,
+            tool: str | None, outcome: str, decision_source: str | None = None, permission_mode: str | None = None,
+            error_code: str | None = None, policy: tuple[str, str, str] | None = None) -> None:
+    """One enforcement fact of `who`; `policy` (id, name, description): the block's, which the
+    directory learns (first sight wins)."""
+    if policy:
+        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
+    batch.enforcement.append(Enforcement(
+        time_ns=time_ns, source=who.source, kind=kind, user_id=who.user_id, agent_id=who.agent_id,
+        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=tool,
+        outcome=outcome, decision_source=decision_source, permission_mode=permission_mode, error_code=error_code,
+        blocked=policy is not None, policy_id=policy and policy[0], policy_name=policy and policy[1],
+        attributes=stored(attrs)))
+
+
 def claude_policy(ev: LogEvent, batch: Batch, source: str) -> tuple[str, str, str] | None:
     """The policy recorded for a rejection from `source`: for a hook, the blocking hook run just
     before it in this request when there is one."""
@@ -90,15 +105,9 @@ def claude_decision(ev: LogEvent, batch: Batch, ctx: Context, tool: tuple[str | 
     source = _short(text(a, "source"))
     time_ns = ctx.check_time(ev.time_ns)
     policy = claude_policy(ev, batch, source) if decision == "reject" and source else None
-    if policy:
-        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
     server, name = tool if tool else (None, text(a, "tool_name"))
-    batch.enforcement.append(Enforcement(
-        time_ns=time_ns, source=who.source, kind="decision", user_id=who.user_id, agent_id=who.agent_id,
-        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=name,
-        outcome=decision, decision_source=source, permission_mode=(text(a, "permission_mode") or "")[:_SHORT] or None,
-        error_code=None, blocked=policy is not None, policy_id=policy and policy[0], policy_name=policy and policy[1],
-        attributes=stored(a)))
+    _record(batch, who, "decision", time_ns, a, server=server, tool=name, outcome=decision, decision_source=source,
+            permission_mode=(text(a, "permission_mode") or "")[:_SHORT] or None, policy=policy)
     return policy
 
 
@@ -131,12 +140,8 @@ def mcp_server_connection(ev: LogEvent, batch: Batch, ctx: Context, who: Who) ->
     if not status:
         raise BadValue("mcp_server_connection without status")
     time_ns = ctx.check_time(ev.time_ns)
-    batch.enforcement.append(Enforcement(
-        time_ns=time_ns, source=who.source, kind="mcp_connection", user_id=who.user_id, agent_id=who.agent_id,
-        agent_instance_id=who.agent_instance_id, session_id=who.session_id,
-        mcp_server_id=text(a, "server_name") or None, tool_name=None, outcome=status, decision_source=None,
-        permission_mode=None, error_code=(text(a, "error_code") or "")[:_SHORT] or None, blocked=False,
-        policy_id=None, policy_name=None, attributes=stored(a)))
+    _record(batch, who, "mcp_connection", time_ns, a, server=text(a, "server_name") or None, tool=None, outcome=status,
+            error_code=(text(a, "error_code") or "")[:_SHORT] or None)
     return True
 
 
@@ -150,15 +155,9 @@ def codex_decision(ev: LogEvent, batch: Batch, ctx: Context, tool: tuple[str, st
     source = _short(text(a, "source"))
     time_ns = ctx.check_time(ev.time_ns)
     policy = CODEX_POLICIES["config" if source == "config" else "user"] if decision == "reject" else None
-    if policy:
-        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
     server, name = tool if tool else (None, text(a, "tool_name"))
-    batch.enforcement.append(Enforcement(
-        time_ns=time_ns, source=who.source, kind="decision", user_id=who.user_id, agent_id=who.agent_id,
-        agent_instance_id=who.agent_instance_id, session_id=who.session_id, mcp_server_id=server, tool_name=name,
-        outcome=decision, decision_source=source, permission_mode=None, error_code=None,
-        blocked=policy is not None, policy_id=policy and policy[0],
-        policy_name=policy and policy[1], attributes=stored(a)))
+    _record(batch, who, "decision", time_ns, a, server=server, tool=name, outcome=decision, decision_source=source,
+            policy=policy)
 
 
 def codex_sandbox_outcome(ev: LogEvent, batch: Batch, ctx: Context, who: Who) -> bool:
@@ -167,14 +166,7 @@ def codex_sandbox_outcome(ev: LogEvent, batch: Batch, ctx: Context, who: Who) ->
     if not outcome:
         raise BadValue("codex.sandbox_outcome without outcome")
     time_ns = ctx.check_time(ev.time_ns)
-    denied = outcome == "denied"
-    policy = CODEX_POLICIES["sandbox"] if denied else None
-    if policy:
-        batch.policies.setdefault(policy[0], (policy[1], policy[2]))
-    batch.enforcement.append(Enforcement(
-        time_ns=time_ns, source=who.source, kind="sandbox", user_id=who.user_id, agent_id=who.agent_id,
-        agent_instance_id=who.agent_instance_id, session_id=who.session_id,
-        mcp_server_id=text(a, "mcp_server") or None, tool_name=text(a, "tool_name"), outcome=outcome,
-        decision_source="sandbox", permission_mode=None, error_code=None, blocked=denied,
-        policy_id=policy and policy[0], policy_name=policy and policy[1], attributes=stored(a)))
+    policy = CODEX_POLICIES["sandbox"] if outcome == "denied" else None
+    _record(batch, who, "sandbox", time_ns, a, server=text(a, "mcp_server") or None, tool=text(a, "tool_name"),
+            outcome=outcome, decision_source="sandbox", policy=policy)
     return True
