@@ -123,10 +123,26 @@ _TOKEN_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 # Row condition of the LLM request events whose tokens count (their session sent no metric
 # points; decided at ingest). An event's cost always counts: a price is a request's.
 COUNTED = "counted"
-_TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 
 
-def counted_tokens(tokens: str = _TOKEN_TOTAL) -> str:
+def _rows(raw: r.Raw, names: Iterable[str]) -> str:
+    """Each of `raw`'s measures `names` as a raw row's share of it (sql/rollups.py declares both),
+    named as the measure."""
+    return ", ".join(f"{raw.measure(n).row} AS {n}" for n in names)
+
+
+def _by_cost(raw: r.Raw, measure: str, alias: str) -> str:
+    """A raw row's share of `raw`'s measure `{cost}_{measure}`, `{cost}` the configured cost
+    (estimated or reported, formatted in by the engine), as `alias`."""
+    estimated, reported = (raw.measure(f"{c}_{measure}").row for c in ("estimated", "reported"))
+    return f"CASE WHEN '{{cost}}' = 'reported' THEN {reported} ELSE {estimated} END AS {alias}"
+
+
+# The tokens of an event without the configured cost.
+_EVENT_UNPRICED = _by_cost(r.LLM_REQUESTS, "unpriced_tokens", "unpriced_tokens")
+
+
+def counted_tokens(tokens: str = r.TOKEN_TOTAL) -> str:
     """An event row's `tokens` as counted once: 0 when its session's metric points count them
     instead (ingest/sessions.py decides `counted`). Every reader of event tokens goes through it."""
     return f"CASE WHEN {COUNTED} THEN {tokens} ELSE 0 END"
@@ -139,7 +155,7 @@ LLM_USAGE = _dataset(
     f"bucket AS time, user_id, agent_id, provider, model, counted, {_ATTRIBUTION}, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, agent_id, provider, model, counted, {_ATTRIBUTION}, 1::bigint AS requests, {_TOKEN_SUMS},"
-    f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
+    f" {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED}",
     applying_to("llm"),
     (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_PER_USER,
      # The full hourly aggregate, with a daily twin by user for whole days.
@@ -151,22 +167,18 @@ LLM_USAGE = _dataset(
 _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, other_tokens"
 # The tokens of counted cost (`cost_counted`) without a price: the estimate's unknown models; for
 # the reported cost, the token points of agents that report no cost metric (only Claude Code
-# sends one, cost.usage, beside its token points; the aggregates say the same).
+# sends one, cost.usage, beside its token points). Cost and unpriced tokens are counted once:
+# each raw row's share is that of the aggregates' measures (sql/rollups.py).
 COST_METRIC_SOURCE = r.COST_METRIC_SOURCE
-_POINT_UNPRICED = ("CASE WHEN metric = 'tokens' AND cost_counted AND CASE WHEN '{cost}' = 'reported'"
-                   f" THEN source <> '{COST_METRIC_SOURCE}' ELSE estimated_cost_usd IS NULL END"
-                   " THEN value END AS unpriced_tokens")
+_POINT_COST = (f"{_by_cost(r.METRIC_POINTS, 'cost_usd', 'cost')},"
+               f" {_by_cost(r.METRIC_POINTS, 'unpriced_tokens', 'unpriced_tokens')}")
+# A raw metric point's token types, cost and unpriced tokens.
+_POINT_COLUMNS = f"{_rows(r.METRIC_POINTS, _POINT_SUMS.split(', '))}, {_POINT_COST}"
 LLM_METRIC_USAGE = _dataset(
     r.LLM_METRIC_USAGE_ATTRIBUTED,
     f"bucket AS time, user_id, agent_id, provider, model, {_ATTRIBUTION}, {_POINT_SUMS}, {{cost}}_cost_usd AS cost,"
     " {cost}_unpriced_tokens AS unpriced_tokens",
-    f"time, user_id, agent_id, provider, model, {_ATTRIBUTION},"
-    + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
-                for t in ("input", "output", "cache_read", "cache_write"))
-    + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
-    # The reported cost is the cost metric's value; the estimate is priced on token points.
-    " CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
-    f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}",
+    f"time, user_id, agent_id, provider, model, {_ATTRIBUTION}, {_POINT_COLUMNS}",
     applying_to("llm"),
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
      (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER), r.LLM_METRIC_USAGE_FULL,
@@ -181,7 +193,7 @@ LLM_SESSIONS = _dataset(
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens, latency_ms_sum, latency_count,"
     " first_time, last_time",
     f"time, session_id, user_id, agent_id, provider, model, counted, 1::bigint AS requests, {_TOKEN_SUMS},"
-    f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens,"
+    f" {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED},"
     " latency_ms AS latency_ms_sum, (latency_ms IS NOT NULL)::int::bigint AS latency_count,"
     " time AS first_time, time AS last_time",
     applying_to("session"), (r.LLM_SESSIONS,), always=frozenset({"counted"}))
@@ -190,12 +202,8 @@ SESSION_METRICS = _dataset(
     r.SESSION_METRICS,
     f"bucket AS time, session_id, user_id, agent_id, provider, model, tokens, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens, first_time, last_time",
-    "time, session_id, user_id, agent_id, provider, model,"
-    " CASE WHEN metric = 'tokens' THEN value END AS tokens,"
-    + ", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
-                for t in ("input", "output", "cache_read", "cache_write"))
-    + ", CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported' THEN CASE WHEN metric = 'cost' THEN value::numeric END"
-    f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED},"
+    f"time, session_id, user_id, agent_id, provider, model,"
+    f" {_rows(r.METRIC_POINTS, ('tokens', *_TOKEN_SUMS.split(', ')))}, {_POINT_COST},"
     " coalesce(start_time, time) AS first_time, time AS last_time",
     applying_to("session"), (r.SESSION_METRICS,))
 
@@ -225,8 +233,7 @@ FAILED = Condition("failed", "outcome = 'failed'", frozenset({"outcome"}))
 _PRODUCTIVITY_KEYS = f"source, user_id, agent_id, model, language, tool_name, decided_by, {_ATTRIBUTION}"
 PRODUCTIVITY = _dataset(
     r.PRODUCTIVITY_FULL, f"bucket AS time, {_PRODUCTIVITY_KEYS}, " + ", ".join(r.PRODUCTIVITY_METRICS),
-    f"time, {_PRODUCTIVITY_KEYS}, " + ", ".join(f"CASE WHEN metric = '{m}' THEN value END AS {m}"
-                                                 for m in r.PRODUCTIVITY_METRICS),
+    f"time, {_PRODUCTIVITY_KEYS}, {_rows(r.PRODUCTIVITY, r.PRODUCTIVITY_METRICS)}",
     applying_to("value"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_PER_USER))
 # The agents that send productivity metrics (ingest/normalise_productivity.py): the spend the
 # Value figures divide is theirs alone, never another agent's that reports no commits.
@@ -242,21 +249,15 @@ LLM_ORIGIN = _dataset(
     f"bucket AS time, user_id, provider, model, {_ORIGIN}, counted, {_ATTRIBUTION}, requests, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, provider, model, {_ORIGIN}, counted, {_ATTRIBUTION}, 1::bigint AS requests, {_TOKEN_SUMS},"
-    f" {{cost}}_cost_usd AS cost, CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
+    f" {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED}",
     applying_to("llm"), (r.LLM_USAGE_BY_ORIGIN,), always=frozenset({"counted"}))
-_POINT_COLUMNS = (", ".join(f" CASE WHEN metric = 'tokens' AND token_type = '{t}' THEN value END AS {t}_tokens"
-                            for t in ("input", "output", "cache_read", "cache_write"))
-                  + ", CASE WHEN metric = 'tokens' AND token_type = '' THEN value END AS other_tokens,"
-                  " CASE WHEN NOT cost_counted THEN NULL WHEN '{cost}' = 'reported'"
-                  " THEN CASE WHEN metric = 'cost' THEN value::numeric END"
-                  f" ELSE CASE WHEN metric = 'tokens' THEN estimated_cost_usd END END AS cost, {_POINT_UNPRICED}")
 # Metric points carry no speed: NULL, as for a request that did not say.
 LLM_METRIC_ORIGIN = _dataset(
     r.LLM_METRIC_USAGE_BY_ORIGIN,
     f"bucket AS time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed, {_ATTRIBUTION},"
     f" {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {{cost}}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed, {_ATTRIBUTION},"
-    + _POINT_COLUMNS,
+    f" {_POINT_COLUMNS}",
     applying_to("llm"), (r.LLM_METRIC_USAGE_BY_ORIGIN,))
 # A session's requests by main thread or subagent (the drawer's subagents).
 SESSION_AGENTS = _dataset(
@@ -264,14 +265,13 @@ SESSION_AGENTS = _dataset(
     f"bucket AS time, session_id, user_id, provider, model, query_source, agent_name, counted, requests,"
     f" {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost, {{cost}}_unpriced_tokens AS unpriced_tokens",
     f"time, session_id, user_id, provider, model, query_source, agent_name, counted, 1::bigint AS requests,"
-    f" {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost,"
-    f" CASE WHEN {{cost}}_cost_usd IS NULL THEN {_TOKEN_TOTAL} END AS unpriced_tokens",
+    f" {_TOKEN_SUMS}, {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED}",
     applying_to("session"), (r.LLM_SESSION_AGENTS,), always=frozenset({"counted"}))
 SESSION_METRIC_AGENTS = _dataset(
     r.SESSION_METRIC_AGENTS,
     f"bucket AS time, session_id, user_id, provider, model, query_source, agent_name, {_POINT_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
-    "time, session_id, user_id, provider, model, query_source, agent_name," + _POINT_COLUMNS,
+    f"time, session_id, user_id, provider, model, query_source, agent_name, {_POINT_COLUMNS}",
     applying_to("session"), (r.SESSION_METRIC_AGENTS,))
 
 # Requests per whole millisecond of duration (time to first token): exact percentiles. The

@@ -41,9 +41,40 @@ class Key:
 @dataclass(frozen=True)
 class Measure:
     """An aggregated column; `expr` may span lines (continuation lines indented from SELECT's
-    columns, the last one ending where the name is written)."""
+    columns, the last one ending where the name is written). `counts`: the rule it sums, when it
+    is one (FilteredSum.measure), from which a raw row's share of it is projected too."""
     name: str
     expr: str
+    counts: FilteredSum | None = field(default=None, compare=False)
+
+    @property
+    def row(self) -> str:
+        """A raw row's share of the measure, for the queries that read raw rows instead (the
+        window's edges, or no aggregates at all): summed, the raw rows give the measure."""
+        if self.counts is None:
+            raise ValueError(f"measure {self.name} declares no FilteredSum to project a raw row from")
+        return self.counts.row
+
+
+@dataclass(frozen=True)
+class FilteredSum:
+    """A sum of `value` over the raw rows meeting `condition`: both the aggregate's measure and a
+    raw row's projection are rendered from it, so that they count the same rows. `row_type`: the
+    projection's cast, where a column chooses between shares of different types (the cost)."""
+    value: str
+    condition: str
+    row_type: str | None = None
+
+    def measure(self, name: str, *, before: str = "", between: str = " ", after: str = "") -> Measure:
+        """The measure `name`: `sum(value) FILTER (WHERE condition)`, laid out with `before`
+        (a comment line), `between` (a space or a line break) and `after` (a line break puts
+        the name on a line of its own)."""
+        return Measure(name, f"{before}sum({self.value}){between}FILTER (WHERE {self.condition}){after}", self)
+
+    @property
+    def row(self) -> str:
+        value = f"{self.value}::{self.row_type}" if self.row_type else self.value
+        return f"CASE WHEN {self.condition} THEN {value} END"
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,13 @@ class Raw:
     table: str
     measures: tuple[Measure, ...]
     column: int
+
+    def measure(self, name: str) -> Measure:
+        """Its measure `name`."""
+        for m in self.measures:
+            if m.name == name:
+                return m
+        raise KeyError(f"{self.table} has no measure {name}")
 
 
 @dataclass(frozen=True)

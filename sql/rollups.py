@@ -22,11 +22,11 @@ SELECT alone.
 from __future__ import annotations
 
 from agent_analytics.config import ATTRIBUTION_COLUMNS
-from agent_analytics.sql.rollup_shapes import (DAY, HOUR, MINUTE, SECONDS, SUFFIX, Aggregate, Key, Measure, Raw,
-                                               Rollup, narrowed, plain_live)
+from agent_analytics.sql.rollup_shapes import (DAY, HOUR, MINUTE, SECONDS, SUFFIX, Aggregate, FilteredSum, Key,
+                                               Measure, Raw, Rollup, narrowed, plain_live)
 
-__all__ = ["DAY", "HOUR", "MINUTE", "SECONDS", "SUFFIX", "Aggregate", "Key", "Measure", "Raw", "Rollup", "narrowed",
-           "plain_live", "ROLLUPS", "AGGREGATES"]
+__all__ = ["DAY", "HOUR", "MINUTE", "SECONDS", "SUFFIX", "Aggregate", "FilteredSum", "Key", "Measure", "Raw", "Rollup",
+           "narrowed", "plain_live", "ROLLUPS", "AGGREGATES"]
 
 # The attribution dimensions (config.ATTRIBUTION): keys of every user-keyed LLM Usage rollup, so
 # that LLM Usage's attribution filters narrow each of its panels, and of the productivity rollups
@@ -101,13 +101,13 @@ TOOL_CALLS_BY_USER_TOOL = Rollup(
 
 # ---- LLM requests (events) ---------------------------------------------------------------------
 
-_TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
+TOKEN_TOTAL = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens"
 _REQUEST_SUMS = (Measure("requests", "count(*)"),
                  *(Measure(c, f"sum({c})") for c in ("input_tokens", "output_tokens", "cache_read_tokens",
                                                       "cache_write_tokens", "estimated_cost_usd", "reported_cost_usd")))
 # Tokens without the cost (`counted` or not: a price is a request's).
-_UNPRICED_TOKENS = tuple(Measure(f"{c}_unpriced_tokens",
-                                 f"sum({_TOKEN_TOTAL})\n    FILTER (WHERE {c}_cost_usd IS NULL)")
+_UNPRICED_TOKENS = tuple(FilteredSum(TOKEN_TOTAL, f"{c}_cost_usd IS NULL").measure(f"{c}_unpriced_tokens",
+                                                                                    between="\n    ")
                          for c in ("estimated", "reported"))
 UNPRICED_REQUESTS = Measure("unpriced_requests", "sum(CASE WHEN estimated_cost_usd IS NULL THEN 1 ELSE 0 END)")
 # (The trailing space aligns its name with unpriced_requests' above it in llm_usage_hourly.)
@@ -150,24 +150,30 @@ LLM_SESSIONS = Rollup(
 # ---- metric points -----------------------------------------------------------------------------
 
 _TOKENS = "metric = 'tokens'"
-_POINT_TOKENS = tuple(Measure(f"{t}_tokens", f"sum(value) FILTER (WHERE {_TOKENS} AND token_type = '{t}')")
+_POINT_TOKENS = tuple(FilteredSum("value", f"{_TOKENS} AND token_type = '{t}'").measure(f"{t}_tokens")
                       for t in ("input", "output", "cache_read", "cache_write"))
-_OTHER_TOKENS = Measure("other_tokens", f"sum(value) FILTER (WHERE {_TOKENS} AND token_type = '')")
-# Cost only where `cost_counted`: in sessions that sent no api_request events.
-_POINT_COST = (Measure("reported_cost_usd", "sum(value) FILTER (WHERE metric = 'cost' AND cost_counted)"),
-               Measure("estimated_cost_usd", f"sum(estimated_cost_usd) FILTER (WHERE {_TOKENS} AND cost_counted)"))
-_UNPRICED = f"FILTER (WHERE {_TOKENS} AND cost_counted AND estimated_cost_usd IS NULL)"
-_POINT_UNPRICED_TOKENS = Measure("estimated_unpriced_tokens", f"sum(value) {_UNPRICED}\n")
+_OTHER_TOKENS = FilteredSum("value", f"{_TOKENS} AND token_type = ''").measure("other_tokens")
+# Cost is counted once: a metric point's only where `cost_counted` (in sessions that sent no
+# api_request events), and so are the unpriced tokens of that cost. The aggregates' measures and
+# the raw rows' projections (datasource/relations.py) both read these. The reported cost is the
+# cost metric's value, the estimate is priced on token points; as a raw row's share, the reported
+# cost is numeric as the estimate is (one column holds either).
+_COUNTED_TOKENS = f"{_TOKENS} AND cost_counted"
+_POINT_COST = (
+    FilteredSum("value", "metric = 'cost' AND cost_counted", row_type="numeric").measure("reported_cost_usd"),
+    FilteredSum("estimated_cost_usd", _COUNTED_TOKENS).measure("estimated_cost_usd"))
+_UNPRICED = f"{_COUNTED_TOKENS} AND estimated_cost_usd IS NULL"
+_POINT_UNPRICED_TOKENS = FilteredSum("value", _UNPRICED).measure("estimated_unpriced_tokens", after="\n")
 # The agent whose token points come with a cost metric (Claude Code's cost.usage): under the
 # reported cost, the counted token points of every other agent are unpriced. (The source
 # ingest/normalise_claude_code.py writes; not imported, to keep migrate free of the pricing.)
 COST_METRIC_SOURCE = "claude_code"
-_POINT_UNREPORTED_TOKENS = Measure(
+_POINT_UNREPORTED_TOKENS = FilteredSum(
+    "value", f"{_COUNTED_TOKENS} AND source <> '{COST_METRIC_SOURCE}'").measure(
     "reported_unpriced_tokens",
-    "-- Only Claude Code reports a cost metric (cost.usage) beside its token points.\n"
-    f"sum(value) FILTER (WHERE {_TOKENS} AND cost_counted AND source <> '{COST_METRIC_SOURCE}')\n")
-_UNPRICED_POINTS = Measure("unpriced_points", f"count(*) {_UNPRICED}\n")
-_POINT_SESSION_TOKENS = Measure("tokens", f"sum(value) FILTER (WHERE {_TOKENS})")
+    before="-- Only Claude Code reports a cost metric (cost.usage) beside its token points.\n", after="\n")
+_UNPRICED_POINTS = Measure("unpriced_points", f"count(*) FILTER (WHERE {_UNPRICED})\n")
+_POINT_SESSION_TOKENS = FilteredSum("value", _TOKENS).measure("tokens")
 _POINT_TIMES = (Measure("first_time", "min(coalesce(start_time, time))"), Measure("last_time", "max(time)"))
 METRIC_POINTS = Raw("metric_points", (_POINT_SESSION_TOKENS, *_POINT_TOKENS, _OTHER_TOKENS, *_POINT_COST,
                                       _POINT_UNPRICED_TOKENS, _POINT_UNREPORTED_TOKENS, _UNPRICED_POINTS,
@@ -255,7 +261,7 @@ MCP_CONNECTIONS = Rollup(
 # What productivity points count (the table's CHECK names the same), each a measure of its own.
 PRODUCTIVITY_METRICS = ("lines_added", "lines_removed", "commits", "pull_requests", "edits_accepted",
                         "edits_rejected", "active_seconds")
-PRODUCTIVITY = Raw("productivity_points", tuple(Measure(m, f"sum(value) FILTER (WHERE metric = '{m}')")
+PRODUCTIVITY = Raw("productivity_points", tuple(FilteredSum("value", f"metric = '{m}'").measure(m)
                                                 for m in PRODUCTIVITY_METRICS), column=51)
 PRODUCTIVITY_FULL = Rollup(
     "productivity", PRODUCTIVITY, (SOURCE, USER, AGENT, MODEL, *(Key(n) for n in ("language", "tool_name", "decided_by")),
