@@ -123,6 +123,11 @@ def create(conn: psycopg.Connection, backend: str, definitions: dict[str, str], 
     materialising (plain rollups new to them)."""
     recorded = recorded_checksums(conn)
     materialise = False
+    if backend == "plain":
+        # What records the invalidations of a raw table's rollups (plain/20_rollups.sql), on the
+        # raw table of each rollup.
+        for raw in sorted({rollups.AGGREGATES[name].raw for name in definitions}):
+            conn.execute("SELECT aa_watch_raw(%s)", (raw,))
     for name, select in definitions.items():
         ident = sql.Identifier(name)
         body = sql.SQL(select)  # our own files, never user input

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,15 @@ def test_each_aggregate_renders_as_the_release_defined_it(name):
     assert rendered == released
     # What aggregates.py records and compares.
     assert hashlib.sha256(rendered).hexdigest() == hashlib.sha256(released).hexdigest()
+
+
+def test_every_raw_table_of_a_rollup_is_a_hypertable():
+    """timescaledb/10_hypertables.sql declares the raw tables' storage on TimescaleDB (time column,
+    chunk width); the policies (30_policies.sql) apply to the hypertables it made. A raw table
+    declared in rollups.py but not there would be neither chunked, compressed nor dropped."""
+    text = (Path(__file__).parents[1] / "sql" / "timescaledb" / "10_hypertables.sql").read_text()
+    hypertables = set(re.findall(r"\('(\w+)',\s*'\w+',\s*INTERVAL", text))
+    assert {r.raw.table for r in rollups.ROLLUPS} <= hypertables
 
 
 def test_the_agent_with_a_cost_metric_is_one_source():

@@ -80,24 +80,22 @@ BEGIN
 END
 $$;
 
-DO $$
-DECLARE
-    raw text;
+-- A raw table's statement triggers: what records its invalidations and empties its rollups on
+-- TRUNCATE. aggregates.py applies it to the raw table of every rollup (declared in rollups.py).
+CREATE OR REPLACE FUNCTION aa_watch_raw(raw text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
 BEGIN
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement',
-                               'productivity_points'] LOOP
-        -- (schemas from before migrations 0012 and 0015, in the upgrade tests)
-        CONTINUE WHEN to_regclass(raw) IS NULL;
-        EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_insert AFTER INSERT ON %I'
-                       ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
-        EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_update AFTER UPDATE ON %I'
-                       ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
-        EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_delete AFTER DELETE ON %I'
-                       ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
-        EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_truncate AFTER TRUNCATE ON %I'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION aa_forget_rollups()', raw);
-    END LOOP;
+    EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_insert AFTER INSERT ON %I'
+                   ' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
+    EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_update AFTER UPDATE ON %I'
+                   ' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
+    EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_delete AFTER DELETE ON %I'
+                   ' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION aa_log_invalidation()', raw);
+    EXECUTE format('CREATE OR REPLACE TRIGGER aa_invalidate_truncate AFTER TRUNCATE ON %I'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION aa_forget_rollups()', raw);
 END
 $$;
 

@@ -6,11 +6,12 @@ RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    cutoff  timestamptz;
-    total   bigint := 0;
-    n       bigint;
-    rollup  text;
-    width   interval;
+    cutoff    timestamptz;
+    total     bigint := 0;
+    n         bigint;
+    rollup    text;
+    raw_table text;
+    width     interval;
 BEGIN
     IF retention_days IS NULL OR retention_days <= 0 THEN
         RETURN 0;
@@ -18,23 +19,14 @@ BEGIN
     cutoff := now() - make_interval(days => retention_days);
     -- Not an invalidation (20_rollups.sql): the rollups keep these buckets, and refreshes stop there.
     PERFORM set_config('aa.retention', 'on', true);
-    INSERT INTO aa_raw_kept (raw, since)
-    SELECT t, cutoff FROM unnest(ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement',
-                                       'productivity_points']) t
-    WHERE to_regclass(t) IS NOT NULL
-    ON CONFLICT (raw) DO UPDATE SET since = greatest(aa_raw_kept.since, excluded.since);
-    DELETE FROM tool_calls WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
-    DELETE FROM llm_requests WHERE time < cutoff;   GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
-    DELETE FROM llm_errors WHERE time < cutoff;     GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
-    DELETE FROM metric_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
-    -- (Absent in the schemas from before migration 0012 that the upgrade tests make.)
-    IF to_regclass('agent_enforcement') IS NOT NULL THEN
-        DELETE FROM agent_enforcement WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
-    END IF;
-    -- (Absent in the schemas from before migration 0015 that the upgrade tests make.)
-    IF to_regclass('productivity_points') IS NOT NULL THEN
-        DELETE FROM productivity_points WHERE time < cutoff;  GET DIAGNOSTICS n = ROW_COUNT; total := total + n;
-    END IF;
+    -- The raw tables: those the rollups group (aa_rollups, from their declarations in rollups.py).
+    FOR raw_table IN SELECT DISTINCT aa_rollups.raw FROM aa_rollups ORDER BY 1 LOOP
+        INSERT INTO aa_raw_kept (raw, since) VALUES (raw_table, cutoff)
+        ON CONFLICT (raw) DO UPDATE SET since = greatest(aa_raw_kept.since, excluded.since);
+        EXECUTE format('DELETE FROM %I WHERE time < $1', raw_table) USING cutoff;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+    END LOOP;
     -- (Not raw rows: not in the total.)
     -- (Whole buckets before the cutoff's: the refresh does not reach back to recount the rest.)
     FOR rollup, width IN SELECT name, aa_rollups.width FROM aa_rollups WHERE aa_rollups.width < INTERVAL '1 hour' LOOP

@@ -40,25 +40,22 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- The receiver's counts (ingest_stats, migration 0010) are kept as long as the raw facts they
-    -- count. Not compressed: they are few, and the current hour's rows are updated in place.
-    -- (Absent in the schemas from before it that the upgrade tests make, as agent_enforcement and
-    -- productivity_points from before migrations 0012 and 0015.)
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'ingest_stats',
-                               'agent_enforcement', 'productivity_points'] LOOP
-        CONTINUE WHEN to_regclass(raw) IS NULL;
+    -- The hypertables (10_hypertables.sql: the raw facts, and the receiver's counts, ingest_stats,
+    -- kept as long as the facts they count). The receiver's counts are not compressed: they are
+    -- few, and the current hour's rows are updated in place.
+    FOR raw IN SELECT format('%I.%I', hypertable_schema, hypertable_name) FROM timescaledb_information.hypertables
+               WHERE hypertable_schema = current_schema() LOOP
         PERFORM remove_retention_policy(raw::regclass, if_exists => TRUE);
         IF retention_days > 0 THEN
             PERFORM add_retention_policy(raw::regclass, drop_after => make_interval(days => retention_days));
         END IF;
     END LOOP;
 
-    FOREACH raw IN ARRAY ARRAY['tool_calls', 'llm_requests', 'llm_errors', 'metric_points', 'agent_enforcement',
-                               'productivity_points'] LOOP
-        CONTINUE WHEN to_regclass(raw) IS NULL;
+    FOR raw IN SELECT format('%I.%I', hypertable_schema, hypertable_name) FROM timescaledb_information.hypertables
+               WHERE hypertable_schema = current_schema() AND hypertable_name <> 'ingest_stats' LOOP
         PERFORM remove_compression_policy(raw::regclass, if_exists => TRUE);
         IF compress_after_days > 0 THEN
-            EXECUTE format('ALTER TABLE %I SET (timescaledb.compress, timescaledb.compress_orderby = %L)',
+            EXECUTE format('ALTER TABLE %s SET (timescaledb.compress, timescaledb.compress_orderby = %L)',
                            raw, 'time DESC');
             PERFORM add_compression_policy(raw::regclass, compress_after => make_interval(days => compress_after_days));
         END IF;
