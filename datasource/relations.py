@@ -170,10 +170,10 @@ _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 # sends one, cost.usage, beside its token points). Cost and unpriced tokens are counted once:
 # each raw row's share is that of the aggregates' measures (sql/rollups.py).
 COST_METRIC_SOURCE = r.COST_METRIC_SOURCE
-_POINT_COST = (f"{_by_cost(r.METRIC_POINTS, 'cost_usd', 'cost')},"
+_POINT_COUNTED = (f"{_by_cost(r.METRIC_POINTS, 'cost_usd', 'cost')},"
                f" {_by_cost(r.METRIC_POINTS, 'unpriced_tokens', 'unpriced_tokens')}")
 # A raw metric point's token types, cost and unpriced tokens.
-_POINT_COLUMNS = f"{_rows(r.METRIC_POINTS, _POINT_SUMS.split(', '))}, {_POINT_COST}"
+_POINT_COLUMNS = f"{_rows(r.METRIC_POINTS, _POINT_SUMS.split(', '))}, {_POINT_COUNTED}"
 LLM_METRIC_USAGE = _dataset(
     r.LLM_METRIC_USAGE_ATTRIBUTED,
     f"bucket AS time, user_id, agent_id, provider, model, {_ATTRIBUTION}, {_POINT_SUMS}, {{cost}}_cost_usd AS cost,"
@@ -202,8 +202,8 @@ SESSION_METRICS = _dataset(
     r.SESSION_METRICS,
     f"bucket AS time, session_id, user_id, agent_id, provider, model, tokens, {_TOKEN_SUMS},"
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens, first_time, last_time",
-    f"time, session_id, user_id, agent_id, provider, model,"
-    f" {_rows(r.METRIC_POINTS, ('tokens', *_TOKEN_SUMS.split(', ')))}, {_POINT_COST},"
+    "time, session_id, user_id, agent_id, provider, model,"
+    f" {_rows(r.METRIC_POINTS, ('tokens', *_TOKEN_SUMS.split(', ')))}, {_POINT_COUNTED},"
     " coalesce(start_time, time) AS first_time, time AS last_time",
     applying_to("session"), (r.SESSION_METRICS,))
 
