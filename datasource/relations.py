@@ -171,7 +171,7 @@ _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 # each raw row's share is that of the aggregates' measures (sql/rollups.py).
 COST_METRIC_SOURCE = r.COST_METRIC_SOURCE
 _POINT_COUNTED = (f"{_by_cost(r.METRIC_POINTS, 'cost_usd', 'cost')},"
-               f" {_by_cost(r.METRIC_POINTS, 'unpriced_tokens', 'unpriced_tokens')}")
+                  f" {_by_cost(r.METRIC_POINTS, 'unpriced_tokens', 'unpriced_tokens')}")
 # A raw metric point's token types, cost and unpriced tokens.
 _POINT_COLUMNS = f"{_rows(r.METRIC_POINTS, _POINT_SUMS.split(', '))}, {_POINT_COUNTED}"
 LLM_METRIC_USAGE = _dataset(
