@@ -8,7 +8,9 @@ hourly one, a twin by minute for the partial hours at a window's edges). From it
   aggregate on TimescaleDB and a rollup on plain PostgreSQL (plain/20_rollups.sql: a table of
   its buckets, `narrowed` to refresh it, a view adding `plain_live`, both in aggregates.py), and
   records its checksum;
-- datasource/relations.py chooses which aggregate answers a question from the keys each holds.
+- datasource/relations.py chooses which aggregate answers a question from the keys each holds,
+  and projects the raw rows read in an aggregate's place from its measures (a `FilteredSum`
+  renders both the measure and a raw row's share of it).
 
 A database records the checksum of each aggregate's SELECT and rebuilds an aggregate whose
 SELECT changes, from the raw rows that remain (retention may have dropped older ones): a change
