@@ -229,7 +229,7 @@ BYPASS = Condition("bypass", "permission_mode = 'bypassPermissions'", frozenset(
 FAILED = Condition("failed", "outcome = 'failed'", frozenset({"outcome"}))
 
 # What the spend bought (productivity points, migration 0015): a column per count; attributed
-# (migration 0022), so the group filter's mapping rule counts here as it does for the spend.
+# (migration 0018), so the group filter's mapping rule counts here as it does for the spend.
 _PRODUCTIVITY_KEYS = f"source, user_id, agent_id, model, language, tool_name, decided_by, {_ATTRIBUTION}"
 PRODUCTIVITY = _dataset(
     r.PRODUCTIVITY_FULL, f"bucket AS time, {_PRODUCTIVITY_KEYS}, " + ", ".join(r.PRODUCTIVITY_METRICS),

@@ -60,7 +60,7 @@ def _reading(q: Query, dataset: Any, needs: Iterable[str]) -> Query:
 _COUNTS = ", ".join(f"coalesce(sum({m}), 0)::float8 AS {m}" for m in PRODUCTIVITY_METRICS)
 # Keys the figures group by: the SQL of the key and what the datasets need for it. Both
 # datasets hold the attribution dimensions (the spend's events and metric points, the
-# productivity points: migrations 0017, 0022), each from the same process's attributes.
+# productivity points: migrations 0017, 0018), each from the same process's attributes.
 _KEYS = {"total": ("", ()), "user": ("user_id", ("user_id",)), "model": ("model", ("model",)),
          **{d.name: (d.name, (d.name,)) for d in ATTRIBUTION}}
 
@@ -338,7 +338,7 @@ METRICS: tuple[Metric, ...] = (
              f"Per {d.title.lower()} (resource attribute {d.attribute} by default, as the agent's process sent it "
              "with its requests and its productivity metrics): spend, what it bought and the figures, with the "
              "previous period's. What processes that set none spent and bought is the (unattributed) row; "
-             "productivity points stored before migration 0022 are unattributed.", by_dimension(d.name),
+             "productivity points stored before migration 0018 are unattributed.", by_dimension(d.name),
              needs=(d.name,))
       for d in ATTRIBUTION),
 )

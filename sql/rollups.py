@@ -271,7 +271,7 @@ PRODUCTIVITY_FULL = Rollup(
     PRODUCTIVITY.measures,
     {HOUR: "What the spend bought, per hour: lines, commits, pull requests, edit decisions and active time\n"
            "by user, agent, model (lines only name one), an edit decision's language, tool and decider,\n"
-           "and attribution (migration 0022)."})
+           "and attribution (migration 0018)."})
 PRODUCTIVITY_PER_USER = Rollup(
     "productivity_per_user", PRODUCTIVITY, (USER, MODEL, *ATTRIBUTION), PRODUCTIVITY.measures,
     {HOUR: "productivity_hourly by user, model and attribution only: the Value figures per user, group,\n"

@@ -60,7 +60,7 @@ def test_events_and_metric_points_carry_the_resource_attributes(client, conn):
     assert conn.execute("SELECT count(*) FROM llm_requests").fetchone()[0] > 0
     assert conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] > 0
     assert _rows(conn, "llm_requests") == {want}
-    # What the spend bought too (migration 0022): Claude Code's productivity points.
+    # What the spend bought too (migration 0018): Claude Code's productivity points.
     assert conn.execute("SELECT count(*) FROM productivity_points").fetchone()[0] > 0
     assert _rows(conn, "productivity_points") == {want}
     assert _rows(conn, "metric_points") == {want}
@@ -167,7 +167,7 @@ def test_upgrade_attributes_the_stored_facts_from_their_attributes(fresh_databas
         assert by_team == {"platform": 10, "7": 20, None: 30 + 40}
 
 
-# The productivity rollups as migration 0022 found them: without the attribution keys.
+# The productivity rollups as migration 0018 found them: without the attribution keys.
 _PRODUCTIVITY_BEFORE = [replace(r, keys=tuple(k for k in r.keys if k not in ATTRIBUTION_KEYS))
                         for r in (PRODUCTIVITY_FULL, PRODUCTIVITY_PER_USER)]
 _PRODUCTIVITY_VERSION = next(m.version for m in load_migrations() if m.name.endswith("_productivity_attribution.sql"))
@@ -175,7 +175,7 @@ _PRODUCTIVITY_VERSION = next(m.version for m in load_migrations() if m.name.ends
 
 @pytest.mark.parametrize("tsdb", BACKEND_CHOICES)
 def test_upgrade_keeps_the_stored_productivity_points_unattributed(fresh_database, tsdb, monkeypatch):
-    """Productivity points stored before migration 0022 kept no attributes: they stay, NULL in
+    """Productivity points stored before migration 0018 kept no attributes: they stay, NULL in
     every dimension, and the rollups rebuilt with the dimensions as keys hold the same sums;
     points received afterwards are attributed."""
     before = {a.name: a.select for r in _PRODUCTIVITY_BEFORE for a in (r.at(w) for w in r.widths)}
@@ -204,7 +204,7 @@ def test_upgrade_keeps_the_stored_productivity_points_unattributed(fresh_databas
         assert all(kept.values()), kept
 
     report = migrate(fresh_database, timescaledb=tsdb, retention_days=0, compress_after_days=0)
-    assert report.applied == ["0022_productivity_attribution.sql"] + [
+    assert report.applied == ["0018_productivity_attribution.sql"] + [
         m.name for m in load_migrations() if m.version > _PRODUCTIVITY_VERSION]
     assert set(before) <= set(report.created_aggregates)  # rebuilt: their definition changed
     with psycopg.connect(fresh_database, autocommit=True) as c:
