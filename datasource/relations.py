@@ -250,7 +250,7 @@ LLM_ORIGIN = _dataset(
     " {cost}_cost_usd AS cost, {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, provider, model, {_ORIGIN}, counted, {_ATTRIBUTION}, 1::bigint AS requests, {_TOKEN_SUMS},"
     f" {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED}",
-    applying_to("llm"), (r.LLM_USAGE_BY_ORIGIN,), always=frozenset({"counted"}))
+    applying_to("llm"), (r.LLM_USAGE_BY_ORIGIN_TOTALS, r.LLM_USAGE_BY_ORIGIN), always=frozenset({"counted"}))
 # Metric points carry no speed: NULL, as for a request that did not say.
 LLM_METRIC_ORIGIN = _dataset(
     r.LLM_METRIC_USAGE_BY_ORIGIN,
@@ -258,7 +258,7 @@ LLM_METRIC_ORIGIN = _dataset(
     f" {_POINT_SUMS}, {{cost}}_cost_usd AS cost, {{cost}}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, provider, model, query_source, agent_name, effort, NULL::text AS speed, {_ATTRIBUTION},"
     f" {_POINT_COLUMNS}",
-    applying_to("llm"), (r.LLM_METRIC_USAGE_BY_ORIGIN,))
+    applying_to("llm"), (r.LLM_METRIC_USAGE_BY_ORIGIN_TOTALS, r.LLM_METRIC_USAGE_BY_ORIGIN))
 # A session's requests by main thread or subagent (the drawer's subagents).
 SESSION_AGENTS = _dataset(
     r.LLM_SESSION_AGENTS,
@@ -325,7 +325,9 @@ def choose_aggregate(ds: Dataset, needs: frozenset[str] | None, filters: Sequenc
     it (NULL for the columns it does not hold), and the rollup if one."""
     if needs is None or not ds.rollups:
         return ds.aggregate, ds.agg_columns, None
-    wanted = needs | condition.needs | ds.always
+    # A column the dataset lacks is one it projects as a constant (the metric points' speed, read
+    # with the events' by the same metric): every relation answers it alike.
+    wanted = (needs & (ds.keys | {GATEWAY_DEDUPE})) | condition.needs | ds.always
     for f in filters:
         wanted |= FILTERS[f].columns_for(ds.attributed)
     for rollup in ds.rollups:

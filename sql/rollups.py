@@ -302,6 +302,21 @@ LLM_METRIC_USAGE_BY_ORIGIN = Rollup(
            "Code's token.usage and cost.usage carry them), and attribution: what counts instead of events.",
      DAY: "Daily (UTC) twin of llm_metric_usage_by_origin_hourly: whole days of the window."},
     where=IN_SESSION)
+# The origin rollups without user and attribution: what unfiltered (or model-filtered) cost by
+# subagent, effort and speed read; the keyed ones hold about a row per user and team for each.
+LLM_USAGE_BY_ORIGIN_TOTALS = Rollup(
+    "llm_usage_by_origin_totals", LLM_REQUESTS, (PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT, SPEED, COUNTED),
+    _USAGE,
+    {HOUR: "llm_usage_by_origin_hourly without users or attribution: where the tokens and the money go\n"
+           "without a filter on who.",
+     DAY: "Daily (UTC) twin of llm_usage_by_origin_totals_hourly: whole days of the window."})
+LLM_METRIC_USAGE_BY_ORIGIN_TOTALS = Rollup(
+    "llm_metric_usage_by_origin_totals", METRIC_POINTS, (PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, EFFORT),
+    _METRIC_USAGE,
+    {HOUR: "llm_metric_usage_by_origin_hourly without users or attribution: sessions' metric points by\n"
+           "main thread or subagent and effort without a filter on who.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_by_origin_totals_hourly: whole days of the window."},
+    where=IN_SESSION)
 LLM_SESSION_AGENTS = Rollup(
     "llm_session_agents", LLM_REQUESTS, (SESSION, USER, PROVIDER, MODEL, QUERY_SOURCE, AGENT_NAME, COUNTED), _USAGE,
     {HOUR: "LLM requests per hour, session, main thread or subagent: a session's subagents (the drawer).",

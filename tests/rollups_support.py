@@ -38,6 +38,12 @@ ADDED_BY["0017"] = frozenset(a for a in AGGREGATES if "_attributed_" in a)
 # wide rollup of every key (over 0012's table; no migration of their own).
 ADDED_BY["decisions-narrow"] = frozenset(
     f"agent_decisions_{r}_{w}" for r in ("by_source", "by_tool_user") for w in ("minutely", "hourly", "daily"))
+# Where the money goes without users or attribution: the origin rollups' totals, for LLM Usage's
+# unfiltered cost by subagent, effort and speed (over 0013's columns; no migration of their own).
+ADDED_BY["origin-totals"] = frozenset(
+    f"{r}_totals_{w}" for r in ("llm_usage_by_origin", "llm_metric_usage_by_origin")
+    for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
-                          - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"])
+                          - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
+                          - ADDED_BY["origin-totals"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

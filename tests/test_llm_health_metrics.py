@@ -177,6 +177,10 @@ def test_the_attribution_filters_narrow_the_health_metrics(client, conn):
     ("llm_latency_by_model", ["provider"], "llm_latency_by_model_hourly"),
     ("llm_latency_by_model", ["user"], "llm_latency_hourly"),
     ("llm_cost_by_subagent", ["user", "model"], "llm_usage_by_origin_hourly"),
+    ("llm_cost_by_subagent", [], "llm_usage_by_origin_totals_hourly"),
+    ("llm_cost_by_effort", ["model"], "llm_usage_by_origin_totals_hourly"),
+    ("llm_cost_by_speed", ["provider"], "llm_usage_by_origin_totals_hourly"),
+    ("llm_cost_by_effort", ["team"], "llm_usage_by_origin_hourly"),
     ("session_subagents", ["session"], "llm_session_agents_hourly"),
 ])
 def test_each_health_metric_reads_the_smallest_rollup_and_its_daily_twin(metric_id, filters, want):
@@ -194,3 +198,23 @@ def test_each_health_metric_reads_the_smallest_rollup_and_its_daily_twin(metric_
     assert relations[0] == (rollup.daily if not m.reads.time else want)
     # The partial hours at the edges, by whole minutes, from the per-minute twin.
     assert relations[-1] == want.replace("_hourly", "_minutely")
+
+
+@pytest.mark.parametrize("metric_id", ["llm_cost_by_subagent", "llm_cost_by_effort", "llm_cost_by_speed"])
+@pytest.mark.parametrize("filters,want", [
+    ([], "llm_metric_usage_by_origin_totals_hourly"),
+    (["model"], "llm_metric_usage_by_origin_totals_hourly"),
+    (["group"], "llm_metric_usage_by_origin_hourly"),
+    (["cost_center"], "llm_metric_usage_by_origin_hourly"),
+])
+def test_cost_by_origin_reads_the_metric_points_smallest_rollup(metric_id, filters, want):
+    """The metric points' side of the money by origin (read with the events') chooses its own rollup."""
+    from agent_analytics.datasource import catalog, planner
+    from agent_analytics.datasource.relations import LLM_METRIC_ORIGIN
+    from agent_analytics.datasource.timerange import Window
+
+    m = catalog.BY_ID[metric_id]
+    start = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
+    # As the engine plans it (Engine._llm_source): the points' dataset with the metric's reads.
+    p = planner.plan(LLM_METRIC_ORIGIN, m.reads, Window(start, start + timedelta(days=3)), filters, m.reads.rows)
+    assert {r.relation for r in p.reads} == {want.replace("_hourly", w) for w in ("_daily", "_hourly", "_minutely")}
