@@ -117,6 +117,16 @@ def _plain_rollup(conn: psycopg.Connection, name: str, select: str) -> bool:
     return created
 
 
+def _declared_indexes(conn: psycopg.Connection, name: str, backend: str) -> None:
+    """The indexes its rollup declares (rollups.Rollup.indexes): on the continuous aggregate
+    (TimescaleDB puts them on its materialisation) or on the plain rollup's table of buckets."""
+    table = name if backend == "timescaledb" else name + MATERIALISED
+    for suffix, columns in rollups.AGGREGATES[name].rollup.indexes:
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{table}_{suffix}"), sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns))))
+
+
 def create(conn: psycopg.Connection, backend: str, definitions: dict[str, str], report: MigrateReport) -> bool:
     """Create every aggregate of `definitions` (name -> SELECT) missing and rebuild those whose
     definition changed, recording each one's checksum. Returns whether existing aggregates need
@@ -145,6 +155,7 @@ def create(conn: psycopg.Connection, backend: str, definitions: dict[str, str], 
         elif _plain_rollup(conn, name, select) and existed:
             report.notes.append(f"aggregate {name} materialised (a view over raw rows before)")
             materialise = True
+        _declared_indexes(conn, name, backend)
         if not existed:
             report.created_aggregates.append(name)
         conn.execute("INSERT INTO schema_meta (key, value) VALUES (%s, %s)"

@@ -132,6 +132,9 @@ class Rollup:
     measures: tuple[Measure, ...]
     docs: dict[str, str] = field(hash=False)
     where: str | None = None
+    # Indexes on each of its aggregates beyond the time bucket's, by name suffix: columns in
+    # order (aggregates.py creates them on either backend; they are no part of the SELECT).
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), hash=False)
 
     def __post_init__(self) -> None:
         unknown = [m.name for m in self.measures if m not in self.raw.measures]

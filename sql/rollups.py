@@ -337,10 +337,22 @@ LLM_LATENCY = Rollup(
     {HOUR: "Requests per hour, user, attribution, model and duration (whole milliseconds): exact percentiles.",
      DAY: "Daily (UTC) twin of llm_latency_hourly: whole days of the window."},
     where="latency_ms IS NOT NULL")
+# The unfiltered percentiles find the band of BAND_MS milliseconds holding their rank in the
+# bands rollups (a few hundred rows a day per model), then read that band's milliseconds alone
+# from the per-millisecond rollups, by the index on (provider, model, milliseconds, bucket).
+BAND_MS = 100
+_BY_VALUE = "value"  # the index's name suffix
 LLM_LATENCY_BY_MODEL = Rollup(
     "llm_latency_by_model", LLM_REQUESTS, (PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
     {HOUR: "llm_latency_hourly without users: duration percentiles without a user or group filter.",
      DAY: "Daily (UTC) twin of llm_latency_by_model_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL", indexes=((_BY_VALUE, ("provider", "model", "latency_ms", "bucket")),))
+LLM_LATENCY_BANDS = Rollup(
+    "llm_latency_bands", LLM_REQUESTS, (PROVIDER, MODEL, Key("band", f"floor(round(latency_ms) / {BAND_MS})")),
+    (REQUESTS,),
+    {HOUR: f"Requests per hour, model and band of {BAND_MS} ms of duration (whole milliseconds): where an\n"
+           "unfiltered percentile's rank falls, read exactly from llm_latency_by_model in that band alone.",
+     DAY: "Daily (UTC) twin of llm_latency_bands_hourly: whole days of the window."},
     where="latency_ms IS NOT NULL")
 LLM_TTFT = Rollup(
     "llm_ttft", LLM_REQUESTS, (USER, PROVIDER, MODEL, TTFT_MS, *ATTRIBUTION), (REQUESTS,),
@@ -351,6 +363,13 @@ LLM_TTFT_BY_MODEL = Rollup(
     "llm_ttft_by_model", LLM_REQUESTS, (PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
     {HOUR: "llm_ttft_hourly without users: time-to-first-token percentiles without a user or group filter.",
      DAY: "Daily (UTC) twin of llm_ttft_by_model_hourly: whole days of the window."},
+    where="ttft_ms IS NOT NULL", indexes=((_BY_VALUE, ("provider", "model", "ttft_ms", "bucket")),))
+LLM_TTFT_BANDS = Rollup(
+    "llm_ttft_bands", LLM_REQUESTS, (PROVIDER, MODEL, Key("band", f"floor(round(ttft_ms) / {BAND_MS})")),
+    (REQUESTS,),
+    {HOUR: f"Requests per hour, model and band of {BAND_MS} ms of time to first token: where an unfiltered\n"
+           "percentile's rank falls, read exactly from llm_ttft_by_model in that band alone.",
+     DAY: "Daily (UTC) twin of llm_ttft_bands_hourly: whole days of the window."},
     where="ttft_ms IS NOT NULL")
 
 # API errors: failed requests ('error') and retries given up ('retries_exhausted'), by status.

@@ -43,7 +43,11 @@ ADDED_BY["decisions-narrow"] = frozenset(
 ADDED_BY["origin-totals"] = frozenset(
     f"{r}_totals_{w}" for r in ("llm_usage_by_origin", "llm_metric_usage_by_origin")
     for w in ("minutely", "hourly", "daily"))
+# Where an unfiltered duration or time-to-first-token percentile's rank falls: bands of 100 ms
+# per model (over 0013's columns; no migration of their own).
+ADDED_BY["bands"] = frozenset(
+    f"{r}_{w}" for r in ("llm_latency_bands", "llm_ttft_bands") for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
                           - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
-                          - ADDED_BY["origin-totals"])
+                          - ADDED_BY["origin-totals"] - ADDED_BY["bands"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())
