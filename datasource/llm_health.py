@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from psycopg import sql
+
 from agent_analytics.datasource import kinds
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import (COST_COLUMN, COUNT, LLM_FILTERS, MS, NO_USER, PERCENT,
@@ -15,11 +17,13 @@ from agent_analytics.datasource.catalog import (COST_COLUMN, COUNT, LLM_FILTERS,
                                                 USER_COLUMNS, Metric, col)
 from agent_analytics.datasource.declare import series, stat, top
 from agent_analytics.datasource.query import Query
-from agent_analytics.datasource.relations import (ALL, BY_MODEL, IN_SESSION, LLM_ERRORS, LLM_LATENCY, LLM_ORIGIN,
-                                                  LLM_TTFT, LLM_USAGE, SESSION_AGENTS, reads)
+from agent_analytics.datasource.relations import (ALL, BY_MODEL, IN_SESSION, LLM_ERRORS, LLM_LATENCY,
+                                                  LLM_LATENCY_BANDS, LLM_ORIGIN, LLM_TTFT, LLM_TTFT_BANDS, LLM_USAGE,
+                                                  SESSION_AGENTS, Dataset, reads)
 from agent_analytics.datasource.result import Result, pct_change
 from agent_analytics.datasource.sqltext import COST_SUM, TOKENS
 from agent_analytics.datasource.sqltext import literal as _literal
+from agent_analytics.sql.rollups import BAND_MS
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine
@@ -83,11 +87,65 @@ def _percentiles(column: str, by: str = "") -> str:
             + (f" GROUP BY {by}" if by else ""))
 
 
+def _banded(column: str, by: str, bands: str, values: str) -> str:
+    """_percentiles' answer, read in two steps: the band of BAND_MS milliseconds holding each
+    percentile's rank and the requests below it, from the cumulative band counts of `bands`
+    (requests per provider, model and band); then the milliseconds of that band alone, from
+    `values` (requests per provider, model and whole millisecond of `column`), each probed per
+    model and band (a lateral subquery: its conditions reach every piece's index)."""
+    keys = f"{by}, " if by else ""
+    part = f"PARTITION BY {by}" if by else ""
+    on = " AND ".join([*(f"t.{k} = m.{k}" for k in by.split(", ") if by), "TRUE"])
+    probe_on = " AND ".join([*(f"g.{k} = t.{k}" for k in by.split(", ") if by), "g.band = t.band"])
+    t_keys = "".join(f"t.{k}, " for k in by.split(", ") if by)
+    return (f"WITH bs AS ({bands}),"
+            " g AS (SELECT provider, model, band, sum(requests) AS n FROM bs GROUP BY provider, model, band),"
+            f" k AS (SELECT {keys}band, sum(n) AS n FROM g GROUP BY {keys}band),"
+            f" c AS (SELECT {keys}band, n, sum(n) OVER ({part} ORDER BY band) AS cum, sum(n) OVER ({part}) AS total"
+            " FROM k),"
+            f" t AS (SELECT DISTINCT ON ({keys}p) {keys}p, total, band, cum - n AS below"
+            f" FROM c CROSS JOIN (VALUES (0.5), (0.95)) ps(p) WHERE cum >= p * total ORDER BY {keys}p, band),"
+            f" probe AS (SELECT DISTINCT g.provider, g.model, g.band FROM g JOIN t ON {probe_on}),"
+            " ms AS (SELECT v.* FROM probe CROSS JOIN LATERAL"
+            f" (SELECT s.provider, s.model, s.{column} AS ms, sum(s.requests) AS n FROM ({values}) s"
+            f" WHERE s.provider = probe.provider AND s.model = probe.model AND s.{column} >= probe.band * {BAND_MS}"
+            f" AND s.{column} < (probe.band + 1) * {BAND_MS} GROUP BY s.provider, s.model, s.{column}) v),"
+            f" m AS (SELECT {keys}ms, sum(n) AS n FROM ms GROUP BY {keys}ms),"
+            f" r AS (SELECT {t_keys}t.p, t.total, m.ms,"
+            f" t.below + sum(m.n) OVER (PARTITION BY {t_keys}t.p ORDER BY m.ms) AS cum FROM t JOIN m ON {on}"
+            f" AND m.ms >= t.band * {BAND_MS} AND m.ms < (t.band + 1) * {BAND_MS})"
+            f" SELECT {keys}max(total)::float8 AS requests,"
+            " min(ms) FILTER (WHERE p = 0.5 AND cum >= p * total)::float8 AS p50,"
+            " min(ms) FILTER (WHERE p = 0.95 AND cum >= p * total)::float8 AS p95"
+            " FROM r" + (f" GROUP BY {by}" if by else ""))
+
+
+def _percentile_rows(e: Engine, q: Query, window: tr.Window, values: Dataset, bands: Dataset, column: str,
+                     by: str = "") -> list[dict]:
+    """_percentiles of `column` over `values` in `window`, per `by`. Without a filter, through
+    the bands (_banded): a day of milliseconds per model is thousands of rollup rows, its bands
+    a few dozen; a filter narrows the rows read enough to read the milliseconds directly."""
+    if not e.read_aggregates or any(q.filters.get(f) for f in q.metric.filters):
+        return e.with_src(e._src(values, window, q), _percentiles(column, by), shared=True)
+    b_text, b_params = e.source(bands, window, q)
+    v_text, v_params = e.source(values, window, q)
+    body = sql.SQL(_banded(column, by, "{b}", "{v}")).format(b=b_text, v=v_text)
+    return e.fetch(body, [*b_params, *v_params], shared=True)
+
+
+def latency_p95(e: Engine, q: Query) -> Result:
+    """The P95 duration of the range and of the previous one."""
+    prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
+    value, previous = (next(iter(_percentile_rows(e, q, w, LLM_LATENCY, LLM_LATENCY_BANDS, "latency_ms")),
+                            {}).get("p95") for w in (q.window, prev))
+    return Result([{"value": value, "previous": previous, "change_pct": pct_change(value, previous)}])
+
+
 def latency_by_model(e: Engine, q: Query) -> Result:
     """Per model: requests, P50 and P95 duration; requests with a time to first token, its P50 and P95."""
-    durations = e.with_src(e._src(LLM_LATENCY, q.window, q), _percentiles("latency_ms", "provider, model"))
+    durations = _percentile_rows(e, q, q.window, LLM_LATENCY, LLM_LATENCY_BANDS, "latency_ms", "provider, model")
     ttft = {(r["provider"], r["model"]): r for r in
-            e.with_src(e._src(LLM_TTFT, q.window, q), _percentiles("ttft_ms", "provider, model"))}
+            _percentile_rows(e, q, q.window, LLM_TTFT, LLM_TTFT_BANDS, "ttft_ms", "provider, model")}
     rows = []
     for r in durations:
         t = ttft.pop((r["provider"], r["model"]), {})
@@ -195,7 +253,7 @@ METRICS: tuple[Metric, ...] = (
          value=kinds.column("exhausted")),
     stat("llm_latency_p95", "llm", "Request duration P95", MS, LLM_FILTERS,
          "95th percentile of request durations (api_request duration_ms), exact to the millisecond.",
-         LLM_LATENCY, ALL, needs=(), body=_percentiles("latency_ms"), value=kinds.column("p95")),
+         LLM_LATENCY, ALL, needs=(), body=_percentiles("latency_ms"), build=latency_p95),
     series("llm_errors_over_time", "llm", "API errors", COUNT, LLM_FILTERS, "API errors per bucket." + _ERRORS_NOTE,
            LLM_ERRORS, ALL, needs=("kind",), sums=_ERROR_SUMS, column="errors"),
     top("llm_errors_by_status", "llm", "API errors by status and model", (*_MODEL, col("status_code", "number",
