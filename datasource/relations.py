@@ -284,16 +284,18 @@ LLM_TTFT = _dataset(
     r.LLM_TTFT, f"bucket AS time, user_id, provider, model, {_ATTRIBUTION}, ttft_ms, requests",
     f"time, user_id, provider, model, {_ATTRIBUTION}, round(ttft_ms) AS ttft_ms, 1::bigint AS requests",
     applying_to("llm"), (r.LLM_TTFT_BY_MODEL, r.LLM_TTFT))
-# Requests per model and band of r.BAND_MS milliseconds (no filter reads them: llm_health.py
-# finds in them where an unfiltered percentile's rank falls).
+# Requests per model and band of r.BAND_MS milliseconds: llm_health.py finds in them where an
+# unfiltered percentile's rank falls (under a filter it reads the per-millisecond rollups alone).
+# The filters their columns could answer: the provider and the model.
+_BAND_FILTERS = tuple(f for f in applying_to("llm") if FILTER_COLUMNS[f] <= {"provider", "model"})
 LLM_LATENCY_BANDS = _dataset(
     r.LLM_LATENCY_BANDS, "bucket AS time, provider, model, band, requests",
-    f"time, provider, model, floor(round(latency_ms) / {r.BAND_MS}) AS band, 1::bigint AS requests", (),
-    (r.LLM_LATENCY_BANDS,))
+    f"time, provider, model, floor(round(latency_ms) / {r.BAND_MS}) AS band, 1::bigint AS requests",
+    _BAND_FILTERS, (r.LLM_LATENCY_BANDS,))
 LLM_TTFT_BANDS = _dataset(
     r.LLM_TTFT_BANDS, "bucket AS time, provider, model, band, requests",
-    f"time, provider, model, floor(round(ttft_ms) / {r.BAND_MS}) AS band, 1::bigint AS requests", (),
-    (r.LLM_TTFT_BANDS,))
+    f"time, provider, model, floor(round(ttft_ms) / {r.BAND_MS}) AS band, 1::bigint AS requests",
+    _BAND_FILTERS, (r.LLM_TTFT_BANDS,))
 
 # API errors ('error') and retries given up ('retries_exhausted'), by model and HTTP status.
 LLM_ERRORS = _dataset(
