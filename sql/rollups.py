@@ -330,47 +330,39 @@ SESSION_METRIC_AGENTS = Rollup(
 # Request durations and times to first token, exact to the millisecond: how many requests took
 # each whole millisecond (both agents send whole milliseconds; other sources are rounded), so a
 # percentile read from a rollup is the one the raw rows give.
-LATENCY_MS, TTFT_MS = Key("latency_ms", "round(latency_ms)"), Key("ttft_ms", "round(ttft_ms)")
 REQUESTS = _REQUEST_SUMS[0]
-LLM_LATENCY = Rollup(
-    "llm_latency", LLM_REQUESTS, (USER, PROVIDER, MODEL, LATENCY_MS, *ATTRIBUTION), (REQUESTS,),
-    {HOUR: "Requests per hour, user, attribution, model and duration (whole milliseconds): exact percentiles.",
-     DAY: "Daily (UTC) twin of llm_latency_hourly: whole days of the window."},
-    where="latency_ms IS NOT NULL")
 # The unfiltered percentiles find the band of BAND_MS milliseconds holding their rank in the
 # bands rollups (a few hundred rows a day per model), then read that band's milliseconds alone
 # from the per-millisecond rollups, by the index on (provider, model, milliseconds, bucket).
 BAND_MS = 100
 _BY_VALUE = "value"  # the index's name suffix
-LLM_LATENCY_BY_MODEL = Rollup(
-    "llm_latency_by_model", LLM_REQUESTS, (PROVIDER, MODEL, LATENCY_MS), (REQUESTS,),
-    {HOUR: "llm_latency_hourly without users: duration percentiles without a user or group filter.",
-     DAY: "Daily (UTC) twin of llm_latency_by_model_hourly: whole days of the window."},
-    where="latency_ms IS NOT NULL", indexes=((_BY_VALUE, ("provider", "model", "latency_ms", "bucket")),))
-LLM_LATENCY_BANDS = Rollup(
-    "llm_latency_bands", LLM_REQUESTS, (PROVIDER, MODEL, Key("band", f"floor(round(latency_ms) / {BAND_MS})")),
-    (REQUESTS,),
-    {HOUR: f"Requests per hour, model and band of {BAND_MS} ms of duration (whole milliseconds): where an\n"
-           "unfiltered percentile's rank falls, read exactly from llm_latency_by_model in that band alone.",
-     DAY: "Daily (UTC) twin of llm_latency_bands_hourly: whole days of the window."},
-    where="latency_ms IS NOT NULL")
-LLM_TTFT = Rollup(
-    "llm_ttft", LLM_REQUESTS, (USER, PROVIDER, MODEL, TTFT_MS, *ATTRIBUTION), (REQUESTS,),
-    {HOUR: "Requests per hour, user, attribution, model and time to first token (whole milliseconds).",
-     DAY: "Daily (UTC) twin of llm_ttft_hourly: whole days of the window."},
-    where="ttft_ms IS NOT NULL")
-LLM_TTFT_BY_MODEL = Rollup(
-    "llm_ttft_by_model", LLM_REQUESTS, (PROVIDER, MODEL, TTFT_MS), (REQUESTS,),
-    {HOUR: "llm_ttft_hourly without users: time-to-first-token percentiles without a user or group filter.",
-     DAY: "Daily (UTC) twin of llm_ttft_by_model_hourly: whole days of the window."},
-    where="ttft_ms IS NOT NULL", indexes=((_BY_VALUE, ("provider", "model", "ttft_ms", "bucket")),))
-LLM_TTFT_BANDS = Rollup(
-    "llm_ttft_bands", LLM_REQUESTS, (PROVIDER, MODEL, Key("band", f"floor(round(ttft_ms) / {BAND_MS})")),
-    (REQUESTS,),
-    {HOUR: f"Requests per hour, model and band of {BAND_MS} ms of time to first token: where an unfiltered\n"
-           "percentile's rank falls, read exactly from llm_ttft_by_model in that band alone.",
-     DAY: "Daily (UTC) twin of llm_ttft_bands_hourly: whole days of the window."},
-    where="ttft_ms IS NOT NULL")
+
+
+def _milliseconds(name: str, column: str, what: str) -> tuple[Rollup, Rollup, Rollup]:
+    """A per-request time in whole milliseconds (`column`, `what` it measures), as three rollups
+    of the requests that sent one: by user and attribution, by model alone (indexed by the
+    millisecond), and by model and band of BAND_MS."""
+    ms, where = Key(column, f"round({column})"), f"{column} IS NOT NULL"
+    full = Rollup(
+        name, LLM_REQUESTS, (USER, PROVIDER, MODEL, ms, *ATTRIBUTION), (REQUESTS,),
+        {HOUR: f"Requests per hour, user, attribution, model and {what} (whole milliseconds): exact percentiles.",
+         DAY: f"Daily (UTC) twin of {name}_hourly: whole days of the window."}, where=where)
+    by_model = Rollup(
+        f"{name}_by_model", LLM_REQUESTS, (PROVIDER, MODEL, ms), (REQUESTS,),
+        {HOUR: f"{name}_hourly without users: {what} percentiles without a user or group filter.",
+         DAY: f"Daily (UTC) twin of {name}_by_model_hourly: whole days of the window."},
+        where=where, indexes=((_BY_VALUE, ("provider", "model", column, "bucket")),))
+    bands = Rollup(
+        f"{name}_bands", LLM_REQUESTS, (PROVIDER, MODEL, Key("band", f"floor(round({column}) / {BAND_MS})")),
+        (REQUESTS,),
+        {HOUR: f"Requests per hour, model and band of {BAND_MS} ms of {what}: where an unfiltered\n"
+               f"percentile's rank falls, read exactly from {name}_by_model in that band alone.",
+         DAY: f"Daily (UTC) twin of {name}_bands_hourly: whole days of the window."}, where=where)
+    return full, by_model, bands
+
+
+LLM_LATENCY, LLM_LATENCY_BY_MODEL, LLM_LATENCY_BANDS = _milliseconds("llm_latency", "latency_ms", "duration")
+LLM_TTFT, LLM_TTFT_BY_MODEL, LLM_TTFT_BANDS = _milliseconds("llm_ttft", "ttft_ms", "time to first token")
 
 # API errors: failed requests ('error') and retries given up ('retries_exhausted'), by status.
 ERRORS = Measure("errors", "count(*)")
