@@ -219,7 +219,8 @@ def _enforcement(full: r.Rollup, rollups: Sequence[r.Rollup] = ()) -> Dataset:
 
 
 AGENT_DECISIONS = _enforcement(r.AGENT_DECISIONS, (r.AGENT_DECISIONS_BY_SOURCE, r.AGENT_DECISIONS_BY_TOOL_USER))
-PERMISSION_MODES = _enforcement(r.AGENT_PERMISSION_MODES)
+# Listed as its own rollup too, so that whole days are read from its daily twin.
+PERMISSION_MODES = _enforcement(r.AGENT_PERMISSION_MODES, (r.AGENT_PERMISSION_MODES,))
 MCP_CONNECTIONS = _enforcement(r.MCP_CONNECTIONS)
 # The rows each enforcement metric counts.
 AGENT_BLOCKED = Condition("agent_blocked", "blocked", frozenset({"blocked"}))

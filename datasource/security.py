@@ -13,6 +13,7 @@ from agent_analytics.datasource.relations import (AGENT_BLOCKED, AGENT_DECISIONS
                                                   TOOL_CALLS)
 from agent_analytics.datasource.sqltext import C as _C
 from agent_analytics.datasource.sqltext import literal as _literal
+from agent_analytics.datasource.sqltext import name_of
 
 
 _POLICY_TOP = (
@@ -55,7 +56,8 @@ METRICS: tuple[Metric, ...] = (
 # ---- agent enforcement: what the agents themselves enforced (agent_enforcement) ---------------
 
 _EVENTS = "SELECT coalesce(sum(events), 0) AS v FROM src"
-_USER = f"coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)}) AS \"user\""
+_MCP = f"{name_of('mcp_servers', 'mcp_server_id', NO_MCP_SERVER)} AS mcp"
+_USER = f"{name_of('users', 'user_id', NO_USER)} AS \"user\""
 _AGENT_POLICY_TOP = (
     f"SELECT g.policy_id, g.policy_name, p.description AS policy_description, g.n AS blocked,"
     f" p.name AS current_name, (p.name IS NOT NULL AND p.name IS DISTINCT FROM g.policy_name) AS renamed,"
@@ -73,28 +75,27 @@ _BY_SOURCE = (
     f" LEFT JOIN agents a ON a.id = g.agent_id"
     f" ORDER BY g.n DESC, g.agent_id {_C} NULLS LAST, g.outcome {_C}, g.decision_source {_C} NULLS LAST")
 _BY_TOOL_USER = (
-    f"SELECT g.tool_name AS tool, g.mcp_server_id, coalesce(m.name, g.mcp_server_id, {_literal(NO_MCP_SERVER)}) AS mcp,"
+    f"SELECT g.tool_name AS tool, g.mcp_server_id, {_MCP},"
     f" g.user_id, {_USER}, g.outcome AS decision, g.decision_source, g.n AS decisions, count(*) OVER () AS total"
     f" FROM (SELECT tool_name, mcp_server_id, user_id, outcome, decision_source, sum(events) AS n"
     f"   FROM src GROUP BY 1, 2, 3, 4, 5) g"
-    f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id LEFT JOIN users u ON u.id = g.user_id"
     f" ORDER BY g.n DESC, g.tool_name {_C} NULLS LAST, g.mcp_server_id {_C} NULLS LAST, g.user_id {_C} NULLS LAST,"
     f" g.outcome {_C}, g.decision_source {_C} NULLS LAST")
 # The riskiest modes first: every check skipped, then edits accepted without asking.
 _MODES = (
     f"SELECT g.permission_mode, g.user_id, {_USER}, g.agent_instance_id,"
-    f" coalesce(ai.name, g.agent_instance_id, {_literal(NO_AGENT_INSTANCE)}) AS agent_instance,"
+    f" {name_of('agent_instances', 'agent_instance_id', NO_AGENT_INSTANCE)} AS agent_instance,"
     f" g.sessions, g.n AS decisions, count(*) OVER () AS total"
-    f" FROM (SELECT permission_mode, user_id, agent_instance_id, count(DISTINCT session_id) AS sessions,"
-    f"   sum(events) AS n FROM src GROUP BY 1, 2, 3) g"
-    f" LEFT JOIN users u ON u.id = g.user_id LEFT JOIN agent_instances ai ON ai.id = g.agent_instance_id"
+    # Sessions counted as the groups of a hashed aggregate by session (count(DISTINCT) sorts).
+    f" FROM (SELECT permission_mode, user_id, agent_instance_id, count(session_id) AS sessions, sum(n) AS n"
+    f"   FROM (SELECT permission_mode, user_id, agent_instance_id, session_id, sum(events) AS n"
+    f"     FROM src GROUP BY 1, 2, 3, 4) s GROUP BY 1, 2, 3) g"
     f" ORDER BY CASE g.permission_mode WHEN 'bypassPermissions' THEN 0 WHEN 'acceptEdits' THEN 1 ELSE 2 END,"
     f" g.sessions DESC, g.permission_mode {_C}, g.user_id {_C} NULLS LAST, g.agent_instance_id {_C} NULLS LAST")
 _CONNECTION_FAILURES = (
-    f"SELECT g.mcp_server_id, coalesce(m.name, g.mcp_server_id, {_literal(NO_MCP_SERVER)}) AS mcp, g.error_code,"
+    f"SELECT g.mcp_server_id, {_MCP}, g.error_code,"
     f" g.user_id, {_USER}, g.n AS failures, count(*) OVER () AS total"
     f" FROM (SELECT mcp_server_id, error_code, user_id, sum(events) AS n FROM src GROUP BY 1, 2, 3) g"
-    f" LEFT JOIN mcp_servers m ON m.id = g.mcp_server_id LEFT JOIN users u ON u.id = g.user_id"
     f" ORDER BY g.n DESC, g.mcp_server_id {_C} NULLS LAST, g.error_code {_C} NULLS LAST, g.user_id {_C} NULLS LAST")
 _BLOCKS = col("blocked", "number", COUNT, "Blocks")
 _DECISIONS = col("decisions", "number", COUNT, "Decisions")
@@ -110,7 +111,7 @@ METRICS += (
          AGENT_DECISIONS, HOOK_BLOCKED, needs=(), body=_EVENTS),
     stat("security_bypass_sessions", "security", "Bypass-mode sessions", COUNT, MCP_FILTERS,
          "Sessions that ran with bypassPermissions: every permission check skipped.",
-         PERMISSION_MODES, BYPASS, needs=("session_id",), body="SELECT count(DISTINCT session_id) AS v FROM src"),
+         PERMISSION_MODES, BYPASS, needs=("session_id",), body="SELECT count(*) AS v FROM (SELECT DISTINCT session_id FROM src WHERE session_id IS NOT NULL) s"),
     stat("security_mcp_connection_failures", "security", "MCP connection failures", COUNT, MCP_FILTERS,
          "Failed attempts by an agent to connect to an MCP server.", MCP_CONNECTIONS, FAILED, needs=(), body=_EVENTS),
     series("security_agent_blocks_over_time", "security", "Agent policy blocks", COUNT, MCP_FILTERS,

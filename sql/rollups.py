@@ -250,7 +250,9 @@ AGENT_DECISIONS_BY_TOOL_USER = Rollup(
 AGENT_PERMISSION_MODES = Rollup(
     "agent_permission_modes", AGENT_ENFORCEMENT, (PERMISSION_MODE, SESSION, SOURCE, USER, AGENT, AGENT_INSTANCE),
     (EVENTS,), {HOUR: "Decisions per hour by the permission mode the session ran in (Claude Code's permission_mode)\n"
-                      "and the session: which sessions ran with bypassPermissions or acceptEdits, whose (Security)."},
+                      "and the session: which sessions ran with bypassPermissions or acceptEdits, whose (Security).",
+                # A session rarely spans hours but is counted in each: a day's rows are about half the hours'.
+                DAY: "Daily (UTC) twin of agent_permission_modes_hourly: whole days of the window."},
     where="kind = 'decision' AND permission_mode IS NOT NULL")
 MCP_CONNECTIONS = Rollup(
     "mcp_connections", AGENT_ENFORCEMENT, (SOURCE, USER, AGENT, AGENT_INSTANCE, MCP_SERVER, OUTCOME, ERROR_CODE),

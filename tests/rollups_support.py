@@ -47,6 +47,9 @@ ADDED_BY["origin-totals"] = frozenset(
 # per model (over 0013's columns; no migration of their own).
 ADDED_BY["bands"] = frozenset(
     f"{r}_{w}" for r in ("llm_latency_bands", "llm_ttft_bands") for w in ("minutely", "hourly", "daily"))
+# The permission modes' daily twin: whole days of Security's sessions by permission mode (over
+# 0012's table; no migration of its own).
+ADDED_BY["modes-daily"] = frozenset({"agent_permission_modes_daily"})
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
                           - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
                           - ADDED_BY["origin-totals"] - ADDED_BY["bands"])

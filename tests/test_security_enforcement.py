@@ -193,6 +193,40 @@ def test_the_tables(client, sent):
         == dict(sent.failures)
 
 
+def test_the_tables_name_their_rows_page_by_page(client, conn, sent):
+    """Users, MCP servers and agent instances by their directory names (else their ids, else the
+    placeholder), and the pages, one row each, add up to the whole ranked list."""
+    window = _window(sent)
+    user = next(u for (_, _, u, _, _) in sent.by_tool_user if u)
+    server = next((s for (_, s, _), _ in sent.failures.items() if s), None)
+    instance = next(i for (_, _, i) in sent.mode_sessions if i)
+    conn.execute("UPDATE users SET display_name = 'Ada L.' WHERE id = %s", [user])
+    if server:
+        conn.execute("INSERT INTO mcp_servers (id, name) VALUES (%s, 'The server') "
+                     "ON CONFLICT (id) DO UPDATE SET name = excluded.name", [server])
+    conn.execute("UPDATE agent_instances SET name = %s WHERE id = %s", ["Ada's laptop", instance])
+    conn.commit()
+    for metric, key in (("security_decisions_by_tool_user", "user_id"), ("security_permission_modes", "user_id"),
+                        ("security_mcp_connection_failures_top", "user_id")):
+        rows = _rows(client, metric, **window)
+        pages = []
+        for page in range(1, len(rows) + 2):
+            r = client.get(f"/api/v1/query/{metric}", headers=AUTH, query_string={**window, "page_size": 1, "page": page})
+            assert r.status_code == 200, r.data
+            assert r.get_json()["total"] == len(rows), metric
+            pages += r.get_json()["rows"]
+        assert pages == rows, metric
+        for r in rows:
+            assert r["user"] == ("Ada L." if r[key] == user else r[key] or "(no user)"), (metric, r)
+    for r in _rows(client, "security_permission_modes", **window):
+        assert r["agent_instance"] == ("Ada's laptop" if r["agent_instance_id"] == instance
+                                       else r["agent_instance_id"] or "(no agent instance)")
+    for metric in ("security_decisions_by_tool_user", "security_mcp_connection_failures_top"):
+        for r in _rows(client, metric, **window):
+            assert r["mcp"] == ("The server" if server and r["mcp_server_id"] == server
+                                else r["mcp_server_id"] or "(no MCP server)"), (metric, r)
+
+
 def test_a_user_filter_narrows_every_panel(client, sent):
     window = _window(sent)
     user = next(d[6] for d in sent.decisions if d[0] == "claude-code" and d[3] and d[2] == "hook")
@@ -252,7 +286,8 @@ def test_whole_days_come_from_the_narrow_daily_rollups(app, client, conn):
     end = day + timedelta(days=2, hours=1, minutes=23, seconds=7)
     window = {"from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000)}
     metrics = ("security_agent_policy_blocks", "security_hook_blocks", "security_top_agent_policies",
-               "security_decisions_by_source", "security_decisions_by_tool_user")
+               "security_decisions_by_source", "security_decisions_by_tool_user", "security_permission_modes",
+               "security_bypass_sessions")
     answers = _answers(client, metrics, window)
     raw = _raw_answers(app, client, metrics, window)
     for m in metrics:
@@ -266,6 +301,13 @@ def test_whole_days_come_from_the_narrow_daily_rollups(app, client, conn):
         == {k: (n, sent.blocks_by_source[k]) for k, n in sent.by_source.items()}
     assert {(r["tool"], r["mcp_server_id"], r["user_id"], r["decision"], r["decision_source"]): r["decisions"]
             for r in rows["security_decisions_by_tool_user"]} == dict(sent.by_tool_user)
+    assert {(r["permission_mode"], r["user_id"], r["agent_instance_id"]): (r["sessions"], r["decisions"])
+            for r in rows["security_permission_modes"]} \
+        == {k: (n, sent.mode_decisions[k]) for k, n in sent.mode_sessions.items()}
+    assert rows["security_bypass_sessions"][0]["value"] == sent.bypass
+    for m in ("security_permission_modes", "security_bypass_sessions"):
+        assert answers[m]["meta"]["relations"][:2] == ["agent_permission_modes_daily",
+                                                       "agent_permission_modes_hourly"], m
     for m in metrics[:4]:
         assert answers[m]["meta"]["relations"][:2] == ["agent_decisions_by_source_daily",
                                                        "agent_decisions_by_source_hourly"], m
