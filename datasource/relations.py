@@ -157,7 +157,7 @@ LLM_USAGE = _dataset(
     f"time, user_id, agent_id, provider, model, counted, {_ATTRIBUTION}, 1::bigint AS requests, {_TOKEN_SUMS},"
     f" {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED}",
     applying_to("llm"),
-    (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_PER_USER,
+    (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_BY_AGENT, r.LLM_USAGE_PER_USER, r.LLM_USAGE_BY_AGENT_USER,
      # The full hourly aggregate, with a daily twin by user for whole days.
      (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER), r.LLM_USAGE_FULL, r.LLM_USAGE_ATTRIBUTED),
     always=frozenset({"counted"}))
@@ -180,7 +180,8 @@ LLM_METRIC_USAGE = _dataset(
     " {cost}_unpriced_tokens AS unpriced_tokens",
     f"time, user_id, agent_id, provider, model, {_ATTRIBUTION}, {_POINT_COLUMNS}",
     applying_to("llm"),
-    (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_PER_USER,
+    (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_BY_AGENT, r.LLM_METRIC_USAGE_PER_USER,
+     r.LLM_METRIC_USAGE_BY_AGENT_USER,
      (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER), r.LLM_METRIC_USAGE_FULL,
      r.LLM_METRIC_USAGE_ATTRIBUTED))
 

@@ -143,6 +143,16 @@ LLM_USAGE_PER_USER = Rollup(
     "llm_usage_per_user", LLM_REQUESTS, (USER, COUNTED), _USAGE,
     {HOUR: "llm_usage_hourly by user only: top users, and every total under a user or group filter.",
      DAY: "Daily (UTC) twin of llm_usage_per_user_hourly: whole days of the window."})
+# The spend of one agent (Value: the agents that send productivity metrics), by model or by user
+# only: the full aggregate holds the agent too, but by every key and hour, with no daily twin.
+LLM_USAGE_BY_AGENT = Rollup(
+    "llm_usage_by_agent", LLM_REQUESTS, (AGENT, PROVIDER, MODEL, COUNTED), _USAGE,
+    {HOUR: "llm_usage_hourly by agent, provider and model only: an agent's spend, in total or per model.",
+     DAY: "Daily (UTC) twin of llm_usage_by_agent_hourly: whole days of the window."})
+LLM_USAGE_BY_AGENT_USER = Rollup(
+    "llm_usage_by_agent_user", LLM_REQUESTS, (AGENT, USER, COUNTED), _USAGE,
+    {HOUR: "llm_usage_hourly by agent and user only: an agent's spend per user, and under a user filter.",
+     DAY: "Daily (UTC) twin of llm_usage_by_agent_user_hourly: whole days of the window."})
 LLM_SESSIONS = Rollup(
     "llm_sessions", LLM_REQUESTS, (SESSION, SOURCE, USER, AGENT, PROVIDER, MODEL, COUNTED),
     (*_REQUEST_SUMS, UNPRICED_REQUESTS, *_UNPRICED_TOKENS, *_LATENCY, *_TIMES),
@@ -211,6 +221,16 @@ LLM_METRIC_USAGE_PER_USER = Rollup(
     "llm_metric_usage_per_user", METRIC_POINTS, (USER,), _METRIC_USAGE,
     {HOUR: "llm_metric_usage_hourly by user only: top users, and every total under a user or group filter.",
      DAY: "Daily (UTC) twin of llm_metric_usage_per_user_hourly: whole days of the window."},
+    where=IN_SESSION)
+LLM_METRIC_USAGE_BY_AGENT = Rollup(
+    "llm_metric_usage_by_agent", METRIC_POINTS, (AGENT, PROVIDER, MODEL), _METRIC_USAGE,
+    {HOUR: "llm_metric_usage_hourly by agent, provider and model only: an agent's spend, in total or per model.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_by_agent_hourly: whole days of the window."},
+    where=IN_SESSION)
+LLM_METRIC_USAGE_BY_AGENT_USER = Rollup(
+    "llm_metric_usage_by_agent_user", METRIC_POINTS, (AGENT, USER), _METRIC_USAGE,
+    {HOUR: "llm_metric_usage_hourly by agent and user only: an agent's spend per user, and under a user filter.",
+     DAY: "Daily (UTC) twin of llm_metric_usage_by_agent_user_hourly: whole days of the window."},
     where=IN_SESSION)
 SESSION_METRICS = Rollup(
     "session_metrics", METRIC_POINTS, (SESSION, SOURCE, USER, AGENT, PROVIDER, MODEL),

@@ -50,7 +50,12 @@ ADDED_BY["bands"] = frozenset(
 # The permission modes' daily twin: whole days of Security's sessions by permission mode (over
 # 0012's table; no migration of its own).
 ADDED_BY["modes-daily"] = frozenset({"agent_permission_modes_daily"})
+# The spend of one agent by model or by user alone, for the Value figures (over 0002's columns; no
+# migration of their own).
+ADDED_BY["agent-spend"] = frozenset(
+    f"{r}_{w}" for r in ("llm_usage_by_agent", "llm_usage_by_agent_user", "llm_metric_usage_by_agent",
+                         "llm_metric_usage_by_agent_user") for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
                           - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
-                          - ADDED_BY["origin-totals"] - ADDED_BY["bands"])
+                          - ADDED_BY["origin-totals"] - ADDED_BY["bands"] - ADDED_BY["agent-spend"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

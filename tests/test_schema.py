@@ -199,14 +199,17 @@ def test_aggregates_match_raw_rows(db_url):
                                    f" + cache_write_tokens) FROM {name}").fetchone()[0]
                          for name in ("llm_usage_by_model_hourly", "llm_usage_by_model_daily", "llm_usage_by_user_daily",
                                       "llm_sessions_daily", "llm_usage_totals_hourly", "llm_usage_totals_daily",
-                                      "llm_usage_per_user_hourly", "llm_usage_per_user_daily")]
+                                      "llm_usage_per_user_hourly", "llm_usage_per_user_daily",
+                                      *(f"llm_usage_by_agent{k}_{w}" for k in ("", "_user") for w in ("hourly", "daily")))]
         rollup_points = [c.execute(f"SELECT sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)"
                                    f" + coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0)"
                                    f" + coalesce(other_tokens, 0)) FROM {name}").fetchone()[0]
                          for name in ("llm_metric_usage_hourly", "llm_metric_usage_by_model_hourly",
                                       "llm_metric_usage_by_model_daily", "llm_metric_usage_by_user_daily",
                                       "llm_metric_usage_totals_hourly", "llm_metric_usage_totals_daily",
-                                      "llm_metric_usage_per_user_hourly", "llm_metric_usage_per_user_daily")]
+                                      "llm_metric_usage_per_user_hourly", "llm_metric_usage_per_user_daily",
+                                      *(f"llm_metric_usage_by_agent{k}_{w}" for k in ("", "_user")
+                                        for w in ("hourly", "daily")))]
         daily_points = c.execute("SELECT sum(tokens) FROM session_metrics_daily").fetchone()[0]
         call_totals = [c.execute(f"SELECT sum(calls) FROM {name}").fetchone()[0]
                        for name in ("tool_calls_totals_hourly", "tool_calls_totals_daily",
@@ -232,8 +235,8 @@ def test_aggregates_match_raw_rows(db_url):
     assert requests == len(llm)
     assert sess == sum(1 for r in llm if r[3] == "s3")
     assert mp == sum(r[10] for r in points if r[9] == "tokens")
-    assert rollup_tokens == [tokens] * 8
-    assert rollup_points == [mp] * 8 and daily_points == mp
+    assert rollup_tokens == [tokens] * 12
+    assert rollup_points == [mp] * 12 and daily_points == mp
     assert call_totals == [len(tool_calls)] * 4
 
 

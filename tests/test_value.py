@@ -367,3 +367,53 @@ def test_a_groups_rule_counts_the_teams_work_as_its_spend(client, conn, oracle):
     assert kloc["lines"] == g["lines"] and _close(kloc["value"], oracle.figures(0, "team", "payments")["cost_per_kloc"])
     rate = api(client, "value_acceptance_pct", *WINDOW, group="pay")["rows"][0]
     assert _close(rate["value"], oracle.figures(0, "team", "payments")["acceptance_pct"])
+
+
+# Two days ending with the window: 5 December whole (read from the daily twins), both periods' runs in it.
+DAYS = (WINDOW[1] - timedelta(days=2), WINDOW[1])
+
+
+def _both(oracle: Oracle, by: str, key) -> dict:
+    """The spend and counts of a key over both periods (what DAYS holds)."""
+    g = _empty()
+    for period in (0, 1):
+        for k, v in oracle.keys.get((period, by, key), _empty()).items():
+            g[k] = v if g[k] is None else g[k] + (v or 0)
+    return g
+
+
+def test_the_spend_is_read_from_the_agents_rollups(client, oracle):
+    """The figures read the productivity agents' spend from the rollups by agent (the totals, per
+    model) and by agent and user (per user, under a user filter), their daily twins for whole
+    days, never the full hourly aggregate of every key; what they give is the oracle's."""
+    wide = {"llm_usage_hourly", "llm_metric_usage_hourly", "llm_usage_attributed_hourly",
+            "llm_metric_usage_attributed_hourly"}
+
+    def reading(metric: str, rollup: str, **filters) -> list[dict]:
+        body = api(client, metric, *DAYS, **filters)
+        relations = set(body["meta"]["relations"])
+        assert {f"{p}_{rollup}_{w}" for p in ("llm_usage", "llm_metric_usage") for w in ("daily", "hourly")} \
+            <= relations and not relations & wide, (metric, relations)
+        return body["rows"]
+
+    total = _both(oracle, "total", None)
+    assert total["pull_requests"] == 3
+    for metric in ("value_cost_per_pull_request", "value_spend"):
+        row = reading(metric, "by_agent")[0]
+        assert _close(row["cost"] if "cost" in row else row["value"], total["cost"]), (metric, row)
+    row = reading("value_cost_per_pull_request", "by_agent")[0]
+    assert row["pull_requests"] == 3 and _close(row["value"], total["cost"] / 3)
+    users = reading("value_by_user", "by_agent_user")
+    assert {r["user_id"] for r in users} == {k for (_, by, k) in oracle.keys if by == "user"}
+    for r in users:
+        g = _both(oracle, "user", r["user_id"])
+        assert _close(r["cost"], g["cost"]) and (r["pull_requests"], r["commits"]) == \
+            (g["pull_requests"], g["commits"]), (r, g)
+        spend = reading("value_spend", "by_agent_user", user=r["user_id"])[0]
+        assert _close(spend["value"], g["cost"]), (spend, g)
+    models = reading("value_by_model", "by_agent")
+    assert {r["model"] for r in models} == {k for (_, by, k) in oracle.keys if by == "model"} - {"unknown"}
+    for r in models:
+        g = _both(oracle, "model", r["model"])
+        assert _close(r["cost"], g["cost"]) and r["lines_added"] + r["lines_removed"] == g["lines"], (r, g)
+        assert _close(r["cost_per_kloc"], g["cost"] / (g["lines"] / 1000)), (r, g)
