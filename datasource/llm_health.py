@@ -87,29 +87,38 @@ def _percentiles(column: str, by: str = "") -> str:
             + (f" GROUP BY {by}" if by else ""))
 
 
-def _banded(column: str, by: str, bands: str, values: str) -> str:
-    """_percentiles' answer, read in two steps: the band of BAND_MS milliseconds holding each
-    percentile's rank and the requests below it, from the cumulative band counts of `bands`
-    (requests per provider, model and band); then the milliseconds of that band alone, from
-    `values` (requests per provider, model and whole millisecond of `column`), each probed per
-    model and band (a lateral subquery: its conditions reach every piece's index)."""
+def _banded(column: str, by: str, bands: str, values: str, ps: tuple[float, ...] = (0.5, 0.95),
+            models: bool = True) -> str:
+    """_percentiles' answer (of the percentiles `ps` among P50 and P95), read in two steps: the
+    band of BAND_MS milliseconds holding each percentile's rank and the requests below it, from
+    the cumulative band counts of `bands` (requests per band and the keys of `by`, such as the
+    window `w`, and per provider and model unless `models` is false: rollups over every model);
+    then the milliseconds of that band alone, from `values` (requests per whole millisecond of
+    `column` and the same keys), each probed per band and keys (a lateral subquery: its
+    conditions reach every piece's index). Only the bands holding a rank asked for are probed."""
+    by_keys = [k for k in by.split(", ") if k]
     keys = f"{by}, " if by else ""
     part = f"PARTITION BY {by}" if by else ""
-    on = " AND ".join([*(f"t.{k} = m.{k}" for k in by.split(", ") if by), "TRUE"])
-    probe_on = " AND ".join([*(f"g.{k} = t.{k}" for k in by.split(", ") if by), "g.band = t.band"])
-    t_keys = "".join(f"t.{k}, " for k in by.split(", ") if by)
+    g_list = [*(k for k in by_keys if k not in ("provider", "model")), *(("provider", "model") if models else ())]
+    g_keys = "".join(f"{k}, " for k in g_list)
+    on = " AND ".join([*(f"t.{k} = m.{k}" for k in by_keys), "TRUE"])
+    probe_on = " AND ".join([*(f"g.{k} = t.{k}" for k in by_keys), "g.band = t.band"])
+    lateral_on = "".join(f"s.{k} = probe.{k} AND " for k in g_list)
+    t_keys = "".join(f"t.{k}, " for k in by_keys)
+    s_keys = "".join(f"s.{k}, " for k in g_list)
+    values_list = ", ".join(f"({p})" for p in ps)
     return (f"WITH bs AS ({bands}),"
-            " g AS (SELECT provider, model, band, sum(requests) AS n FROM bs GROUP BY provider, model, band),"
+            f" g AS (SELECT {g_keys}band, sum(requests) AS n FROM bs GROUP BY {g_keys}band),"
             f" k AS (SELECT {keys}band, sum(n) AS n FROM g GROUP BY {keys}band),"
             f" c AS (SELECT {keys}band, n, sum(n) OVER ({part} ORDER BY band) AS cum, sum(n) OVER ({part}) AS total"
             " FROM k),"
             f" t AS (SELECT DISTINCT ON ({keys}p) {keys}p, total, band, cum - n AS below"
-            f" FROM c CROSS JOIN (VALUES (0.5), (0.95)) ps(p) WHERE cum >= p * total ORDER BY {keys}p, band),"
-            f" probe AS (SELECT DISTINCT g.provider, g.model, g.band FROM g JOIN t ON {probe_on}),"
+            f" FROM c CROSS JOIN (VALUES {values_list}) ps(p) WHERE cum >= p * total ORDER BY {keys}p, band),"
+            f" probe AS (SELECT DISTINCT {''.join(f'g.{k}, ' for k in g_list)}g.band FROM g JOIN t ON {probe_on}),"
             " ms AS (SELECT v.* FROM probe CROSS JOIN LATERAL"
-            f" (SELECT s.provider, s.model, s.{column} AS ms, sum(s.requests) AS n FROM ({values}) s"
-            f" WHERE s.provider = probe.provider AND s.model = probe.model AND s.{column} >= probe.band * {BAND_MS}"
-            f" AND s.{column} < (probe.band + 1) * {BAND_MS} GROUP BY s.provider, s.model, s.{column}) v),"
+            f" (SELECT {s_keys}s.{column} AS ms, sum(s.requests) AS n FROM ({values}) s"
+            f" WHERE {lateral_on}s.{column} >= probe.band * {BAND_MS}"
+            f" AND s.{column} < (probe.band + 1) * {BAND_MS} GROUP BY {s_keys}s.{column}) v),"
             f" m AS (SELECT {keys}ms, sum(n) AS n FROM ms GROUP BY {keys}ms),"
             f" r AS (SELECT {t_keys}t.p, t.total, m.ms,"
             f" t.below + sum(m.n) OVER (PARTITION BY {t_keys}t.p ORDER BY m.ms) AS cum FROM t JOIN m ON {on}"
@@ -120,32 +129,66 @@ def _banded(column: str, by: str, bands: str, values: str) -> str:
             " FROM r" + (f" GROUP BY {by}" if by else ""))
 
 
-def _percentile_rows(e: Engine, q: Query, window: tr.Window, values: Dataset, bands: Dataset, column: str,
+def _windows(e: Engine, ds: Dataset, windows: tuple[tr.Window, ...], q: Query) -> tuple[str, list]:
+    """The rows of `ds` in each of `windows`, tagged with the window's number `w` (0, 1, ...)."""
+    texts, params = [], []
+    for i, window in enumerate(windows):
+        text, p = e.source(ds, window, q)
+        texts.append(f"SELECT {i} AS w, x.* FROM ({text.as_string(e.conn)}) x")
+        params += p
+    return " UNION ALL ".join(texts), params
+
+
+def _unfiltered(e: Engine, q: Query) -> bool:
+    """Whether the percentiles go through the bands: aggregates read and no filter set."""
+    return e.read_aggregates and not any(q.filters.get(f) for f in q.metric.filters)
+
+
+def _percentile_rows(e: Engine, q: Query, window: tr.Window, values: Dataset, column: str,
                      by: str = "") -> list[dict]:
-    """_percentiles of `column` over `values` in `window`, per `by`. Without a filter, through
-    the bands (_banded): a day of milliseconds per model is thousands of rollup rows, its bands
-    a few dozen; a filter narrows the rows read enough to read the milliseconds directly."""
-    if not e.read_aggregates or any(q.filters.get(f) for f in q.metric.filters):
-        return e.with_src(e._src(values, window, q), _percentiles(column, by), shared=True)
-    b_text, b_params = e.source(bands, window, q)
-    v_text, v_params = e.source(values, window, q)
-    body = sql.SQL(_banded(column, by, "{b}", "{v}")).format(b=b_text, v=v_text)
-    return e.fetch(body, [*b_params, *v_params], shared=True)
+    """_percentiles of `column` over `values` in `window`, per `by`, from the milliseconds
+    themselves (a filter narrows the rows read enough)."""
+    return e.with_src(e._src(values, window, q), _percentiles(column, by), shared=True)
 
 
 def latency_p95(e: Engine, q: Query) -> Result:
-    """The P95 duration of the range and of the previous one."""
+    """The P95 duration of the range and of the previous one. Without a filter, both windows in
+    one statement through the bands over every model (_banded: a day of milliseconds is thousands
+    of rollup rows, its bands a few hundred), the P95's band alone probed."""
     prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
-    value, previous = (next(iter(_percentile_rows(e, q, w, LLM_LATENCY, LLM_LATENCY_BANDS, "latency_ms")),
-                            {}).get("p95") for w in (q.window, prev))
+    if _unfiltered(e, q):
+        b_text, b_params = _windows(e, LLM_LATENCY_BANDS, (q.window, prev), q)
+        v_text, v_params = _windows(e, LLM_LATENCY, (q.window, prev), q)
+        banded = _banded("latency_ms", "w", b_text, v_text, ps=(0.95,), models=False)
+        rows = e.fetch(sql.SQL(banded), [*b_params, *v_params])
+        by_window = {r["w"]: r["p95"] for r in rows}
+        value, previous = by_window.get(0), by_window.get(1)
+    else:
+        value, previous = (next(iter(_percentile_rows(e, q, w, LLM_LATENCY, "latency_ms")), {}).get("p95")
+                           for w in (q.window, prev))
     return Result([{"value": value, "previous": previous, "change_pct": pct_change(value, previous)}])
 
 
 def latency_by_model(e: Engine, q: Query) -> Result:
-    """Per model: requests, P50 and P95 duration; requests with a time to first token, its P50 and P95."""
-    durations = _percentile_rows(e, q, q.window, LLM_LATENCY, LLM_LATENCY_BANDS, "latency_ms", "provider, model")
-    ttft = {(r["provider"], r["model"]): r for r in
-            _percentile_rows(e, q, q.window, LLM_TTFT, LLM_TTFT_BANDS, "ttft_ms", "provider, model")}
+    """Per model: requests, P50 and P95 duration; requests with a time to first token, its P50 and
+    P95. Without a filter, durations and times to first token in one statement, each through
+    its bands (_banded)."""
+    by = "provider, model"
+    if _unfiltered(e, q):
+        parts, params = [], []
+        for kind, values, bands, column in (("d", LLM_LATENCY, LLM_LATENCY_BANDS, "latency_ms"),
+                                            ("t", LLM_TTFT, LLM_TTFT_BANDS, "ttft_ms")):
+            b_text, b_params = e.source(bands, q.window, q)
+            v_text, v_params = e.source(values, q.window, q)
+            banded = _banded(column, by, b_text.as_string(e.conn), v_text.as_string(e.conn))
+            parts.append(f"SELECT '{kind}' AS kind, x.* FROM ({banded}) x")
+            params += [*b_params, *v_params]
+        both = e.fetch(sql.SQL(" UNION ALL ".join(parts)), params)
+        durations = [r for r in both if r["kind"] == "d"]
+        ttft = {(r["provider"], r["model"]): r for r in both if r["kind"] == "t"}
+    else:
+        durations = _percentile_rows(e, q, q.window, LLM_LATENCY, "latency_ms", by)
+        ttft = {(r["provider"], r["model"]): r for r in _percentile_rows(e, q, q.window, LLM_TTFT, "ttft_ms", by)}
     rows = []
     for r in durations:
         t = ttft.pop((r["provider"], r["model"]), {})

@@ -281,19 +281,20 @@ SESSION_METRIC_AGENTS = _dataset(
 LLM_LATENCY = _dataset(
     r.LLM_LATENCY, f"bucket AS time, user_id, provider, model, {_ATTRIBUTION}, latency_ms, requests",
     f"time, user_id, provider, model, {_ATTRIBUTION}, round(latency_ms) AS latency_ms, 1::bigint AS requests",
-    applying_to("llm"), (r.LLM_LATENCY_BY_MODEL, r.LLM_LATENCY))
+    applying_to("llm"), (r.LLM_LATENCY_TOTALS, r.LLM_LATENCY_BY_MODEL, r.LLM_LATENCY))
 LLM_TTFT = _dataset(
     r.LLM_TTFT, f"bucket AS time, user_id, provider, model, {_ATTRIBUTION}, ttft_ms, requests",
     f"time, user_id, provider, model, {_ATTRIBUTION}, round(ttft_ms) AS ttft_ms, 1::bigint AS requests",
     applying_to("llm"), (r.LLM_TTFT_BY_MODEL, r.LLM_TTFT))
-# Requests per model and band of r.BAND_MS milliseconds: llm_health.py finds in them where an
+# Requests per model and band of r.BAND_MS milliseconds (the durations' also over every model,
+# for a question that needs no model): llm_health.py finds in them where an
 # unfiltered percentile's rank falls (under a filter it reads the per-millisecond rollups alone).
 # The filters their columns could answer: the provider and the model.
 _BAND_FILTERS = tuple(f for f in applying_to("llm") if FILTER_COLUMNS[f] <= {"provider", "model"})
 LLM_LATENCY_BANDS = _dataset(
     r.LLM_LATENCY_BANDS, "bucket AS time, provider, model, band, requests",
     f"time, provider, model, floor(round(latency_ms) / {r.BAND_MS}) AS band, 1::bigint AS requests",
-    _BAND_FILTERS, (r.LLM_LATENCY_BANDS,))
+    _BAND_FILTERS, (r.LLM_LATENCY_TOTALS_BANDS, r.LLM_LATENCY_BANDS))
 LLM_TTFT_BANDS = _dataset(
     r.LLM_TTFT_BANDS, "bucket AS time, provider, model, band, requests",
     f"time, provider, model, floor(round(ttft_ms) / {r.BAND_MS}) AS band, 1::bigint AS requests",

@@ -355,7 +355,8 @@ SESSION_METRIC_AGENTS = Rollup(
 REQUESTS = _REQUEST_SUMS[0]
 # The unfiltered percentiles find the band of BAND_MS milliseconds holding their rank in the
 # bands rollups (a few hundred rows a day per model), then read that band's milliseconds alone
-# from the per-millisecond rollups, by the index on (provider, model, milliseconds, bucket).
+# from the per-millisecond rollups, by the index on (provider, model, milliseconds, bucket,
+# requests): holding the count, the index alone answers the probe (migration 0020).
 BAND_MS = 100
 _BY_VALUE = "value"  # the index's name suffix
 
@@ -373,7 +374,7 @@ def _milliseconds(name: str, column: str, what: str) -> tuple[Rollup, Rollup, Ro
         f"{name}_by_model", LLM_REQUESTS, (PROVIDER, MODEL, ms), (REQUESTS,),
         {HOUR: f"{name}_hourly without users: {what} percentiles without a user or group filter.",
          DAY: f"Daily (UTC) twin of {name}_by_model_hourly: whole days of the window."},
-        where=where, indexes=((_BY_VALUE, ("provider", "model", column, "bucket")),))
+        where=where, indexes=((_BY_VALUE, ("provider", "model", column, "bucket", "requests")),))
     bands = Rollup(
         f"{name}_bands", LLM_REQUESTS, (PROVIDER, MODEL, Key("band", f"floor(round({column}) / {BAND_MS})")),
         (REQUESTS,),
@@ -384,6 +385,21 @@ def _milliseconds(name: str, column: str, what: str) -> tuple[Rollup, Rollup, Ro
 
 
 LLM_LATENCY, LLM_LATENCY_BY_MODEL, LLM_LATENCY_BANDS = _milliseconds("llm_latency", "latency_ms", "duration")
+# The duration's P95 over every model (the unfiltered stat): its bands and milliseconds without
+# the model, a sixth of the per-model rows to count and one index range to probe (the index holds
+# the requests too: the probe reads the index alone, not a page of the table per row).
+_LATENCY_MS = Key("latency_ms", "round(latency_ms)")
+LLM_LATENCY_TOTALS = Rollup(
+    "llm_latency_totals", LLM_REQUESTS, (_LATENCY_MS,), (REQUESTS,),
+    {HOUR: "llm_latency_by_model_hourly without the model: the duration's percentiles over every model.",
+     DAY: "Daily (UTC) twin of llm_latency_totals_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL", indexes=((_BY_VALUE, ("latency_ms", "bucket", "requests")),))
+LLM_LATENCY_TOTALS_BANDS = Rollup(
+    "llm_latency_totals_bands", LLM_REQUESTS, (Key("band", f"floor(round(latency_ms) / {BAND_MS})"),), (REQUESTS,),
+    {HOUR: f"llm_latency_bands_hourly without the model: where the rank of a percentile over every\n"
+           f"model falls, read exactly from llm_latency_totals in that band alone.",
+     DAY: "Daily (UTC) twin of llm_latency_totals_bands_hourly: whole days of the window."},
+    where="latency_ms IS NOT NULL")
 LLM_TTFT, LLM_TTFT_BY_MODEL, LLM_TTFT_BANDS = _milliseconds("llm_ttft", "ttft_ms", "time to first token")
 
 # API errors: failed requests ('error') and retries given up ('retries_exhausted'), by status.

@@ -55,7 +55,12 @@ ADDED_BY["modes-daily"] = frozenset({"agent_permission_modes_daily"})
 ADDED_BY["agent-spend"] = frozenset(
     f"{r}_{w}" for r in ("llm_usage_by_agent", "llm_usage_by_agent_user", "llm_metric_usage_by_agent",
                          "llm_metric_usage_by_agent_user") for w in ("minutely", "hourly", "daily"))
+# The duration's P95 over every model: its milliseconds and bands without the model (over 0002's
+# latency_ms; no migration of their own).
+ADDED_BY["latency-totals"] = frozenset(
+    f"{r}_{w}" for r in ("llm_latency_totals", "llm_latency_totals_bands") for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
                           - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
-                          - ADDED_BY["origin-totals"] - ADDED_BY["bands"] - ADDED_BY["agent-spend"])
+                          - ADDED_BY["origin-totals"] - ADDED_BY["bands"] - ADDED_BY["agent-spend"]
+                          - ADDED_BY["latency-totals"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

@@ -22,7 +22,8 @@ from tests.rollups_support import ADDED_BY
 BACKEND_CHOICES = ["off", pytest.param("on", marks=pytest.mark.skipif(not TIMESCALEDB, reason=NO_TSDB))]
 NEW = ADDED_BY["0013"]
 # Over tables or columns of later migrations, or over 0013's columns and declared since.
-LATER = ADDED_BY["0015"] | ADDED_BY["0017"] | ADDED_BY["origin-totals"] | ADDED_BY["bands"]
+LATER = (ADDED_BY["0015"] | ADDED_BY["0017"] | ADDED_BY["origin-totals"] | ADDED_BY["bands"]
+         | ADDED_BY["latency-totals"])
 
 
 def _previous_release(url: str, tsdb: str, monkeypatch) -> None:
