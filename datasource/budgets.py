@@ -19,6 +19,7 @@ from agent_analytics.datasource import budget_forecast as bf
 from agent_analytics.datasource import catalog
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import PERCENT, UNPRICED_COLUMNS, USD, Metric, col
+from agent_analytics.datasource.filters import ATTRIBUTION_COLUMNS, GROUPS_OF_ROW
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result, pct_change
@@ -42,18 +43,36 @@ SCOPE_FILTERS: dict[str, Callable[[Mapping[str, Any]], dict[str, tuple[str, ...]
 if tuple(SCOPE_FILTERS) != SCOPES:
     raise ValueError("the directory must accept exactly the budget scopes measured here")
 
-# The budgets of a scope kind are measured together, a few statements for them all, where a
-# column of the usage names each row's target: for one target, the scope's filter keeps exactly
-# the rows whose column holds it. None: the organisation is one scope; a group's filter also
-# counts the usage its attribution rule maps to it (filters.py), so a group is measured alone.
-TARGET_COLUMNS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+
+class Target(NamedTuple):
+    """How the rows of a statement name each one's target: `expression` over `rows` (its FROM:
+    a template whose `{by}` is what else the statement groups by, a leading comma or nothing;
+    a %s there reads the batch's targets as one bound list)."""
+    expression: str
+    rows: str = "src"
+
+
+# A group's filter keeps its members' usage and what its attribution rule maps to it: each row
+# joined to every group it counts in (a member of two groups counts in both), as the filter does.
+# The rows are first summed by what decides their groups (a few hundred), so the join is small;
+# sums of sums and minima of minima are the statement's own (cost is numeric, exact).
+_KEYS = ", ".join(("user_id", *ATTRIBUTION_COLUMNS))
+_GROUPS = Target("g.group_id", f"(SELECT {_KEYS}, min(time) AS time, sum(cost) AS cost,"
+                 " sum(unpriced_tokens) AS unpriced_tokens"
+                 f" FROM src GROUP BY {_KEYS}{{by}}) src JOIN LATERAL ({GROUPS_OF_ROW}) g ON g.group_id = ANY(%s)")
+
+# The budgets of a scope kind are measured together, a few statements for them all: for one
+# target, the scope's filter keeps exactly the rows its Target names it on. None: the
+# organisation is one scope.
+TARGETS: dict[str, Callable[[Mapping[str, Any]], Target | None]] = {
     "organisation": lambda b: None,
-    "user": lambda b: "user_id",
-    "group": lambda b: None,
-    "attribute": lambda b: b["attribute"],  # the dimension's column, as its filter's
+    "user": lambda b: Target("src.user_id"),
+    "group": lambda b: _GROUPS,
+    "attribute": lambda b: Target(f"src.{b['attribute']}"),  # the dimension's column, as its filter's
 }
-if set(TARGET_COLUMNS) != set(SCOPE_FILTERS):
-    raise ValueError("every budget scope says whether its budgets are measured together")
+if set(TARGETS) != set(SCOPE_FILTERS):
+    raise ValueError("every budget scope says how its budgets are measured together")
+_ONE = Target("NULL::text")  # a batch of one target, no column names it
 
 _BUDGETS = ("SELECT b.id, b.name, b.scope, b.attribute, b.target, b.period, b.amount_usd::float8 AS amount_usd,"
             " b.owner, CASE b.scope WHEN 'user' THEN coalesce(u.display_name, u.email, b.target)"
@@ -61,41 +80,43 @@ _BUDGETS = ("SELECT b.id, b.name, b.scope, b.attribute, b.target, b.period, b.am
             " ELSE b.attribute || '=' || b.target END AS scope_name"
             " FROM budgets b LEFT JOIN users u ON b.scope = 'user' AND u.id = b.target"
             " LEFT JOIN groups g ON b.scope = 'group' AND g.id = b.target ORDER BY b.id")
-_DAILY = (f"SELECT {{target}} AS target, (date_trunc('day', time, 'UTC') AT TIME ZONE 'UTC')::date AS day,"
+_DAY = "date_trunc('day', time, 'UTC')"
+_DAILY = (f"SELECT {{target}} AS target, ({_DAY} AT TIME ZONE 'UTC')::date AS day,"
           f" {COST_SUM}::float8 AS cost, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens"
-          " FROM src GROUP BY 1, 2")
-_TOTAL = f"SELECT {{target}} AS target, {COST_SUM}::float8 AS cost FROM src GROUP BY 1"
-_FIRST = "SELECT {target} AS target, (min(time) AT TIME ZONE 'UTC')::date AS day FROM src GROUP BY 1"
+          " FROM {rows} GROUP BY 1, 2")
+_TOTAL = f"SELECT {{target}} AS target, {COST_SUM}::float8 AS cost FROM {{rows}} GROUP BY 1"
+_FIRST = "SELECT {target} AS target, (min(time) AT TIME ZONE 'UTC')::date AS day FROM {rows} GROUP BY 1"
 # Where the search for the first day with usage begins: before any agent sent telemetry.
 _HISTORY = datetime(2000, 1, 3, tzinfo=bf.UTC)
 
 
 class Batch(NamedTuple):
-    """Budgets measured together: the filters that keep all their targets' usage, the expression
-    naming a row's target (`src.<column>`, or NULL for a single target) and each budget's target
-    as that expression names it."""
+    """Budgets measured together: the filters that keep all their targets' usage, how a row
+    names its target (TARGETS; _ONE for a single target) and the budgets."""
     filters: dict[str, tuple[str, ...]]
-    target: str
+    target: Target
     budgets: list[Mapping[str, Any]]
 
     def key(self, budget: Mapping[str, Any]) -> str | None:
-        return None if self.target == "NULL::text" else budget["target"]
+        return None if self.target == _ONE else budget["target"]
+
+    def targets(self) -> tuple[str, ...]:
+        return tuple(sorted({b["target"] for b in self.budgets}))
 
 
 def batches(budgets: Sequence[Mapping[str, Any]]) -> list[Batch]:
-    """The budgets in batches measured together (TARGET_COLUMNS), in the order first met."""
-    found: dict[tuple[str, str | None], Batch] = {}
+    """The budgets in batches measured together (TARGETS), in the order first met."""
+    found: dict[tuple[str, Target | str | None], Batch] = {}
     for b in budgets:
-        column = TARGET_COLUMNS[b["scope"]](b)
-        key = (b["scope"], column) if column else (b["scope"], b["target"])
+        target = TARGETS[b["scope"]](b)
+        key = (b["scope"], target or b["target"])
         if key not in found:
-            found[key] = Batch(SCOPE_FILTERS[b["scope"]](b), f"src.{column}" if column else "NULL::text", [])
+            found[key] = Batch(SCOPE_FILTERS[b["scope"]](b), target or _ONE, [])
         found[key].budgets.append(b)
     out = []
     for batch in found.values():
-        if batch.target != "NULL::text":  # one filter, every target of the batch
-            targets = tuple(sorted({b["target"] for b in batch.budgets}))
-            batch = batch._replace(filters={name: targets for name in batch.filters})
+        if batch.target != _ONE:  # one filter, every target of the batch
+            batch = batch._replace(filters={name: batch.targets() for name in batch.filters})
         out.append(batch)
     return out
 
@@ -108,7 +129,10 @@ def _cost(e: Engine, q: Query, metric_id: str, window: Window, batch: Batch, bod
         window = Window(window.start, window.start)
     asked = replace(q, metric=catalog.BY_ID[metric_id], window=window, filters=batch.filters)
     read = asked.metric.dataset_reads
-    return e.with_src(e._src(read.dataset, window, asked, read.rows), body.format(target=batch.target))
+    rows = batch.target.rows.format(by=f", {_DAY}" if body is _DAILY else "")
+    return e.with_src(e._src(read.dataset, window, asked, read.rows),
+                      body.format(target=batch.target.expression, rows=rows),
+                      [list(batch.targets())] * rows.count("%s"))
 
 
 def first_days(e: Engine, q: Query, batch: Batch, as_of: datetime) -> dict[str | None, date]:
@@ -170,7 +194,7 @@ def budgets(e: Engine, q: Query) -> Result:
     as_of = min(q.window.end, datetime.now(bf.UTC))
     e._note("budgets")
     rows = [b for b in e.fetch(sql.SQL(_BUDGETS), []) if b["scope"] in SCOPE_FILTERS]
-    data_since = first_days(e, q, Batch({}, "NULL::text", []), as_of).get(None)
+    data_since = first_days(e, q, Batch({}, _ONE, []), as_of).get(None)
     measured: dict[str, dict[str, Any]] = {}
     for batch in batches(rows):
         measured |= measure(e, q, batch, as_of, data_since)

@@ -18,7 +18,7 @@ from agent_analytics.config import ATTRIBUTION
 from agent_analytics.text import StorableSchema
 
 PERIODS = ("day", "week", "month")
-# Each measured by its filters in datasource/budgets.py (SCOPE_FILTERS, TARGET_COLUMNS).
+# Each measured by its filters in datasource/budgets.py (SCOPE_FILTERS, TARGETS).
 SCOPES = ("organisation", "user", "group", "attribute")
 # Larger than any LLM bill, small enough for numeric(18, 6).
 MAX_AMOUNT_USD = 1e12

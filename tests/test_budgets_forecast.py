@@ -313,6 +313,61 @@ def test_an_attribute_budget_counts_the_usage_attributed_to_its_value(client, co
     assert (s["spend"], s["daily_rate"], s["forecast"], s["previous_spend"]) == (0, None, None, 0)
 
 
+def test_group_budgets_with_shared_members_and_attribution_rules_measured_together(client, conn, db_url):
+    """Groups sharing members, whose rules map attribution values (one value onto two groups; a
+    member's own attributed usage, counted once), measured together: each budget equals its
+    group's rows counted from the data (members or a mapped value), and its own answer measured
+    alone, with no other budget in the directory."""
+    rows = _month()
+    load_raw_rows(db_url, ([], rows, []), refresh=False)
+    conn.execute("UPDATE llm_requests SET team = 'payments' WHERE source_key = ANY(%s)",
+                 ([r[1] for r in rows if _payments(r)],))
+    conn.execute("UPDATE llm_requests SET department = 'eng' WHERE team IS NULL")
+    conn.execute("SELECT aa_rebuild_session_totals()")
+    refresh_aggregates(conn)
+    # (members, {dimension: mapped values})
+    groups = {"eng": ({"ann@x"}, {"team": {"payments"}}),      # ann's payments usage: hers once
+              "ops": ({"bob@x"}, {"team": {"payments"}}),      # payments also maps here
+              "all": ({"ann@x", "bob@x"}, {}),
+              "fin": (set(), {"department": {"eng"}}),         # no member: the rule alone
+              "nobody": (set(), {})}
+    budgets = [{"id": f"{g}-{p}", "scope": "group", "target": g, "period": p, "amount_usd": 60, "owner": "x@x"}
+               for g in groups for p in ("week", "month")]
+    budgets.append({"id": "org", "scope": "organisation", "period": "month", "amount_usd": 500, "owner": "x@x"})
+    directory.apply(conn, {"groups": [{"id": g, "name": g, "members": sorted(m),
+                                       "attribution": {d: sorted(v) for d, v in a.items()}}
+                                      for g, (m, a) in groups.items()], "budgets": budgets})
+    together = {r["budget"]: r for r in api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]}
+    assert sorted(together) == sorted(b["id"] for b in budgets)
+
+    def values(r: tuple) -> dict[str, str]:
+        return {"team": "payments"} if _payments(r) else {"department": "eng"}
+
+    starts = {"week": (T(3, 16), T(3, 9)), "month": (T(3, 1), T(2, 1))}
+    for b in budgets[:-1]:
+        members, mapped = groups[b["target"]]
+        mine = [r for r in rows if r[4] in members or any(v in mapped.get(d, ()) for d, v in values(r).items())]
+        start, prev_start = starts[b["period"]]
+        r = together[b["id"]]
+        assert r["spend"] == pytest.approx(_oracle(mine, None, start, AS_OF)), b["id"]
+        rate = _oracle(mine, None, T(3, 13), T(3, 20)) / 7 if mine else None    # every scope began in February
+        assert r["daily_rate"] == pytest.approx(rate), b["id"]
+        assert r["previous_spend"] == pytest.approx(_oracle(mine, None, prev_start, prev_start + (AS_OF - start)))
+        unpriced = sum(x[8] for x in mine if x[13] is None and start <= x[0] < AS_OF)
+        assert r["unpriced_tokens"] == unpriced, b["id"]
+    # Not vacuous: ann's payments usage is in eng once, the payments value counts in eng and ops.
+    assert together["eng-month"]["spend"] == pytest.approx(_oracle(rows, {"ann@x"}, T(3, 1), AS_OF) + 9)
+    assert together["nobody-month"]["spend"] == 0 and together["fin-week"]["spend"] > 0
+
+    for b in budgets:  # each alone: the same row
+        for other in budgets:
+            if other is not b:
+                directory.delete_one(conn, "budgets", other["id"])
+        [alone] = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]
+        assert alone == together[b["id"]], b["id"]
+        directory.apply(conn, {"budgets": [o for o in budgets if o is not b]})
+
+
 def test_budgets_are_llm_analytics(client, conn):
     from tests.harness_support import QUERY_TOKEN
     directory.apply(conn, {"budgets": BUDGETS[:1]})
