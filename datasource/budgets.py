@@ -135,29 +135,50 @@ def _cost(e: Engine, q: Query, metric_id: str, window: Window, batch: Batch, bod
                       [list(batch.targets())] * rows.count("%s"))
 
 
-def first_days(e: Engine, q: Query, batch: Batch, as_of: datetime) -> dict[str | None, date]:
-    """The first UTC day before `as_of`'s with LLM usage (priced or not) of each target of the
+def first_days(e: Engine, q: Query, batch: Batch, before: datetime) -> dict[str | None, date]:
+    """The first UTC day before `before` with LLM usage (priced or not) of each target of the
     batch that has one; read as Total cost reads it, whole days from the daily aggregate."""
-    rows = _cost(e, q, "llm_total_cost", Window(_HISTORY, bf.rate_window(as_of, None)[1]), batch, _FIRST)
+    rows = _cost(e, q, "llm_total_cost", Window(_HISTORY, before), batch, _FIRST)
     return {r["target"]: r["day"] for r in rows if r["day"] is not None}
+
+
+def _rate_firsts(e: Engine, q: Query, batch: Batch, days: Mapping[str | None, list[dict[str, Any]]],
+                 read_from: datetime, rate: tuple[datetime, datetime]) -> dict[str | None, date]:
+    """Each target's first day with usage as far as its daily rate tells it apart (the rate
+    reads only the days since then within `rate`, the longest rate window): its first day when
+    that is in `rate`, a day before it otherwise. From the days read since `read_from` (before
+    `rate`), and the history before them only for the targets none of those days were before."""
+    r0, r1 = (t.date() for t in rate)
+    firsts = {t: min(r["day"] for r in rows) for t, rows in days.items() if any(r["day"] < r1 for r in rows)}
+    unsure = [t for t in batch.targets() if firsts.get(t, r0) >= r0]
+    if unsure:
+        older = batch._replace(filters={name: tuple(unsure) for name in batch.filters},
+                               budgets=[b for b in batch.budgets if b["target"] in unsure])
+        firsts |= first_days(e, q, older, read_from)
+    return firsts
 
 
 def measure(e: Engine, q: Query, batch: Batch, as_of: datetime, data_since: date | None) -> dict[str, dict[str, Any]]:
     """The rows of the batch's budgets by budget id: each one's spend to date, the previous
     period's to the same point, the forecast. `data_since`: the installation's first day with
     usage (None: none before `as_of`'s day); a previous period that began before it is unknown
-    (None), not $0. A few statements for them all: the first days, every day's cost since the
-    earliest day any of them reads (each keeps its own), the previous periods' totals by period."""
+    (None), not $0. A few statements for them all: every day's cost since the earliest day any
+    of them reads, and the day before the longest rate window (each keeps its own); the history
+    before that only for targets with no usage in it; the previous periods' totals by period."""
     key = batch.key
+    rate = bf.rate_window(as_of, _HISTORY.date())
+    read_from = min([bf.period_bounds(b["period"], as_of)[0] for b in batch.budgets] + [rate[0] - bf.DAY])
+    days: dict[str | None, list[dict[str, Any]]] = {}
+    # Read as Total cost reads it: whole UTC days from the daily aggregate, whose buckets are the
+    # UTC days summed here, and the hours and minutes of the current day around them.
+    for r in _cost(e, q, "llm_total_cost", Window(read_from, as_of), batch, _DAILY):
+        days.setdefault(r["target"], []).append(r)
     firsts: dict[str | None, date] = (({None: data_since} if data_since else {}) if not batch.filters
-                                      else first_days(e, q, batch, as_of))
+                                      else _rate_firsts(e, q, batch, days, read_from, rate))
     since: dict[str, datetime] = {}  # each budget's first day read: its period's, or its rate window's
     for b in batch.budgets:
         start, _ = bf.period_bounds(b["period"], as_of)
         since[b["id"]] = min(start, bf.rate_window(as_of, firsts.get(key(b)))[0])
-    days: dict[str | None, list[dict[str, Any]]] = {}
-    for r in _cost(e, q, "llm_cost_over_time", Window(min(since.values()), as_of), batch, _DAILY):
-        days.setdefault(r["target"], []).append(r)
     previous: dict[str, dict[str | None, float | None]] = {}
     for period in sorted({b["period"] for b in batch.budgets}):
         start, _ = bf.period_bounds(period, as_of)
@@ -194,7 +215,7 @@ def budgets(e: Engine, q: Query) -> Result:
     as_of = min(q.window.end, datetime.now(bf.UTC))
     e._note("budgets")
     rows = [b for b in e.fetch(sql.SQL(_BUDGETS), []) if b["scope"] in SCOPE_FILTERS]
-    data_since = first_days(e, q, Batch({}, _ONE, []), as_of).get(None)
+    data_since = first_days(e, q, Batch({}, _ONE, []), bf.rate_window(as_of, None)[1]).get(None)
     measured: dict[str, dict[str, Any]] = {}
     for batch in batches(rows):
         measured |= measure(e, q, batch, as_of, data_since)
@@ -221,5 +242,5 @@ METRIC = Metric(
     "scope's first day with usage; null before one), the forecast at the period's end (spend + rate x days "
     "left; null when spend or rate is) and the date the amount is forecast to be reached (null when the rate "
     "is 0 or unknown or it falls after the period). docs/budgets.md.",
-    # Each budget is read as Cost over time reads it (by day) and as Total cost (the previous period).
+    # Each budget is read as Total cost reads it (by UTC day, and the previous period's total).
     build=budgets, reads=reads(LLM_USAGE, ALL, ("user_id",), time=True))

@@ -271,6 +271,39 @@ def test_a_young_installation_rates_from_its_first_day_and_has_no_previous_month
     assert erin["outlook"] == bf.NO_RATE and erin["previous_spend"] is None   # the week of 9 March: before the data
 
 
+def test_the_rate_knows_each_scopes_first_day_however_long_ago(client, conn, db_url):
+    """First usage long before the last 7 days (with nothing since, or again within them), the day
+    before them, within them, or none: the rate over the days since the first, from the rows."""
+    usage = {"old@x": [(T(2, 2, 10), "2")],                             # February only: a known $0 a day
+             "gus@x": [(T(2, 2, 10), "2"), (T(3, 16, 10), "7")],         # back within the last 7 days
+             "eve@x": [(T(3, 12, 10), "7"), (T(3, 13, 10), "7")],        # the day before them
+             "fay@x": [(T(3, 14, 10), "6"), (T(3, 20, 6), "1")],         # within them
+             "hal@x": [(T(3, 20, 8), "3")]}                              # today only
+    rows = [_request(200 + i, t, u, c) for i, (u, tc) in enumerate(
+        (u, tc) for u, tcs in usage.items() for tc in tcs) for t, c in [tc]]
+    load_raw_rows(db_url, ([], rows, []))
+    budgets = [{"id": f"{u}-{p}", "scope": "user", "target": u, "period": p, "amount_usd": 50, "owner": "x@x"}
+               for u in usage for p in ("day", "week")]
+    budgets += [{"id": "g-old", "scope": "group", "target": "g-old", "period": "week", "amount_usd": 50,
+                 "owner": "x@x"}]
+    directory.apply(conn, {"groups": [{"id": "g-old", "name": "g-old", "members": ["old@x", "gus@x"]}],
+                           "budgets": budgets})
+    got = {r["budget"]: r for r in api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]}
+    users = {b["id"]: ({b["target"]} if b["scope"] == "user" else {"old@x", "gus@x"}) for b in budgets}
+    for bid, who in users.items():
+        mine = [r for r in rows if r[4] in who]
+        first = min((r[0] for r in mine if r[0] < T(3, 20)), default=None)
+        if first is None:
+            rate = None
+        else:
+            start = max(datetime(first.year, first.month, first.day, tzinfo=UTC), T(3, 13))
+            rate = _oracle(mine, None, start, T(3, 20)) / ((T(3, 20) - start) / timedelta(days=1))
+        assert got[bid]["daily_rate"] == pytest.approx(rate), bid
+    # By hand: old $0 a day, gus 7 / 7 (not 7 / 4), eve 7 / 7, fay 6 / 6, hal none.
+    assert [got[f"{u}-week"]["daily_rate"] for u in usage] == pytest.approx([0, 1, 1, 1, None])
+    assert got["g-old"]["daily_rate"] == pytest.approx(1.0) and got["old@x-week"]["forecast"] == 0
+
+
 def _payments(r: tuple) -> bool:
     """Whose usage the processes started with team.id=payments made: ann's from 13 March and on
     10-20 February, bob's on even days of March and his unpriced request."""
