@@ -54,12 +54,19 @@ class Target(NamedTuple):
 
 # A group's filter keeps its members' usage and what its attribution rule maps to it: each row
 # joined to every group it counts in (a member of two groups counts in both), as the filter does.
-# The rows are first summed by what decides their groups (a few hundred), so the join is small;
-# sums of sums and minima of minima are the statement's own (cost is numeric, exact).
+# The rows are first summed by what decides their groups (and by what else the statement
+# groups by), and the groups looked up once per user and attribution values (a few hundred),
+# their sums carried along in arrays; sums of sums and minima of minima are the statement's own
+# (cost is numeric, exact).
 _KEYS = ", ".join(("user_id", *ATTRIBUTION_COLUMNS))
-_GROUPS = Target("g.group_id", f"(SELECT {_KEYS}, min(time) AS time, sum(cost) AS cost,"
-                 " sum(unpriced_tokens) AS unpriced_tokens"
-                 f" FROM src GROUP BY {_KEYS}{{by}}) src JOIN LATERAL ({GROUPS_OF_ROW}) g ON g.group_id = ANY(%s)")
+_GROUPS = Target(
+    "src.group_id",
+    "(SELECT g.group_id, x.time, x.cost, x.unpriced_tokens"
+    f" FROM (SELECT {_KEYS}, array_agg(time) AS times, array_agg(cost) AS costs, array_agg(unpriced_tokens) AS unpriced"
+    f" FROM (SELECT {_KEYS}, min(time) AS time, sum(cost) AS cost, sum(unpriced_tokens) AS unpriced_tokens"
+    f" FROM src GROUP BY {_KEYS}{{by}}) d GROUP BY {_KEYS}) src"
+    f" JOIN LATERAL ({GROUPS_OF_ROW}) g ON g.group_id = ANY(%s)"
+    " CROSS JOIN LATERAL unnest(src.times, src.costs, src.unpriced) x(time, cost, unpriced_tokens)) src")
 
 # The budgets of a scope kind are measured together, a few statements for them all: for one
 # target, the scope's filter keeps exactly the rows its Target names it on. None: the
