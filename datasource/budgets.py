@@ -47,9 +47,12 @@ if tuple(SCOPE_FILTERS) != SCOPES:
 class Target(NamedTuple):
     """How the rows of a statement name each one's target: `expression` over `rows` (its FROM:
     a template whose `{by}` is what else the statement groups by, a leading comma or nothing;
-    a %s there reads the batch's targets as one bound list)."""
+    a %s there reads the batch's targets as one bound list). `reads`: the columns rows that
+    select the batch's targets themselves read; then the scope's filter, which would repeat
+    that selection, is left out (and costs its planning no more)."""
     expression: str
     rows: str = "src"
+    reads: tuple[str, ...] = ()
 
 
 # A group's filter keeps its members' usage and what its attribution rule maps to it: each row
@@ -66,7 +69,8 @@ _GROUPS = Target(
     f" FROM (SELECT {_KEYS}, min(time) AS time, sum(cost) AS cost, sum(unpriced_tokens) AS unpriced_tokens"
     f" FROM src GROUP BY {_KEYS}{{by}}) d GROUP BY {_KEYS}) src"
     f" JOIN LATERAL ({GROUPS_OF_ROW}) g ON g.group_id = ANY(%s)"
-    " CROSS JOIN LATERAL unnest(src.times, src.costs, src.unpriced) x(time, cost, unpriced_tokens)) src")
+    " CROSS JOIN LATERAL unnest(src.times, src.costs, src.unpriced) x(time, cost, unpriced_tokens)) src",
+    ("user_id", *ATTRIBUTION_COLUMNS))
 
 # The budgets of a scope kind are measured together, a few statements for them all: for one
 # target, the scope's filter keeps exactly the rows its Target names it on. None: the
@@ -134,7 +138,12 @@ def _cost(e: Engine, q: Query, metric_id: str, window: Window, batch: Batch, bod
     total by day too)."""
     if window.end <= window.start:
         window = Window(window.start, window.start)
-    asked = replace(q, metric=catalog.BY_ID[metric_id], window=window, filters=batch.filters)
+    metric, filters = catalog.BY_ID[metric_id], batch.filters
+    if batch.target.reads:
+        metric = replace(metric, reads=metric.dataset_reads._replace(
+            needs=(metric.dataset_reads.needs or frozenset()) | frozenset(batch.target.reads)))
+        filters = {}
+    asked = replace(q, metric=metric, window=window, filters=filters)
     read = asked.metric.dataset_reads
     rows = batch.target.rows.format(by=f", {_DAY}" if body is _DAILY else "")
     return e.with_src(e._src(read.dataset, window, asked, read.rows),
