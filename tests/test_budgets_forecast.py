@@ -399,6 +399,11 @@ def test_group_budgets_with_shared_members_and_attribution_rules_measured_togeth
         [alone] = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]
         assert alone == together[b["id"]], b["id"]
         directory.apply(conn, {"budgets": [o for o in budgets if o is not b]})
+    # A deleted group covers nobody: $0, no rate; the groups sharing its members keep theirs.
+    directory.delete_one(conn, "groups", "ops")
+    after = {r["budget"]: r for r in api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]}
+    assert (after["ops-month"]["spend"], after["ops-month"]["daily_rate"]) == (0, None)
+    assert after["all-month"] == together["all-month"] and after["eng-month"] == together["eng-month"]
 
 
 def test_budgets_are_llm_analytics(client, conn):
