@@ -19,7 +19,7 @@ from agent_analytics.datasource import budget_forecast as bf
 from agent_analytics.datasource import catalog
 from agent_analytics.datasource import timerange as tr
 from agent_analytics.datasource.catalog import PERCENT, UNPRICED_COLUMNS, USD, Metric, col
-from agent_analytics.datasource.filters import ATTRIBUTION_COLUMNS, GROUPS_OF_ROW
+from agent_analytics.datasource.filters import ATTRIBUTION_COLUMNS, GROUPS_OF_ROW, MEMBERS_OF_ROW
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result, pct_change
@@ -61,16 +61,25 @@ class Target(NamedTuple):
 # groups by), and the groups looked up once per user and attribution values (a few hundred),
 # their sums carried along in arrays; sums of sums and minima of minima are the statement's own
 # (cost is numeric, exact).
-_KEYS = ", ".join(("user_id", *ATTRIBUTION_COLUMNS))
-_GROUPS = Target(
-    "src.group_id",
-    "(SELECT g.group_id, x.time, x.cost, x.unpriced_tokens"
-    f" FROM (SELECT {_KEYS}, array_agg(time) AS times, array_agg(cost) AS costs, array_agg(unpriced_tokens) AS unpriced"
-    f" FROM (SELECT {_KEYS}, min(time) AS time, sum(cost) AS cost, sum(unpriced_tokens) AS unpriced_tokens"
-    f" FROM src GROUP BY {_KEYS}{{by}}) d GROUP BY {_KEYS}) src"
-    f" JOIN LATERAL ({GROUPS_OF_ROW}) g ON g.group_id = ANY(%s)"
-    " CROSS JOIN LATERAL unnest(src.times, src.costs, src.unpriced) x(time, cost, unpriced_tokens)) src",
-    ("user_id", *ATTRIBUTION_COLUMNS))
+def _groups(keys: tuple[str, ...], groups_of_row: str) -> Target:
+    by = ", ".join(keys)
+    return Target(
+        "src.group_id",
+        "(SELECT g.group_id, x.time, x.cost, x.unpriced_tokens"
+        f" FROM (SELECT {by}, array_agg(time) AS times, array_agg(cost) AS costs,"
+        " array_agg(unpriced_tokens) AS unpriced"
+        f" FROM (SELECT {by}, min(time) AS time, sum(cost) AS cost, sum(unpriced_tokens) AS unpriced_tokens"
+        f" FROM src GROUP BY {by}{{by}}) d GROUP BY {by}) src"
+        f" JOIN LATERAL ({groups_of_row}) g ON g.group_id = ANY(%s)"
+        " CROSS JOIN LATERAL unnest(src.times, src.costs, src.unpriced) x(time, cost, unpriced_tokens)) src",
+        keys)
+
+
+_GROUPS = _groups(("user_id", *ATTRIBUTION_COLUMNS), GROUPS_OF_ROW)
+# Where no rule maps a value onto any of the batch's groups, their members alone: read from the
+# rollups by user, smaller than those by user and attribution.
+_MEMBERS = _groups(("user_id",), MEMBERS_OF_ROW)
+_MAPPED = "SELECT EXISTS (SELECT 1 FROM attribution_groups WHERE group_id = ANY(%s)) AS mapped"
 
 # The budgets of a scope kind are measured together, a few statements for them all: for one
 # target, the scope's filter keeps exactly the rows its Target names it on. None: the
@@ -234,6 +243,8 @@ def budgets(e: Engine, q: Query) -> Result:
     data_since = first_days(e, q, Batch({}, _ONE, []), bf.rate_window(as_of, None)[1]).get(None)
     measured: dict[str, dict[str, Any]] = {}
     for batch in batches(rows):
+        if batch.target == _GROUPS and not e.fetch(sql.SQL(_MAPPED), [list(batch.targets())])[0]["mapped"]:
+            batch = batch._replace(target=_MEMBERS)
         measured |= measure(e, q, batch, as_of, data_since)
     ordered = [measured[b["id"]] for b in rows]
     return Result(ordered[q.offset:q.offset + q.limit], total=len(ordered), meta={"as_of": tr.to_ms(as_of)})

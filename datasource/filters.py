@@ -67,9 +67,11 @@ _MEMBERS = "user_id IN (SELECT gm.user_id FROM group_members gm WHERE gm.group_i
 _MEMBERS_OR_MAPPED = "(" + " OR ".join(
     [_MEMBERS] + [f"{d} IN (SELECT ag.value FROM attribution_groups ag WHERE ag.dimension = '{d}'"
                   " AND ag.group_id = ANY(%s))" for d in ATTRIBUTION_COLUMNS]) + ")"
-# The groups an attributed row (named `src`) counts in under that filter, each once: its user's
-# and those whose rule maps one of its values; what measures several groups in one pass reads it.
-GROUPS_OF_ROW = "SELECT gm.group_id FROM group_members gm WHERE gm.user_id = src.user_id" + "".join(
+# The groups a row (named `src`) counts in under that filter, each once: its user's, and on
+# attributed rows those whose rule maps one of its values; what measures several groups in one
+# pass reads it (MEMBERS_OF_ROW alone where no rule maps a value onto any of them).
+MEMBERS_OF_ROW = "SELECT gm.group_id FROM group_members gm WHERE gm.user_id = src.user_id"
+GROUPS_OF_ROW = MEMBERS_OF_ROW + "".join(
     f" UNION SELECT ag.group_id FROM attribution_groups ag WHERE ag.dimension = '{d}' AND ag.value = src.{d}"
     for d in ATTRIBUTION_COLUMNS)
 

@@ -288,7 +288,10 @@ def test_the_rate_knows_each_scopes_first_day_however_long_ago(client, conn, db_
                  "owner": "x@x"}]
     directory.apply(conn, {"groups": [{"id": "g-old", "name": "g-old", "members": ["old@x", "gus@x"]}],
                            "budgets": budgets})
-    got = {r["budget"]: r for r in api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]}
+    answer = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)
+    got = {r["budget"]: r for r in answer["rows"]}
+    # No rule maps a value onto the group: its members' usage, from the rollups by user alone.
+    assert not [r for r in answer["meta"]["relations"] if "attributed" in r]
     users = {b["id"]: ({b["target"]} if b["scope"] == "user" else {"old@x", "gus@x"}) for b in budgets}
     for bid, who in users.items():
         mine = [r for r in rows if r[4] in who]
@@ -370,8 +373,10 @@ def test_group_budgets_with_shared_members_and_attribution_rules_measured_togeth
     directory.apply(conn, {"groups": [{"id": g, "name": g, "members": sorted(m),
                                        "attribution": {d: sorted(v) for d, v in a.items()}}
                                       for g, (m, a) in groups.items()], "budgets": budgets})
-    together = {r["budget"]: r for r in api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)["rows"]}
+    answer = api(client, "llm_budgets", AS_OF - timedelta(days=1), AS_OF)
+    together = {r["budget"]: r for r in answer["rows"]}
     assert sorted(together) == sorted(b["id"] for b in budgets)
+    assert "llm_usage_attributed_daily" in answer["meta"]["relations"]     # the rules read the attribution
 
     def values(r: tuple) -> dict[str, str]:
         return {"team": "payments"} if _payments(r) else {"department": "eng"}
