@@ -16,6 +16,7 @@ from psycopg import sql
 
 from agent_analytics.auth import Permission
 from agent_analytics.config import ATTRIBUTION, ATTRIBUTION_COLUMNS
+from agent_analytics.sql import rollups
 
 # What a filter may apply to: the datasets of a tab, as the catalog's filter tuples name them.
 SCOPES = {
@@ -76,12 +77,17 @@ GROUPS_OF_ROW = MEMBERS_OF_ROW + "".join(
     for d in ATTRIBUTION_COLUMNS)
 
 
+# The smallest daily aggregates holding the dimensions of the tool calls, requests and metric
+# points (the same rows as the attributed ones: every value those hold).
+_BY_ATTRIBUTION = tuple(x.daily.name for x in (rollups.TOOL_CALLS_BY_ATTRIBUTION, rollups.LLM_USAGE_BY_ATTRIBUTION,
+                                               rollups.LLM_METRIC_USAGE_BY_ATTRIBUTION))
+
+
 def _attribution_values(dimension: str) -> str:
     """Every value of the dimension the attributed aggregates and the groups' rules name."""
-    return (f"SELECT v, v FROM (SELECT {dimension} AS v FROM tool_calls_attributed_daily"
-            f" UNION SELECT {dimension} FROM llm_usage_attributed_daily"
-            f" UNION SELECT {dimension} FROM llm_metric_usage_attributed_daily"
-            f" UNION SELECT value FROM attribution_groups WHERE dimension = '{dimension}') t"
+    return ("SELECT v, v FROM ("
+            + " UNION ".join(f"SELECT {dimension} AS v FROM {daily}" for daily in _BY_ATTRIBUTION)
+            + f" UNION SELECT value FROM attribution_groups WHERE dimension = '{dimension}') t"
             " WHERE v IS NOT NULL ORDER BY 1")
 
 

@@ -95,12 +95,15 @@ def _dataset(full: r.Rollup, agg_columns: str, raw_columns: str, filterable: tup
 
 POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
 # The attribution dimensions (config.ATTRIBUTION): keys of the datasets that LLM Usage and MCP
-# Usage read, held by their attributed rollups only (the others project them as NULL).
+# Usage read, held by their attributed rollups and rollups by attribution only (the others
+# project them as NULL).
 ATTRIBUTION = frozenset(ATTRIBUTION_COLUMNS)
 _ATTRIBUTION = ", ".join(ATTRIBUTION_COLUMNS)
 # Each dataset's full aggregate is its attributed rollup (with its daily twin, tried last): a
-# question or filter on a dimension reads it; every other question reads the rollups it did
-# before, the unattributed full aggregate after them.
+# question or filter on a dimension reads it when its rollup by attribution (the dimensions and
+# the totals' keys: the panels by a dimension without a filter on who or what) does not answer;
+# every other question reads the rollups without the dimensions, the unattributed full aggregate
+# after them.
 TOOL_CALLS = _dataset(
     r.TOOL_CALLS_ATTRIBUTED,
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
@@ -108,8 +111,8 @@ TOOL_CALLS = _dataset(
     "time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
     f" policy_id, policy_name, policy_description, {_ATTRIBUTION}, 1::bigint AS calls",
     applying_to("mcp"),
-    (r.TOOL_CALLS_TOTALS, r.TOOL_CALLS_BY_POLICY, r.TOOL_CALLS_BY_SERVER, r.TOOL_CALLS_BY_TOOL, r.TOOL_CALLS_BY_USER,
-     r.TOOL_CALLS_BY_ACTOR,
+    (r.TOOL_CALLS_TOTALS, r.TOOL_CALLS_BY_ATTRIBUTION, r.TOOL_CALLS_BY_POLICY, r.TOOL_CALLS_BY_SERVER,
+     r.TOOL_CALLS_BY_TOOL, r.TOOL_CALLS_BY_USER, r.TOOL_CALLS_BY_ACTOR,
      # Last: bigger than the others, but it alone answers policies and tool x actor questions.
      r.TOOL_CALLS_BLOCKED,
      # Users' tools: the full aggregate hour by hour, whole days from its daily twin by user and tool.
@@ -158,6 +161,7 @@ LLM_USAGE = _dataset(
     f" {{cost}}_cost_usd AS cost, {_EVENT_UNPRICED}",
     applying_to("llm"),
     (r.LLM_USAGE_TOTALS, r.LLM_USAGE_BY_MODEL, r.LLM_USAGE_BY_AGENT, r.LLM_USAGE_PER_USER, r.LLM_USAGE_BY_AGENT_USER,
+     r.LLM_USAGE_BY_ATTRIBUTION,
      # The full hourly aggregate, with a daily twin by user for whole days.
      (r.LLM_USAGE_FULL, r.LLM_USAGE_BY_USER), r.LLM_USAGE_FULL, r.LLM_USAGE_ATTRIBUTED),
     always=frozenset({"counted"}))
@@ -181,7 +185,7 @@ LLM_METRIC_USAGE = _dataset(
     f"time, user_id, agent_id, provider, model, {_ATTRIBUTION}, {_POINT_COLUMNS}",
     applying_to("llm"),
     (r.LLM_METRIC_USAGE_TOTALS, r.LLM_METRIC_USAGE_BY_MODEL, r.LLM_METRIC_USAGE_BY_AGENT, r.LLM_METRIC_USAGE_PER_USER,
-     r.LLM_METRIC_USAGE_BY_AGENT_USER,
+     r.LLM_METRIC_USAGE_BY_AGENT_USER, r.LLM_METRIC_USAGE_BY_ATTRIBUTION,
      (r.LLM_METRIC_USAGE_FULL, r.LLM_METRIC_USAGE_BY_USER), r.LLM_METRIC_USAGE_FULL,
      r.LLM_METRIC_USAGE_ATTRIBUTED))
 
@@ -236,7 +240,7 @@ _PRODUCTIVITY_KEYS = f"source, user_id, agent_id, model, language, tool_name, de
 PRODUCTIVITY = _dataset(
     r.PRODUCTIVITY_FULL, f"bucket AS time, {_PRODUCTIVITY_KEYS}, " + ", ".join(r.PRODUCTIVITY_METRICS),
     f"time, {_PRODUCTIVITY_KEYS}, {_rows(r.PRODUCTIVITY, r.PRODUCTIVITY_METRICS)}",
-    applying_to("value"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_PER_USER))
+    applying_to("value"), (r.PRODUCTIVITY_TOTALS, r.PRODUCTIVITY_BY_ATTRIBUTION, r.PRODUCTIVITY_PER_USER))
 # The agents that send productivity metrics (ingest/normalise_productivity.py): the spend the
 # Value figures divide is theirs alone, never another agent's that reports no commits.
 PRODUCTIVITY_AGENTS = ("claude-code",)

@@ -420,7 +420,9 @@ LLM_ERRORS_BY_MODEL = Rollup(
 # ---- attribution -------------------------------------------------------------------------------
 
 # The attribution dimensions (config.ATTRIBUTION, keys above): the rollups below add them to
-# their table's fullest rollup, so that a filter or a top list on them has an aggregate to read.
+# their table's fullest rollup, so that a filter or a top list on them has an aggregate to read,
+# and to its totals (the rollups by attribution), so that a top list on them without a filter on
+# who or what reads a few rows a bucket, not about as many as the raw table holds.
 
 
 def _attributed(full: Rollup) -> Rollup:
@@ -434,6 +436,26 @@ def _attributed(full: Rollup) -> Rollup:
 TOOL_CALLS_ATTRIBUTED = _attributed(TOOL_CALLS_FULL)
 LLM_USAGE_ATTRIBUTED = _attributed(LLM_USAGE_FULL)
 LLM_METRIC_USAGE_ATTRIBUTED = _attributed(LLM_METRIC_USAGE_FULL)
+
+
+def _by_attribution(totals: Rollup, *keys: Key) -> Rollup:
+    """`totals` (a table's rollup without who or what) with the attribution dimensions and `keys`
+    as keys: the panels by a dimension without a filter on who or what. The attributed rollups
+    hold every key besides, and about as many rows as the raw table."""
+    name = f"{totals.name.removesuffix('_totals')}_by_attribution"
+    also = "".join(f" and {k.name}" for k in keys)
+    return Rollup(name, totals.raw, (*keys, *totals.keys, *ATTRIBUTION), totals.measures,
+                  {HOUR: f"{totals.hourly.name} by the attribution dimensions (department, team, cost centre){also}:\n"
+                         "the panels by a dimension without a filter on who or what.",
+                   DAY: f"Daily (UTC) twin of {name}_hourly: whole days of the window."}, where=totals.where)
+
+
+# Executions by team; the cost by each dimension, and the spend of the agents that send
+# productivity metrics (Value: `agent_id = ANY(...)`) by each, with what it bought.
+TOOL_CALLS_BY_ATTRIBUTION = _by_attribution(TOOL_CALLS_TOTALS)
+LLM_USAGE_BY_ATTRIBUTION = _by_attribution(LLM_USAGE_TOTALS, AGENT)
+LLM_METRIC_USAGE_BY_ATTRIBUTION = _by_attribution(LLM_METRIC_USAGE_TOTALS, AGENT)
+PRODUCTIVITY_BY_ATTRIBUTION = _by_attribution(PRODUCTIVITY_TOTALS)
 
 # Every rollup declared above.
 ROLLUPS: tuple[Rollup, ...] = tuple(v for v in tuple(globals().values()) if isinstance(v, Rollup))

@@ -29,8 +29,8 @@ ADDED_BY: dict[str, frozenset[str]] = {
     "0013": frozenset({*(f"{r}_{w}" for r in _LLM_HEALTH for w in ("minutely", "hourly", "daily")),
                        "llm_errors_minutely", "llm_errors_hourly", "llm_errors_by_user_daily"}),
 }
-# Migration 0015 (productivity points): what the spend bought.
-ADDED_BY["0015"] = frozenset(a for a in AGGREGATES if a.startswith("productivity_"))
+# Migration 0015 (productivity points): what the spend bought (but its rollup by attribution, below).
+ADDED_BY["0015"] = frozenset(a for a in AGGREGATES if a.startswith("productivity_") and "_by_attribution_" not in a)
 # Migration 0017 (team attribution): the fullest rollup of each raw table LLM Usage and MCP Usage
 # read, with the attribution dimensions.
 ADDED_BY["0017"] = frozenset(a for a in AGGREGATES if "_attributed_" in a)
@@ -59,8 +59,14 @@ ADDED_BY["agent-spend"] = frozenset(
 # latency_ms; no migration of their own).
 ADDED_BY["latency-totals"] = frozenset(
     f"{r}_{w}" for r in ("llm_latency_totals", "llm_latency_totals_bands") for w in ("minutely", "hourly", "daily"))
+# The totals of tool calls, requests, metric points and productivity points with the attribution
+# dimensions: the panels by a dimension without a filter on who or what (over 0017's and 0018's
+# columns; no migration of their own).
+ADDED_BY["by-attribution"] = frozenset(
+    f"{r}_by_attribution_{w}" for r in ("tool_calls", "llm_usage", "llm_metric_usage", "productivity")
+    for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
                           - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
                           - ADDED_BY["origin-totals"] - ADDED_BY["bands"] - ADDED_BY["agent-spend"]
-                          - ADDED_BY["latency-totals"])
+                          - ADDED_BY["latency-totals"] - ADDED_BY["by-attribution"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

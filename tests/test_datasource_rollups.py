@@ -29,9 +29,11 @@ TOTALS = "tool_calls_totals_hourly"
 BY_USER = "tool_calls_by_user_hourly"
 BY_SERVER, BY_TOOL, BY_ACTOR, FULL = ("tool_calls_by_server_hourly", "tool_calls_by_tool_hourly",
                                       "tool_calls_by_actor_hourly", "tool_calls_hourly")
-# The full aggregate with the attribution dimensions: under their filters, their top lists and the
-# group filter (whose rule maps dimension values), and when nothing smaller answers.
+# The full aggregate with the attribution dimensions: under the group filter (whose rule maps
+# dimension values), the dimensions with other keys, and when nothing smaller answers.
 ATTRIBUTED = "tool_calls_attributed_hourly"
+# The totals' keys with the dimensions: their top lists and filters without a filter on who or what.
+BY_ATTRIBUTION = "tool_calls_by_attribution_hourly"
 
 
 @pytest.mark.parametrize("metric,filters,extra,want", [
@@ -45,8 +47,14 @@ ATTRIBUTED = "tool_calls_attributed_hourly"
     ("mcp_active_users", [], EXECUTED, BY_USER),
     ("mcp_top_users", ["user", "agent_tag"], EXECUTED, BY_ACTOR),
     ("mcp_top_users", ["group", "agent_tag"], EXECUTED, ATTRIBUTED),
-    ("mcp_tool_executions", ["team"], EXECUTED, ATTRIBUTED),
-    ("mcp_executions_by_team", [], EXECUTED, ATTRIBUTED),
+    ("mcp_tool_executions", ["team"], EXECUTED, BY_ATTRIBUTION),
+    ("security_blocked_calls", ["department", "cost_center"], IS_BLOCKED, BY_ATTRIBUTION),
+    ("mcp_executions_by_team", [], EXECUTED, BY_ATTRIBUTION),
+    ("mcp_executions_by_team", ["department"], EXECUTED, BY_ATTRIBUTION),
+    # Who, which server (whole: the rollup keeps it for calls not reported by the gateway only), a rule.
+    ("mcp_executions_by_team", ["user"], EXECUTED, ATTRIBUTED),
+    ("mcp_executions_by_team", ["mcp"], EXECUTED, ATTRIBUTED),
+    ("mcp_executions_by_team", ["group"], EXECUTED, ATTRIBUTED),
     ("security_top_policies", ["cost_center"], IS_BLOCKED, ATTRIBUTED),
     ("mcp_active_agent_instances", [], EXECUTED, BY_ACTOR),
     ("mcp_active_users", ["mcp"], EXECUTED, FULL),          # needs user and the server together
@@ -105,8 +113,13 @@ def test_decisions_choice(metric, filters, want):
     ("llm_top_users_by_tokens", [], "llm_usage_per_user_hourly", "llm_metric_usage_per_user_hourly"),
     ("llm_top_users_by_cost", ["group"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
     ("llm_models_used", ["user"], "llm_usage_hourly", "llm_metric_usage_hourly"),
-    ("llm_total_cost", ["department"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
-    ("llm_cost_by_team", [], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    ("llm_total_cost", ["department"], "llm_usage_by_attribution_hourly", "llm_metric_usage_by_attribution_hourly"),
+    *((f"llm_cost_by_{d}", [], "llm_usage_by_attribution_hourly", "llm_metric_usage_by_attribution_hourly")
+      for d in ("department", "team", "cost_center")),
+    ("llm_cost_by_team", ["team"], "llm_usage_by_attribution_hourly", "llm_metric_usage_by_attribution_hourly"),
+    ("llm_cost_by_team", ["user"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    ("llm_cost_by_department", ["model"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    ("llm_cost_by_cost_center", ["group"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
     ("llm_total_tokens", ["user", "model"], "llm_usage_hourly", "llm_metric_usage_hourly"),
 ])
 def test_llm_choice(metric, filters, events, points):
@@ -151,11 +164,18 @@ def test_the_service_reads_the_rollups(ds_client):
     assert relations["security_top_policies"] == ["tool_calls_by_policy_daily", "tool_calls_by_policy_hourly",
                                                   "tool_calls_by_policy_minutely", "tool_calls"]
     assert relations["llm_cost_by_team"] == [
-        "llm_usage_attributed_daily", "llm_usage_attributed_hourly", "llm_usage_attributed_minutely", "llm_requests",
-        "llm_metric_usage_attributed_daily", "llm_metric_usage_attributed_hourly",
-        "llm_metric_usage_attributed_minutely", "metric_points"]
-    assert relations["mcp_executions_by_team"] == [*gateway, "tool_calls_attributed_daily", ATTRIBUTED,
-                                                   by_minute(ATTRIBUTED), "tool_calls"]
+        "llm_usage_by_attribution_daily", "llm_usage_by_attribution_hourly", "llm_usage_by_attribution_minutely",
+        "llm_requests", "llm_metric_usage_by_attribution_daily", "llm_metric_usage_by_attribution_hourly",
+        "llm_metric_usage_by_attribution_minutely", "metric_points"]
+    assert relations["mcp_executions_by_team"] == [*gateway, "tool_calls_by_attribution_daily", BY_ATTRIBUTION,
+                                                   by_minute(BY_ATTRIBUTION), "tool_calls"]
+    # Under a user filter, the attributed rollups (the narrow ones hold no user).
+    team = api(ds_client, "mcp_executions_by_team", start, end, user="user2@example.com")["meta"]["relations"]
+    assert team == [*gateway, "tool_calls_attributed_daily", ATTRIBUTED, by_minute(ATTRIBUTED), "tool_calls"]
+    # Value by team: the spend of the agents reporting productivity and what it bought, by team.
+    value = api(ds_client, "value_by_team", start, end)["meta"]["relations"]
+    assert [r for r in value if r.endswith("_daily")] == [
+        "llm_usage_by_attribution_daily", "llm_metric_usage_by_attribution_daily", "productivity_by_attribution_daily"]
     # A user's tools: whole days from the daily rollup by user and tool, the hours around them
     # from the full hourly aggregate.
     tools = api(ds_client, "mcp_top_tools", start, end, user="user2@example.com")["meta"]["relations"]
@@ -207,7 +227,9 @@ def test_dashboard_sessions_start_no_parallel_workers(ds_app):
     ("value_cost_per_pull_request", ["group"], "productivity_per_user_hourly"),
     ("value_by_user", [], "productivity_per_user_hourly"),
     ("value_by_model", ["user"], "productivity_per_user_hourly"),
-    ("value_by_team", [], "productivity_per_user_hourly"),  # attributed: a process's attributes, one per process
+    ("value_by_team", [], "productivity_by_attribution_hourly"),
+    ("value_by_department", [], "productivity_by_attribution_hourly"),
+    ("value_by_team", ["user"], "productivity_per_user_hourly"),
     ("value_by_cost_center", ["group"], "productivity_per_user_hourly"),
     ("value_edits_by_language", [], "productivity_hourly"),  # language and tool: the full aggregate
 ])
@@ -216,3 +238,25 @@ def test_value_choice(metric, filters, want):
     assert name == want
     if rollup is not None and metric in TIME_FREE:  # whole days from the daily twin
         assert rollup.daily == want.replace("_hourly", "_daily")
+
+
+@pytest.mark.parametrize("by,filters,events,points", [
+    ("team", [], "llm_usage_by_attribution_hourly", "llm_metric_usage_by_attribution_hourly"),
+    ("cost_center", [], "llm_usage_by_attribution_hourly", "llm_metric_usage_by_attribution_hourly"),
+    ("team", ["user"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    ("department", ["group"], "llm_usage_attributed_hourly", "llm_metric_usage_attributed_hourly"),
+    # Not by a dimension: the rollups without them.
+    ("total", [], "llm_usage_by_agent_hourly", "llm_metric_usage_by_agent_hourly"),
+    ("total", ["user"], "llm_usage_by_agent_user_hourly", "llm_metric_usage_by_agent_user_hourly"),
+])
+def test_value_spend_choice(by, filters, events, points):
+    """Value's spend (of the agents reporting productivity: it needs the agent) by an attribution
+    dimension reads the rollups by attribution and agent without a filter on who."""
+    from agent_analytics.datasource.value import _KEYS
+
+    spend = frozenset({"agent_id", *_KEYS[by][1]})
+    for ds, want in ((LLM_USAGE, events), (LLM_METRIC_USAGE, points)):
+        name, _, rollup = choose_aggregate(ds, spend, filters, ALL)
+        assert name == want
+        if rollup is not None and "by_attribution" in want:
+            assert rollup.daily == want.replace("_hourly", "_daily")
