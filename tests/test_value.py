@@ -354,6 +354,32 @@ def test_figures_per_team_department_and_cost_centre(client, oracle):
     assert teams["payments"]["cost_per_commit"] is None  # no commits: unknown, never $0
 
 
+def test_figures_per_team_over_whole_days(client, oracle):
+    """Over a range of whole UTC days (read from the daily rollups by attribution, the hours and
+    minutes around them from their hourly and per-minute twins, the partial minutes raw), each
+    dimension's spend and counts are those of both periods together."""
+    window = (datetime(2026, 12, 4, 22, 30, 30, tzinfo=UTC), datetime(2026, 12, 7, 0, 0, 30, tzinfo=UTC))
+    for dim in DIMENSIONS:
+        want: dict = defaultdict(_empty)
+        for (_, by, key), g in oracle.keys.items():
+            if by == dim:
+                w = want[key]
+                w["cost"] = g["cost"] if w["cost"] is None else w["cost"] + (g["cost"] or 0.0)
+                for m in ("pull_requests", "commits", "lines", "accepted", "rejected"):
+                    w[m] += g[m]
+        body = api(client, f"value_by_{dim}", *window)
+        assert {"llm_usage_by_attribution_daily", "llm_metric_usage_by_attribution_daily",
+                "productivity_by_attribution_daily"} <= set(body["meta"]["relations"]), body["meta"]
+        rows = {r[dim] if r["attributed"] else None: r for r in body["rows"]}
+        assert set(rows) == set(want) and len(want) == 3, (dim, rows.keys())
+        for key, g in want.items():
+            r = rows[key]
+            assert _close(r["cost"], g["cost"]) and r["unpriced_tokens"] == 0, (dim, r)
+            assert (r["pull_requests"], r["commits"], r["lines_added"] + r["lines_removed"],
+                    r["edits_accepted"], r["edits_rejected"]) == \
+                (g["pull_requests"], g["commits"], g["lines"], g["accepted"], g["rejected"]), (dim, r)
+
+
 def test_a_groups_rule_counts_the_teams_work_as_its_spend(client, conn, oracle):
     """A group without members whose rule maps a team: under its filter the Value figures are
     that team's, the counts as well as the spend (both datasets are attributed)."""
