@@ -99,11 +99,10 @@ POLICY_COLUMNS = frozenset(k.name for k in r.POLICY)
 # project them as NULL).
 ATTRIBUTION = frozenset(ATTRIBUTION_COLUMNS)
 _ATTRIBUTION = ", ".join(ATTRIBUTION_COLUMNS)
-# Each dataset's full aggregate is its attributed rollup (with its daily twin, tried last): a
-# question or filter on a dimension reads it when its rollup by attribution (the dimensions and
-# the totals' keys: the panels by a dimension without a filter on who or what) does not answer;
-# every other question reads the rollups without the dimensions, the unattributed full aggregate
-# after them.
+# Each dataset's full aggregate is its attributed rollup (with its daily twin, tried last). A
+# question or filter on a dimension reads the rollup by attribution (the totals' keys with the
+# dimensions) when it holds every column needed, the attributed rollup otherwise; every other
+# question reads the rollups without the dimensions, the unattributed full aggregate after them.
 TOOL_CALLS = _dataset(
     r.TOOL_CALLS_ATTRIBUTED,
     "bucket AS time, source, user_id, agent_id, agent_instance_id, mcp_server_id, tool_name, outcome,"
