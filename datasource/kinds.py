@@ -97,7 +97,10 @@ def ranked_top(e: Engine, q: Query, spec: TopSpec, order: Callable[[dict[str, An
     ds, extra, body = spec
     groups = e.with_src(e._src(ds, q.window, q, extra), body, shared=True)
     ranked = sorted(groups, key=order)
-    return Result([dict(r) for r in ranked[q.offset:q.offset + q.limit]], total=len(groups))
+    # The groups may hold what another panel sharing them shows: each answers its own columns.
+    names = {c.name for c in q.metric.columns}
+    return Result([{k: v for k, v in r.items() if k in names} for r in ranked[q.offset:q.offset + q.limit]],
+                  total=len(groups))
 
 
 def column(name: str) -> Callable[[list[dict[str, Any]]], Any]:

@@ -11,42 +11,18 @@ from psycopg import sql
 from agent_analytics.config import ATTRIBUTION
 from agent_analytics.datasource import kinds, llm_health
 from agent_analytics.datasource.budgets import METRIC as BUDGETS
-from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS, NO_ATTRIBUTION, NO_USER,
+from agent_analytics.datasource.catalog import (COST_COLUMN, Column, COUNT, LLM_FILTERS,
                                                 REQUESTS_COLUMN, TOKENS_COLUMN, UNPRICED_COLUMNS, USD, USER_COLUMNS,
                                                 Metric, attribution_columns, col)
 from agent_analytics.datasource.declare import series, stat, top
+from agent_analytics.datasource.llm_health import llm_groups
 from agent_analytics.datasource.query import Query
 from agent_analytics.datasource.relations import ALL, BY_MODEL, LLM_USAGE, reads
 from agent_analytics.datasource.result import Result
-from agent_analytics.datasource.sqltext import COST_SUM as _COST_SUM
-from agent_analytics.datasource.sqltext import TOKEN_TYPES
-from agent_analytics.datasource.sqltext import TOKENS as _TOKENS
-from agent_analytics.datasource.sqltext import literal as _literal
+from agent_analytics.datasource.sqltext import LLM_BUCKET_SUMS, LLM_TOTALS, TOKEN_TYPES
 
 if TYPE_CHECKING:
     from agent_analytics.datasource.engine import Engine
-
-
-def _llm_groups(key: str) -> str:
-    """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
-    by-cost panels share it, each ranking it by its own order. Usage without a user is the
-    "(no user)" row; without an attribution dimension's value, the "(unattributed)" row."""
-    where = ""
-    if key == "user":
-        keys, inner_keys, join = (f"g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)})"
-                                  f" AS \"user\"", "user_id", "LEFT JOIN users u ON u.id = g.user_id")
-    elif key in _DIMENSIONS:
-        keys, inner_keys, join = (f"coalesce(g.{key}, {_literal(NO_ATTRIBUTION)}) AS {key},"
-                                  f" g.{key} IS NOT NULL AS attributed", key, "")
-    else:
-        keys, inner_keys, join = "g.provider, g.model", "provider, model", ""
-    return (f"SELECT {keys}, g.tokens, g.cost, g.requests, g.unpriced_tokens, g.unpriced_tokens > 0 AS unpriced"
-            f" FROM (SELECT {inner_keys}, sum({_TOKENS})::float8 AS tokens, ({_COST_SUM})::float8 AS cost,"
-            f" sum(requests) AS requests, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens"
-            f" FROM src {where} GROUP BY {inner_keys}) g {join}")
-
-
-_DIMENSIONS = {d.name for d in ATTRIBUTION}
 
 
 def _by_cost_then(dimension: str) -> Callable[[dict[str, Any]], tuple]:
@@ -59,26 +35,16 @@ def _by_cost(r: dict[str, Any]) -> tuple:
     return (r["cost"] is None, -(r["cost"] or 0), -r["tokens"])
 
 
-# Stats and series: the body run over `src` for the range and the previous one, and how the
-# value is read from its rows. Every query is shared by the panels of a refresh asking it
-# (Engine.fetch): LLM totals, token mix and both LLM series each run one body, for several panels.
-_LLM_TOTALS = ("SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
-               + f", coalesce(sum({_TOKENS}), 0) AS tokens, {_COST_SUM} AS cost,"
-               " coalesce(sum(unpriced_tokens), 0) AS unpriced_tokens FROM src")
-_LLM_BUCKET_SUMS = (f"sum({_TOKENS}) AS tokens, {_COST_SUM} AS cost,"
-                    " coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens")
-
-
 def total_cost(e: Engine, q: Query) -> Result:
     """The total cost (shared with the other totals), the tokens it could not price and, when
     there are any, their models (from the groups the top-model lists read)."""
     r = q.metric.dataset_reads
-    result = kinds.stat(e, q, (r.dataset, r.rows, _LLM_TOTALS, kinds.column("cost")), ("unpriced_tokens",))
+    result = kinds.stat(e, q, (r.dataset, r.rows, LLM_TOTALS, kinds.column("cost")), ("unpriced_tokens",))
     row = result.rows[0]
     row["unpriced_models"] = ""
     if row["unpriced_tokens"]:
         by_model, groups_read = replace(q, metric=TOP_MODELS_BY_COST), TOP_MODELS_BY_COST.dataset_reads
-        groups = e.with_src(e._src(groups_read.dataset, q.window, by_model, groups_read.rows), _llm_groups("model"),
+        groups = e.with_src(e._src(groups_read.dataset, q.window, by_model, groups_read.rows), llm_groups("model"),
                             shared=True)
         row["unpriced_models"] = ", ".join(sorted({g["model"] for g in groups if g["unpriced"]}))
     return result
@@ -86,7 +52,7 @@ def total_cost(e: Engine, q: Query) -> Result:
 
 def tokens_by_type(e: Engine, q: Query) -> Result:
     read = q.metric.dataset_reads
-    totals = e.with_src(e._src(read.dataset, q.window, q, read.rows), _LLM_TOTALS, shared=True)[0]
+    totals = e.with_src(e._src(read.dataset, q.window, q, read.rows), LLM_TOTALS, shared=True)[0]
     return Result([{"type": t, "tokens": totals[t]} for t in TOKEN_TYPES])
 
 
@@ -119,46 +85,46 @@ def _others(measure: Column) -> tuple[Column, ...]:
 TOP_MODELS_BY_COST = top(
     "llm_top_models_by_cost", "llm", "Top models by cost", _MODEL, COST_COLUMN, LLM_FILTERS,
     "Models ranked by cost (unpriced last: cost null, unpriced true, never $0).", LLM_USAGE, ALL,
-    needs=BY_MODEL, body=_llm_groups("model"), more=_others(COST_COLUMN),
+    needs=BY_MODEL, body=llm_groups("model"), more=_others(COST_COLUMN),
     order=lambda r: (*_by_cost(r), r["provider"], r["model"]))
 
 # Per session its metric points when it sent any, else its request events (never both).
 METRICS: tuple[Metric, ...] = (
     stat("llm_total_tokens", "llm", "Total tokens", COUNT, LLM_FILTERS, "Input + output + cache read + cache write.",
-         LLM_USAGE, ALL, needs=(), body=_LLM_TOTALS, value=kinds.column("tokens")),
+         LLM_USAGE, ALL, needs=(), body=LLM_TOTALS, value=kinds.column("tokens")),
     stat("llm_total_cost", "llm", "Total cost", USD, LLM_FILTERS,
          "Cost in USD (AA_COST_SOURCE), request by request where the requests are known; "
          "null when there is usage but none of it priced, 0 when there is none. unpriced_tokens and "
          "unpriced_models: what it could not price (docs/ingest.md, Cost).", LLM_USAGE, ALL, needs=(),
-         body=_LLM_TOTALS, more=(col("unpriced_tokens", "number", COUNT, "Unpriced tokens"),
+         body=LLM_TOTALS, more=(col("unpriced_tokens", "number", COUNT, "Unpriced tokens"),
                                  col("unpriced_models", title="Unpriced models")), build=total_cost),
     # Counted from the groups the top-model lists read.
     stat("llm_models_used", "llm", "Models used", COUNT, LLM_FILTERS, "Distinct models with at least one request.",
-         LLM_USAGE, ALL, needs=("model",), body=_llm_groups("model"),
+         LLM_USAGE, ALL, needs=("model",), body=llm_groups("model"),
          value=lambda groups: len({g["model"] for g in groups})),
     Metric("llm_tokens_by_type", "llm", "bars", "Tokens by type", COUNT,
            (col("type", title="Token type"), TOKENS_COLUMN), LLM_FILTERS,
            "Four rows: input, output, cache_read, cache_write.",
            build=tokens_by_type, reads=reads(LLM_USAGE, ALL, (), time=False)),
     series("llm_tokens_over_time", "llm", "Tokens", COUNT, LLM_FILTERS, "Tokens per bucket.", LLM_USAGE, ALL,
-           needs=(), sums=_LLM_BUCKET_SUMS, column="tokens"),
+           needs=(), sums=LLM_BUCKET_SUMS, column="tokens"),
     # A cost bucket's tokens it could not price (a bucket partly priced says so, as the headline does).
     series("llm_cost_over_time", "llm", "Cost", USD, LLM_FILTERS,
            "Cost (USD) per bucket, null when the bucket has usage but none of it priced; "
            "unpriced_tokens: the bucket's tokens it could not price (docs/ingest.md, Cost).", LLM_USAGE, ALL,
-           needs=(), sums=_LLM_BUCKET_SUMS, column="cost",
+           needs=(), sums=LLM_BUCKET_SUMS, column="cost",
            more=(col("unpriced_tokens", "number", COUNT, "Unpriced tokens"),)),
     # The row without a user after the others it ties with (NULLS LAST).
     top("llm_top_users_by_tokens", "llm", "Top users by tokens", USER_COLUMNS, TOKENS_COLUMN, LLM_FILTERS,
         "Users ranked by tokens; requests counts request events.", LLM_USAGE, ALL, needs=("user_id",),
-        body=_llm_groups("user"), more=_others(TOKENS_COLUMN),
+        body=llm_groups("user"), more=_others(TOKENS_COLUMN),
         order=lambda r: (-r["tokens"], r["user_id"] is None, r["user_id"] or "")),
     top("llm_top_users_by_cost", "llm", "Top users by cost", USER_COLUMNS, COST_COLUMN, LLM_FILTERS,
         "Users ranked by cost (unpriced last).", LLM_USAGE, ALL, needs=("user_id",),
-        body=_llm_groups("user"), more=_others(COST_COLUMN),
+        body=llm_groups("user"), more=_others(COST_COLUMN),
         order=lambda r: (*_by_cost(r), r["user_id"] is None, r["user_id"] or "")),
     top("llm_top_models_by_tokens", "llm", "Top models by tokens", _MODEL, TOKENS_COLUMN, LLM_FILTERS,
-        "Models ranked by tokens.", LLM_USAGE, ALL, needs=BY_MODEL, body=_llm_groups("model"),
+        "Models ranked by tokens.", LLM_USAGE, ALL, needs=BY_MODEL, body=llm_groups("model"),
         more=_others(TOKENS_COLUMN), order=lambda r: (-r["tokens"], r["provider"], r["model"])),
     TOP_MODELS_BY_COST,
     # One per attribution dimension (config.ATTRIBUTION); the unattributed row after those it ties with.
@@ -166,7 +132,7 @@ METRICS: tuple[Metric, ...] = (
           COST_COLUMN, LLM_FILTERS,
           f"Cost and tokens by {d.title.lower()} (resource attribute {d.attribute} by default), ranked by cost "
           "(unpriced last); the usage of processes that set none is the (unattributed) row.", LLM_USAGE, ALL,
-          needs=(d.name,), body=_llm_groups(d.name), more=_others(COST_COLUMN),
+          needs=(d.name,), body=llm_groups(d.name), more=_others(COST_COLUMN),
           order=_by_cost_then(d.name))
       for d in ATTRIBUTION),
     Metric("llm_status", "llm", "status", "LLM telemetry status", None,

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from agent_analytics.config import ATTRIBUTION
 from agent_analytics.datasource import kinds
 from agent_analytics.datasource import timerange as tr
-from agent_analytics.datasource.catalog import (COST_COLUMN, COUNT, LLM_FILTERS, MS, NO_USER, PERCENT,
+from agent_analytics.datasource.catalog import (COST_COLUMN, COUNT, LLM_FILTERS, MS, NO_ATTRIBUTION, NO_USER, PERCENT,
                                                 REQUESTS_COLUMN, SESSION_FILTERS, TOKENS_COLUMN, UNPRICED_COLUMNS,
                                                 USER_COLUMNS, Metric, col)
 from agent_analytics.datasource.declare import series, stat, top
@@ -21,7 +22,7 @@ from agent_analytics.datasource.relations import (ALL, BY_MODEL, IN_SESSION, LLM
                                                   LLM_LATENCY_BANDS, LLM_ORIGIN, LLM_TTFT, LLM_TTFT_BANDS, LLM_USAGE,
                                                   SESSION_AGENTS, Dataset, reads)
 from agent_analytics.datasource.result import Result, pct_change
-from agent_analytics.datasource.sqltext import COST_SUM, TOKENS
+from agent_analytics.datasource.sqltext import ALL_INPUT, CACHE_RATIO, COST_SUM, LLM_BUCKET_SUMS, LLM_TOTALS, TOKENS
 from agent_analytics.datasource.sqltext import literal as _literal
 from agent_analytics.sql.rollups import BAND_MS
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 _ERROR_SUMS = ("coalesce(sum(errors) FILTER (WHERE kind = 'error'), 0) AS errors,"
                " coalesce(sum(errors) FILTER (WHERE kind = 'retries_exhausted'), 0) AS exhausted")
 _ERROR_TOTALS = f"SELECT {_ERROR_SUMS} FROM src"
-_REQUESTS = "SELECT coalesce(sum(requests), 0) AS requests FROM src"
 _ERRORS_NOTE = (" Retried failures that then succeed send no event (Claude Code); Codex reports each failed"
                 " attempt.")
 
@@ -52,13 +52,14 @@ def _rate(errors: float, requests: float) -> float | None:
 
 
 def error_rate(e: Engine, q: Query) -> Result:
-    """API errors against requests, for the range and the previous one."""
+    """API errors against requests, for the range and the previous one (the requests from the
+    LLM totals the other stats of a refresh read)."""
     prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
     errors_q = replace(q, metric=API_ERRORS)
     out = []
     for window in (q.window, prev):
         errors = e.with_src(e._src(LLM_ERRORS, window, errors_q), _ERROR_TOTALS, shared=True)[0]["errors"]
-        requests = e.with_src(e._src(LLM_USAGE, window, q), _REQUESTS, shared=True)[0]["requests"]
+        requests = e.with_src(e._src(LLM_USAGE, window, q), LLM_TOTALS, shared=True)[0]["requests"]
         out.append((_rate(errors, requests), errors, requests))
     (value, errors, requests), (previous, _, _) = out
     return Result([{"value": value, "previous": previous, "change_pct": pct_change(value, previous),
@@ -204,19 +205,16 @@ def latency_by_model(e: Engine, q: Query) -> Result:
 
 # ---- cache hit ratio -------------------------------------------------------------------------------
 
-_ALL_INPUT = "input_tokens + cache_read_tokens + cache_write_tokens"
-# Cache reads against all input (input, cache reads, cache writes), in percent; no input: unknown.
-_RATIO = f"(100 * sum(cache_read_tokens) / nullif(sum({_ALL_INPUT}), 0))::float8"
 
 
 def cache_ratio_over_time(e: Engine, q: Query) -> Result:
     """The ratio per bucket; a bucket without input has no ratio (null, never 0), nor has a
-    previous bucket without input."""
+    previous bucket without input. The sums per bucket are those of the tokens and cost series
+    (shared)."""
     prev = tr.previous_window(q.window, q.tz, q.ptd_unit, q.whole_unit)
     unit = tr.bucket_unit(q.window)
-    sums = f"{_RATIO} AS ratio"
-    cur = kinds._buckets(e, LLM_USAGE, q.window, q, ALL, sums, "ratio", unit)
-    old = kinds._buckets(e, LLM_USAGE, prev, q, ALL, sums, "ratio", unit)
+    cur = kinds._buckets(e, LLM_USAGE, q.window, q, ALL, LLM_BUCKET_SUMS, "ratio", unit)
+    old = kinds._buckets(e, LLM_USAGE, prev, q, ALL, LLM_BUCKET_SUMS, "ratio", unit)
     prev_starts = tr.bucket_starts(prev, unit, q.tz)
     rows = []
     for k, start in enumerate(tr.bucket_starts(q.window, unit, q.tz)):
@@ -227,13 +225,31 @@ def cache_ratio_over_time(e: Engine, q: Query) -> Result:
     return Result(rows, meta={"bucket": unit})
 
 
-_CACHE_BY_USER = (
-    f"SELECT g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)}) AS \"user\","
-    " g.ratio, g.input_tokens, g.cache_read_tokens, count(*) OVER () AS total"
-    f" FROM (SELECT user_id, {_RATIO} AS ratio, sum({_ALL_INPUT})::float8 AS input_tokens,"
-    " sum(cache_read_tokens)::float8 AS cache_read_tokens FROM src GROUP BY user_id) g"
-    " LEFT JOIN users u ON u.id = g.user_id"
-    " ORDER BY g.input_tokens DESC, g.user_id COLLATE \"C\" NULLS LAST")
+def llm_groups(key: str) -> str:
+    """Every user's or model's tokens, cost and requests, unordered: the by-tokens and the
+    by-cost panels share it, each ranking it by its own order; a user's also hold the cache
+    hit ratio and its input (the cache hit ratio by user ranks them too). Usage without a user
+    is the "(no user)" row; without an attribution dimension's value, the "(unattributed)" row."""
+    where, cache, inner_cache = "", "", ""
+    if key == "user":
+        keys, inner_keys, join = (f"g.user_id, coalesce(u.display_name, u.email, g.user_id, {_literal(NO_USER)})"
+                                  f" AS \"user\"", "user_id", "LEFT JOIN users u ON u.id = g.user_id")
+        cache = ", g.ratio, g.input_tokens, g.cache_read_tokens"
+        inner_cache = (f", {CACHE_RATIO} AS ratio, sum({ALL_INPUT})::float8 AS input_tokens,"
+                       " sum(cache_read_tokens)::float8 AS cache_read_tokens")
+    elif key in _DIMENSIONS:
+        keys, inner_keys, join = (f"coalesce(g.{key}, {_literal(NO_ATTRIBUTION)}) AS {key},"
+                                  f" g.{key} IS NOT NULL AS attributed", key, "")
+    else:
+        keys, inner_keys, join = "g.provider, g.model", "provider, model", ""
+    return (f"SELECT {keys}, g.tokens, g.cost, g.requests, g.unpriced_tokens, g.unpriced_tokens > 0 AS unpriced{cache}"
+            f" FROM (SELECT {inner_keys}, sum({TOKENS})::float8 AS tokens, ({COST_SUM})::float8 AS cost,"
+            f" sum(requests) AS requests, coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens{inner_cache}"
+            f" FROM src {where} GROUP BY {inner_keys}) g {join}")
+
+
+_DIMENSIONS = {d.name for d in ATTRIBUTION}
+
 
 # ---- where the money goes ------------------------------------------------------------------------
 
@@ -313,7 +329,7 @@ METRICS: tuple[Metric, ...] = (
            reads=reads(LLM_LATENCY, ALL, BY_MODEL, time=False)),
     stat("llm_cache_hit_ratio", "llm", "Cache hit ratio", PERCENT, LLM_FILTERS,
          "Cache reads against all input (input + cache reads + cache writes), each token counted once; null "
-         "without input.", LLM_USAGE, ALL, needs=(), body=f"SELECT {_RATIO} AS v FROM src"),
+         "without input.", LLM_USAGE, ALL, needs=(), body=LLM_TOTALS, value=kinds.column("cache_hit_ratio")),
     Metric("llm_cache_hit_ratio_over_time", "llm", "timeseries", "Cache hit ratio", PERCENT,
            (col("time", "time"), col("current", "number", PERCENT, "Cache hit ratio"),
             col("previous", "number", PERCENT, "Previous period")), LLM_FILTERS,
@@ -322,8 +338,9 @@ METRICS: tuple[Metric, ...] = (
     top("llm_cache_hit_ratio_by_user", "llm", "Cache hit ratio by user", USER_COLUMNS,
         col("ratio", "number", PERCENT, "Cache hit ratio"), LLM_FILTERS,
         "Users ranked by all input tokens, with their cache hit ratio.", LLM_USAGE, ALL, needs=("user_id",),
-        body=_CACHE_BY_USER, more=(col("input_tokens", "number", COUNT, "All input tokens"),
-                                   col("cache_read_tokens", "number", COUNT, "Cache reads"))),
+        body=llm_groups("user"), more=(col("input_tokens", "number", COUNT, "All input tokens"),
+                                       col("cache_read_tokens", "number", COUNT, "Cache reads")),
+        order=lambda r: (-r["input_tokens"], r["user_id"] is None, r["user_id"] or "")),
     _money_top("llm_cost_by_subagent", "Cost by main thread and subagent",
                (col("thread", title="Thread"), col("subagent", title="Subagent")),
                "Tokens and cost by who made the requests: the main thread or a subagent (Claude Code's query_source "

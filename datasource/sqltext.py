@@ -31,6 +31,20 @@ TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens 
 # tokens go alongside.
 COST_SUM = "coalesce(sum(cost), CASE WHEN sum(unpriced_tokens) > 0 THEN NULL ELSE 0 END)"
 
+# Cache reads against all input (input, cache reads, cache writes), in percent; no input: unknown.
+ALL_INPUT = "input_tokens + cache_read_tokens + cache_write_tokens"
+CACHE_RATIO = f"(100 * sum(cache_read_tokens) / nullif(sum({ALL_INPUT}), 0))::float8"
+
+# The LLM usage totals and the sums per bucket: one body each, so that the stats (tokens, cost,
+# token mix, cache hit ratio, the error rate's requests) and the series (tokens, cost, cache hit
+# ratio) of a refresh run one statement per window between them (Engine.fetch, shared).
+LLM_TOTALS = ("SELECT " + ", ".join(f"coalesce(sum({t}_tokens), 0) AS {t}" for t in TOKEN_TYPES)
+              + f", coalesce(sum({TOKENS}), 0) AS tokens, {COST_SUM} AS cost,"
+              " coalesce(sum(unpriced_tokens), 0) AS unpriced_tokens,"
+              f" coalesce(sum(requests), 0) AS requests, {CACHE_RATIO} AS cache_hit_ratio FROM src")
+LLM_BUCKET_SUMS = (f"sum({TOKENS}) AS tokens, {COST_SUM} AS cost,"
+                   f" coalesce(sum(unpriced_tokens), 0)::float8 AS unpriced_tokens, {CACHE_RATIO} AS ratio")
+
 
 def literal(text: str) -> str:
     """One of our own labels as an SQL string literal."""

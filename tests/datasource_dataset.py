@@ -452,6 +452,20 @@ class Oracle:
             out = attribution.top(self.calls(start, end, f, False), "team", lambda v: {"executions": len(v)})
             out.sort(key=lambda x: (-x["executions"], not x["attributed"], x["team"]))
             return out
+        if metric == "llm_cache_hit_ratio_by_user":
+            per: dict[Any, list[int]] = {}
+            for r in self.usage(start, end, f):  # tokens each counted once (events or points)
+                acc = per.setdefault(r["user_id"], [0, 0])
+                acc[0] += r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"]
+                acc[1] += r["cache_read_tokens"]
+            out = []
+            for k, (all_input, reads) in per.items():
+                email, disp = d.users.get(k, (None, None))
+                out.append({"user_id": k, "user": disp or email or k or "(no user)",
+                            "ratio": 100 * reads / all_input if all_input else None,
+                            "input_tokens": float(all_input), "cache_read_tokens": float(reads)})
+            out.sort(key=lambda x: (-x["input_tokens"], _none_last(x["user_id"])))
+            return out
         if metric.startswith("llm_"):
             rows = self.usage(start, end, f)
             by_user = "users" in metric

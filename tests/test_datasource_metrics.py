@@ -52,7 +52,7 @@ MCP_TOPS = ["mcp_top_tools", "mcp_top_agent_instances", "mcp_top_users", "mcp_to
             "security_top_blocked_tools", "security_top_blocked_agent_instances", "security_top_blocked_users",
             "security_top_blocked_mcps", "security_top_policies", "mcp_executions_by_team"]
 LLM_TOPS = ["llm_top_users_by_tokens", "llm_top_users_by_cost", "llm_top_models_by_tokens", "llm_top_models_by_cost",
-            "llm_cost_by_department", "llm_cost_by_team", "llm_cost_by_cost_center"]
+            "llm_cost_by_department", "llm_cost_by_team", "llm_cost_by_cost_center", "llm_cache_hit_ratio_by_user"]
 
 
 def test_mcp_and_security_metrics_match_the_raw_rows(ds_client):
@@ -122,6 +122,8 @@ def test_llm_metrics_match_the_raw_rows(ds_client):
             body = api(ds_client, metric, W_START, W_END, page_size=1000, **f)
             assert body["total"] == len(want_rows)
             assert_rows(body["rows"], want_rows, (metric, f))
+            # Each list answers its own columns (the user lists share their groups).
+            assert all(set(r) == {c for c in want_rows[0]} for r in body["rows"]), metric
         # Hourly series over a 36-hour window (UTC), previous period shifted onto it.
         start, end = ANCHOR - timedelta(hours=36), ANCHOR
         for metric in ("llm_tokens_over_time", "llm_cost_over_time"):

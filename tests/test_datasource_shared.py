@@ -68,9 +68,10 @@ def test_session_panels_of_one_refresh_share_their_statistics(ds_app, ds_client)
 
 
 def test_llm_panels_of_one_refresh_share_their_queries(ds_app, ds_client):
-    """Totals, token mix, both series and both pairs of top lists: the panels asking the same
-    question of the same rows run it once per refresh (answers are checked against the raw
-    rows in test_datasource_metrics)."""
+    """Totals, token mix, cache hit ratio, the error rate's requests, the three series, both
+    pairs of top lists and the cache hit ratio by user: the panels asking the same question of
+    the same rows run it once per refresh (answers are checked against the raw rows in
+    test_datasource_metrics)."""
     shared = ds_app.extensions["aa_datasource_shared"]
     start, end = ANCHOR - timedelta(days=7, minutes=3), ANCHOR - timedelta(minutes=1)
 
@@ -83,10 +84,14 @@ def test_llm_panels_of_one_refresh_share_their_queries(ds_app, ds_client):
     # The totals, and (this data has unpriced models) the models' groups to name them.
     assert computed("llm_total_cost") == 1
     assert computed("llm_tokens_by_type") == 0
+    assert computed("llm_cache_hit_ratio") == 0  # the totals hold the ratio
+    assert computed("llm_error_rate") == 2  # the errors of both ranges; the requests from the totals
     assert computed("llm_tokens_over_time") == 2
     assert computed("llm_cost_over_time") == 0
+    assert computed("llm_cache_hit_ratio_over_time") == 0  # the series' sums hold the ratio
     assert computed("llm_top_users_by_tokens") == 1
     assert computed("llm_top_users_by_cost") == 0
+    assert computed("llm_cache_hit_ratio_by_user") == 0  # the users' groups hold their cache reads
     assert computed("llm_models_used") == 1  # from the models' groups: the previous range's
     assert computed("llm_top_models_by_cost") == 0
     assert computed("llm_top_models_by_tokens", page=2, page_size=2) == 0
