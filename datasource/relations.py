@@ -309,7 +309,7 @@ LLM_ERRORS = _dataset(
     f"bucket AS time, source, user_id, agent_id, provider, model, kind, status_code, {_ATTRIBUTION}, errors",
     f"time, source, user_id, agent_id, provider, model, kind, status_code, {_ATTRIBUTION}, 1::bigint AS errors",
     applying_to("llm"),
-    (r.LLM_ERRORS_BY_MODEL, (r.LLM_ERRORS_FULL, r.LLM_ERRORS_BY_USER)))
+    (r.LLM_ERRORS_TOTALS, r.LLM_ERRORS_BY_MODEL, (r.LLM_ERRORS_FULL, r.LLM_ERRORS_BY_USER)))
 
 # A metric's `needs` when it reads the full aggregate whatever the filters.
 EVERY_COLUMN = None
@@ -356,6 +356,10 @@ def choose_aggregate(ds: Dataset, needs: frozenset[str] | None, filters: Sequenc
     return ds.aggregate, ds.agg_columns, None
 
 
+# Each key's SQL type, as its declaration says (the branches of one source are a UNION).
+_KEY_TYPES = {k.name: k.type for rollup in r.ROLLUPS for k in rollup.keys}
+
+
 def projection(ds: Dataset, rollup: Rollup) -> str:
     """The dataset's column list as read from `rollup`: NULL for the keys it does not hold."""
     items = []
@@ -363,5 +367,5 @@ def projection(ds: Dataset, rollup: Rollup) -> str:
         expr, _, alias = item.strip().partition(" AS ")
         name = alias or expr
         keep = expr == "bucket" or name not in ds.keys or name in rollup.columns
-        items.append(item.strip() if keep else f"NULL::text AS {name}")
+        items.append(item.strip() if keep else f"NULL::{_KEY_TYPES.get(name, 'text')} AS {name}")
     return ", ".join(items)

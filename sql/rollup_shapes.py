@@ -21,9 +21,11 @@ _WIDTH = 97  # keys and GROUP BY wrap to lines of at most this many characters
 @dataclass(frozen=True)
 class Key:
     """A grouping column. `expr`: what it groups by when not the raw column itself; such a key
-    holds the column only in part (the filters and questions on it need the raw column)."""
+    holds the column only in part (the filters and questions on it need the raw column). `type`:
+    its SQL type, for the NULL a rollup without it reads in its place."""
     name: str
     expr: str | None = None
+    type: str = "text"
 
     @property
     def whole(self) -> bool:

@@ -405,7 +405,7 @@ LLM_TTFT, LLM_TTFT_BY_MODEL, LLM_TTFT_BANDS = _milliseconds("llm_ttft", "ttft_ms
 # API errors: failed requests ('error') and retries given up ('retries_exhausted'), by status.
 ERRORS = Measure("errors", "count(*)")
 LLM_ERRORS = Raw("llm_errors", (ERRORS,), column=0)
-STATUS = Key("status_code")  # (KIND: the agents' enforcement's, above)
+STATUS = Key("status_code", type="integer")  # (KIND: the agents' enforcement's, above)
 LLM_ERRORS_FULL = Rollup(
     "llm_errors", LLM_ERRORS, (SOURCE, USER, AGENT, PROVIDER, MODEL, KIND, STATUS, *ATTRIBUTION), (ERRORS,),
     {HOUR: "API errors per hour by user, agent, attribution, model, kind (error, retries_exhausted) and status."})
@@ -416,6 +416,11 @@ LLM_ERRORS_BY_MODEL = Rollup(
     "llm_errors_by_model", LLM_ERRORS, (PROVIDER, MODEL, KIND, STATUS), (ERRORS,),
     {HOUR: "llm_errors_hourly without users or agents: API errors without a user or group filter.",
      DAY: "Daily (UTC) twin of llm_errors_by_model_hourly."})
+LLM_ERRORS_TOTALS = Rollup(
+    "llm_errors_totals", LLM_ERRORS, (KIND,), (ERRORS,),
+    {HOUR: "llm_errors_hourly by kind only: API errors and retries given up, and their series, without a\n"
+           "filter (a few rows an hour where by model and status are tens).",
+     DAY: "Daily (UTC) twin of llm_errors_totals_hourly."})
 
 # ---- attribution -------------------------------------------------------------------------------
 

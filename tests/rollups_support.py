@@ -65,8 +65,11 @@ ADDED_BY["latency-totals"] = frozenset(
 ADDED_BY["by-attribution"] = frozenset(
     f"{r}_by_attribution_{w}" for r in ("tool_calls", "llm_usage", "llm_metric_usage", "productivity")
     for w in ("minutely", "hourly", "daily"))
+# API errors by kind only: their stats and series without a filter (over 0013's table; no
+# migration of their own).
+ADDED_BY["errors-totals"] = frozenset(f"llm_errors_totals_{w}" for w in ("minutely", "hourly", "daily"))
 ADDED_BY["per-minute"] = (frozenset(a for a in AGGREGATES if a.endswith("_minutely"))
                           - ADDED_BY["0013"] - ADDED_BY["0015"] - ADDED_BY["0017"] - ADDED_BY["decisions-narrow"]
                           - ADDED_BY["origin-totals"] - ADDED_BY["bands"] - ADDED_BY["agent-spend"]
-                          - ADDED_BY["latency-totals"] - ADDED_BY["by-attribution"])
+                          - ADDED_BY["latency-totals"] - ADDED_BY["by-attribution"] - ADDED_BY["errors-totals"])
 ADDED: frozenset[str] = frozenset().union(*ADDED_BY.values())

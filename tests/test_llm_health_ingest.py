@@ -28,6 +28,9 @@ def test_errors_and_retries_given_up_by_status_and_model(client, conn):
                            " GROUP BY model, kind, status_code").fetchall()
         assert Counter({(m, k, s): n for m, k, s, n in got}) == Counter(
             {(m, k, s): n for (_, m, k, s), n in want.errors.items()}), relation
+    for relation in ("llm_errors_totals_hourly", "llm_errors_totals_daily"):
+        got = conn.execute(f"SELECT kind, sum(errors) FROM {relation} GROUP BY kind").fetchall()
+        assert Counter({(kind,): n for kind, n in got}) == _by(want.errors, (2,)), relation
     by_source = Counter({(src, kind): n for src, kind, n in conn.execute(
         "SELECT source, kind, sum(errors) FROM llm_errors_hourly GROUP BY source, kind")})
     assert by_source == _by(want.errors, (0, 2))

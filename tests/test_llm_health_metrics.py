@@ -169,7 +169,9 @@ def test_the_attribution_filters_narrow_the_health_metrics(client, conn):
 
 
 @pytest.mark.parametrize("metric_id,filters,want", [
-    ("llm_api_errors", [], "llm_errors_by_model_hourly"),
+    ("llm_api_errors", [], "llm_errors_totals_hourly"),
+    ("llm_errors_over_time", [], "llm_errors_totals_hourly"),
+    ("llm_retries_exhausted", [], "llm_errors_totals_hourly"),
     ("llm_api_errors", ["model"], "llm_errors_by_model_hourly"),
     ("llm_api_errors", ["group"], "llm_errors_hourly"),
     ("llm_errors_by_status", [], "llm_errors_by_model_hourly"),

@@ -23,7 +23,7 @@ BACKEND_CHOICES = ["off", pytest.param("on", marks=pytest.mark.skipif(not TIMESC
 NEW = ADDED_BY["0013"]
 # Over tables or columns of later migrations, or over 0013's columns and declared since.
 LATER = (ADDED_BY["0015"] | ADDED_BY["0017"] | ADDED_BY["origin-totals"] | ADDED_BY["bands"]
-         | ADDED_BY["latency-totals"] | ADDED_BY["by-attribution"])
+         | ADDED_BY["latency-totals"] | ADDED_BY["by-attribution"] | ADDED_BY["errors-totals"])
 
 
 def _previous_release(url: str, tsdb: str, monkeypatch) -> None:

@@ -218,6 +218,8 @@ def test_aggregates_match_raw_rows(db_url):
                                    " FROM agent_decisions_hourly GROUP BY 1").fetchall())
         modes = dict(c.execute("SELECT permission_mode, count(DISTINCT session_id)"
                                " FROM agent_permission_modes_hourly GROUP BY 1").fetchall())
+        daily_modes = dict(c.execute("SELECT permission_mode, count(DISTINCT session_id)"
+                                     " FROM agent_permission_modes_daily GROUP BY 1").fetchall())
         failures = dict(c.execute("SELECT (mcp_server_id, error_code)::text, sum(events) FROM mcp_connections_hourly"
                                   " WHERE outcome = 'failed' GROUP BY 1").fetchall())
     enforcement = _enforcement_rows(tool_calls)
@@ -225,7 +227,7 @@ def test_aggregates_match_raw_rows(db_url):
     assert decisions == dict(Counter(f"({r[9]},{r[10]},{'t' if r[13] else 'f'})" for r in enforcement
                                      if r[3] != "mcp_connection"))
     assert modes == {m: len({r[6] for r in enforcement if r[3] == "decision" and r[11] == m})
-                     for m in {r[11] for r in enforcement if r[3] == "decision" and r[11]}}
+                     for m in {r[11] for r in enforcement if r[3] == "decision" and r[11]}} == daily_modes
     assert failures == dict(Counter(f"({r[7]},{r[12]})" for r in enforcement
                                     if r[3] == "mcp_connection" and r[9] == "failed"))
     for outcome in ("ok", "error", "blocked"):
