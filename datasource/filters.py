@@ -79,8 +79,9 @@ GROUPS_OF_ROW = MEMBERS_OF_ROW + "".join(
 
 # The smallest daily aggregates holding the dimensions of the tool calls, requests and metric
 # points (the same rows as the attributed ones: every value those hold).
-_BY_ATTRIBUTION = tuple(x.daily.name for x in (rollups.TOOL_CALLS_BY_ATTRIBUTION, rollups.LLM_USAGE_BY_ATTRIBUTION,
-                                               rollups.LLM_METRIC_USAGE_BY_ATTRIBUTION))
+_BY_ATTRIBUTION = tuple(x.at(rollups.DAY).name for x in (rollups.TOOL_CALLS_BY_ATTRIBUTION,
+                                                          rollups.LLM_USAGE_BY_ATTRIBUTION,
+                                                          rollups.LLM_METRIC_USAGE_BY_ATTRIBUTION))
 
 
 def _attribution_values(dimension: str) -> str:
