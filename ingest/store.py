@@ -52,13 +52,14 @@ _SPECIAL = {"time": "time_ns", "start_time": "start_time_ns",
 
 
 def _getter(cols: tuple[str, ...]) -> Any:
-    """One getter of every column's value; the attribution columns (last) from `attribution`."""
+    """One getter of every column's value, as a list; the attribution columns (last) from
+    `attribution`."""
     plain = attrgetter(*(_SPECIAL.get(col, col) for col in cols if col not in ATTRIBUTION_COLUMNS))
     if not set(ATTRIBUTION_COLUMNS) & set(cols):
-        return plain
+        return lambda obj: [*plain(obj)]
     if cols[-len(ATTRIBUTION_COLUMNS):] != ATTRIBUTION_COLUMNS:
         raise ValueError(f"the attribution columns must come last, in order: {cols}")
-    return lambda obj: (*plain(obj), *obj.attribution)
+    return lambda obj: [*plain(obj), *obj.attribution]
 
 
 # Per table, one getter of every column's attribute (this runs for every row).
@@ -71,7 +72,7 @@ _COST_COUNTED = {table: cols.index("cost_counted") if "cost_counted" in cols els
 
 def _row(table: str, obj: Any, with_metrics: AbstractSet[str] = frozenset(),
          with_events: AbstractSet[str] = frozenset()) -> tuple:
-    values = list(_GETTERS[table](obj))
+    values = _GETTERS[table](obj)
     for i in _TIMES[table]:
         values[i] = to_datetime(values[i])
     counted = _COUNTED[table]

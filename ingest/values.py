@@ -3,7 +3,7 @@ Claude Code and Codex send the same count sometimes as an int, a double or a str
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -57,6 +57,10 @@ def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
         s = v.string_value
         if s:
             out[kv.key] = s
+            continue
+        i = v.int_value  # (likewise a non-zero int: the counts)
+        if i:
+            out[kv.key] = i
             continue
         kind = v.WhichOneof("value")
         out[kv.key] = (getattr(v, kind) if kind in _SCALARS else None if kind is None else any_value(v))
@@ -186,9 +190,13 @@ def flag(attrs: Mapping[str, Any], key: str) -> bool | None:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def ns_to_datetime(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
-        microsecond=(ns % 1_000_000_000) // 1000)
+    """Unix nanoseconds as a UTC datetime, cut to the microsecond (one per stored row: a third of
+    the cost of `datetime.fromtimestamp` with a time zone)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def iso_to_ns(value: Any) -> int | None:
@@ -201,7 +209,7 @@ def iso_to_ns(value: Any) -> int | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
