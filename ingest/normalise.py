@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Callable, Mapping
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -75,7 +75,7 @@ class _Checks:
     ids: tuple[str, ...]            # indexed identifiers among them
     others: tuple[str, ...]         # fields that may hold containers, other than `attributes`
     read_texts: Callable[[Any], tuple]
-    read_ids: Callable[[Any], tuple]
+    pick_ids: Callable[[tuple], tuple]  # the identifiers among the texts read
 
     @classmethod
     def of(cls, fact_type: type) -> "_Checks":
@@ -84,9 +84,13 @@ class _Checks:
                  for f in fields(fact_type)}
         # (The JSON text of the attributes is searched apart: NUL is escaped there.)
         texts = tuple(n for n, t in kinds.items() if t.startswith("str") and not n.endswith("_json"))
-        others = tuple(n for n, t in kinds.items() if n != "attributes" and t.startswith(("dict", "list", "tuple", "Any")))
+        # (The attribution values are refused with a NUL where they are read: `attribution`.)
+        others = tuple(n for n, t in kinds.items()
+                       if n not in ("attributes", "attribution") and t.startswith(("dict", "list", "tuple", "Any")))
         ids = tuple(n for n in texts if n in _ID_FIELDS)
-        return cls(texts, ids, others, _reader(texts), _reader(ids))
+        at = tuple(texts.index(n) for n in ids)
+        pick_ids = itemgetter(*at) if len(at) > 1 else (lambda v: (v[at[0]],)) if at else (lambda v: ())
+        return cls(texts, ids, others, _reader(texts), pick_ids)
 
 
 _CHECKS: dict[type, _Checks] = {}
@@ -100,9 +104,8 @@ def _unstorable(fact: Any) -> str | None:
     joined = "".join(filter(None, values))
     if "\x00" in joined:
         return next(f"{name} contains a NUL character" for name, v in zip(checks.texts, values) if v and "\x00" in v)
-    ids = checks.read_ids(fact)
-    if not _PLAIN_IDS.issuperset(map(type, ids)):
-        for name, value in zip(checks.ids, ids):
+    if not _PLAIN_IDS.issuperset(map(type, values)):  # (checked on every text: fewer calls)
+        for name, value in zip(checks.ids, checks.pick_ids(values)):
             if isinstance(value, Flattened):  # its repr would be stored as the name
                 return f"{name} is {value.kind}, not a string"
     attributes_json = getattr(fact, "attributes_json", None)
@@ -117,7 +120,7 @@ def _unstorable(fact: Any) -> str | None:
             return f"{name} contains a NUL character"
     if len(joined) * 4 <= MAX_ID_BYTES:  # (at most 4 bytes a character) no identifier can be too long
         return None
-    for name, value in zip(checks.ids, ids):
+    for name, value in zip(checks.ids, checks.pick_ids(values)):
         if value and len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
             return f"{name} is longer than {MAX_ID_BYTES} bytes"
     return None
@@ -127,9 +130,8 @@ def attribution(attrs: Mapping[str, Any], ctx: Context) -> tuple[str | None, ...
     """The attribution dimensions' values (config.ATTRIBUTION, in order) of a record: the
     attribute each is read from (ctx.attribution), of the resource or the record itself (the
     record wins, as for every attribute). Absent, empty, or a map or an array: unattributed."""
-    keys, unattributed = _ATTRIBUTION_KEYS.get(ctx.attribution) or _attribution_keys(ctx.attribution)
-    if not any(map(attrs.__contains__, keys)):  # (the usual record: worked out without reading any)
-        return unattributed
+    if not any(map(attrs.__contains__, ctx.attribution_keys)):  # (the usual record: none read)
+        return ctx.unattributed
     values = []
     for _, key in ctx.attribution:
         value = text(attrs, key) if key else None
@@ -142,17 +144,6 @@ def attribution(attrs: Mapping[str, Any], ctx: Context) -> tuple[str | None, ...
                 raise BadValue(f"{key} is longer than {MAX_ID_BYTES} bytes")
         values.append(value)
     return tuple(values)
-
-
-# Per ctx.attribution: the attributes it reads, and a record's values when it names none of them.
-_ATTRIBUTION_KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, ...], tuple[None, ...]]] = {}
-
-
-def _attribution_keys(dimensions: tuple[tuple[str, str], ...]) -> tuple[tuple[str, ...], tuple[None, ...]]:
-    found = (tuple(key for _, key in dimensions if key), (None,) * len(dimensions))
-    if len(_ATTRIBUTION_KEYS) < 16:  # (one setting per receiver; tests use a few)
-        _ATTRIBUTION_KEYS[dimensions] = found
-    return found
 
 
 def _attribute(facts: list, attrs: Mapping[str, Any], ctx: Context) -> None:
@@ -176,7 +167,8 @@ def _run(batch: Batch, index: int, handler: Callable[[Any, Batch, Context], bool
             batch.count(key, "ignored")
             return
         new_facts, new_rows = batch.since(mark)
-        _attribute(new_facts, record.attrs, ctx)
+        if any(map(record.attrs.__contains__, ctx.attribution_keys)):  # (else every fact keeps NO_ATTRIBUTION)
+            _attribute(new_facts, record.attrs, ctx)
         reason = next(filter(None, map(_unstorable, new_facts)), None) or (
             "a directory name contains a NUL character" if new_rows and _nul(new_rows) else None)
         if reason:

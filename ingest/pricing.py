@@ -130,9 +130,15 @@ def _linear_price(pid: str | None, model: str, day: date | None) -> _LinearPrice
 
 
 @lru_cache(maxsize=4096)
-def _linear_price_on(pid: str | None, model: str, day_number: int | None) -> _LinearPrice | None:
-    """`_linear_price` by the UTC day's number since the epoch (cheaper to work out per request)."""
-    return _linear_price(pid, model, None if day_number is None else _EPOCH + timedelta(days=day_number))
+def _pricing_on(provider: str, model: str, day_number: int | None) -> tuple[str | None | Literal[False],
+                                                                           _LinearPrice | None]:
+    """For a provider, a model (as priced) and a UTC day (its number since the epoch): the id
+    genai-prices knows the model under (False: none) and its linear price that day, where one
+    serves (not for prices that change with the time of day). One lookup per request."""
+    pid = _provider_for(provider, model)
+    if pid is False or _time_of_day_priced(pid, model):
+        return pid, None
+    return pid, _linear_price(pid, model, None if day_number is None else _EPOCH + timedelta(days=day_number))
 
 
 def estimate(provider: str, model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int,
@@ -140,14 +146,12 @@ def estimate(provider: str, model: str, input_tokens: int, output_tokens: int, c
     """List price in USD of ONE request; None when the model is unknown. input_tokens excludes
     cache here; cache_write_tokens includes the 1-hour writes (cache_write_1h_tokens)."""
     model = priced_model(model)
-    pid = _provider_for(provider, model)
+    pid, linear = _pricing_on(provider, model, time_ns // NS_PER_DAY if time_ns else None)
     if pid is False:
         return None
-    if not _time_of_day_priced(pid, model):
-        linear = _linear_price_on(pid, model, time_ns // NS_PER_DAY if time_ns else None)
-        if linear is not None:
-            return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                                cache_write_1h_tokens)
+    if linear is not None:
+        return linear.price(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                            cache_write_1h_tokens)
     when = to_datetime(time_ns) if time_ns else None
     try:
         return _calc(pid, model, when, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,

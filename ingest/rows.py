@@ -62,11 +62,8 @@ def content_key(kind: str, attributes_json: str = "", raw: bool = False, **conte
     """SHA-256 of the canonical JSON of a fact's content: equal content, equal key. The
     attributes arrive already serialised (the same text is stored in the jsonb column).
     `raw`: the content holds attribute values as received, which may be NaN or infinite."""
-    digest = hashlib.sha256(_canonical_bytes([kind, content], finite=not raw))
-    digest.update(b"\n")
-    if attributes_json:
-        digest.update(attributes_json.encode())
-    return digest.digest()
+    return hashlib.sha256(b"%b\n%b" % (_canonical_bytes([kind, content], finite=not raw),
+                                        attributes_json.encode())).digest()
 
 
 # A fact no attribution dimension applies to (every column NULL: shown as unattributed).
@@ -81,6 +78,14 @@ class Context:
     retention_days: int = 0  # 0: no lower bound beyond the epoch sanity check
     future_tolerance_ns: int = NS_PER_DAY
     attribution: tuple[tuple[str, str], ...] = DEFAULT_ATTRIBUTION
+    # The attributes `attribution` reads, and a record's values when it names none of them
+    # (worked out once per request: every record looks them up).
+    attribution_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    unattributed: tuple[None, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attribution_keys", tuple(key for _, key in self.attribution if key))
+        object.__setattr__(self, "unattributed", (None,) * len(self.attribution))
 
     @classmethod
     def now(cls, retention_days: int = 0,

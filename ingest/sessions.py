@@ -201,12 +201,18 @@ def add_totals(conn: psycopg.Connection, requests: Sequence[tuple], points: Sequ
             tot.output_tokens += r[i_out]
             tot.cache_read_tokens += r[i_cr]
             tot.cache_write_tokens += r[i_cw]
-        tot.estimated_cost_usd = _add(tot.estimated_cost_usd, _stored(r[i_est]))
-        tot.reported_cost_usd = _add(tot.reported_cost_usd, _stored(r[i_rep]))
-        if r[i_est] is None or r[i_rep] is None:
+        # As `_add(total, _stored(cost))` for each cost, without the calls (this runs per request).
+        estimated, reported = r[i_est], r[i_rep]
+        if estimated is not None:
+            cost = _stored(estimated)
+            tot.estimated_cost_usd = cost if tot.estimated_cost_usd is None else tot.estimated_cost_usd + cost
+        if reported is not None:
+            cost = _stored(reported)
+            tot.reported_cost_usd = cost if tot.reported_cost_usd is None else tot.reported_cost_usd + cost
+        if estimated is None or reported is None:
             n = r[i_in] + r[i_out] + r[i_cr] + r[i_cw]
-            tot.estimated_unpriced_tokens += n if r[i_est] is None else 0
-            tot.reported_unpriced_tokens += n if r[i_rep] is None else 0
+            tot.estimated_unpriced_tokens += n if estimated is None else 0
+            tot.reported_unpriced_tokens += n if reported is None else 0
         tot.first_time = min(tot.first_time, r[t])
         tot.last_time = max(tot.last_time, r[t])
         names.add((s, True, r[user], r[agent], r[model]))
