@@ -11,9 +11,7 @@ USER_KEYS = ("user.email", "user.account_uuid", "user.account_id", "user.id")
 
 def merged(resource: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
     """Resource attributes (OTEL_RESOURCE_ATTRIBUTES) under the record's own: the record wins."""
-    out = dict(resource)
-    out.update(record)
-    return out
+    return {**resource, **record}
 
 
 def user_id(attrs: Mapping[str, Any], *extra_keys: str) -> str | None:

@@ -13,6 +13,7 @@ each figure is in docs/ingest.md ("Cost").
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -83,7 +84,7 @@ class _LinearPrice:
     def price(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int,
               cache_write_1h: int = 0) -> Decimal:
         total_input = input_tokens + cache_read + cache_write
-        band = sum(1 for t in self.thresholds if total_input > t)
+        band = bisect_left(self.thresholds, total_input)  # the thresholds below it (they are sorted)
         const, p_in, p_out, p_read, p_write, p_write_1h = self.bands[band]
         return (const + input_tokens * p_in + output_tokens * p_out + cache_read * p_read
                 + (cache_write - cache_write_1h) * p_write + cache_write_1h * p_write_1h)
