@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Sequence
+from typing import Any, Sequence, overload
 
 import orjson
 import psycopg
@@ -97,6 +97,14 @@ def record(conn: psycopg.Connection, batch: Batch) -> tuple[set[str], set[str]]:
 # Where each column sits in a row of its table.
 _AT = {table: {c: i for i, c in enumerate(cols)} for table, cols in COLUMNS.items()}
 _NUMERIC_SCALE = Decimal("1e-12")  # the cost columns are numeric(24, 12)
+
+
+@overload
+def _stored(cost: Decimal) -> Decimal: ...
+@overload
+def _stored(cost: None) -> None: ...
+@overload
+def _stored(cost: Decimal | None) -> Decimal | None: ...
 
 
 def _stored(cost: Decimal | None) -> Decimal | None:
@@ -202,7 +210,8 @@ def add_totals(conn: psycopg.Connection, requests: Sequence[tuple], points: Sequ
             tot.cache_read_tokens += r[i_cr]
             tot.cache_write_tokens += r[i_cw]
         # As `_add(total, _stored(cost))` for each cost, without the calls (this runs per request).
-        estimated, reported = r[i_est], r[i_rep]
+        estimated: Decimal | None = r[i_est]
+        reported: Decimal | None = r[i_rep]
         if estimated is not None:
             cost = _stored(estimated)
             tot.estimated_cost_usd = cost if tot.estimated_cost_usd is None else tot.estimated_cost_usd + cost
