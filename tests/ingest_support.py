@@ -94,8 +94,9 @@ class Server:
         from agent_analytics.cluster import free_port
 
         self.port = free_port()
+        self.channels: dict = {}  # the server's sockets and its clients' connections
         # poll, not select: closing the sockets at exit wakes the loop instead of failing it (EBADF).
-        self.server = create_server(app, host="127.0.0.1", port=self.port, map={}, threads=4,
+        self.server = create_server(app, host="127.0.0.1", port=self.port, map=self.channels, threads=4,
                                     asyncore_use_poll=True)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -111,6 +112,10 @@ class Server:
         # Let the worker threads finish answering before the sockets close under them.
         self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         self.server.close()
+        # A connection a client left open keeps the loop running (until the join's timeout, 5 s a
+        # server): close those too; the loop then ends at its next look (within a second).
+        for channel in list(self.channels.values()):
+            channel.close()
         self.thread.join(timeout=5)
 
 
