@@ -10,7 +10,7 @@ Within a filter values are alternatives (OR); filters combine (AND).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from psycopg import sql
 
@@ -63,18 +63,39 @@ def _f(name: str, label: str, permission: Permission, predicate: str, columns: s
 
 
 ATTRIBUTION_SET = frozenset(ATTRIBUTION_COLUMNS)
-_MEMBERS = "user_id IN (SELECT gm.user_id FROM group_members gm WHERE gm.group_id = ANY(%s))"
-# The group's members, or (where rows are attributed) a dimension's value its rule maps onto it.
-_MEMBERS_OR_MAPPED = "(" + " OR ".join(
-    [_MEMBERS] + [f"{d} IN (SELECT ag.value FROM attribution_groups ag WHERE ag.dimension = '{d}'"
-                  " AND ag.group_id = ANY(%s))" for d in ATTRIBUTION_COLUMNS]) + ")"
-# The groups a row (named `src`) counts in under that filter, each once: its user's, and on
-# attributed rows those whose rule maps one of its values; what measures several groups in one
-# pass reads it (MEMBERS_OF_ROW alone where no rule maps a value onto any of them).
-MEMBERS_OF_ROW = "SELECT gm.group_id FROM group_members gm WHERE gm.user_id = src.user_id"
-GROUPS_OF_ROW = MEMBERS_OF_ROW + "".join(
-    f" UNION SELECT ag.group_id FROM attribution_groups ag WHERE ag.dimension = '{d}' AND ag.value = src.{d}"
-    for d in ATTRIBUTION_COLUMNS)
+
+
+class _GroupLink(NamedTuple):
+    """One way a row belongs to a group: the directory relation pairing a value of the row's
+    `column` (its `value` column) with a group (its `group` column), under `conditions`."""
+    column: str
+    relation: str
+    value: str
+    group: str
+    conditions: tuple[str, ...] = ()
+
+    def predicate(self) -> str:
+        """The row belongs, this way, to one of the groups the parameter lists."""
+        where = " AND ".join((*self.conditions, f"{self.group} = ANY(%s)"))
+        return f"{self.column} IN (SELECT {self.value} FROM {self.relation} WHERE {where})"
+
+    def groups_of_row(self) -> str:
+        """The groups the row named `src` belongs to this way."""
+        where = " AND ".join((*self.conditions, f"{self.value} = src.{self.column}"))
+        return f"SELECT {self.group} FROM {self.relation} WHERE {where}"
+
+
+# A row belongs to a group through its user (the group's members as they stand now), and on
+# the rows that hold the attribution columns also through a dimension's value the group's rule
+# maps onto it. The group filter keeps the rows that belong to one of its groups; what measures
+# several groups in one pass (budgets) counts each row once in each group it belongs to.
+_MEMBERSHIP = _GroupLink("user_id", "group_members gm", "gm.user_id", "gm.group_id")
+_MAPPED = tuple(_GroupLink(d, "attribution_groups ag", "ag.value", "ag.group_id", (f"ag.dimension = '{d}'",))
+                for d in ATTRIBUTION_COLUMNS)
+_MEMBERS = _MEMBERSHIP.predicate()
+_MEMBERS_OR_MAPPED = "(" + " OR ".join(link.predicate() for link in (_MEMBERSHIP, *_MAPPED)) + ")"
+MEMBERS_OF_ROW = _MEMBERSHIP.groups_of_row()
+GROUPS_OF_ROW = " UNION ".join(link.groups_of_row() for link in (_MEMBERSHIP, *_MAPPED))
 
 
 # The smallest daily aggregates holding the dimensions of the tool calls, requests and metric
