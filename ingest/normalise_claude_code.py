@@ -19,11 +19,12 @@ from typing import Any, Mapping
 from . import normalise_enforcement as enforcement
 from . import normalise_productivity as productivity
 from .agent import Agent
+from .content_keys import content_key
 from .identity import user_id
 from .pricing import priced_model
 from .records import LogEvent, Point
 from .rows import (MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS, Batch, Context, LlmError, LlmRequest,
-                   MetricPoint, ToolCall, content_key)
+                   MetricPoint, ToolCall)
 from .values import BadValue, count, flag, number, stored, text
 
 SOURCE = "claude_code"

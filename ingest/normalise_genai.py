@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .content_keys import content_key
 from .identity import user_id
 from .records import Point, SpanView
-from .rows import MAX_TOKENS, Batch, Context, LlmRequest, MetricPoint, content_key
+from .rows import MAX_TOKENS, Batch, Context, LlmRequest, MetricPoint
 from .values import BadValue, count, stored, text
 
 SOURCE = "genai"

@@ -16,10 +16,11 @@ INVENTORY.md), nor does any other agent this receiver knows.
 """
 from __future__ import annotations
 
+from .content_keys import content_key
 from .identity import user_id
 from .pricing import priced_model
 from .records import Point
-from .rows import MAX_TOKENS, Batch, Context, MetricPoint, content_key
+from .rows import MAX_TOKENS, Batch, Context, MetricPoint
 from .values import BadValue, number, text
 
 LINES = "claude_code.lines_of_code.count"

@@ -24,9 +24,10 @@ import psycopg
 from psycopg import sql
 
 from . import pricing, sessions, stats
+from .content_keys import content_key
 from .identity import email_of
 from .normalise_gateway import SERVER_SOURCE
-from .rows import ATTRIBUTION_COLUMNS, COLUMNS, Batch, MetricPoint, content_key, to_datetime
+from .rows import ATTRIBUTION_COLUMNS, COLUMNS, Batch, MetricPoint, to_datetime
 
 # The fixed placeholder of a series never seen before (last_time is NOT NULL).
 NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)

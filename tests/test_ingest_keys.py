@@ -10,7 +10,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_analytics.ingest.rows import LlmRequest, canonical_json, content_key
+from agent_analytics.ingest.content_keys import canonical_json, content_key
+from agent_analytics.ingest.rows import LlmRequest
 
 
 def json_dumps(value) -> str:
