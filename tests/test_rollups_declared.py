@@ -1,4 +1,4 @@
-"""The aggregates are declared once (sql/rollups.py) and rendered to the SELECT each database
+"""The aggregates are declared once (sql/rollups/) and rendered to the SELECT each database
 recorded the checksum of: byte for byte the definitions of the release with migration 0008
 (tests/legacy/aggregates_0008), so upgrading rebuilds none of them but those deliberately
 redefined since (REDEFINED). The "choose aggregate" stage reads the same declarations. No
@@ -51,7 +51,7 @@ def test_each_aggregate_renders_as_the_release_defined_it(name):
 def test_every_raw_table_of_a_rollup_is_a_hypertable():
     """timescaledb/10_hypertables.sql declares the raw tables' storage on TimescaleDB (time column,
     chunk width); the policies (30_policies.sql) apply to the hypertables it made. A raw table
-    declared in rollups.py but not there would be neither chunked, compressed nor dropped."""
+    declared in rollups/ but not there would be neither chunked, compressed nor dropped."""
     text = (Path(__file__).parents[1] / "sql" / "timescaledb" / "10_hypertables.sql").read_text()
     hypertables = set(re.findall(r"\('(\w+)',\s*'\w+',\s*INTERVAL", text))
     assert {r.raw.table for r in rollups.ROLLUPS} <= hypertables
@@ -69,6 +69,12 @@ def test_every_aggregate_is_declared_once():
     names = [a.name for r in rollups.ROLLUPS
              for a in (r.hourly if rollups.HOUR in r.docs else None, r.daily, r.minutely) if a]
     assert len(names) == len(set(names)) == len(AGGREGATES)
+
+
+def test_every_module_of_the_rollups_package_is_collected():
+    """A module left out of `_MODULES` would declare rollups no database gets."""
+    modules = {p.stem for p in Path(rollups.__file__).parent.glob("*.py")} - {"__init__", "keys"}
+    assert {m.__name__.rpartition(".")[2] for m in rollups._MODULES} == modules
 
 
 def test_a_minutely_twin_groups_as_its_hourly_rollup_by_minute():
