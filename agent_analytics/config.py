@@ -72,7 +72,7 @@ class Dimension:
 
 
 # The attribution dimensions, each declared once: the facts' columns (migration 0017), the
-# rollups' keys (sql/rollups.py), the filters, variables and top lists derive from it.
+# rollups' keys (sql/rollups/keys.py), the filters, variables and top lists derive from it.
 ATTRIBUTION: tuple[Dimension, ...] = (
     Dimension("department", "department", "Department"),
     Dimension("team", "team.id", "Team"),

@@ -128,7 +128,7 @@ COUNTED = "counted"
 
 
 def _rows(raw: r.Raw, names: Iterable[str]) -> str:
-    """Each of `raw`'s measures `names` as a raw row's share of it (sql/rollups.py declares both),
+    """Each of `raw`'s measures `names` as a raw row's share of it (sql/rollups/ declares both),
     named as the measure."""
     return ", ".join(f"{raw.measure(n).row} AS {n}" for n in names)
 
@@ -171,7 +171,7 @@ _POINT_SUMS = "input_tokens, output_tokens, cache_read_tokens, cache_write_token
 # The tokens of counted cost (`cost_counted`) without a price: the estimate's unknown models; for
 # the reported cost, the token points of agents that report no cost metric (only Claude Code
 # sends one, cost.usage, beside its token points). Cost and unpriced tokens are counted once:
-# each raw row's share is that of the aggregates' measures (sql/rollups.py).
+# each raw row's share is that of the aggregates' measures (sql/rollups/).
 COST_METRIC_SOURCE = r.COST_METRIC_SOURCE
 _POINT_COUNTED = (f"{_by_cost(r.METRIC_POINTS, 'cost_usd', 'cost')},"
                   f" {_by_cost(r.METRIC_POINTS, 'unpriced_tokens', 'unpriced_tokens')}")

@@ -1,4 +1,4 @@
-"""The aggregates on the database, from their declarations in `rollups.py`: created for the
+"""The aggregates on the database, from their declarations in `rollups/`: created for the
 backend (a continuous aggregate with real-time aggregation on TimescaleDB; on plain PostgreSQL a
 table of materialised buckets and a view adding the raw rows after its watermark,
 plain/20_rollups.sql), rebuilt when their SELECT changed, materialised and analysed.

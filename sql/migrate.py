@@ -3,7 +3,7 @@
 - `migrations/NNNN_name.sql`: applied once each, in order, inside a transaction, recorded with
   a checksum in `schema_migrations`; an applied file that changed is refused.
 - `timescaledb/*.sql` or `plain/*.sql`: idempotent objects re-applied on every run.
-- The aggregates, declared in `rollups.py`, created or rebuilt for the backend (`aggregates.py`)
+- The aggregates, declared in `rollups/`, created or rebuilt for the backend (`aggregates.py`)
   and materialised.
 
 The whole run holds an advisory lock, so two processes starting at once migrate once.

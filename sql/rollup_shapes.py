@@ -1,6 +1,6 @@
 """How a rollup is declared and rendered: keys, measures, raw tables, rollups and the aggregates
-of each width (sql/rollups.py declares them all). `_render` writes an aggregate's SELECT in the
-layout its SQL file had (see rollups.py on why the text must stay byte for byte); `narrowed` and
+of each width (sql/rollups/ declares them all). `_render` writes an aggregate's SELECT in the
+layout its SQL file had (see rollups/__init__.py on why the text must stay byte for byte); `narrowed` and
 `plain_live` give plain PostgreSQL's rollups their refresh query and live part."""
 from __future__ import annotations
 

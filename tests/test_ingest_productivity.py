@@ -221,7 +221,7 @@ def test_a_user_known_only_by_productivity_points_is_in_the_directory(client, co
 
 
 def test_what_the_normaliser_writes_is_what_the_table_and_rollups_count():
-    """One list of productivity metrics (sql/rollups.py): the normaliser writes exactly those, and
+    """One list of productivity metrics (sql/rollups/productivity_points.py): the normaliser writes exactly those, and
     the table's CHECK admits exactly those."""
     import re
     from pathlib import Path

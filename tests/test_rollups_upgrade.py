@@ -1,6 +1,6 @@
 """A database as the release with migration 0008 left it (its aggregates from the SQL files of
 the time, tests/legacy/aggregates_0008, materialised over data whose raw rows retention has since
-deleted) upgrades to the aggregates declared in sql/rollups.py in place: no aggregate is rebuilt
+deleted) upgrades to the aggregates declared in sql/rollups/ in place: no aggregate is rebuilt
 or created but those deliberately redefined since (tests/rollups_support.py's REDEFINED, which
 lose the buckets retention emptied), every other materialised bucket is kept, and the aggregates
 go on to group new rows as their definitions say. From then on a comment is no part of an

@@ -1,5 +1,5 @@
 -- Plain PostgreSQL: the aggregates as TimescaleDB's real-time continuous aggregates work, so
--- dashboards read rollups, not raw rows. Each aggregate `name` (a SELECT declared in rollups.py) has:
+-- dashboards read rollups, not raw rows. Each aggregate `name` (a SELECT declared in rollups/) has:
 --   * `name_mat`, a table of its buckets before its watermark, filled by aa_refresh_rollups();
 --   * `name`, the view the queries read: those buckets, and the raw rows from the watermark on
 --     grouped live (aggregates.py creates both from the aggregate's SELECT);
@@ -81,7 +81,7 @@ END
 $$;
 
 -- A raw table's statement triggers: what records its invalidations and empties its rollups on
--- TRUNCATE. aggregates.py applies it to the raw table of every rollup (declared in rollups.py).
+-- TRUNCATE. aggregates.py applies it to the raw table of every rollup (declared in rollups/).
 CREATE OR REPLACE FUNCTION aa_watch_raw(raw text)
 RETURNS void
 LANGUAGE plpgsql

@@ -19,7 +19,7 @@ BEGIN
     cutoff := now() - make_interval(days => retention_days);
     -- Not an invalidation (20_rollups.sql): the rollups keep these buckets, and refreshes stop there.
     PERFORM set_config('aa.retention', 'on', true);
-    -- The raw tables: those the rollups group (aa_rollups, from their declarations in rollups.py).
+    -- The raw tables: those the rollups group (aa_rollups, from their declarations in rollups/).
     FOR raw_table IN SELECT DISTINCT aa_rollups.raw FROM aa_rollups ORDER BY 1 LOOP
         INSERT INTO aa_raw_kept (raw, since) VALUES (raw_table, cutoff)
         ON CONFLICT (raw) DO UPDATE SET since = greatest(aa_raw_kept.since, excluded.since);
