@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import psycopg
 
 from . import sources
-from .identity import user_id
+from .identity import USER_KEYS, user_id
 from .metrics import reason_label
 from .values import text
 
@@ -42,7 +42,8 @@ OTHER = "(other)"
 # (source, signal, service, version, agent_instance, user_id); None where the record names none.
 Key = tuple[str, str, str | None, str | None, str | None, str | None]
 
-_USER_KEYS = ("user.email", "enduser.id", "user.account_uuid", "user.account_id", "user.id")
+# The attributes naming a user: those `user_id` reads (identity.USER_KEYS), and `key`'s enduser.id.
+_USER_KEYS = frozenset(("enduser.id", *USER_KEYS))
 _ANY_INSTANCE_KEYS = frozenset(sources.INSTANCE_KEYS).union(*(a.instance_keys for a in sources.AGENTS))
 
 

@@ -12,6 +12,7 @@ import pytest
 from agent_analytics.datasource import relations
 from agent_analytics.datasource.filters import DECLARED, FILTERS, SCOPES, applying_to
 from agent_analytics.datasource.params import FilterValues, JsonApiSchema, OptionsSchema
+from tests.walkthrough_support import run_in_child
 
 DATASETS = {name: ds for name, ds in vars(relations).items() if isinstance(ds, relations.Dataset)}
 
@@ -127,3 +128,10 @@ def test_the_dashboards_guide_lists_exactly_the_declared_multi_value_filters_wit
         else:
             named = {name for names in _TAB_NAMES.values() for name in names if name in tabs}
             assert named == set().union(*(_TAB_NAMES[key] for key in scope)), (row, tabs)
+
+
+def test_a_new_filter_is_one_declaration_and_everything_else_derives_from_it():
+    """docs/contributing.md's walk-through: the `tool` filter declared in filters.DECLARED, and
+    nothing else edited, reaches the catalog, both faces' request schemas, the OpenAPI document,
+    the "choose aggregate" stage and both variants of the dashboards (tests/walkthrough_support.py)."""
+    run_in_child("new_filter_in_child")

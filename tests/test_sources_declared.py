@@ -8,6 +8,7 @@ from pathlib import Path
 from agent_analytics.connect import TARGET_TITLES
 from agent_analytics.ingest import sources
 from agent_analytics.setup_guide import TARGETS, TITLES
+from tests.walkthrough_support import run_in_child
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -47,3 +48,17 @@ def test_the_ingest_doc_has_a_row_per_source_with_its_agent_id():
     assert set(rows) == set(sources.SOURCES) - {sources.OTHER}
     for a in sources.AGENTS:
         assert rows[a.source][2] == f"`{a.agent_id}`", a.source
+
+
+def test_a_new_agent_is_its_module_its_place_in_agents_and_its_snippets():
+    """docs/contributing.md's walk-through: a Gemini CLI module, its AGENT added to
+    sources.AGENTS and its snippets to the set-up guide, and nothing else edited: its events are
+    dispatched and counted under it, the directory, the Telemetry dashboard, `agent-analytics
+    setup` and status name it (tests/walkthrough_support.py)."""
+    run_in_child("new_agent_in_child")
+
+
+def test_a_new_user_attribute_is_read_wherever_users_are():
+    """The agent walk-through's fourth file, when its agent names users by an attribute of its
+    own: identity.USER_KEYS, which ingest/stats.py reads too."""
+    run_in_child("new_user_key_in_child")
