@@ -254,13 +254,17 @@ def test_the_telemetry_dashboard_shows_the_setup_snippets():
     """What `agent-analytics setup` prints (agent_analytics/setup_guide.py), for the receiver's
     port with the host and token to fill in, is on the Telemetry dashboard, one panel per target."""
     from agent_analytics.config import Config
-    from agent_analytics.setup_guide import TARGETS, TOKEN_PLACEHOLDER, snippets
+    from agent_analytics.setup_guide import TARGETS, TITLES, TOKEN_PLACEHOLDER, snippets
 
     texts = snippets(f"http://<receiver host>:{Config().ingest_port}", TOKEN_PLACEHOLDER)
+    # Each target's panel is titled with its name (a new agent's too: no list here to extend).
+    assert {t: TITLES[t] for t in ("claude-code", "codex", "gateway")} == {
+        "claude-code": "Claude Code", "codex": "Codex", "gateway": "MCP gateway"}
     for v in VARIANTS:
         shown = {p["title"]: p["options"]["content"] for p in panels(load(v.key, "telemetry")) if p["type"] == "text"}
-        for target, title in zip(TARGETS, ("Claude Code", "Codex", "MCP gateway")):
+        for target in TARGETS:
             for snippet in texts[target]:
+                title = TITLES[target]
                 assert snippet.text in shown[title] and snippet.title in shown[title], (target, snippet.title)
         assert "agent-analytics setup" in shown["How to connect"]
 
