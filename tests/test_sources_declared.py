@@ -62,3 +62,31 @@ def test_a_new_user_attribute_is_read_wherever_users_are():
     """The agent walk-through's fourth file, when its agent names users by an attribute of its
     own: identity.USER_KEYS, which ingest/stats.py reads too."""
     run_in_child("new_user_key_in_child")
+
+
+def _or_list(text: str) -> list[str]:
+    """The targets a guide's "`agent-analytics setup a` (or `b`, `c`)" names, in order."""
+    flat = " ".join(text.split())
+    m = re.search(r"agent-analytics setup ([\w-]+)` \(or ((?:`[\w-]+`(?:, )?)+)\)", flat)
+    assert m, "no `agent-analytics setup ...` (or ...) sentence"
+    return [m[1], *re.findall(r"`([\w-]+)`", m[2])]
+
+
+def test_the_guides_name_every_agent_and_set_up_target():
+    """A new agent's docs (docs/contributing.md): beyond the sources tables above, its section in
+    the OpenTelemetry guide and its row in the table there, its *What to set* panel in the
+    dashboards guide, and its `setup` target wherever the guides list them."""
+    otel = (DOCS / "opentelemetry.md").read_text()
+    intro = otel[:otel.index("\n## ")]
+    for a in sources.AGENTS:
+        assert re.search(rf"^## {re.escape(a.name)}\b", otel, re.M), f"opentelemetry.md: no section for {a.name}"
+        assert re.search(rf"^\| {re.escape(a.name)}\b", intro, re.M), f"opentelemetry.md: no row for {a.name}"
+    readme = (DOCS.parent / "README.md").read_text()
+    assert _or_list(otel) == _or_list(readme) == list(TARGETS)
+    command = re.search(r"`agent-analytics setup ([\w\\|-]+)`", readme)
+    assert command and command[1].split("\\|") == list(TARGETS)
+    row = next(line for line in (DOCS / "dashboards.md").read_text().splitlines()
+               if line.startswith("| What to set: "))
+    title, what = row.strip("|").split("|")[:2]
+    assert title.strip().removeprefix("What to set: ").split(", ") == list(TITLES.values())
+    assert set(re.findall(r"`(?:agent-analytics setup )?([\w-]+)`", what)) >= set(TARGETS)
