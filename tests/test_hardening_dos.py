@@ -12,15 +12,19 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
+from unittest import mock
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
 from agent_analytics.datasource import service as datasource_service
+from agent_analytics.ingest import limits as limits_module
 from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
 from tests.hardening_support import api_requests
 from tests.ingest_support import headers
@@ -156,6 +160,93 @@ def test_requests_at_the_limits_with_every_field_filled_are_not_refused_by_the_p
         assert message.ListFields(), path.name
         checked += 1
     assert checked >= 20
+
+
+def _key(number: int, wire: int, overlong: bool = False) -> bytes:
+    key = _varint(number << 3 | wire)
+    return key[:-1] + bytes([key[-1] | 0x80, 0]) if overlong else key
+
+
+# Fields of a ScopeLogs / ScopeSpans (scope = 1, records = 2, schema_url = 3) as a sender may
+# write them, canonical or not: unknown ones, known numbers with other wire types, overlong keys
+# and lengths, groups, and bytes no parser accepts.
+_SCOPE_FIELD = st.one_of(
+    st.builds(lambda content: _field(2, content), st.binary(max_size=4)),
+    st.builds(lambda content: _field(2, content), st.binary(max_size=4)),
+    st.builds(lambda n, content, long_key, long_len: _key(n, 2, long_key) + (
+        bytes([len(content) | 0x80, 0]) if long_len else _varint(len(content))) + content,
+        st.sampled_from([1, 1, 2, 2, 2, 3, 3, 4, 15]), st.binary(max_size=4), st.booleans(), st.booleans()),
+    st.builds(lambda n: _key(n, 0) + b"\x01", st.sampled_from([1, 2, 3, 9])),
+    st.builds(lambda n: _key(n, 1) + b"\x00" * 8, st.sampled_from([2, 5])),
+    st.builds(lambda n: _key(n, 5) + b"\x00" * 4, st.sampled_from([2, 5])),
+    st.builds(lambda n: _key(n, 3) + _key(1, 0) + b"\x01" + _key(n, 4), st.sampled_from([2, 15])),
+    st.sampled_from([b"\xff", _key(1, 4), _key(2, 2) + b"\x05", _key(0, 2) + b"\x00", b"\x13"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(signal=st.sampled_from(["logs", "traces"]),
+       scopes=st.lists(st.lists(_SCOPE_FIELD, max_size=10), min_size=1, max_size=3),
+       split=st.booleans(), resource_limit=st.integers(1, 3), scope_limit=st.integers(1, 3),
+       records=st.integers(0, 6),
+       other_fields=st.sampled_from([0, 2, 5, limits_module.OTHER_FIELDS]))
+def test_scopes_counted_by_the_runtime_are_counted_as_the_wire_walk_counts_them(
+        signal, scopes, split, resource_limit, scope_limit, records, other_fields):
+    # The prescan counts a scope's records with the protobuf runtime (a skeleton message) when it
+    # can, and walks the wire format in Python otherwise: for any scope, the answer (nothing, or
+    # which limit, or the fields' 413) is the walk's alone, whatever the scope holds.
+    bodies = [_field(2, b"".join(fields)) for fields in scopes]
+    body = (b"".join(_field(1, scope) for scope in bodies) if split
+            else _field(1, b"".join(bodies)))
+    bounds = limits_module.Limits(resource_limit, scope_limit, records, 1_000_000)
+
+    def answer() -> str | None:
+        try:
+            limits_module.prescan(signal, body, bounds)
+        except limits_module.TooMuchWork as refused:
+            return f"{type(refused).__name__}: {refused}"
+        return None
+
+    with mock.patch.object(limits_module, "OTHER_FIELDS", other_fields):
+        counted = answer()
+        with mock.patch.object(limits_module, "SKELETON_BYTES", 0):
+            assert counted == answer()
+
+
+def test_the_runtime_counts_plain_scopes_and_leaves_odd_ones_to_the_walk():
+    plain = _field(1, b"s") + _field(2, EMPTY) * 3 + _field(2, b"\x08\x01") + _field(3, b"u")
+    assert limits_module._scope_counts(memoryview(plain), 0, len(plain)) == (4, 6)
+    # An overlong key is still the field it names, for the runtime as for the walk.
+    body = plain + _key(2, 2, overlong=True) + b"\x00"
+    assert limits_module._scope_counts(memoryview(body), 0, len(body)) == (5, 7)
+    for odd in (_key(2, 0) + b"\x01", _field(4, EMPTY), _key(15, 3) + _key(15, 4), b"\xff"):
+        body = plain + odd
+        assert limits_module._scope_counts(memoryview(body), 0, len(body)) is None, odd
+    # Fields beyond the budget in one or two scopes the runtime counts: the fields' 413 one past
+    # it (the request's one field and the resource's one a scope are counted as well).
+    bounds = limits_module.Limits(1_000, 10_000, 50_000, 1_000_000)
+    budget = 3 * (1_000 + 10_000) + 50_000 + limits_module.OTHER_FIELDS
+    for scopes, fields, refused in ((1, budget - 2, False), (1, budget - 1, True),
+                                    (2, (budget - 3) // 2, False), (2, (budget - 3) // 2 + 1, True)):
+        scope = _field(3, EMPTY) * fields
+        assert limits_module._scope_counts(memoryview(scope), 0, len(scope)) == (0, fields)
+        body = _field(1, _field(2, scope) * scopes)
+        if refused:
+            with pytest.raises(limits_module.TooManyFields):
+                limits_module.prescan("logs", body, bounds)
+        else:
+            limits_module.prescan("logs", body, bounds)
+    # Records past the limit over two scopes the runtime counts.
+    for second, refused in ((25_000, False), (25_001, True)):
+        body = _field(1, _field(2, _field(2, EMPTY) * 25_000) + _field(2, _field(2, EMPTY) * second))
+        if refused:
+            with pytest.raises(limits_module.TooMuchWork, match="AA_MAX_RECORDS"):
+                limits_module.prescan("traces", body, bounds)
+        else:
+            limits_module.prescan("traces", body, bounds)
+    # A scope larger than the skeleton may take (its memory) is walked.
+    big = _field(2, b"x" * limits_module.SKELETON_BYTES)
+    assert limits_module._scope_counts(memoryview(big), 0, len(big)) is None
 
 
 def test_json_bodies_are_counted_before_they_become_messages(client, conn):
