@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, unknown_fields
+from google.protobuf import descriptor_pool, message_factory, unknown_fields
 from google.protobuf.message import DecodeError, Message
 
 from agent_analytics.errors import Permanent
@@ -192,19 +192,31 @@ class _Over(Exception):
     pass
 
 
+def _ld(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (numbers and lengths below 128 here)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+# ScopeLogs and ScopeSpans as far as the prescan reads them: their three fields (scope, records,
+# schema URL), each repeated bytes, so that the protobuf runtime counts a scope's records at C
+# speed without parsing any record, and every occurrence of a field is one element (nothing
+# merged), whatever its content. Written as the FileDescriptorProto's wire format (file: name 1,
+# package 2, message_type 4, syntax 12; message: name 1, field 2; field: name 1, number 3,
+# label 4 = LABEL_REPEATED 3, type 5 = TYPE_BYTES 12) rather than with descriptor_pb2, whose
+# import keeps the Python objects of every descriptor of descriptor.proto alive: the protobuf
+# runtime's cache of objects is then fuller, and each message object the normalisers make
+# costs more to create (about 1,500 instructions a record).
+SKELETON_FILE = (
+    _ld(1, b"agent_analytics/ingest/prescan_scope.proto") + _ld(2, b"agent_analytics.prescan")
+    + _ld(4, _ld(1, b"Scope") + b"".join(
+        _ld(2, _ld(1, name) + bytes([3 << 3, number, 4 << 3, 3, 5 << 3, 12]))
+        for number, name in ((1, b"scope"), (2, b"records"), (3, b"schema_url"))))
+    + _ld(12, b"proto2"))
+
+
 def _scope_skeleton() -> type[Message]:
-    """ScopeLogs and ScopeSpans as far as the prescan reads them: their three fields (scope,
-    records, schema URL), each repeated bytes, so that the protobuf runtime counts a scope's
-    records at C speed without parsing any record, and every occurrence of a field is one
-    element (nothing merged), whatever its content."""
-    proto = descriptor_pb2.FileDescriptorProto(name="agent_analytics/ingest/prescan_scope.proto",
-                                               package="agent_analytics.prescan", syntax="proto2")
-    message = proto.message_type.add(name="Scope")
-    for number, name in ((1, "scope"), (2, "records"), (3, "schema_url")):
-        message.field.add(name=name, number=number, label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-                          type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES)
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
+    pool.AddSerializedFile(SKELETON_FILE)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("agent_analytics.prescan.Scope"))
 
 

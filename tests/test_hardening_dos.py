@@ -214,6 +214,15 @@ def test_scopes_counted_by_the_runtime_are_counted_as_the_wire_walk_counts_them(
 
 
 def test_the_runtime_counts_plain_scopes_and_leaves_odd_ones_to_the_walk():
+    from google.protobuf import descriptor_pb2
+    # The skeleton's file, written as wire bytes, is the FileDescriptorProto it says it is.
+    expected = descriptor_pb2.FileDescriptorProto(name="agent_analytics/ingest/prescan_scope.proto",
+                                                  package="agent_analytics.prescan", syntax="proto2")
+    scope_message = expected.message_type.add(name="Scope")
+    for number, name in ((1, "scope"), (2, "records"), (3, "schema_url")):
+        scope_message.field.add(name=name, number=number, label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+                                type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES)
+    assert descriptor_pb2.FileDescriptorProto.FromString(limits_module.SKELETON_FILE) == expected
     plain = _field(1, b"s") + _field(2, EMPTY) * 3 + _field(2, b"\x08\x01") + _field(3, b"u")
     assert limits_module._scope_counts(memoryview(plain), 0, len(plain)) == (4, 6)
     # An overlong key is still the field it names, for the runtime as for the walk.
