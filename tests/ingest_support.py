@@ -207,6 +207,17 @@ def trace_spans(name: str):
                 yield resource, sp
 
 
+def add_attributes(attributes, items) -> None:
+    """Append OTLP KeyValues to a repeated `attributes` field: an int as int_value, else a string."""
+    for k, v in dict(items).items():
+        kv = attributes.add()
+        kv.key = k
+        if isinstance(v, int):
+            kv.value.int_value = v
+        else:
+            kv.value.string_value = v
+
+
 def span_attrs(sp) -> dict:
     return {kv.key: plain(kv.value) for kv in sp.attributes}
 

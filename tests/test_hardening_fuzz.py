@@ -20,7 +20,7 @@ from agent_analytics.ingest import codec, normalise
 from agent_analytics.ingest.normalise import INTERNAL_ERROR
 from agent_analytics.ingest.rows import MAX_TOKENS, Context
 from tests.hardening_support import insane_rows
-from tests.ingest_support import FIXTURES, JSON, PB, headers, set_value
+from tests.ingest_support import FIXTURES, JSON, PB, add_attributes, headers, set_value
 
 FIXTURE_FILES = {"logs": ["claude-code-2.1.328-logs-1.pb", "claude-code-2.1.328-logs-2.pb", "codex-0.169.0-logs-1.pb"],
                  "metrics": ["claude-code-2.1.328-metrics-1.pb", "claude-code-2.1.328-metrics-2.pb"]}
@@ -54,13 +54,7 @@ def _trace_sample() -> bytes:
         sp.name, sp.trace_id, sp.span_id = name, bytes(range(16)), bytes([i + 1] * 8)
         sp.start_time_unix_nano, sp.end_time_unix_nano = now + i, now + i + 5_000_000
         sp.status.code = status
-        for k, v in ({**common, **attrs} if name.startswith("tools/") else attrs).items():
-            a = sp.attributes.add()
-            a.key = k
-            if isinstance(v, int):
-                a.value.int_value = v
-            else:
-                a.value.string_value = v
+        add_attributes(sp.attributes, {**common, **attrs} if name.startswith("tools/") else attrs)
     return req.SerializeToString()
 
 

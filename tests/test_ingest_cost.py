@@ -9,7 +9,7 @@ from decimal import Decimal
 from genai_prices import Usage, calc_price
 
 from agent_analytics.ingest import pricing
-from tests.ingest_support import post
+from tests.ingest_support import add_attributes, post
 
 
 def test_time_of_day_prices_follow_the_request_time():
@@ -35,14 +35,9 @@ def test_unknown_model_counts_tokens_not_cost(client, conn, app):
     rec = rl.scope_logs.add().log_records.add()
     rec.time_unix_nano = time.time_ns()
     rec.body.string_value = "claude_code.api_request"
-    for k, v in (("event.name", "api_request"), ("model", "claude-opus-5-5-remapped"), ("input_tokens", 40),
-                 ("output_tokens", 2), ("cache_read_tokens", 0), ("cache_creation_tokens", 0)):
-        kv = rec.attributes.add()
-        kv.key = k
-        if isinstance(v, int):
-            kv.value.int_value = v
-        else:
-            kv.value.string_value = v
+    add_attributes(rec.attributes, (("event.name", "api_request"), ("model", "claude-opus-5-5-remapped"),
+                                    ("input_tokens", 40), ("output_tokens", 2), ("cache_read_tokens", 0),
+                                    ("cache_creation_tokens", 0)))
     assert post(client, "/v1/logs", req.SerializeToString()).status_code == 200
     assert conn.execute("SELECT input_tokens, output_tokens, estimated_cost_usd, reported_cost_usd, cost_basis"
                         " FROM llm_requests").fetchall() == [(40, 2, None, None, "unpriced")]

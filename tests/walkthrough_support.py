@@ -151,11 +151,11 @@ def _example_logs(now_ns: int) -> bytes:
     normaliser takes, each under the service's scope."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+    from tests.ingest_support import add_attributes
+
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
-    for k, v in (("service.name", "example-cli"), ("service.version", "0.9.0")):
-        kv = rl.resource.attributes.add()
-        kv.key, kv.value.string_value = k, v
+    add_attributes(rl.resource.attributes, (("service.name", "example-cli"), ("service.version", "0.9.0")))
     sl = rl.scope_logs.add()
     sl.scope.name = "example-cli"
     for attrs in ({"event.name": "example_cli.api_response", "session.id": "s-1", "user.email": "gina@example.com",
@@ -164,13 +164,7 @@ def _example_logs(now_ns: int) -> bytes:
                   {"event.name": "example_cli.user_prompt", "session.id": "s-1", "prompt_length": 5}):
         rec = sl.log_records.add()
         rec.time_unix_nano = now_ns
-        for k, v in attrs.items():
-            kv = rec.attributes.add()
-            kv.key = k
-            if isinstance(v, int):
-                kv.value.int_value = v
-            else:
-                kv.value.string_value = v
+        add_attributes(rec.attributes, attrs)
     return req.SerializeToString()
 
 
