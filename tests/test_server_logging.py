@@ -32,7 +32,10 @@ def _ordinary_load() -> None:
     try:
         url = f"http://127.0.0.1:{server.effective_port}/"
         with ThreadPoolExecutor(4) as pool:
-            answers = [pool.submit(requests.get, url, timeout=60) for _ in range(4)]
+            # Each connection closes with its answer: a kept-alive one would hold the server's
+            # loop (and the join below) for its whole timeout.
+            answers = [pool.submit(requests.get, url, headers={"Connection": "close"}, timeout=60)
+                       for _ in range(4)]
             deadline = time.monotonic() + 30
             while len(server.task_dispatcher.queue) < 3 and time.monotonic() < deadline:
                 time.sleep(0.01)
