@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from agent_analytics.app import create_app
 from agent_analytics.cluster import free_port
 from agent_analytics.datasource import service as datasource_service
+from agent_analytics.datasource.shared import Shared
 from agent_analytics.ingest import limits as limits_module
 from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, QUERY_TOKEN
 from tests.hardening_support import api_requests
@@ -540,9 +541,10 @@ def test_a_grafana_request_runs_at_most_twenty_targets(ds_client):
 def test_an_idle_service_holds_no_shared_figures(ds_app, ds_client):
     # Figures shared by a refresh's panels expire on a timer: dropped only by a next request, an
     # idle service would keep up to 256 results (with unbounded series, 20,000 rows each) for good.
-    shared = datasource_service.shared(ds_app.extensions)
-    ttl = shared.ttl_s
-    shared.ttl_s = 0.2
+    # The module's app has served other tests: its own figures may have a purge timer due up
+    # to 5 s on. A short-lived set of its own, in its place, has only this test's timer.
+    kept = datasource_service.shared(ds_app.extensions)
+    shared = ds_app.extensions["aa_datasource_shared"] = Shared(ttl_s=0.2)
     try:
         for days in (3, 30, 300):
             resp = ds_client.get(f"/api/v1/query/llm_cost_over_time?from=now-{days}d&to=now", headers=LLM_AUTH)
@@ -553,7 +555,7 @@ def test_an_idle_service_holds_no_shared_figures(ds_app, ds_client):
             time.sleep(0.1)
         assert len(shared) == 0
     finally:
-        shared.ttl_s = ttl
+        ds_app.extensions["aa_datasource_shared"] = kept
 
 
 # -- live rows ---------------------------------------------------------------------------------
