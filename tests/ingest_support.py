@@ -111,12 +111,19 @@ class Server:
     def __exit__(self, *exc) -> None:
         # Let the worker threads finish answering before the sockets close under them.
         self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        # Then the server's socket, its trigger and any connection a client left open (which
+        # would keep the loop running until the join's timeout, 5 s a server) close in the loop's
+        # own thread: pulling the trigger wakes the loop at once (poll waits up to a second
+        # between looks), and the loop, left with nothing, ends.
+        self.server.trigger.pull_trigger(self._close_all)
+        self.thread.join(timeout=5)
+        if self.channels:  # a loop that had ended ran nothing
+            self._close_all()
+
+    def _close_all(self) -> None:
         self.server.close()
-        # A connection a client left open keeps the loop running (until the join's timeout, 5 s a
-        # server): close those too; the loop then ends at its next look (within a second).
         for channel in list(self.channels.values()):
             channel.close()
-        self.thread.join(timeout=5)
 
 
 _TOTALS = ("requests", "points", "tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
