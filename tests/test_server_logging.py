@@ -44,7 +44,8 @@ def _ordinary_load() -> None:
     finally:
         release.set()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
-        server.close()
+        # Closed in the loop's own thread, which the trigger wakes (poll waits up to a second).
+        server.trigger.pull_trigger(server.close)
         thread.join(timeout=5)
 
 
