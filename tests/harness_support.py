@@ -4,6 +4,7 @@ conftest.py turns them into fixtures; test modules import constants from here.""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable
@@ -35,9 +36,25 @@ databases: dict[str, str] = {}
 clusters_started = 0
 
 
+# A throwaway cluster's files live in memory where the machine has room for them (tmpfs): the
+# run creates, truncates and finally deletes tens of thousands of files, each a disk operation
+# elsewhere (and a discard on an SSD mounted with it). A container's small /dev/shm (64 MB by
+# default) is passed over for /tmp.
+_IN_MEMORY, _IN_MEMORY_ROOM = "/dev/shm", 8 << 30
+
+
+def cluster_parent() -> str:
+    """Where a test cluster's directory goes: /dev/shm with 8 GiB free, else /tmp."""
+    try:
+        room = shutil.disk_usage(_IN_MEMORY).free
+    except OSError:
+        return "/tmp"
+    return _IN_MEMORY if room >= _IN_MEMORY_ROOM and os.access(_IN_MEMORY, os.W_OK) else "/tmp"
+
+
 def start_cluster() -> LocalCluster:
     # Not under pytest's own tmp dir: that is private to root, and PostgreSQL runs as another user.
-    data_dir = tempfile.mkdtemp(prefix="aa-test-cluster-", dir="/tmp")
+    data_dir = tempfile.mkdtemp(prefix="aa-test-cluster-", dir=cluster_parent())
     os.chmod(data_dir, 0o755)
     cluster = LocalCluster(data_dir, free_port(), preload_timescaledb=TIMESCALEDB)
     cluster.init()

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from agent_analytics.cluster import free_port
+from tests.harness_support import cluster_parent
 
 
 def _start(env: dict) -> subprocess.Popen:
@@ -46,7 +47,7 @@ def _interrupt(proc: subprocess.Popen) -> str:
 
 @pytest.mark.db  # starts PostgreSQL of its own
 def test_up_embedded_restart_keeps_data():
-    data_dir = tempfile.mkdtemp(prefix="aa-test-up-", dir="/tmp")
+    data_dir = tempfile.mkdtemp(prefix="aa-test-up-", dir=cluster_parent())
     os.chmod(data_dir, 0o755)
     pg_port, ingest_port, query_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}

@@ -21,7 +21,7 @@ from agent_analytics.config import Config
 from agent_analytics.db import PROBE_INTERVAL_S, Database, DatabaseDown
 from psycopg_pool import PoolTimeout
 from agent_analytics.sql.migrate import migrate
-from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, TIMESCALEDB
+from tests.harness_support import INGEST_TOKEN, LLM_TOKEN, TIMESCALEDB, cluster_parent
 from tests.hardening_support import SendStats, api_requests, receiver_process, send_until_stored
 from tests.ingest_support import Server, cumulative_token_usage
 
@@ -30,7 +30,7 @@ PG_OPTIONS = "-c fsync=off"  # synchronous_commit stays on: an acknowledged batc
 
 @pytest.fixture(scope="module")
 def restart_cluster():
-    data_dir = tempfile.mkdtemp(prefix="aa-hardening-", dir="/tmp")
+    data_dir = tempfile.mkdtemp(prefix="aa-hardening-", dir=cluster_parent())
     os.chmod(data_dir, 0o755)
     cluster = LocalCluster(data_dir, free_port(), preload_timescaledb=TIMESCALEDB)
     cluster.init()

@@ -20,7 +20,7 @@ from agent_analytics.app import create_app
 from agent_analytics.cluster import LocalCluster, free_port
 from agent_analytics.config import Config
 from agent_analytics.sql.migrate import migrate
-from tests.harness_support import INGEST_TOKEN
+from tests.harness_support import INGEST_TOKEN, cluster_parent
 from tests.ingest_support import Server, fixture_bytes, headers
 
 FIXTURE = "claude-code-2.1.328-logs-1.pb"
@@ -28,7 +28,7 @@ FIXTURE = "claude-code-2.1.328-logs-1.pb"
 
 @pytest.fixture
 def own_cluster():
-    data_dir = tempfile.mkdtemp(prefix="aa-outage-", dir="/tmp")
+    data_dir = tempfile.mkdtemp(prefix="aa-outage-", dir=cluster_parent())
     os.chmod(data_dir, 0o755)
     cluster = LocalCluster(data_dir, free_port(), preload_timescaledb=False)
     cluster.init()
