@@ -114,13 +114,18 @@ def ingest_phase(url: str, senders: int, seconds: float, records: int, max_batch
     return run, stored
 
 
-def query_phase(url: str, viewers: int, seconds: float) -> tuple[Run, dict[str, list[float]]]:
+def query_phase(url: str, viewers: int, seconds: float,
+                only: set[str] | None = None) -> tuple[Run, dict[str, list[float]]]:
     with psycopg.connect(url, autocommit=True) as conn:
         refresh_aggregates(conn)   # dashboards read the aggregates; TimescaleDB materialises them here
     per_metric: dict[str, list[float]] = {}
     with service(url, role="query") as (base, proc):
         h = {"Authorization": f"Bearer {TOKEN}"}
         metrics = [m["id"] for m in requests.get(base + "/api/v1/metrics", headers=h, timeout=30).json()["metrics"]]
+        if only is not None:
+            if only - set(metrics):
+                raise SystemExit(f"not in the catalog: {', '.join(sorted(only - set(metrics)))}")
+            metrics = [m for m in metrics if m in only]
         sessions = requests.get(base + "/api/v1/variables/session", headers=h, timeout=30).json()["rows"]
         session = sessions[0]["value"] if sessions else "none"
         order = itertools.cycle(metrics)
@@ -295,6 +300,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100, help="records per OTLP batch")
     ap.add_argument("--max-batches", type=int, default=2_500, help="upper bound on batches sent (made up front)")
     ap.add_argument("--backend", choices=("both", "timescaledb", "plain"), default="both")
+    ap.add_argument("--metrics", help="only these catalog metrics, comma-separated (to compare releases"
+                    " on the metrics both have); default every one")
     ap.add_argument("--attack", action="store_true", help="legitimate traffic alone, then under attack")
     a = ap.parse_args()
     print(f"machine: {machine()}")
@@ -326,7 +333,8 @@ def main() -> None:
                   f"({len(run.latencies) / run.seconds:,.1f} batches/s, {run.units:,} records in {run.seconds:.1f} s); "
                   f"latency {_latency(run)}; errors {run.errors} {dict(run.statuses)}")
             print(f"[{backend}] ingest RSS: {_rss(run)}")
-            qrun, per_metric = query_phase(url, a.viewers, a.seconds)
+            qrun, per_metric = query_phase(url, a.viewers, a.seconds,
+                                           set(a.metrics.split(",")) if a.metrics else None)
             print(f"[{backend}] dashboards: {qrun.units / qrun.seconds:,.1f} queries/s "
                   f"({len(per_metric)} metrics, {len(qrun.latencies):,} queries in {qrun.seconds:.1f} s); "
                   f"latency {_latency(qrun)}; errors {qrun.errors} {dict(qrun.statuses)}")
