@@ -33,8 +33,10 @@ _STRADDLERS = (
     " OR (tstzrange(first_seen, last_seen, '[]') @> %s::timestamptz AND first_seen >= %s AND first_seen < %s)")
 
 # The filters the kept session totals can answer: those reading only `user_id` (a session's rows
-# name one user, which the kept totals carry), and the columns the kept totals read.
-_KEPT_FILTERS = frozenset(f.name for f in filt.DECLARED if f.columns <= {"user_id"})
+# name one user, which the kept totals carry) or `session_id` (a session's rows are all or none of
+# it), and the columns the kept totals read.
+_USER_FILTERS = frozenset(f.name for f in filt.DECLARED if f.columns <= {"user_id"})
+_KEPT_FILTERS = _USER_FILTERS | frozenset(f.name for f in filt.DECLARED if f.columns <= {"session_id"})
 _KEPT_COLUMNS = ("id, has_metrics, requests, points, ev_user_id, ev_agent_id, mp_user_id, mp_agent_id, tokens,"
                  " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd,"
                  " reported_cost_usd, estimated_unpriced_tokens, reported_unpriced_tokens, first_time, last_time,"
@@ -77,13 +79,17 @@ def _kept_sessions_cte(e: Engine, q: Query, active: Sequence[str], detail: bool,
     groups = [(edge["before"], Window(w.start, min(w.end, (edge["before_until"] or w.start)
                                                        + timedelta(microseconds=1)))),
               (edge["after"], Window(edge["after_from"] or w.start, w.end))]
-    if active:
+    users = [f for f in active if f in _USER_FILTERS]
+    if users:
         # A user filter keeps a session's rows all or none only when they name one user.
         many = e.fetch(sql.SQL(_MANY_USERS), [w.start, w.end, w.end])[0]
         groups.append((many["ids"], Window(many["since"] or w.start, min(w.end, (many["until"] or w.start)
                                                                        + timedelta(microseconds=1)))))
     pairs = []
+    chosen = set(q.filters["session"]) if "session" in active else None
     for ids, window in groups:
+        if ids and chosen is not None:
+            ids = [i for i in ids if i in chosen]   # the crossing sessions the filter keeps
         if ids:
             narrowed = replace(q, metric=catalog.BY_ID["session_models"], window=window,
                                filters={**{f: q.filters[f] for f in active}, "session": tuple(ids)})
@@ -93,7 +99,7 @@ def _kept_sessions_cte(e: Engine, q: Query, active: Sequence[str], detail: bool,
     who = ("coalesce(ev_user_id, mp_user_id) AS user_id, coalesce(ev_agent_id, mp_agent_id) AS agent_id,"
            if detail else "")
     pred, pparams = filt.predicate(q.filters, active)
-    # The filters read `user_id`: here, the one user a session's rows name.
+    # The filters read `user_id`: here, the one user a session's rows name; `session_id`: its id.
     kept = sql.SQL(f"""
     kept AS (
         SELECT id AS session_id, {who} {_KEPT_REQUESTS} AS requests, tokens,
@@ -103,9 +109,9 @@ def _kept_sessions_cte(e: Engine, q: Query, active: Sequence[str], detail: bool,
                    AS totals_source,
                first_time AS start_time, last_time AS end_time,
                date_part('epoch', last_time - first_time) AS duration, models
-        FROM (SELECT {_KEPT_COLUMNS}, user_ids[1] AS user_id FROM sessions
+        FROM (SELECT {_KEPT_COLUMNS}, user_ids[1] AS user_id, id AS session_id FROM sessions
               WHERE first_seen >= %s AND first_seen < %s AND last_seen < %s AND (requests > 0 OR points > 0)
-              {"AND cardinality(user_ids) = 1" if active else ""}) k
+              {"AND cardinality(user_ids) = 1" if users else ""}) k
         WHERE {{pred}})""").format(pred=pred)
     params = [w.start, w.end, w.end, *pparams]
     kept_rows = "SELECT * FROM kept"

@@ -223,3 +223,27 @@ def test_session_panels_exact_when_the_range_cuts_sessions(ds_client):
         for d in DIMS:
             for c in ("p50", "avg", "p95"):
                 assert same(m[f"{d}_{c}"], stats[f"{d}_{c}"]), (start, end, d, c)
+
+
+def test_session_drawer_exact_when_the_range_cuts_sessions(ds_client):
+    """The drawer's chosen sessions: those wholly inside the window from their kept totals, one an
+    edge cuts from its rows in the window; the other cut sessions stay out."""
+    for (start, end), f in ((w, f) for w in _cut_windows() for f in CUT_FILTERS):
+        whole = ORACLE.sessions(start, end, f)
+        outside = set(ORACLE.sessions(W_START - timedelta(days=90), start, {})) | set(
+            ORACLE.sessions(end, ANCHOR + timedelta(days=1), {}))
+        cut, inside = sorted(set(whole) & outside), sorted(set(whole) - outside)
+        for chosen in ([*inside[:1]], [*cut[:1]], [*inside[-1:], *cut[-1:]]):
+            if not chosen:
+                continue
+            flt = {**f, "session": chosen}
+            want = ORACLE.sessions(start, end, flt)
+            assert set(want) == set(chosen)
+            body = api(ds_client, "session_totals", start, end, **flt)
+            assert "sessions" in body["meta"]["relations"]  # the kept totals answered
+            by_id = {r["session_id"]: r for r in body["rows"]}
+            assert set(by_id) == set(chosen), (start, end, f, chosen)
+            for sid, s in want.items():
+                for k in ("user_id", "agent_id", "models", "duration", "requests", "tokens", "cost",
+                          "unpriced_tokens", "totals_source", *[f"{t}_tokens" for t in TOKEN_TYPES]):
+                    assert same(by_id[sid][k], s[k]), (start, end, f, sid, k, by_id[sid][k], s[k])
