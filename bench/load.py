@@ -62,12 +62,17 @@ def _drive(workers: int, seconds: float, pid: int, work) -> Run:
     run = Run()
     deadline = time.monotonic() + seconds
 
+    ends: list[float] = []
+
     def loop() -> None:
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {TOKEN}"
-        while time.monotonic() < deadline:
-            if not work(run, s):
-                return
+        try:
+            while time.monotonic() < deadline:
+                if not work(run, s):
+                    return
+        finally:
+            ends.append(time.monotonic())
 
     threads = [threading.Thread(target=loop) for _ in range(workers)]
     t0 = time.monotonic()
@@ -76,7 +81,7 @@ def _drive(workers: int, seconds: float, pid: int, work) -> Run:
     while any(t.is_alive() for t in threads):
         run.rss.append((time.monotonic() - t0, rss_mib(pid)))
         time.sleep(SAMPLE_EVERY_S)
-    run.seconds = time.monotonic() - t0
+    run.seconds = max(ends) - t0  # when the last worker finished, not the sampler's last tick
     return run
 
 
